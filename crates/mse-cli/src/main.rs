@@ -1,0 +1,63 @@
+//! `mse`: the app owner's and app user's command line.
+
+mod commands;
+mod conf;
+mod exit;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use exit::Failure;
+
+/// The `mse` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mse",
+    version,
+    about = "MSE client: create and check Python web apps for confidential-computing nodes.",
+    after_help = "Exit codes: 0 success, 2 invalid configuration or usage, 1 any other failure."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new app folder: a Flask example, its tests and mse.toml
+    Scaffold(commands::scaffold::Args),
+    /// Write mse.toml by answering questions (or from flags)
+    Init(commands::init::Args),
+    /// Check mse.toml without a server and show the resolved configuration
+    Validate(commands::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let help = format!(
+        "The client keeps its state in {} (set {} to change it).\n\
+         Exit codes: 0 success, 2 invalid configuration or usage, 1 any other failure.",
+        conf::conf_dir().display(),
+        conf::CONF_PATH_ENV
+    );
+    let matches = Cli::command().after_help(help).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let result = match cli.command {
+        Command::Scaffold(args) => commands::scaffold::run(args),
+        Command::Init(args) => commands::init::run(args),
+        Command::Validate(args) => commands::validate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            if !matches!(failure, Failure::Reported) {
+                eprintln!("{} {failure}", render::error_prefix());
+            }
+            ExitCode::from(failure.code())
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The validated configuration: every path absolute, every value checked.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::fields::PythonApplication;
+use crate::image::ImageReference;
+
+/// Hours a `free` app lives, counted from its creation.
+pub const FREE_PLAN_HOURS: u32 = 4;
+
+/// A valid `mse.toml`, as the rest of the system consumes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppConfig {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    /// Application name, unique among the running apps of its project.
+    pub name: String,
+    /// Project the app belongs to.
+    pub project: String,
+    /// Resource (plan) the app runs on.
+    pub resource: String,
+    /// `expiration_date` as written, in UTC.
+    pub expiration_date: Option<DateTime<Utc>>,
+    /// The `[code]` section.
+    pub code: CodeConfig,
+    /// The `[ssl]` section, unless absent or ignored by `--untrusted-ssl`.
+    pub ssl: Option<SslConfig>,
+    /// When the app will stop, after the seed's rules.
+    pub expiry: Expiry,
+}
+
+/// The `[code]` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeConfig {
+    /// Absolute path of the code folder.
+    pub location: PathBuf,
+    /// The runtime image reference, as written.
+    pub docker: String,
+    /// The same reference, parsed.
+    #[serde(skip)]
+    pub image: ImageReference,
+    /// `module:variable` of the WSGI/ASGI application.
+    #[serde(serialize_with = "as_display")]
+    pub python_application: PythonApplication,
+    /// The file `python_application`'s module resolves to.
+    pub module_file: PathBuf,
+    /// Path the node polls until the app answers.
+    pub healthcheck_endpoint: String,
+    /// Absolute path of the JSON secrets file, if any.
+    pub secrets: Option<PathBuf>,
+}
+
+/// The `[ssl]` section: the owner's own domain and certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct SslConfig {
+    /// The app's own domain name.
+    pub domain_name: String,
+    /// Absolute path of the PEM private key (never read into the model).
+    pub private_key: PathBuf,
+    /// Absolute path of the PEM full chain.
+    pub certificate: PathBuf,
+    /// The leaf certificate's notBefore.
+    pub certificate_not_before: DateTime<Utc>,
+    /// The leaf certificate's notAfter.
+    pub certificate_not_after: DateTime<Utc>,
+}
+
+/// Where an app's expiry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum Expiry {
+    /// Resource `free`: a fixed lifetime from creation, whatever the file says.
+    FreePlan {
+        /// Lifetime in hours.
+        hours: u32,
+    },
+    /// A date from `expiration_date`.
+    ExpirationDate {
+        /// The instant, UTC.
+        at: DateTime<Utc>,
+    },
+    /// No `expiration_date`: the owner certificate's notAfter.
+    Certificate {
+        /// The instant, UTC.
+        at: DateTime<Utc>,
+    },
+    /// Neither: the resource's default duration, known to the server.
+    ResourceDefault,
+}
+
+impl Expiry {
+    /// The fixed instant, when the file determines one.
+    pub fn at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Expiry::ExpirationDate { at } | Expiry::Certificate { at } => Some(*at),
+            Expiry::FreePlan { .. } | Expiry::ResourceDefault => None,
+        }
+    }
+}
+
+fn as_display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
