@@ -27,6 +27,10 @@ pub fn error_prefix() -> &'static str {
 /// Renders one diagnostic of the file at `path` whose text is `text`.
 pub fn diagnostic(path: &Path, text: Option<&str>, diagnostic: &Diagnostic) -> String {
     let mut message = diagnostic.message.clone();
+    let last_segment = diagnostic.key.rsplit('.').next().unwrap_or_default();
+    if !diagnostic.key.is_empty() && !message.contains(last_segment) {
+        message = format!("{}: {message}", diagnostic.key);
+    }
     if diagnostic.span.is_none() || text.is_none() {
         message = format!("{}: {message}", path.display());
     }
@@ -34,9 +38,6 @@ pub fn diagnostic(path: &Path, text: Option<&str>, diagnostic: &Diagnostic) -> S
         Severity::Error => miette::Severity::Error,
         Severity::Warning => miette::Severity::Warning,
     });
-    if !diagnostic.key.is_empty() {
-        report = report.with_code(diagnostic.key.clone());
-    }
     if let Some(help) = &diagnostic.help {
         report = report.with_help(help.clone());
     }

@@ -501,7 +501,7 @@ impl<'t> Checker<'_, 't> {
                     self.sink
                         .warning(
                             "code.docker",
-                            format!("`{}` names no registry: fine for `mse test`, refused by `mse deploy`", docker.value),
+                            format!("`{}` names no registry: it can run locally, but deploying needs a registry reference", docker.value),
                         )
                         .at(Some(docker.span.clone()))
                         .label("local image")
@@ -510,7 +510,7 @@ impl<'t> Checker<'_, 't> {
                     self.sink
                         .warning(
                             "code.docker",
-                            format!("`{}` is not pinned to a tag or digest: refused by `mse deploy`", docker.value),
+                            format!("`{}` is not pinned to a tag or digest: deploying needs a pinned reference", docker.value),
                         )
                         .at(Some(docker.span.clone()))
                         .label("unpinned image")
