@@ -40,6 +40,20 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic about `key` that points nowhere yet.
+    pub fn new(severity: Severity, key: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity,
+            key: key.to_string(),
+            message: message.into(),
+            line: None,
+            column: None,
+            help: None,
+            span: None,
+            label: None,
+        }
+    }
+
     /// True for errors, false for warnings.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -96,16 +110,7 @@ impl<'t> Sink<'t> {
     fn push(&mut self, severity: Severity, key: &str, message: String) -> Pending<'_, 't> {
         Pending {
             sink: self,
-            diagnostic: Diagnostic {
-                severity,
-                key: key.to_string(),
-                message,
-                line: None,
-                column: None,
-                help: None,
-                span: None,
-                label: None,
-            },
+            diagnostic: Diagnostic::new(severity, key, message),
         }
     }
 
@@ -146,16 +151,7 @@ impl Drop for Pending<'_, '_> {
     fn drop(&mut self) {
         let diagnostic = std::mem::replace(
             &mut self.diagnostic,
-            Diagnostic {
-                severity: Severity::Error,
-                key: String::new(),
-                message: String::new(),
-                line: None,
-                column: None,
-                help: None,
-                span: None,
-                label: None,
-            },
+            Diagnostic::new(Severity::Error, "", String::new()),
         );
         self.sink.items.push(diagnostic);
     }

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::datetime::{self, display_utc};
-use crate::diagnostic::{did_you_mean, Diagnostic, Sink};
+use crate::diagnostic::{did_you_mean, Diagnostic, Severity, Sink};
 use crate::fields::{self, PythonApplication};
 use crate::fs::{resolve, FileKind, FileSystem, ReadError};
 use crate::image::ImageReference;
@@ -83,16 +83,7 @@ pub fn load(path: &Path, fs: &dyn FileSystem, options: &Options) -> Report {
     let failure = |message: String| Report {
         path: path.to_path_buf(),
         config: None,
-        diagnostics: vec![Diagnostic {
-            severity: crate::Severity::Error,
-            key: String::new(),
-            message,
-            line: None,
-            column: None,
-            help: None,
-            span: None,
-            label: None,
-        }],
+        diagnostics: vec![Diagnostic::new(Severity::Error, "", message)],
         text: None,
     };
     let bytes = match fs.read(path, MAX_FILE_SIZE) {
@@ -589,50 +580,22 @@ impl<'t> Checker<'_, 't> {
         let cert = self.string(table, header.clone(), "ssl", "certificate", true);
 
         let leaf = cert.as_ref().and_then(|cert| {
-            let path = resolve(&self.base, Path::new(&cert.value));
-            let parsed = self
-                .fs
-                .read(&path, MAX_FILE_SIZE)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| tls::parse_chain(&pem));
-            match parsed {
-                Ok(leaf) => Some((leaf, path)),
-                Err(why) => {
-                    self.sink
-                        .error(
-                            "ssl.certificate",
-                            format!("certificate file {} {why}", path.display()),
-                        )
-                        .at(Some(cert.span.clone()))
-                        .label("unusable certificate")
-                        .help("give the PEM full chain, leaf first (certbot's fullchain.pem)");
-                    None
-                }
-            }
+            self.pem_file(
+                "ssl.certificate",
+                "certificate file",
+                cert,
+                tls::parse_chain,
+                "give the PEM full chain, leaf first (certbot's fullchain.pem)",
+            )
         });
         let private = key.as_ref().and_then(|key| {
-            let path = resolve(&self.base, Path::new(&key.value));
-            let parsed = self
-                .fs
-                .read(&path, MAX_FILE_SIZE)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| tls::parse_private_key(&pem));
-            match parsed {
-                Ok(private) => Some((private, path)),
-                Err(why) => {
-                    self.sink
-                        .error(
-                            "ssl.private_key",
-                            format!("private key file {} {why}", path.display()),
-                        )
-                        .at(Some(key.span.clone()))
-                        .label("unusable private key")
-                        .help(
-                            "give the PEM private key of the certificate (certbot's privkey.pem)",
-                        );
-                    None
-                }
-            }
+            self.pem_file(
+                "ssl.private_key",
+                "private key file",
+                key,
+                tls::parse_private_key,
+                "give the PEM private key of the certificate (certbot's privkey.pem)",
+            )
         });
 
         if let (Some((leaf, _)), Some(domain)) = (&leaf, &domain) {
@@ -693,6 +656,34 @@ impl<'t> Checker<'_, 't> {
             },
             cert.span,
         ))
+    }
+
+    /// Reads and parses a PEM file named by `value`; reports `key` on failure.
+    fn pem_file<T>(
+        &mut self,
+        key: &str,
+        what: &str,
+        value: &Str,
+        parse: fn(&[u8]) -> Result<T, String>,
+        help: &str,
+    ) -> Option<(T, PathBuf)> {
+        let path = resolve(&self.base, Path::new(&value.value));
+        let parsed = self
+            .fs
+            .read(&path, MAX_FILE_SIZE)
+            .map_err(|e| format!("cannot be read: {e}"))
+            .and_then(|pem| parse(&pem));
+        match parsed {
+            Ok(parsed) => Some((parsed, path)),
+            Err(why) => {
+                self.sink
+                    .error(key, format!("{what} {} {why}", path.display()))
+                    .at(Some(value.span.clone()))
+                    .label(format!("unusable {}", what.trim_end_matches(" file")))
+                    .help(help);
+                None
+            }
+        }
     }
 
     fn expiry(

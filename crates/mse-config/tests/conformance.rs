@@ -313,7 +313,7 @@ fn cases() -> Vec<Case> {
         case("docker reference must be well formed", replace("ghcr.io/cosmian/mse-flask", "ghcr.io/Cosmian/MSE"),
             Expect::Invalid(&[("code.docker", "must be lowercase")])),
         case("secrets file must exist", replace("healthcheck_endpoint = \"/\"", "healthcheck_endpoint = \"/\"\nsecrets = \"nope.json\""),
-            Expect::Invalid(&[("code.secrets", "no such file")])),
+            Expect::Invalid(&[("code.secrets", "secrets file /proj/nope.json: no such file")])),
         case("secrets file must be JSON", replace("healthcheck_endpoint = \"/\"", "healthcheck_endpoint = \"/\"\nsecrets = \"s.json\""),
             Expect::Invalid(&[("code.secrets", "is not valid JSON")])).file("/proj/s.json", "API_KEY=hunter2"),
         case("secrets file must hold an object", replace("healthcheck_endpoint = \"/\"", "healthcheck_endpoint = \"/\"\nsecrets = \"s.json\""),
@@ -336,7 +336,7 @@ fn cases() -> Vec<Case> {
             Expect::Invalid(&[("ssl.certificate", "no `BEGIN CERTIFICATE` block")]))
             .file("/proj/cert.pem", "garbage").file("/proj/key.pem", f.exact.key.clone()),
         case("ssl private key file must exist", with_ssl_section(paid(""), "app.example.com"),
-            Expect::Invalid(&[("ssl.private_key", "no such file")])).file("/proj/cert.pem", f.exact.cert.clone()),
+            Expect::Invalid(&[("ssl.private_key", "private key file /proj/key.pem cannot be read: no such file")])).file("/proj/cert.pem", f.exact.cert.clone()),
         case("ssl domain must be a domain name", with_ssl_section(paid(""), "bad_label.example.com"),
             Expect::Invalid(&[("ssl.domain_name", "not a valid domain name")])).with_ssl(&f.exact),
         case("every problem of a file is reported in one run",
@@ -485,34 +485,28 @@ fn errors_never_quote_private_key_material() {
     }
 }
 
+fn load_error(content: Vec<u8>) -> String {
+    let fs = MemoryFs::new().file(CONFIG, content);
+    let options = Options {
+        now: now(),
+        untrusted_ssl: false,
+    };
+    let report = mse_config::load(Path::new(CONFIG), &fs, &options);
+    assert!(!report.is_valid());
+    let message = report.errors().next().unwrap().message.clone();
+    message
+}
+
 #[test]
 fn load_refuses_a_file_that_is_not_utf8() {
-    let fs = MemoryFs::new().file(CONFIG, vec![b'n', 0xff, 0xfe]);
-    let report = mse_config::load(
-        Path::new(CONFIG),
-        &fs,
-        &Options {
-            now: now(),
-            untrusted_ssl: false,
-        },
-    );
-    let error = report.errors().next().unwrap();
-    assert!(error.message.contains("not UTF-8"), "{error:?}");
+    let error = load_error(vec![b'n', 0xff, 0xfe]);
+    assert!(error.contains("not UTF-8"), "{error}");
 }
 
 #[test]
 fn load_refuses_an_oversized_file() {
-    let fs = MemoryFs::new().file(CONFIG, vec![b'#'; 2 * 1024 * 1024]);
-    let report = mse_config::load(
-        Path::new(CONFIG),
-        &fs,
-        &Options {
-            now: now(),
-            untrusted_ssl: false,
-        },
-    );
-    let error = report.errors().next().unwrap();
-    assert!(error.message.contains("larger than"), "{error:?}");
+    let error = load_error(vec![b'#'; 2 * 1024 * 1024]);
+    assert!(error.contains("larger than"), "{error}");
 }
 
 #[test]
