@@ -16,7 +16,7 @@ use exit::Failure;
 #[command(
     name = "mse",
     version,
-    about = "MSE client: create and check Python web apps for confidential-computing nodes.",
+    about = "MSE client: create, check and encrypt Python web apps for confidential-computing nodes.",
     after_help = "Exit codes: 0 success, 2 invalid configuration or usage, 1 any other failure."
 )]
 struct Cli {
@@ -32,6 +32,10 @@ enum Command {
     Init(commands::init::Args),
     /// Check mse.toml without a server and show the resolved configuration
     Validate(commands::validate::Args),
+    /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
+    Package(commands::package::Args),
+    /// List, export or remove the saved deployment contexts
+    Context(commands::context::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Scaffold(args) => commands::scaffold::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Validate(args) => commands::validate::run(args),
+        Command::Package(args) => commands::package::run(args),
+        Command::Context(args) => commands::context::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

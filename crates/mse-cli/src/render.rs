@@ -24,6 +24,52 @@ pub fn error_prefix() -> &'static str {
     }
 }
 
+/// `warning:`, in yellow on a terminal.
+pub fn warning_prefix() -> &'static str {
+    if color_enabled() {
+        "\x1b[1;33mwarning:\x1b[0m"
+    } else {
+        "warning:"
+    }
+}
+
+/// A byte count for people: `1.5 MB`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Left-aligned columns separated by two spaces; the first row is the header.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Renders one diagnostic of the file at `path` whose text is `text`.
 pub fn diagnostic(path: &Path, text: Option<&str>, diagnostic: &Diagnostic) -> String {
     let mut message = diagnostic.message.clone();

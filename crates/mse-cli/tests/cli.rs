@@ -79,7 +79,7 @@ fn scaffold_creates_an_app_that_validates() {
         std::fs::read_to_string(app.join("mse.toml")).unwrap()
     );
     let ignore = std::fs::read_to_string(app.join("mse_src/.mseignore")).unwrap();
-    for pattern in mse_config::DEFAULT_IGNORES {
+    for pattern in mse_package::walk::DEFAULT_IGNORES {
         assert!(
             ignore.lines().any(|l| l == *pattern),
             "{pattern} missing from .mseignore"

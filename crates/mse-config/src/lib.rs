@@ -23,14 +23,3 @@ pub const FILE_NAME: &str = "mse.toml";
 
 /// The runtime image new apps use unless told otherwise.
 pub const DEFAULT_DOCKER_IMAGE: &str = "ghcr.io/cosmian/mse-flask:20230124182826";
-
-/// Files every code package leaves out, on top of `.mseignore` (gitignore syntax).
-pub const DEFAULT_IGNORES: &[&str] = &[
-    "__pycache__",
-    "*.py[cod]",
-    ".git*",
-    ".venv",
-    ".env",
-    "mse.toml",
-    "secrets.json",
-];

@@ -1,12 +1,15 @@
 //! One module per subcommand.
 
+pub mod context;
 pub mod init;
+pub mod package;
 pub mod scaffold;
 pub mod validate;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use mse_config::{Options, RealFs, Report};
+use mse_config::{AppConfig, Options, RealFs, Report};
 
 use crate::exit::Failure;
 use crate::render;
@@ -45,4 +48,37 @@ pub fn print_diagnostics(report: &Report) {
             render::diagnostic(&report.path, report.text.as_deref(), diagnostic)
         );
     }
+}
+
+/// Loads `mse.toml` for a command that needs a valid one: warnings are
+/// printed, errors printed and turned into exit code 2.
+pub fn load_valid_config(path: Option<&Path>, untrusted_ssl: bool) -> Result<AppConfig, Failure> {
+    let report = check_config(path, untrusted_ssl)?;
+    print_diagnostics(&report);
+    match report.config {
+        Some(config) => Ok(config),
+        None => {
+            let errors = report.errors().count();
+            Err(Failure::Invalid(format!(
+                "{} is invalid ({errors} error{}); see `mse validate`",
+                report.path.display(),
+                if errors == 1 { "" } else { "s" }
+            )))
+        }
+    }
+}
+
+/// Asks a yes/no question on the terminal; without one, refuses and says
+/// how to confirm non-interactively.
+pub fn confirm(question: &str, default: bool) -> Result<bool, Failure> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::Invalid(format!(
+            "{question}: there is no terminal to ask on; pass -y to confirm"
+        )));
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(default)
+        .interact()
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot read the answer: {e}")))
 }

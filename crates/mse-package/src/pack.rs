@@ -1,0 +1,191 @@
+//! Building the encrypted, deterministic code tarball.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{seal, CodeKey, Nonce};
+use crate::walk::{walk, Entry, EntryKind};
+use crate::PackError;
+
+/// The file name left unencrypted wherever it appears.
+pub const REQUIREMENTS: &str = "requirements.txt";
+/// Suffix of encrypted files.
+pub const ENC_SUFFIX: &str = ".enc";
+/// Modification time of every entry: no timestamps in the package.
+const MTIME: u64 = 0;
+/// Bytes of plaintext encrypted together before being written, bounding memory.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Map from a file's path in the code folder to its nonce.
+pub type NonceMap = BTreeMap<String, Nonce>;
+
+/// What packaging produced.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// The nonce of every encrypted file.
+    pub nonces: NonceMap,
+    /// SHA-256 of the tarball.
+    pub sha256: [u8; 32],
+    /// Files in the package.
+    pub files: usize,
+    /// Plaintext bytes read.
+    pub plaintext_bytes: u64,
+}
+
+/// Where nonces come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Nonces<'a> {
+    /// Fresh random nonces (a new package).
+    Random,
+    /// Exactly these (reproducing a package); every file must have one and
+    /// every one must name a file.
+    Given(&'a NonceMap),
+}
+
+fn is_plain(relative: &str) -> bool {
+    relative.rsplit('/').next() == Some(REQUIREMENTS)
+}
+
+/// Encrypts the code folder `root` into a tarball written to `out`.
+pub fn pack(
+    root: &std::path::Path,
+    key: &CodeKey,
+    nonces: Nonces<'_>,
+    out: impl Write,
+) -> Result<Packed, PackError> {
+    let entries = walk(root)?;
+    let files: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File(_)))
+        .collect();
+
+    let mut map = NonceMap::new();
+    for entry in files.iter().filter(|e| !is_plain(&e.relative)) {
+        let nonce = match nonces {
+            Nonces::Random => Nonce::generate(),
+            Nonces::Given(given) => *given
+                .get(&entry.relative)
+                .ok_or_else(|| PackError::MissingNonce(entry.relative.clone()))?,
+        };
+        map.insert(entry.relative.clone(), nonce);
+    }
+    if let Nonces::Given(given) = nonces {
+        if let Some(extra) = given.keys().find(|k| !map.contains_key(*k)) {
+            return Err(PackError::UnknownNonce(extra.clone()));
+        }
+    }
+
+    let mut hashing = HashingWriter {
+        inner: out,
+        hasher: Sha256::new(),
+    };
+    let mut builder = tar::Builder::new(&mut hashing);
+    builder.mode(tar::HeaderMode::Deterministic);
+    let mut plaintext_bytes = 0u64;
+
+    let mut index = 0;
+    while index < entries.len() {
+        // A batch: consecutive entries up to BATCH_BYTES of file content.
+        let mut end = index;
+        let mut budget = 0u64;
+        while end < entries.len() {
+            if let EntryKind::File(size) = entries[end].kind {
+                if budget > 0 && budget + size > BATCH_BYTES {
+                    break;
+                }
+                budget += size;
+            }
+            end += 1;
+        }
+        let batch = &entries[index..end];
+        let sealed: Vec<Result<Option<Vec<u8>>, PackError>> = batch
+            .par_iter()
+            .map(|entry| match entry.kind {
+                EntryKind::Dir => Ok(None),
+                EntryKind::File(_) => {
+                    let data = std::fs::read(&entry.source)
+                        .map_err(|e| PackError::Io(entry.source.clone(), e.to_string()))?;
+                    Ok(Some(match map.get(&entry.relative) {
+                        Some(nonce) => seal(key, nonce, &data),
+                        None => data,
+                    }))
+                }
+            })
+            .collect();
+        for (entry, content) in batch.iter().zip(sealed) {
+            match content? {
+                None => append(
+                    &mut builder,
+                    tar::EntryType::Directory,
+                    &format!("{}/", entry.relative),
+                    0o755,
+                    &[],
+                )?,
+                Some(data) => {
+                    if let EntryKind::File(size) = entry.kind {
+                        plaintext_bytes += size;
+                    }
+                    let name = if map.contains_key(&entry.relative) {
+                        format!("{}{ENC_SUFFIX}", entry.relative)
+                    } else {
+                        entry.relative.clone()
+                    };
+                    append(&mut builder, tar::EntryType::Regular, &name, 0o644, &data)?;
+                }
+            }
+        }
+        index = end;
+    }
+    builder
+        .into_inner()
+        .map_err(|e| PackError::Write(e.to_string()))?;
+    hashing
+        .inner
+        .flush()
+        .map_err(|e| PackError::Write(e.to_string()))?;
+    Ok(Packed {
+        nonces: map,
+        sha256: hashing.hasher.finalize().into(),
+        files: files.len(),
+        plaintext_bytes,
+    })
+}
+
+fn append(
+    builder: &mut tar::Builder<impl Write>,
+    kind: tar::EntryType,
+    name: &str,
+    mode: u32,
+    data: &[u8],
+) -> Result<(), PackError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(MTIME);
+    builder
+        .append_data(&mut header, name, data)
+        .map_err(|e| PackError::Write(format!("{name}: {e}")))
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
