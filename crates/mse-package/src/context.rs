@@ -331,3 +331,108 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const ID: &str = "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60";
+
+    fn sample() -> Context {
+        Context {
+            version: CONTEXT_VERSION.into(),
+            config: ContextConfig {
+                name: "app".into(),
+                project: "default".into(),
+                python_application: "app:app".into(),
+                docker: "ghcr.io/cosmian/mse-flask:20230124182826".into(),
+                code_secret_key: "11".repeat(32),
+                ssl_app_certificate: None,
+            },
+            instance: ContextInstance {
+                id: ID.into(),
+                config_domain_name: format!("{ID}.config.localhost"),
+                enclave_size: "4G".into(),
+                expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+                ssl_certificate_origin: CertificateOrigin::SelfSigned,
+                nonces: BTreeMap::from([("app.py".to_string(), "22".repeat(24))]),
+            },
+        }
+    }
+
+    #[test]
+    fn context_round_trips_through_toml() {
+        let context = sample();
+        let text = context.to_toml();
+        assert!(text.contains("ssl_certificate_origin = \"self\""), "{text}");
+        assert_eq!(Context::from_toml(Path::new("c"), &text).unwrap(), context);
+    }
+
+    #[test]
+    fn context_of_another_major_version_is_refused() {
+        let text = sample()
+            .to_toml()
+            .replace("version = \"1.0\"", "version = \"2.0\"");
+        let err = Context::from_toml(Path::new("c"), &text).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+
+    #[test]
+    fn context_with_a_bad_key_or_nonce_is_refused() {
+        let mut context = sample();
+        context.config.code_secret_key = "zz".into();
+        assert!(Context::from_toml(Path::new("c"), &context.to_toml()).is_err());
+        let mut context = sample();
+        context.instance.nonces.insert("x".into(), "12".into());
+        assert!(Context::from_toml(Path::new("c"), &context.to_toml()).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_code_key() {
+        assert!(!format!("{:?}", sample()).contains(&"11".repeat(32)));
+    }
+
+    #[test]
+    fn ids_that_are_not_uuids_never_become_paths() {
+        let store = ContextStore::new(Path::new("/conf"));
+        for bad in [
+            "..",
+            "../../etc",
+            "",
+            "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f6/",
+            "0f4e8a52/9c1b-4d7e-a3f0-1b2c3d4e5f60",
+        ] {
+            assert!(
+                matches!(store.dir(bad), Err(ContextError::BadId(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(store.dir(ID).unwrap(), Path::new("/conf/context").join(ID));
+    }
+
+    #[test]
+    fn store_saves_lists_and_removes_contexts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ContextStore::new(tmp.path());
+        let tar = tmp.path().join("code.tar");
+        std::fs::write(&tar, b"tar").unwrap();
+        let dir = store.save(&sample(), &tar).unwrap();
+        assert_eq!(std::fs::read(dir.join(CODE_FILE)).unwrap(), b"tar");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(CONTEXT_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(store.load(ID).unwrap(), sample());
+        assert_eq!(store.list().unwrap().len(), 1);
+        store.remove(ID).unwrap();
+        assert!(matches!(store.load(ID), Err(ContextError::NotFound(_))));
+        assert!(matches!(store.remove(ID), Err(ContextError::NotFound(_))));
+        assert_eq!(store.purge().unwrap(), 0);
+    }
+}
