@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: build the `mse` client, scaffold
-# an app, check its configuration, and run the app's own tests against it.
+# an app, check its configuration, encrypt its code, and run its own tests.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -28,18 +28,16 @@ cd helloworld
 step "mse validate"
 "$mse" validate
 
+step "mse package --output build (encrypt the code into a deterministic code.tar)"
+"$mse" package --output build
+ls -l build
+
 step "Python environment for the app (Flask + pytest)"
-venv="$root/target/quickstart-venv"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$root/tests/python-requirements.txt" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/tests/python-requirements.txt"
-    cp "$root/tests/python-requirements.txt" "$venv/requirements.txt"
-fi
-"$venv/bin/python" -c 'import importlib.metadata as m; print("flask", m.version("flask"), "/ pytest", m.version("pytest"))'
+python="$("$root/scripts/python-env.sh")"
+"$python" -c 'import importlib.metadata as m; print("flask", m.version("flask"), "/ pytest", m.version("pytest"))'
 
 step "pytest tests (the scaffolded app's own tests)"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider tests
+"$python" -m pytest -q -p no:cacheprovider tests
 
 step "Done"
-echo "The app in $work/helloworld was scaffolded, validated and tested; it is removed on exit."
+echo "The app in $work/helloworld was scaffolded, validated, packaged and tested; it is removed on exit."

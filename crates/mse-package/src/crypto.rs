@@ -3,16 +3,17 @@
 
 use std::fmt;
 
-use crypto_secretbox::aead::{Aead, KeyInit, OsRng};
-use crypto_secretbox::{AeadCore, XSalsa20Poly1305};
+use rand_core::{OsRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::secretbox;
+
 /// Bytes in a key.
-pub const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = secretbox::KEY_LEN;
 /// Bytes in a nonce.
-pub const NONCE_LEN: usize = 24;
+pub const NONCE_LEN: usize = secretbox::NONCE_LEN;
 /// Bytes of authentication tag.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = secretbox::TAG_LEN;
 
 /// Errors of the secretbox layer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -38,7 +39,9 @@ pub struct CodeKey([u8; KEY_LEN]);
 impl CodeKey {
     /// A fresh random key from the operating system.
     pub fn generate() -> Self {
-        CodeKey(XSalsa20Poly1305::generate_key(&mut OsRng).into())
+        let mut key = [0u8; KEY_LEN];
+        OsRng.fill_bytes(&mut key);
+        CodeKey(key)
     }
 
     /// Parses 64 hex digits.
@@ -78,7 +81,9 @@ pub struct Nonce(pub [u8; NONCE_LEN]);
 impl Nonce {
     /// A fresh random nonce.
     pub fn generate() -> Self {
-        Nonce(XSalsa20Poly1305::generate_nonce(&mut OsRng).into())
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        Nonce(nonce)
     }
 
     /// Parses 48 hex digits.
@@ -102,14 +107,20 @@ impl fmt::Debug for Nonce {
 
 /// Encrypts `data`: `nonce ‖ tag ‖ ciphertext`.
 pub fn seal(key: &CodeKey, nonce: &Nonce, data: &[u8]) -> Vec<u8> {
-    let cipher = XSalsa20Poly1305::new(key.as_bytes().into());
-    let sealed = cipher
-        .encrypt((&nonce.0).into(), data)
-        .unwrap_or_else(|_| unreachable!("secretbox encryption cannot fail for in-memory data"));
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce.0);
-    out.extend_from_slice(&sealed);
-    out
+    secretbox::seal(key.as_bytes(), &nonce.0, data)
+}
+
+/// Room to leave before the plaintext for [`seal_in_place`].
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// Seals in place a buffer laid out as `[OVERHEAD bytes] ‖ plaintext`; it
+/// becomes `nonce ‖ tag ‖ ciphertext`.
+pub fn seal_in_place(key: &CodeKey, nonce: &Nonce, buffer: &mut [u8]) {
+    assert!(
+        buffer.len() >= OVERHEAD,
+        "the buffer has no room for nonce and tag"
+    );
+    secretbox::seal_in_place(key.as_bytes(), &nonce.0, buffer);
 }
 
 /// Decrypts what [`seal`] produced, checking the tag.
@@ -117,11 +128,7 @@ pub fn open(key: &CodeKey, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Truncated);
     }
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let cipher = XSalsa20Poly1305::new(key.as_bytes().into());
-    cipher
-        .decrypt(nonce.into(), body)
-        .map_err(|_| CryptoError::Forged)
+    secretbox::open(key.as_bytes(), sealed).ok_or(CryptoError::Forged)
 }
 
 /// The nonce a sealed file starts with.

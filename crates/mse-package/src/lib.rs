@@ -8,6 +8,7 @@
 pub mod context;
 pub mod crypto;
 mod pack;
+mod secretbox;
 mod unpack;
 pub mod walk;
 

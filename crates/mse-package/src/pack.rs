@@ -1,12 +1,12 @@
 //! Building the encrypted, deterministic code tarball.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::crypto::{seal, CodeKey, Nonce};
+use crate::crypto::{seal_in_place, CodeKey, Nonce, OVERHEAD};
 use crate::walk::{walk, Entry, EntryKind};
 use crate::PackError;
 
@@ -16,8 +16,10 @@ pub const REQUIREMENTS: &str = "requirements.txt";
 pub const ENC_SUFFIX: &str = ".enc";
 /// Modification time of every entry: no timestamps in the package.
 const MTIME: u64 = 0;
-/// Bytes of plaintext encrypted together before being written, bounding memory.
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Bytes of plaintext encrypted together before being written.
+const BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// Encrypted batches waiting to be written, at most.
+const QUEUE: usize = 4;
 
 /// Map from a file's path in the code folder to its nonce.
 pub type NonceMap = BTreeMap<String, Nonce>;
@@ -83,62 +85,60 @@ pub fn pack(
         hasher: Sha256::new(),
     };
     let mut builder = tar::Builder::new(&mut hashing);
-    builder.mode(tar::HeaderMode::Deterministic);
     let mut plaintext_bytes = 0u64;
 
-    let mut index = 0;
-    while index < entries.len() {
-        // A batch: consecutive entries up to BATCH_BYTES of file content.
-        let mut end = index;
-        let mut budget = 0u64;
-        while end < entries.len() {
-            if let EntryKind::File(size) = entries[end].kind {
-                if budget > 0 && budget + size > BATCH_BYTES {
-                    break;
+    // Encryption (on the rayon pool) runs ahead of writing and hashing (on
+    // this thread) by at most QUEUE batches, so memory stays bounded.
+    let batches = batches(&entries);
+    let (sender, receiver) =
+        std::sync::mpsc::sync_channel::<Result<Vec<Option<Vec<u8>>>, PackError>>(QUEUE);
+    let map_ref = &map;
+    let entries_ref = &entries;
+    std::thread::scope(|scope| -> Result<(), PackError> {
+        scope.spawn(move || {
+            for range in batches {
+                let sealed: Result<Vec<Option<Vec<u8>>>, PackError> = entries_ref[range]
+                    .par_iter()
+                    .map(|entry| seal_entry(entry, key, map_ref))
+                    .collect();
+                let failed = sealed.is_err();
+                if sender.send(sealed).is_err() || failed {
+                    return;
                 }
-                budget += size;
             }
-            end += 1;
-        }
-        let batch = &entries[index..end];
-        let sealed: Vec<Result<Option<Vec<u8>>, PackError>> = batch
-            .par_iter()
-            .map(|entry| match entry.kind {
-                EntryKind::Dir => Ok(None),
-                EntryKind::File(_) => {
-                    let data = std::fs::read(&entry.source)
-                        .map_err(|e| PackError::Io(entry.source.clone(), e.to_string()))?;
-                    Ok(Some(match map.get(&entry.relative) {
-                        Some(nonce) => seal(key, nonce, &data),
-                        None => data,
-                    }))
-                }
-            })
-            .collect();
-        for (entry, content) in batch.iter().zip(sealed) {
-            match content? {
-                None => append(
-                    &mut builder,
-                    tar::EntryType::Directory,
-                    &format!("{}/", entry.relative),
-                    0o755,
-                    &[],
-                )?,
-                Some(data) => {
-                    if let EntryKind::File(size) = entry.kind {
-                        plaintext_bytes += size;
+        });
+        let mut index = 0;
+        for batch in receiver {
+            for content in batch? {
+                let entry = &entries[index];
+                index += 1;
+                match content {
+                    None => append(
+                        &mut builder,
+                        tar::EntryType::Directory,
+                        &format!("{}/", entry.relative),
+                        0o755,
+                        &[],
+                    )?,
+                    Some(data) => {
+                        if let EntryKind::File(size) = entry.kind {
+                            plaintext_bytes += size;
+                        }
+                        let name = if map_ref.contains_key(&entry.relative) {
+                            format!("{}{ENC_SUFFIX}", entry.relative)
+                        } else {
+                            entry.relative.clone()
+                        };
+                        append(&mut builder, tar::EntryType::Regular, &name, 0o644, &data)?;
                     }
-                    let name = if map.contains_key(&entry.relative) {
-                        format!("{}{ENC_SUFFIX}", entry.relative)
-                    } else {
-                        entry.relative.clone()
-                    };
-                    append(&mut builder, tar::EntryType::Regular, &name, 0o644, &data)?;
                 }
             }
         }
-        index = end;
-    }
+        if index != entries.len() {
+            return Err(PackError::Write("the encryption stopped early".into()));
+        }
+        Ok(())
+    })?;
     builder
         .into_inner()
         .map_err(|e| PackError::Write(e.to_string()))?;
@@ -152,6 +152,49 @@ pub fn pack(
         files: files.len(),
         plaintext_bytes,
     })
+}
+
+/// Splits the entries into consecutive ranges of at most BATCH_BYTES of file
+/// content (or one larger file).
+fn batches(entries: &[Entry]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut budget = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        if let EntryKind::File(size) = entry.kind {
+            if budget > 0 && budget + size > BATCH_BYTES {
+                out.push(start..i);
+                start = i;
+                budget = 0;
+            }
+            budget += size;
+        }
+    }
+    if start < entries.len() {
+        out.push(start..entries.len());
+    }
+    out
+}
+
+/// Reads one entry and encrypts it unless it stays plain; `None` for folders.
+fn seal_entry(entry: &Entry, key: &CodeKey, map: &NonceMap) -> Result<Option<Vec<u8>>, PackError> {
+    match entry.kind {
+        EntryKind::Dir => Ok(None),
+        EntryKind::File(size) => {
+            let io = |e: std::io::Error| PackError::Io(entry.source.clone(), e.to_string());
+            let nonce = map.get(&entry.relative);
+            let room = if nonce.is_some() { OVERHEAD } else { 0 };
+            let mut buffer = Vec::with_capacity(room + size as usize);
+            buffer.resize(room, 0);
+            std::fs::File::open(&entry.source)
+                .and_then(|mut file| file.read_to_end(&mut buffer))
+                .map_err(io)?;
+            if let Some(nonce) = nonce {
+                seal_in_place(key, nonce, &mut buffer);
+            }
+            Ok(Some(buffer))
+        }
+    }
 }
 
 fn append(
