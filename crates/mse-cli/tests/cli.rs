@@ -96,13 +96,7 @@ fn scaffold_creates_an_app_that_validates() {
 #[test]
 fn scaffolded_app_passes_its_own_tests() {
     let ctx = TestContext::new();
-    assert!(ctx
-        .mse()
-        .args(["scaffold", "hello"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ctx.scaffold("hello");
     let python = mse_testkit::python();
     let output = std::process::Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
@@ -206,13 +200,7 @@ fn validate_json_lists_errors_with_positions() {
 #[test]
 fn validate_json_of_a_valid_file_carries_the_resolved_configuration() {
     let ctx = TestContext::new();
-    assert!(ctx
-        .mse()
-        .args(["scaffold", "app"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ctx.scaffold("app");
     let output = ctx
         .mse()
         .args(["validate", "--json", "--path", "app/mse.toml"])
@@ -242,13 +230,7 @@ fn validate_without_a_file_says_how_to_create_one() {
 #[test]
 fn validate_with_untrusted_ssl_warns_that_ssl_is_ignored() {
     let ctx = TestContext::new();
-    assert!(ctx
-        .mse()
-        .args(["scaffold", "app"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ctx.scaffold("app");
     let toml = ctx.work().join("app/mse.toml");
     let mut text = std::fs::read_to_string(&toml).unwrap();
     text.push_str("\n[ssl]\ndomain_name = \"app.example.com\"\nprivate_key = \"k.pem\"\ncertificate = \"c.pem\"\n");

@@ -11,14 +11,7 @@ use mse_package::context::{
 };
 
 fn scaffold(ctx: &TestContext) -> std::path::PathBuf {
-    assert!(ctx
-        .mse()
-        .args(["scaffold", "app"])
-        .output()
-        .unwrap()
-        .status
-        .success());
-    let app = ctx.work().join("app");
+    let app = ctx.scaffold("app");
     std::fs::write(app.join("mse_src/requirements.txt"), "flask\n").unwrap();
     app
 }
@@ -82,13 +75,7 @@ fn package_writes_the_tarball_and_a_private_package_toml() {
 fn package_reproduces_a_package_byte_for_byte_from_its_package_toml() {
     let ctx = TestContext::new();
     let app = scaffold(&ctx);
-    assert!(ctx
-        .mse_in(&app)
-        .args(["package", "-o", "first"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ctx.ok_in(&app, &["package", "-o", "first"]);
     let output = ctx
         .mse_in(&app)
         .args(["package", "-o", "second", "--nonces", "first/package.toml"])
@@ -131,13 +118,7 @@ fn package_reproduces_a_package_byte_for_byte_from_its_package_toml() {
 fn package_refuses_nonces_that_do_not_match_the_code() {
     let ctx = TestContext::new();
     let app = scaffold(&ctx);
-    assert!(ctx
-        .mse_in(&app)
-        .args(["package", "-o", "first"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ctx.ok_in(&app, &["package", "-o", "first"]);
     std::fs::write(app.join("mse_src/extra.py"), "x = 1\n").unwrap();
     let output = ctx
         .mse_in(&app)
@@ -206,6 +187,11 @@ fn save_context(ctx: &TestContext, id: &str, name: &str, year: i32) {
     let tar = ctx.root.path().join("code.tar");
     std::fs::write(&tar, b"tar").unwrap();
     store.save(&context, &tar).unwrap();
+}
+
+/// True when the store holds a folder for `id`.
+fn stored(ctx: &TestContext, id: &str) -> bool {
+    ctx.root.path().join("home/conf/context").join(id).exists()
 }
 
 #[test]
@@ -284,12 +270,7 @@ fn context_remove_needs_confirmation_without_a_terminal() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(texts(&output).1.contains("pass -y"), "{output:?}");
-    assert!(ctx
-        .root
-        .path()
-        .join("home/conf/context")
-        .join(ID_A)
-        .exists());
+    assert!(stored(&ctx, ID_A));
 
     let output = ctx
         .mse()
@@ -301,12 +282,7 @@ fn context_remove_needs_confirmation_without_a_terminal() {
         texts(&output).0,
         format!("Removed the context of app {ID_A} (app in project default)\n")
     );
-    assert!(!ctx
-        .root
-        .path()
-        .join("home/conf/context")
-        .join(ID_A)
-        .exists());
+    assert!(!stored(&ctx, ID_A));
 
     let output = ctx
         .mse()
@@ -335,12 +311,7 @@ fn context_commands_refuse_ids_that_are_not_uuids() {
             "{output:?}"
         );
     }
-    assert!(ctx
-        .root
-        .path()
-        .join("home/conf/context")
-        .join(ID_A)
-        .exists());
+    assert!(stored(&ctx, ID_A));
 }
 
 #[test]

@@ -58,6 +58,19 @@ impl TestContext {
         text.replace(&root, "[TEMP]")
     }
 
+    /// Runs `mse ARGS` in `dir` and panics with its output unless it succeeds.
+    pub fn ok_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let output = self.mse_in(dir).args(args).output().unwrap();
+        assert!(output.status.success(), "mse {args:?} failed: {output:?}");
+        output
+    }
+
+    /// `mse scaffold NAME` in `work()`; returns the app folder.
+    pub fn scaffold(&self, name: &str) -> PathBuf {
+        self.ok_in(&self.work(), &["scaffold", name]);
+        self.work().join(name)
+    }
+
     pub fn write(&self, relative: &str, content: &str) -> PathBuf {
         let path = self.work().join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
