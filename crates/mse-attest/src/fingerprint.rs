@@ -1,0 +1,179 @@
+//! The fingerprint of an app: the MRENCLAVE the simulation TEE reports,
+//! computed the same way by the node and by anyone verifying it. See
+//! `docs/fingerprint.md` for the encoding.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+/// Domain separator, first in the hashed encoding.
+pub const DOMAIN: &[u8] = b"mse-fingerprint-v1";
+
+/// How the app's TLS is provided, with what binds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// The node's RA-TLS certificate, valid until the app's expiry.
+    SelfSigned {
+        /// The app's expiry.
+        expires_at: DateTime<Utc>,
+    },
+    /// The owner's certificate, identified by the SHA-256 of its leaf (DER).
+    Owner {
+        /// SHA-256 of the owner's leaf certificate, DER.
+        certificate_sha256: [u8; 32],
+    },
+    /// The platform's certificate, at the proxy; the app expires at `expires_at`.
+    Operator {
+        /// The app's expiry.
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Everything the fingerprint covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintInput {
+    /// The runtime image reference (`code.docker`).
+    pub runtime_image: String,
+    /// Digest (hex) of the runtime environment spec the image maps to.
+    pub runtime_spec_digest: String,
+    /// Enclave size, as the platform names it (`"4G"`).
+    pub enclave_size: String,
+    /// The app's UUID.
+    pub app_uuid: String,
+    /// The app's domain.
+    pub app_domain: String,
+    /// `module:variable`.
+    pub python_application: String,
+    /// TLS mode and what binds it.
+    pub tls: TlsMode,
+    /// SHA-256 of the encrypted code tarball.
+    pub code_sha256: [u8; 32],
+}
+
+fn field(hasher: &mut Sha256, name: &str, value: &[u8]) {
+    hasher.update((name.len() as u32).to_be_bytes());
+    hasher.update(name.as_bytes());
+    hasher.update((value.len() as u32).to_be_bytes());
+    hasher.update(value);
+}
+
+/// The fingerprint (32 bytes).
+pub fn fingerprint(input: &FingerprintInput) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((DOMAIN.len() as u32).to_be_bytes());
+    h.update(DOMAIN);
+    field(&mut h, "runtime_image", input.runtime_image.as_bytes());
+    field(
+        &mut h,
+        "runtime_spec_digest",
+        input.runtime_spec_digest.to_ascii_lowercase().as_bytes(),
+    );
+    field(&mut h, "enclave_size", input.enclave_size.as_bytes());
+    field(
+        &mut h,
+        "app_uuid",
+        input.app_uuid.to_ascii_lowercase().as_bytes(),
+    );
+    field(
+        &mut h,
+        "app_domain",
+        input.app_domain.to_ascii_lowercase().as_bytes(),
+    );
+    field(
+        &mut h,
+        "python_application",
+        input.python_application.as_bytes(),
+    );
+    let (mode, binding) = match &input.tls {
+        TlsMode::SelfSigned { expires_at } => ("self", rfc3339(expires_at)),
+        TlsMode::Owner { certificate_sha256 } => ("owner", hex::encode(certificate_sha256)),
+        TlsMode::Operator { expires_at } => ("operator", rfc3339(expires_at)),
+    };
+    field(&mut h, "tls_mode", mode.as_bytes());
+    field(&mut h, "tls_binding", binding.as_bytes());
+    field(
+        &mut h,
+        "code_sha256",
+        hex::encode(input.code_sha256).as_bytes(),
+    );
+    h.finalize().into()
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    pub(crate) fn sample() -> FingerprintInput {
+        FingerprintInput {
+            runtime_image: "ghcr.io/cosmian/mse-flask:20230124182826".into(),
+            runtime_spec_digest: "ab".repeat(32),
+            enclave_size: "4G".into(),
+            app_uuid: "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60".into(),
+            app_domain: "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60.localhost".into(),
+            python_application: "app:app".into(),
+            tls: TlsMode::SelfSigned {
+                expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+            },
+            code_sha256: [7; 32],
+        }
+    }
+
+    #[test]
+    fn known_vector_is_stable() {
+        // Pinned so that a change of the encoding is noticed: the node and
+        // every client must agree on it. See docs/fingerprint.md.
+        assert_eq!(hex::encode(fingerprint(&sample())), KNOWN);
+    }
+
+    const KNOWN: &str = include_str!("../tests/fingerprint-vector.txt");
+
+    #[test]
+    fn every_input_changes_the_fingerprint() {
+        let base = fingerprint(&sample());
+        type Change = Box<dyn Fn(&mut FingerprintInput)>;
+        let variants: Vec<Change> = vec![
+            Box::new(|i| i.runtime_image.push('x')),
+            Box::new(|i| i.runtime_spec_digest = "cd".repeat(32)),
+            Box::new(|i| i.enclave_size = "8G".into()),
+            Box::new(|i| i.app_uuid = "1f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60".into()),
+            Box::new(|i| i.app_domain = "other.localhost".into()),
+            Box::new(|i| i.python_application = "app:application".into()),
+            Box::new(|i| {
+                i.tls = TlsMode::SelfSigned {
+                    expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 1).unwrap(),
+                }
+            }),
+            Box::new(|i| {
+                i.tls = TlsMode::Operator {
+                    expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+                }
+            }),
+            Box::new(|i| {
+                i.tls = TlsMode::Owner {
+                    certificate_sha256: [1; 32],
+                }
+            }),
+            Box::new(|i| i.code_sha256[31] ^= 1),
+        ];
+        for (n, change) in variants.iter().enumerate() {
+            let mut input = sample();
+            change(&mut input);
+            assert_ne!(fingerprint(&input), base, "variant {n}");
+        }
+    }
+
+    #[test]
+    fn length_prefixes_prevent_field_shifting() {
+        let mut a = sample();
+        a.enclave_size = "4Gx".into();
+        a.app_uuid = "y".into();
+        let mut b = sample();
+        b.enclave_size = "4G".into();
+        b.app_uuid = "xy".into();
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+}

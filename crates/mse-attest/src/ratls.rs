@@ -1,0 +1,162 @@
+//! RA-TLS certificates in the MSE format: a self-signed P-256 certificate whose
+//! extension `1.2.840.113741.1337.6` carries an SGX quote binding the
+//! certificate's public key.
+//!
+//! REPORTDATA[0..32] = SHA-256 of the public key as the 65-byte uncompressed
+//! point (`04 ‖ X ‖ Y`, not the SPKI DER); REPORTDATA[32..64] = the node's
+//! X25519 public key, or zeros.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::provider::QuoteProvider;
+use crate::quote::Quote;
+use crate::AttestError;
+
+/// OID of the extension holding the raw quote.
+pub const QUOTE_OID: &[u64] = &[1, 2, 840, 113741, 1337, 6];
+/// The same OID, dotted.
+pub const QUOTE_OID_STR: &str = "1.2.840.113741.1337.6";
+
+/// A freshly made RA-TLS certificate and its private key.
+pub struct RaTls {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The private key, PKCS#8 PEM. Never logged.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for RaTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaTls")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// REPORTDATA for a public key point and an optional X25519 key.
+pub fn report_data(point: &[u8], x25519: Option<&[u8; 32]>) -> [u8; 64] {
+    let mut data = [0u8; 64];
+    data[..32].copy_from_slice(&Sha256::digest(point));
+    if let Some(key) = x25519 {
+        data[32..].copy_from_slice(key);
+    }
+    data
+}
+
+/// Creates an RA-TLS certificate for `domain`, valid until `not_after`, with a
+/// quote from `provider` over the new key.
+pub fn create(
+    domain: &str,
+    not_after: DateTime<Utc>,
+    x25519: Option<&[u8; 32]>,
+    provider: &dyn QuoteProvider,
+    now: DateTime<Utc>,
+) -> Result<RaTls, AttestError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| AttestError::Certificate(format!("cannot generate a key: {e}")))?;
+    let data = report_data(key.public_key_raw(), x25519);
+    let quote = provider.quote(&data)?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .map_err(|e| AttestError::Certificate(format!("invalid domain `{domain}`: {e}")))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    params.not_before = to_offset(now - chrono::Duration::minutes(1))?;
+    params.not_after = to_offset(not_after)?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(QUOTE_OID, quote)];
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| AttestError::Certificate(format!("cannot sign the certificate: {e}")))?;
+    Ok(RaTls {
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+pub(crate) fn to_offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, AttestError> {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|e| AttestError::Certificate(format!("date out of range: {e}")))
+}
+
+/// What a certificate says about itself.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The raw quote from the extension.
+    pub quote_bytes: Vec<u8>,
+    /// The certificate's public key point.
+    pub public_key: Vec<u8>,
+    /// DNS names of the certificate.
+    pub dns_names: Vec<String>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+}
+
+/// Extracts the quote and public key of a certificate (DER).
+pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
+    let (rest, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| AttestError::Certificate(format!("not an X.509 certificate: {e}")))?;
+    if !rest.is_empty() {
+        return Err(AttestError::Certificate(
+            "trailing bytes after the certificate".into(),
+        ));
+    }
+    let quote_bytes = cert
+        .extensions()
+        .iter()
+        .find(|ext| ext.oid.to_id_string() == QUOTE_OID_STR)
+        .map(|ext| ext.value.to_vec())
+        .ok_or_else(|| {
+            AttestError::Certificate(format!(
+                "no quote extension {QUOTE_OID_STR}: not an RA-TLS certificate"
+            ))
+        })?;
+    let dns_names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Inspected {
+        quote_bytes,
+        public_key: cert.public_key().subject_public_key.data.to_vec(),
+        dns_names,
+        not_after: DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+            .ok_or_else(|| AttestError::Certificate("notAfter out of range".into()))?,
+    })
+}
+
+/// Checks that `quote` binds `public_key` (REPORTDATA[0..32]).
+pub fn check_binding(quote: &Quote, public_key: &[u8]) -> Result<(), AttestError> {
+    let expected = Sha256::digest(public_key);
+    if quote.body.report_data()[..32] == expected[..] {
+        Ok(())
+    } else {
+        Err(AttestError::Binding)
+    }
+}
+
+/// Converts PEM to DER for the first certificate of a PEM text.
+pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, AttestError> {
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
+        let block = block.map_err(|e| AttestError::Certificate(format!("invalid PEM: {e}")))?;
+        if block.label == "CERTIFICATE" {
+            return Ok(block.contents);
+        }
+    }
+    Err(AttestError::Certificate(
+        "no `BEGIN CERTIFICATE` block".into(),
+    ))
+}

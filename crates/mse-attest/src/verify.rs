@@ -1,0 +1,296 @@
+//! Verifying an RA-TLS certificate: every check is run and reported, and the
+//! certificate is verified only when all of them pass. Pure: certificate
+//! bytes, expectations, collateral and "now" in; a report out.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::quote::Quote;
+use crate::ratls;
+use crate::simulation;
+
+/// Which trusted execution environment produced a quote that verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tee {
+    /// Intel SGX hardware, verified against Intel's collateral.
+    Sgx,
+    /// The simulation TEE: no hardware protection.
+    Simulation,
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The check passed.
+    Passed,
+    /// The check failed or could not be run.
+    Failed,
+    /// The check was not asked for.
+    Skipped,
+}
+
+/// One named check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `quote_present`, `report_data_binding`, `debug_disabled`, `mr_signer`,
+    /// `mr_enclave`, `quote_signature` or `tcb`.
+    pub name: &'static str,
+    /// Its outcome.
+    pub status: Status,
+    /// What was found, or why it failed.
+    pub detail: String,
+}
+
+/// What the verifier expects and accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// MRSIGNER of the platform's enclave-signing key.
+    pub mr_signer: Option<[u8; 32]>,
+    /// The expected fingerprint (MRENCLAVE); `None` skips that check.
+    pub mr_enclave: Option<[u8; 32]>,
+    /// TCB statuses accepted besides `UpToDate`.
+    pub accepted_tcb: Vec<String>,
+    /// Whether a simulated quote may pass.
+    pub allow_simulation: bool,
+    /// The platform's simulation CA (DER), needed to verify simulated quotes.
+    pub simulation_ca: Option<Vec<u8>>,
+}
+
+impl Policy {
+    /// True when a TCB status passes: `UpToDate`, or one the user named.
+    pub fn accepts(&self, status: &str) -> bool {
+        status == "UpToDate" || self.accepted_tcb.iter().any(|s| s == status)
+    }
+}
+
+/// The verification report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// True exactly when every check passed (or was skipped) and a TEE verified.
+    pub verified: bool,
+    /// The TEE whose signature verified.
+    pub tee: Option<Tee>,
+    /// MRENCLAVE, hex.
+    pub mr_enclave: Option<String>,
+    /// MRSIGNER, hex.
+    pub mr_signer: Option<String>,
+    /// The DEBUG attribute.
+    pub debug: Option<bool>,
+    /// TCB status from the collateral (`Simulation` for the simulation TEE).
+    pub tcb_status: Option<String>,
+    /// Intel security advisories that apply.
+    pub advisories: Vec<String>,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+}
+
+/// Collateral for SGX quotes, as dcap-qvl reads it.
+pub type Collateral = dcap_qvl::QuoteCollateralV3;
+
+struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn push(&mut self, name: &'static str, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name,
+            status,
+            detail: detail.into(),
+        });
+    }
+    fn result(&mut self, name: &'static str, result: Result<String, String>) {
+        match result {
+            Ok(detail) => self.push(name, Status::Passed, detail),
+            Err(detail) => self.push(name, Status::Failed, detail),
+        }
+    }
+}
+
+const ALL_CHECKS: [&str; 7] = [
+    "quote_present",
+    "report_data_binding",
+    "debug_disabled",
+    "mr_signer",
+    "mr_enclave",
+    "quote_signature",
+    "tcb",
+];
+
+/// Verifies an RA-TLS certificate (DER).
+pub fn verify_certificate(
+    cert_der: &[u8],
+    policy: &Policy,
+    collateral: Option<&Collateral>,
+    now: DateTime<Utc>,
+) -> Verification {
+    let mut report = Report { checks: Vec::new() };
+    let mut out = Verification {
+        verified: false,
+        tee: None,
+        mr_enclave: None,
+        mr_signer: None,
+        debug: None,
+        tcb_status: None,
+        advisories: Vec::new(),
+        checks: Vec::new(),
+    };
+    let parsed = ratls::inspect(cert_der).and_then(|inspected| {
+        let quote = Quote::parse(&inspected.quote_bytes)?;
+        Ok((inspected, quote))
+    });
+    let (inspected, quote) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            report.push("quote_present", Status::Failed, e.to_string());
+            for name in &ALL_CHECKS[1..] {
+                report.push(name, Status::Failed, "no quote to check");
+            }
+            out.checks = report.checks;
+            return out;
+        }
+    };
+    report.push(
+        "quote_present",
+        Status::Passed,
+        format!("SGX quote v3, {} bytes", inspected.quote_bytes.len()),
+    );
+    report.result(
+        "report_data_binding",
+        ratls::check_binding(&quote, &inspected.public_key)
+            .map(|_| "REPORTDATA binds the certificate's public key".to_string())
+            .map_err(|e| e.to_string()),
+    );
+    let body = &quote.body;
+    out.mr_enclave = Some(hex::encode(body.mr_enclave()));
+    out.mr_signer = Some(hex::encode(body.mr_signer()));
+    out.debug = Some(body.debug());
+    report.result(
+        "debug_disabled",
+        if body.debug() {
+            Err("the enclave runs in DEBUG mode: its memory is readable by the host".into())
+        } else {
+            Ok("the enclave is not in debug mode".into())
+        },
+    );
+    report.result(
+        "mr_signer",
+        match policy.mr_signer {
+            None => Err("no expected MRSIGNER: give the platform's signer key".into()),
+            Some(expected) if expected == body.mr_signer() => {
+                Ok(format!("MRSIGNER {}", hex::encode(expected)))
+            }
+            Some(expected) => Err(format!(
+                "MRSIGNER {} is not the platform's {}",
+                hex::encode(body.mr_signer()),
+                hex::encode(expected)
+            )),
+        },
+    );
+    match policy.mr_enclave {
+        None => report.push(
+            "mr_enclave",
+            Status::Skipped,
+            "no fingerprint given: the code the enclave runs is not checked",
+        ),
+        Some(expected) => report.result(
+            "mr_enclave",
+            if expected == body.mr_enclave() {
+                Ok(format!(
+                    "MRENCLAVE {} is the expected fingerprint",
+                    hex::encode(expected)
+                ))
+            } else {
+                Err(format!(
+                    "MRENCLAVE {} is not the expected fingerprint {}",
+                    hex::encode(body.mr_enclave()),
+                    hex::encode(expected)
+                ))
+            },
+        ),
+    }
+
+    if simulation::looks_simulated(&quote) {
+        if !policy.allow_simulation {
+            let why = "simulated quote (simulation — no hardware protection): refused unless simulation is allowed";
+            report.push("quote_signature", Status::Failed, why);
+            report.push("tcb", Status::Failed, why);
+        } else if let Some(ca) = &policy.simulation_ca {
+            match simulation::verify_quote(&quote, ca, now) {
+                Ok(()) => {
+                    out.tee = Some(Tee::Simulation);
+                    out.tcb_status = Some("Simulation".into());
+                    report.push("quote_signature", Status::Passed, "simulation — no hardware protection: signed under the platform's simulation CA");
+                    report.push(
+                        "tcb",
+                        Status::Passed,
+                        "simulation — no hardware protection: no TCB to evaluate",
+                    );
+                }
+                Err(why) => {
+                    report.push("quote_signature", Status::Failed, why);
+                    report.push(
+                        "tcb",
+                        Status::Failed,
+                        "not evaluated: the quote signature failed",
+                    );
+                }
+            }
+        } else {
+            let why = "simulated quote, but the platform's simulation CA is unknown";
+            report.push("quote_signature", Status::Failed, why);
+            report.push("tcb", Status::Failed, why);
+        }
+    } else {
+        match collateral {
+            None => {
+                let why = "no collateral: give a PCCS URL or a collateral file";
+                report.push("quote_signature", Status::Failed, why);
+                report.push("tcb", Status::Failed, why);
+            }
+            Some(collateral) => {
+                match crate::dcap::verify(&inspected.quote_bytes, collateral, now) {
+                    Ok(outcome) => {
+                        out.tee = Some(Tee::Sgx);
+                        report.push(
+                            "quote_signature",
+                            Status::Passed,
+                            "the quote's signature chain verifies up to Intel's SGX root CA",
+                        );
+                        let advisories = if outcome.advisories.is_empty() {
+                            "no advisories".to_string()
+                        } else {
+                            format!("advisories {}", outcome.advisories.join(", "))
+                        };
+                        report.result(
+                        "tcb",
+                        if policy.accepts(&outcome.status) {
+                            Ok(format!("TCB status {} accepted; {advisories}", outcome.status))
+                        } else {
+                            Err(format!(
+                                "TCB status {} is not accepted (only UpToDate unless named); {advisories}",
+                                outcome.status
+                            ))
+                        },
+                    );
+                        out.tcb_status = Some(outcome.status);
+                        out.advisories = outcome.advisories;
+                    }
+                    Err(why) => {
+                        report.push("quote_signature", Status::Failed, why);
+                        report.push(
+                            "tcb",
+                            Status::Failed,
+                            "not evaluated: the quote signature failed",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out.checks = report.checks;
+    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
+    out
+}
