@@ -16,33 +16,8 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
 }
 
-/// The `sample/` folder of the dcap-qvl crate this build uses.
 fn dcap_sample_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let output = std::process::Command::new(env!("CARGO"))
-            .args(["metadata", "--format-version", "1"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("cargo metadata runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        let manifest = json["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "dcap-qvl")
-            .expect("dcap-qvl is a dependency")["manifest_path"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        PathBuf::from(manifest).parent().unwrap().join("sample")
-    })
-    .clone()
+    mse_testkit::dcap_sample_dir()
 }
 
 fn sample_quote() -> Vec<u8> {

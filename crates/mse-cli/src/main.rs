@@ -3,6 +3,7 @@
 mod commands;
 mod conf;
 mod exit;
+mod fetch;
 mod render;
 
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use exit::Failure;
 #[command(
     name = "mse",
     version,
-    about = "MSE client: create, check and encrypt Python web apps for confidential-computing nodes.",
+    about = "MSE client: create, check and encrypt Python web apps for confidential-computing nodes, and verify running ones.",
     after_help = "Exit codes: 0 success, 2 invalid configuration or usage, 1 any other failure."
 )]
 struct Cli {
@@ -36,6 +37,8 @@ enum Command {
     Package(commands::package::Args),
     /// List, export or remove the saved deployment contexts
     Context(commands::context::Args),
+    /// Verify that an app runs the expected code in a genuine enclave (no account needed)
+    Verify(commands::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Package(args) => commands::package::run(args),
         Command::Context(args) => commands::context::run(args),
+        Command::Verify(args) => commands::verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

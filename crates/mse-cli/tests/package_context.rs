@@ -178,6 +178,8 @@ fn save_context(ctx: &TestContext, id: &str, name: &str, year: i32) {
         instance: ContextInstance {
             id: id.into(),
             config_domain_name: format!("{id}.config.localhost"),
+            domain_name: None,
+            runtime_spec_digest: None,
             enclave_size: "4G".into(),
             expires_at: chrono::Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap(),
             ssl_certificate_origin: CertificateOrigin::SelfSigned,

@@ -115,6 +115,12 @@ pub struct ContextInstance {
     pub id: String,
     /// Domain of the node's configuration server.
     pub config_domain_name: String,
+    /// The app's own domain (part of the fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_name: Option<String>,
+    /// Digest of the runtime environment spec the image maps to (part of the fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_spec_digest: Option<String>,
     /// Enclave size, e.g. `"4G"`.
     pub enclave_size: String,
     /// When the app stops.
@@ -353,6 +359,8 @@ mod tests {
             instance: ContextInstance {
                 id: ID.into(),
                 config_domain_name: format!("{ID}.config.localhost"),
+                domain_name: Some(format!("{ID}.localhost")),
+                runtime_spec_digest: Some("ef".repeat(32)),
                 enclave_size: "4G".into(),
                 expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
                 ssl_certificate_origin: CertificateOrigin::SelfSigned,

@@ -103,3 +103,34 @@ fn run(command: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+/// The `sample/` folder of the dcap-qvl crate in this build (its SGX sample
+/// quote and collateral), found through `cargo metadata`.
+pub fn dcap_sample_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let output = Command::new(cargo)
+            .args(["metadata", "--format-version", "1"])
+            .current_dir(workspace_root())
+            .output()
+            .expect("cargo metadata runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+        let manifest = json["packages"]
+            .as_array()
+            .and_then(|packages| packages.iter().find(|p| p["name"] == "dcap-qvl"))
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("dcap-qvl is a dependency of the workspace");
+        Path::new(manifest)
+            .parent()
+            .expect("a manifest has a folder")
+            .join("sample")
+    })
+    .clone()
+}

@@ -5,6 +5,7 @@ pub mod init;
 pub mod package;
 pub mod scaffold;
 pub mod validate;
+pub mod verify;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

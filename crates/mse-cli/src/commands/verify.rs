@@ -1,0 +1,407 @@
+//! `mse verify`: checks that an app runs, in a genuine enclave, the code its
+//! owner published — without any account.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::verify::{verify_certificate, Policy, Status, Tee, Verification};
+use mse_package::context::{CertificateOrigin, Context};
+use serde::Serialize;
+
+use crate::commands::absolute;
+use crate::conf::conf_dir;
+use crate::exit::{CmdResult, Failure};
+use crate::{fetch, render};
+
+/// PCCS used when neither `--pccs-url` nor `--collateral` is given.
+pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
+
+/// Arguments of `mse verify`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Checks: quote_present, report_data_binding, debug_disabled, mr_signer, \
+mr_enclave (skipped when no fingerprint is given), quote_signature, tcb. The exit code is 0 only \
+when every check passes; the verified certificate is then saved for `curl --cacert`."
+)]
+pub struct Args {
+    /// The app to verify; its certificate is fetched over TLS (SNI = DOMAIN)
+    #[arg(
+        value_name = "DOMAIN[:PORT]",
+        required_unless_present = "cert",
+        conflicts_with = "cert"
+    )]
+    target: Option<String>,
+    /// Verify this certificate (PEM) instead of fetching one
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Expected fingerprint (MRENCLAVE), 64 hex digits
+    #[arg(long, value_name = "HEX", conflicts_with = "context")]
+    fingerprint: Option<String>,
+    /// Recompute the fingerprint from this exported context (with --code)
+    #[arg(long, value_name = "FILE", requires = "code")]
+    context: Option<PathBuf>,
+    /// The plaintext code folder the context was packaged from
+    #[arg(long, value_name = "DIR", requires = "context")]
+    code: Option<PathBuf>,
+    /// The platform's enclave-signing public key (RSA-3072, PEM), giving the expected MRSIGNER
+    #[arg(long, value_name = "PEM")]
+    signer_key: Option<PathBuf>,
+    /// The platform's simulation CA (PEM), to check simulated quotes with --allow-simulation
+    #[arg(long, value_name = "PEM")]
+    simulation_ca: Option<PathBuf>,
+    /// PCCS to fetch collateral from [default: https://api.trustedservices.intel.com]
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    pccs_url: Option<String>,
+    /// Read the collateral from this JSON file instead of a PCCS
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
+    /// TCB statuses to accept besides UpToDate, e.g. SWHardeningNeeded
+    #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
+    accept_tcb: Vec<String>,
+    /// Accept a simulated TEE (no hardware protection), reported as such
+    #[arg(long)]
+    allow_simulation: bool,
+    /// Where to save the certificate once verified
+    #[arg(long, value_name = "FILE", default_value = "cert.pem")]
+    output: PathBuf,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::Invalid(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// The fingerprint input of a deployment, from its context and the SHA-256
+/// of its recomputed package.
+pub fn fingerprint_input(
+    context: &Context,
+    code_sha256: [u8; 32],
+) -> Result<FingerprintInput, String> {
+    let instance = &context.instance;
+    let missing =
+        |what: &str| format!("the context has no {what}; export it again from a current client");
+    let tls = match instance.ssl_certificate_origin {
+        CertificateOrigin::SelfSigned => TlsMode::SelfSigned {
+            expires_at: instance.expires_at,
+        },
+        CertificateOrigin::Operator => TlsMode::Operator {
+            expires_at: instance.expires_at,
+        },
+        CertificateOrigin::Owner => {
+            let pem = context
+                .config
+                .ssl_app_certificate
+                .as_deref()
+                .ok_or_else(|| missing("owner certificate"))?;
+            let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).map_err(|e| e.to_string())?;
+            TlsMode::Owner {
+                certificate_sha256: sha256(&der),
+            }
+        }
+    };
+    Ok(FingerprintInput {
+        runtime_image: context.config.docker.clone(),
+        runtime_spec_digest: instance
+            .runtime_spec_digest
+            .clone()
+            .ok_or_else(|| missing("runtime_spec_digest"))?,
+        enclave_size: instance.enclave_size.clone(),
+        app_uuid: instance.id.clone(),
+        app_domain: instance
+            .domain_name
+            .clone()
+            .ok_or_else(|| missing("domain_name"))?,
+        python_application: context.config.python_application.clone(),
+        tls,
+        code_sha256,
+    })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// Repackages `code` with the context's key and nonces and derives the fingerprint.
+fn fingerprint_from_context(context_path: &Path, code: &Path) -> Result<[u8; 32], Failure> {
+    let text = String::from_utf8(read(context_path, "context")?)
+        .map_err(|_| Failure::Invalid(format!("{} is not UTF-8", context_path.display())))?;
+    let context =
+        Context::from_toml(context_path, &text).map_err(|e| Failure::Invalid(e.to_string()))?;
+    let key = context.key().map_err(|e| Failure::Invalid(e.to_string()))?;
+    let nonces = context.nonces().map_err(Failure::Invalid)?;
+    let packed = mse_package::pack(
+        code,
+        &key,
+        mse_package::Nonces::Given(&nonces),
+        std::io::sink(),
+    )
+    .map_err(|e| {
+        Failure::Invalid(format!(
+            "cannot recompute the package from {}: {e}",
+            code.display()
+        ))
+    })?;
+    let input = fingerprint_input(&context, packed.sha256).map_err(Failure::Invalid)?;
+    Ok(fingerprint(&input))
+}
+
+#[derive(Serialize)]
+struct JsonCheck<'a> {
+    name: &'a str,
+    ok: bool,
+    status: Status,
+    detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    verified: bool,
+    tee: Option<Tee>,
+    mr_enclave: &'a Option<String>,
+    mr_signer: &'a Option<String>,
+    debug: Option<bool>,
+    tcb_status: &'a Option<String>,
+    advisories: &'a [String],
+    checks: Vec<JsonCheck<'a>>,
+    cert_path: Option<PathBuf>,
+}
+
+/// Runs `mse verify`.
+pub fn run(args: Args) -> CmdResult {
+    let now = Utc::now();
+    let (cert_der, source) = match (&args.cert, &args.target) {
+        (Some(path), _) => {
+            let pem = read(&absolute(path)?, "certificate")?;
+            let der = mse_attest::ratls::pem_to_der(&pem)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
+            (der, path.display().to_string())
+        }
+        (None, Some(target)) => {
+            let (host, port) =
+                fetch::split_target(target).map_err(|e| Failure::Invalid(e.to_string()))?;
+            let der = fetch::server_certificate(&host, port)?;
+            (der, format!("{host}:{port}"))
+        }
+        (None, None) => return Err(Failure::Invalid("give DOMAIN[:PORT] or --cert FILE".into())),
+    };
+
+    let mr_enclave = match (&args.fingerprint, &args.context, &args.code) {
+        (Some(hex_text), _, _) => {
+            let mut value = [0u8; 32];
+            hex::decode_to_slice(hex_text.trim(), &mut value)
+                .map_err(|_| Failure::Invalid("--fingerprint must be 64 hex digits".into()))?;
+            Some(value)
+        }
+        (None, Some(context), Some(code)) => Some(fingerprint_from_context(
+            &absolute(context)?,
+            &absolute(code)?,
+        )?),
+        _ => None,
+    };
+    let mr_signer = match &args.signer_key {
+        Some(path) => {
+            let pem = String::from_utf8(read(&absolute(path)?, "signer key")?)
+                .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
+            Some(
+                mse_attest::signer::mr_signer_from_pem(&pem)
+                    .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    let simulation_ca = match &args.simulation_ca {
+        Some(path) => Some(
+            mse_attest::ratls::pem_to_der(&read(&absolute(path)?, "simulation CA")?)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let policy = Policy {
+        mr_signer,
+        mr_enclave,
+        accepted_tcb: args.accept_tcb.clone(),
+        allow_simulation: args.allow_simulation,
+        simulation_ca,
+    };
+
+    // Collateral matters only for quotes that claim to be genuine SGX.
+    let needs_collateral = mse_attest::ratls::inspect(&cert_der)
+        .ok()
+        .and_then(|i| mse_attest::quote::Quote::parse(&i.quote_bytes).ok())
+        .is_some_and(|q| !mse_attest::simulation::looks_simulated(&q));
+    let mut collateral_error = None;
+    let collateral = if !needs_collateral {
+        None
+    } else if let Some(path) = &args.collateral {
+        Some(
+            mse_attest::collateral::from_file(&absolute(path)?)
+                .map_err(|e| Failure::Invalid(e.to_string()))?,
+        )
+    } else {
+        let url = args
+            .pccs_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PCCS_URL.to_string());
+        let quote = mse_attest::ratls::inspect(&cert_der)
+            .map(|i| i.quote_bytes)
+            .unwrap_or_default();
+        let cache = mse_attest::collateral::Cache::new(conf_dir().join("collateral"));
+        match cache.get_or_fetch(&url, &quote, now, mse_attest::collateral::fetch_pccs) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                collateral_error = Some(e.to_string());
+                None
+            }
+        }
+    };
+
+    let mut verification = verify_certificate(&cert_der, &policy, collateral.as_ref(), now);
+    if let Some(why) = collateral_error {
+        for check in verification
+            .checks
+            .iter_mut()
+            .filter(|c| c.name == "quote_signature" || c.name == "tcb")
+        {
+            check.detail = format!("{why}; pass --collateral FILE or another --pccs-url");
+        }
+    }
+
+    let cert_path = if verification.verified {
+        let path = absolute(&args.output)?;
+        let pem = pem_encode(&cert_der);
+        std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+        Some(path)
+    } else {
+        None
+    };
+
+    if args.json {
+        let json = JsonOutput {
+            verified: verification.verified,
+            tee: verification.tee,
+            mr_enclave: &verification.mr_enclave,
+            mr_signer: &verification.mr_signer,
+            debug: verification.debug,
+            tcb_status: &verification.tcb_status,
+            advisories: &verification.advisories,
+            checks: verification
+                .checks
+                .iter()
+                .map(|c| JsonCheck {
+                    name: c.name,
+                    ok: c.status != Status::Failed,
+                    status: c.status,
+                    detail: &c.detail,
+                })
+                .collect(),
+            cert_path: cert_path.clone(),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).context("cannot encode the report")?
+        );
+    } else {
+        print_human(
+            &source,
+            &verification,
+            cert_path.as_deref(),
+            args.target.as_deref(),
+        );
+    }
+    if verification.verified {
+        Ok(())
+    } else {
+        Err(Failure::Other(anyhow::anyhow!(
+            "verification failed: {} of {} checks failed",
+            verification
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Failed)
+                .count(),
+            verification.checks.len()
+        )))
+    }
+}
+
+fn pem_encode(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+fn print_human(source: &str, v: &Verification, cert_path: Option<&Path>, target: Option<&str>) {
+    println!("Verifying the certificate of {source}");
+    let width = v.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in &v.checks {
+        let mark = match check.status {
+            Status::Passed => "✓",
+            Status::Failed => "✗",
+            Status::Skipped => "-",
+        };
+        println!("  {mark} {:<width$}  {}", check.name, check.detail);
+    }
+    if let Some(value) = &v.mr_enclave {
+        println!("  MRENCLAVE {value}");
+    }
+    if let Some(value) = &v.mr_signer {
+        println!("  MRSIGNER  {value}");
+    }
+    if let Some(status) = &v.tcb_status {
+        let advisories = if v.advisories.is_empty() {
+            "none".to_string()
+        } else {
+            v.advisories.join(", ")
+        };
+        println!("  TCB       {status} (advisories: {advisories})");
+    }
+    if v.checks
+        .iter()
+        .any(|c| c.name == "mr_enclave" && c.status == Status::Skipped)
+    {
+        eprintln!(
+            "{} no fingerprint was given (--fingerprint or --context with --code): the code the app runs was not checked",
+            render::warning_prefix()
+        );
+    }
+    if v.tee == Some(Tee::Simulation) {
+        eprintln!(
+            "{} SIMULATION — no hardware protection: this app does not run in an SGX enclave; its host can read its code and secrets",
+            render::warning_prefix()
+        );
+    }
+    if let Some(path) = cert_path {
+        let tee = match v.tee {
+            Some(Tee::Sgx) => "an SGX enclave",
+            _ => "the simulation TEE",
+        };
+        println!(
+            "Verified: the app runs in {tee}. Certificate saved to {}",
+            path.display()
+        );
+        if let Some(target) = target {
+            println!("  curl --cacert {} https://{target}/", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_encoding_is_standard_with_short_lines() {
+        assert_eq!(
+            pem_encode(b"Man"),
+            "-----BEGIN CERTIFICATE-----\nTWFu\n-----END CERTIFICATE-----\n"
+        );
+        let long = pem_encode(&[0u8; 100]);
+        assert!(long.lines().all(|l| l.len() <= 64));
+    }
+}

@@ -1,0 +1,501 @@
+//! `mse verify` as an app user runs it: against a certificate file or a live
+//! TLS endpoint, with the fingerprint given or recomputed from a context.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{Duration, Utc};
+use common::{texts, TestContext};
+use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::ratls::{self, RaTls};
+use mse_attest::simulation::{SimulationCa, SimulationProvider};
+use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
+
+/// The platform: its enclave-signing key and simulation CA.
+struct Platform {
+    signer_pem: String,
+    mr_signer: [u8; 32],
+    ca: SimulationCa,
+}
+
+fn platform() -> &'static Platform {
+    static PLATFORM: OnceLock<Platform> = OnceLock::new();
+    PLATFORM.get_or_init(|| {
+        use rsa::pkcs8::EncodePublicKey;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 3072).unwrap();
+        let signer_pem = key
+            .to_public_key()
+            .to_public_key_pem(Default::default())
+            .unwrap();
+        Platform {
+            mr_signer: mse_attest::signer::mr_signer_from_pem(&signer_pem).unwrap(),
+            signer_pem,
+            ca: SimulationCa::generate(Utc::now()).unwrap(),
+        }
+    })
+}
+
+/// A node's RA-TLS certificate for an enclave measuring `mr_enclave`.
+fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
+    let p = platform();
+    let provider =
+        SimulationProvider::new(p.ca.issue_pck(Utc::now()).unwrap(), mr_enclave, p.mr_signer);
+    ratls::create(
+        domain,
+        Utc::now() + Duration::hours(4),
+        None,
+        &provider,
+        Utc::now(),
+    )
+    .unwrap()
+}
+
+/// Writes the platform's public material into the work folder.
+fn platform_files(ctx: &TestContext) {
+    ctx.write("signer.pem", &platform().signer_pem);
+    ctx.write("simulation-ca.pem", platform().ca.cert_pem());
+}
+
+const TRUST: [&str; 5] = [
+    "--signer-key",
+    "signer.pem",
+    "--simulation-ca",
+    "simulation-ca.pem",
+    "--allow-simulation",
+];
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"))
+}
+
+#[test]
+fn verify_of_a_simulated_node_passes_every_check_and_saves_the_certificate() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    let cert = node_cert("app.localhost", [0xaa; 32]);
+    ctx.write("node.pem", &cert.cert_pem);
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            "--cert",
+            "node.pem",
+            "--fingerprint",
+            &"aa".repeat(32),
+            "--json",
+        ])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report = json(&output);
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["tee"], "simulation");
+    assert_eq!(report["mr_enclave"], "aa".repeat(32));
+    assert_eq!(report["mr_signer"], hex::encode(platform().mr_signer));
+    assert_eq!(report["debug"], false);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "quote_present",
+            "report_data_binding",
+            "debug_disabled",
+            "mr_signer",
+            "mr_enclave",
+            "quote_signature",
+            "tcb"
+        ]
+    );
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["ok"] == true));
+    let saved = std::fs::read_to_string(ctx.work().join("cert.pem")).unwrap();
+    assert_eq!(ratls::pem_to_der(saved.as_bytes()).unwrap(), cert.cert_der);
+}
+
+#[test]
+fn verify_refuses_a_simulated_node_unless_simulation_is_allowed() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    ctx.write("node.pem", &node_cert("app.localhost", [0xaa; 32]).cert_pem);
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            "--cert",
+            "node.pem",
+            "--signer-key",
+            "signer.pem",
+            "--simulation-ca",
+            "simulation-ca.pem",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["verified"], false);
+    assert_eq!(report["tee"], serde_json::Value::Null);
+    assert!(
+        !ctx.work().join("cert.pem").exists(),
+        "nothing is saved on failure"
+    );
+}
+
+#[test]
+fn verify_with_a_wrong_fingerprint_fails_with_exit_code_1() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    ctx.write("node.pem", &node_cert("app.localhost", [0xaa; 32]).cert_pem);
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            "--cert",
+            "node.pem",
+            "--fingerprint",
+            &"bb".repeat(32),
+        ])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let (stdout, stderr) = texts(&output);
+    assert!(stdout.contains("✗ mr_enclave"), "{stdout}");
+    assert!(
+        stderr.contains("verification failed: 1 of 7 checks failed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn verify_without_a_fingerprint_skips_that_check_with_a_warning() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    ctx.write("node.pem", &node_cert("app.localhost", [0xaa; 32]).cert_pem);
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "node.pem"])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (stdout, stderr) = texts(&output);
+    assert!(stdout.contains("- mr_enclave"), "{stdout}");
+    assert!(stderr.contains("no fingerprint was given"), "{stderr}");
+    assert!(
+        stderr.contains("SIMULATION — no hardware protection"),
+        "{stderr}"
+    );
+}
+
+/// Serves `cert` over TLS on a free loopback port for a few connections.
+fn serve(cert: &RaTls) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from(cert.cert_der.clone())];
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut stream).is_err() {
+                    break;
+                }
+            }
+            conn.send_close_notify();
+            let _ = conn.complete_io(&mut stream);
+            let _ = stream.flush();
+        }
+    });
+    port
+}
+
+#[test]
+fn verify_fetches_the_certificate_over_tls_from_a_localhost_name() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    let cert = node_cert("app.localhost", [0xcd; 32]);
+    let port = serve(&cert);
+    let target = format!("app.localhost:{port}");
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            &target,
+            "--fingerprint",
+            &"cd".repeat(32),
+            "--output",
+            "app.pem",
+        ])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = ctx
+        .filter(&texts(&output).0)
+        .replace(&port.to_string(), "[PORT]")
+        .replace(&hex::encode(platform().mr_signer), "[MRSIGNER]");
+    let stdout: String = stdout
+        .lines()
+        .map(|l| match l.find("SGX quote v3, ") {
+            Some(at) => format!("{}SGX quote v3, [N] bytes", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("verify_over_tls", stdout);
+    assert_eq!(
+        ratls::pem_to_der(&std::fs::read(ctx.work().join("app.pem")).unwrap()).unwrap(),
+        cert.cert_der
+    );
+}
+
+#[test]
+fn verify_reports_an_unreachable_target_as_a_failure() {
+    let ctx = TestContext::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = ctx
+        .mse()
+        .args(["verify", &format!("gone.localhost:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        texts(&output)
+            .1
+            .contains("cannot connect to gone.localhost"),
+        "{output:?}"
+    );
+}
+
+fn write_code(dir: &Path) {
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        "from flask import Flask\napp = Flask(__name__)\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("pkg/util.py"), "X = 1\n").unwrap();
+}
+
+#[test]
+fn verify_recomputes_the_fingerprint_from_an_exported_context_and_the_code() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    let code = ctx.work().join("code");
+    write_code(&code);
+    let key = mse_package::CodeKey::generate();
+    let packed =
+        mse_package::pack(&code, &key, mse_package::Nonces::Random, std::io::sink()).unwrap();
+    let id = "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60";
+    let expires_at = chrono::DateTime::from_timestamp(Utc::now().timestamp() + 3600, 0).unwrap();
+    let context = Context {
+        version: "1.0".into(),
+        config: ContextConfig {
+            name: "app".into(),
+            project: "default".into(),
+            python_application: "app:app".into(),
+            docker: mse_config::DEFAULT_DOCKER_IMAGE.into(),
+            code_secret_key: key.to_hex(),
+            ssl_app_certificate: None,
+        },
+        instance: ContextInstance {
+            id: id.into(),
+            config_domain_name: format!("{id}.config.localhost"),
+            domain_name: Some(format!("{id}.localhost")),
+            runtime_spec_digest: Some("5d".repeat(32)),
+            enclave_size: "4G".into(),
+            expires_at,
+            ssl_certificate_origin: CertificateOrigin::SelfSigned,
+            nonces: mse_package::context::nonces_to_hex(&packed.nonces),
+        },
+    };
+    ctx.write("app.mse", &context.to_toml());
+    // What the node measures, computed here from the same facts.
+    let expected = fingerprint(&FingerprintInput {
+        runtime_image: mse_config::DEFAULT_DOCKER_IMAGE.into(),
+        runtime_spec_digest: "5d".repeat(32),
+        enclave_size: "4G".into(),
+        app_uuid: id.into(),
+        app_domain: format!("{id}.localhost"),
+        python_application: "app:app".into(),
+        tls: TlsMode::SelfSigned { expires_at },
+        code_sha256: packed.sha256,
+    });
+    ctx.write(
+        "node.pem",
+        &node_cert(&format!("{id}.localhost"), expected).cert_pem,
+    );
+    let args = [
+        "verify",
+        "--cert",
+        "node.pem",
+        "--context",
+        "app.mse",
+        "--code",
+        "code",
+        "--json",
+    ];
+    let output = ctx.mse().args(args).args(TRUST).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(json(&output)["mr_enclave"], hex::encode(expected));
+
+    // One changed byte of plaintext: the enclave is not running this code.
+    std::fs::write(code.join("pkg/util.py"), "X = 2\n").unwrap();
+    let output = ctx.mse().args(args).args(TRUST).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mr_enclave")
+        .unwrap()
+        .clone();
+    assert_eq!(check["ok"], false);
+
+    // A file the context does not know about: the code differs, said plainly.
+    std::fs::write(code.join("extra.py"), "").unwrap();
+    let output = ctx.mse().args(args).args(TRUST).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        texts(&output).1.contains("`extra.py` has no nonce"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn verify_refuses_a_file_that_is_not_an_ratls_certificate() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let plain = rcgen::CertificateParams::new(vec!["x.localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    ctx.write("plain.pem", &plain.pem());
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "plain.pem", "--json"])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert!(report["checks"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not an RA-TLS certificate"));
+    ctx.write("junk.pem", "junk");
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "junk.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn verify_help_reads_well() {
+    let ctx = TestContext::new();
+    let output = ctx.mse().args(["verify", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    insta::assert_snapshot!("verify_help", texts(&output).0);
+}
+
+#[test]
+fn verify_of_an_sgx_quote_without_reachable_collateral_fails_with_a_way_out() {
+    // A certificate carrying a genuine SGX quote (the dcap-qvl sample).
+    struct Fixed(Vec<u8>);
+    impl mse_attest::provider::QuoteProvider for Fixed {
+        fn quote(&self, _: &[u8; 64]) -> Result<Vec<u8>, mse_attest::AttestError> {
+            Ok(self.0.clone())
+        }
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+    }
+    let quote = std::fs::read(mse_testkit::dcap_sample_dir().join("sgx_quote")).unwrap();
+    let cert = ratls::create(
+        "sgx.localhost",
+        Utc::now() + Duration::hours(1),
+        None,
+        &Fixed(quote),
+        Utc::now(),
+    )
+    .unwrap();
+    let ctx = TestContext::new();
+    ctx.write("node.pem", &cert.cert_pem);
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            "--cert",
+            "node.pem",
+            "--json",
+            "--pccs-url",
+            &format!("http://127.0.0.1:{closed}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    let signature = &report["checks"][5];
+    assert_eq!(signature["name"], "quote_signature");
+    assert_eq!(signature["ok"], false);
+    assert!(
+        signature["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pass --collateral FILE"),
+        "{signature}"
+    );
+
+    // The sample collateral is out of date today: verification refuses it.
+    let collateral = mse_testkit::dcap_sample_dir().join("sgx_quote_collateral.json");
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "node.pem", "--json", "--collateral"])
+        .arg(&collateral)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json(&output)["tee"], serde_json::Value::Null);
+}
