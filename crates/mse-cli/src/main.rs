@@ -33,6 +33,8 @@ enum Command {
     Init(commands::init::Args),
     /// Check mse.toml without a server and show the resolved configuration
     Validate(commands::validate::Args),
+    /// Run the plaintext app locally in its image's runtime environment
+    Test(commands::test::Args),
     /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
     Package(commands::package::Args),
     /// List, export or remove the saved deployment contexts
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Scaffold(args) => commands::scaffold::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Validate(args) => commands::validate::run(args),
+        Command::Test(args) => commands::test::run(args),
         Command::Package(args) => commands::package::run(args),
         Command::Context(args) => commands::context::run(args),
         Command::Verify(args) => commands::verify::run(args),

@@ -134,3 +134,12 @@ pub fn dcap_sample_dir() -> PathBuf {
     })
     .clone()
 }
+
+/// A runtime-environment cache shared by every test (`target/test-cache`),
+/// so the image environments are built once per machine, not once per test.
+pub fn runtime_cache_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("test-cache")
+}

@@ -4,6 +4,7 @@ pub mod context;
 pub mod init;
 pub mod package;
 pub mod scaffold;
+pub mod test;
 pub mod validate;
 pub mod verify;
 

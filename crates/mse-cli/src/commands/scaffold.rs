@@ -99,6 +99,7 @@ pub fn run(args: Args) -> CmdResult {
     println!("Next:");
     println!("  cd {}", args.name);
     println!("  mse validate          # check mse.toml");
+    println!("  mse test              # run the app on http://localhost:5000");
     println!("  pytest tests          # test the app (needs flask and pytest)");
     Ok(())
 }

@@ -1,0 +1,164 @@
+//! `mse test`: runs the plaintext app locally in the runtime environment of
+//! its image, as the node would run it, without encryption or attestation.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mse_runtime::{Catalog, EnvCache};
+
+use crate::commands::load_valid_config;
+use crate::conf::{cache_dir, conf_dir};
+use crate::exit::{CmdResult, Failure};
+
+/// Arguments of `mse test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The configuration file [default: ./mse.toml]
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
+    /// Port to serve the app on, on localhost
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+}
+
+/// The runtime catalog: `$MSE_CONF_PATH/catalog.toml` if present, else the default.
+pub fn catalog() -> Result<Catalog, Failure> {
+    let path = conf_dir().join("catalog.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Catalog::parse(&path.display().to_string(), &text)
+            .map_err(|e| Failure::Invalid(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default_catalog()),
+        Err(e) => Err(Failure::Other(anyhow::anyhow!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Runs `mse test`.
+pub fn run(args: Args) -> CmdResult {
+    let config = load_valid_config(args.path.as_deref(), true)?;
+    let catalog = catalog()?;
+    let spec = catalog
+        .find(&config.code.docker)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    let cache = EnvCache::new(cache_dir());
+    let mut progress = |message: &str| eprintln!("==> {message}");
+    let env = cache
+        .ensure(spec, &mut progress)
+        .map_err(|e| Failure::Other(e.into()))?;
+    let location = &config.code.location;
+    let mut python_path = vec![location.clone()];
+    let requirements = location.join(mse_package::REQUIREMENTS);
+    if requirements.is_file() {
+        python_path.push(
+            cache
+                .requirements(&env, &requirements, &mut progress)
+                .map_err(|e| Failure::Other(e.into()))?,
+        );
+    }
+    let python_path = std::env::join_paths(&python_path).context("PYTHONPATH")?;
+    let tmp = tempfile_dir()?;
+    let app = &config.code.python_application;
+
+    // Fail fast, with the traceback, when the app cannot be imported.
+    let check = Command::new(&env.python)
+        .args([
+            "-c",
+            "import importlib, sys\nm = importlib.import_module(sys.argv[1])\nif not hasattr(m, sys.argv[2]):\n    sys.exit(f'module {sys.argv[1]} has no attribute {sys.argv[2]}')",
+            &app.module,
+            &app.variable,
+        ])
+        .current_dir(location)
+        .env("PYTHONPATH", &python_path)
+        .env("MODULE_PATH", location)
+        .env("TMP_PATH", &tmp)
+        .envs(config.code.secrets.as_ref().map(|s| ("SECRETS_PATH", s.clone())))
+        .output()
+        .context("cannot run the app's Python")?;
+    if !check.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&check.stderr));
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the app `{app}` cannot be imported from {}",
+            location.display()
+        )));
+    }
+
+    let url = format!("http://localhost:{}", args.port);
+    println!("Serving `{app}` from {} on {url}", location.display());
+    println!("  curl {url}{}", config.code.healthcheck_endpoint);
+    println!("  MSE_APP_URL={url} pytest tests     # from the app's folder");
+    println!("Press Ctrl-C to stop.");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("cannot handle Ctrl-C")?;
+    let mut child = Command::new(&env.python)
+        .args(["-m", "hypercorn", "--bind"])
+        .arg(format!("127.0.0.1:{}", args.port))
+        .args(["--access-logfile", "-", "--error-logfile", "-"])
+        .arg(app.to_string())
+        .current_dir(location)
+        .env("PYTHONPATH", &python_path)
+        .env("MODULE_PATH", location)
+        .env("TMP_PATH", &tmp)
+        .envs(
+            config
+                .code
+                .secrets
+                .as_ref()
+                .map(|s| ("SECRETS_PATH", s.clone())),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .context("cannot start the app server")?;
+    loop {
+        if let Some(status) = child.try_wait().context("cannot watch the app")? {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if stop.load(Ordering::SeqCst) {
+                println!("Stopped.");
+                return Ok(());
+            }
+            return Err(Failure::Other(anyhow::anyhow!(
+                "the app stopped by itself ({status})"
+            )));
+        }
+        if stop.load(Ordering::SeqCst) {
+            terminate(&mut child);
+            let _ = std::fs::remove_dir_all(&tmp);
+            println!("Stopped.");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then SIGKILL after ten seconds.
+fn terminate(child: &mut std::process::Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn tempfile_dir() -> Result<PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("mse-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
