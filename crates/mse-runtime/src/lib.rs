@@ -171,18 +171,14 @@ impl EnvCache {
             let _ = std::fs::remove_dir_all(&venv);
             run(Command::new(&self.interpreter)
                 .args(["-m", "venv"])
-                .arg(&venv))?;
-            let mut pip = Command::new(&python);
-            pip.args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-            ])
-            .args(&spec.packages);
-            run(&mut pip)?;
+                .arg(&venv))
+            .map_err(|e| match e {
+                RuntimeError::Build(m) => RuntimeError::Build(format!(
+                    "{m} (is the venv module installed? on Debian: apt-get install python3-venv)"
+                )),
+                other => other,
+            })?;
+            run(pip_install(&python).args(&spec.packages))?;
             std::fs::write(&ready, &digest)
                 .map_err(|e| RuntimeError::Build(format!("{}: {e}", ready.display())))?;
         }
@@ -218,16 +214,8 @@ impl EnvCache {
             progress(&format!("installing {}", requirements.display()));
             let site = dir.join("site");
             let _ = std::fs::remove_dir_all(&site);
-            run(Command::new(&env.python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "--target",
-                ])
+            run(pip_install(&env.python)
+                .arg("--target")
                 .arg(&site)
                 .arg("-r")
                 .arg(requirements))?;
@@ -237,6 +225,20 @@ impl EnvCache {
         drop(lock);
         Ok(dir.join("site"))
     }
+}
+
+/// `python -m pip install`, quiet and never prompting.
+fn pip_install(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+    ]);
+    command
 }
 
 fn lock(path: &Path) -> Result<File, RuntimeError> {
