@@ -491,3 +491,134 @@ fn mr_signer_is_the_sha256_of_the_little_endian_modulus() {
     assert!(err.to_string().contains("RSA-3072"));
     assert!(mse_attest::signer::mr_signer_from_pem("junk").is_err());
 }
+
+/// Percent-encodes a header value the way a PCCS sends issuer chains.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A local PCCS serving the v4 API from the dcap-qvl sample collateral, for
+/// a bounded number of requests. Returns its base URL and the paths it served.
+fn fake_pccs(
+    collateral: Collateral,
+    requests: usize,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, paths) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let _ = seen.send(path.clone());
+            let (header, body): (Option<(&str, &str)>, Vec<u8>) =
+                if path.starts_with("/sgx/certification/v4/pckcrl") {
+                    (
+                        Some(("SGX-PCK-CRL-Issuer-Chain", &collateral.pck_crl_issuer_chain)),
+                        collateral.pck_crl.clone(),
+                    )
+                } else if path.starts_with("/sgx/certification/v4/tcb") {
+                    let body = format!(
+                        "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
+                        collateral.tcb_info,
+                        hex::encode(&collateral.tcb_info_signature)
+                    );
+                    (
+                        Some((
+                            "SGX-TCB-Info-Issuer-Chain",
+                            &collateral.tcb_info_issuer_chain,
+                        )),
+                        body.into_bytes(),
+                    )
+                } else if path.starts_with("/sgx/certification/v4/qe/identity") {
+                    let body = format!(
+                        "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
+                        collateral.qe_identity,
+                        hex::encode(&collateral.qe_identity_signature)
+                    );
+                    (
+                        Some((
+                            "SGX-Enclave-Identity-Issuer-Chain",
+                            &collateral.qe_identity_issuer_chain,
+                        )),
+                        body.into_bytes(),
+                    )
+                } else if path.starts_with("/sgx/certification/v4/rootcacrl") {
+                    (None, hex::encode(&collateral.root_ca_crl).into_bytes())
+                } else {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    continue;
+                };
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            if let Some((name, value)) = header {
+                head.push_str(&format!("{name}: {}\r\n", percent_encode(value)));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (url, paths)
+}
+
+#[test]
+fn collateral_fetched_from_a_pccs_v4_api_verifies_the_sample_quote() {
+    let (url, paths) = fake_pccs(sample_collateral(), 8);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = mse_attest::collateral::Cache::new(dir.path());
+    let quote = sample_quote();
+    let collateral = cache
+        .get_or_fetch(
+            &url,
+            &quote,
+            sample_time(),
+            mse_attest::collateral::fetch_pccs,
+        )
+        .unwrap();
+    let served: Vec<String> = paths.try_iter().collect();
+    assert!(
+        served
+            .iter()
+            .any(|p| p.starts_with("/sgx/certification/v4/tcb?fmspc=")),
+        "{served:?}"
+    );
+    assert!(
+        served
+            .iter()
+            .any(|p| p.starts_with("/sgx/certification/v4/qe/identity")),
+        "{served:?}"
+    );
+    let outcome = dcap::verify(&quote, &collateral, sample_time()).unwrap();
+    assert_eq!(outcome.status, "ConfigurationAndSWHardeningNeeded");
+    // Served from the cache the second time: the PCCS sees no new request.
+    cache
+        .get_or_fetch(&url, &quote, sample_time(), |_, _| panic!("fetched again"))
+        .unwrap();
+}

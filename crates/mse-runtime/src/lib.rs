@@ -178,7 +178,9 @@ impl EnvCache {
                 )),
                 other => other,
             })?;
-            run(pip_install(&python).args(&spec.packages))?;
+            if !spec.packages.is_empty() {
+                run(pip_install(&python).args(&spec.packages))?;
+            }
             std::fs::write(&ready, &digest)
                 .map_err(|e| RuntimeError::Build(format!("{}: {e}", ready.display())))?;
         }
