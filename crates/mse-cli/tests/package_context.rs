@@ -351,3 +351,52 @@ fn context_needs_exactly_one_action() {
         Some(2)
     );
 }
+
+#[test]
+fn package_reproduces_a_package_from_a_context_file() {
+    let ctx = TestContext::new();
+    let app = scaffold(&ctx);
+    let first = ctx.ok_in(&app, &["package", "-o", "first", "--json"]);
+    let sha = json_field(&first, "code_sha256");
+    let table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(app.join("first/package.toml")).unwrap()).unwrap();
+    // A context holds the same key and nonces under [config] and [instance.nonces].
+    let nonces: BTreeMap<String, String> = table["nonces"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let context = Context {
+        version: "1.0".into(),
+        config: ContextConfig {
+            name: "app".into(),
+            project: "default".into(),
+            python_application: "app:app".into(),
+            docker: mse_config::DEFAULT_DOCKER_IMAGE.into(),
+            code_secret_key: table["code_secret_key"].as_str().unwrap().into(),
+            ssl_app_certificate: None,
+        },
+        instance: ContextInstance {
+            id: ID_A.into(),
+            config_domain_name: format!("{ID_A}.config.localhost"),
+            domain_name: None,
+            runtime_spec_digest: None,
+            enclave_size: "4G".into(),
+            expires_at: chrono::Utc.with_ymd_and_hms(2031, 1, 1, 0, 0, 0).unwrap(),
+            ssl_certificate_origin: CertificateOrigin::SelfSigned,
+            nonces,
+        },
+    };
+    std::fs::write(app.join("app.mse"), context.to_toml()).unwrap();
+    let again = ctx.ok_in(
+        &app,
+        &["package", "-o", "again", "--nonces", "app.mse", "--json"],
+    );
+    assert_eq!(json_field(&again, "code_sha256"), sha);
+}
+
+fn json_field(output: &std::process::Output, field: &str) -> String {
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    json[field].as_str().unwrap().to_string()
+}
