@@ -101,6 +101,20 @@ impl Report {
             detail: detail.into(),
         });
     }
+    /// Both `quote_signature` and `tcb` failed for the same reason.
+    fn unverified(&mut self, why: &str) {
+        self.push("quote_signature", Status::Failed, why);
+        self.push("tcb", Status::Failed, why);
+    }
+    /// The signature failed, so the TCB was not evaluated.
+    fn signature_failed(&mut self, why: String) {
+        self.push("quote_signature", Status::Failed, why);
+        self.push(
+            "tcb",
+            Status::Failed,
+            "not evaluated: the quote signature failed",
+        );
+    }
     fn result(&mut self, name: &'static str, result: Result<String, String>) {
         match result {
             Ok(detail) => self.push(name, Status::Passed, detail),
@@ -119,11 +133,15 @@ const ALL_CHECKS: [&str; 7] = [
     "tcb",
 ];
 
-/// Verifies an RA-TLS certificate (DER).
+/// Why collateral is missing, when the caller was given none.
+pub const NO_COLLATERAL: &str = "no collateral: give a PCCS URL or a collateral file";
+
+/// Verifies an RA-TLS certificate (DER). `collateral` is the collateral for
+/// SGX quotes, or why there is none (reported in the checks that need it).
 pub fn verify_certificate(
     cert_der: &[u8],
     policy: &Policy,
-    collateral: Option<&Collateral>,
+    collateral: Result<&Collateral, &str>,
     now: DateTime<Utc>,
 ) -> Verification {
     let mut report = Report { checks: Vec::new() };
@@ -212,85 +230,92 @@ pub fn verify_certificate(
         ),
     }
 
-    if simulation::looks_simulated(&quote) {
-        if !policy.allow_simulation {
-            let why = "simulated quote (simulation — no hardware protection): refused unless simulation is allowed";
-            report.push("quote_signature", Status::Failed, why);
-            report.push("tcb", Status::Failed, why);
-        } else if let Some(ca) = &policy.simulation_ca {
-            match simulation::verify_quote(&quote, ca, now) {
-                Ok(()) => {
-                    out.tee = Some(Tee::Simulation);
-                    out.tcb_status = Some("Simulation".into());
-                    report.push("quote_signature", Status::Passed, "simulation — no hardware protection: signed under the platform's simulation CA");
-                    report.push(
-                        "tcb",
-                        Status::Passed,
-                        "simulation — no hardware protection: no TCB to evaluate",
-                    );
-                }
-                Err(why) => {
-                    report.push("quote_signature", Status::Failed, why);
-                    report.push(
-                        "tcb",
-                        Status::Failed,
-                        "not evaluated: the quote signature failed",
-                    );
-                }
-            }
-        } else {
-            let why = "simulated quote, but the platform's simulation CA is unknown";
-            report.push("quote_signature", Status::Failed, why);
-            report.push("tcb", Status::Failed, why);
-        }
-    } else {
-        match collateral {
-            None => {
-                let why = "no collateral: give a PCCS URL or a collateral file";
-                report.push("quote_signature", Status::Failed, why);
-                report.push("tcb", Status::Failed, why);
-            }
-            Some(collateral) => {
-                match crate::dcap::verify(&inspected.quote_bytes, collateral, now) {
-                    Ok(outcome) => {
-                        out.tee = Some(Tee::Sgx);
-                        report.push(
-                            "quote_signature",
-                            Status::Passed,
-                            "the quote's signature chain verifies up to Intel's SGX root CA",
-                        );
-                        let advisories = if outcome.advisories.is_empty() {
-                            "no advisories".to_string()
-                        } else {
-                            format!("advisories {}", outcome.advisories.join(", "))
-                        };
-                        report.result(
-                        "tcb",
-                        if policy.accepts(&outcome.status) {
-                            Ok(format!("TCB status {} accepted; {advisories}", outcome.status))
-                        } else {
-                            Err(format!(
-                                "TCB status {} is not accepted (only UpToDate unless named); {advisories}",
-                                outcome.status
-                            ))
-                        },
-                    );
-                        out.tcb_status = Some(outcome.status);
-                        out.advisories = outcome.advisories;
-                    }
-                    Err(why) => {
-                        report.push("quote_signature", Status::Failed, why);
-                        report.push(
-                            "tcb",
-                            Status::Failed,
-                            "not evaluated: the quote signature failed",
-                        );
-                    }
-                }
-            }
-        }
-    }
+    signature_and_tcb(
+        &quote,
+        &inspected.quote_bytes,
+        policy,
+        collateral,
+        now,
+        &mut out,
+        &mut report,
+    );
     out.checks = report.checks;
     out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
     out
+}
+
+/// The `quote_signature` and `tcb` checks: the simulation CA for simulated
+/// quotes (when allowed), Intel's chain and collateral otherwise.
+fn signature_and_tcb(
+    quote: &Quote,
+    quote_bytes: &[u8],
+    policy: &Policy,
+    collateral: Result<&Collateral, &str>,
+    now: DateTime<Utc>,
+    out: &mut Verification,
+    report: &mut Report,
+) {
+    if simulation::looks_simulated(quote) {
+        if !policy.allow_simulation {
+            return report.unverified(
+                "simulated quote (simulation — no hardware protection): refused unless simulation is allowed",
+            );
+        }
+        let Some(ca) = &policy.simulation_ca else {
+            return report
+                .unverified("simulated quote, but the platform's simulation CA is unknown");
+        };
+        return match simulation::verify_quote(quote, ca, now) {
+            Ok(()) => {
+                out.tee = Some(Tee::Simulation);
+                out.tcb_status = Some("Simulation".into());
+                report.push(
+                    "quote_signature",
+                    Status::Passed,
+                    "simulation — no hardware protection: signed under the platform's simulation CA",
+                );
+                report.push(
+                    "tcb",
+                    Status::Passed,
+                    "simulation — no hardware protection: no TCB to evaluate",
+                );
+            }
+            Err(why) => report.signature_failed(why),
+        };
+    }
+    let collateral = match collateral {
+        Ok(collateral) => collateral,
+        Err(why) => return report.unverified(why),
+    };
+    let outcome = match crate::dcap::verify(quote_bytes, collateral, now) {
+        Ok(outcome) => outcome,
+        Err(why) => return report.signature_failed(why),
+    };
+    out.tee = Some(Tee::Sgx);
+    report.push(
+        "quote_signature",
+        Status::Passed,
+        "the quote's signature chain verifies up to Intel's SGX root CA",
+    );
+    let advisories = if outcome.advisories.is_empty() {
+        "no advisories".to_string()
+    } else {
+        format!("advisories {}", outcome.advisories.join(", "))
+    };
+    report.result(
+        "tcb",
+        if policy.accepts(&outcome.status) {
+            Ok(format!(
+                "TCB status {} accepted; {advisories}",
+                outcome.status
+            ))
+        } else {
+            Err(format!(
+                "TCB status {} is not accepted (only UpToDate unless named); {advisories}",
+                outcome.status
+            ))
+        },
+    );
+    out.tcb_status = Some(outcome.status);
+    out.advisories = outcome.advisories;
 }

@@ -9,7 +9,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::quote::Quote;
 use mse_attest::simulation::{SimulationCa, SimulationProvider};
-use mse_attest::verify::{verify_certificate, Collateral, Policy, Status, Tee, Verification};
+use mse_attest::verify::{
+    verify_certificate, Collateral, Policy, Status, Tee, Verification, NO_COLLATERAL,
+};
 use mse_attest::{dcap, ratls};
 
 fn now() -> DateTime<Utc> {
@@ -80,7 +82,7 @@ fn sample_cert_verification(policy: &Policy, collateral: &Collateral) -> Verific
         sample_time(),
     )
     .unwrap();
-    verify_certificate(&cert.cert_der, policy, Some(collateral), sample_time())
+    verify_certificate(&cert.cert_der, policy, Ok(collateral), sample_time())
 }
 
 #[test]
@@ -171,7 +173,12 @@ fn simulation_policy() -> Policy {
 #[test]
 fn node_certificate_verifies_on_the_client_when_simulation_is_allowed() {
     let cert = simulated_cert();
-    let v = verify_certificate(&cert.cert_der, &simulation_policy(), None, now());
+    let v = verify_certificate(
+        &cert.cert_der,
+        &simulation_policy(),
+        Err(NO_COLLATERAL),
+        now(),
+    );
     assert!(v.verified, "{v:#?}");
     assert_eq!(v.tee, Some(Tee::Simulation));
     assert_eq!(v.tcb_status.as_deref(), Some("Simulation"));
@@ -215,7 +222,7 @@ fn simulated_quote_is_refused_unless_simulation_is_allowed() {
         allow_simulation: false,
         ..simulation_policy()
     };
-    let v = verify_certificate(&cert.cert_der, &policy, Some(&sample_collateral()), now());
+    let v = verify_certificate(&cert.cert_der, &policy, Ok(&sample_collateral()), now());
     assert!(!v.verified);
     assert_eq!(v.tee, None);
     assert!(check(&v, "quote_signature")
@@ -237,7 +244,7 @@ fn simulated_quote_never_verifies_as_sgx() {
             allow_simulation: allow,
             ..simulation_policy()
         };
-        let v = verify_certificate(&cert.cert_der, &policy, Some(&sample_collateral()), now());
+        let v = verify_certificate(&cert.cert_der, &policy, Ok(&sample_collateral()), now());
         assert_ne!(v.tee, Some(Tee::Sgx));
     }
 }
@@ -250,7 +257,7 @@ fn simulated_quote_under_another_simulation_ca_is_refused() {
         simulation_ca: Some(other.cert_der().to_vec()),
         ..simulation_policy()
     };
-    let v = verify_certificate(&cert.cert_der, &policy, None, now());
+    let v = verify_certificate(&cert.cert_der, &policy, Err(NO_COLLATERAL), now());
     assert!(!v.verified);
     assert_eq!(check(&v, "quote_signature").status, Status::Failed);
 }
@@ -264,7 +271,7 @@ fn wrong_fingerprint_or_signer_is_refused_and_missing_fingerprint_is_skipped() {
             mr_enclave: Some([0; 32]),
             ..simulation_policy()
         },
-        None,
+        Err(NO_COLLATERAL),
         now(),
     );
     assert!(!v.verified);
@@ -275,7 +282,7 @@ fn wrong_fingerprint_or_signer_is_refused_and_missing_fingerprint_is_skipped() {
             mr_signer: Some([0; 32]),
             ..simulation_policy()
         },
-        None,
+        Err(NO_COLLATERAL),
         now(),
     );
     assert_eq!(check(&v, "mr_signer").status, Status::Failed);
@@ -286,7 +293,7 @@ fn wrong_fingerprint_or_signer_is_refused_and_missing_fingerprint_is_skipped() {
             mr_enclave: None,
             ..simulation_policy()
         },
-        None,
+        Err(NO_COLLATERAL),
         now(),
     );
     assert_eq!(check(&v, "mr_enclave").status, Status::Skipped);
@@ -328,7 +335,7 @@ fn tampered_simulated_quotes_are_refused() {
     ];
     for (what, alter) in alterations {
         let der = cert_with_altered_quote(alter);
-        let v = verify_certificate(&der, &simulation_policy(), None, now());
+        let v = verify_certificate(&der, &simulation_policy(), Err(NO_COLLATERAL), now());
         assert_eq!(
             check(&v, "quote_signature").status,
             Status::Failed,
@@ -353,7 +360,7 @@ fn certificate_whose_key_the_quote_does_not_bind_is_refused() {
     )
     .unwrap()
     .cert_der;
-    let v = verify_certificate(&der, &simulation_policy(), None, now());
+    let v = verify_certificate(&der, &simulation_policy(), Err(NO_COLLATERAL), now());
     assert_eq!(check(&v, "report_data_binding").status, Status::Failed);
     assert_eq!(check(&v, "quote_signature").status, Status::Passed);
     assert!(!v.verified);
@@ -362,7 +369,7 @@ fn certificate_whose_key_the_quote_does_not_bind_is_refused() {
 #[test]
 fn debug_enclave_is_refused() {
     let der = cert_with_altered_quote(|q| q.body.set_debug(true));
-    let v = verify_certificate(&der, &simulation_policy(), None, now());
+    let v = verify_certificate(&der, &simulation_policy(), Err(NO_COLLATERAL), now());
     assert_eq!(check(&v, "debug_disabled").status, Status::Failed);
     assert!(!v.verified);
 }
@@ -374,13 +381,18 @@ fn a_certificate_without_a_quote_fails_every_check() {
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    let v = verify_certificate(cert.der(), &simulation_policy(), None, now());
+    let v = verify_certificate(cert.der(), &simulation_policy(), Err(NO_COLLATERAL), now());
     assert_eq!(v.checks.len(), 7);
     assert!(v.checks.iter().all(|c| c.status == Status::Failed));
     assert!(check(&v, "quote_present")
         .detail
         .contains("1.2.840.113741.1337.6"));
-    let garbage = verify_certificate(b"not a certificate", &simulation_policy(), None, now());
+    let garbage = verify_certificate(
+        b"not a certificate",
+        &simulation_policy(),
+        Err(NO_COLLATERAL),
+        now(),
+    );
     assert!(!garbage.verified);
 }
 
@@ -397,7 +409,7 @@ fn sgx_quote_without_collateral_fails_signature_and_tcb_with_a_reason() {
         .unwrap()
         .cert_der,
         &Policy::default(),
-        None,
+        Err(NO_COLLATERAL),
         sample_time(),
     );
     assert!(check(&v, "quote_signature")

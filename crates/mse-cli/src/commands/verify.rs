@@ -231,46 +231,39 @@ pub fn run(args: Args) -> CmdResult {
     };
 
     // Collateral matters only for quotes that claim to be genuine SGX.
-    let needs_collateral = mse_attest::ratls::inspect(&cert_der)
-        .ok()
-        .and_then(|i| mse_attest::quote::Quote::parse(&i.quote_bytes).ok())
+    let quote_bytes = mse_attest::ratls::inspect(&cert_der)
+        .map(|i| i.quote_bytes)
+        .ok();
+    let needs_collateral = quote_bytes
+        .as_deref()
+        .and_then(|bytes| mse_attest::quote::Quote::parse(bytes).ok())
         .is_some_and(|q| !mse_attest::simulation::looks_simulated(&q));
-    let mut collateral_error = None;
-    let collateral = if !needs_collateral {
-        None
+    let collateral: Result<mse_attest::verify::Collateral, String> = if !needs_collateral {
+        Err(mse_attest::verify::NO_COLLATERAL.to_string())
     } else if let Some(path) = &args.collateral {
-        Some(
-            mse_attest::collateral::from_file(&absolute(path)?)
-                .map_err(|e| Failure::Invalid(e.to_string()))?,
-        )
+        Ok(mse_attest::collateral::from_file(&absolute(path)?)
+            .map_err(|e| Failure::Invalid(e.to_string()))?)
     } else {
         let url = args
             .pccs_url
             .clone()
             .unwrap_or_else(|| DEFAULT_PCCS_URL.to_string());
-        let quote = mse_attest::ratls::inspect(&cert_der)
-            .map(|i| i.quote_bytes)
-            .unwrap_or_default();
         let cache = mse_attest::collateral::Cache::new(conf_dir().join("collateral"));
-        match cache.get_or_fetch(&url, &quote, now, mse_attest::collateral::fetch_pccs) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                collateral_error = Some(e.to_string());
-                None
-            }
-        }
+        cache
+            .get_or_fetch(
+                &url,
+                quote_bytes.as_deref().unwrap_or_default(),
+                now,
+                mse_attest::collateral::fetch_pccs,
+            )
+            .map_err(|e| format!("{e}; pass --collateral FILE or another --pccs-url"))
     };
-
-    let mut verification = verify_certificate(&cert_der, &policy, collateral.as_ref(), now);
-    if let Some(why) = collateral_error {
-        for check in verification
-            .checks
-            .iter_mut()
-            .filter(|c| c.name == "quote_signature" || c.name == "tcb")
-        {
-            check.detail = format!("{why}; pass --collateral FILE or another --pccs-url");
-        }
-    }
+    let verification = verify_certificate(
+        &cert_der,
+        &policy,
+        collateral.as_ref().map_err(String::as_str),
+        now,
+    );
 
     let cert_path = if verification.verified {
         let path = absolute(&args.output)?;
