@@ -8,6 +8,7 @@
 pub mod collateral;
 pub mod dcap;
 pub mod fingerprint;
+pub mod pin;
 pub mod provider;
 pub mod quote;
 pub mod ratls;

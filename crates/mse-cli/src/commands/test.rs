@@ -2,13 +2,13 @@
 //! its image, as the node would run it, without encryption or attestation.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mse_runtime::{Catalog, EnvCache};
+use mse_runtime::{App, Catalog, EnvCache, Serving};
 
 use crate::commands::load_valid_config;
 use crate::conf::{cache_dir, conf_dir};
@@ -52,44 +52,39 @@ pub fn run(args: Args) -> CmdResult {
         .ensure(spec, &mut progress)
         .map_err(|e| Failure::Other(e.into()))?;
     let location = &config.code.location;
-    let mut python_path = vec![location.clone()];
+    let tmp = tempfile_dir()?;
+    let mut app = App::new(
+        &env,
+        &config.code.python_application.to_string(),
+        location,
+        &tmp,
+    );
+    app.secrets_path = config.code.secrets.clone();
     let requirements = location.join(mse_package::REQUIREMENTS);
     if requirements.is_file() {
-        python_path.push(
+        app.extra_paths.push(
             cache
                 .requirements(&env, &requirements, &mut progress)
                 .map_err(|e| Failure::Other(e.into()))?,
         );
     }
-    let python_path = std::env::join_paths(&python_path).context("PYTHONPATH")?;
-    let tmp = tempfile_dir()?;
-    let app = &config.code.python_application;
+    let name = &config.code.python_application;
 
     // Fail fast, with the traceback, when the app cannot be imported.
-    let check = Command::new(&env.python)
-        .args([
-            "-c",
-            "import importlib, sys\nm = importlib.import_module(sys.argv[1])\nif not hasattr(m, sys.argv[2]):\n    sys.exit(f'module {sys.argv[1]} has no attribute {sys.argv[2]}')",
-            &app.module,
-            &app.variable,
-        ])
-        .current_dir(location)
-        .env("PYTHONPATH", &python_path)
-        .env("MODULE_PATH", location)
-        .env("TMP_PATH", &tmp)
-        .envs(config.code.secrets.as_ref().map(|s| ("SECRETS_PATH", s.clone())))
+    let check = app
+        .import_check()
         .output()
         .context("cannot run the app's Python")?;
     if !check.status.success() {
         eprint!("{}", String::from_utf8_lossy(&check.stderr));
         return Err(Failure::Other(anyhow::anyhow!(
-            "the app `{app}` cannot be imported from {}",
+            "the app `{name}` cannot be imported from {}",
             location.display()
         )));
     }
 
     let url = format!("http://localhost:{}", args.port);
-    println!("Serving `{app}` from {} on {url}", location.display());
+    println!("Serving `{name}` from {} on {url}", location.display());
     println!("  curl {url}{}", config.code.healthcheck_endpoint);
     println!("  MSE_APP_URL={url} pytest tests     # from the app's folder");
     println!("Press Ctrl-C to stop.");
@@ -98,22 +93,8 @@ pub fn run(args: Args) -> CmdResult {
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("cannot handle Ctrl-C")?;
-    let mut child = Command::new(&env.python)
-        .args(["-m", "hypercorn", "--bind"])
-        .arg(format!("127.0.0.1:{}", args.port))
-        .args(["--access-logfile", "-", "--error-logfile", "-"])
-        .arg(app.to_string())
-        .current_dir(location)
-        .env("PYTHONPATH", &python_path)
-        .env("MODULE_PATH", location)
-        .env("TMP_PATH", &tmp)
-        .envs(
-            config
-                .code
-                .secrets
-                .as_ref()
-                .map(|s| ("SECRETS_PATH", s.clone())),
-        )
+    let mut child = app
+        .server(&format!("127.0.0.1:{}", args.port), &Serving::Plain)
         .stdin(Stdio::null())
         .spawn()
         .context("cannot start the app server")?;

@@ -1,0 +1,7 @@
+//! The node runtime's shared parts: the configuration protocol, the status
+//! events it prints and the bounded app log. The `mse-run` binary is the
+//! runtime itself; the client and the node runner use these types.
+
+pub mod logs;
+pub mod protocol;
+pub mod status;

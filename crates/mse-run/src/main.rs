@@ -1,0 +1,133 @@
+//! `mse-run`: the node runtime. It proves what it runs with an RA-TLS
+//! certificate, waits for the owner's configuration, decrypts the code and
+//! serves the app.
+
+mod config_server;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Parser;
+
+/// Runs one encrypted app: RA-TLS configuration server, decryption, app server.
+///
+/// Status changes are printed on standard output as JSON lines
+/// (`initializing`, `running`, `on_error`, `stopped`); the app's output and
+/// access log go to the log file, kept to its last 64 kB.
+#[derive(Debug, Parser)]
+#[command(name = "mse-run", version)]
+pub struct Args {
+    /// The app's uuid (the configuration must name it)
+    #[arg(long)]
+    pub uuid: String,
+    /// The app, as `module:variable`
+    #[arg(long, value_name = "MODULE:VARIABLE")]
+    pub application: String,
+    /// The app's domain: the certificate's subject alternative name
+    #[arg(long)]
+    pub domain: String,
+    /// The encrypted code tarball
+    #[arg(long, value_name = "FILE")]
+    pub code: PathBuf,
+    /// The runtime image (`code.docker`), looked up in the catalog
+    #[arg(long, value_name = "REF")]
+    pub image: String,
+    /// The runtime catalog [default: the built-in one]
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Where runtime environments are built and cached
+    #[arg(long, value_name = "DIR", env = "MSE_CACHE_DIR")]
+    pub cache_dir: PathBuf,
+    /// The enclave size, as the platform names it (part of the fingerprint)
+    #[arg(long, default_value = "1G")]
+    pub enclave_size: String,
+    /// Address to listen on, first for the configuration, then for the app
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// A private folder for the app (created, mode 0700)
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// The log file [default: WORK_DIR/app.log]
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// The app's health check path, polled until it answers 2xx
+    #[arg(long, default_value = "/health")]
+    pub healthcheck: String,
+    /// Seconds to wait for the app to become healthy
+    #[arg(long, default_value_t = 120)]
+    pub health_timeout: u64,
+    /// Seconds to wait for the configuration [default: until expiry]
+    #[arg(long)]
+    pub config_timeout: Option<u64>,
+
+    /// Where quotes come from
+    #[arg(long, value_enum, default_value = "simulation")]
+    pub quote_provider: Provider,
+    /// The simulation CA certificate (PEM), `simulation` only
+    #[arg(long, value_name = "PEM")]
+    pub simulation_ca_cert: Option<PathBuf>,
+    /// The simulation CA key (PEM), `simulation` only
+    #[arg(long, value_name = "PEM")]
+    pub simulation_ca_key: Option<PathBuf>,
+    /// The operator's enclave-signing key (RSA-3072, PEM), `simulation` only: sets MRSIGNER
+    #[arg(long, value_name = "PEM")]
+    pub signer_key: Option<PathBuf>,
+    /// Root of the attestation device, `gramine` only
+    #[arg(long, value_name = "DIR", default_value = "/dev/attestation")]
+    pub attestation_root: PathBuf,
+
+    /// Serve the app with the RA-TLS certificate, valid until EXPIRY
+    /// (RFC 3339 or Unix seconds)
+    #[arg(long, value_name = "EXPIRY", value_parser = parse_expiry,
+          group = "tls", required_unless_present_any = ["certificate", "no_ssl"])]
+    pub ratls: Option<DateTime<Utc>>,
+    /// Serve the app with the owner's certificate chain (PEM); its key comes
+    /// with the configuration
+    #[arg(long, value_name = "PEM", group = "tls")]
+    pub certificate: Option<PathBuf>,
+    /// Serve the app over plain HTTP (TLS ends at the platform's proxy)
+    #[arg(long, group = "tls")]
+    pub no_ssl: bool,
+    /// The app's expiry with --no-ssl (and, optionally, --certificate)
+    #[arg(long, value_name = "EXPIRY", value_parser = parse_expiry, conflicts_with = "ratls")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Where quotes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    /// No hardware: quotes certified by the platform's simulation CA
+    Simulation,
+    /// Real SGX through Gramine's /dev/attestation
+    Gramine,
+}
+
+fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return DateTime::from_timestamp(seconds, 0)
+            .ok_or_else(|| format!("{seconds} is out of range"));
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!("`{text}` is neither RFC 3339 (2026-12-01T12:00:00Z) nor Unix seconds")
+        })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(node::run(args))
+}

@@ -1,0 +1,617 @@
+//! The runtime's life: prepare, wait for the configuration, start the app,
+//! watch it, stop it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use chrono::{DateTime, Utc};
+use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::provider::{GramineProvider, QuoteProvider};
+use mse_attest::simulation::{SimulationCa, SimulationProvider};
+use mse_run::logs::LogSink;
+use mse_run::status::{emit, Event, State};
+use mse_runtime::{App, Catalog, EnvCache, Serving};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::config_server::{self, Accepted, Outcome, Waiting};
+use crate::{Args, Provider};
+
+/// How long the app gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often the health check is tried.
+const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Exit code for invalid arguments or files.
+const INVALID: u8 = 2;
+
+/// Everything known before the configuration arrives.
+struct Prepared {
+    log: Arc<LogSink>,
+    dirs: Dirs,
+    tls: TlsSetup,
+    expires_at: DateTime<Utc>,
+    ratls: mse_attest::ratls::RaTls,
+    fingerprint: [u8; 32],
+    env: mse_runtime::Environment,
+    cache: EnvCache,
+}
+
+struct Dirs {
+    app: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+    tls: PathBuf,
+}
+
+impl Dirs {
+    /// Removes the decrypted code, secrets and keys; the log stays.
+    fn clean(&self) {
+        for dir in [&self.app, &self.home, &self.tmp, &self.tls] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+enum TlsSetup {
+    RaTls,
+    Owner {
+        chain_pem: String,
+        leaf_der: Vec<u8>,
+        leaf: Box<mse_config::tls::Leaf>,
+    },
+    Plain,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let now = Utc::now();
+    let prepared = match prepare(&args, now).await {
+        Ok(p) => p,
+        Err(Failure::Invalid(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(INVALID);
+        }
+        Err(Failure::Error(message)) => {
+            eprintln!("error: {message}");
+            emit(&Event::new(State::OnError, Utc::now()).because(message));
+            return ExitCode::FAILURE;
+        }
+    };
+    let log = prepared.log.clone();
+    let outcome = life(&args, &prepared).await;
+    prepared.dirs.clean();
+    match outcome {
+        Ok(reason) => {
+            log.note(&format!("stopped: {reason}"));
+            emit(&Event::new(State::Stopped, Utc::now()).because(reason));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            log.note(&format!("error: {reason}"));
+            eprintln!("error: {reason}");
+            emit(&Event::new(State::OnError, Utc::now()).because(reason));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    /// Bad arguments or files: nothing started.
+    Invalid(String),
+    /// Something failed while setting up.
+    Error(String),
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::Invalid(message.into())
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
+async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
+    mse_config::fields::check_domain_name(&args.domain)
+        .map_err(|e| invalid(format!("--domain: {e}")))?;
+    mse_config::fields::PythonApplication::parse(&args.application)
+        .map_err(|e| invalid(format!("--application: {e}")))?;
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::parse(&path.display().to_string(), &read_text(path, "catalog")?)
+            .map_err(|e| invalid(e.to_string()))?,
+        None => Catalog::default_catalog(),
+    };
+    let spec = catalog
+        .find(&args.image)
+        .map_err(|e| invalid(e.to_string()))?
+        .clone();
+    let code_sha256 = sha256_file(&args.code)
+        .map_err(|e| invalid(format!("cannot read the code {}: {e}", args.code.display())))?;
+
+    let (tls, expires_at, mode) = if let Some(expiry) = args.ratls {
+        (
+            TlsSetup::RaTls,
+            expiry,
+            TlsMode::SelfSigned { expires_at: expiry },
+        )
+    } else if let Some(path) = &args.certificate {
+        let chain_pem = read_text(path, "certificate")?;
+        let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        if !mse_config::tls::domain_matches(&args.domain, &leaf.dns_names) {
+            return Err(invalid(format!(
+                "{} is not valid for {} (it names {})",
+                path.display(),
+                args.domain,
+                leaf.dns_names.join(", ")
+            )));
+        }
+        let leaf_der = mse_attest::ratls::pem_to_der(chain_pem.as_bytes())
+            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+        let expiry = args
+            .expires_at
+            .unwrap_or(leaf.not_after)
+            .min(leaf.not_after);
+        let mode = TlsMode::Owner {
+            certificate_sha256: Sha256::digest(&leaf_der).into(),
+        };
+        (
+            TlsSetup::Owner {
+                chain_pem,
+                leaf_der,
+                leaf: Box::new(leaf),
+            },
+            expiry,
+            mode,
+        )
+    } else {
+        let expiry = args
+            .expires_at
+            .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
+        (
+            TlsSetup::Plain,
+            expiry,
+            TlsMode::Operator { expires_at: expiry },
+        )
+    };
+    if expires_at <= now {
+        return Err(invalid(format!("the app's expiry {expires_at} is past")));
+    }
+
+    let fingerprint = fingerprint(&FingerprintInput {
+        runtime_image: args.image.clone(),
+        runtime_spec_digest: spec.digest(),
+        enclave_size: args.enclave_size.clone(),
+        app_uuid: args.uuid.clone(),
+        app_domain: args.domain.clone(),
+        python_application: args.application.clone(),
+        tls: mode,
+        code_sha256,
+    });
+    let provider: Box<dyn QuoteProvider> = match args.quote_provider {
+        Provider::Simulation => {
+            let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));
+            let ca_cert = args
+                .simulation_ca_cert
+                .as_deref()
+                .ok_or_else(|| need("--simulation-ca-cert"))?;
+            let ca_key = args
+                .simulation_ca_key
+                .as_deref()
+                .ok_or_else(|| need("--simulation-ca-key"))?;
+            let signer = args
+                .signer_key
+                .as_deref()
+                .ok_or_else(|| need("--signer-key"))?;
+            let ca = SimulationCa::from_pem(
+                &read_text(ca_cert, "simulation CA certificate")?,
+                &read_text(ca_key, "simulation CA key")?,
+            )
+            .map_err(|e| invalid(format!("the simulation CA: {e}")))?;
+            let mr_signer =
+                mse_attest::signer::mr_signer_from_pem(&read_text(signer, "signer key")?)
+                    .map_err(|e| invalid(format!("{}: {e}", signer.display())))?;
+            let pck = ca
+                .issue_pck(now)
+                .map_err(|e| Failure::Error(e.to_string()))?;
+            Box::new(SimulationProvider::new(pck, fingerprint, mr_signer))
+        }
+        Provider::Gramine => {
+            let provider = GramineProvider::new(&args.attestation_root);
+            if !provider.available() {
+                return Err(invalid(format!(
+                    "no attestation device at {} (is this a Gramine SGX enclave? use \
+                     --quote-provider simulation otherwise)",
+                    args.attestation_root.display()
+                )));
+            }
+            Box::new(provider)
+        }
+    };
+
+    create_private_dir(&args.work_dir)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", args.work_dir.display())))?;
+    let dirs = Dirs {
+        app: args.work_dir.join("app"),
+        home: args.work_dir.join("home"),
+        tmp: args.work_dir.join("tmp"),
+        tls: args.work_dir.join("tls"),
+    };
+    dirs.clean();
+    for dir in [&dirs.home, &dirs.tmp, &dirs.tls] {
+        create_private_dir(dir)
+            .map_err(|e| Failure::Error(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let log_path = args
+        .log_file
+        .clone()
+        .unwrap_or_else(|| args.work_dir.join("app.log"));
+    let log = Arc::new(
+        LogSink::create(&log_path)
+            .map_err(|e| invalid(format!("cannot create {}: {e}", log_path.display())))?,
+    );
+
+    let ratls =
+        mse_attest::ratls::create(&args.domain, expires_at, None, provider.as_ref(), now)
+            .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
+    std::fs::write(args.work_dir.join("ratls.pem"), &ratls.cert_pem)
+        .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
+
+    let cache = EnvCache::new(&args.cache_dir);
+    let build_log = log.clone();
+    let env = tokio::task::spawn_blocking(move || {
+        cache
+            .ensure(&spec, &mut |message| build_log.note(message))
+            .map(|env| (env, cache))
+    })
+    .await
+    .map_err(|e| Failure::Error(e.to_string()))?
+    .map_err(|e| Failure::Error(e.to_string()))?;
+    let (env, cache) = env;
+
+    Ok(Prepared {
+        log,
+        dirs,
+        tls,
+        expires_at,
+        ratls,
+        fingerprint,
+        env,
+        cache,
+    })
+}
+
+/// Sends the reason to stop on SIGTERM, SIGINT or at expiry.
+fn stop_signals(expires_at: DateTime<Utc>) -> anyhow::Result<watch::Receiver<Option<String>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let (sender, receiver) = watch::channel(None);
+    let until_expiry = (expires_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::spawn(async move {
+        let reason = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = tokio::time::sleep(until_expiry) => "expired",
+        };
+        let _ = sender.send(Some(reason.to_string()));
+        // Keep the channel open so that receivers never see it closed.
+        std::future::pending::<()>().await;
+    });
+    Ok(receiver)
+}
+
+fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the RA-TLS key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(vec![CertificateDer::from(cert_der.to_vec())], key)
+    .context("the RA-TLS certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Waits for the configuration, runs the app until told to stop. Returns why
+/// it stopped, or the error.
+async fn life(args: &Args, prepared: &Prepared) -> anyhow::Result<String> {
+    let log = &prepared.log;
+    let mut stop = stop_signals(prepared.expires_at)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let tls = Arc::new(server_config(
+        &prepared.ratls.cert_der,
+        &prepared.ratls.key_pem,
+    )?);
+    let owner = match &prepared.tls {
+        TlsSetup::Owner { leaf, .. } => Some(leaf.as_ref().clone()),
+        _ => None,
+    };
+    let waiting = Arc::new(Waiting::new(
+        args.uuid.clone(),
+        args.code.clone(),
+        prepared.dirs.app.clone(),
+        owner,
+        log.clone(),
+    ));
+    let mut event = Event::new(State::Initializing, Utc::now());
+    event.fingerprint = Some(hex::encode(prepared.fingerprint));
+    event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));
+    log.note(&format!(
+        "waiting for the configuration on {} (fingerprint {})",
+        args.listen,
+        hex::encode(prepared.fingerprint)
+    ));
+    emit(&event);
+
+    let timeout = args.config_timeout.map(Duration::from_secs);
+    let accepted = match config_server::serve(listener, tls, waiting, &mut stop, timeout).await {
+        Outcome::Accepted(accepted) => accepted,
+        Outcome::Stopped(reason) => return Ok(reason),
+        Outcome::TimedOut => bail!(
+            "no valid configuration arrived within {} s",
+            args.config_timeout.unwrap_or_default()
+        ),
+    };
+    start_app(args, prepared, accepted, &mut stop).await
+}
+
+async fn start_app(
+    args: &Args,
+    prepared: &Prepared,
+    accepted: Accepted,
+    stop: &mut watch::Receiver<Option<String>>,
+) -> anyhow::Result<String> {
+    let log = &prepared.log;
+    let dirs = &prepared.dirs;
+    let secrets_path = dirs.home.join(".cache/mse/secrets.json");
+    if let Some(secrets) = &accepted.app_secrets {
+        if let Some(parent) = secrets_path.parent() {
+            create_private_dir(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        mse_package::context::write_private(&secrets_path, &serde_json::to_vec(secrets)?)
+            .context("cannot write the app's secrets")?;
+    }
+
+    let (serving, pinned) = match &prepared.tls {
+        TlsSetup::Plain => (Serving::Plain, None),
+        TlsSetup::RaTls => {
+            let serving = write_tls(dirs, &prepared.ratls.cert_pem, &prepared.ratls.key_pem)?;
+            (serving, Some(prepared.ratls.cert_der.clone()))
+        }
+        TlsSetup::Owner {
+            chain_pem,
+            leaf_der,
+            ..
+        } => {
+            let key = accepted
+                .ssl_private_key
+                .as_ref()
+                .ok_or_else(|| anyhow!("the owner's private key is missing"))?;
+            (write_tls(dirs, chain_pem, key)?, Some(leaf_der.clone()))
+        }
+    };
+    drop(accepted);
+
+    let mut app = App::new(&prepared.env, &args.application, &dirs.app, &dirs.tmp);
+    app.secrets_path = Some(secrets_path);
+    app.home = Some(dirs.home.clone());
+    let requirements = dirs.app.join(mse_package::REQUIREMENTS);
+    if requirements.is_file() {
+        log.note("installing requirements.txt");
+        let cache = prepared.cache.clone();
+        let env = prepared.env.clone();
+        let note_log = log.clone();
+        let site = tokio::task::spawn_blocking(move || {
+            cache.requirements(&env, &requirements, &mut |m| note_log.note(m))
+        })
+        .await?
+        .context("cannot install requirements.txt")?;
+        app.extra_paths.push(site);
+    }
+
+    let mut command = app.server(&args.listen.to_string(), &serving);
+    command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    let mut child = command.spawn().context("cannot start the app server")?;
+    let pid = child
+        .id()
+        .ok_or_else(|| anyhow!("the app server has no pid"))?;
+    for output in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut output = output;
+            let mut buffer = vec![0u8; 16 * 1024];
+            while let Ok(n) = output.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                log.write(&buffer[..n]);
+            }
+        });
+    }
+    log.note(&format!("app server started (pid {pid})"));
+
+    let probe_addr = loopback(args.listen);
+    let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
+    let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            terminate(pid, &mut child).await;
+            bail!("the app exited ({status}) before it became healthy; see its log");
+        }
+        if probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
+            break;
+        }
+        if Instant::now() >= deadline {
+            terminate(pid, &mut child).await;
+            bail!(
+                "the app did not answer {} within {} s",
+                args.healthcheck,
+                args.health_timeout
+            );
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            changed = stop.changed() => {
+                if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
+                    terminate(pid, &mut child).await;
+                    return Ok(reason);
+                }
+            }
+        }
+    }
+    log.note("app healthy");
+    let mut running = Event::new(State::Running, Utc::now());
+    running.pid = Some(pid);
+    emit(&running);
+
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                terminate(pid, &mut child).await;
+                let status = status.context("cannot watch the app")?;
+                bail!("the app stopped by itself ({status}); see its log");
+            }
+            changed = stop.changed() => {
+                if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
+                    terminate(pid, &mut child).await;
+                    return Ok(reason);
+                }
+            }
+        }
+    }
+}
+
+fn write_tls(dirs: &Dirs, cert_pem: &str, key_pem: &str) -> anyhow::Result<Serving> {
+    let cert = dirs.tls.join("cert.pem");
+    let key = dirs.tls.join("key.pem");
+    std::fs::write(&cert, cert_pem).context("cannot write the app's certificate")?;
+    mse_package::context::write_private(&key, key_pem.as_bytes())
+        .context("cannot write the app's key")?;
+    Ok(Serving::Tls { cert, key })
+}
+
+/// Where to reach a server listening on `addr` from this machine.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// SIGTERM to the app's process group; SIGKILL after the grace period; then
+/// SIGKILL to anything left in the group.
+async fn terminate(pid: u32, child: &mut tokio::process::Child) {
+    let group = -(pid as i32);
+    // SAFETY: signalling the process group this runtime created for the app.
+    unsafe {
+        libc::kill(group, libc::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    // SAFETY: as above; leftovers of the app's group must not outlive it.
+    unsafe {
+        libc::kill(group, libc::SIGKILL);
+    }
+}
+
+/// True when `GET path` answers 2xx.
+async fn probe(
+    addr: SocketAddr,
+    domain: &str,
+    path: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> bool {
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let status = match tls {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(domain.to_string()).ok()?;
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .ok()?;
+                get_status(stream, domain, path).await?
+            }
+            None => get_status(stream, domain, path).await?,
+        };
+        Some(status.is_success())
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+async fn get_status<S>(stream: S, domain: &str, path: &str) -> Option<hyper::StatusCode>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, domain)
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    Some(response.status())
+}

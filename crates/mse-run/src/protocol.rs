@@ -1,0 +1,64 @@
+//! The configuration protocol between the owner's client and a waiting node,
+//! spoken over TLS to the node's RA-TLS certificate.
+//!
+//! - `GET /` answers 200 with the header `Mse-Status: Waiting` while the node
+//!   waits for its configuration.
+//! - `POST /` with a JSON [`ConfigRequest`] configures it: 200 when accepted;
+//!   401 for another app's uuid; 400 for a malformed body; 413 for a body over
+//!   [`MAX_BODY`]; 422 for a key that does not decrypt the package or a private
+//!   key that does not match the owner certificate. A refused request changes
+//!   nothing and the node keeps waiting.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// The header telling the node's state.
+pub const STATUS_HEADER: &str = "Mse-Status";
+/// Its value while the node waits for its configuration.
+pub const WAITING: &str = "Waiting";
+/// The largest configuration body accepted (1 MB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What the owner sends to a verified node.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The app's uuid: must be the node's.
+    pub uuid: String,
+    /// The code key, 64 hex digits.
+    pub code_secret_key: String,
+    /// The private key of the owner's certificate (PEM), owner mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_private_key: Option<String>,
+    /// The app's secrets: a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secrets: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for ConfigRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigRequest")
+            .field("uuid", &self.uuid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ConfigRequest {
+    fn drop(&mut self) {
+        self.code_secret_key.zeroize();
+        if let Some(key) = self.ssl_private_key.as_mut() {
+            key.zeroize();
+        }
+    }
+}
+
+/// The JSON body of every answer: `{"status": "accepted"}` or `{"error": "…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigAnswer {
+    /// Set when the configuration was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why the request was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,69 @@
+//! Status events: one JSON object a line on the runtime's standard output,
+//! for the node runner to consume.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The states a node reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// The configuration server waits for the owner.
+    Initializing,
+    /// The app answers its health check.
+    Running,
+    /// Something failed; `reason` says what (terminal).
+    OnError,
+    /// Stopped on request or at expiry (terminal).
+    Stopped,
+}
+
+/// One status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The new state.
+    pub status: State,
+    /// When, RFC 3339.
+    pub time: String,
+    /// Why (`on_error`, `stopped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The fingerprint (MRENCLAVE) the node's quote carries, hex (`initializing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// SHA-256 of the RA-TLS certificate, hex (`initializing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// The app server's process id (`running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+impl Event {
+    /// An event with no details.
+    pub fn new(status: State, now: DateTime<Utc>) -> Self {
+        Event {
+            status,
+            time: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            reason: None,
+            fingerprint: None,
+            certificate_sha256: None,
+            pid: None,
+        }
+    }
+
+    /// The event with a reason.
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// Prints `event` as one line on standard output.
+pub fn emit(event: &Event) {
+    use std::io::Write;
+    let line = serde_json::to_string(event).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

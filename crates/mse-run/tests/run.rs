@@ -1,0 +1,898 @@
+//! `mse-run` end to end: real Python, real Flask (and a raw ASGI app), real
+//! TLS, the real binary. Every test waits on status events with bounded
+//! timeouts.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::simulation::SimulationCa;
+use mse_attest::verify::{verify_certificate, Policy, NO_COLLATERAL};
+use mse_package::{CodeKey, Nonces};
+use mse_run::status::{Event, State};
+use sha2::{Digest, Sha256};
+
+const IMAGE: &str = "ghcr.io/cosmian/mse-flask:20230124182826";
+const SCAFFOLD_APP: &str = include_str!("../../mse-cli/templates/scaffold/mse_src/app.py");
+/// Bound on any one wait; the first build of the Python environment is the slow part.
+const WAIT: Duration = Duration::from_secs(300);
+
+/// The operator's side: simulation CA and enclave-signing key, made once.
+struct Operator {
+    ca: SimulationCa,
+    signer_pem: String,
+    mr_signer: [u8; 32],
+}
+
+fn operator() -> &'static Operator {
+    static OPERATOR: OnceLock<Operator> = OnceLock::new();
+    OPERATOR.get_or_init(|| {
+        use rsa::pkcs8::EncodePublicKey;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 3072).unwrap();
+        let signer_pem = key
+            .to_public_key()
+            .to_public_key_pem(Default::default())
+            .unwrap();
+        let mr_signer = mse_attest::signer::mr_signer_from_pem(&signer_pem).unwrap();
+        Operator {
+            ca: SimulationCa::generate(Utc::now()).unwrap(),
+            signer_pem,
+            mr_signer,
+        }
+    })
+}
+
+/// An encrypted package of some files.
+struct Package {
+    _dir: tempfile::TempDir,
+    code: PathBuf,
+    key: CodeKey,
+}
+
+fn package(files: &[(&str, &str)]) -> Package {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for (name, text) in files {
+        let path = src.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let key = CodeKey::generate();
+    let code = dir.path().join("code.tar");
+    let out = std::fs::File::create(&code).unwrap();
+    mse_package::pack(&src, &key, Nonces::Random, out).unwrap();
+    Package {
+        _dir: dir,
+        code,
+        key,
+    }
+}
+
+fn scaffold() -> Package {
+    package(&[("app.py", SCAFFOLD_APP)])
+}
+
+enum Tls {
+    SelfSigned(DateTime<Utc>),
+    Owner(PathBuf),
+    Plain(DateTime<Utc>),
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `mse-run` process and its status events.
+struct Node {
+    child: Child,
+    events: Receiver<Event>,
+    addr: SocketAddr,
+    uuid: String,
+    domain: String,
+    work: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(package: &Package, tls: Tls, extra: &[&str]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let op = operator();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca_cert = write("ca.pem", op.ca.cert_pem());
+        let ca_key = write("ca.key", &op.ca.key_pem());
+        let signer = write("signer.pub", &op.signer_pem);
+        let uuid = format!("{:032x}", rand_u128());
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            &uuid[..8],
+            &uuid[8..12],
+            &uuid[12..16],
+            &uuid[16..20],
+            &uuid[20..]
+        );
+        let domain = format!("{uuid}.localhost");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let work = dir.path().join("work");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mse-run"));
+        command
+            .args([
+                "--uuid",
+                &uuid,
+                "--application",
+                "app:app",
+                "--domain",
+                &domain,
+            ])
+            .arg("--code")
+            .arg(&package.code)
+            .args(["--image", IMAGE])
+            .arg("--cache-dir")
+            .arg(mse_testkit::runtime_cache_dir())
+            .args(["--listen", &addr.to_string()])
+            .arg("--work-dir")
+            .arg(&work)
+            .arg("--simulation-ca-cert")
+            .arg(&ca_cert)
+            .arg("--simulation-ca-key")
+            .arg(&ca_key)
+            .arg("--signer-key")
+            .arg(&signer);
+        match tls {
+            Tls::SelfSigned(expiry) => command.args(["--ratls", &rfc3339(expiry)]),
+            Tls::Owner(pem) => command.arg("--certificate").arg(pem),
+            Tls::Plain(expiry) => command.args(["--no-ssl", "--expires-at", &rfc3339(expiry)]),
+        };
+        command.args(extra);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let event: Event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("status line `{line}` is not an event: {e}"));
+                if sender.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Node {
+            child,
+            events,
+            addr,
+            uuid,
+            domain,
+            work,
+            _dir: dir,
+        }
+    }
+
+    /// The next event, which must have `state`.
+    fn expect(&self, state: State) -> Event {
+        let event = self.events.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "no status event within {WAIT:?} (waiting for {state:?}); log:\n{}",
+                self.log()
+            )
+        });
+        assert_eq!(event.status, state, "{event:?}; log:\n{}", self.log());
+        event
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.work.join("app.log")).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "mse-run did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The certificate of the configuration server, captured on first contact.
+    fn capture_certificate(&self) -> Vec<u8> {
+        let (config, seen) = mse_attest::pin::capture_config(&[b"http/1.1"]);
+        let response = https(
+            self.addr,
+            &self.domain,
+            Arc::new(config),
+            &get("/", &self.domain),
+        );
+        assert_eq!(response.status, 200);
+        seen.seen().expect("the server presented a certificate")
+    }
+
+    /// `POST /` of `body` to the configuration server pinned to `cert`.
+    fn configure(&self, cert: &[u8], body: &[u8]) -> Response {
+        let config = Arc::new(mse_attest::pin::client_config(cert, &[b"http/1.1"]));
+        https(
+            self.addr,
+            &self.domain,
+            config,
+            &post("/", &self.domain, body),
+        )
+    }
+
+    fn config_body(&self, key: &CodeKey, extra: serde_json::Value) -> Vec<u8> {
+        let mut body = serde_json::json!({"uuid": self.uuid, "code_secret_key": key.to_hex()});
+        if let serde_json::Value::Object(extra) = extra {
+            body.as_object_mut().unwrap().extend(extra);
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    /// Still waiting for its configuration.
+    fn assert_waiting(&self, cert: &[u8]) {
+        let config = Arc::new(mse_attest::pin::client_config(cert, &[b"http/1.1"]));
+        let response = https(self.addr, &self.domain, config, &get("/", &self.domain));
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("mse-status"), Some("Waiting"));
+    }
+
+    /// Waits until the process exits and its state is final.
+    fn stop(&mut self) -> Event {
+        // SAFETY: signalling the child process this test started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let event = self.expect(State::Stopped);
+        assert!(self.wait_exit().success());
+        event
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: as above; a test that failed must not leave the node running.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn rand_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    u128::from_le_bytes(bytes)
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn get(path: &str, host: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+fn post(path: &str, host: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        let mut decoded = Vec::new();
+        let mut rest = &body[..];
+        while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16)
+                .expect("a chunk size");
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        body = decoded;
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn https(
+    addr: SocketAddr,
+    domain: &str,
+    config: Arc<rustls::ClientConfig>,
+    request: &[u8],
+) -> Response {
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string()).unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    tls.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // Servers may close without close_notify once the answer is sent.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => panic!("reading the answer: {e}"),
+    }
+    parse_response(&raw)
+}
+
+fn http(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    parse_response(&raw)
+}
+
+fn policy(expected: [u8; 32]) -> Policy {
+    let op = operator();
+    Policy {
+        mr_signer: Some(op.mr_signer),
+        mr_enclave: Some(expected),
+        allow_simulation: true,
+        simulation_ca: Some(op.ca.cert_der().to_vec()),
+        ..Policy::default()
+    }
+}
+
+/// The fingerprint as a client computes it from what it deployed.
+fn expected_fingerprint(node: &Node, package: &Package, tls: TlsMode) -> [u8; 32] {
+    let spec = mse_runtime::Catalog::default_catalog()
+        .find(IMAGE)
+        .unwrap()
+        .clone();
+    fingerprint(&FingerprintInput {
+        runtime_image: IMAGE.to_string(),
+        runtime_spec_digest: spec.digest(),
+        enclave_size: "1G".to_string(),
+        app_uuid: node.uuid.clone(),
+        app_domain: node.domain.clone(),
+        python_application: "app:app".to_string(),
+        tls,
+        code_sha256: Sha256::digest(std::fs::read(&package.code).unwrap()).into(),
+    })
+}
+
+fn in_an_hour() -> DateTime<Utc> {
+    // Whole seconds: the certificate and the fingerprint carry seconds.
+    DateTime::from_timestamp(Utc::now().timestamp() + 3600, 0).unwrap()
+}
+
+fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigterm_leaving_no_process(
+) {
+    let package = scaffold();
+    let expiry = in_an_hour();
+    let mut node = Node::start(&package, Tls::SelfSigned(expiry), &[]);
+    let initializing = node.expect(State::Initializing);
+
+    let cert = node.capture_certificate();
+    let expected =
+        expected_fingerprint(&node, &package, TlsMode::SelfSigned { expires_at: expiry });
+    assert_eq!(
+        initializing.fingerprint.as_deref(),
+        Some(hex::encode(expected).as_str())
+    );
+    let verification = verify_certificate(&cert, &policy(expected), Err(NO_COLLATERAL), Utc::now());
+    assert!(verification.verified, "{verification:#?}");
+    let inspected = mse_attest::ratls::inspect(&cert).unwrap();
+    assert_eq!(inspected.dns_names, vec![node.domain.clone()]);
+    assert_eq!(inspected.not_after, expiry);
+
+    // A refusal leaves it waiting; the right configuration is accepted.
+    let wrong = serde_json::json!({"uuid": "00000000-0000-0000-0000-000000000000",
+                                   "code_secret_key": package.key.to_hex()});
+    assert_eq!(
+        node.configure(&cert, wrong.to_string().as_bytes()).status,
+        401
+    );
+    node.assert_waiting(&cert);
+    let accepted = node.configure(
+        &cert,
+        &node.config_body(&package.key, serde_json::json!({})),
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_eq!(accepted.header("mse-status"), None);
+    let running = node.expect(State::Running);
+
+    // The app is served with the RA-TLS certificate, over HTTP/1.1 and HTTP/2.
+    let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
+    let hello = https(node.addr, &node.domain, pinned, &get("/", &node.domain));
+    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello world"));
+    let h2 = Arc::new(mse_attest::pin::client_config(&cert, &[b"h2", b"http/1.1"]));
+    let name = rustls::pki_types::ServerName::try_from(node.domain.clone()).unwrap();
+    let mut connection = rustls::ClientConnection::new(h2, name).unwrap();
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    connection.complete_io(&mut stream).unwrap();
+    assert_eq!(connection.alpn_protocol(), Some(&b"h2"[..]));
+    wait_until("the access log shows the request", || {
+        node.log().contains("\"GET / 1.1\" 200")
+    });
+
+    let pid = running.pid.unwrap();
+    node.stop();
+    assert!(!process_exists(pid));
+    assert!(
+        !node.work.join("app").exists(),
+        "the decrypted code is removed"
+    );
+}
+
+#[test]
+fn owner_certificate_mode_needs_the_matching_key_and_serves_the_owner_certificate() {
+    let package = scaffold();
+    // The owner's certificate covers `*.localhost`, so every test domain.
+    let dir = tempfile::tempdir().unwrap();
+    let owner_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["*.localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let owner_cert = params.self_signed(&owner_key).unwrap();
+    let cert_path = dir.path().join("owner.pem");
+    std::fs::write(&cert_path, owner_cert.pem()).unwrap();
+    let node = Node::start(&package, Tls::Owner(cert_path), &[]);
+    let initializing = node.expect(State::Initializing);
+    let ratls = node.capture_certificate();
+    let expected = expected_fingerprint(
+        &node,
+        &package,
+        TlsMode::Owner {
+            certificate_sha256: Sha256::digest(owner_cert.der()).into(),
+        },
+    );
+    assert_eq!(
+        initializing.fingerprint.as_deref(),
+        Some(hex::encode(expected).as_str())
+    );
+    assert!(verify_certificate(&ratls, &policy(expected), Err(NO_COLLATERAL), Utc::now()).verified);
+
+    let missing = node.configure(
+        &ratls,
+        &node.config_body(&package.key, serde_json::json!({})),
+    );
+    assert_eq!(missing.status, 422, "{}", missing.text());
+    assert!(missing.text().contains("ssl_private_key is required"));
+    let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let mismatched = node.configure(
+        &ratls,
+        &node.config_body(&package.key, serde_json::json!({"ssl_private_key": other})),
+    );
+    assert_eq!(mismatched.status, 422, "{}", mismatched.text());
+    assert!(mismatched.text().contains("does not match"));
+    node.assert_waiting(&ratls);
+
+    let body = node.config_body(
+        &package.key,
+        serde_json::json!({"ssl_private_key": owner_key.serialize_pem()}),
+    );
+    assert_eq!(node.configure(&ratls, &body).status, 200);
+    node.expect(State::Running);
+    let pinned = Arc::new(mse_attest::pin::client_config(
+        owner_cert.der(),
+        &[b"http/1.1"],
+    ));
+    let hello = https(node.addr, &node.domain, pinned, &get("/", &node.domain));
+    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello world"));
+    assert!(!node.log().contains("PRIVATE KEY"), "keys are never logged");
+}
+
+#[test]
+fn no_ssl_mode_serves_plain_http_after_an_ratls_configuration_and_stops_at_expiry() {
+    let package = scaffold();
+    let expiry = DateTime::from_timestamp(Utc::now().timestamp() + 30, 0).unwrap();
+    let mut node = Node::start(&package, Tls::Plain(expiry), &[]);
+    let initializing = node.expect(State::Initializing);
+    let ratls = node.capture_certificate();
+    let expected = expected_fingerprint(&node, &package, TlsMode::Operator { expires_at: expiry });
+    assert_eq!(
+        initializing.fingerprint.as_deref(),
+        Some(hex::encode(expected).as_str())
+    );
+    assert!(verify_certificate(&ratls, &policy(expected), Err(NO_COLLATERAL), Utc::now()).verified);
+    let accepted = node.configure(
+        &ratls,
+        &node.config_body(&package.key, serde_json::json!({})),
+    );
+    assert_eq!(accepted.status, 200);
+    let running = node.expect(State::Running);
+    let hello = http(node.addr, &get("/", &node.domain));
+    assert_eq!((hello.status, hello.text().as_str()), (200, "Hello world"));
+
+    let stopped = node.expect(State::Stopped);
+    assert_eq!(stopped.reason.as_deref(), Some("expired"));
+    assert!(Utc::now() >= expiry);
+    assert!(node.wait_exit().success());
+    assert!(!process_exists(running.pid.unwrap()));
+}
+
+/// Flips one byte inside the first encrypted file of a package.
+fn tamper(code: &Path) {
+    let mut tar = std::fs::read(code).unwrap();
+    let mut offset = 0;
+    loop {
+        let header = &tar[offset..offset + 512];
+        let name = String::from_utf8_lossy(&header[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size_text = String::from_utf8_lossy(&header[124..136])
+            .trim_matches(|c: char| c == '\0' || c == ' ')
+            .to_string();
+        let size = usize::from_str_radix(&size_text, 8).unwrap_or(0);
+        if name.ends_with(".enc") && size > 40 {
+            tar[offset + 512 + 40] ^= 1;
+            break;
+        }
+        offset += 512 + size.div_ceil(512) * 512;
+        assert!(
+            offset + 512 <= tar.len(),
+            "no encrypted file in the package"
+        );
+    }
+    std::fs::write(code, tar).unwrap();
+}
+
+#[test]
+fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
+    let package = scaffold();
+    tamper(&package.code);
+    let mut node = Node::start(
+        &package,
+        Tls::SelfSigned(in_an_hour()),
+        &["--config-timeout", "20"],
+    );
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    let key = package.key.to_hex();
+    let other_key = CodeKey::generate().to_hex();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "wrong uuid",
+            serde_json::json!({"uuid": "0", "code_secret_key": key})
+                .to_string()
+                .into_bytes(),
+            401,
+        ),
+        ("not JSON", b"{uuid".to_vec(), 400),
+        (
+            "unknown field",
+            node.config_body(&package.key, serde_json::json!({"extra": 1})),
+            400,
+        ),
+        (
+            "short key",
+            serde_json::json!({"uuid": node.uuid, "code_secret_key": "abcd"})
+                .to_string()
+                .into_bytes(),
+            400,
+        ),
+        (
+            "secrets not an object",
+            node.config_body(&package.key, serde_json::json!({"app_secrets": [1]})),
+            400,
+        ),
+        (
+            "private key without owner certificate",
+            node.config_body(&package.key, serde_json::json!({"ssl_private_key": "x"})),
+            400,
+        ),
+        (
+            "wrong key",
+            serde_json::json!({"uuid": node.uuid, "code_secret_key": other_key})
+                .to_string()
+                .into_bytes(),
+            422,
+        ),
+        (
+            "tampered package",
+            node.config_body(&package.key, serde_json::json!({})),
+            422,
+        ),
+    ];
+    for (what, body, status) in cases {
+        let answer = node.configure(&cert, &body);
+        assert_eq!(answer.status, status, "{what}: {}", answer.text());
+        let error: mse_run::protocol::ConfigAnswer = serde_json::from_slice(&answer.body).unwrap();
+        assert!(error.error.is_some(), "{what}: the answer says why");
+        node.assert_waiting(&cert);
+        assert!(
+            !node.work.join("app").exists(),
+            "{what}: nothing decrypted is left"
+        );
+    }
+    let log = node.log();
+    assert!(
+        !log.contains(&key) && !log.contains(&other_key),
+        "keys are never logged"
+    );
+
+    let error = node.expect(State::OnError);
+    assert!(error
+        .reason
+        .unwrap()
+        .contains("no valid configuration arrived within 20 s"));
+    assert_eq!(node.wait_exit().code(), Some(1));
+}
+
+const ASGI_APP: &str = r#"
+"""A raw ASGI app (no framework), with a package from requirements.txt."""
+import json, os, stat
+
+import six  # from requirements.txt
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/secrets":
+        path = os.environ["SECRETS_PATH"]
+        with open(path) as f:
+            secrets = json.load(f)
+        body = json.dumps({
+            "secrets": secrets,
+            "mode": oct(stat.S_IMODE(os.stat(path).st_mode)),
+            "home": os.environ["HOME"],
+            "module_path": os.environ["MODULE_PATH"],
+            "tmp_path": os.environ["TMP_PATH"],
+            "cwd": os.getcwd(),
+            "six": six.__version__,
+        }).encode()
+    else:
+        body = b"ok"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+"#;
+
+#[test]
+fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
+    let package = package(&[("app.py", ASGI_APP), ("requirements.txt", "six==1.16.0\n")]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    let secrets = serde_json::json!({"api_token": "s3cr3t-value", "nested": {"n": 1}});
+    let body = node.config_body(&package.key, serde_json::json!({"app_secrets": secrets}));
+    assert_eq!(node.configure(&cert, &body).status, 200);
+    node.expect(State::Running);
+
+    let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
+    let answer = https(
+        node.addr,
+        &node.domain,
+        pinned,
+        &get("/secrets", &node.domain),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let seen: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(seen["secrets"], secrets);
+    assert_eq!(seen["mode"], "0o600");
+    assert_eq!(seen["six"], "1.16.0");
+    let home = Path::new(seen["home"].as_str().unwrap());
+    assert_eq!(
+        Path::new(seen["module_path"].as_str().unwrap()),
+        node.work.join("app")
+    );
+    assert_eq!(seen["cwd"], seen["module_path"]);
+    assert!(Path::new(seen["tmp_path"].as_str().unwrap()).is_dir());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.work.join("app"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the code folder is private");
+    }
+    assert!(
+        !node.log().contains("s3cr3t-value"),
+        "secrets are never logged"
+    );
+    node.stop();
+    assert!(!home.exists(), "secrets are removed when the app stops");
+}
+
+#[test]
+fn an_app_that_fails_at_import_is_on_error_with_its_traceback() {
+    let package = package(&[(
+        "app.py",
+        "from flask import Flask\napp = Flask(__name__)\nraise RuntimeError('boom at import')\n",
+    )]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    assert_eq!(
+        node.configure(
+            &cert,
+            &node.config_body(&package.key, serde_json::json!({}))
+        )
+        .status,
+        200
+    );
+    let error = node.expect(State::OnError);
+    assert!(error.reason.unwrap().contains("before it became healthy"));
+    let log = node.log();
+    assert!(
+        log.contains("Traceback") && log.contains("RuntimeError: boom at import"),
+        "{log}"
+    );
+    assert_eq!(node.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
+    let app = format!(
+        "{SCAFFOLD_APP}\n\n@app.get('/crash')\ndef crash():\n    import os, traceback\n    try:\n        raise RuntimeError('boom at runtime')\n    except RuntimeError:\n        traceback.print_exc()\n    os._exit(3)\n"
+    );
+    let package = package(&[("app.py", &app)]);
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    assert_eq!(
+        node.configure(
+            &cert,
+            &node.config_body(&package.key, serde_json::json!({}))
+        )
+        .status,
+        200
+    );
+    let running = node.expect(State::Running);
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.write_all(&get("/crash", &node.domain)).unwrap();
+    let error = node.expect(State::OnError);
+    assert!(error.reason.unwrap().contains("stopped by itself"));
+    assert!(node.log().contains("RuntimeError: boom at runtime"));
+    assert_eq!(node.wait_exit().code(), Some(1));
+    assert!(!process_exists(running.pid.unwrap()));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
+    let package = scaffold();
+    let dir = tempfile::tempdir().unwrap();
+    let base = |image: &str, extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_mse-run"))
+            .args([
+                "--uuid",
+                "u",
+                "--application",
+                "app:app",
+                "--domain",
+                "a.localhost",
+            ])
+            .arg("--code")
+            .arg(&package.code)
+            .args(["--image", image, "--listen", "127.0.0.1:1"])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.stdout.is_empty(), "no status is reported");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, err) = base(IMAGE, &["--ratls", "2001-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is past"), "{err}");
+    let (code, err) = base(IMAGE, &["--ratls", "in a while"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("RFC 3339"), "{err}");
+    let (code, err) = base(
+        IMAGE,
+        &[
+            "--quote-provider",
+            "gramine",
+            "--attestation-root",
+            "/nonexistent",
+            "--ratls",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no attestation device at /nonexistent"),
+        "{err}"
+    );
+    let (code, err) = base(IMAGE, &["--ratls", "2099-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("needs --simulation-ca-cert"), "{err}");
+    let (code, err) = base("docker.io/other:1", &["--ratls", "2099-01-01T00:00:00Z"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not in the runtime catalog"), "{err}");
+    assert!(!dir.path().join("work").exists(), "nothing was created");
+}

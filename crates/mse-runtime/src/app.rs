@@ -1,0 +1,117 @@
+//! How an app is started in its environment: the same for `mse test` on the
+//! owner's machine and for `mse-run` on a node.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Environment;
+
+/// An app ready to start: its environment, code folder and variables.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The interpreter of the app's environment.
+    pub python: PathBuf,
+    /// `module:variable`.
+    pub application: String,
+    /// The (decrypted) code folder: working directory and `MODULE_PATH`.
+    pub module_path: PathBuf,
+    /// Extra folders for `PYTHONPATH` after the code (installed requirements).
+    pub extra_paths: Vec<PathBuf>,
+    /// `TMP_PATH`.
+    pub tmp_path: PathBuf,
+    /// `SECRETS_PATH`, when the app has secrets.
+    pub secrets_path: Option<PathBuf>,
+    /// `HOME`, when it must be set.
+    pub home: Option<PathBuf>,
+}
+
+/// How the app server speaks to its clients.
+#[derive(Debug, Clone)]
+pub enum Serving {
+    /// Plain HTTP.
+    Plain,
+    /// TLS (HTTP/1.1 and HTTP/2) with this certificate chain and key (PEM files).
+    Tls {
+        /// Certificate chain, PEM.
+        cert: PathBuf,
+        /// Private key, PEM.
+        key: PathBuf,
+    },
+}
+
+/// The Python snippet that imports `module` and checks it has `variable`.
+const IMPORT_CHECK: &str = "import importlib, sys\n\
+m = importlib.import_module(sys.argv[1])\n\
+if not hasattr(m, sys.argv[2]):\n    sys.exit(f'module {sys.argv[1]} has no attribute {sys.argv[2]}')";
+
+impl App {
+    /// An app of `env` whose code is in `module_path`.
+    pub fn new(env: &Environment, application: &str, module_path: &Path, tmp_path: &Path) -> Self {
+        App {
+            python: env.python.clone(),
+            application: application.to_string(),
+            module_path: module_path.to_path_buf(),
+            extra_paths: Vec::new(),
+            tmp_path: tmp_path.to_path_buf(),
+            secrets_path: None,
+            home: None,
+        }
+    }
+
+    fn python_path(&self) -> OsString {
+        let mut paths = vec![self.module_path.clone()];
+        paths.extend(self.extra_paths.iter().cloned());
+        std::env::join_paths(paths).unwrap_or_else(|_| self.module_path.clone().into_os_string())
+    }
+
+    /// The app's interpreter, in its folder, with its variables set.
+    fn python(&self) -> Command {
+        let mut command = Command::new(&self.python);
+        command
+            .current_dir(&self.module_path)
+            .env("PYTHONPATH", self.python_path())
+            .env("PYTHONUNBUFFERED", "1")
+            .env("MODULE_PATH", &self.module_path)
+            .env("TMP_PATH", &self.tmp_path);
+        if let Some(secrets) = &self.secrets_path {
+            command.env("SECRETS_PATH", secrets);
+        }
+        if let Some(home) = &self.home {
+            command.env("HOME", home);
+        }
+        command
+    }
+
+    /// A command that exits 0 when the app imports, or prints the traceback.
+    pub fn import_check(&self) -> Command {
+        let (module, variable) = self
+            .application
+            .split_once(':')
+            .unwrap_or((&self.application, "app"));
+        let mut command = self.python();
+        command.args(["-c", IMPORT_CHECK, module, variable]);
+        command
+    }
+
+    /// The app server (hypercorn; WSGI and ASGI apps alike) bound to `bind`,
+    /// writing its access log to stdout and its errors to stderr.
+    pub fn server(&self, bind: &str, serving: &Serving) -> Command {
+        let mut command = self.python();
+        command.args(["-m", "hypercorn", "--bind", bind]).args([
+            "--access-logfile",
+            "-",
+            "--error-logfile",
+            "-",
+        ]);
+        if let Serving::Tls { cert, key } = serving {
+            command
+                .arg("--certfile")
+                .arg(cert)
+                .arg("--keyfile")
+                .arg(key);
+        }
+        command.arg(&self.application);
+        command
+    }
+}
