@@ -4,13 +4,11 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 
 /// How long connecting and the handshake may take.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,76 +42,10 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-#[derive(Debug)]
-struct Capture {
-    cert: Mutex<Option<Vec<u8>>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Capture {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Ok(mut slot) = self.cert.lock() {
-            *slot = Some(end_entity.to_vec());
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Connects to `host:port` with SNI `host` and returns the server's leaf
 /// certificate (DER), once the server proved it holds the matching key.
 pub fn server_certificate(host: &str, port: u16) -> anyhow::Result<Vec<u8>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let capture = Arc::new(Capture {
-        cert: Mutex::new(None),
-        provider: provider.clone(),
-    });
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS configuration")?
-        .dangerous()
-        .with_custom_certificate_verifier(capture.clone())
-        .with_no_client_auth();
+    let (config, capture) = mse_attest::pin::capture_config(&[]);
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| anyhow!("`{host}` is not a valid server name"))?;
     let mut connection =
@@ -150,10 +82,7 @@ pub fn server_certificate(host: &str, port: u16) -> anyhow::Result<Vec<u8>> {
     let _ = connection.complete_io(&mut stream);
     let _ = stream.flush();
     let cert = capture
-        .cert
-        .lock()
-        .map_err(|_| anyhow!("internal error"))?
-        .take()
+        .seen()
         .ok_or_else(|| anyhow!("{host}:{port} sent no certificate"))?;
     Ok(cert)
 }
