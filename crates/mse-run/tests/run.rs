@@ -249,6 +249,16 @@ impl Node {
         serde_json::to_vec(&body).unwrap()
     }
 
+    /// Waits for the configuration server, configures the node with the
+    /// package's key and `extra` fields, and returns its RA-TLS certificate.
+    fn configure_ok(&self, package: &Package, extra: serde_json::Value) -> Vec<u8> {
+        self.expect(State::Initializing);
+        let cert = self.capture_certificate();
+        let answer = self.configure(&cert, &self.config_body(&package.key, extra));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        cert
+    }
+
     /// Still waiting for its configuration.
     fn assert_waiting(&self, cert: &[u8]) {
         let config = Arc::new(mse_attest::pin::client_config(cert, &[b"http/1.1"]));
@@ -740,11 +750,8 @@ async def app(scope, receive, send):
 fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
     let package = package(&[("app.py", ASGI_APP), ("requirements.txt", "six==1.16.0\n")]);
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
-    node.expect(State::Initializing);
-    let cert = node.capture_certificate();
     let secrets = serde_json::json!({"api_token": "s3cr3t-value", "nested": {"n": 1}});
-    let body = node.config_body(&package.key, serde_json::json!({"app_secrets": secrets}));
-    assert_eq!(node.configure(&cert, &body).status, 200);
+    let cert = node.configure_ok(&package, serde_json::json!({"app_secrets": secrets}));
     node.expect(State::Running);
 
     let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
@@ -789,16 +796,7 @@ fn an_app_that_fails_at_import_is_on_error_with_its_traceback() {
         "from flask import Flask\napp = Flask(__name__)\nraise RuntimeError('boom at import')\n",
     )]);
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
-    node.expect(State::Initializing);
-    let cert = node.capture_certificate();
-    assert_eq!(
-        node.configure(
-            &cert,
-            &node.config_body(&package.key, serde_json::json!({}))
-        )
-        .status,
-        200
-    );
+    node.configure_ok(&package, serde_json::json!({}));
     let error = node.expect(State::OnError);
     assert!(error.reason.unwrap().contains("before it became healthy"));
     let log = node.log();
@@ -816,16 +814,7 @@ fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
     );
     let package = package(&[("app.py", &app)]);
     let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
-    node.expect(State::Initializing);
-    let cert = node.capture_certificate();
-    assert_eq!(
-        node.configure(
-            &cert,
-            &node.config_body(&package.key, serde_json::json!({}))
-        )
-        .status,
-        200
-    );
+    node.configure_ok(&package, serde_json::json!({}));
     let running = node.expect(State::Running);
     let mut stream = TcpStream::connect(node.addr).unwrap();
     stream.write_all(&get("/crash", &node.domain)).unwrap();
