@@ -1,0 +1,168 @@
+//! The operator's data folder: created on first start, reused afterwards.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `mse.db` | the SQLite store (unless `--database-url` names another) |
+//! | `signer.key`, `signer.pub` | the RSA-3072 enclave-signing key (MRSIGNER) |
+//! | `simulation-ca.pem`, `simulation-ca.key` | the CA of simulated quotes |
+//! | `operator-ca.pem`, `operator-ca.key` | the CA of the platform's TLS certificate |
+//! | `wildcard.pem`, `wildcard.key` | `*.<base domain>`, for `--untrusted-ssl` apps |
+//! | `catalog.toml` | the image allow-list (the default one, to edit) |
+//! | `admin.token` | the first admin's API token (mode 0600) |
+//!
+//! Every key is written with mode 0600 and the folder with 0700. A file that
+//! exists is kept; a missing one is created, so an interrupted first start
+//! completes on the next.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _};
+use chrono::{DateTime, Utc};
+use mse_attest::simulation::SimulationCa;
+
+/// The operator's public material and the paths of the rest.
+#[derive(Debug)]
+pub struct DataDir {
+    /// The folder.
+    pub root: PathBuf,
+    /// The enclave-signing public key, PEM (SPKI).
+    pub signer_pub_pem: String,
+    /// The simulation CA certificate, PEM.
+    pub simulation_ca_pem: String,
+    /// The operator CA certificate, PEM.
+    pub operator_ca_pem: String,
+}
+
+impl DataDir {
+    /// A file of the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    mse_package::context::write_private(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Creates what is missing in `root` and loads the public material.
+pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Result<DataDir> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", root.display()))?;
+
+    let signer_pub = root.join("signer.pub");
+    if !signer_pub.exists() {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 3072)
+            .context("cannot generate the enclave-signing key")?;
+        let private = key
+            .to_pkcs8_pem(Default::default())
+            .context("cannot encode the enclave-signing key")?;
+        write_private(&root.join("signer.key"), &private)?;
+        let public = key
+            .to_public_key()
+            .to_public_key_pem(Default::default())
+            .context("cannot encode the signer public key")?;
+        write_public(&signer_pub, &public)?;
+    }
+
+    let simulation_ca = root.join("simulation-ca.pem");
+    if !simulation_ca.exists() {
+        let ca = SimulationCa::generate(now).context("cannot create the simulation CA")?;
+        write_private(&root.join("simulation-ca.key"), &ca.key_pem())?;
+        write_public(&simulation_ca, ca.cert_pem())?;
+    }
+
+    let operator_ca = root.join("operator-ca.pem");
+    if !operator_ca.exists() {
+        let (ca_pem, ca_key) = operator_ca_new(now)?;
+        write_private(&root.join("operator-ca.key"), &ca_key)?;
+        write_public(&operator_ca, &ca_pem)?;
+        let _ = std::fs::remove_file(root.join("wildcard.pem"));
+    }
+    let wildcard = root.join("wildcard.pem");
+    if !wildcard.exists() {
+        let (cert, key) = wildcard_new(
+            &read(&operator_ca)?,
+            &read(&root.join("operator-ca.key"))?,
+            base_domain,
+            now,
+        )?;
+        write_private(&root.join("wildcard.key"), &key)?;
+        write_public(&wildcard, &cert)?;
+    }
+
+    let catalog = root.join("catalog.toml");
+    if !catalog.exists() {
+        write_public(&catalog, mse_runtime::DEFAULT_CATALOG)?;
+    }
+
+    Ok(DataDir {
+        root: root.to_path_buf(),
+        signer_pub_pem: read(&signer_pub)?,
+        simulation_ca_pem: read(&simulation_ca)?,
+        operator_ca_pem: read(&operator_ca)?,
+    })
+}
+
+fn offset(t: DateTime<Utc>) -> anyhow::Result<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|e| anyhow!("date out of range: {e}"))
+}
+
+fn operator_ca_new(now: DateTime<Utc>) -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate().context("cannot generate the operator CA key")?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "MSE operator CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params.not_before = offset(now - chrono::Duration::days(1))?;
+    params.not_after = offset(now + chrono::Duration::days(3650))?;
+    let cert = params
+        .self_signed(&key)
+        .context("cannot sign the operator CA")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn wildcard_new(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    base_domain: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(String, String)> {
+    let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).context("the operator CA key")?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).context("the operator CA")?;
+    let key = rcgen::KeyPair::generate().context("cannot generate the wildcard key")?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![format!("*.{base_domain}"), base_domain.to_string()])
+            .with_context(|| format!("`{base_domain}` is not a valid base domain"))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("*.{base_domain}"));
+    params.not_before = offset(now - chrono::Duration::days(1))?;
+    params.not_after = offset(now + chrono::Duration::days(825))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("cannot sign the wildcard certificate")?;
+    Ok((cert.pem(), key.serialize_pem()))
+}

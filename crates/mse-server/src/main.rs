@@ -1,0 +1,77 @@
+//! `mse-server`: the platform on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs the MSE platform: the control plane's REST API (more roles to come).
+///
+/// The first start initialises the data folder (store, enclave-signing key,
+/// simulation CA, operator CA and wildcard certificate, image catalog) and
+/// prints the admin's API token once; it is also in DATA_DIR/admin.token.
+#[derive(Debug, Parser)]
+#[command(name = "mse-server", version)]
+struct Args {
+    /// The platform's data folder
+    #[arg(long, value_name = "DIR", default_value = "mse-data")]
+    data_dir: PathBuf,
+    /// The store [default: SQLite in DATA_DIR/mse.db]; `postgres://…` for PostgreSQL
+    #[arg(long, value_name = "URL", env = "MSE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Address of the REST API
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
+    listen_api: SocketAddr,
+    /// Apps are reachable at https://<uuid>.<BASE_DOMAIN>
+    #[arg(long, default_value = "localhost")]
+    base_domain: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let (state, admin_token) = mse_server::open(
+        &args.data_dir,
+        args.database_url.as_deref(),
+        &args.base_domain,
+    )
+    .await?;
+    if let Some(token) = admin_token {
+        println!("admin token: {token}");
+        println!(
+            "(shown once; also in {})",
+            args.data_dir.join("admin.token").display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen_api)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen_api))?;
+    println!("API listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, mse_server::api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the API server failed")
+}

@@ -1,0 +1,349 @@
+//! The REST API in-process: every rule and authorization boundary, against a
+//! real SQLite store in a temporary data folder.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Platform {
+    dir: tempfile::TempDir,
+    router: Router,
+    admin: String,
+}
+
+async fn platform() -> Platform {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, token) = mse_server::open(&dir.path().join("data"), None, "localhost")
+        .await
+        .unwrap();
+    Platform {
+        dir,
+        router: mse_server::api::router(state),
+        admin: token.expect("a first start creates the admin token"),
+    }
+}
+
+impl Platform {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// A new non-admin user; returns (id, token).
+    async fn user(&self, name: &str) -> (String, String) {
+        let (status, body) = self
+            .post("/users", &self.admin, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_str().unwrap().to_string(),
+            body["token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn first_start_initialises_the_data_dir_and_a_restart_keeps_everything() {
+    let p = platform().await;
+    let data = p.dir.path().join("data");
+    assert_eq!(mode(&data), 0o700);
+    for key in [
+        "signer.key",
+        "simulation-ca.key",
+        "operator-ca.key",
+        "wildcard.key",
+        "admin.token",
+    ] {
+        assert_eq!(mode(&data.join(key)), 0o600, "{key}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin.token")).unwrap(),
+        p.admin
+    );
+    let signer = std::fs::read_to_string(data.join("signer.pub")).unwrap();
+    mse_attest::signer::mr_signer_from_pem(&signer).expect("an RSA-3072 signer key");
+    let (_, bob) = p.user("bob").await;
+    drop(p.router);
+
+    let (state, token) = mse_server::open(&data, None, "localhost").await.unwrap();
+    assert!(token.is_none(), "the admin token is made once");
+    let again = Platform {
+        dir: p.dir,
+        router: mse_server::api::router(state),
+        admin: p.admin,
+    };
+    assert_eq!(
+        std::fs::read_to_string(data.join("signer.pub")).unwrap(),
+        signer
+    );
+    let (status, me) = again.get("/me", &bob).await;
+    assert_eq!((status, me["name"].as_str()), (StatusCode::OK, Some("bob")));
+    let (status, me) = again.get("/me", &again.admin).await;
+    assert_eq!(
+        (status, me["is_admin"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+}
+
+#[tokio::test]
+async fn public_endpoints_serve_the_operator_material_without_a_token() {
+    let p = platform().await;
+    let data = p.dir.path().join("data");
+    for (path, file) in [
+        ("/signer", "signer.pub"),
+        ("/simulation-ca", "simulation-ca.pem"),
+        ("/operator-ca", "operator-ca.pem"),
+    ] {
+        let (status, body) = p.call(Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(
+            body.as_str().unwrap(),
+            std::fs::read_to_string(data.join(file)).unwrap()
+        );
+    }
+    let (status, body) = p.call(Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401() {
+    let p = platform().await;
+    let (status, body) = p.call(Method::GET, "/projects", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error"].as_str().unwrap().contains("Bearer"));
+    let (status, _) = p.get("/projects", "mse_0000").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (_, bob) = p.user("bob").await;
+    let (status, tokens) = p.get("/tokens", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = tokens[0]["id"].as_str().unwrap().to_string();
+    let (status, _) = p
+        .call(Method::DELETE, &format!("/tokens/{id}"), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = p.get("/me", &bob).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused"
+    );
+}
+
+#[tokio::test]
+async fn only_administrators_create_users_and_grant_resources() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let (status, body) = p.post("/users", &bob, json!({"name": "eve"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = p
+        .post(
+            &format!("/users/{bob_id}/grants"),
+            &bob,
+            json!({"resource": "standard"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = p.post("/users", &p.admin, json!({"name": "bob"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = p.post("/users", &p.admin, json!({"name": ""})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = p
+        .post("/users", &p.admin, json!({"name": "x", "role": "root"}))
+        .await;
+    assert!(status.is_client_error(), "unknown fields are refused");
+}
+
+#[tokio::test]
+async fn projects_are_private_to_their_owner_and_default_exists() {
+    let p = platform().await;
+    let (_, alice) = p.user("alice").await;
+    let (_, bob) = p.user("bob").await;
+    let (status, body) = p.get("/projects/default", &alice).await;
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (StatusCode::OK, Some("default"))
+    );
+
+    let (status, created) = p
+        .post("/projects", &bob, json!({"name": "secret-plans"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = p
+        .post("/projects", &bob, json!({"name": "secret-plans"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = p
+        .post("/projects", &alice, json!({"name": "secret-plans"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "names are per user");
+
+    let (status, body) = p.get("/projects/secret-plans", &bob).await;
+    assert_eq!((status, &body["id"]), (StatusCode::OK, &created["id"]));
+    let (_, alices) = p.get("/projects/secret-plans", &alice).await;
+    assert_ne!(
+        alices["id"], created["id"],
+        "alice sees her own project, never bob's"
+    );
+    // Another user's project answers exactly as a missing one.
+    p.post("/projects", &bob, json!({"name": "bob-only"})).await;
+    let (status, theirs) = p.get("/projects/bob-only", &alice).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, missing) = p.get("/projects/nobody-has-it", &alice).await;
+    assert_eq!(
+        theirs["error"].as_str().unwrap().replace("bob-only", "X"),
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .replace("nobody-has-it", "X")
+    );
+    let (_, list) = p.get("/projects", &alice).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "secret-plans"]);
+}
+
+#[tokio::test]
+async fn free_is_for_everyone_and_other_resources_only_when_granted() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let (status, free) = p.get("/resources/free", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(free["default_hours"], 4);
+    let (_, list) = p.get("/resources", &bob).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, _) = p.get("/resources/standard", &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = p
+        .post(
+            &format!("/users/{bob_id}/grants"),
+            &p.admin,
+            json!({"resource": "standard"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, standard) = p.get("/resources/standard", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(standard["enclave_size"], "4G");
+    let (status, _) = p
+        .post(
+            &format!("/users/{bob_id}/grants"),
+            &p.admin,
+            json!({"resource": "huge"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn users_manage_only_their_own_tokens_and_secrets_are_shown_once() {
+    let p = platform().await;
+    let (_, alice) = p.user("alice").await;
+    let (_, bob) = p.user("bob").await;
+    let (status, created) = p.post("/tokens", &bob, json!({"name": "laptop"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = created["token"].as_str().unwrap();
+    assert!(secret.starts_with("mse_") && secret.len() == 68);
+    let (status, _) = p.get("/me", secret).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = p.get("/tokens", &bob).await;
+    assert!(
+        !list.to_string().contains(secret),
+        "listing never shows secrets"
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = p
+        .call(Method::DELETE, &format!("/tokens/{id}"), Some(&alice), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "alice cannot revoke bob's token"
+    );
+    let (status, _) = p.get("/me", secret).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed() {
+    let p = platform().await;
+    let (_, bob) = p.user("bob").await;
+    let db = std::fs::read(p.dir.path().join("data/mse.db")).unwrap();
+    let wal = std::fs::read(p.dir.path().join("data/mse.db-wal")).unwrap_or_default();
+    for token in [&bob, &p.admin] {
+        let found = |bytes: &[u8]| bytes.windows(token.len()).any(|w| w == token.as_bytes());
+        assert!(!found(&db) && !found(&wal), "a token in clear in the store");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_listed_route_is_served() {
+    let p = platform().await;
+    let (bob_id, _) = p.user("bob").await;
+    let (status, doc) = p.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, _, auth) in mse_server::api::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        let concrete = path.replace("{id}", &bob_id).replace("{name}", "default");
+        let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+        let (status, body) = p.call(method.clone(), &concrete, None, None).await;
+        if *auth {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} needs a token"
+            );
+        } else {
+            assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
+        }
+    }
+    let (status, body) = p.get("/nowhere", &p.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("openapi.json"));
+}
