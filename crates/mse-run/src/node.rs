@@ -72,8 +72,23 @@ enum TlsSetup {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
     let now = Utc::now();
-    let prepared = match prepare(&args, now).await {
+    // Signals are handled from the start: a node stopped while it prepares
+    // (the first environment build takes a while) still says so.
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("error: cannot handle signals");
+        return ExitCode::FAILURE;
+    };
+    let prepared = tokio::select! {
+        prepared = prepare(&args, now) => prepared,
+        _ = term.recv() => return stopped_early("SIGTERM"),
+        _ = int.recv() => return stopped_early("SIGINT"),
+    };
+    let prepared = match prepared {
         Ok(p) => p,
         Err(Failure::Invalid(message)) => {
             eprintln!("error: {message}");
@@ -85,8 +100,9 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let signals = Signals { term, int };
     let log = prepared.log.clone();
-    let outcome = life(&args, &prepared).await;
+    let outcome = life(&args, &prepared, signals).await;
     prepared.dirs.clean();
     match outcome {
         Ok(reason) => {
@@ -102,6 +118,17 @@ pub async fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn stopped_early(signal: &str) -> ExitCode {
+    emit(&Event::new(State::Stopped, Utc::now()).because(signal));
+    ExitCode::SUCCESS
+}
+
+/// The signal streams, installed once.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
 }
 
 enum Failure {
@@ -307,10 +334,8 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
 }
 
 /// Sends the reason to stop on SIGTERM, SIGINT or at expiry.
-fn stop_signals(expires_at: DateTime<Utc>) -> anyhow::Result<watch::Receiver<Option<String>>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+fn stop_signals(signals: Signals, expires_at: DateTime<Utc>) -> watch::Receiver<Option<String>> {
+    let Signals { mut term, mut int } = signals;
     let (sender, receiver) = watch::channel(None);
     let until_expiry = (expires_at - Utc::now()).to_std().unwrap_or_default();
     tokio::spawn(async move {
@@ -323,7 +348,7 @@ fn stop_signals(expires_at: DateTime<Utc>) -> anyhow::Result<watch::Receiver<Opt
         // Keep the channel open so that receivers never see it closed.
         std::future::pending::<()>().await;
     });
-    Ok(receiver)
+    receiver
 }
 
 fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
@@ -342,9 +367,9 @@ fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::Serve
 
 /// Waits for the configuration, runs the app until told to stop. Returns why
 /// it stopped, or the error.
-async fn life(args: &Args, prepared: &Prepared) -> anyhow::Result<String> {
+async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Result<String> {
     let log = &prepared.log;
-    let mut stop = stop_signals(prepared.expires_at)?;
+    let mut stop = stop_signals(signals, prepared.expires_at);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
