@@ -53,6 +53,9 @@ CREATE TABLE apps (
     certificate_origin TEXT NOT NULL,
     ssl_certificate TEXT,
     code_sha256 TEXT NOT NULL,
+    enclave_size TEXT NOT NULL,
+    node_pid BIGINT,
+    node_addr TEXT,
     status TEXT NOT NULL,
     reason TEXT,
     created_at BIGINT NOT NULL,
@@ -66,6 +69,7 @@ CREATE TABLE apps (
 CREATE UNIQUE INDEX apps_live_name ON apps (project_id, name)
     WHERE status IN ('spawning', 'initializing', 'running');
 CREATE INDEX apps_project ON apps (project_id, created_at);
+CREATE INDEX apps_status ON apps (status, expires_at);
 
 -- The first domain given to a name in a project, kept across redeploys.
 CREATE TABLE app_domains (

@@ -24,6 +24,10 @@ pub struct AppState {
     pub store: Store,
     /// The operator's material.
     pub data: DataDir,
+    /// Apps are at `<uuid>.<base_domain>`.
+    pub base_domain: String,
+    /// Starts and stops nodes.
+    pub runner: crate::runner::Runner,
 }
 
 /// Shared state.
@@ -243,6 +247,18 @@ pub fn router(state: Shared) -> Router {
         .route("/projects/{name}", get(get_project))
         .route("/resources", get(list_resources))
         .route("/resources/{name}", get(get_resource))
+        .route(
+            "/apps",
+            get(crate::apps::list).post(crate::apps::create).layer(
+                axum::extract::DefaultBodyLimit::max(crate::apps::MAX_UPLOAD),
+            ),
+        )
+        .route(
+            "/apps/{id}",
+            get(crate::apps::get).delete(crate::apps::remove),
+        )
+        .route("/apps/{id}/stop", post(crate::apps::stop))
+        .route("/apps/{id}/logs", get(crate::apps::logs))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
         })

@@ -2,24 +2,39 @@
 //! data folder. The `mse-server` binary runs them.
 
 pub mod api;
+pub mod apps;
 pub mod datadir;
+pub mod runner;
 pub mod store;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Initialises (first start) or opens the platform in `data_dir`. Returns the
-/// API state and, on first start, the admin token (also written to
-/// `admin.token`, mode 0600).
-pub async fn open(
-    data_dir: &Path,
-    database_url: Option<&str>,
-    base_domain: &str,
-) -> anyhow::Result<(api::Shared, Option<String>)> {
+/// How the platform is set up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The store's URL; SQLite in the data folder when `None`.
+    pub database_url: Option<String>,
+    /// Apps are at `<uuid>.<base_domain>`.
+    pub base_domain: String,
+    /// The `mse-run` binary.
+    pub mse_run: PathBuf,
+    /// Where runtime environments are cached.
+    pub cache_dir: PathBuf,
+    /// `simulation` or `gramine`.
+    pub quote_provider: String,
+}
+
+/// Initialises (first start) or opens the platform. Returns the API state
+/// and, on first start, the admin token (also written to `admin.token`, mode
+/// 0600). Live apps whose node is gone are marked `on_error` ("node lost").
+pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<String>)> {
     let now = chrono::Utc::now();
-    let data = datadir::init(data_dir, base_domain, now)?;
-    let url = match database_url {
-        Some(url) => url.to_string(),
+    let data = datadir::init(&settings.data_dir, &settings.base_domain, now)?;
+    let url = match &settings.database_url {
+        Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", data.path("mse.db").display()),
     };
     let store = store::Store::open(&url).await?;
@@ -38,5 +53,24 @@ pub async fn open(
         mse_package::context::write_private(&data.path("admin.token"), token.as_bytes())?;
         admin_token = Some(token);
     }
-    Ok((Arc::new(api::AppState { store, data }), admin_token))
+    let runner = runner::Runner::new(
+        store.clone(),
+        runner::RunnerConfig {
+            mse_run: settings.mse_run.clone(),
+            data_dir: settings.data_dir.clone(),
+            cache_dir: settings.cache_dir.clone(),
+            quote_provider: settings.quote_provider.clone(),
+        },
+        Arc::new(runner::Routes::default()),
+    );
+    runner.recover().await?;
+    Ok((
+        Arc::new(api::AppState {
+            store,
+            data,
+            base_domain: settings.base_domain.clone(),
+            runner,
+        }),
+        admin_token,
+    ))
 }

@@ -26,6 +26,15 @@ struct Args {
     /// Apps are reachable at https://<uuid>.<BASE_DOMAIN>
     #[arg(long, default_value = "localhost")]
     base_domain: String,
+    /// The node runtime binary [default: `mse-run` next to this binary]
+    #[arg(long, value_name = "FILE")]
+    mse_run: Option<PathBuf>,
+    /// Where runtime environments are cached [default: DATA_DIR/cache]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Where nodes get their quotes: `simulation` (no hardware) or `gramine`
+    #[arg(long, default_value = "simulation", value_parser = ["simulation", "gramine"])]
+    quote_provider: String,
 }
 
 fn main() -> ExitCode {
@@ -51,12 +60,26 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let (state, admin_token) = mse_server::open(
-        &args.data_dir,
-        args.database_url.as_deref(),
-        &args.base_domain,
-    )
-    .await?;
+    let mse_run = match args.mse_run {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot find this binary")?
+            .with_file_name("mse-run"),
+    };
+    let settings = mse_server::Settings {
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("cache")),
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        base_domain: args.base_domain.clone(),
+        mse_run,
+        quote_provider: args.quote_provider.clone(),
+    };
+    let (state, admin_token) = mse_server::open(&settings).await?;
+    let reaper = state.runner.clone();
+    tokio::spawn(async move { reaper.reap(std::time::Duration::from_secs(5)).await });
     if let Some(token) = admin_token {
         println!("admin token: {token}");
         println!(

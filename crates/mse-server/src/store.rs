@@ -376,3 +376,381 @@ impl Store {
         Ok(row.as_ref().map(user).transpose()?)
     }
 }
+
+/// An app's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Accepted; its node is starting.
+    Spawning,
+    /// Its node waits for the owner's configuration.
+    Initializing,
+    /// Healthy.
+    Running,
+    /// Failed (terminal).
+    OnError,
+    /// Stopped on request or at expiry (terminal).
+    Stopped,
+}
+
+impl Status {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Spawning => "spawning",
+            Status::Initializing => "initializing",
+            Status::Running => "running",
+            Status::OnError => "on_error",
+            Status::Stopped => "stopped",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Status::Spawning,
+            Status::Initializing,
+            Status::Running,
+            Status::OnError,
+            Status::Stopped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// No way out of these.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::OnError | Status::Stopped)
+    }
+
+    /// The states an app may move to this one from.
+    fn sources(self) -> &'static [&'static str] {
+        match self {
+            Status::Spawning => &[],
+            Status::Initializing => &["spawning"],
+            Status::Running => &["initializing"],
+            Status::OnError | Status::Stopped => &["spawning", "initializing", "running"],
+        }
+    }
+
+    /// The column stamped when an app reaches this state.
+    fn stamp(self) -> Option<&'static str> {
+        match self {
+            Status::Running => Some("ready_at"),
+            Status::Stopped => Some("stopped_at"),
+            Status::OnError => Some("onerror_at"),
+            _ => None,
+        }
+    }
+}
+
+/// An app, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct App {
+    /// Its uuid.
+    pub id: String,
+    /// Its project's name.
+    pub project: String,
+    /// Its name.
+    pub name: String,
+    /// Where users reach it.
+    pub domain_name: String,
+    /// Where its configuration server is reached.
+    pub config_domain_name: String,
+    /// Its resource.
+    pub resource: String,
+    /// Its runtime image.
+    pub docker: String,
+    /// `module:variable`.
+    pub python_application: String,
+    /// Its health check path.
+    pub healthcheck_endpoint: String,
+    /// `self`, `owner` or `operator`.
+    pub certificate_origin: String,
+    /// The owner's certificate chain (PEM), owner mode.
+    pub ssl_certificate: Option<String>,
+    /// SHA-256 (hex) of the encrypted code.
+    pub code_sha256: String,
+    /// Enclave size (from the resource).
+    pub enclave_size: String,
+    /// Its state.
+    pub status: Status,
+    /// Why it failed or stopped.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it became `running`.
+    pub ready_at: Option<i64>,
+    /// When it stopped.
+    pub stopped_at: Option<i64>,
+    /// When it failed.
+    pub onerror_at: Option<i64>,
+    /// When it expires.
+    pub expires_at: i64,
+    /// Its node's address, while it has one.
+    #[serde(skip)]
+    pub node_addr: Option<String>,
+    /// Its node's process, while it has one.
+    #[serde(skip)]
+    pub node_pid: Option<i64>,
+}
+
+const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.config_domain, \
+    a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
+    a.ssl_certificate, a.code_sha256, a.enclave_size, a.status, a.reason, a.created_at, \
+    a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid \
+    FROM apps a JOIN projects p ON p.id = a.project_id";
+
+fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(App {
+        id: row.try_get("id")?,
+        project: row.try_get("project")?,
+        name: row.try_get("name")?,
+        domain_name: row.try_get("domain")?,
+        config_domain_name: row.try_get("config_domain")?,
+        resource: row.try_get("resource")?,
+        docker: row.try_get("docker")?,
+        python_application: row.try_get("python_application")?,
+        healthcheck_endpoint: row.try_get("healthcheck_endpoint")?,
+        certificate_origin: row.try_get("certificate_origin")?,
+        ssl_certificate: row.try_get("ssl_certificate")?,
+        code_sha256: row.try_get("code_sha256")?,
+        enclave_size: row.try_get("enclave_size")?,
+        status: Status::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+        ready_at: row.try_get("ready_at")?,
+        stopped_at: row.try_get("stopped_at")?,
+        onerror_at: row.try_get("onerror_at")?,
+        expires_at: row.try_get("expires_at")?,
+        node_addr: row.try_get("node_addr")?,
+        node_pid: row.try_get("node_pid")?,
+    })
+}
+
+/// What a new app is made of.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    /// Its uuid.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// Its name.
+    pub name: String,
+    /// The domain to give it when its name has none yet in the project.
+    pub domain: String,
+    /// Its configuration domain.
+    pub config_domain: String,
+    /// Its resource.
+    pub resource: String,
+    /// Its image.
+    pub docker: String,
+    /// `module:variable`.
+    pub python_application: String,
+    /// Health check path.
+    pub healthcheck_endpoint: String,
+    /// `self`, `owner` or `operator`.
+    pub certificate_origin: String,
+    /// Owner certificate chain, PEM.
+    pub ssl_certificate: Option<String>,
+    /// SHA-256 of the code, hex.
+    pub code_sha256: String,
+    /// Enclave size.
+    pub enclave_size: String,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Filters of an app listing.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    /// Project name.
+    pub project: Option<String>,
+    /// App name.
+    pub name: Option<String>,
+    /// Status.
+    pub status: Option<Status>,
+}
+
+impl Store {
+    /// Inserts a `spawning` app. A uuid-domain app keeps the first domain its
+    /// name got in the project. Fails with a conflict when an app of that
+    /// name is live in the project.
+    pub async fn insert_app(&self, new: &NewApp) -> Result<App, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut domain = new.domain.clone();
+        if new.certificate_origin != "owner" {
+            let kept =
+                sqlx::query("SELECT domain FROM app_domains WHERE project_id = $1 AND name = $2")
+                    .bind(&new.project_id)
+                    .bind(&new.name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match kept {
+                Some(row) => domain = row.try_get("domain")?,
+                None => {
+                    sqlx::query(
+                        "INSERT INTO app_domains (project_id, name, domain) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&new.project_id)
+                    .bind(&new.name)
+                    .bind(&domain)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
+             python_application, healthcheck_endpoint, certificate_origin, ssl_certificate, \
+             code_sha256, enclave_size, status, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&new.id)
+        .bind(&new.project_id)
+        .bind(&new.name)
+        .bind(&domain)
+        .bind(&new.config_domain)
+        .bind(&new.resource)
+        .bind(&new.docker)
+        .bind(&new.python_application)
+        .bind(&new.healthcheck_endpoint)
+        .bind(&new.certificate_origin)
+        .bind(new.ssl_certificate.clone())
+        .bind(&new.code_sha256)
+        .bind(&new.enclave_size)
+        .bind(Status::Spawning.as_str())
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.app(&new.id)
+            .await?
+            .ok_or_else(|| StoreError::Db(sqlx::Error::RowNotFound))
+    }
+
+    /// An app by uuid, whoever owns it (for the platform itself).
+    pub async fn app(&self, id: &str) -> Result<Option<App>, StoreError> {
+        let row = sqlx::query(&format!("{APP_SELECT} WHERE a.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(app).transpose()?)
+    }
+
+    /// An app of `user_id` by uuid.
+    pub async fn user_app(&self, user_id: &str, id: &str) -> Result<Option<App>, StoreError> {
+        let row = sqlx::query(&format!("{APP_SELECT} WHERE a.id = $1 AND p.user_id = $2"))
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(app).transpose()?)
+    }
+
+    /// The apps of `user_id`, newest first.
+    pub async fn user_apps(
+        &self,
+        user_id: &str,
+        filter: &AppFilter,
+    ) -> Result<Vec<App>, StoreError> {
+        let mut sql = format!("{APP_SELECT} WHERE p.user_id = $1");
+        let mut binds = vec![user_id.to_string()];
+        if let Some(project) = &filter.project {
+            binds.push(project.clone());
+            sql.push_str(&format!(" AND p.name = ${}", binds.len()));
+        }
+        if let Some(name) = &filter.name {
+            binds.push(name.clone());
+            sql.push_str(&format!(" AND a.name = ${}", binds.len()));
+        }
+        if let Some(status) = filter.status {
+            binds.push(status.as_str().to_string());
+            sql.push_str(&format!(" AND a.status = ${}", binds.len()));
+        }
+        sql.push_str(" ORDER BY a.created_at DESC, a.id");
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
+    }
+
+    /// Apps not in a terminal state.
+    pub async fn live_apps(&self) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{APP_SELECT} WHERE a.status IN ('spawning', 'initializing', 'running')"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
+    }
+
+    /// Moves an app to `to` when the transition is allowed; false otherwise
+    /// (e.g. it is stopped already: there is no way back).
+    pub async fn transition(
+        &self,
+        id: &str,
+        to: Status,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let sources = to.sources();
+        if sources.is_empty() {
+            return Ok(false);
+        }
+        let list = sources
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Parameters appear in the text in their numeric order (SQLite
+        // numbers `$N` parameters by first appearance).
+        let (stamp, id_param) = match to.stamp() {
+            Some(column) => (format!(", {column} = $3"), "$4"),
+            None => (String::new(), "$3"),
+        };
+        let clear_node = if to.is_terminal() {
+            ", node_pid = NULL, node_addr = NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE apps SET status = $1, reason = COALESCE($2, reason){stamp}{clear_node} \
+             WHERE id = {id_param} AND status IN ({list})"
+        );
+        let mut query = sqlx::query(&sql).bind(to.as_str()).bind(reason);
+        if to.stamp().is_some() {
+            query = query.bind(now);
+        }
+        let query = query.bind(id);
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Records an app's node.
+    pub async fn set_node(&self, id: &str, pid: i64, addr: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET node_pid = $1, node_addr = $2 WHERE id = $3")
+            .bind(pid)
+            .bind(addr)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a stopped or failed app; false when it is live or missing.
+    pub async fn delete_app(&self, id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM apps WHERE id = $1 AND status IN ('stopped', 'on_error')")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,78 +1,12 @@
 //! The REST API in-process: every rule and authorization boundary, against a
 //! real SQLite store in a temporary data folder.
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
 
-struct Platform {
-    dir: tempfile::TempDir,
-    router: Router,
-    admin: String,
-}
+mod common;
 
-async fn platform() -> Platform {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, token) = mse_server::open(&dir.path().join("data"), None, "localhost")
-        .await
-        .unwrap();
-    Platform {
-        dir,
-        router: mse_server::api::router(state),
-        admin: token.expect("a first start creates the admin token"),
-    }
-}
-
-impl Platform {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, Some(token), None).await
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::POST, path, Some(token), Some(body)).await
-    }
-
-    /// A new non-admin user; returns (id, token).
-    async fn user(&self, name: &str) -> (String, String) {
-        let (status, body) = self
-            .post("/users", &self.admin, json!({"name": name}))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["id"].as_str().unwrap().to_string(),
-            body["token"].as_str().unwrap().to_string(),
-        )
-    }
-}
+use common::{platform, settings, Platform};
 
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -101,12 +35,14 @@ async fn first_start_initialises_the_data_dir_and_a_restart_keeps_everything() {
     mse_attest::signer::mr_signer_from_pem(&signer).expect("an RSA-3072 signer key");
     let (_, bob) = p.user("bob").await;
     drop(p.router);
+    drop(p.state);
 
-    let (state, token) = mse_server::open(&data, None, "localhost").await.unwrap();
+    let (state, token) = mse_server::open(&settings(&data)).await.unwrap();
     assert!(token.is_none(), "the admin token is made once");
     let again = Platform {
         dir: p.dir,
-        router: mse_server::api::router(state),
+        router: mse_server::api::router(state.clone()),
+        state,
         admin: p.admin,
     };
     assert_eq!(

@@ -143,3 +143,26 @@ pub fn runtime_cache_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("test-cache")
 }
+
+/// A binary of this workspace (`mse-run`, `mse-server`, `mse`) from the same
+/// build as the running test: next to its `deps/` folder. Built with cargo
+/// when missing (a test run of a single package does not build the others).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--bin", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build {name}");
+    }
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}

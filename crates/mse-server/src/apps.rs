@@ -1,0 +1,459 @@
+//! The apps API: deploy (multipart: JSON config + encrypted code), read,
+//! list, stop, delete, logs. The seed's server-side rules live here.
+
+use std::io::Write as _;
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::api::{ApiError, Caller, Shared};
+use crate::runner::app_dir;
+use crate::store::{is_conflict, App, AppFilter, NewApp, Status};
+
+/// The largest configuration part accepted.
+const MAX_CONFIG: usize = 1024 * 1024;
+/// The largest upload accepted (configuration and code).
+pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
+/// Hours a `free` app lives, whatever its file says.
+const FREE_HOURS: i64 = 4;
+
+/// The JSON configuration of a deployment: `mse.toml` without any key or
+/// local path (SPEC section 5, step 2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// The app's name.
+    pub name: String,
+    /// Its project.
+    pub project: String,
+    /// Its resource.
+    pub resource: String,
+    /// Its runtime image.
+    pub docker: String,
+    /// `module:variable`.
+    pub python_application: String,
+    /// Health check path.
+    pub healthcheck_endpoint: String,
+    /// The expiry the owner asked for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<DateTime<Utc>>,
+    /// The owner's domain and certificate chain (PEM), owner mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<DeploySsl>,
+    /// Serve with the platform's certificate at the proxy.
+    #[serde(default)]
+    pub untrusted_ssl: bool,
+}
+
+/// The owner's certificate (never its key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySsl {
+    /// The app's own domain.
+    pub domain_name: String,
+    /// The full chain, PEM.
+    pub certificate: String,
+}
+
+fn unprocessable(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Writes the upload to a temporary file, hashing it; removes it on drop
+/// unless kept.
+struct Upload {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn read_parts(
+    state: &Shared,
+    mut multipart: Multipart,
+) -> Result<(DeployConfig, Upload, String), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let incoming = state.data.root.join("apps").join(".incoming");
+    std::fs::create_dir_all(&incoming)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}")))?;
+    let mut config = None;
+    let mut upload = None;
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("malformed upload: {e}")))?
+    {
+        match field.name() {
+            Some("config") => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad(format!("malformed upload: {e}")))?
+                {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > MAX_CONFIG {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "the config part is over 1 MB",
+                        ));
+                    }
+                }
+                config = Some(serde_json::from_slice::<DeployConfig>(&bytes).map_err(|e| {
+                    bad(format!("the config part is not a deployment config: {e}"))
+                })?);
+            }
+            Some("code") => {
+                let path = incoming.join(crate::store::new_id());
+                let mut file = std::fs::File::create(&path).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
+                })?;
+                let guard = Upload { path, keep: false };
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad(format!("the upload was cut short: {e}")))?
+                {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).map_err(|e| {
+                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
+                    })?;
+                }
+                upload = Some((guard, hex::encode(hasher.finalize())));
+            }
+            _ => {
+                return Err(bad(
+                    "unexpected part: send `config` (JSON) and `code` (code.tar)".into(),
+                ))
+            }
+        }
+    }
+    let config = config.ok_or_else(|| bad("missing the `config` part".into()))?;
+    let (upload, sha) = upload.ok_or_else(|| bad("missing the `code` part (code.tar)".into()))?;
+    Ok((config, upload, sha))
+}
+
+/// `POST /apps`.
+pub async fn create(
+    State(state): State<Shared>,
+    caller: Caller,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<App>), ApiError> {
+    let (config, mut upload, code_sha256) = read_parts(&state, multipart).await?;
+    let user = &caller.0;
+    let created = now();
+
+    mse_config::fields::check_name("name", &config.name).map_err(unprocessable)?;
+    mse_config::fields::check_name("project", &config.project).map_err(unprocessable)?;
+    mse_config::fields::check_resource(&config.resource).map_err(unprocessable)?;
+    mse_config::fields::PythonApplication::parse(&config.python_application)
+        .map_err(|e| unprocessable(format!("python_application: {e}")))?;
+    mse_config::fields::check_healthcheck_endpoint(&config.healthcheck_endpoint)
+        .map_err(|e| unprocessable(format!("healthcheck_endpoint: {e}")))?;
+    let image = mse_config::fields::check_docker(&config.docker)
+        .map_err(|e| unprocessable(format!("docker: {e}")))?;
+    if !image.is_remote() || !image.is_pinned() {
+        return Err(unprocessable(format!(
+            "docker: `{}` must name its registry and be pinned to a tag other than `latest` or to \
+             a digest: the fingerprint covers the image, so it must not change under the app",
+            config.docker
+        )));
+    }
+    let catalog_path = state.data.path("catalog.toml");
+    let catalog = std::fs::read_to_string(&catalog_path)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("catalog: {e}")))
+        .and_then(|text| {
+            mse_runtime::Catalog::parse("catalog.toml", &text)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        })?;
+    catalog
+        .find(&config.docker)
+        .map_err(|e| unprocessable(format!("docker: {e}")))?;
+
+    let project = state
+        .store
+        .project(&user.id, &config.project)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("project `{}` not found; create it first", config.project),
+            )
+        })?;
+    let resource = match state.store.resource(&user.id, &config.resource).await? {
+        Some(resource) => resource,
+        None if state.store.resource_exists(&config.resource).await? => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "resource `{}` is not granted to you; use `free` or ask the operator",
+                    config.resource
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("resource `{}` not found", config.resource),
+            ))
+        }
+    };
+
+    let owner = match (&config.ssl, config.untrusted_ssl) {
+        (Some(_), true) => {
+            return Err(unprocessable(
+                "ssl and untrusted_ssl exclude each other: the owner certificate is ignored \
+                 with untrusted_ssl, so send only one",
+            ))
+        }
+        (Some(ssl), false) => {
+            mse_config::fields::check_domain_name(&ssl.domain_name)
+                .map_err(|e| unprocessable(format!("ssl.domain_name: {e}")))?;
+            let leaf = mse_config::tls::parse_chain(ssl.certificate.as_bytes())
+                .map_err(|e| unprocessable(format!("ssl.certificate: {e}")))?;
+            if !mse_config::tls::domain_matches(&ssl.domain_name, &leaf.dns_names) {
+                return Err(unprocessable(format!(
+                    "ssl.certificate does not name {}",
+                    ssl.domain_name
+                )));
+            }
+            Some(leaf)
+        }
+        (None, _) => None,
+    };
+
+    let expires_at = if config.resource == "free" {
+        created + chrono::Duration::hours(FREE_HOURS)
+    } else if let Some(at) = config.expiration_date {
+        if let Some(leaf) = &owner {
+            if at > leaf.not_after {
+                return Err(unprocessable(
+                    "expiration_date is after the certificate's notAfter",
+                ));
+            }
+        }
+        at
+    } else if let Some(leaf) = &owner {
+        leaf.not_after
+    } else {
+        created + chrono::Duration::hours(resource.default_hours)
+    };
+    if expires_at <= created {
+        return Err(unprocessable(format!(
+            "the app would expire at {expires_at}, which is past"
+        )));
+    }
+
+    let id = crate::store::new_id();
+    let uuid_domain = format!("{id}.{}", state.base_domain);
+    let (origin, domain) = match (&config.ssl, config.untrusted_ssl) {
+        (Some(ssl), _) => ("owner", ssl.domain_name.to_ascii_lowercase()),
+        (None, true) => ("operator", uuid_domain.clone()),
+        (None, false) => ("self", uuid_domain.clone()),
+    };
+    let dir = app_dir(&state.data.root, &id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}")))?;
+    let stored = (|| -> std::io::Result<()> {
+        std::fs::rename(&upload.path, dir.join("code.tar"))?;
+        upload.keep = true;
+        if let Some(ssl) = &config.ssl {
+            std::fs::write(dir.join("owner.pem"), &ssl.certificate)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = stored {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storage: {e}"),
+        ));
+    }
+
+    let new = NewApp {
+        id: id.clone(),
+        project_id: project.id,
+        name: config.name.clone(),
+        domain,
+        config_domain: uuid_domain,
+        resource: resource.name,
+        docker: config.docker.clone(),
+        python_application: config.python_application.clone(),
+        healthcheck_endpoint: config.healthcheck_endpoint.clone(),
+        certificate_origin: origin.to_string(),
+        ssl_certificate: config.ssl.as_ref().map(|s| s.certificate.clone()),
+        code_sha256,
+        enclave_size: resource.enclave_size,
+        created_at: created.timestamp(),
+        expires_at: expires_at.timestamp(),
+    };
+    let app = match state.store.insert_app(&new).await {
+        Ok(app) => app,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            if is_conflict(&e) {
+                let live = state
+                    .store
+                    .user_apps(
+                        &user.id,
+                        &AppFilter {
+                            project: Some(config.project.clone()),
+                            name: Some(config.name.clone()),
+                            status: None,
+                        },
+                    )
+                    .await?
+                    .into_iter()
+                    .find(|a| !a.status.is_terminal());
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    match live {
+                        Some(live) => format!(
+                            "an app named `{}` is live in project `{}` ({}, {}); stop it first",
+                            config.name,
+                            config.project,
+                            live.id,
+                            live.status.as_str()
+                        ),
+                        None => format!(
+                            "an app named `{}` was deployed at the same time",
+                            config.name
+                        ),
+                    },
+                ));
+            }
+            return Err(e.into());
+        }
+    };
+    state.runner.start(&app).await;
+    let app = state.store.app(&id).await?.unwrap_or(app);
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiError> {
+    state
+        .store
+        .user_app(&caller.0.id, id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("app {id} not found")))
+}
+
+/// `GET /apps/{id}`.
+pub async fn get(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<App>, ApiError> {
+    Ok(Json(own_app(&state, &caller, &id).await?))
+}
+
+/// Filters of `GET /apps`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    project: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /apps?project=&name=&status=`.
+pub async fn list(
+    State(state): State<Shared>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<App>>, ApiError> {
+    let status = match &query.status {
+        Some(text) => Some(Status::parse(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown status `{text}`: spawning, initializing, running, on_error or stopped"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let filter = AppFilter {
+        project: query.project,
+        name: query.name,
+        status,
+    };
+    Ok(Json(state.store.user_apps(&caller.0.id, &filter).await?))
+}
+
+/// `POST /apps/{id}/stop`: 202 while the node stops.
+pub async fn stop(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<App>), ApiError> {
+    let app = own_app(&state, &caller, &id).await?;
+    if app.status.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("app {id} is {} already", app.status.as_str()),
+        ));
+    }
+    if !state.runner.stop(&id) {
+        state
+            .store
+            .transition(
+                &id,
+                Status::Stopped,
+                Some("stopped by its owner"),
+                now().timestamp(),
+            )
+            .await?;
+    }
+    let app = own_app(&state, &caller, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(app)))
+}
+
+/// `DELETE /apps/{id}`: only a stopped or failed app.
+pub async fn remove(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let app = own_app(&state, &caller, &id).await?;
+    if !app.status.is_terminal() || !state.store.delete_app(&id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("app {id} is {}: stop it first", app.status.as_str()),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(app_dir(&state.data.root, &id));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /apps/{id}/logs`: the last 64 kB, as text.
+pub async fn logs(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    own_app(&state, &caller, &id).await?;
+    let path = app_dir(&state.data.root, &id).join("work/app.log");
+    let bytes = mse_run::logs::tail(&path).unwrap_or_default();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+        .into_response())
+}
