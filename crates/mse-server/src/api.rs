@@ -245,7 +245,7 @@ pub fn router(state: Shared) -> Router {
         .route("/tokens/{id}", delete(revoke_token))
         .route("/projects", get(list_projects).post(create_project))
         .route("/projects/{name}", get(get_project))
-        .route("/resources", get(list_resources))
+        .route("/resources", get(list_resources).post(create_resource))
         .route("/resources/{name}", get(get_resource))
         .route(
             "/apps",
@@ -451,4 +451,58 @@ async fn get_resource(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(&format!("resource `{name}`")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewResource {
+    name: String,
+    memory_mb: i64,
+    cores: i64,
+    enclave_size: String,
+    default_hours: i64,
+    #[serde(default)]
+    public: bool,
+}
+
+async fn create_resource(
+    State(state): State<Shared>,
+    caller: Caller,
+    Json(body): Json<NewResource>,
+) -> ApiResult<(StatusCode, Json<crate::store::Resource>)> {
+    require_admin(&caller)?;
+    mse_config::fields::check_resource(&body.name)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    if body.memory_mb <= 0 || body.cores <= 0 || body.default_hours <= 0 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory_mb, cores and default_hours must be positive",
+        ));
+    }
+    let valid_size = body
+        .enclave_size
+        .strip_suffix(['M', 'G'])
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if !valid_size {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "enclave_size is a number of megabytes or gigabytes: `512M`, `4G`",
+        ));
+    }
+    let resource = crate::store::Resource {
+        name: body.name,
+        memory_mb: body.memory_mb,
+        cores: body.cores,
+        enclave_size: body.enclave_size,
+        default_hours: body.default_hours,
+        public: body.public,
+    };
+    match state.store.create_resource(&resource).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(resource))),
+        Err(e) if is_conflict(&e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a resource named `{}` exists", resource.name),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -439,6 +439,7 @@ pub async fn remove(
         ));
     }
     let _ = std::fs::remove_dir_all(app_dir(&state.data.root, &id));
+    state.runner.forget_node(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -449,7 +450,7 @@ pub async fn logs(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     own_app(&state, &caller, &id).await?;
-    let path = app_dir(&state.data.root, &id).join("work/app.log");
+    let path = state.runner.log_path(&id);
     let bytes = mse_run::logs::tail(&path).unwrap_or_default();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

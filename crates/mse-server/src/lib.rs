@@ -23,6 +23,8 @@ pub struct Settings {
     pub mse_run: PathBuf,
     /// Where runtime environments are cached.
     pub cache_dir: PathBuf,
+    /// Where nodes keep their private folders.
+    pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
     pub quote_provider: String,
 }
@@ -59,6 +61,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<St
             mse_run: settings.mse_run.clone(),
             data_dir: settings.data_dir.clone(),
             cache_dir: settings.cache_dir.clone(),
+            nodes_dir: settings.nodes_dir.clone(),
             quote_provider: settings.quote_provider.clone(),
         },
         Arc::new(runner::Routes::default()),

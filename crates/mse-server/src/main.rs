@@ -32,6 +32,10 @@ struct Args {
     /// Where runtime environments are cached [default: DATA_DIR/cache]
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where the local nodes keep their private folders (decrypted code,
+    /// secrets, logs) [default: DATA_DIR.nodes, beside the data folder]
+    #[arg(long, value_name = "DIR")]
+    nodes_dir: Option<PathBuf>,
     /// Where nodes get their quotes: `simulation` (no hardware) or `gramine`
     #[arg(long, default_value = "simulation", value_parser = ["simulation", "gramine"])]
     quote_provider: String,
@@ -71,6 +75,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .cache_dir
             .clone()
             .unwrap_or_else(|| args.data_dir.join("cache")),
+        nodes_dir: args.nodes_dir.clone().unwrap_or_else(|| {
+            let mut name = args.data_dir.as_os_str().to_owned();
+            name.push(".nodes");
+            PathBuf::from(name)
+        }),
         data_dir: args.data_dir.clone(),
         database_url: args.database_url.clone(),
         base_domain: args.base_domain.clone(),

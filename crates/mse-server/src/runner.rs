@@ -71,6 +71,9 @@ pub struct RunnerConfig {
     pub data_dir: PathBuf,
     /// Where runtime environments are cached.
     pub cache_dir: PathBuf,
+    /// Where nodes keep their private folders (decrypted code, secrets,
+    /// keys, logs): the node's side, never inside the data folder.
+    pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
     pub quote_provider: String,
 }
@@ -105,6 +108,16 @@ impl Runner {
                 pids: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The log file of an app's node.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.inner.config.nodes_dir.join(id).join("app.log")
+    }
+
+    /// Removes what this host keeps of a finished app's node (its log).
+    pub fn forget_node(&self, id: &str) {
+        let _ = std::fs::remove_dir_all(self.inner.config.nodes_dir.join(id));
     }
 
     /// The routing table.
@@ -155,7 +168,7 @@ impl Runner {
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--work-dir")
-            .arg(dir.join("work"))
+            .arg(config.nodes_dir.join(&app.id))
             .arg("--healthcheck")
             .arg(&app.healthcheck_endpoint)
             .arg("--quote-provider")
@@ -168,7 +181,10 @@ impl Runner {
             .arg(data.join("signer.pub"));
         let expiry = app.expires_at.to_string();
         match app.certificate_origin.as_str() {
-            "owner" => command.arg("--certificate").arg(dir.join("owner.pem")),
+            "owner" => command
+                .arg("--certificate")
+                .arg(dir.join("owner.pem"))
+                .args(["--expires-at", &expiry]),
             "operator" => command.args(["--no-ssl", "--expires-at", &expiry]),
             _ => command.args(["--ratls", &expiry]),
         };

@@ -340,6 +340,22 @@ impl Store {
         Ok(row.as_ref().map(resource).transpose()?)
     }
 
+    /// Creates a resource (granted per user unless `public`).
+    pub async fn create_resource(&self, r: &Resource) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&r.name)
+        .bind(r.memory_mb)
+        .bind(r.cores)
+        .bind(&r.enclave_size)
+        .bind(r.default_hours)
+        .bind(i64::from(r.public))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Whether a resource of that name exists at all.
     pub async fn resource_exists(&self, name: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("SELECT name FROM resources WHERE name = $1")

@@ -283,3 +283,32 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_is_served
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"].as_str().unwrap().contains("openapi.json"));
 }
+
+#[tokio::test]
+async fn administrators_create_resources_that_others_see_once_granted() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let brief = json!({"name": "brief", "memory_mb": 256, "cores": 1, "enclave_size": "512M", "default_hours": 1});
+    let (status, _) = p.post("/resources", &bob, brief.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = p.post("/resources", &p.admin, brief.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = p.post("/resources", &p.admin, brief).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let bad = json!({"name": "odd", "memory_mb": 1, "cores": 1, "enclave_size": "lots", "default_hours": 1});
+    let (status, _) = p.post("/resources", &p.admin, bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = p.get("/resources/brief", &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    p.post(
+        &format!("/users/{bob_id}/grants"),
+        &p.admin,
+        json!({"resource": "brief"}),
+    )
+    .await;
+    let (status, body) = p.get("/resources/brief", &bob).await;
+    assert_eq!(
+        (status, body["enclave_size"].as_str()),
+        (StatusCode::OK, Some("512M"))
+    );
+}

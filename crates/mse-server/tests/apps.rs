@@ -381,3 +381,37 @@ async fn after_a_restart_apps_whose_node_is_gone_are_on_error_and_their_node_is_
     }
     let _ = scaffold_package;
 }
+
+#[tokio::test]
+async fn an_app_past_its_expiry_is_stopped_and_says_expired() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    p.post(
+        &format!("/users/{bob_id}/grants"),
+        &p.admin,
+        json!({"resource": "standard"}),
+    )
+    .await;
+    let reaper = p.state.runner.clone();
+    tokio::spawn(async move { reaper.reap(std::time::Duration::from_millis(200)).await });
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let (status, app) = p
+        .deploy(
+            &bob,
+            deploy_config(
+                "brief",
+                json!({"resource": "standard", "expiration_date": soon.to_rfc3339()}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let id = app["id"].as_str().unwrap();
+    let stopped = p
+        .wait_app(&bob, id, "stopped at expiry", |a| {
+            a["status"] != "spawning" && a["status"] != "initializing" && a["status"] != "running"
+        })
+        .await;
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert_eq!(stopped["reason"], "expired");
+    assert!(stopped["stopped_at"].as_i64().unwrap() >= stopped["expires_at"].as_i64().unwrap());
+}

@@ -24,6 +24,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         base_domain: "localhost".to_string(),
         mse_run: mse_testkit::workspace_binary("mse-run"),
         cache_dir: mse_testkit::runtime_cache_dir(),
+        nodes_dir: data_dir.with_extension("nodes"),
         quote_provider: "simulation".to_string(),
     }
 }
