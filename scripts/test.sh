@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, then every test of the
 # workspace. Needs only the Rust toolchain and Python 3; the tests build the
-# shared Python environment they need under target/test-python on first use.
+# shared Python environment they need under target/test-python on first use,
+# and PostgreSQL is installed from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,18 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# The store's PostgreSQL tests start a throwaway server from the Debian
+# package; install it when it is missing and this machine allows it.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing PostgreSQL (for the store tests)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+    else
+        echo "warning: PostgreSQL is not installed; the PostgreSQL store test will fail (apt-get install postgresql)" >&2
+    fi
+fi
 
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -166,3 +166,127 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
+
+/// A throwaway PostgreSQL server for this test process (initdb + pg_ctl from
+/// the Debian `postgresql` package, trust authentication on loopback, a
+/// random port), stopped when the process exits. Returns the URL of a new,
+/// empty database on it.
+///
+/// Panics with what to install when PostgreSQL is missing: a test that
+/// needs it must not pass without it.
+pub fn postgres_database() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SERVER: OnceLock<(PathBuf, u16)> = OnceLock::new();
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let (bin, port) = SERVER.get_or_init(start_postgres).clone();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let output = as_postgres(&bin.join("psql"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-d", "postgres", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "cannot create a test database: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    format!("postgres://postgres@127.0.0.1:{port}/{name}")
+}
+
+/// The folder of the PostgreSQL programs.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    candidates.into_iter().rev().find(|dir| dir.join("initdb").exists())
+}
+
+/// A command run as the `postgres` user when this process is root (the
+/// server refuses to run as root).
+fn as_postgres(program: &Path) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+static PG_DATA: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+
+extern "C" fn stop_postgres() {
+    if let Some((bin, data)) = PG_DATA.get() {
+        let _ = as_postgres(&bin.join("pg_ctl"))
+            .args(["-m", "immediate", "-D"])
+            .arg(data)
+            .arg("stop")
+            .output();
+        let _ = fs::remove_dir_all(data);
+    }
+}
+
+fn start_postgres() -> (PathBuf, u16) {
+    let bin = postgres_bin().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): \
+             on Debian, apt-get install postgresql (./scripts/test.sh does it when it can)"
+        )
+    });
+    let data = std::env::temp_dir().join(format!("mse-test-pg-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&data);
+    fs::create_dir_all(&data).expect("a folder for the test database");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&data)
+            .status()
+            .expect("chown runs");
+        assert!(status.success(), "cannot give the test database folder to postgres");
+    }
+    let run = |command: &mut Command, what: &str| {
+        let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            output.status.success(),
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data),
+        "initdb",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _ = PG_DATA.set((bin.clone(), data.clone()));
+    // SAFETY: registering a plain extern "C" function to run at exit.
+    unsafe {
+        libc::atexit(stop_postgres);
+    }
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        data.display()
+    );
+    run(
+        as_postgres(&bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(data.join("server.log"))
+            .arg("start"),
+        "pg_ctl start",
+    );
+    (bin, port)
+}

@@ -30,10 +30,15 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
 }
 
 pub async fn platform() -> Platform {
+    platform_on(None).await
+}
+
+/// A platform whose store is at `database_url` (SQLite in its folder when `None`).
+pub async fn platform_on(database_url: Option<String>) -> Platform {
     let dir = tempfile::tempdir().unwrap();
-    let (state, token) = mse_server::open(&settings(&dir.path().join("data")))
-        .await
-        .unwrap();
+    let mut settings = settings(&dir.path().join("data"));
+    settings.database_url = database_url;
+    let (state, token) = mse_server::open(&settings).await.unwrap();
     Platform {
         dir,
         router: mse_server::api::router(state.clone()),

@@ -1,0 +1,76 @@
+//! The same store on PostgreSQL: the schema migrates, the rules that rest on
+//! the database (unique names, the partial unique index on live apps, scoped
+//! reads, state transitions) hold, and a restart keeps everything.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{deploy_config, platform_on, settings};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_platform_runs_on_postgresql() {
+    let url = mse_testkit::postgres_database();
+    let p = platform_on(Some(url.clone())).await;
+    let (bob_id, bob) = p.user("bob").await;
+    let (_, alice) = p.user("alice").await;
+    let (status, _) = p.post("/users", &p.admin, json!({"name": "bob"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = p.post("/projects", &bob, json!({"name": "p"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = p.post("/projects", &bob, json!({"name": "p"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = p.get("/resources/standard", &bob).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    p.post(
+        &format!("/users/{bob_id}/grants"),
+        &p.admin,
+        json!({"resource": "standard"}),
+    )
+    .await;
+    let (status, _) = p.get("/resources/standard", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let config = deploy_config("twin", json!({"project": "p"}));
+    let (a, b) = tokio::join!(
+        p.deploy(&bob, config.clone()),
+        p.deploy(&bob, config.clone())
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::CONFLICT],
+        "{a:?} {b:?}"
+    );
+    let app = if a.0 == StatusCode::CREATED { a.1 } else { b.1 };
+    let id = app["id"].as_str().unwrap();
+    let (status, _) = p.get(&format!("/apps/{id}"), &alice).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = p.get("/apps?project=p&status=spawning", &bob).await;
+    assert!(list.as_array().unwrap().len() <= 1);
+    p.wait_app(&bob, id, "initializing", |a| a["status"] == "initializing")
+        .await;
+    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
+    let stopped = p
+        .wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
+        .await;
+    assert!(stopped["stopped_at"].as_i64().is_some());
+    assert!(!p
+        .state
+        .store
+        .transition(id, mse_server::store::Status::Running, None, 0)
+        .await
+        .unwrap());
+    let (status, _) = p
+        .call(Method::DELETE, &format!("/apps/{id}"), Some(&bob), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A restart on the same database keeps the users and makes no new admin.
+    let mut again = settings(&p.dir.path().join("data"));
+    again.database_url = Some(url);
+    let (state, token) = mse_server::open(&again).await.unwrap();
+    assert!(token.is_none());
+    assert_eq!(state.store.user_count().await.unwrap(), 3);
+}
