@@ -70,6 +70,7 @@ CREATE UNIQUE INDEX apps_live_name ON apps (project_id, name)
     WHERE status IN ('spawning', 'initializing', 'running');
 CREATE INDEX apps_project ON apps (project_id, created_at);
 CREATE INDEX apps_status ON apps (status, expires_at);
+CREATE INDEX apps_name ON apps (project_id, name);
 
 -- The first domain given to a name in a project, kept across redeploys.
 CREATE TABLE app_domains (
