@@ -471,12 +471,33 @@ async fn start_app(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
+    // app server if this runtime dies without stopping it (SIGKILL).
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     let mut child = command.spawn().context("cannot start the app server")?;
     let pid = child
         .id()
         .ok_or_else(|| anyhow!("the app server has no pid"))?;
+    // The output is read on the runtime's threads and written to the log by
+    // a thread of its own, so file writes never block them; a slow disk
+    // slows the app's writes down instead of losing lines.
+    let (chunks, mut received) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let writer_log = log.clone();
+    let writer = std::thread::spawn(move || {
+        while let Some(chunk) = received.blocking_recv() {
+            writer_log.write(&chunk);
+        }
+    });
     for output in [
         child
             .stdout
@@ -490,33 +511,53 @@ async fn start_app(
     .into_iter()
     .flatten()
     {
-        let log = log.clone();
+        let chunks = chunks.clone();
         tokio::spawn(async move {
             let mut output = output;
             let mut buffer = vec![0u8; 16 * 1024];
             while let Ok(n) = output.read(&mut buffer).await {
-                if n == 0 {
+                if n == 0 || chunks.send(buffer[..n].to_vec()).await.is_err() {
                     break;
                 }
-                log.write(&buffer[..n]);
             }
         });
     }
+    drop(chunks);
     log.note(&format!("app server started (pid {pid})"));
+    let outcome = supervise(args, log, pid, &mut child, pinned, stop).await;
+    // Every line the app wrote is in the log before the final state is told
+    // (the app's group is gone, so its pipes are closed).
+    let _ = tokio::time::timeout(
+        STOP_GRACE,
+        tokio::task::spawn_blocking(move || writer.join()),
+    )
+    .await;
+    outcome
+}
 
+/// Waits until the app is healthy, reports it running, and watches it until
+/// it stops by itself (an error) or is told to stop (the reason).
+async fn supervise(
+    args: &Args,
+    log: &LogSink,
+    pid: u32,
+    child: &mut tokio::process::Child,
+    pinned: Option<Vec<u8>>,
+    stop: &mut watch::Receiver<Option<String>>,
+) -> anyhow::Result<String> {
     let probe_addr = loopback(args.listen);
     let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
     loop {
         if let Some(status) = child.try_wait()? {
-            terminate(pid, &mut child).await;
+            terminate(pid, child).await;
             bail!("the app exited ({status}) before it became healthy; see its log");
         }
         if probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
             break;
         }
         if Instant::now() >= deadline {
-            terminate(pid, &mut child).await;
+            terminate(pid, child).await;
             bail!(
                 "the app did not answer {} within {} s",
                 args.healthcheck,
@@ -527,7 +568,7 @@ async fn start_app(
             _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
             changed = stop.changed() => {
                 if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
-                    terminate(pid, &mut child).await;
+                    terminate(pid, child).await;
                     return Ok(reason);
                 }
             }
@@ -541,13 +582,13 @@ async fn start_app(
     loop {
         tokio::select! {
             status = child.wait() => {
-                terminate(pid, &mut child).await;
+                terminate(pid, child).await;
                 let status = status.context("cannot watch the app")?;
                 bail!("the app stopped by itself ({status}); see its log");
             }
             changed = stop.changed() => {
                 if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
-                    terminate(pid, &mut child).await;
+                    terminate(pid, child).await;
                     return Ok(reason);
                 }
             }

@@ -516,6 +516,11 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
     let pid = running.pid.unwrap();
     node.stop();
     assert!(!process_exists(pid));
+    assert_eq!(
+        live_group_members(pid),
+        Vec::<u32>::new(),
+        "no child process left"
+    );
     assert!(
         !node.work.join("app").exists(),
         "the decrypted code is removed"
@@ -884,4 +889,35 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     assert_eq!(code, Some(2));
     assert!(err.contains("not in the runtime catalog"), "{err}");
     assert!(!dir.path().join("work").exists(), "nothing was created");
+}
+
+#[test]
+fn the_app_server_dies_with_a_killed_runtime() {
+    let package = scaffold();
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    node.configure_ok(&package, serde_json::json!({}));
+    let pid = node.expect(State::Running).pid.unwrap();
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    wait_until("no process of the app's group is left", || {
+        live_group_members(pid).is_empty()
+    });
+}
+
+/// Processes (not zombies) whose process group is `pgid`.
+fn live_group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command's closing parenthesis: state, ppid, pgrp.
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split(' ').collect();
+            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        })
+        .collect()
 }

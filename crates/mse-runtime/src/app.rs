@@ -95,15 +95,14 @@ impl App {
     }
 
     /// The app server (hypercorn; WSGI and ASGI apps alike) bound to `bind`,
-    /// writing its access log to stdout and its errors to stderr.
+    /// writing its access log to stdout and its errors to stderr. It serves
+    /// in its own process (`--workers 0`): no worker process is spawned that
+    /// could outlive it.
     pub fn server(&self, bind: &str, serving: &Serving) -> Command {
         let mut command = self.python();
-        command.args(["-m", "hypercorn", "--bind", bind]).args([
-            "--access-logfile",
-            "-",
-            "--error-logfile",
-            "-",
-        ]);
+        command
+            .args(["-m", "hypercorn", "--workers", "0", "--bind", bind])
+            .args(["--access-logfile", "-", "--error-logfile", "-"]);
         if let Serving::Tls { cert, key } = serving {
             command
                 .arg("--certfile")
