@@ -203,7 +203,10 @@ fn postgres_bin() -> Option<PathBuf> {
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
         .unwrap_or_default();
     candidates.sort();
-    candidates.into_iter().rev().find(|dir| dir.join("initdb").exists())
+    candidates
+        .into_iter()
+        .rev()
+        .find(|dir| dir.join("initdb").exists())
 }
 
 /// A command run as the `postgres` user when this process is root (the
@@ -249,7 +252,10 @@ fn start_postgres() -> (PathBuf, u16) {
             .arg(&data)
             .status()
             .expect("chown runs");
-        assert!(status.success(), "cannot give the test database folder to postgres");
+        assert!(
+            status.success(),
+            "cannot give the test database folder to postgres"
+        );
     }
     let run = |command: &mut Command, what: &str| {
         let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
