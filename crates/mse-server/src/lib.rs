@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apps;
 pub mod datadir;
+pub mod proxy;
 pub mod runner;
 pub mod store;
 

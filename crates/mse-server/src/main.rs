@@ -23,6 +23,9 @@ struct Args {
     /// Address of the REST API
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
     listen_api: SocketAddr,
+    /// Address of the SNI proxy: apps are reached through it
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen_proxy: SocketAddr,
     /// Apps are reachable at https://<uuid>.<BASE_DOMAIN>
     #[arg(long, default_value = "localhost")]
     base_domain: String,
@@ -99,11 +102,51 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen_api)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen_api))?;
-    println!("API listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, mse_server::api::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    let proxy_listener = tokio::net::TcpListener::bind(args.listen_proxy)
         .await
-        .context("the API server failed")
+        .with_context(|| format!("cannot listen on {}", args.listen_proxy))?;
+    let terminate = mse_server::proxy::load_terminate_config(&args.data_dir)?;
+    println!("API listening on http://{}", listener.local_addr()?);
+    println!(
+        "proxy listening on {} (apps at https://<uuid>.{}:{})",
+        proxy_listener.local_addr()?,
+        args.base_domain,
+        proxy_listener.local_addr()?.port()
+    );
+
+    // SIGTERM or Ctrl-C stops everything: the API and the proxy stop
+    // accepting, and every node is asked to stop.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let proxy = tokio::spawn(mse_server::proxy::serve(
+        proxy_listener,
+        state.runner.routes(),
+        Some(terminate),
+        mse_server::proxy::ProxyLimits::default(),
+        until_stopped(stopped.clone()),
+    ));
+    let runner = state.runner.clone();
+    axum::serve(listener, mse_server::api::router(state))
+        .with_graceful_shutdown(until_stopped(stopped))
+        .await
+        .context("the API server failed")?;
+    println!("stopping the apps…");
+    runner.stop_all(std::time::Duration::from_secs(20)).await;
+    let _ = proxy.await;
+    println!("stopped");
+    Ok(())
 }

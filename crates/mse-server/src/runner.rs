@@ -49,13 +49,15 @@ impl Routes {
             .and_then(|map| map.get(&name.to_ascii_lowercase()).cloned())
     }
 
-    fn set(&self, name: &str, route: Route) {
+    /// Routes a server name (case-insensitive) to a node.
+    pub fn set(&self, name: &str, route: Route) {
         if let Ok(mut map) = self.0.write() {
             map.insert(name.to_ascii_lowercase(), route);
         }
     }
 
-    fn remove_app(&self, app_id: &str) {
+    /// Removes every route of an app.
+    pub fn remove_app(&self, app_id: &str) {
         if let Ok(mut map) = self.0.write() {
             map.retain(|_, r| r.app_id != app_id);
         }
@@ -301,6 +303,23 @@ impl Runner {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Asks every node to stop and waits (up to `grace`) until they have.
+    pub async fn stop_all(&self, grace: Duration) {
+        let ids: Vec<String> = self
+            .inner
+            .pids
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            self.stop(id);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while ids.iter().any(|id| self.has_node(id)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

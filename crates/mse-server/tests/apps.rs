@@ -415,3 +415,39 @@ async fn an_app_past_its_expiry_is_stopped_and_says_expired() {
     assert_eq!(stopped["reason"], "expired");
     assert!(stopped["stopped_at"].as_i64().unwrap() >= stopped["expires_at"].as_i64().unwrap());
 }
+
+#[tokio::test]
+async fn a_node_is_reached_through_the_proxy_by_its_domain() {
+    let p = platform().await;
+    let (_, bob) = p.user("bob").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    tokio::spawn(mse_server::proxy::serve(
+        listener,
+        p.state.runner.routes(),
+        None,
+        mse_server::proxy::ProxyLimits::default(),
+        std::future::pending(),
+    ));
+    let (_, app) = p.deploy(&bob, deploy_config("proxied", json!({}))).await;
+    let id = app["id"].as_str().unwrap();
+    p.wait_app(&bob, id, "initializing", |a| a["status"] == "initializing")
+        .await;
+
+    // The client sees the node's own RA-TLS certificate through the proxy.
+    let domain = app["domain_name"].as_str().unwrap().to_string();
+    let (config, seen) = mse_attest::pin::capture_config(&[b"http/1.1"]);
+    let stream = tokio::net::TcpStream::connect(proxy_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(domain.clone()).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .unwrap();
+    let cert = seen.seen().unwrap();
+    let inspected = mse_attest::ratls::inspect(&cert).unwrap();
+    assert_eq!(inspected.dns_names, vec![domain]);
+
+    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
+    p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
+        .await;
+}

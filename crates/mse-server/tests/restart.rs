@@ -39,6 +39,7 @@ fn start(data: &std::path::Path) -> (Server, Option<String>) {
         .arg("--mse-run")
         .arg(mse_testkit::workspace_binary("mse-run"))
         .args(["--listen-api", &format!("127.0.0.1:{port}")])
+        .args(["--listen-proxy", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -1,0 +1,729 @@
+//! The SNI proxy: routes each TLS connection to the node of the app its
+//! ClientHello names.
+//!
+//! A node normally serves TLS itself (RA-TLS or the owner's certificate), so
+//! the proxy only reads the ClientHello's server name and splices bytes both
+//! ways without decrypting anything ([`RouteMode::Passthrough`]). Only for
+//! `--untrusted-ssl` apps does it terminate TLS with the operator's wildcard
+//! certificate and forward the decrypted HTTP/1.1 stream to the node over
+//! plain TCP ([`RouteMode::Terminate`]).
+//!
+//! The ClientHello parser ([`parse_client_hello`]) is a pure function over
+//! the bytes read so far; [`serve`] is the network edge around it, with a
+//! timeout or a limit at every step (handshake, connect, idle, connection
+//! count, shutdown).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::runner::{RouteMode, Routes};
+
+// ---------------------------------------------------------------------------
+// ClientHello parser (RFC 8446 §5.1, §4.1.2; RFC 6066 §3)
+// ---------------------------------------------------------------------------
+
+/// The most bytes the proxy buffers while waiting for a complete ClientHello
+/// (record headers included). Real hellos, post-quantum key shares included,
+/// are a few kilobytes.
+pub const MAX_HELLO_BYTES: usize = 16 * 1024;
+
+/// TLS `ContentType.handshake`.
+const CONTENT_HANDSHAKE: u8 = 22;
+/// TLS `ContentType.alert`.
+const CONTENT_ALERT: u8 = 21;
+/// TLS `HandshakeType.client_hello`.
+const CLIENT_HELLO: u8 = 1;
+/// TLS `ExtensionType.server_name`.
+const EXT_SERVER_NAME: u16 = 0;
+/// TLS `NameType.host_name`.
+const HOST_NAME: u8 = 0;
+/// The largest plaintext record fragment (2^14).
+const MAX_FRAGMENT: usize = 1 << 14;
+/// A record header: type, version, length.
+const RECORD_HEADER: usize = 5;
+/// A handshake header: type, 24-bit length.
+const HANDSHAKE_HEADER: usize = 4;
+
+/// What [`parse_client_hello`] made of the bytes read so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hello {
+    /// The bytes are a valid beginning of a ClientHello; read more.
+    NeedMore,
+    /// A complete ClientHello.
+    Complete {
+        /// Its `server_name` host name, lowercased; `None` when it has none.
+        server_name: Option<String>,
+    },
+}
+
+/// Why bytes are not the beginning of a ClientHello.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    /// The first byte is not a TLS handshake record (plain HTTP, SSLv2, …).
+    #[error("not a TLS handshake record (first byte {0:#04x})")]
+    NotTls(u8),
+    /// A record of another type arrived before the ClientHello was complete.
+    #[error("a record of type {0} interrupts the ClientHello")]
+    UnexpectedRecord(u8),
+    /// The record's major version is not 3 (TLS 1.x).
+    #[error("record version {0}.x is not TLS")]
+    RecordVersion(u8),
+    /// A handshake record is empty or longer than 2^14 bytes.
+    #[error("a handshake record of {0} bytes (must be 1 to 16384)")]
+    RecordLength(usize),
+    /// The first handshake message is not a ClientHello.
+    #[error("the first handshake message has type {0}, not ClientHello (1)")]
+    NotClientHello(u8),
+    /// The ClientHello does not fit in [`MAX_HELLO_BYTES`].
+    #[error("the ClientHello does not fit in {MAX_HELLO_BYTES} bytes")]
+    TooLarge,
+    /// A field of the ClientHello is malformed; names the field.
+    #[error("malformed ClientHello: bad {0}")]
+    Malformed(&'static str),
+    /// The `server_name` extension holds something that is not a DNS host name.
+    #[error("the server name is not a DNS host name")]
+    ServerName,
+}
+
+/// Parses the first bytes a client sent: [`Hello::NeedMore`] until they hold
+/// a complete ClientHello (which may span several records, and any number of
+/// reads), then its server name. Never panics; refuses anything that cannot
+/// be a ClientHello as soon as it can tell, and any hello that needs more than
+/// [`MAX_HELLO_BYTES`] of input. Bytes after the ClientHello are ignored.
+pub fn parse_client_hello(buf: &[u8]) -> Result<Hello, HelloError> {
+    let need_more = || {
+        if buf.len() >= MAX_HELLO_BYTES {
+            Err(HelloError::TooLarge)
+        } else {
+            Ok(Hello::NeedMore)
+        }
+    };
+    // The handshake bytes gathered from the records so far, and the length of
+    // the whole ClientHello message once its header is known.
+    let mut message: Vec<u8> = Vec::new();
+    let mut total: Option<usize> = None;
+    let mut rest = buf;
+    loop {
+        if let Some(&kind) = rest.first() {
+            if kind != CONTENT_HANDSHAKE {
+                return Err(if message.is_empty() {
+                    HelloError::NotTls(kind)
+                } else {
+                    HelloError::UnexpectedRecord(kind)
+                });
+            }
+        }
+        if let Some(&major) = rest.get(1) {
+            if major != 3 {
+                return Err(HelloError::RecordVersion(major));
+            }
+        }
+        let Some(header) = rest.get(..RECORD_HEADER) else {
+            return need_more();
+        };
+        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if length == 0 || length > MAX_FRAGMENT {
+            return Err(HelloError::RecordLength(length));
+        }
+        let body = &rest[RECORD_HEADER..];
+        let fragment = &body[..body.len().min(length)];
+        message.extend_from_slice(fragment);
+
+        if let Some(&kind) = message.first() {
+            if kind != CLIENT_HELLO {
+                return Err(HelloError::NotClientHello(kind));
+            }
+        }
+        if total.is_none() && message.len() >= HANDSHAKE_HEADER {
+            let length = (usize::from(message[1]) << 16)
+                | (usize::from(message[2]) << 8)
+                | usize::from(message[3]);
+            // At least one record header comes with it.
+            if HANDSHAKE_HEADER + length + RECORD_HEADER > MAX_HELLO_BYTES {
+                return Err(HelloError::TooLarge);
+            }
+            total = Some(HANDSHAKE_HEADER + length);
+        }
+        if let Some(total) = total {
+            if message.len() >= total {
+                let server_name = client_hello_server_name(&message[HANDSHAKE_HEADER..total])?;
+                return Ok(Hello::Complete { server_name });
+            }
+        }
+        if fragment.len() < length {
+            return need_more();
+        }
+        rest = &body[length..];
+    }
+}
+
+/// A cursor over a ClientHello body; every read names the field it is for.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], HelloError> {
+        if n > self.0.len() {
+            return Err(HelloError::Malformed(field));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, HelloError> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, HelloError> {
+        let b = self.take(2, field)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// An opaque vector with a one-byte length.
+    fn vec8(&mut self, field: &'static str) -> Result<&'a [u8], HelloError> {
+        let n = self.u8(field)?;
+        self.take(usize::from(n), field)
+    }
+
+    /// An opaque vector with a two-byte length.
+    fn vec16(&mut self, field: &'static str) -> Result<&'a [u8], HelloError> {
+        let n = self.u16(field)?;
+        self.take(usize::from(n), field)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The server name of a complete ClientHello body (after the handshake header).
+fn client_hello_server_name(body: &[u8]) -> Result<Option<String>, HelloError> {
+    let mut r = Reader(body);
+    let version = r.u16("legacy_version")?;
+    if version >> 8 != 3 {
+        return Err(HelloError::Malformed("legacy_version"));
+    }
+    r.take(32, "random")?;
+    if r.vec8("legacy_session_id")?.len() > 32 {
+        return Err(HelloError::Malformed("legacy_session_id"));
+    }
+    let suites = r.vec16("cipher_suites")?;
+    if suites.is_empty() || suites.len() % 2 != 0 {
+        return Err(HelloError::Malformed("cipher_suites"));
+    }
+    if r.vec8("legacy_compression_methods")?.is_empty() {
+        return Err(HelloError::Malformed("legacy_compression_methods"));
+    }
+    // A TLS 1.2 hello may end here, with no extensions at all.
+    if r.is_empty() {
+        return Ok(None);
+    }
+    let mut extensions = Reader(r.vec16("extensions")?);
+    if !r.is_empty() {
+        return Err(HelloError::Malformed("extensions (bytes after them)"));
+    }
+    let mut server_name = None;
+    let mut seen = false;
+    while !extensions.is_empty() {
+        let kind = extensions.u16("extension type")?;
+        let data = extensions.vec16("extension data")?;
+        if kind == EXT_SERVER_NAME {
+            if seen {
+                return Err(HelloError::Malformed("server_name (sent twice)"));
+            }
+            seen = true;
+            server_name = Some(host_name(data)?);
+        }
+    }
+    Ok(server_name)
+}
+
+/// The host name of a `server_name` extension (RFC 6066 §3): a non-empty
+/// list holding one `host_name` entry.
+fn host_name(data: &[u8]) -> Result<String, HelloError> {
+    let mut r = Reader(data);
+    let mut list = Reader(r.vec16("server_name list")?);
+    if !r.is_empty() || list.is_empty() {
+        return Err(HelloError::Malformed("server_name list"));
+    }
+    let mut name = None;
+    while !list.is_empty() {
+        let kind = list.u8("server_name type")?;
+        let value = list.vec16("server_name host name")?;
+        if kind != HOST_NAME || name.is_some() {
+            return Err(HelloError::Malformed("server_name type"));
+        }
+        name = Some(value);
+    }
+    let name = name.ok_or(HelloError::Malformed("server_name list"))?;
+    if !is_dns_name(name) {
+        return Err(HelloError::ServerName);
+    }
+    // `is_dns_name` admits ASCII only, so this is lossless.
+    Ok(String::from_utf8_lossy(name).to_ascii_lowercase())
+}
+
+/// An ASCII DNS name without a trailing dot: labels of 1 to 63 letters,
+/// digits, `-` or `_`, 253 bytes at most.
+fn is_dns_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split(|&b| b == b'.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+// ---------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------
+
+/// TLS `AlertDescription.handshake_failure`.
+const ALERT_HANDSHAKE_FAILURE: u8 = 40;
+/// TLS `AlertDescription.decode_error`.
+const ALERT_DECODE_ERROR: u8 = 50;
+/// TLS `AlertDescription.internal_error`.
+const ALERT_INTERNAL_ERROR: u8 = 80;
+/// TLS `AlertDescription.unrecognized_name`.
+const ALERT_UNRECOGNIZED_NAME: u8 = 112;
+
+/// A plaintext fatal alert record, as sent before any key exchange.
+fn alert_record(description: u8) -> [u8; 7] {
+    [CONTENT_ALERT, 3, 3, 0, 2, 2, description]
+}
+
+// ---------------------------------------------------------------------------
+// The proxy
+// ---------------------------------------------------------------------------
+
+/// The proxy's timeouts and limits.
+#[derive(Debug, Clone)]
+pub struct ProxyLimits {
+    /// From accept to a complete ClientHello (and, in terminate mode, the end
+    /// of the TLS handshake).
+    pub handshake_timeout: Duration,
+    /// Connecting to a node.
+    pub connect_timeout: Duration,
+    /// A spliced connection with no byte moving either way is closed.
+    pub idle_timeout: Duration,
+    /// Connections handled at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// After shutdown, how long live connections may go on.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The TLS configuration for terminate mode: the operator's wildcard
+/// certificate chain and key (PEM), ALPN `http/1.1` only, ring provider.
+pub fn terminate_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("the wildcard certificate is not valid PEM")?;
+    if chain.is_empty() {
+        anyhow::bail!("the wildcard certificate PEM holds no certificate");
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .context("the wildcard key is not a valid PEM private key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the wildcard key does not fit its certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// [`terminate_config`] from `<data_dir>/wildcard.pem` and `wildcard.key`.
+pub fn load_terminate_config(data_dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let cert_path = data_dir.join("wildcard.pem");
+    let key_path = data_dir.join("wildcard.key");
+    let cert = std::fs::read(&cert_path)
+        .with_context(|| format!("cannot read {}", cert_path.display()))?;
+    let key =
+        std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+    terminate_config(&cert, &key)
+        .with_context(|| format!("{} / {}", cert_path.display(), key_path.display()))
+}
+
+/// What every connection task shares.
+struct Shared {
+    routes: Arc<Routes>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    limits: ProxyLimits,
+}
+
+/// Runs the proxy on `listener` until `shutdown` resolves: then stops
+/// accepting, lets live connections go on for `limits.shutdown_grace`, cuts
+/// the rest and returns. `terminate` serves [`RouteMode::Terminate`] routes;
+/// without it they get a `handshake_failure` alert.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    terminate: Option<Arc<rustls::ServerConfig>>,
+    limits: ProxyLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Bounded so deadline arithmetic cannot overflow.
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let limits = ProxyLimits {
+        handshake_timeout: limits.handshake_timeout.min(year),
+        connect_timeout: limits.connect_timeout.min(year),
+        idle_timeout: limits.idle_timeout.min(year),
+        max_connections: limits.max_connections.min(Semaphore::MAX_PERMITS),
+        shutdown_grace: limits.shutdown_grace.min(year),
+    };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shared = Arc::new(Shared {
+        routes,
+        acceptor: terminate.map(tokio_rustls::TlsAcceptor::from),
+        limits,
+    });
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    // Over the cap: dropping the stream closes it at once.
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    tasks.spawn(async move {
+                        handle(stream, &shared).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off, don't spin.
+                    eprintln!("proxy: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if timeout(shared.limits.shutdown_grace, drain).await.is_err() {
+        tasks.shutdown().await;
+    }
+}
+
+/// The bytes of a complete ClientHello (and whatever came with them) and its
+/// server name.
+struct ReadHello {
+    bytes: Vec<u8>,
+    server_name: Option<String>,
+}
+
+enum ReadError {
+    /// The connection ended or failed.
+    Io,
+    /// Not a ClientHello.
+    Hello(HelloError),
+}
+
+/// Reads until the bytes parse as a ClientHello, never more than
+/// [`MAX_HELLO_BYTES`].
+async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ReadHello, ReadError> {
+    let mut bytes = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match parse_client_hello(&bytes).map_err(ReadError::Hello)? {
+            Hello::Complete { server_name } => return Ok(ReadHello { bytes, server_name }),
+            Hello::NeedMore => {}
+        }
+        // NeedMore implies bytes.len() < MAX_HELLO_BYTES.
+        let room = (MAX_HELLO_BYTES - bytes.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]).await {
+            Ok(0) | Err(_) => return Err(ReadError::Io),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// One client connection, from accept to close.
+async fn handle(mut client: TcpStream, shared: &Shared) {
+    let _ = client.set_nodelay(true);
+    let deadline = Instant::now() + shared.limits.handshake_timeout;
+    let hello = match timeout_at(deadline, read_hello(&mut client)).await {
+        Ok(Ok(hello)) => hello,
+        // Silent, slow or gone; or not speaking TLS at all.
+        Err(_) | Ok(Err(ReadError::Io | ReadError::Hello(HelloError::NotTls(_)))) => return,
+        Ok(Err(ReadError::Hello(_))) => {
+            return refuse(client, ALERT_DECODE_ERROR).await;
+        }
+    };
+    let route = hello
+        .server_name
+        .as_deref()
+        .and_then(|name| shared.routes.get(name));
+    let Some(route) = route else {
+        return refuse(client, ALERT_UNRECOGNIZED_NAME).await;
+    };
+    match route.mode {
+        RouteMode::Passthrough => {
+            let Some(mut node) = connect(route.addr, &shared.limits).await else {
+                return refuse(client, ALERT_INTERNAL_ERROR).await;
+            };
+            let limits = &shared.limits;
+            let sent = timeout(limits.idle_timeout, node.write_all(&hello.bytes)).await;
+            if matches!(sent, Ok(Ok(()))) {
+                splice(client, node, limits.idle_timeout).await;
+            }
+        }
+        RouteMode::Terminate => {
+            let Some(acceptor) = &shared.acceptor else {
+                return refuse(client, ALERT_HANDSHAKE_FAILURE).await;
+            };
+            let replay = Replay {
+                prefix: hello.bytes,
+                pos: 0,
+                inner: client,
+            };
+            let Ok(Ok(mut tls)) = timeout_at(deadline, acceptor.accept(replay)).await else {
+                return;
+            };
+            match connect(route.addr, &shared.limits).await {
+                Some(node) => splice(tls, node, shared.limits.idle_timeout).await,
+                None => {
+                    let reply = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\n\
+                        content-length: 25\r\nconnection: close\r\n\r\nthe app is not reachable\n";
+                    let _ = timeout(shared.limits.connect_timeout, async {
+                        tls.write_all(reply).await?;
+                        tls.shutdown().await
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+/// Connects to a node within the connect timeout.
+async fn connect(addr: SocketAddr, limits: &ProxyLimits) -> Option<TcpStream> {
+    let node = timeout(limits.connect_timeout, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = node.set_nodelay(true);
+    Some(node)
+}
+
+/// Sends a fatal alert and closes, reading (and dropping) what the client
+/// still sends for a moment so the close does not reset the connection
+/// before the alert is read.
+async fn refuse(mut client: TcpStream, description: u8) {
+    let _ = timeout(Duration::from_secs(1), async {
+        client.write_all(&alert_record(description)).await?;
+        client.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match client.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+/// Copies both ways until both sides are done, or nothing moved for `idle`.
+async fn splice<A, B>(a: A, b: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Activity::new();
+    let mut a = Tracked {
+        inner: a,
+        activity: activity.clone(),
+    };
+    let mut b = Tracked {
+        inner: b,
+        activity: activity.clone(),
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+        () = activity.idle_for(idle) => {}
+    }
+}
+
+/// When a spliced connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    start: Instant,
+    /// Milliseconds after `start`.
+    last: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A stream that records its activity.
+struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream whose first reads replay bytes already read from it (the
+/// ClientHello), so a TLS acceptor sees the connection from its start.
+struct Replay<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let left = this.prefix.get(this.pos..).unwrap_or_default();
+        if left.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        this.pos += n;
+        if this.pos == this.prefix.len() {
+            this.prefix = Vec::new();
+            this.pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
