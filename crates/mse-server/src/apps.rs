@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, Caller, Shared};
 use crate::runner::app_dir;
-use crate::store::{is_conflict, App, AppFilter, NewApp, Status};
+use crate::store::{is_conflict, App, AppFilter, AppSpec, NewApp, Status};
 
 /// The largest configuration part accepted.
 const MAX_CONFIG: usize = 1024 * 1024;
@@ -289,17 +289,19 @@ pub async fn create(
     let new = NewApp {
         id: id.clone(),
         project_id: project.id,
-        name: config.name.clone(),
         domain,
         config_domain: uuid_domain,
-        resource: resource.name,
-        docker: config.docker.clone(),
-        python_application: config.python_application.clone(),
-        healthcheck_endpoint: config.healthcheck_endpoint.clone(),
-        certificate_origin: origin.to_string(),
-        ssl_certificate: config.ssl.as_ref().map(|s| s.certificate.clone()),
-        code_sha256,
-        enclave_size: resource.enclave_size,
+        spec: AppSpec {
+            name: config.name.clone(),
+            resource: resource.name,
+            docker: config.docker.clone(),
+            python_application: config.python_application.clone(),
+            healthcheck_endpoint: config.healthcheck_endpoint.clone(),
+            certificate_origin: origin.to_string(),
+            ssl_certificate: config.ssl.as_ref().map(|s| s.certificate.clone()),
+            code_sha256,
+            enclave_size: resource.enclave_size,
+        },
         created_at: created.timestamp(),
         expires_at: expires_at.timestamp(),
     };

@@ -92,6 +92,8 @@ struct Inner {
     config: RunnerConfig,
     routes: Arc<Routes>,
     pids: Mutex<HashMap<String, u32>>,
+    /// Apps whose stop was asked for.
+    stopping: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The folder of an app's files on this host.
@@ -108,6 +110,7 @@ impl Runner {
                 config,
                 routes,
                 pids: Mutex::new(HashMap::new()),
+                stopping: Mutex::new(Default::default()),
             }),
         }
     }
@@ -154,25 +157,25 @@ impl Runner {
             .arg("--uuid")
             .arg(&app.id)
             .arg("--application")
-            .arg(&app.python_application)
+            .arg(&app.spec.python_application)
             .arg("--domain")
             .arg(&app.domain_name)
             .arg("--code")
             .arg(dir.join("code.tar"))
             .arg("--image")
-            .arg(&app.docker)
+            .arg(&app.spec.docker)
             .arg("--catalog")
             .arg(data.join("catalog.toml"))
             .arg("--cache-dir")
             .arg(&config.cache_dir)
             .arg("--enclave-size")
-            .arg(&app.enclave_size)
+            .arg(&app.spec.enclave_size)
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--work-dir")
             .arg(config.nodes_dir.join(&app.id))
             .arg("--healthcheck")
-            .arg(&app.healthcheck_endpoint)
+            .arg(&app.spec.healthcheck_endpoint)
             .arg("--quote-provider")
             .arg(&config.quote_provider)
             .arg("--simulation-ca-cert")
@@ -182,7 +185,7 @@ impl Runner {
             .arg("--signer-key")
             .arg(data.join("signer.pub"));
         let expiry = app.expires_at.to_string();
-        match app.certificate_origin.as_str() {
+        match app.spec.certificate_origin.as_str() {
             "owner" => command
                 .arg("--certificate")
                 .arg(dir.join("owner.pem"))
@@ -218,15 +221,27 @@ impl Runner {
             }
             let status = child.wait().await;
             runner.forget(&app.id);
-            // A node that ends without a final word failed.
-            let reason = match status {
-                Ok(s) => format!("the node ended ({s}) without reporting why"),
-                Err(e) => format!("the node was lost: {e}"),
+            // A node that ends without a final word was stopped when the
+            // platform asked (it may not have been listening for the signal
+            // yet); otherwise it failed.
+            let asked = runner
+                .inner
+                .stopping
+                .lock()
+                .map(|mut s| s.remove(&app.id))
+                .unwrap_or(false);
+            let (to, reason) = match status {
+                _ if asked => (Status::Stopped, "stopped".to_string()),
+                Ok(s) => (
+                    Status::OnError,
+                    format!("the node ended ({s}) without reporting why"),
+                ),
+                Err(e) => (Status::OnError, format!("the node was lost: {e}")),
             };
             let _ = runner
                 .inner
                 .store
-                .transition(&app.id, Status::OnError, Some(&reason), now())
+                .transition(&app.id, to, Some(&reason), now())
                 .await;
         });
         Ok(())
@@ -257,7 +272,7 @@ impl Runner {
                     .transition(&app.id, Status::Running, None, now())
                     .await
                     .unwrap_or(false)
-                    && app.certificate_origin == "operator"
+                    && app.spec.certificate_origin == "operator"
                 {
                     routes.set(
                         &app.domain_name,
@@ -296,6 +311,9 @@ impl Runner {
         let pid = self.inner.pids.lock().ok().and_then(|p| p.get(id).copied());
         match pid {
             Some(pid) => {
+                if let Ok(mut stopping) = self.inner.stopping.lock() {
+                    stopping.insert(id.to_string());
+                }
                 // SAFETY: signalling a node process this runner started.
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);

@@ -460,19 +460,11 @@ impl Status {
     }
 }
 
-/// An app, as stored.
+/// What an app is, as deployed: the same before and after it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct App {
-    /// Its uuid.
-    pub id: String,
-    /// Its project's name.
-    pub project: String,
+pub struct AppSpec {
     /// Its name.
     pub name: String,
-    /// Where users reach it.
-    pub domain_name: String,
-    /// Where its configuration server is reached.
-    pub config_domain_name: String,
     /// Its resource.
     pub resource: String,
     /// Its runtime image.
@@ -489,6 +481,22 @@ pub struct App {
     pub code_sha256: String,
     /// Enclave size (from the resource).
     pub enclave_size: String,
+}
+
+/// An app, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct App {
+    /// Its uuid.
+    pub id: String,
+    /// Its project's name.
+    pub project: String,
+    /// Where users reach it.
+    pub domain_name: String,
+    /// Where its configuration server is reached.
+    pub config_domain_name: String,
+    /// What was deployed.
+    #[serde(flatten)]
+    pub spec: AppSpec,
     /// Its state.
     pub status: Status,
     /// Why it failed or stopped.
@@ -522,17 +530,19 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
     Ok(App {
         id: row.try_get("id")?,
         project: row.try_get("project")?,
-        name: row.try_get("name")?,
         domain_name: row.try_get("domain")?,
         config_domain_name: row.try_get("config_domain")?,
-        resource: row.try_get("resource")?,
-        docker: row.try_get("docker")?,
-        python_application: row.try_get("python_application")?,
-        healthcheck_endpoint: row.try_get("healthcheck_endpoint")?,
-        certificate_origin: row.try_get("certificate_origin")?,
-        ssl_certificate: row.try_get("ssl_certificate")?,
-        code_sha256: row.try_get("code_sha256")?,
-        enclave_size: row.try_get("enclave_size")?,
+        spec: AppSpec {
+            name: row.try_get("name")?,
+            resource: row.try_get("resource")?,
+            docker: row.try_get("docker")?,
+            python_application: row.try_get("python_application")?,
+            healthcheck_endpoint: row.try_get("healthcheck_endpoint")?,
+            certificate_origin: row.try_get("certificate_origin")?,
+            ssl_certificate: row.try_get("ssl_certificate")?,
+            code_sha256: row.try_get("code_sha256")?,
+            enclave_size: row.try_get("enclave_size")?,
+        },
         status: Status::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
         reason: row.try_get("reason")?,
@@ -553,28 +563,12 @@ pub struct NewApp {
     pub id: String,
     /// Its project.
     pub project_id: String,
-    /// Its name.
-    pub name: String,
     /// The domain to give it when its name has none yet in the project.
     pub domain: String,
     /// Its configuration domain.
     pub config_domain: String,
-    /// Its resource.
-    pub resource: String,
-    /// Its image.
-    pub docker: String,
-    /// `module:variable`.
-    pub python_application: String,
-    /// Health check path.
-    pub healthcheck_endpoint: String,
-    /// `self`, `owner` or `operator`.
-    pub certificate_origin: String,
-    /// Owner certificate chain, PEM.
-    pub ssl_certificate: Option<String>,
-    /// SHA-256 of the code, hex.
-    pub code_sha256: String,
-    /// Enclave size.
-    pub enclave_size: String,
+    /// What is deployed.
+    pub spec: AppSpec,
     /// Creation, Unix seconds.
     pub created_at: i64,
     /// Expiry, Unix seconds.
@@ -599,11 +593,11 @@ impl Store {
     pub async fn insert_app(&self, new: &NewApp) -> Result<App, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut domain = new.domain.clone();
-        if new.certificate_origin != "owner" {
+        if new.spec.certificate_origin != "owner" {
             let kept =
                 sqlx::query("SELECT domain FROM app_domains WHERE project_id = $1 AND name = $2")
                     .bind(&new.project_id)
-                    .bind(&new.name)
+                    .bind(&new.spec.name)
                     .fetch_optional(&mut *tx)
                     .await?;
             match kept {
@@ -613,7 +607,7 @@ impl Store {
                         "INSERT INTO app_domains (project_id, name, domain) VALUES ($1, $2, $3)",
                     )
                     .bind(&new.project_id)
-                    .bind(&new.name)
+                    .bind(&new.spec.name)
                     .bind(&domain)
                     .execute(&mut *tx)
                     .await?;
@@ -628,17 +622,17 @@ impl Store {
         )
         .bind(&new.id)
         .bind(&new.project_id)
-        .bind(&new.name)
+        .bind(&new.spec.name)
         .bind(&domain)
         .bind(&new.config_domain)
-        .bind(&new.resource)
-        .bind(&new.docker)
-        .bind(&new.python_application)
-        .bind(&new.healthcheck_endpoint)
-        .bind(&new.certificate_origin)
-        .bind(new.ssl_certificate.clone())
-        .bind(&new.code_sha256)
-        .bind(&new.enclave_size)
+        .bind(&new.spec.resource)
+        .bind(&new.spec.docker)
+        .bind(&new.spec.python_application)
+        .bind(&new.spec.healthcheck_endpoint)
+        .bind(&new.spec.certificate_origin)
+        .bind(new.spec.ssl_certificate.clone())
+        .bind(&new.spec.code_sha256)
+        .bind(&new.spec.enclave_size)
         .bind(Status::Spawning.as_str())
         .bind(new.created_at)
         .bind(new.expires_at)
