@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Runs the MSE platform: the control plane's REST API (more roles to come).
+/// Runs the MSE platform on this machine: the REST API, the SNI proxy and the
+/// local node runner (one `mse-run` per app).
 ///
 /// The first start initialises the data folder (store, enclave-signing key,
 /// simulation CA, operator CA and wildcard certificate, image catalog) and
 /// prints the admin's API token once; it is also in DATA_DIR/admin.token.
+/// SIGTERM or Ctrl-C stops the apps, then the platform.
 #[derive(Debug, Parser)]
 #[command(name = "mse-server", version)]
 struct Args {
