@@ -99,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
     );
     for (label, path) in [
         ("GET /apps (all)", "/apps".to_string()),
+        ("GET /apps?limit=100", "/apps?limit=100".to_string()),
         ("GET /apps?name=app-4242", "/apps?name=app-4242".to_string()),
         (
             "GET /apps?status=running",

@@ -318,6 +318,7 @@ pub async fn create(
                             project: Some(config.project.clone()),
                             name: Some(config.name.clone()),
                             status: None,
+                            limit: None,
                         },
                     )
                     .await?
@@ -372,9 +373,10 @@ pub struct ListQuery {
     project: Option<String>,
     name: Option<String>,
     status: Option<String>,
+    limit: Option<u32>,
 }
 
-/// `GET /apps?project=&name=&status=`.
+/// `GET /apps?project=&name=&status=&limit=`, newest first.
 pub async fn list(
     State(state): State<Shared>,
     caller: Caller,
@@ -395,6 +397,7 @@ pub async fn list(
         project: query.project,
         name: query.name,
         status,
+        limit: query.limit,
     };
     Ok(Json(state.store.user_apps(&caller.0.id, &filter).await?))
 }

@@ -584,6 +584,8 @@ pub struct AppFilter {
     pub name: Option<String>,
     /// Status.
     pub status: Option<Status>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
 }
 
 impl Store {
@@ -684,6 +686,10 @@ impl Store {
             sql.push_str(&format!(" AND a.status = ${}", binds.len()));
         }
         sql.push_str(" ORDER BY a.created_at DESC, a.id");
+        if let Some(limit) = filter.limit {
+            // A number, not text: written into the query itself.
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
         let mut query = sqlx::query(&sql);
         for bind in &binds {
             query = query.bind(bind);

@@ -182,6 +182,11 @@ async fn expiry_is_four_hours_for_free_else_the_date_else_the_resource_default()
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
+    let (_, page) = p.get("/apps?limit=2", &bob).await;
+    assert_eq!(page.as_array().unwrap().len(), 2, "{page}");
+    let (status, _) = p.get("/apps?limit=many", &bob).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     for app in [&free, &dated, &default] {
         let id = app["id"].as_str().unwrap();
         p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
