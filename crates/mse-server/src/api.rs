@@ -83,9 +83,24 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// A new token: `mse_` and 64 hex digits.
-pub fn new_token() -> String {
+fn new_token() -> String {
     let bytes: [u8; 32] = rand::random();
     format!("mse_{}", hex::encode(bytes))
+}
+
+/// Gives `user_id` a new token named `name`: stores its hash and returns it
+/// with its secret, which exists nowhere else.
+pub async fn issue_token(
+    store: &Store,
+    user_id: &str,
+    name: &str,
+    now: i64,
+) -> Result<(crate::store::Token, String), StoreError> {
+    let secret = new_token();
+    let token = store
+        .add_token(user_id, name, &token_hash(&secret), now)
+        .await?;
+    Ok((token, secret))
 }
 
 fn now() -> i64 {
@@ -323,11 +338,7 @@ async fn create_user(
         }
         Err(e) => return Err(e.into()),
     };
-    let token = new_token();
-    state
-        .store
-        .add_token(&user.id, "first", &token_hash(&token), at)
-        .await?;
+    let (_, token) = issue_token(&state.store, &user.id, "first", at).await?;
     Ok((StatusCode::CREATED, Json(Created { item: user, token })))
 }
 
@@ -373,11 +384,7 @@ async fn create_token(
     Json(body): Json<NewNamed>,
 ) -> ApiResult<(StatusCode, Json<Created<crate::store::Token>>)> {
     check_name("name", &body.name)?;
-    let token = new_token();
-    let item = state
-        .store
-        .add_token(&caller.0.id, &body.name, &token_hash(&token), now())
-        .await?;
+    let (item, token) = issue_token(&state.store, &caller.0.id, &body.name, now()).await?;
     Ok((StatusCode::CREATED, Json(Created { item, token })))
 }
 

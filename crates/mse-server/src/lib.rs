@@ -44,15 +44,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<St
     let mut admin_token = None;
     if store.user_count().await? == 0 {
         let admin = store.create_user("admin", true, now.timestamp()).await?;
-        let token = api::new_token();
-        store
-            .add_token(
-                &admin.id,
-                "admin",
-                &api::token_hash(&token),
-                now.timestamp(),
-            )
-            .await?;
+        let (_, token) = api::issue_token(&store, &admin.id, "admin", now.timestamp()).await?;
         mse_package::context::write_private(&data.path("admin.token"), token.as_bytes())?;
         admin_token = Some(token);
     }

@@ -189,9 +189,7 @@ async fn expiry_is_four_hours_for_free_else_the_date_else_the_resource_default()
 
     for app in [&free, &dated, &default] {
         let id = app["id"].as_str().unwrap();
-        p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-        p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-            .await;
+        p.stop_app(&bob, id).await;
     }
 }
 
@@ -225,10 +223,7 @@ async fn a_name_runs_once_per_project_even_under_concurrent_deploys_and_keeps_it
 
     let (status, _) = p.deploy(&bob, config.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    p.stop_app(&bob, id).await;
 
     let (status, second) = p.deploy(&bob, config).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
@@ -242,9 +237,7 @@ async fn a_name_runs_once_per_project_even_under_concurrent_deploys_and_keeps_it
         format!("{}.localhost", second["id"].as_str().unwrap())
     );
     let id = second["id"].as_str().unwrap();
-    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    p.stop_app(&bob, id).await;
 }
 
 #[tokio::test]
@@ -284,11 +277,7 @@ async fn a_node_starts_reports_initializing_keeps_logs_stops_and_never_comes_bac
         .call(Method::DELETE, &format!("/apps/{id}"), Some(&bob), None)
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a live app is not removed");
-    let (status, _) = p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let stopped = p
-        .wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    let stopped = p.stop_app(&bob, id).await;
     assert!(stopped["stopped_at"].as_i64().is_some());
     assert!(
         p.state
@@ -340,9 +329,7 @@ async fn another_users_apps_are_invisible() {
     assert!(list.as_array().unwrap().len() <= 1);
     let (status, _) = p.get("/apps?status=sleeping", &bob).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    p.stop_app(&bob, id).await;
 }
 
 #[tokio::test]
@@ -452,7 +439,5 @@ async fn a_node_is_reached_through_the_proxy_by_its_domain() {
     let inspected = mse_attest::ratls::inspect(&cert).unwrap();
     assert_eq!(inspected.dns_names, vec![domain]);
 
-    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    p.wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    p.stop_app(&bob, id).await;
 }

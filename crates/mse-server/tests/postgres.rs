@@ -51,10 +51,7 @@ async fn the_platform_runs_on_postgresql() {
     assert!(list.as_array().unwrap().len() <= 1);
     p.wait_app(&bob, id, "initializing", |a| a["status"] == "initializing")
         .await;
-    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    let stopped = p
-        .wait_app(&bob, id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    let stopped = p.stop_app(&bob, id).await;
     assert!(stopped["stopped_at"].as_i64().is_some());
     assert!(!p
         .state

@@ -178,9 +178,7 @@ async fn keys_and_secrets_reach_only_the_verified_node_never_the_control_plane()
     let data = p.dir.path().join("data");
     assert_absent(&data, &markers);
 
-    p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
-    p.wait_app(&bob, &id, "stopped", |a| a["status"] == "stopped")
-        .await;
+    p.stop_app(&bob, &id).await;
     assert_absent(&data, &markers);
     // The node removed its decrypted code, secrets and keys; its log stays.
     assert_absent(&p.dir.path().join("data.nodes"), &markers);

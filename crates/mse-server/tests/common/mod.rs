@@ -183,6 +183,16 @@ impl Platform {
         .await
     }
 
+    /// Stops an app (202) and waits until it is `stopped`.
+    pub async fn stop_app(&self, token: &str, id: &str) -> Value {
+        let (status, body) = self
+            .post(&format!("/apps/{id}/stop"), token, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        self.wait_app(token, id, "stopped", |a| a["status"] == "stopped")
+            .await
+    }
+
     /// Polls an app until `done` holds (bounded), returning it.
     pub async fn wait_app(
         &self,
