@@ -28,6 +28,10 @@ pub struct AppState {
     pub base_domain: String,
     /// Starts and stops nodes.
     pub runner: crate::runner::Runner,
+    /// The port apps are served on, as clients reach it (0 until known).
+    pub proxy_port: std::sync::atomic::AtomicU16,
+    /// Where nodes get their quotes: `simulation` or `gramine`.
+    pub quote_provider: String,
 }
 
 /// Shared state.
@@ -159,6 +163,12 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
     ("get", "/openapi.json", "This document", false),
     (
         "get",
+        "/platform",
+        "Where apps are served (base domain, proxy port) and how they are attested",
+        false,
+    ),
+    (
+        "get",
         "/signer",
         "The enclave-signing public key (PEM); MRSIGNER derives from it",
         false,
@@ -250,6 +260,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/platform", get(platform))
         .route("/signer", get(signer))
         .route("/simulation-ca", get(simulation_ca))
         .route("/operator-ca", get(operator_ca))
@@ -286,6 +297,14 @@ fn pem(text: &str) -> Response {
         text.to_string(),
     )
         .into_response()
+}
+
+async fn platform(State(state): State<Shared>) -> Json<serde_json::Value> {
+    Json(json!({
+        "base_domain": state.base_domain,
+        "proxy_port": state.proxy_port.load(std::sync::atomic::Ordering::Relaxed),
+        "quote_provider": state.quote_provider,
+    }))
 }
 
 async fn signer(State(state): State<Shared>) -> Response {

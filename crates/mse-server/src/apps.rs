@@ -305,7 +305,14 @@ pub async fn create(
         created_at: created.timestamp(),
         expires_at: expires_at.timestamp(),
     };
-    let app = match state.store.insert_app(&new).await {
+    // With the node role in this process, the app is this node's as it is
+    // stored, and its node starts below; otherwise it waits, `spawning`, for
+    // a node process to claim it.
+    let app = match state
+        .store
+        .insert_claimed_app(&new, state.runner.claims_new_apps())
+        .await
+    {
         Ok(app) => app,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -317,8 +324,7 @@ pub async fn create(
                         &AppFilter {
                             project: Some(config.project.clone()),
                             name: Some(config.name.clone()),
-                            status: None,
-                            limit: None,
+                            ..Default::default()
                         },
                     )
                     .await?
@@ -366,22 +372,51 @@ pub async fn get(
     Ok(Json(own_app(&state, &caller, &id).await?))
 }
 
-/// Filters of `GET /apps`.
+/// Filters and page of `GET /apps`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     project: Option<String>,
     name: Option<String>,
     status: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
+    offset: Option<String>,
 }
 
-/// `GET /apps?project=&name=&status=&limit=`, newest first.
+/// A query parameter that must be a non-negative integer.
+fn count(name: &str, text: Option<&str>) -> Result<Option<u32>, ApiError> {
+    text.map(|text| {
+        text.parse::<u32>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{name} must be a non-negative integer (at most {}), not `{text}`",
+                    u32::MAX
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `GET /apps?project=&name=&status=&limit=&offset=`, newest first; `offset`
+/// skips that many (the next page starts where the last one ended).
 pub async fn list(
     State(state): State<Shared>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<App>>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; the parameters are project, name, status, limit and offset",
+                e.body_text()
+            ),
+        )
+    })?;
+    let limit = count("limit", query.limit.as_deref())?;
+    let offset = count("offset", query.offset.as_deref())?;
     let status = match &query.status {
         Some(text) => Some(Status::parse(text).ok_or_else(|| {
             ApiError::new(
@@ -397,7 +432,8 @@ pub async fn list(
         project: query.project,
         name: query.name,
         status,
-        limit: query.limit,
+        limit,
+        offset,
     };
     Ok(Json(state.store.user_apps(&caller.0.id, &filter).await?))
 }
@@ -415,16 +451,15 @@ pub async fn stop(
             format!("app {id} is {} already", app.status.as_str()),
         ));
     }
-    if !state.runner.stop(&id) {
-        state
-            .store
-            .transition(
-                &id,
-                Status::Stopped,
-                Some("stopped by its owner"),
-                now().timestamp(),
-            )
-            .await?;
+    let at = now().timestamp();
+    if !state
+        .store
+        .request_stop(&id, crate::runner::STOPPED_BY_OWNER, at)
+        .await?
+    {
+        // A node holds it: a node of this process stops it now, another
+        // node process at its next look at the store.
+        state.runner.stop(&id);
     }
     let app = own_app(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(app)))

@@ -53,6 +53,38 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// An exclusive lock on the data folder, released when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _dir: std::fs::File,
+}
+
+/// Creates the folder (mode 0700) if missing and locks it, waiting for any
+/// other process holding the lock: processes of one platform starting
+/// together (its roles run apart) must not both create its keys or both
+/// migrate its SQLite store.
+pub fn lock(root: &Path) -> anyhow::Result<DirLock> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::io::AsRawFd;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    let dir =
+        std::fs::File::open(root).with_context(|| format!("cannot open {}", root.display()))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(DirLock { _dir: dir });
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).with_context(|| format!("cannot lock {}", root.display()));
+        }
+    }
+}
+
 /// Creates what is missing in `root` and loads the public material.
 pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Result<DataDir> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -1,10 +1,13 @@
-//! The platform: the control plane's store and REST API, and the operator's
-//! data folder. The `mse-server` binary runs them.
+//! The platform: the control plane's store and REST API, the SNI proxy, the
+//! node runner, and the operator's data folder. The `mse-server` binary runs
+//! them, all in one process or each role in its own ([`Roles`]).
 
 pub mod api;
 pub mod apps;
 pub mod datadir;
+pub mod operator_tls;
 pub mod proxy;
+pub mod routes;
 pub mod runner;
 pub mod store;
 
@@ -30,11 +33,112 @@ pub struct Settings {
     pub quote_provider: String,
 }
 
-/// Initialises (first start) or opens the platform. Returns the API state
-/// and, on first start, the admin token (also written to `admin.token`, mode
-/// 0600). Live apps whose node is gone are marked `on_error` ("node lost").
+/// The platform's roles. A process plays one or more; processes sharing a
+/// store (and, for SQLite, a data folder) make one platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// The REST API: accepts deployments (as `spawning` apps in the store)
+    /// and records stop requests.
+    pub api: bool,
+    /// The SNI proxy, routing by the node addresses in the store.
+    pub proxy: bool,
+    /// The node runner: claims `spawning` apps and runs one `mse-run` each.
+    pub node: bool,
+}
+
+impl Roles {
+    /// Every role: the embedded default.
+    pub const ALL: Roles = Roles {
+        api: true,
+        proxy: true,
+        node: true,
+    };
+
+    /// Parses a comma-separated list of `api`, `proxy` and `node`.
+    pub fn parse(text: &str) -> Result<Roles, String> {
+        let mut roles = Roles {
+            api: false,
+            proxy: false,
+            node: false,
+        };
+        for role in text.split(',').map(str::trim) {
+            match role {
+                "api" => roles.api = true,
+                "proxy" => roles.proxy = true,
+                "node" => roles.node = true,
+                _ => {
+                    return Err(format!(
+                        "unknown role `{role}`: the roles are api, proxy and node, comma-separated"
+                    ))
+                }
+            }
+        }
+        Ok(roles)
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (self.api, "api"),
+            (self.proxy, "proxy"),
+            (self.node, "node"),
+        ];
+        let names: Vec<&str> = names
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The node id of a node process that names none.
+pub const DEFAULT_NODE_ID: &str = "local";
+
+/// Checks a node id: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a node id: 1 to 64 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+/// Initialises (first start) or opens the platform with every role, as node
+/// [`DEFAULT_NODE_ID`]: see [`open_as`].
 pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<String>)> {
+    open_as(settings, Roles::ALL, DEFAULT_NODE_ID).await
+}
+
+/// Initialises (first start) or opens the platform for a process playing
+/// `roles`. Returns the shared state and, on the first start of an API, the
+/// admin token (also written to `admin.token`, mode 0600).
+///
+/// With the node role, the process takes node id `node_id` (refused while
+/// another live process holds it) and marks the live apps held under that id
+/// `on_error` ("node lost"): their nodes died with the previous process.
+/// Without it, the state's runner is detached and starts nothing. With the
+/// proxy role, the routing table follows the store.
+pub async fn open_as(
+    settings: &Settings,
+    roles: Roles,
+    node_id: &str,
+) -> anyhow::Result<(api::Shared, Option<String>)> {
+    use anyhow::Context as _;
+    check_node_id(node_id).map_err(anyhow::Error::msg)?;
     let now = chrono::Utc::now();
+    // Held until the store is ready: processes starting together wait here.
+    let root = settings.data_dir.clone();
+    let _lock = tokio::task::spawn_blocking(move || datadir::lock(&root))
+        .await
+        .context("cannot lock the data folder")??;
     let data = datadir::init(&settings.data_dir, &settings.base_domain, now)?;
     let url = match &settings.database_url {
         Some(url) => url.clone(),
@@ -42,30 +146,47 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<St
     };
     let store = store::Store::open(&url).await?;
     let mut admin_token = None;
-    if store.user_count().await? == 0 {
-        let admin = store.create_user("admin", true, now.timestamp()).await?;
-        let (_, token) = api::issue_token(&store, &admin.id, "admin", now.timestamp()).await?;
-        mse_package::context::write_private(&data.path("admin.token"), token.as_bytes())?;
-        admin_token = Some(token);
+    if roles.api && store.user_count().await? == 0 {
+        match store.create_user("admin", true, now.timestamp()).await {
+            Ok(admin) => {
+                let (_, token) =
+                    api::issue_token(&store, &admin.id, "admin", now.timestamp()).await?;
+                mse_package::context::write_private(&data.path("admin.token"), token.as_bytes())?;
+                admin_token = Some(token);
+            }
+            // Another API process on the same store made it first.
+            Err(e) if store::is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let runner = runner::Runner::new(
-        store.clone(),
-        runner::RunnerConfig {
-            mse_run: settings.mse_run.clone(),
-            data_dir: settings.data_dir.clone(),
-            cache_dir: settings.cache_dir.clone(),
-            nodes_dir: settings.nodes_dir.clone(),
-            quote_provider: settings.quote_provider.clone(),
-        },
-        Arc::new(runner::Routes::default()),
-    );
-    runner.recover().await?;
+    let config = runner::RunnerConfig {
+        mse_run: settings.mse_run.clone(),
+        data_dir: settings.data_dir.clone(),
+        cache_dir: settings.cache_dir.clone(),
+        nodes_dir: settings.nodes_dir.clone(),
+        quote_provider: settings.quote_provider.clone(),
+        node_id: node_id.to_string(),
+    };
+    let routes = Arc::new(runner::Routes::default());
+    if roles.proxy {
+        routes.follow(store.clone());
+    }
+    let runner = if roles.node {
+        let runner = runner::Runner::new(store.clone(), config, routes);
+        runner.register().await?;
+        runner.recover().await?;
+        runner
+    } else {
+        runner::Runner::detached(store.clone(), config, routes)
+    };
     Ok((
         Arc::new(api::AppState {
             store,
             data,
             base_domain: settings.base_domain.clone(),
             runner,
+            proxy_port: std::sync::atomic::AtomicU16::new(0),
+            quote_provider: settings.quote_provider.clone(),
         }),
         admin_token,
     ))

@@ -1,21 +1,52 @@
-//! `mse-server`: the platform on one machine.
+//! `mse-server`: the platform, all in one process or one role per process.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use mse_server::Roles;
 
-/// Runs the MSE platform on this machine: the REST API, the SNI proxy and the
-/// local node runner (one `mse-run` per app).
+/// How often a node process looks for apps to claim and stops to act on.
+const NODE_POLL: Duration = Duration::from_millis(200);
+/// How often a proxy reloads the routes of every node from the store.
+const ROUTES_REFRESH: Duration = Duration::from_millis(200);
+/// How often the reaper looks for expired apps and lost nodes.
+const REAP: Duration = Duration::from_secs(5);
+
+/// Runs the MSE platform: the REST API, the SNI proxy and the node runner
+/// (one `mse-run` per app), by default all in this process.
 ///
 /// The first start initialises the data folder (store, enclave-signing key,
 /// simulation CA, operator CA and wildcard certificate, image catalog) and
 /// prints the admin's API token once; it is also in DATA_DIR/admin.token.
 /// SIGTERM or Ctrl-C stops the apps, then the platform.
+///
+/// With --roles, a process plays only some roles, and processes sharing one
+/// store make one platform: the same --data-dir on one machine (SQLite, or
+/// PostgreSQL with --database-url), or PostgreSQL across machines. The API
+/// writes each deployed app to the store as `spawning` and records stop
+/// requests; a node process claims each spawning app (exactly one does),
+/// starts it, writes its status and address, and stops it when asked; a
+/// proxy routes by the addresses in the store. For example:
+///
+///   mse-server --roles api
+///   mse-server --roles node --node-id n1
+///   mse-server --roles node --node-id n2
+///   mse-server --roles proxy
 #[derive(Debug, Parser)]
-#[command(name = "mse-server", version)]
+#[command(name = "mse-server", version, verbatim_doc_comment)]
 struct Args {
+    /// The roles of this process, comma-separated: `api` (REST API),
+    /// `proxy` (SNI proxy), `node` (runs the apps)
+    #[arg(long, value_name = "ROLES", default_value = "api,proxy,node", value_parser = Roles::parse)]
+    roles: Roles,
+    /// The name this node process claims apps under; give each node process
+    /// sharing a store its own (a restart under the same id recovers its
+    /// apps as `on_error`, "node lost")
+    #[arg(long, value_name = "ID", default_value = mse_server::DEFAULT_NODE_ID)]
+    node_id: String,
     /// The platform's data folder
     #[arg(long, value_name = "DIR", default_value = "mse-data")]
     data_dir: PathBuf,
@@ -31,6 +62,10 @@ struct Args {
     /// Apps are reachable at https://<uuid>.<BASE_DOMAIN>
     #[arg(long, default_value = "localhost")]
     base_domain: String,
+    /// The port clients reach the proxy on, when it differs from the
+    /// --listen-proxy port (behind a port forward, e.g. 443)
+    #[arg(long, value_name = "PORT")]
+    public_port: Option<u16>,
     /// The node runtime binary [default: `mse-run` next to this binary]
     #[arg(long, value_name = "FILE")]
     mse_run: Option<PathBuf>,
@@ -69,6 +104,10 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    let roles = args.roles;
+    if !(roles.api || roles.proxy || roles.node) {
+        anyhow::bail!("--roles names no role: give api, proxy and/or node");
+    }
     let mse_run = match args.mse_run {
         Some(path) => path,
         None => std::env::current_exe()
@@ -91,9 +130,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         mse_run,
         quote_provider: args.quote_provider.clone(),
     };
-    let (state, admin_token) = mse_server::open(&settings).await?;
-    let reaper = state.runner.clone();
-    tokio::spawn(async move { reaper.reap(std::time::Duration::from_secs(5)).await });
+    let (state, admin_token) = mse_server::open_as(&settings, roles, &args.node_id).await?;
     if let Some(token) = admin_token {
         println!("admin token: {token}");
         println!(
@@ -101,23 +138,27 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             args.data_dir.join("admin.token").display()
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen_api)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen_api))?;
-    let proxy_listener = tokio::net::TcpListener::bind(args.listen_proxy)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen_proxy))?;
-    let terminate = mse_server::proxy::load_terminate_config(&args.data_dir)?;
-    println!("API listening on http://{}", listener.local_addr()?);
-    println!(
-        "proxy listening on {} (apps at https://<uuid>.{}:{})",
-        proxy_listener.local_addr()?,
-        args.base_domain,
-        proxy_listener.local_addr()?.port()
-    );
+    let listener = match roles.api {
+        true => Some(
+            tokio::net::TcpListener::bind(args.listen_api)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen_api))?,
+        ),
+        false => None,
+    };
+    let proxy_listener = match roles.proxy {
+        true => Some((
+            tokio::net::TcpListener::bind(args.listen_proxy)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen_proxy))?,
+            mse_server::proxy::load_terminate_config(&args.data_dir, &args.base_domain)?,
+        )),
+        false => None,
+    };
 
     // SIGTERM or Ctrl-C stops everything: the API and the proxy stop
-    // accepting, and every node is asked to stop.
+    // accepting, the node claims no more apps, and every node is asked to
+    // stop.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -134,21 +175,85 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let until_stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
     };
-    let proxy = tokio::spawn(mse_server::proxy::serve(
-        proxy_listener,
-        state.runner.routes(),
-        Some(terminate),
-        mse_server::proxy::ProxyLimits::default(),
-        until_stopped(stopped.clone()),
-    ));
+
     let runner = state.runner.clone();
-    axum::serve(listener, mse_server::api::router(state))
-        .with_graceful_shutdown(until_stopped(stopped))
-        .await
-        .context("the API server failed")?;
-    println!("stopping the apps…");
-    runner.stop_all(std::time::Duration::from_secs(20)).await;
-    let _ = proxy.await;
+    let node = roles.node.then(|| {
+        let looking = runner.clone();
+        let stopped = until_stopped(stopped.clone());
+        let reaper = runner.clone();
+        let reaping = tokio::spawn(async move { reaper.reap(REAP).await });
+        let looking = tokio::spawn(async move { looking.run(NODE_POLL, stopped).await });
+        (looking, reaping)
+    });
+    let mut proxy_port = None;
+    let proxy = match proxy_listener {
+        Some((proxy_listener, terminate)) => {
+            let routes = runner.routes();
+            routes
+                .load()
+                .await
+                .context("cannot load the routes from the store")?;
+            let following = routes.clone();
+            let refresh = tokio::spawn(async move { following.follow_every(ROUTES_REFRESH).await });
+            let address = proxy_listener.local_addr()?;
+            proxy_port = Some(address.port());
+            println!(
+                "proxy listening on {address} (apps at https://<uuid>.{}:{})",
+                args.base_domain,
+                address.port()
+            );
+            let serving = tokio::spawn(mse_server::proxy::serve(
+                proxy_listener,
+                routes,
+                Some(terminate),
+                mse_server::proxy::ProxyLimits::default(),
+                until_stopped(stopped.clone()),
+            ));
+            Some((serving, refresh))
+        }
+        None => None,
+    };
+    if roles.node {
+        println!(
+            "node `{}` running apps with {}",
+            args.node_id,
+            settings.mse_run.display()
+        );
+    }
+    // The port clients reach apps on, as `GET /platform` tells them: the
+    // public port, else this process's proxy port, else the proxy's
+    // configured port (a proxy in another process).
+    let proxy_port = args
+        .public_port
+        .or(proxy_port)
+        .unwrap_or(args.listen_proxy.port());
+    state
+        .proxy_port
+        .store(proxy_port, std::sync::atomic::Ordering::Relaxed);
+    match listener {
+        Some(listener) => {
+            println!("API listening on http://{}", listener.local_addr()?);
+            axum::serve(listener, mse_server::api::router(state))
+                .with_graceful_shutdown(until_stopped(stopped))
+                .await
+                .context("the API server failed")?;
+        }
+        None => {
+            drop(state);
+            until_stopped(stopped).await;
+        }
+    }
+    if let Some((looking, reaping)) = node {
+        reaping.abort();
+        let _ = looking.await;
+        println!("stopping the apps…");
+        runner.stop_all(Duration::from_secs(20)).await;
+        runner.release().await;
+    }
+    if let Some((serving, refresh)) = proxy {
+        let _ = serving.await;
+        refresh.abort();
+    }
     println!("stopped");
     Ok(())
 }

@@ -368,16 +368,24 @@ pub fn terminate_config(
     Ok(Arc::new(config))
 }
 
-/// [`terminate_config`] from `<data_dir>/wildcard.pem` and `wildcard.key`.
-pub fn load_terminate_config(data_dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let cert_path = data_dir.join("wildcard.pem");
-    let key_path = data_dir.join("wildcard.key");
-    let cert = std::fs::read(&cert_path)
-        .with_context(|| format!("cannot read {}", cert_path.display()))?;
-    let key =
-        std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-    terminate_config(&cert, &key)
-        .with_context(|| format!("{} / {}", cert_path.display(), key_path.display()))
+/// The TLS configuration the platform terminates `--untrusted-ssl` apps'
+/// connections with: the operator's wildcard where clients accept it, else a
+/// certificate per name issued by the operator CA
+/// ([`crate::operator_tls::OperatorCerts`]), from the data folder. ALPN
+/// `http/1.1` only, ring provider.
+pub fn load_terminate_config(
+    data_dir: &Path,
+    base_domain: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = crate::operator_tls::OperatorCerts::load(data_dir, base_domain)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(certs));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// What every connection task shares.
@@ -492,10 +500,16 @@ async fn handle(mut client: TcpStream, shared: &Shared) {
             return refuse(client, ALERT_DECODE_ERROR).await;
         }
     };
-    let route = hello
-        .server_name
-        .as_deref()
-        .and_then(|name| shared.routes.get(name));
+    // A name the table does not know yet may be in the store already (a
+    // node in another process): `resolve` looks there too, within the
+    // handshake's time.
+    let route = match hello.server_name.as_deref() {
+        Some(name) => timeout_at(deadline, shared.routes.resolve(name))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
     let Some(route) = route else {
         return refuse(client, ALERT_UNRECOGNIZED_NAME).await;
     };

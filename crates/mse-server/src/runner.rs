@@ -1,68 +1,40 @@
-//! The local node runner: one `mse-run` process per app, its status events
-//! applied to the store, its address published in the routing table, and a
-//! reaper that stops apps at their expiry.
+//! The node role: one `mse-run` process per app, its status events applied
+//! to the store, its address published in the store and the routing table,
+//! and a reaper that stops apps at their expiry.
+//!
+//! A node process is known in the store by its node id, which it leases
+//! (table `nodes`): it claims `spawning` apps under that id with a
+//! conditional UPDATE, so no two nodes run one app; it acts on the stop
+//! requests the API records; after a restart it marks the apps it held
+//! `on_error` ("node lost"), and it does the same for the apps of any node
+//! whose lease ran out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use mse_run::status::{Event, State};
 use tokio::io::AsyncBufReadExt;
 
-use crate::store::{App, Status, Store};
+use crate::store::{App, NodeHolder, Status, Store};
 
-/// How a route is served by the proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteMode {
-    /// TLS passes through to the node untouched.
-    Passthrough,
-    /// The proxy terminates TLS with the operator's certificate and forwards
-    /// plain HTTP (`--untrusted-ssl` apps once running).
-    Terminate,
-}
+pub use crate::routes::{Route, RouteMode, Routes};
 
-/// Where a server name leads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// The node's address.
-    pub addr: SocketAddr,
-    /// How to serve it.
-    pub mode: RouteMode,
-    /// The app.
-    pub app_id: String,
-}
+/// Why an app stopped when its owner asked.
+pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
+/// Why an app stopped at its expiry.
+pub const EXPIRED: &str = "expired";
 
-/// Server name → route, shared with the proxy.
-#[derive(Debug, Default)]
-pub struct Routes(RwLock<HashMap<String, Route>>);
-
-impl Routes {
-    /// The route of a server name (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<Route> {
-        self.0
-            .read()
-            .ok()
-            .and_then(|map| map.get(&name.to_ascii_lowercase()).cloned())
-    }
-
-    /// Routes a server name (case-insensitive) to a node.
-    pub fn set(&self, name: &str, route: Route) {
-        if let Ok(mut map) = self.0.write() {
-            map.insert(name.to_ascii_lowercase(), route);
-        }
-    }
-
-    /// Removes every route of an app.
-    pub fn remove_app(&self, app_id: &str) {
-        if let Ok(mut map) = self.0.write() {
-            map.retain(|_, r| r.app_id != app_id);
-        }
-    }
-}
+/// How often a node renews the lease of its node id.
+pub const LEASE_RENEWAL: Duration = Duration::from_secs(5);
+/// A node id whose lease was not renewed for this long is gone (seconds).
+pub const LEASE_SECS: i64 = 30;
+/// At most this many `spawning` apps claimed per look at the store.
+const CLAIM_BATCH: u32 = 16;
 
 /// What the runner needs to start nodes.
 #[derive(Debug, Clone)]
@@ -78,9 +50,13 @@ pub struct RunnerConfig {
     pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
     pub quote_provider: String,
+    /// The id this node claims apps under (unique among the node processes
+    /// sharing the store).
+    pub node_id: String,
 }
 
-/// The node runner.
+/// The node runner. A detached runner (a process without the node role)
+/// runs nothing: the apps wait in the store for a node process.
 #[derive(Debug, Clone)]
 pub struct Runner {
     inner: Arc<Inner>,
@@ -93,7 +69,13 @@ struct Inner {
     routes: Arc<Routes>,
     pids: Mutex<HashMap<String, u32>>,
     /// Apps whose stop was asked for.
-    stopping: Mutex<std::collections::HashSet<String>>,
+    /// Nodes asked to stop, with why (what the app's state will say).
+    stopping: Mutex<HashMap<String, String>>,
+    /// Whether this process has the node role.
+    runs_nodes: bool,
+    /// This host's name and this process's id, as the node lease names them.
+    host: String,
+    pid: i64,
 }
 
 /// The folder of an app's files on this host.
@@ -104,15 +86,37 @@ pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
 impl Runner {
     /// A runner over `store`, publishing routes in `routes`.
     pub fn new(store: Store, config: RunnerConfig, routes: Arc<Routes>) -> Self {
+        Self::build(store, config, routes, true)
+    }
+
+    /// A runner that runs no node (a process without the node role).
+    pub fn detached(store: Store, config: RunnerConfig, routes: Arc<Routes>) -> Self {
+        Self::build(store, config, routes, false)
+    }
+
+    fn build(store: Store, config: RunnerConfig, routes: Arc<Routes>, runs_nodes: bool) -> Self {
         Runner {
             inner: Arc::new(Inner {
                 store,
                 config,
                 routes,
                 pids: Mutex::new(HashMap::new()),
-                stopping: Mutex::new(Default::default()),
+                stopping: Mutex::new(HashMap::new()),
+                runs_nodes,
+                host: host_name(),
+                pid: i64::from(std::process::id()),
             }),
         }
+    }
+
+    /// Whether this runner runs nodes (the process has the node role).
+    pub fn runs_nodes(&self) -> bool {
+        self.inner.runs_nodes
+    }
+
+    /// The id this node claims apps under.
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
     }
 
     /// The log file of an app's node.
@@ -130,8 +134,30 @@ impl Runner {
         self.inner.routes.clone()
     }
 
-    /// Starts the node of a `spawning` app. Failures turn it `on_error`.
+    /// The node id to store a new app under when this process runs nodes:
+    /// the app is then claimed as it is inserted, and [`Runner::start`]
+    /// starts it at once.
+    pub fn claims_new_apps(&self) -> Option<&str> {
+        self.inner.runs_nodes.then(|| self.node_id())
+    }
+
+    /// Starts the node of a `spawning` app, claiming it first unless this
+    /// node holds it already; nothing when another node claimed it, or when
+    /// this runner is detached. Failures to start turn the app `on_error`.
     pub async fn start(&self, app: &App) {
+        if !self.inner.runs_nodes {
+            return;
+        }
+        if app.node_owner.as_deref() != Some(self.node_id()) {
+            match self.inner.store.claim_app(&app.id, self.node_id()).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    eprintln!("app {}: cannot claim it: {e}", app.id);
+                    return;
+                }
+            }
+        }
         if let Err(e) = self.spawn(app).await {
             let reason = format!("cannot start the node: {e:#}");
             eprintln!("app {}: {reason}", app.id);
@@ -228,10 +254,10 @@ impl Runner {
                 .inner
                 .stopping
                 .lock()
-                .map(|mut s| s.remove(&app.id))
-                .unwrap_or(false);
+                .ok()
+                .and_then(|mut s| s.remove(&app.id));
             let (to, reason) = match status {
-                _ if asked => (Status::Stopped, "stopped".to_string()),
+                _ if asked.is_some() => (Status::Stopped, asked.unwrap_or_default()),
                 Ok(s) => (
                     Status::OnError,
                     format!("the node ended ({s}) without reporting why"),
@@ -292,6 +318,15 @@ impl Runner {
             }
             State::Stopped => {
                 routes.remove_app(&app.id);
+                // The platform's reason when it asked (the node only saw a
+                // signal), else the node's own (its expiry).
+                let asked = self
+                    .inner
+                    .stopping
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(&app.id).cloned());
+                let reason = asked.as_deref().or(reason);
                 let _ = store
                     .transition(&app.id, Status::Stopped, reason, now())
                     .await;
@@ -306,13 +341,21 @@ impl Runner {
         }
     }
 
-    /// Asks an app's node to stop; true when it had one here.
+    /// Asks an app's node to stop at its owner's request; true when it had
+    /// one here.
     pub fn stop(&self, id: &str) -> bool {
+        self.stop_because(id, STOPPED_BY_OWNER)
+    }
+
+    /// Asks an app's node to stop; `reason` is what its state will say.
+    pub fn stop_because(&self, id: &str, reason: &str) -> bool {
         let pid = self.inner.pids.lock().ok().and_then(|p| p.get(id).copied());
         match pid {
             Some(pid) => {
                 if let Ok(mut stopping) = self.inner.stopping.lock() {
-                    stopping.insert(id.to_string());
+                    stopping
+                        .entry(id.to_string())
+                        .or_insert_with(|| reason.to_string());
                 }
                 // SAFETY: signalling a node process this runner started.
                 unsafe {
@@ -324,6 +367,28 @@ impl Runner {
         }
     }
 
+    /// Asks an app's node to stop unless it was asked already.
+    fn stop_once(&self, id: &str, reason: &str) {
+        let asked = self
+            .inner
+            .stopping
+            .lock()
+            .map(|s| s.contains_key(id))
+            .unwrap_or(false);
+        if !asked {
+            self.stop_because(id, reason);
+        }
+    }
+
+    /// The apps this runner holds a node for.
+    fn held(&self) -> HashSet<String> {
+        self.inner
+            .pids
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Asks every node to stop and waits (up to `grace`) until they have.
     pub async fn stop_all(&self, grace: Duration) {
         let ids: Vec<String> = self
@@ -333,7 +398,7 @@ impl Runner {
             .map(|p| p.keys().cloned().collect())
             .unwrap_or_default();
         for id in &ids {
-            self.stop(id);
+            self.stop_because(id, "the platform stopped");
         }
         let deadline = tokio::time::Instant::now() + grace;
         while ids.iter().any(|id| self.has_node(id)) && tokio::time::Instant::now() < deadline {
@@ -350,13 +415,138 @@ impl Runner {
             .unwrap_or(false)
     }
 
-    /// After a restart: live apps whose node is not ours are lost. A node
-    /// process left from before is stopped.
+    /// Takes this node's id in the store, refusing when another live
+    /// process holds it (a process on this host running this same binary,
+    /// or any process whose lease is fresh). The previous holder's apps are
+    /// then this process's to recover ([`Runner::recover`]).
+    pub async fn register(&self) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let id = self.node_id();
+        let at = now();
+        let previous = inner.store.node_holder(id).await?;
+        if let Some(held) = &previous {
+            let same_process = held.host == inner.host && held.pid == inner.pid;
+            let fresh = held.seen_at >= at - LEASE_SECS;
+            let alive = if held.host == inner.host {
+                runs_this_binary(held.pid).unwrap_or(fresh)
+            } else {
+                fresh
+            };
+            if !same_process && alive {
+                anyhow::bail!(
+                    "node id `{id}` is held by process {} on {}: give each node process its own \
+                     --node-id (a lease ends {LEASE_SECS} s after its process stops)",
+                    held.pid,
+                    held.host
+                );
+            }
+        }
+        let me = NodeHolder {
+            id: id.to_string(),
+            host: inner.host.clone(),
+            pid: inner.pid,
+            started_at: at,
+            seen_at: at,
+        };
+        if !inner.store.take_node(&me, previous.as_ref()).await? {
+            anyhow::bail!(
+                "node id `{id}` was taken by another process at the same time: give each node \
+                 process its own --node-id"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives this node's id up (at a clean stop, once its nodes stopped).
+    pub async fn release(&self) {
+        let inner = &self.inner;
+        if let Err(e) = inner
+            .store
+            .release_node(self.node_id(), &inner.host, inner.pid)
+            .await
+        {
+            eprintln!("node {}: cannot release the node id: {e}", self.node_id());
+        }
+    }
+
+    /// The node role's loop, every `poll` until `shutdown` resolves: claims
+    /// and starts `spawning` apps, stops the apps whose stop was asked for
+    /// (or that the store no longer lists as this node's and live), and
+    /// renews the node's lease. Returns between two looks at the store.
+    pub async fn run(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed = tokio::time::Instant::now();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(e) = self.look().await {
+                eprintln!("node {}: the store failed: {e}", self.node_id());
+            }
+            if renewed.elapsed() >= LEASE_RENEWAL {
+                renewed = tokio::time::Instant::now();
+                let inner = &self.inner;
+                match inner
+                    .store
+                    .renew_node(self.node_id(), &inner.host, inner.pid, now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => eprintln!(
+                        "node {}: another process took this node id; give each node process \
+                         its own --node-id",
+                        self.node_id()
+                    ),
+                    Err(e) => eprintln!("node {}: cannot renew the lease: {e}", self.node_id()),
+                }
+            }
+        }
+    }
+
+    /// One look at the store: see [`Runner::run`].
+    pub async fn look(&self) -> Result<(), crate::store::StoreError> {
+        if !self.inner.runs_nodes {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        // What this process holds, read before the store: an app held by
+        // then was claimed by then, so the store lists it while it is live.
+        let held = self.held();
+        let owned = store.node_apps(self.node_id()).await?;
+        for app in &owned {
+            if app.stop_requested_at.is_some() && held.contains(&app.id) {
+                self.stop_once(&app.id, STOPPED_BY_OWNER);
+            }
+        }
+        let listed: HashSet<&str> = owned.iter().map(|a| a.id.as_str()).collect();
+        for id in held.iter().filter(|id| !listed.contains(id.as_str())) {
+            // Stopped, failed or removed in the store: its node goes too.
+            self.stop_once(id, "stopped (no longer live in the store)");
+        }
+        for app in store.unclaimed_apps(CLAIM_BATCH).await? {
+            self.start(&app).await;
+        }
+        Ok(())
+    }
+
+    /// After a restart: the live apps this node id holds in the store but
+    /// this process has no node for are lost. A node process left from
+    /// before is stopped.
     pub async fn recover(&self) -> anyhow::Result<()> {
-        for app in self.inner.store.live_apps().await? {
+        for app in self.inner.store.node_apps(self.node_id()).await? {
             if self.has_node(&app.id) {
                 continue;
             }
+            // Lost first, then stopped: what the leftover node reports as it
+            // stops cannot turn the app into anything else.
+            self.inner
+                .store
+                .transition(&app.id, Status::OnError, Some("node lost"), now())
+                .await?;
             if let Some(pid) = app.node_pid.and_then(|p| i32::try_from(p).ok()) {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let ours = String::from_utf8_lossy(&cmdline).contains(&app.id);
@@ -367,30 +557,35 @@ impl Runner {
                     }
                 }
             }
-            self.inner
-                .store
-                .transition(&app.id, Status::OnError, Some("node lost"), now())
-                .await?;
         }
         Ok(())
     }
 
-    /// Stops apps past their expiry; runs every `period`.
+    /// Every `period`: stops the apps past their expiry that this node holds
+    /// or that no node claimed (another node stops its own), and marks the
+    /// live apps of nodes whose lease ran out `on_error` ("node lost").
     pub async fn reap(&self, period: Duration) {
         let mut ticker = tokio::time::interval(period);
         loop {
             ticker.tick().await;
-            let Ok(apps) = self.inner.store.live_apps().await else {
+            let store = &self.inner.store;
+            let at = now();
+            match store
+                .fail_lost_nodes(self.node_id(), at - LEASE_SECS, at)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => eprintln!("{n} app(s) lost their node (its lease ran out)"),
+                Err(e) => eprintln!("node {}: the store failed: {e}", self.node_id()),
+            }
+            let Ok(apps) = store.live_apps().await else {
                 continue;
             };
-            let at = now();
             for app in apps.iter().filter(|a| a.expires_at <= at) {
-                if !self.stop(&app.id) {
-                    let _ = self
-                        .inner
-                        .store
-                        .transition(&app.id, Status::Stopped, Some("expired"), at)
-                        .await;
+                if self.has_node(&app.id) {
+                    self.stop_once(&app.id, EXPIRED);
+                } else if app.node_owner.is_none() {
+                    let _ = store.stop_unclaimed(&app.id, EXPIRED, at).await;
                 }
             }
         }
@@ -399,4 +594,28 @@ impl Runner {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// This host's name, as node leases name it.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is passed.
+    let done = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if done == 0 && !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
+}
+
+/// Whether process `pid` of this host runs the same binary as this process
+/// (a live `mse-server`, not a stranger that reused the id); `None` when it
+/// exists but cannot be inspected.
+fn runs_this_binary(pid: i64) -> Option<bool> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    match std::fs::read_link(proc.join("exe")) {
+        Ok(exe) => Some(std::env::current_exe().is_ok_and(|me| me == exe)),
+        Err(_) if proc.exists() => None,
+        Err(_) => Some(false),
+    }
 }

@@ -517,13 +517,23 @@ pub struct App {
     /// Its node's process, while it has one.
     #[serde(skip)]
     pub node_pid: Option<i64>,
+    /// The node (its id) that claimed it; `None` until one has.
+    #[serde(skip)]
+    pub node_owner: Option<String>,
+    /// When a stop was asked for, if one was.
+    #[serde(skip)]
+    pub stop_requested_at: Option<i64>,
 }
 
 const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.config_domain, \
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.enclave_size, a.status, a.reason, a.created_at, \
-    a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid \
+    a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
+    a.node_owner, a.stop_requested_at \
     FROM apps a JOIN projects p ON p.id = a.project_id";
+
+/// The states in which an app has, or is getting, a node.
+const LIVE: &str = "('spawning', 'initializing', 'running')";
 
 fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -553,6 +563,8 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         expires_at: row.try_get("expires_at")?,
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
+        node_owner: row.try_get("node_owner")?,
+        stop_requested_at: row.try_get("stop_requested_at")?,
     })
 }
 
@@ -586,41 +598,52 @@ pub struct AppFilter {
     pub status: Option<Status>,
     /// At most this many, newest first.
     pub limit: Option<u32>,
+    /// Skip this many first (paging: `offset` = the count already read).
+    pub offset: Option<u32>,
 }
 
 impl Store {
-    /// Inserts a `spawning` app. A uuid-domain app keeps the first domain its
-    /// name got in the project. Fails with a conflict when an app of that
-    /// name is live in the project.
+    /// Inserts a `spawning` app, for any node to claim. A uuid-domain app
+    /// keeps the first domain its name got in the project. Fails with a
+    /// conflict when an app of that name is live in the project.
     pub async fn insert_app(&self, new: &NewApp) -> Result<App, StoreError> {
+        self.insert_claimed_app(new, None).await
+    }
+
+    /// [`Store::insert_app`], claimed at once by node `node_owner` when
+    /// given (an API with the node role in its process: no claim to make).
+    pub async fn insert_claimed_app(
+        &self,
+        new: &NewApp,
+        node_owner: Option<&str>,
+    ) -> Result<App, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut domain = new.domain.clone();
         if new.spec.certificate_origin != "owner" {
-            let kept =
+            // The write comes first: on SQLite, a transaction that has read
+            // cannot wait for another process's write and fails at once.
+            sqlx::query(
+                "INSERT INTO app_domains (project_id, name, domain) VALUES ($1, $2, $3) \
+                 ON CONFLICT (project_id, name) DO NOTHING",
+            )
+            .bind(&new.project_id)
+            .bind(&new.spec.name)
+            .bind(&domain)
+            .execute(&mut *tx)
+            .await?;
+            domain =
                 sqlx::query("SELECT domain FROM app_domains WHERE project_id = $1 AND name = $2")
                     .bind(&new.project_id)
                     .bind(&new.spec.name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match kept {
-                Some(row) => domain = row.try_get("domain")?,
-                None => {
-                    sqlx::query(
-                        "INSERT INTO app_domains (project_id, name, domain) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&new.project_id)
-                    .bind(&new.spec.name)
-                    .bind(&domain)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("domain")?;
         }
         sqlx::query(
             "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
              python_application, healthcheck_endpoint, certificate_origin, ssl_certificate, \
-             code_sha256, enclave_size, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             code_sha256, enclave_size, status, created_at, expires_at, node_owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -638,6 +661,7 @@ impl Store {
         .bind(Status::Spawning.as_str())
         .bind(new.created_at)
         .bind(new.expires_at)
+        .bind(node_owner)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -685,10 +709,17 @@ impl Store {
             binds.push(status.as_str().to_string());
             sql.push_str(&format!(" AND a.status = ${}", binds.len()));
         }
+        // A total order (ids are unique), so pages neither overlap nor skip.
         sql.push_str(" ORDER BY a.created_at DESC, a.id");
-        if let Some(limit) = filter.limit {
-            // A number, not text: written into the query itself.
-            sql.push_str(&format!(" LIMIT {limit}"));
+        // Numbers, not text: written into the query itself. SQLite takes an
+        // OFFSET only after a LIMIT.
+        match (filter.limit, filter.offset) {
+            (Some(limit), None) => sql.push_str(&format!(" LIMIT {limit}")),
+            (limit, Some(offset)) => sql.push_str(&format!(
+                " LIMIT {} OFFSET {offset}",
+                limit.map_or(i64::MAX, i64::from)
+            )),
+            (None, None) => {}
         }
         let mut query = sqlx::query(&sql);
         for bind in &binds {
@@ -700,11 +731,9 @@ impl Store {
 
     /// Apps not in a terminal state.
     pub async fn live_apps(&self) -> Result<Vec<App>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{APP_SELECT} WHERE a.status IN ('spawning', 'initializing', 'running')"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("{APP_SELECT} WHERE a.status IN {LIVE}"))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
     }
 
@@ -768,5 +797,263 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Who holds a node id: the node process that runs the apps claimed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHolder {
+    /// The node id (`--node-id`).
+    pub id: String,
+    /// The host the process runs on.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: i64,
+    /// When it took the id, Unix seconds.
+    pub started_at: i64,
+    /// When it last renewed its lease, Unix seconds.
+    pub seen_at: i64,
+}
+
+/// What the proxy needs of an app its node serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedApp {
+    /// Its uuid.
+    pub id: String,
+    /// Where users reach it.
+    pub domain: String,
+    /// Where its configuration server is reached.
+    pub config_domain: String,
+    /// Its node's address.
+    pub node_addr: String,
+    /// `running` (else `initializing`).
+    pub running: bool,
+    /// `--untrusted-ssl`: the proxy terminates TLS once it runs.
+    pub operator_tls: bool,
+}
+
+/// The roles in separate processes: nodes claim apps, the API records stop
+/// requests, node ids are leased.
+impl Store {
+    /// Claims a `spawning` app for node `node_id`. Of any number of
+    /// concurrent claimants, exactly one gets true (a conditional UPDATE);
+    /// an app whose stop was asked for is not claimed.
+    pub async fn claim_app(&self, id: &str, node_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE apps SET node_owner = $1 WHERE id = $2 AND node_owner IS NULL \
+             AND status = 'spawning' AND stop_requested_at IS NULL",
+        )
+        .bind(node_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `spawning` apps no node has claimed and nobody asked to stop, oldest
+    /// first, at most `limit`.
+    pub async fn unclaimed_apps(&self, limit: u32) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{APP_SELECT} WHERE a.status = 'spawning' AND a.node_owner IS NULL \
+             AND a.stop_requested_at IS NULL ORDER BY a.created_at, a.id LIMIT {limit}"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
+    }
+
+    /// The live apps node `node_id` holds.
+    pub async fn node_apps(&self, node_id: &str) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{APP_SELECT} WHERE a.node_owner = $1 AND a.status IN {LIVE}"
+        ))
+        .bind(node_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
+    }
+
+    /// Stops a live app no node has claimed, here and now; false when a node
+    /// holds it (or it is not live).
+    pub async fn stop_unclaimed(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE apps SET status = 'stopped', reason = $1, stopped_at = $2 \
+             WHERE id = $3 AND node_owner IS NULL AND status IN {LIVE}"
+        ))
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Asks for a live app's stop. An app no node has claimed is stopped at
+    /// once (true); otherwise it was claimed already, and the request is
+    /// recorded for the node holding it to act on (false).
+    pub async fn request_stop(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+        if self.stop_unclaimed(id, reason, now).await? {
+            return Ok(true);
+        }
+        sqlx::query(&format!(
+            "UPDATE apps SET stop_requested_at = COALESCE(stop_requested_at, $1) \
+             WHERE id = $2 AND status IN {LIVE}"
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(false)
+    }
+
+    /// The apps nodes serve (`initializing` or `running`, with an address).
+    pub async fn routed_apps(&self) -> Result<Vec<RoutedApp>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, domain, config_domain, node_addr, status, certificate_origin FROM apps \
+             WHERE status IN ('initializing', 'running') AND node_addr IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoutedApp {
+                    id: row.try_get("id")?,
+                    domain: row.try_get("domain")?,
+                    config_domain: row.try_get("config_domain")?,
+                    node_addr: row.try_get("node_addr")?,
+                    running: row.try_get::<String, _>("status")? == "running",
+                    operator_tls: row.try_get::<String, _>("certificate_origin")? == "operator",
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Who holds node id `id`, if anyone ever did.
+    pub async fn node_holder(&self, id: &str) -> Result<Option<NodeHolder>, StoreError> {
+        let row = sqlx::query("SELECT id, host, pid, started_at, seen_at FROM nodes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(NodeHolder {
+                id: row.try_get("id")?,
+                host: row.try_get("host")?,
+                pid: row.try_get("pid")?,
+                started_at: row.try_get("started_at")?,
+                seen_at: row.try_get("seen_at")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Makes `holder` the holder of its node id, replacing `previous` (as
+    /// read by [`Store::node_holder`]). False when another process changed
+    /// the holder since that read: compare and swap, so two processes never
+    /// both take an id.
+    pub async fn take_node(
+        &self,
+        holder: &NodeHolder,
+        previous: Option<&NodeHolder>,
+    ) -> Result<bool, StoreError> {
+        let done = match previous {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO nodes (id, host, pid, started_at, seen_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&holder.id)
+                .bind(&holder.host)
+                .bind(holder.pid)
+                .bind(holder.started_at)
+                .bind(holder.seen_at)
+                .execute(&self.pool)
+                .await;
+                match inserted {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let e = StoreError::from(e);
+                        return if is_conflict(&e) { Ok(false) } else { Err(e) };
+                    }
+                }
+            }
+            Some(previous) => {
+                sqlx::query(
+                    "UPDATE nodes SET host = $1, pid = $2, started_at = $3, seen_at = $4 \
+                     WHERE id = $5 AND host = $6 AND pid = $7 AND seen_at = $8",
+                )
+                .bind(&holder.host)
+                .bind(holder.pid)
+                .bind(holder.started_at)
+                .bind(holder.seen_at)
+                .bind(&holder.id)
+                .bind(&previous.host)
+                .bind(previous.pid)
+                .bind(previous.seen_at)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Renews the lease of a node id its holder keeps; false when another
+    /// process holds it now.
+    pub async fn renew_node(
+        &self,
+        id: &str,
+        host: &str,
+        pid: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE nodes SET seen_at = $1 WHERE id = $2 AND host = $3 AND pid = $4")
+                .bind(now)
+                .bind(id)
+                .bind(host)
+                .bind(pid)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up a node id (at a clean stop).
+    pub async fn release_node(&self, id: &str, host: &str, pid: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1 AND host = $2 AND pid = $3")
+            .bind(id)
+            .bind(host)
+            .bind(pid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Live apps held by a node other than `except` whose lease was last
+    /// renewed before `cutoff` (or that holds none) become `on_error`
+    /// ("node lost"). Returns how many.
+    pub async fn fail_lost_nodes(
+        &self,
+        except: &str,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE apps SET status = 'on_error', reason = 'node lost', onerror_at = $1, \
+             node_pid = NULL, node_addr = NULL \
+             WHERE status IN {LIVE} AND node_owner IS NOT NULL AND node_owner <> $2 \
+             AND node_owner NOT IN (SELECT id FROM nodes WHERE seen_at >= $3)"
+        ))
+        .bind(now)
+        .bind(except)
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

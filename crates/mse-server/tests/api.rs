@@ -312,3 +312,92 @@ async fn administrators_create_resources_that_others_see_once_granted() {
         (StatusCode::OK, Some("512M"))
     );
 }
+
+#[tokio::test]
+async fn apps_page_with_limit_and_offset_newest_first_each_exactly_once() {
+    // The API alone: deployed apps wait, `spawning`, and start no node.
+    let p = common::platform_as(mse_server::Roles {
+        api: true,
+        proxy: false,
+        node: false,
+    })
+    .await;
+    let (_, bob) = p.user("bob").await;
+    let (_, alice) = p.user("alice").await;
+    p.post("/projects", &bob, json!({"name": "other"})).await;
+    for i in 0..7 {
+        let (status, app) = p
+            .deploy(&bob, common::deploy_config(&format!("app-{i}"), json!({})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{app}");
+        assert_eq!(app["status"], "spawning");
+    }
+    p.deploy(
+        &bob,
+        common::deploy_config("elsewhere", json!({"project": "other"})),
+    )
+    .await;
+    p.deploy(&alice, common::deploy_config("hers", json!({})))
+        .await;
+
+    let ids = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, all) = p.get("/apps?project=default", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    let all = ids(&all);
+    assert_eq!(all.len(), 7);
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, page) = p
+            .get(
+                &format!("/apps?project=default&limit=3&offset={offset}"),
+                &bob,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let page = ids(&page);
+        assert!(page.len() <= 3);
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "the pages cover every app once, in order");
+    let (_, newest) = p.get("/apps?project=default&limit=1", &bob).await;
+    let (_, created) = p.get(&format!("/apps/{}", ids(&newest)[0]), &bob).await;
+    let (_, oldest) = p.get("/apps?project=default&offset=6", &bob).await;
+    let (_, oldest) = p.get(&format!("/apps/{}", ids(&oldest)[0]), &bob).await;
+    assert!(created["created_at"].as_i64() >= oldest["created_at"].as_i64());
+    let (_, rest) = p.get("/apps?project=default&offset=5", &bob).await;
+    assert_eq!(ids(&rest), all[5..], "an offset alone gives the rest");
+    let (_, beyond) = p.get("/apps?offset=100", &bob).await;
+    assert_eq!(beyond, json!([]));
+    let (_, everything) = p.get("/apps?limit=100&offset=0", &bob).await;
+    assert_eq!(everything.as_array().unwrap().len(), 8, "bob's apps only");
+
+    for (query, name) in [
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+        ("limit=-3", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=99999999999", "limit"),
+    ] {
+        let (status, body) = p.get(&format!("/apps?{query}"), &bob).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(name) && error.contains("non-negative integer"),
+            "{error}"
+        );
+    }
+    let (status, body) = p.get("/apps?page=2", &bob).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("offset"), "{body}");
+}

@@ -216,3 +216,223 @@ impl Platform {
         }
     }
 }
+
+/// A platform in a temporary data folder whose process plays only `roles`
+/// (as node `local` when it has the node role).
+pub async fn platform_as(roles: mse_server::Roles) -> Platform {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&dir.path().join("data"));
+    let (state, token) = mse_server::open_as(&settings, roles, mse_server::DEFAULT_NODE_ID)
+        .await
+        .unwrap();
+    Platform {
+        dir,
+        router: mse_server::api::router(state.clone()),
+        state,
+        admin: token.expect("a first start creates the admin token"),
+    }
+}
+
+/// A real `mse-server` process. Dropped, it gets SIGTERM (so it stops its
+/// nodes), then SIGKILL if it is still there after a while.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line of its standard output read so far.
+    pub seen: Vec<String>,
+}
+
+/// The bound on every wait of a process test.
+pub const PROCESS_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl ServerProcess {
+    /// Starts `mse-server` on the data folder `data` (nodes, cache and
+    /// `mse-run` as the other tests have them) with `args` added.
+    pub fn spawn(data: &std::path::Path, args: &[&str]) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--nodes-dir")
+            .arg(data.with_extension("nodes"))
+            .arg("--cache-dir")
+            .arg(mse_testkit::runtime_cache_dir())
+            .arg("--mse-run")
+            .arg(mse_testkit::workspace_binary("mse-run"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    // Nobody listens any more: keep draining the pipe.
+                    continue;
+                }
+            }
+        });
+        ServerProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads its output until a line starts with `prefix` (bounded); returns
+    /// that line. Panics if the process ends first.
+    pub fn wait_line(&mut self, prefix: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return line.clone();
+        }
+        let deadline = std::time::Instant::now() + PROCESS_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "mse-server never printed `{prefix}…` ({e}); it printed {:?}; exit: {:?}",
+                    self.seen,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// The port of its REST API.
+    pub fn api_port(&mut self) -> u16 {
+        let line = self.wait_line("API listening on http://");
+        let addr = line.trim_start_matches("API listening on http://");
+        addr.parse::<std::net::SocketAddr>().unwrap().port()
+    }
+
+    /// The address of its proxy.
+    pub fn proxy_addr(&mut self) -> std::net::SocketAddr {
+        let line = self.wait_line("proxy listening on ");
+        let addr = line["proxy listening on ".len()..]
+            .split(' ')
+            .next()
+            .unwrap();
+        addr.parse().unwrap()
+    }
+
+    /// The admin token it printed (first start of an API).
+    pub fn admin_token(&mut self) -> String {
+        let line = self.wait_line("admin token: ");
+        line.trim_start_matches("admin token: ").to_string()
+    }
+
+    /// Sends SIGTERM and waits (bounded) until it exits; returns how.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling the child this helper started.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mse-server did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: signalling the child this helper started.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request to an API on the loopback: (status, JSON body, or
+/// the body as a JSON string when it is not JSON).
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(String, Vec<u8>)>,
+) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {token}"));
+    let request = match body {
+        Some((content_type, bytes)) => builder
+            .header("content-type", content_type)
+            .body(http_body_util::Full::new(bytes::Bytes::from(bytes))),
+        None => builder.body(http_body_util::Full::new(bytes::Bytes::new())),
+    }
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+/// `POST /apps` of the scaffolded app over HTTP with `config`.
+pub async fn http_deploy(port: u16, token: &str, config: &Value) -> (u16, Value) {
+    let (code, _) = scaffold_package();
+    let config = config.to_string();
+    let body = multipart(&[("config", config.as_bytes()), ("code", &code)]);
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    http(port, "POST", "/apps", token, Some((content_type, body))).await
+}
+
+/// Polls `GET /apps/{id}` over HTTP until `done` holds (bounded).
+pub async fn http_wait_app(
+    port: u16,
+    token: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + PROCESS_WAIT;
+    loop {
+        let (status, app) = http(port, "GET", &format!("/apps/{id}"), token, None).await;
+        assert_eq!(status, 200, "{app}");
+        if done(&app) {
+            return app;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {app}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

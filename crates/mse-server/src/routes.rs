@@ -1,0 +1,230 @@
+//! The proxy's routing table: server name → node. Two sources fill it: the
+//! node runner of the same process sets its own apps' routes the moment their
+//! state changes, and a proxy following the store loads every node's routes
+//! from it (every few hundred milliseconds, and at once for a server name it
+//! does not know).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::store::{RoutedApp, Store, StoreError};
+
+/// How a route is served by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMode {
+    /// TLS passes through to the node untouched.
+    Passthrough,
+    /// The proxy terminates TLS with the operator's certificate and forwards
+    /// plain HTTP (`--untrusted-ssl` apps once running).
+    Terminate,
+}
+
+/// Where a server name leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The node's address.
+    pub addr: SocketAddr,
+    /// How to serve it.
+    pub mode: RouteMode,
+    /// The app.
+    pub app_id: String,
+}
+
+/// The shortest time between two loads from the store, so that unknown
+/// server names (scanners) cannot keep the store busy.
+const MIN_LOAD_GAP: Duration = Duration::from_millis(100);
+
+/// Server name → route, shared with the proxy. Names are case-insensitive.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Set by this process's node runner.
+    local: RwLock<HashMap<String, Route>>,
+    /// Loaded from the store (every node's routes).
+    stored: RwLock<HashMap<String, Route>>,
+    /// The store to load from, when following one.
+    source: OnceLock<Source>,
+}
+
+#[derive(Debug)]
+struct Source {
+    store: Store,
+    /// When the last load started; held while loading, so loads never overlap.
+    last: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Routes {
+    /// The route of a server name, from what is known now.
+    pub fn get(&self, name: &str) -> Option<Route> {
+        let name = name.to_ascii_lowercase();
+        let local = self.local.read().ok().and_then(|m| m.get(&name).cloned());
+        local.or_else(|| self.stored.read().ok().and_then(|m| m.get(&name).cloned()))
+    }
+
+    /// Routes a server name to a node (the node runner of this process).
+    pub fn set(&self, name: &str, route: Route) {
+        if let Ok(mut map) = self.local.write() {
+            map.insert(name.to_ascii_lowercase(), route);
+        }
+    }
+
+    /// Removes every route of an app.
+    pub fn remove_app(&self, app_id: &str) {
+        for layer in [&self.local, &self.stored] {
+            if let Ok(mut map) = layer.write() {
+                map.retain(|_, r| r.app_id != app_id);
+            }
+        }
+    }
+
+    /// Follows `store`: [`Routes::load`] and [`Routes::resolve`] read it.
+    /// Only the first call counts.
+    pub fn follow(&self, store: Store) {
+        let _ = self.source.set(Source {
+            store,
+            last: tokio::sync::Mutex::new(None),
+        });
+    }
+
+    /// The route of a server name; when it is unknown and the table follows a
+    /// store, after loading the store again (a load that started after this
+    /// call, so an app the store lists by now is found).
+    pub async fn resolve(&self, name: &str) -> Option<Route> {
+        if let Some(route) = self.get(name) {
+            return Some(route);
+        }
+        let source = self.source.get()?;
+        let asked = Instant::now();
+        let mut last = source.last.lock().await;
+        if last.is_some_and(|started| started >= asked) {
+            // Another caller's load started after this one asked.
+            drop(last);
+            return self.get(name);
+        }
+        if let Some(started) = *last {
+            tokio::time::sleep_until(started + MIN_LOAD_GAP).await;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.load_from(&source.store).await {
+            eprintln!("proxy: cannot load the routes: {e}");
+        }
+        drop(last);
+        self.get(name)
+    }
+
+    /// Loads every node's routes from the followed store (nothing when the
+    /// table follows none).
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let Some(source) = self.source.get() else {
+            return Ok(());
+        };
+        let mut last = source.last.lock().await;
+        *last = Some(Instant::now());
+        self.load_from(&source.store).await
+    }
+
+    /// Loads the routes from the followed store every `period`, forever.
+    pub async fn follow_every(&self, period: Duration) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.load().await {
+                eprintln!("proxy: cannot load the routes: {e}");
+            }
+        }
+    }
+
+    async fn load_from(&self, store: &Store) -> Result<(), StoreError> {
+        let table = table(&store.routed_apps().await?);
+        if let Ok(mut stored) = self.stored.write() {
+            *stored = table;
+        }
+        Ok(())
+    }
+}
+
+/// The routing table of the apps nodes serve: the configuration domain and
+/// the app's domain lead to its node; an `--untrusted-ssl` app's domain is
+/// served by the proxy's TLS once it runs. Apps with an unreadable address
+/// are left out.
+pub fn table(apps: &[RoutedApp]) -> HashMap<String, Route> {
+    let mut table = HashMap::new();
+    for app in apps {
+        let Ok(addr) = app.node_addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        let route = |mode| Route {
+            addr,
+            mode,
+            app_id: app.id.clone(),
+        };
+        table.insert(
+            app.config_domain.to_ascii_lowercase(),
+            route(RouteMode::Passthrough),
+        );
+        let mode = if app.running && app.operator_tls {
+            RouteMode::Terminate
+        } else {
+            RouteMode::Passthrough
+        };
+        table.insert(app.domain.to_ascii_lowercase(), route(mode));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(id: &str, running: bool, operator_tls: bool) -> RoutedApp {
+        RoutedApp {
+            id: id.to_string(),
+            domain: format!("{id}.Example.test"),
+            config_domain: format!("cfg-{id}.example.test"),
+            node_addr: "127.0.0.1:4000".to_string(),
+            running,
+            operator_tls,
+        }
+    }
+
+    #[test]
+    fn the_table_routes_both_domains_and_terminates_only_running_operator_apps() {
+        let table = table(&[
+            app("a", false, true),
+            app("b", true, true),
+            app("c", true, false),
+        ]);
+        assert_eq!(table.len(), 6);
+        assert_eq!(table["a.example.test"].mode, RouteMode::Passthrough);
+        assert_eq!(table["b.example.test"].mode, RouteMode::Terminate);
+        assert_eq!(table["cfg-b.example.test"].mode, RouteMode::Passthrough);
+        assert_eq!(table["c.example.test"].mode, RouteMode::Passthrough);
+        let mut broken = app("d", false, false);
+        broken.node_addr = "nowhere".to_string();
+        assert!(super::table(&[broken]).is_empty());
+    }
+
+    #[test]
+    fn local_routes_win_and_removal_clears_both_layers() {
+        let routes = Routes::default();
+        let at = |port: u16| Route {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            mode: RouteMode::Passthrough,
+            app_id: "x".to_string(),
+        };
+        routes
+            .stored
+            .write()
+            .unwrap()
+            .insert("x.test".to_string(), at(1));
+        assert_eq!(routes.get("X.TEST").unwrap().addr.port(), 1);
+        routes.set("x.test", at(2));
+        assert_eq!(routes.get("x.test").unwrap().addr.port(), 2);
+        routes.remove_app("x");
+        assert!(routes.get("x.test").is_none());
+    }
+}
