@@ -1,9 +1,12 @@
 //! `mse`: the app owner's and app user's command line.
 
+mod api;
 mod commands;
 mod conf;
 mod exit;
 mod fetch;
+mod profile;
+mod progress;
 mod render;
 
 use std::process::ExitCode;
@@ -17,7 +20,7 @@ use exit::Failure;
 #[command(
     name = "mse",
     version,
-    about = "MSE client: create, check and encrypt Python web apps for confidential-computing nodes, and verify running ones.",
+    about = "MSE client: create Python web apps, deploy them encrypted into attested confidential-computing nodes, manage them, and verify running ones.",
     after_help = "Exit codes: 0 success, 2 invalid configuration or usage, 1 any other failure."
 )]
 struct Cli {
@@ -35,12 +38,28 @@ enum Command {
     Validate(commands::validate::Args),
     /// Run the plaintext app locally in its image's runtime environment
     Test(commands::test::Args),
-    /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
-    Package(commands::package::Args),
-    /// List, export or remove the saved deployment contexts
-    Context(commands::context::Args),
+    /// Log in to a platform: check the token, save the platform's signer key and CAs
+    Login(commands::login::Args),
+    /// Forget the saved platform profile
+    Logout(commands::login::LogoutArgs),
+    /// Deploy the app of mse.toml: package, upload, verify the node, send it the key, wait until it runs
+    Deploy(commands::deploy::Args),
+    /// List your apps on the platform: the live ones, or --all
+    List(commands::apps::ListArgs),
+    /// Show an app's configuration, resources, expiry and status
+    Status(commands::apps::StatusArgs),
+    /// Print an app's log (its last 64 kB); --follow keeps printing
+    Logs(commands::apps::LogsArgs),
+    /// Stop an app and wait until it has stopped; removes its local context
+    Stop(commands::apps::StopArgs),
+    /// Remove a stopped or failed app, and its log, from the platform
+    Remove(commands::apps::RemoveArgs),
     /// Verify that an app runs the expected code in a genuine enclave (no account needed)
     Verify(commands::verify::Args),
+    /// List, export or remove the saved deployment contexts
+    Context(commands::context::Args),
+    /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
+    Package(commands::package::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +82,14 @@ fn main() -> ExitCode {
         Command::Package(args) => commands::package::run(args),
         Command::Context(args) => commands::context::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Deploy(args) => commands::deploy::run(args),
+        Command::Login(args) => commands::login::run(args),
+        Command::Logout(args) => commands::login::logout(args),
+        Command::List(args) => commands::apps::list(args),
+        Command::Status(args) => commands::apps::status(args),
+        Command::Logs(args) => commands::apps::logs(args),
+        Command::Stop(args) => commands::apps::stop(args),
+        Command::Remove(args) => commands::apps::remove(args),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+pub mod apps;
 pub mod context;
+pub mod deploy;
 pub mod init;
+pub mod login;
 pub mod package;
 pub mod scaffold;
 pub mod test;

@@ -46,9 +46,11 @@ pub struct Args {
     #[arg(long, value_name = "DIR", requires = "context")]
     code: Option<PathBuf>,
     /// The platform's enclave-signing public key (RSA-3072, PEM), giving the expected MRSIGNER
+    /// [default: the key saved by `mse login`, if logged in]
     #[arg(long, value_name = "PEM")]
     signer_key: Option<PathBuf>,
     /// The platform's simulation CA (PEM), to check simulated quotes with --allow-simulation
+    /// [default: the CA saved by `mse login`, if logged in]
     #[arg(long, value_name = "PEM")]
     simulation_ca: Option<PathBuf>,
     /// PCCS to fetch collateral from [default: https://api.trustedservices.intel.com]
@@ -172,6 +174,43 @@ struct JsonOutput<'a> {
     cert_path: Option<PathBuf>,
 }
 
+/// The collateral to check a certificate's quote with: none for a quote
+/// that is not genuine SGX (simulated or unparsable), else from `file`, else
+/// from the PCCS at `pccs_url` (Intel's by default) through the cache under
+/// `$MSE_CONF_PATH/collateral`. An `Err` inside says why there is none; the
+/// verification then fails its `tcb` check with that reason.
+pub fn collateral_for(
+    cert_der: &[u8],
+    pccs_url: Option<&str>,
+    file: Option<&Path>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Result<mse_attest::verify::Collateral, String>, Failure> {
+    let quote_bytes = mse_attest::ratls::inspect(cert_der)
+        .map(|i| i.quote_bytes)
+        .ok();
+    let needs_collateral = quote_bytes
+        .as_deref()
+        .and_then(|bytes| mse_attest::quote::Quote::parse(bytes).ok())
+        .is_some_and(|q| !mse_attest::simulation::looks_simulated(&q));
+    if !needs_collateral {
+        return Ok(Err(mse_attest::verify::NO_COLLATERAL.to_string()));
+    }
+    if let Some(path) = file {
+        return Ok(Ok(mse_attest::collateral::from_file(&absolute(path)?)
+            .map_err(|e| Failure::Invalid(e.to_string()))?));
+    }
+    let url = pccs_url.unwrap_or(DEFAULT_PCCS_URL);
+    let cache = mse_attest::collateral::Cache::new(conf_dir().join("collateral"));
+    Ok(cache
+        .get_or_fetch(
+            url,
+            quote_bytes.as_deref().unwrap_or_default(),
+            now,
+            mse_attest::collateral::fetch_pccs,
+        )
+        .map_err(|e| format!("{e}; pass --collateral FILE or another --pccs-url")))
+}
+
 /// Runs `mse verify`.
 pub fn run(args: Args) -> CmdResult {
     let now = Utc::now();
@@ -204,8 +243,15 @@ pub fn run(args: Args) -> CmdResult {
         )?),
         _ => None,
     };
-    let mr_signer = match &args.signer_key {
-        Some(path) => {
+    // Without --signer-key/--simulation-ca, the platform the user is logged
+    // in to (if any) provides them, as fetched at login.
+    let profile = if args.signer_key.is_none() || args.simulation_ca.is_none() {
+        crate::profile::Profile::load().ok()
+    } else {
+        None
+    };
+    let mr_signer = match (&args.signer_key, &profile) {
+        (Some(path), _) => {
             let pem = String::from_utf8(read(&absolute(path)?, "signer key")?)
                 .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
             Some(
@@ -213,14 +259,25 @@ pub fn run(args: Args) -> CmdResult {
                     .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
             )
         }
-        None => None,
+        (None, Some(profile)) => {
+            eprintln!("using the signer key of {} (from `mse login`)", profile.url);
+            Some(
+                mse_attest::signer::mr_signer_from_pem(&profile.signer_key)
+                    .map_err(|e| Failure::Invalid(format!("the profile's signer key: {e}")))?,
+            )
+        }
+        (None, None) => None,
     };
-    let simulation_ca = match &args.simulation_ca {
-        Some(path) => Some(
+    let simulation_ca = match (&args.simulation_ca, &profile) {
+        (Some(path), _) => Some(
             mse_attest::ratls::pem_to_der(&read(&absolute(path)?, "simulation CA")?)
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
         ),
-        None => None,
+        (None, Some(profile)) => Some(
+            mse_attest::ratls::pem_to_der(profile.simulation_ca.as_bytes())
+                .map_err(|e| Failure::Invalid(format!("the profile's simulation CA: {e}")))?,
+        ),
+        (None, None) => None,
     };
     let policy = Policy {
         mr_signer,
@@ -230,34 +287,12 @@ pub fn run(args: Args) -> CmdResult {
         simulation_ca,
     };
 
-    // Collateral matters only for quotes that claim to be genuine SGX.
-    let quote_bytes = mse_attest::ratls::inspect(&cert_der)
-        .map(|i| i.quote_bytes)
-        .ok();
-    let needs_collateral = quote_bytes
-        .as_deref()
-        .and_then(|bytes| mse_attest::quote::Quote::parse(bytes).ok())
-        .is_some_and(|q| !mse_attest::simulation::looks_simulated(&q));
-    let collateral: Result<mse_attest::verify::Collateral, String> = if !needs_collateral {
-        Err(mse_attest::verify::NO_COLLATERAL.to_string())
-    } else if let Some(path) = &args.collateral {
-        Ok(mse_attest::collateral::from_file(&absolute(path)?)
-            .map_err(|e| Failure::Invalid(e.to_string()))?)
-    } else {
-        let url = args
-            .pccs_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_PCCS_URL.to_string());
-        let cache = mse_attest::collateral::Cache::new(conf_dir().join("collateral"));
-        cache
-            .get_or_fetch(
-                &url,
-                quote_bytes.as_deref().unwrap_or_default(),
-                now,
-                mse_attest::collateral::fetch_pccs,
-            )
-            .map_err(|e| format!("{e}; pass --collateral FILE or another --pccs-url"))
-    };
+    let collateral = collateral_for(
+        &cert_der,
+        args.pccs_url.as_deref(),
+        args.collateral.as_deref(),
+        now,
+    )?;
     let verification = verify_certificate(
         &cert_der,
         &policy,
@@ -322,7 +357,8 @@ pub fn run(args: Args) -> CmdResult {
     }
 }
 
-fn pem_encode(der: &[u8]) -> String {
+/// A certificate (DER) as PEM with LF line endings.
+pub fn pem_encode(der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new("CERTIFICATE", der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),

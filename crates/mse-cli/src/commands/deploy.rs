@@ -1,0 +1,732 @@
+//! `mse deploy`: the owner's whole deployment (SPEC section 5): check,
+//! package, upload, verify the node, hand it the key and secrets, wait until
+//! it serves, save the context.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use chrono::{DateTime, Utc};
+use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::verify::{verify_certificate, Policy, Tee};
+use mse_config::AppConfig;
+use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
+use mse_package::{CodeKey, Nonces};
+use serde::Serialize;
+
+use crate::api::{self, App, AppFilter, Client, DeployConfig, DeploySsl};
+use crate::commands::{load_valid_config, verify};
+use crate::conf::conf_dir;
+use crate::exit::{CmdResult, Failure};
+use crate::profile::Profile;
+use crate::progress::{seconds, Steps};
+use crate::{fetch, render};
+
+/// Arguments of `mse deploy`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Steps: check mse.toml, check the project and resource, replace a live \
+app of the same name (asked, or -y), encrypt the code, upload it, wait for the node, verify its \
+certificate (attestation), send it the code key and secrets over TLS pinned to that certificate, \
+wait until the app serves, save the context. With --json, progress goes to stderr and stdout \
+carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, status, \
+expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, timings."
+)]
+pub struct Args {
+    /// The configuration file [default: ./mse.toml]
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
+    /// Replace a live app of the same name without asking
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
+    /// Skip the verification of the node (its key and secrets are then sent to an unverified node)
+    #[arg(long)]
+    no_verify: bool,
+    /// Let the platform serve the app with its own certificate (operator mode)
+    #[arg(long)]
+    untrusted_ssl: bool,
+    /// Accept a node in the simulation TEE (no hardware protection) for this deployment
+    #[arg(long)]
+    allow_simulation: bool,
+    /// How long to wait for the app to start, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    timeout: u64,
+    /// Print one JSON object on stdout at the end (progress goes to stderr)
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+struct JsonOutput {
+    uuid: String,
+    name: String,
+    project: String,
+    domain_name: String,
+    config_domain_name: String,
+    url: String,
+    status: String,
+    expires_at: DateTime<Utc>,
+    certificate_origin: String,
+    fingerprint: String,
+    verified: bool,
+    tee: Option<Tee>,
+    cert_path: Option<PathBuf>,
+    context_path: PathBuf,
+    timings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the user must know if the deployment stops half way.
+#[derive(Clone, Default)]
+struct LeftBehind(Arc<Mutex<Option<String>>>);
+
+impl LeftBehind {
+    fn set(&self, app: &App) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some(app.id.clone());
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = None;
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self.0.lock().ok().and_then(|g| g.clone()) {
+            Some(id) => format!(
+                "the app {id} was left on the platform; see it with `mse status {id}` and \
+                 remove it with `mse stop {id}`"
+            ),
+            None => "nothing was left on the platform".to_string(),
+        }
+    }
+}
+
+/// Runs `mse deploy`.
+pub fn run(args: Args) -> CmdResult {
+    let left = LeftBehind::default();
+    {
+        let left = left.clone();
+        // A second handler cannot be installed; deploy runs once per process.
+        let _ = ctrlc::set_handler(move || {
+            eprintln!("\ninterrupted: {}", left.hint());
+            std::process::exit(130);
+        });
+    }
+    let mut steps = Steps::new();
+    let result = deploy(&args, &mut steps, &left);
+    if result.is_err() {
+        steps.fail();
+        let hint = left.hint();
+        return result.map_err(|failure| match failure {
+            Failure::Other(e) => Failure::Other(e.context(hint)),
+            other => other,
+        });
+    }
+    result
+}
+
+fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
+    let started = Instant::now();
+    let profile = Profile::load()?;
+    let client = profile.client()?;
+    let api_error = |e: api::ApiError| Failure::Other(e.into());
+
+    steps.start("config", "Checking mse.toml");
+    let config = load_valid_config(args.path.as_deref(), args.untrusted_ssl)?;
+    let origin = if args.untrusted_ssl {
+        CertificateOrigin::Operator
+    } else if config.ssl.is_some() {
+        CertificateOrigin::Owner
+    } else {
+        CertificateOrigin::SelfSigned
+    };
+    let catalog = crate::commands::test::catalog()?;
+    let runtime_spec_digest = catalog
+        .find(&config.code.docker)
+        .map_err(|e| Failure::Invalid(format!("docker: {e}")))?
+        .digest();
+    let secrets = read_secrets(&config)?;
+    let (ssl, ssl_key) = read_ssl(&config)?;
+    steps.done(&format!(
+        "app `{}`, project `{}`, {} certificate",
+        config.name,
+        config.project,
+        origin_words(origin)
+    ));
+
+    steps.start("project", "Checking the project and the resource");
+    if !client.project_exists(&config.project).map_err(api_error)? {
+        return Err(Failure::Invalid(format!(
+            "project `{}` does not exist on {}; use an existing project (`default` always \
+             exists) or create it first",
+            config.project, profile.url
+        )));
+    }
+    let resource = client
+        .resource(&config.resource)
+        .map_err(api_error)?
+        .ok_or_else(|| {
+            Failure::Invalid(format!(
+                "resource `{}` is not available to you; use `free` or ask the operator to \
+                 grant it",
+                config.resource
+            ))
+        })?;
+    steps.done(&format!(
+        "`{}`: {} MB, {} core{}, enclave {}",
+        resource.name,
+        resource.memory_mb,
+        resource.cores,
+        if resource.cores == 1 { "" } else { "s" },
+        resource.enclave_size
+    ));
+
+    steps.start("same_name", "Looking for a live app of the same name");
+    let live: Vec<App> = client
+        .apps(&AppFilter {
+            project: Some(config.project.clone()),
+            name: Some(config.name.clone()),
+            ..AppFilter::default()
+        })
+        .map_err(api_error)?
+        .into_iter()
+        .filter(|app| !app.is_final())
+        .collect();
+    if live.is_empty() {
+        steps.done("none");
+    } else {
+        let ids: Vec<&str> = live.iter().map(|a| a.id.as_str()).collect();
+        let live_text = format!(
+            "an app named `{}` is live in project `{}` ({})",
+            config.name,
+            config.project,
+            ids.join(", ")
+        );
+        let replace = args.yes || steps.suspend(|| ask_replace(&live_text))?;
+        if !replace {
+            return Err(Failure::Invalid(format!(
+                "deployment cancelled: `{}` keeps running",
+                config.name
+            )));
+        }
+        for app in &live {
+            steps.update(&format!("Stopping the previous app {}", app.id));
+            client.stop(&app.id).map_err(api_error)?;
+            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps)?;
+            let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
+        }
+        steps.done(&format!("stopped {}", ids.join(", ")));
+    }
+
+    steps.start("package", "Encrypting the code");
+    let work = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let tar_path = work.path().join(mse_package::context::CODE_FILE);
+    let key = CodeKey::generate();
+    let file = std::fs::File::create(&tar_path)
+        .with_context(|| format!("cannot create {}", tar_path.display()))?;
+    let packed = mse_package::pack(
+        &config.code.location,
+        &key,
+        Nonces::Random,
+        std::io::BufWriter::with_capacity(1 << 20, file),
+    )
+    .map_err(|e| match e {
+        mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
+            Failure::Other(e.into())
+        }
+        _ => Failure::Invalid(e.to_string()),
+    })?;
+    steps.done(&format!(
+        "{} files, {}, sha256 {}",
+        packed.files,
+        render::bytes(std::fs::metadata(&tar_path).map(|m| m.len()).unwrap_or(0)),
+        &hex::encode(packed.sha256)[..16]
+    ));
+
+    steps.start("upload", "Uploading the encrypted code");
+    let deploy_config = DeployConfig {
+        name: config.name.clone(),
+        project: config.project.clone(),
+        resource: config.resource.clone(),
+        docker: config.code.docker.clone(),
+        python_application: config.code.python_application.to_string(),
+        healthcheck_endpoint: config.code.healthcheck_endpoint.clone(),
+        expiration_date: config.expiration_date,
+        ssl: ssl.clone(),
+        untrusted_ssl: args.untrusted_ssl,
+    };
+    let app = client
+        .deploy(&deploy_config, &tar_path)
+        .map_err(|e| match e.status() {
+            Some(400 | 404 | 409 | 413 | 422) => {
+                Failure::Invalid(format!("the platform refused the app: {e}"))
+            }
+            _ => Failure::Other(e.into()),
+        })?;
+    left.set(&app);
+    if app.code_sha256 != hex::encode(packed.sha256) {
+        return Err(Failure::Other(anyhow!(
+            "the platform stored a different package (sha256 {}) than the one sent",
+            app.code_sha256
+        )));
+    }
+    steps.done(&format!("app {}", app.id));
+
+    steps.start("node", "Waiting for the node");
+    let app = wait_for(
+        &client,
+        &app.id,
+        &["initializing", "running"],
+        args.timeout,
+        steps,
+    )?;
+    steps.done(&format!(
+        "{} is waiting for its configuration",
+        app.config_domain_name
+    ));
+
+    let expires_at = DateTime::from_timestamp(app.expires_at, 0)
+        .ok_or_else(|| anyhow!("the platform gave an invalid expiry {}", app.expires_at))?;
+    let tls = match (origin, &ssl) {
+        (CertificateOrigin::Owner, Some(ssl)) => {
+            let der = mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
+                .map_err(|e| Failure::Invalid(format!("ssl.certificate: {e}")))?;
+            TlsMode::Owner {
+                certificate_sha256: sha256(&der),
+            }
+        }
+        (CertificateOrigin::Operator, _) => TlsMode::Operator { expires_at },
+        _ => TlsMode::SelfSigned { expires_at },
+    };
+    let expected = fingerprint(&FingerprintInput {
+        runtime_image: config.code.docker.clone(),
+        runtime_spec_digest: runtime_spec_digest.clone(),
+        enclave_size: app.enclave_size.clone(),
+        app_uuid: app.id.clone(),
+        app_domain: app.domain_name.clone(),
+        python_application: config.code.python_application.to_string(),
+        tls,
+        code_sha256: packed.sha256,
+    });
+
+    let port = profile.platform.proxy_port;
+    let config_host = app.config_domain_name.clone();
+    let cert_der = fetch::server_certificate(&config_host, port)?;
+    let allow_simulation = profile.allow_simulation || args.allow_simulation;
+    let (verified, tee) = if args.no_verify {
+        steps.start("verify", "Verifying the node");
+        steps.warn("SKIPPED (--no-verify): the code key and secrets go to a node nobody checked");
+        (false, None)
+    } else {
+        steps.start("verify", "Verifying the node (remote attestation)");
+        let policy = Policy {
+            mr_signer: Some(
+                mse_attest::signer::mr_signer_from_pem(&profile.signer_key).map_err(|e| {
+                    anyhow!("the profile's signer key is not usable ({e}); run `mse login` again")
+                })?,
+            ),
+            mr_enclave: Some(expected),
+            accepted_tcb: Vec::new(),
+            allow_simulation,
+            simulation_ca: Some(
+                mse_attest::ratls::pem_to_der(profile.simulation_ca.as_bytes()).map_err(|e| {
+                    anyhow!(
+                        "the profile's simulation CA is not usable ({e}); run `mse login` again"
+                    )
+                })?,
+            ),
+        };
+        let now = Utc::now();
+        let collateral = verify::collateral_for(&cert_der, None, None, now)?;
+        let verification = verify_certificate(
+            &cert_der,
+            &policy,
+            collateral.as_ref().map_err(String::as_str),
+            now,
+        );
+        if !verification.verified {
+            let failed: Vec<String> = verification
+                .checks
+                .iter()
+                .filter(|c| c.status == mse_attest::verify::Status::Failed)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            let mut message = format!(
+                "the node failed verification, so it was sent nothing:\n  {}",
+                failed.join("\n  ")
+            );
+            if verification.tee == Some(Tee::Simulation) && !allow_simulation {
+                message.push_str(
+                    "\n  the node runs in the simulation TEE (no hardware protection); accept it \
+                     with --allow-simulation if that is what you want",
+                );
+            }
+            return Err(Failure::Other(anyhow!(message)));
+        }
+        match verification.tee {
+            Some(Tee::Simulation) => steps.warn(&format!(
+                "SIMULATION accepted, no hardware protection; MRENCLAVE {} matches the code",
+                short(&hex::encode(expected))
+            )),
+            _ => steps.done(&format!(
+                "genuine SGX enclave, MRENCLAVE {} matches the code",
+                short(&hex::encode(expected))
+            )),
+        }
+        (true, verification.tee)
+    };
+
+    steps.start(
+        "configure",
+        "Sending the code key and secrets to the verified node",
+    );
+    send_configuration(
+        &config_host,
+        port,
+        &cert_der,
+        &app.id,
+        &key,
+        ssl_key,
+        secrets,
+    )?;
+    steps.done("accepted");
+
+    steps.start("running", "Waiting for the app to start");
+    let app = wait_for(&client, &app.id, &["running"], args.timeout, steps)?;
+    steps.done(&format!(
+        "health check {} answers",
+        app.healthcheck_endpoint
+    ));
+
+    steps.start("context", "Saving the context");
+    let context = Context {
+        version: mse_package::context::CONTEXT_VERSION.into(),
+        config: ContextConfig {
+            name: config.name.clone(),
+            project: config.project.clone(),
+            python_application: config.code.python_application.to_string(),
+            docker: config.code.docker.clone(),
+            code_secret_key: key.to_hex(),
+            ssl_app_certificate: ssl.as_ref().map(|s| s.certificate.clone()),
+        },
+        instance: ContextInstance {
+            id: app.id.clone(),
+            config_domain_name: app.config_domain_name.clone(),
+            domain_name: Some(app.domain_name.clone()),
+            runtime_spec_digest: Some(runtime_spec_digest),
+            enclave_size: app.enclave_size.clone(),
+            expires_at,
+            ssl_certificate_origin: origin,
+            nonces: mse_package::context::nonces_to_hex(&packed.nonces),
+        },
+    };
+    let store = mse_package::context::ContextStore::new(&conf_dir());
+    let context_dir = store
+        .save(&context, &tar_path)
+        .map_err(|e| Failure::Other(anyhow!("cannot save the context: {e}")))?;
+    let cert_path = match origin {
+        CertificateOrigin::SelfSigned => Some(("cert.pem", verify::pem_encode(&cert_der))),
+        CertificateOrigin::Operator => Some(("operator-ca.pem", profile.operator_ca.clone())),
+        CertificateOrigin::Owner => None,
+    }
+    .map(|(name, pem)| -> Result<PathBuf, Failure> {
+        let path = context_dir.join(name);
+        std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    })
+    .transpose()?;
+    steps.done(&context_dir.display().to_string());
+    left.clear();
+
+    let url = profile.app_url(&app.domain_name);
+    if args.json {
+        let mut timings = serde_json::Map::new();
+        for (key, elapsed) in steps.timings() {
+            timings.insert(key.clone(), serde_json::json!(elapsed.as_secs_f64()));
+        }
+        timings.insert(
+            "total".into(),
+            serde_json::json!(started.elapsed().as_secs_f64()),
+        );
+        let output = JsonOutput {
+            uuid: app.id.clone(),
+            name: app.name.clone(),
+            project: app.project.clone(),
+            domain_name: app.domain_name.clone(),
+            config_domain_name: app.config_domain_name.clone(),
+            url,
+            status: app.status.clone(),
+            expires_at,
+            certificate_origin: origin.to_string(),
+            fingerprint: hex::encode(expected),
+            verified,
+            tee,
+            cert_path,
+            context_path: context_dir,
+            timings,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output).context("cannot encode the output")?
+        );
+        return Ok(());
+    }
+    println!(
+        "Deployed `{}` in {}: {} is running",
+        app.name,
+        seconds(started.elapsed()),
+        app.id
+    );
+    println!("  URL          {url}");
+    println!(
+        "  expires      {} ({})",
+        mse_config::datetime::display_utc(&expires_at),
+        remaining(expires_at, Utc::now())
+    );
+    println!("  fingerprint  {}", hex::encode(expected));
+    match (verified, tee) {
+        (true, Some(Tee::Simulation)) => println!(
+            "  TEE          SIMULATION — no hardware protection (accepted for this platform)"
+        ),
+        (true, _) => println!("  TEE          SGX, verified"),
+        (false, _) => println!("  TEE          NOT VERIFIED (--no-verify)"),
+    }
+    println!("  context      {}", context_dir.display());
+    println!(
+        "Let app users verify it: `mse context --export {}` gives them the context, to use with \
+         the plaintext code and `mse verify`.",
+        app.id
+    );
+    let health = format!("{url}{}", app.healthcheck_endpoint);
+    match &cert_path {
+        Some(path) => println!("Try it: curl --cacert {} {health}", path.display()),
+        None => println!("Try it: curl {health}"),
+    }
+    Ok(())
+}
+
+/// Asks "Would you like to replace it [yes/no]?"; without a terminal, refuses
+/// and says how to replace non-interactively.
+fn ask_replace(live: &str) -> Result<bool, Failure> {
+    use std::io::IsTerminal as _;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::Invalid(format!(
+            "{live}; pass -y to replace it (there is no terminal to ask on)"
+        )));
+    }
+    eprintln!("{}{}", live[..1].to_uppercase(), &live[1..]);
+    loop {
+        let answer: String = dialoguer::Input::new()
+            .with_prompt("Would you like to replace it [yes/no]?")
+            .interact_text()
+            .map_err(|e| Failure::Other(anyhow!("cannot read the answer: {e}")))?;
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "yes" | "y" => return Ok(true),
+            "no" | "n" => return Ok(false),
+            _ => eprintln!("Please answer yes or no."),
+        }
+    }
+}
+
+fn origin_words(origin: CertificateOrigin) -> &'static str {
+    match origin {
+        CertificateOrigin::SelfSigned => "the node's RA-TLS",
+        CertificateOrigin::Owner => "your own",
+        CertificateOrigin::Operator => "the platform's",
+    }
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// "in 3h 59m", "in 12m", "expired".
+pub fn remaining(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let minutes = (at - now).num_minutes();
+    if at <= now {
+        "expired".to_string()
+    } else if minutes >= 24 * 60 {
+        format!("in {}d {}h", minutes / (24 * 60), minutes % (24 * 60) / 60)
+    } else if minutes >= 60 {
+        format!("in {}h {}m", minutes / 60, minutes % 60)
+    } else {
+        format!("in {}m", minutes.max(1))
+    }
+}
+
+/// The app's secrets, a JSON object, when `code.secrets` is set.
+fn read_secrets(config: &AppConfig) -> Result<Option<serde_json::Value>, Failure> {
+    let Some(path) = &config.code.secrets else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Invalid(format!("cannot read the secrets {}: {e}", path.display()))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::Invalid(format!("{} is not JSON: {e}", path.display())))?;
+    if !value.is_object() {
+        return Err(Failure::Invalid(format!(
+            "{} must hold a JSON object",
+            path.display()
+        )));
+    }
+    Ok(Some(value))
+}
+
+/// Owner mode: the domain and chain sent to the platform, and the private
+/// key kept for the verified node.
+fn read_ssl(config: &AppConfig) -> Result<(Option<DeploySsl>, Option<String>), Failure> {
+    let Some(ssl) = &config.ssl else {
+        return Ok((None, None));
+    };
+    let read = |path: &Path, what: &str| {
+        std::fs::read_to_string(path).map_err(|e| {
+            Failure::Invalid(format!("cannot read the {what} {}: {e}", path.display()))
+        })
+    };
+    Ok((
+        Some(DeploySsl {
+            domain_name: ssl.domain_name.clone(),
+            certificate: read(&ssl.certificate, "certificate")?,
+        }),
+        Some(read(&ssl.private_key, "private key")?),
+    ))
+}
+
+/// Polls the app until its status is one of `wanted`; fails at once (with
+/// its last logs) when it ends up `on_error` or `stopped` instead.
+fn wait_for(
+    client: &Client,
+    id: &str,
+    wanted: &[&str],
+    timeout_secs: u64,
+    steps: &mut Steps,
+) -> Result<App, Failure> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    let started = Instant::now();
+    let mut last_status = String::new();
+    loop {
+        let app = client.app(id).map_err(|e| Failure::Other(e.into()))?;
+        if wanted.contains(&app.status.as_str()) {
+            return Ok(app);
+        }
+        if app.is_final() {
+            let logs = client.logs(id).unwrap_or_default();
+            let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(Failure::Other(anyhow!(
+                "the app is {}{}\nits last log lines:\n  {}",
+                app.status,
+                app.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default(),
+                if tail.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    tail.join("\n  ")
+                }
+            )));
+        }
+        if app.status != last_status {
+            last_status = app.status.clone();
+            steps.update(&format!("the app is {last_status}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::Other(anyhow!(
+                "the app is still {} after {timeout_secs} s (raise --timeout)",
+                app.status
+            )));
+        }
+        // Fast at first (a warm start takes well under a second), then gentler.
+        let pause = if started.elapsed() < Duration::from_secs(5) {
+            Duration::from_millis(25)
+        } else {
+            Duration::from_millis(250)
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// `POST /` to the node's configuration server over TLS pinned to the
+/// verified certificate.
+fn send_configuration(
+    host: &str,
+    port: u16,
+    cert_der: &[u8],
+    uuid: &str,
+    key: &CodeKey,
+    ssl_private_key: Option<String>,
+    app_secrets: Option<serde_json::Value>,
+) -> CmdResult {
+    let tls = mse_attest::pin::client_config(cert_der, &[b"http/1.1"]);
+    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve_to_addrs(host, &addrs)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot set up the TLS client")?;
+    let request = mse_run::protocol::ConfigRequest {
+        uuid: uuid.to_string(),
+        code_secret_key: key.to_hex(),
+        ssl_private_key,
+        app_secrets,
+    };
+    let url = format!("https://{host}:{port}/");
+    let response = http
+        .post(&url)
+        .json(&request)
+        .send()
+        .map_err(|e| anyhow!("cannot reach the node's configuration server at {url}: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let answer: Option<mse_run::protocol::ConfigAnswer> = response.json().ok();
+    let why = answer
+        .and_then(|a| a.error)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Err(Failure::Other(anyhow!(
+        "the node refused its configuration ({status}): {why}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_time_reads_naturally() {
+        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let at = |secs: i64| DateTime::from_timestamp(1_000_000 + secs, 0).unwrap();
+        assert_eq!(remaining(at(4 * 3600), now), "in 4h 0m");
+        assert_eq!(remaining(at(3600 * 3 + 59 * 60 + 30), now), "in 3h 59m");
+        assert_eq!(remaining(at(30), now), "in 1m");
+        assert_eq!(remaining(at(-5), now), "expired");
+        assert_eq!(remaining(at(50 * 3600), now), "in 2d 2h");
+    }
+
+    #[test]
+    fn the_left_behind_hint_names_the_app_until_cleared() {
+        let left = LeftBehind::default();
+        assert_eq!(left.hint(), "nothing was left on the platform");
+        if let Ok(mut guard) = left.0.lock() {
+            *guard = Some("abc".into());
+        }
+        assert!(left.hint().contains("mse stop abc"));
+        left.clear();
+        assert_eq!(left.hint(), "nothing was left on the platform");
+    }
+}

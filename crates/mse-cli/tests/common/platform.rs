@@ -1,0 +1,321 @@
+//! A real platform for end-to-end tests: the `mse-server` binary in a
+//! temporary data folder, on free ports, with simulated quotes; plus the
+//! raw-API helpers a test needs around the `mse` binary (users, deployments
+//! without `mse deploy`, status polling).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::TestContext;
+
+/// How long the platform may take to print its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long it may take to stop after SIGTERM (it gives its nodes 20 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `mse-server`, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Platform {
+    /// Holds the data folder (`data`) and the nodes' folder (`data.nodes`).
+    pub dir: tempfile::TempDir,
+    child: Child,
+    /// The API's URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The proxy's address.
+    pub proxy: String,
+    /// The first admin's token.
+    pub admin: String,
+    output: Arc<Mutex<String>>,
+    http: reqwest::blocking::Client,
+}
+
+enum Line {
+    Token(String),
+    Api(String),
+    Proxy(String),
+}
+
+/// Copies `stream` into `output` line by line, reporting the start-up lines.
+fn drain(stream: impl Read, output: Arc<Mutex<String>>, lines: Option<mpsc::Sender<Line>>) {
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        if let Some(sender) = &lines {
+            let found = if let Some(token) = line.strip_prefix("admin token: ") {
+                Some(Line::Token(token.trim().to_string()))
+            } else if let Some(url) = line.strip_prefix("API listening on ") {
+                Some(Line::Api(url.trim().to_string()))
+            } else {
+                line.strip_prefix("proxy listening on ").map(|rest| {
+                    Line::Proxy(rest.split_whitespace().next().unwrap_or("").to_string())
+                })
+            };
+            if let Some(found) = found {
+                let _ = sender.send(found);
+            }
+        }
+        if let Ok(mut output) = output.lock() {
+            output.push_str(&line);
+            output.push('\n');
+        }
+    }
+}
+
+impl Platform {
+    /// Starts a new platform and waits (bounded) until it listens.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mse-platform-")
+            .tempdir()
+            .expect("a temporary folder");
+        let data = dir.path().join("data");
+        let mut child = Command::new(mse_testkit::workspace_binary("mse-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--mse-run")
+            .arg(mse_testkit::workspace_binary("mse-run"))
+            .arg("--cache-dir")
+            .arg(mse_testkit::runtime_cache_dir())
+            .args(["--listen-api", "127.0.0.1:0"])
+            .args(["--listen-proxy", "127.0.0.1:0"])
+            .args(["--quote-provider", "simulation"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mse-server starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (sender, receiver) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        {
+            let output = output.clone();
+            std::thread::spawn(move || drain(stdout, output, Some(sender)));
+        }
+        {
+            let output = output.clone();
+            std::thread::spawn(move || drain(stderr, output, None));
+        }
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut admin, mut url, mut proxy) = (None, None, None);
+        while admin.is_none() || url.is_none() || proxy.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(Line::Token(t)) => admin = Some(t),
+                Ok(Line::Api(u)) => url = Some(u),
+                Ok(Line::Proxy(p)) => proxy = Some(p),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let output = output.lock().map(|o| o.clone()).unwrap_or_default();
+                    panic!("mse-server did not start ({e}); its output:\n{output}");
+                }
+            }
+        }
+        Platform {
+            dir,
+            child,
+            url: url.unwrap_or_default(),
+            proxy: proxy.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
+            output,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    /// What the platform printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// The platform's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder, token: &str) -> (u16, Value) {
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .unwrap_or_else(|e| panic!("the API does not answer: {e}\n{}", self.output()));
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// `GET path` with `token`: (status, JSON body or text).
+    pub fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.url)), token)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.send(
+            self.http.post(format!("{}{path}", self.url)).json(&body),
+            token,
+        )
+    }
+
+    /// A new (non-admin) user; returns its token.
+    pub fn create_user(&self, name: &str) -> String {
+        let (status, body) = self.post(&self.admin, "/users", json!({ "name": name }));
+        assert_eq!(status, 201, "POST /users: {body}");
+        body["token"]
+            .as_str()
+            .expect("a new user comes with its token")
+            .to_string()
+    }
+
+    /// Deploys app `name` through the raw API, as `user` (a context of that
+    /// user): `mse scaffold`, `mse package`, then `POST /apps` with the
+    /// config of its `mse.toml`. Nobody sends the node its key, so the app
+    /// stays `initializing`. Returns the app as the API describes it.
+    pub fn deploy_scaffold(&self, user: &TestContext, token: &str, name: &str) -> Value {
+        let app = user.scaffold(name);
+        let out = app.join("package");
+        user.ok_in(
+            &app,
+            &[
+                "package",
+                "--path",
+                &app.join("mse.toml").to_string_lossy(),
+                "--output",
+                &out.to_string_lossy(),
+            ],
+        );
+        let config = deploy_config(&app.join("mse.toml"));
+        let code = std::fs::read(out.join("code.tar")).expect("mse package wrote code.tar");
+        let form = reqwest::blocking::multipart::Form::new()
+            .part(
+                "config",
+                reqwest::blocking::multipart::Part::text(config.to_string())
+                    .mime_str("application/json")
+                    .unwrap(),
+            )
+            .part(
+                "code",
+                reqwest::blocking::multipart::Part::bytes(code)
+                    .file_name("code.tar")
+                    .mime_str("application/x-tar")
+                    .unwrap(),
+            );
+        let (status, body) = self.send(
+            self.http.post(format!("{}/apps", self.url)).multipart(form),
+            token,
+        );
+        assert_eq!(status, 201, "POST /apps: {body}\n{}", self.output());
+        body
+    }
+
+    /// `GET /apps/{id}` as `token`.
+    pub fn app(&self, token: &str, id: &str) -> Value {
+        let (status, body) = self.get(token, &format!("/apps/{id}"));
+        assert_eq!(status, 200, "GET /apps/{id}: {body}");
+        body
+    }
+
+    /// Polls app `id` (every 100 ms, at most `timeout`) until `done` holds;
+    /// returns it.
+    pub fn wait_app(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let app = self.app(token, id);
+            if done(&app) {
+                return app;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "app {id} is still {} after {timeout:?}: {app}\n{}",
+                app["status"],
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until app `id`'s node listens: `initializing` (or later).
+    pub fn wait_initializing(&self, token: &str, id: &str) -> Value {
+        self.wait_app(token, id, Duration::from_secs(120), |a| {
+            a["status"] != "spawning"
+        })
+    }
+
+    /// Stops app `id` through the API and waits until it is final.
+    pub fn stop_app(&self, token: &str, id: &str) -> Value {
+        let (status, body) = self.post(token, &format!("/apps/{id}/stop"), json!({}));
+        assert_eq!(status, 202, "POST /apps/{id}/stop: {body}");
+        self.wait_app(token, id, Duration::from_secs(60), |a| {
+            a["status"] == "stopped" || a["status"] == "on_error"
+        })
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- mse-server output ---\n{}", self.output());
+        }
+        // SAFETY: signalling the child this platform started.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The deployment config of an `mse.toml`, as `POST /apps` takes it.
+pub fn deploy_config(mse_toml: &Path) -> Value {
+    let text = std::fs::read_to_string(mse_toml).expect("mse.toml is readable");
+    let toml: toml::Value = toml::from_str(&text).expect("mse.toml is TOML");
+    let field = |table: &toml::Value, key: &str| -> String {
+        table
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("mse.toml has no `{key}`"))
+            .to_string()
+    };
+    let code = toml.get("code").expect("mse.toml has [code]");
+    json!({
+        "name": field(&toml, "name"),
+        "project": field(&toml, "project"),
+        "resource": field(&toml, "resource"),
+        "docker": field(code, "docker"),
+        "python_application": field(code, "python_application"),
+        "healthcheck_endpoint": field(code, "healthcheck_endpoint"),
+    })
+}
+
+/// `mse login --url … --token … [--allow-simulation]` as `user`; panics
+/// unless it succeeds.
+pub fn login(platform: &Platform, user: &TestContext, token: &str, allow_simulation: bool) {
+    let mut command = user.mse();
+    command.args(["login", "--url", &platform.url, "--token", token]);
+    if allow_simulation {
+        command.arg("--allow-simulation");
+    }
+    let output = command.output().expect("mse runs");
+    assert!(output.status.success(), "mse login failed: {output:?}");
+}

@@ -1,0 +1,567 @@
+//! `mse deploy` end to end: the real `mse`, `mse-server` and `mse-run`
+//! binaries, real TLS through the platform's proxy, simulated quotes checked
+//! against the platform's simulation CA. One test per trust mode, then the
+//! rules a deployment goes through.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::platform::{login, Platform};
+use common::{texts, TestContext};
+use serde_json::{json, Value};
+
+/// Fields `mse deploy --json` documents.
+const DEPLOY_FIELDS: &[&str] = &[
+    "uuid",
+    "name",
+    "project",
+    "domain_name",
+    "config_domain_name",
+    "url",
+    "status",
+    "expires_at",
+    "certificate_origin",
+    "fingerprint",
+    "verified",
+    "cert_path",
+    "context_path",
+];
+
+/// `mse ARGS` in `dir` as `ctx`, without a terminal: (exit code, stdout, stderr).
+fn run_in(ctx: &TestContext, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = ctx.mse_in(dir).args(args).output().expect("mse runs");
+    let (stdout, stderr) = texts(&output);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// `mse deploy --json ARGS` in `app`; panics unless it succeeds.
+fn deploy_ok(platform: &Platform, ctx: &TestContext, app: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["deploy", "--json"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = run_in(ctx, app, &all);
+    assert_eq!(
+        code,
+        0,
+        "mse deploy failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
+        platform.output()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// A logged-in owner (the platform's admin) with a scaffolded app.
+fn owner(platform: &Platform, name: &str) -> (TestContext, PathBuf) {
+    let ctx = TestContext::new();
+    login(platform, &ctx, &platform.admin, true);
+    let app = ctx.scaffold(name);
+    (ctx, app)
+}
+
+fn proxy_port(platform: &Platform) -> u16 {
+    platform
+        .proxy
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the proxy address has a port")
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client trusting exactly the CA (or self-signed certificate) `pem`.
+fn trusting(pem: &str) -> rustls::ClientConfig {
+    let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der))
+        .expect("a usable root");
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// A TLS client accepting exactly the certificate `pem` (the app's own
+/// RA-TLS certificate: self-signed, so pinned rather than used as a root).
+fn pinned(pem: &str) -> rustls::ClientConfig {
+    let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
+    mse_attest::pin::client_config(&der, &[b"http/1.1"])
+}
+
+/// `GET https://host:port{path}` through the proxy on loopback: (status, body).
+fn https_get(tls: rustls::ClientConfig, host: &str, port: u16, path: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://{host}:{port}{path}"))
+        .send()
+        .unwrap_or_else(|e| panic!("GET https://{host}:{port}{path}: {e:?}"));
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("https://")
+        .rsplit_once(':')
+        .map(|(host, _)| host.to_string())
+        .unwrap_or_default()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn zero_trust_an_app_user_verifies_the_app_with_the_exported_context_and_altered_code_fails() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "helloworld");
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    for field in DEPLOY_FIELDS {
+        assert!(out.get(*field).is_some(), "--json lacks `{field}`: {out}");
+    }
+    assert_eq!(out["status"], "running");
+    assert_eq!(out["certificate_origin"], "self");
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["tee"], "simulation");
+    let uuid = out["uuid"].as_str().unwrap();
+    let url = out["url"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!("https://{uuid}.localhost:{}", proxy_port(&platform))
+    );
+
+    // The owner calls the app with the certificate the deployment verified.
+    let cert = std::fs::read_to_string(out["cert_path"].as_str().unwrap()).unwrap();
+    let (status, _) = https_get(
+        pinned(&cert),
+        &host_of(url),
+        proxy_port(&platform),
+        "/health",
+    );
+    assert_eq!(status, 200);
+    let (status, body) = https_get(pinned(&cert), &host_of(url), proxy_port(&platform), "/");
+    assert_eq!((status, body.as_str()), (200, "Hello world"));
+
+    // An app user, with no account: the exported context, the plaintext
+    // code and the platform's public signer key and simulation CA.
+    let exported = ctx.work().join("helloworld.mse");
+    run_in(
+        &ctx,
+        &ctx.work(),
+        &[
+            "context",
+            "--export",
+            uuid,
+            "--output",
+            &exported.to_string_lossy(),
+        ],
+    );
+    assert!(exported.exists(), "the context was exported");
+    let user = TestContext::new();
+    let (_, signer) = platform.get("", "/signer");
+    let (_, simulation_ca) = platform.get("", "/simulation-ca");
+    let signer_path = user.write("signer.pub", signer.as_str().unwrap());
+    let ca_path = user.write("simulation-ca.pem", simulation_ca.as_str().unwrap());
+    let code = user.work().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    for entry in std::fs::read_dir(app.join("mse_src")).unwrap().flatten() {
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), code.join(entry.file_name())).unwrap();
+        }
+    }
+    let target = url.trim_start_matches("https://");
+    let verify = |user: &TestContext| {
+        run_in(
+            user,
+            &user.work(),
+            &[
+                "verify",
+                target,
+                "--context",
+                &exported.to_string_lossy(),
+                "--code",
+                &code.to_string_lossy(),
+                "--signer-key",
+                &signer_path.to_string_lossy(),
+                "--simulation-ca",
+                &ca_path.to_string_lossy(),
+                "--allow-simulation",
+                "--json",
+            ],
+        )
+    };
+    let (status, stdout, stderr) = verify(&user);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["mr_enclave"], out["fingerprint"]);
+
+    // One changed byte of code: the recomputed fingerprint no longer matches.
+    let app_py = code.join("app.py");
+    let mut text = std::fs::read_to_string(&app_py).unwrap();
+    text.push_str("\n# changed\n");
+    std::fs::write(&app_py, text).unwrap();
+    let (status, stdout, _) = verify(&user);
+    assert_eq!(status, 1, "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["mr_enclave"]);
+}
+
+#[test]
+fn a_free_app_expires_four_hours_after_its_creation() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "freeapp");
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let stored = platform.app(&platform.admin, out["uuid"].as_str().unwrap());
+    let created = stored["created_at"].as_i64().unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(out["expires_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert_eq!(expires - created, 4 * 3600);
+    assert_eq!(stored["expires_at"].as_i64(), Some(expires));
+}
+
+#[test]
+fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reaches_the_platform() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "shop");
+    let domain = "shop.example.localhost";
+
+    // A CA of the owner's issues the certificate of the app's domain.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Owner Test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(
+        app.join("fullchain.pem"),
+        format!("{}{}", leaf.pem(), ca_cert.pem()),
+    )
+    .unwrap();
+    let key_pem = leaf_key.serialize_pem();
+    std::fs::write(app.join("privkey.pem"), &key_pem).unwrap();
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[ssl]\ndomain_name = \"{domain}\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n"
+    ));
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    assert_eq!(out["certificate_origin"], "owner");
+    assert_eq!(out["domain_name"], domain);
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["cert_path"], Value::Null);
+    assert_eq!(
+        out["url"],
+        format!("https://{domain}:{}", proxy_port(&platform))
+    );
+
+    // Reached at its own domain through the proxy, with the owner's CA.
+    let (status, body) = https_get(trusting(&ca_cert.pem()), domain, proxy_port(&platform), "/");
+    assert_eq!((status, body.as_str()), (200, "Hello world"));
+
+    // The private key went to the verified node only: not in the
+    // platform's data folder, not in its store.
+    let marker: String = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    // Past the PKCS#8 prefix every P-256 key shares: the secret scalar.
+    let needle = &marker.as_bytes()[64..104];
+    for file in files(&platform.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !contains(&bytes, needle),
+            "the owner's private key is in {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn operator_mode_is_served_by_the_platform_with_its_operator_ca() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "behindproxy");
+    let out = deploy_ok(&platform, &ctx, &app, &["--untrusted-ssl"]);
+    assert_eq!(out["certificate_origin"], "operator");
+    assert_eq!(out["verified"], true, "the node itself is still verified");
+    let ca_path = out["cert_path"].as_str().unwrap();
+    let (_, operator_ca) = platform.get("", "/operator-ca");
+    assert_eq!(
+        std::fs::read_to_string(ca_path).unwrap(),
+        operator_ca.as_str().unwrap(),
+        "the saved CA is the platform's operator CA"
+    );
+    let url = out["url"].as_str().unwrap();
+    let ca = std::fs::read_to_string(ca_path).unwrap();
+    let (status, body) = https_get(trusting(&ca), &host_of(url), proxy_port(&platform), "/");
+    assert_eq!((status, body.as_str()), (200, "Hello world"));
+}
+
+#[test]
+fn redeploying_a_name_is_refused_without_a_terminal_and_replaced_with_yes_keeping_the_domain() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "again");
+    let first = deploy_ok(&platform, &ctx, &app, &[]);
+    let first_id = first["uuid"].as_str().unwrap();
+
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("pass -y to replace it"), "{stderr}");
+    assert!(stderr.contains(first_id), "{stderr}");
+    assert_eq!(platform.app(&platform.admin, first_id)["status"], "running");
+
+    let second = deploy_ok(&platform, &ctx, &app, &["-y"]);
+    assert_ne!(second["uuid"], first["uuid"]);
+    assert_eq!(
+        second["domain_name"], first["domain_name"],
+        "the domain is kept"
+    );
+    assert_eq!(platform.app(&platform.admin, first_id)["status"], "stopped");
+    assert!(
+        !ctx.root
+            .path()
+            .join("home/conf/context")
+            .join(first_id)
+            .exists(),
+        "the replaced app's context is removed"
+    );
+    // The domain now leads to the new app.
+    let cert = std::fs::read_to_string(second["cert_path"].as_str().unwrap()).unwrap();
+    let url = second["url"].as_str().unwrap();
+    let (status, _) = https_get(
+        pinned(&cert),
+        &host_of(url),
+        proxy_port(&platform),
+        "/health",
+    );
+    assert_eq!(status, 200);
+}
+
+const SECRETS_APP: &str = r#"import json
+import os
+
+import six  # from requirements.txt
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+@app.route("/secrets")
+def secrets():
+    with open(os.environ["SECRETS_PATH"]) as f:
+        return {"secrets": json.load(f), "six": six.__version__}
+"#;
+
+#[test]
+fn secrets_reach_the_app_and_its_requirements_are_installed() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "withsecrets");
+    std::fs::write(app.join("mse_src/app.py"), SECRETS_APP).unwrap();
+    std::fs::write(app.join("mse_src/requirements.txt"), "six==1.16.0\n").unwrap();
+    let secrets = json!({"api_key": "k-3c1e7d", "nested": {"n": 1}});
+    std::fs::write(app.join("secrets.json"), secrets.to_string()).unwrap();
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml = toml.replace(
+        "healthcheck_endpoint = \"/health\"",
+        "healthcheck_endpoint = \"/health\"\nsecrets = \"secrets.json\"",
+    );
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let cert = std::fs::read_to_string(out["cert_path"].as_str().unwrap()).unwrap();
+    let url = out["url"].as_str().unwrap();
+    let (status, body) = https_get(
+        pinned(&cert),
+        &host_of(url),
+        proxy_port(&platform),
+        "/secrets",
+    );
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["secrets"], secrets);
+    assert_eq!(seen["six"], "1.16.0");
+    for file in files(&platform.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !contains(&bytes, b"k-3c1e7d"),
+            "a secret is in {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "broken");
+    std::fs::write(
+        app.join("mse_src/app.py"),
+        "from flask import Flask\nraise RuntimeError('boom at import')\napp = Flask(__name__)\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("on_error"), "{stderr}");
+    assert!(
+        stderr.contains("boom at import"),
+        "the app's logs are shown: {stderr}"
+    );
+    assert!(
+        stderr.contains("mse stop"),
+        "the user is told how to clean up: {stderr}"
+    );
+}
+
+#[test]
+fn an_app_on_a_short_resource_is_stopped_at_its_expiry_and_status_says_so() {
+    let platform = Platform::start();
+    let (status, body) = platform.post(
+        &platform.admin,
+        "/resources",
+        json!({"name": "short", "memory_mb": 512, "cores": 1, "enclave_size": "1G", "default_hours": 1}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (_, me) = platform.get(&platform.admin, "/me");
+    let (status, body) = platform.post(
+        &platform.admin,
+        &format!("/users/{}/grants", me["id"].as_str().unwrap()),
+        json!({"resource": "short"}),
+    );
+    assert!(
+        status == 200 || status == 201 || status == 204,
+        "{status} {body}"
+    );
+
+    let (ctx, app) = owner(&platform, "brief");
+    let expiry = chrono::Utc::now() + chrono::Duration::seconds(25);
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml = toml.replace(
+        "resource = \"free\"",
+        &format!(
+            "resource = \"short\"\nexpiration_date = \"{}\"",
+            expiry.format("%Y-%m-%d %H:%M:%S")
+        ),
+    );
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let uuid = out["uuid"].as_str().unwrap();
+    assert_eq!(out["status"], "running");
+
+    let stopped = platform.wait_app(&platform.admin, uuid, Duration::from_secs(90), |a| {
+        a["status"] == "stopped" || a["status"] == "on_error"
+    });
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert!(stopped["stopped_at"].as_i64().unwrap() >= expiry.timestamp());
+    let (code, stdout, stderr) = run_in(&ctx, &ctx.work(), &["status", uuid]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("stopped"), "{stdout}");
+    assert!(stdout.contains("expired"), "the status says why: {stdout}");
+}
+
+#[test]
+fn refused_deployments_say_why_and_leave_nothing_running() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "refused");
+    let original = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "unlisted image",
+            "docker = \"ghcr.io/cosmian/mse-flask:20230124182826\"",
+            "docker = \"ghcr.io/example/unknown:1.0\"",
+        ),
+        (
+            ":latest image",
+            "docker = \"ghcr.io/cosmian/mse-flask:20230124182826\"",
+            "docker = \"ghcr.io/cosmian/mse-flask:latest\"",
+        ),
+        (
+            "unknown project",
+            "project = \"default\"",
+            "project = \"nowhere\"",
+        ),
+        (
+            "ungranted resource",
+            "resource = \"free\"",
+            "resource = \"large\"",
+        ),
+        (
+            "invalid config",
+            "python_application = \"app:app\"",
+            "python_application = \"app\"",
+        ),
+    ];
+    for (what, from, to) in cases {
+        assert!(original.contains(from), "{what}: the scaffold has `{from}`");
+        std::fs::write(app.join("mse.toml"), original.replace(from, to)).unwrap();
+        let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy", "-y"]);
+        assert_eq!(code, 2, "{what}: exit code 2\n{stdout}{stderr}");
+        let expected = match *what {
+            "unlisted image" => "ghcr.io/example/unknown:1.0",
+            ":latest image" => "latest",
+            "unknown project" => "project `nowhere` does not exist",
+            "ungranted resource" => "resource `large` is not available to you",
+            _ => "python_application",
+        };
+        assert!(
+            stderr.contains(expected),
+            "{what}: `{expected}` in\n{stderr}"
+        );
+    }
+    let (status, apps) = platform.get(&platform.admin, "/apps");
+    assert_eq!(status, 200);
+    assert_eq!(apps, json!([]), "no app was created");
+    let (code, stdout, _) = run_in(&ctx, &ctx.work(), &["list", "--all", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap(), json!([]));
+}
