@@ -1,59 +1,106 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: build the `mse` client, scaffold
-# an app, check its configuration, encrypt its code, run its own tests, then
-# serve it with `mse test` and run the same tests against it over HTTP.
+# The main job, end to end on this machine: build the platform and the `mse`
+# client, start a local platform in a temporary data folder, log in, scaffold
+# the helloworld app, deploy it with full verification (remote attestation in
+# the simulation TEE, accepted explicitly), call it over TLS with the verified
+# certificate, verify it again as an app user would, show `mse status` and
+# `mse list`, then stop the app and the platform.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 if [ -t 1 ]; then
     step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+    note() { printf '\033[33m%s\033[0m\n' "$*"; }
 else
     step() { printf '\n==> %s\n' "$*"; }
+    note() { printf '%s\n' "$*"; }
 fi
 
-step "Building the mse client"
-cargo build --quiet -p mse-cli
-mse="$root/target/debug/mse"
+step "Building the platform (mse-server, mse-run) and the client (mse)"
+cargo build --quiet -p mse-cli -p mse-server -p mse-run
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
+mse="$bin/mse"
 "$mse" --version
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/mse-quickstart.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+server=""
+cleanup() {
+    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
 export MSE_CONF_PATH="$work/conf"
-cd "$work"
+# Runtime environments (Flask, hypercorn) are built once and reused.
+export MSE_CACHE_DIR="${MSE_CACHE_DIR:-$HOME/.cache/mse}"
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+api_port="$(free_port)"
+proxy_port="$(free_port)"
+
+step "Starting a local platform: mse-server --data-dir $work/data"
+"$bin/mse-server" --data-dir "$work/data" \
+    --listen-api "127.0.0.1:$api_port" --listen-proxy "127.0.0.1:$proxy_port" \
+    --cache-dir "$MSE_CACHE_DIR" --quote-provider simulation >"$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+    if grep -q '^proxy listening' "$work/server.log" 2>/dev/null; then break; fi
+    if ! kill -0 "$server" 2>/dev/null; then cat "$work/server.log" >&2; echo "mse-server stopped early" >&2; exit 1; fi
+    sleep 0.1
+done
+grep -v '^admin token' "$work/server.log"
+note "This machine has no SGX hardware: the platform's nodes run in the SIMULATION TEE. Their quotes"
+note "are signed by the platform's own simulation CA, so attestation checks everything (MRSIGNER, the"
+note "fingerprint of your code, the binding to the TLS key) except that a real enclave protects the app."
+
+step "mse login --allow-simulation (the admin token was printed once by the platform)"
+"$mse" login --url "http://127.0.0.1:$api_port" --token - --allow-simulation <"$work/data/admin.token"
 
 step "mse scaffold helloworld"
+cd "$work"
 "$mse" scaffold helloworld
 cd helloworld
 
-step "mse validate"
-"$mse" validate
+step "mse deploy (check, encrypt, upload, verify the node, send it the key, wait until it runs)"
+"$mse" deploy --json >"$work/deploy.json"
+uuid="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["uuid"])' "$work/deploy.json")"
+url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/deploy.json")"
+cert="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cert_path"])' "$work/deploy.json")"
+cat "$work/deploy.json"
 
-step "mse package --output build (encrypt the code into a deterministic code.tar)"
-"$mse" package --output build
-ls -l build
+step "curl --cacert <the verified RA-TLS certificate> $url/health"
+curl -sS --fail --cacert "$cert" -o /dev/null -w 'GET /health -> %{http_code}\n' "$url/health"
+curl -sS --fail --cacert "$cert" -w '\n' "$url/"
 
-step "Python environment for the app (Flask + pytest)"
-python="$("$root/scripts/python-env.sh")"
-"$python" -c 'import importlib.metadata as m; print("flask", m.version("flask"), "/ pytest", m.version("pytest"))'
+step "An app user verifies the app: the exported context, the plaintext code and mse verify"
+"$mse" context --export "$uuid" --output "$work/helloworld.mse"
+# The platform publishes its signer key and simulation CA to anyone.
+curl -sS --fail -o "$work/signer.pub" "http://127.0.0.1:$api_port/signer"
+curl -sS --fail -o "$work/simulation-ca.pem" "http://127.0.0.1:$api_port/simulation-ca"
+MSE_CONF_PATH="$work/app-user" "$mse" verify "${url#https://}" \
+    --context "$work/helloworld.mse" --code mse_src \
+    --signer-key "$work/signer.pub" --simulation-ca "$work/simulation-ca.pem" \
+    --allow-simulation --output "$work/app-user-cert.pem"
 
-step "pytest tests (the scaffolded app's own tests)"
-"$python" -m pytest -q -p no:cacheprovider tests
+step "mse status $uuid"
+"$mse" status "$uuid"
 
-step "mse test (the app served locally by its image's runtime environment)"
-port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$mse" test --port "$port" &
-server=$!
-for _ in $(seq 1 300); do
-    if curl -sf "http://localhost:$port/health" >/dev/null 2>&1; then break; fi
-    if ! kill -0 "$server" 2>/dev/null; then echo "mse test stopped early" >&2; exit 1; fi
-    sleep 1
-done
-echo "GET /health -> $(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$port/health")"
-echo "GET /       -> $(curl -s "http://localhost:$port/")"
-MSE_APP_URL="http://localhost:$port" "$python" -m pytest -q -p no:cacheprovider tests
-kill -INT "$server"
-wait "$server"
+step "mse list"
+"$mse" list
+
+step "mse stop $uuid"
+"$mse" stop "$uuid"
+
+step "Stopping the platform"
+kill -TERM "$server"
+wait "$server" || true
+server=""
+tail -n 2 "$work/server.log"
 
 step "Done"
-echo "The app in $work/helloworld was scaffolded, validated, packaged, tested and served; it is removed on exit."
+echo "A local platform ran helloworld in a verified (simulated) enclave; its data folder $work is removed on exit."
