@@ -67,11 +67,10 @@ cd "$work"
 cd helloworld
 
 step "mse deploy (check, encrypt, upload, verify the node, send it the key, wait until it runs)"
-"$mse" deploy --json >"$work/deploy.json"
-uuid="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["uuid"])' "$work/deploy.json")"
-url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/deploy.json")"
-cert="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cert_path"])' "$work/deploy.json")"
-cat "$work/deploy.json"
+"$mse" deploy
+uuid="$("$mse" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["uuid"])')"
+url="https://$uuid.localhost:$proxy_port"
+cert="$MSE_CONF_PATH/context/$uuid/cert.pem"
 
 step "curl --cacert <the verified RA-TLS certificate> $url/health"
 curl -sS --fail --cacert "$cert" -o /dev/null -w 'GET /health -> %{http_code}\n' "$url/health"

@@ -640,7 +640,12 @@ fn wait_for(
         }
         if app.status != last_status {
             last_status = app.status.clone();
-            steps.update(&format!("the app is {last_status}"));
+            steps.update(&match last_status.as_str() {
+                "spawning" => "the node is starting (the first app of an image on a platform \
+                               waits while its Python environment is built)"
+                    .to_string(),
+                status => format!("the app is {status}"),
+            });
         }
         if Instant::now() >= deadline {
             return Err(Failure::Other(anyhow!(
