@@ -565,3 +565,51 @@ fn refused_deployments_say_why_and_leave_nothing_running() {
     assert_eq!(code, 0);
     assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap(), json!([]));
 }
+
+#[test]
+fn a_simulated_node_is_refused_unless_simulation_was_allowed_and_is_sent_nothing() {
+    let platform = Platform::start();
+    let ctx = TestContext::new();
+    login(&platform, &ctx, &platform.admin, false);
+    let app = ctx.scaffold("strict");
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("failed verification, so it was sent nothing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--allow-simulation"),
+        "the way out is named: {stderr}"
+    );
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let apps = apps.as_array().unwrap();
+    assert_eq!(apps.len(), 1);
+    let id = apps[0]["id"].as_str().unwrap();
+    assert!(stderr.contains(&format!("mse stop {id}")), "{stderr}");
+    assert_eq!(
+        apps[0]["status"], "initializing",
+        "the node still waits for a key"
+    );
+
+    // The same deployment, with simulation accepted for this one run.
+    let out = deploy_ok(&platform, &ctx, &app, &["-y", "--allow-simulation"]);
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["tee"], "simulation");
+}
+
+#[test]
+fn no_verify_skips_the_attestation_with_a_warning_and_says_so_in_json() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "unchecked");
+    let mut command = ctx.mse_in(&app);
+    command.args(["deploy", "--json", "--no-verify"]);
+    let output = command.output().unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("SKIPPED (--no-verify)"), "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["verified"], false);
+    assert_eq!(out["tee"], Value::Null);
+    assert_eq!(out["status"], "running");
+}

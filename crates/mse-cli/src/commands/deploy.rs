@@ -123,7 +123,7 @@ pub fn run(args: Args) -> CmdResult {
         steps.fail();
         let hint = left.hint();
         return result.map_err(|failure| match failure {
-            Failure::Other(e) => Failure::Other(e.context(hint)),
+            Failure::Other(e) => Failure::Other(anyhow!("{e:#}\n{hint}")),
             other => other,
         });
     }
@@ -360,7 +360,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
                 "the node failed verification, so it was sent nothing:\n  {}",
                 failed.join("\n  ")
             );
-            if verification.tee == Some(Tee::Simulation) && !allow_simulation {
+            let simulated = mse_attest::ratls::inspect(&cert_der)
+                .ok()
+                .and_then(|i| mse_attest::quote::Quote::parse(&i.quote_bytes).ok())
+                .is_some_and(|q| mse_attest::simulation::looks_simulated(&q));
+            if simulated && !allow_simulation {
                 message.push_str(
                     "\n  the node runs in the simulation TEE (no hardware protection); accept it \
                      with --allow-simulation if that is what you want",
