@@ -136,8 +136,16 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Panics when any file under `dir` holds `needle` (`what` names it).
+fn assert_nowhere_in(dir: &Path, needle: &[u8], what: &str) {
+    for file in files(dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{what} is in {}",
+            file.display()
+        );
+    }
 }
 
 #[test]
@@ -313,14 +321,7 @@ fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reach
         .join("");
     // Past the PKCS#8 prefix every P-256 key shares: the secret scalar.
     let needle = &marker.as_bytes()[64..104];
-    for file in files(&platform.data_dir()) {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(
-            !contains(&bytes, needle),
-            "the owner's private key is in {}",
-            file.display()
-        );
-    }
+    assert_nowhere_in(&platform.data_dir(), needle, "the owner's private key");
 }
 
 #[test]
@@ -431,14 +432,7 @@ fn secrets_reach_the_app_and_its_requirements_are_installed() {
     let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(seen["secrets"], secrets);
     assert_eq!(seen["six"], "1.16.0");
-    for file in files(&platform.data_dir()) {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(
-            !contains(&bytes, b"k-3c1e7d"),
-            "a secret is in {}",
-            file.display()
-        );
-    }
+    assert_nowhere_in(&platform.data_dir(), b"k-3c1e7d", "a secret");
 }
 
 #[test]
