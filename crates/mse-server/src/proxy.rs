@@ -473,17 +473,18 @@ enum ReadError {
 /// [`MAX_HELLO_BYTES`].
 async fn read_hello<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ReadHello, ReadError> {
     let mut bytes = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
     loop {
         match parse_client_hello(&bytes).map_err(ReadError::Hello)? {
             Hello::Complete { server_name } => return Ok(ReadHello { bytes, server_name }),
             Hello::NeedMore => {}
         }
         // NeedMore implies bytes.len() < MAX_HELLO_BYTES.
-        let room = (MAX_HELLO_BYTES - bytes.len()).min(chunk.len());
-        match stream.read(&mut chunk[..room]).await {
+        let room = (MAX_HELLO_BYTES - bytes.len()).min(4096);
+        bytes.reserve(room);
+        let mut limited = (&mut *stream).take(room as u64);
+        match limited.read_buf(&mut bytes).await {
             Ok(0) | Err(_) => return Err(ReadError::Io),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
         }
     }
 }
@@ -598,41 +599,47 @@ where
         activity: activity.clone(),
     };
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+        _ = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, 16 * 1024, 16 * 1024) => {}
         () = activity.idle_for(idle) => {}
     }
 }
 
-/// When a spliced connection last moved a byte.
+/// Whether a spliced connection moved a byte lately: a counter bumped on
+/// every read or write that moved bytes (no clock on the data path), checked
+/// by the idle watchdog a few times per idle period.
 #[derive(Clone)]
 struct Activity {
-    start: Instant,
-    /// Milliseconds after `start`.
-    last: Arc<AtomicU64>,
+    moves: Arc<AtomicU64>,
 }
 
 impl Activity {
     fn new() -> Self {
         Activity {
-            start: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
+            moves: Arc::new(AtomicU64::new(0)),
         }
     }
 
     fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.fetch_max(ms, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Resolves once nothing has moved for `idle`.
+    /// Resolves once nothing has moved for `idle` (to within a quarter of it).
     async fn idle_for(&self, idle: Duration) {
+        let tick = idle / 4;
+        let mut seen = self.moves.load(Ordering::Relaxed);
+        let mut quiet = Duration::ZERO;
         loop {
-            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
+            tokio::time::sleep(tick).await;
+            let now = self.moves.load(Ordering::Relaxed);
+            if now == seen {
+                quiet += tick;
+                if quiet >= idle {
+                    return;
+                }
+            } else {
+                seen = now;
+                quiet = Duration::ZERO;
             }
-            tokio::time::sleep_until(deadline).await;
         }
     }
 }
