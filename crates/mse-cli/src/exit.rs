@@ -46,6 +46,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<crate::api::ApiError> for Failure {
+    fn from(error: crate::api::ApiError) -> Self {
+        Failure::Other(error.into())
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(error: std::io::Error) -> Self {
         Failure::Other(error.into())

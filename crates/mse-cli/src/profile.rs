@@ -97,7 +97,25 @@ impl Profile {
 
     /// A client of the profile's platform, with its token.
     pub fn client(&self) -> Result<Client, Failure> {
-        Client::new(&self.url, Some(self.token.clone())).map_err(|e| Failure::Other(e.into()))
+        Ok(Client::new(&self.url, Some(self.token.clone()))?)
+    }
+
+    /// The MRSIGNER every app of this platform must have, from its signer key.
+    pub fn mr_signer(&self) -> Result<[u8; 32], Failure> {
+        mse_attest::signer::mr_signer_from_pem(&self.signer_key).map_err(|e| {
+            Failure::Other(anyhow::anyhow!(
+                "the profile's signer key is not usable ({e}); run `mse login` again"
+            ))
+        })
+    }
+
+    /// The platform's simulation CA, DER.
+    pub fn simulation_ca_der(&self) -> Result<Vec<u8>, Failure> {
+        mse_attest::ratls::pem_to_der(self.simulation_ca.as_bytes()).map_err(|e| {
+            Failure::Other(anyhow::anyhow!(
+                "the profile's simulation CA is not usable ({e}); run `mse login` again"
+            ))
+        })
     }
 
     /// `https://<domain>[:port]`: where an app of this platform is served.

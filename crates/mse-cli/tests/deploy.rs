@@ -109,6 +109,20 @@ fn https_get(tls: rustls::ClientConfig, host: &str, port: u16, path: &str) -> (u
     (status, response.text().unwrap_or_default())
 }
 
+/// `GET {url}{path}` of an app `mse deploy --json` described in `out`,
+/// trusting the certificate the deployment saved: pinned in self mode (the
+/// node's RA-TLS certificate), as the CA in operator mode.
+fn call_app(platform: &Platform, out: &Value, path: &str) -> (u16, String) {
+    let pem = std::fs::read_to_string(out["cert_path"].as_str().expect("a saved certificate"))
+        .expect("the saved certificate is readable");
+    let tls = match out["certificate_origin"].as_str() {
+        Some("operator") => trusting(&pem),
+        _ => pinned(&pem),
+    };
+    let url = out["url"].as_str().expect("a URL");
+    https_get(tls, &host_of(url), proxy_port(platform), path)
+}
+
 fn host_of(url: &str) -> String {
     url.trim_start_matches("https://")
         .rsplit_once(':')
@@ -168,15 +182,9 @@ fn zero_trust_an_app_user_verifies_the_app_with_the_exported_context_and_altered
     );
 
     // The owner calls the app with the certificate the deployment verified.
-    let cert = std::fs::read_to_string(out["cert_path"].as_str().unwrap()).unwrap();
-    let (status, _) = https_get(
-        pinned(&cert),
-        &host_of(url),
-        proxy_port(&platform),
-        "/health",
-    );
+    let (status, _) = call_app(&platform, &out, "/health");
     assert_eq!(status, 200);
-    let (status, body) = https_get(pinned(&cert), &host_of(url), proxy_port(&platform), "/");
+    let (status, body) = call_app(&platform, &out, "/");
     assert_eq!((status, body.as_str()), (200, "Hello world"));
 
     // An app user, with no account: the exported context, the plaintext
@@ -338,9 +346,7 @@ fn operator_mode_is_served_by_the_platform_with_its_operator_ca() {
         operator_ca.as_str().unwrap(),
         "the saved CA is the platform's operator CA"
     );
-    let url = out["url"].as_str().unwrap();
-    let ca = std::fs::read_to_string(ca_path).unwrap();
-    let (status, body) = https_get(trusting(&ca), &host_of(url), proxy_port(&platform), "/");
+    let (status, body) = call_app(&platform, &out, "/");
     assert_eq!((status, body.as_str()), (200, "Hello world"));
 }
 
@@ -373,14 +379,7 @@ fn redeploying_a_name_is_refused_without_a_terminal_and_replaced_with_yes_keepin
         "the replaced app's context is removed"
     );
     // The domain now leads to the new app.
-    let cert = std::fs::read_to_string(second["cert_path"].as_str().unwrap()).unwrap();
-    let url = second["url"].as_str().unwrap();
-    let (status, _) = https_get(
-        pinned(&cert),
-        &host_of(url),
-        proxy_port(&platform),
-        "/health",
-    );
+    let (status, _) = call_app(&platform, &second, "/health");
     assert_eq!(status, 200);
 }
 
@@ -420,14 +419,7 @@ fn secrets_reach_the_app_and_its_requirements_are_installed() {
     std::fs::write(app.join("mse.toml"), toml).unwrap();
 
     let out = deploy_ok(&platform, &ctx, &app, &[]);
-    let cert = std::fs::read_to_string(out["cert_path"].as_str().unwrap()).unwrap();
-    let url = out["url"].as_str().unwrap();
-    let (status, body) = https_get(
-        pinned(&cert),
-        &host_of(url),
-        proxy_port(&platform),
-        "/secrets",
-    );
+    let (status, body) = call_app(&platform, &out, "/secrets");
     assert_eq!(status, 200, "{body}");
     let seen: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(seen["secrets"], secrets);

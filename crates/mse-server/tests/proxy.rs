@@ -189,6 +189,15 @@ impl Proxy {
     }
 }
 
+/// A TLS echo node for `a.apps.test`, and routes passing that name through
+/// to it.
+async fn echo_behind_a_apps_test(ca: &Ca) -> (Node, Arc<Routes>) {
+    let node = tls_echo_node(ca, &["a.apps.test"]).await;
+    let routes = Arc::new(Routes::default());
+    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    (node, routes)
+}
+
 fn route(addr: SocketAddr, mode: RouteMode, app_id: &str) -> Route {
     Route {
         addr,
@@ -302,9 +311,7 @@ async fn passthrough_routes_by_sni_and_the_client_sees_the_node_certificate() {
 #[tokio::test]
 async fn unknown_server_name_gets_an_alert_and_nothing_is_forwarded() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (node, routes) = echo_behind_a_apps_test(&ca).await;
     let proxy = start_proxy(routes, None, short_limits()).await;
 
     let error = tls_connect(proxy.addr, client_config(ca.roots()), "other.apps.test")
@@ -321,9 +328,7 @@ async fn unknown_server_name_gets_an_alert_and_nothing_is_forwarded() {
 #[tokio::test]
 async fn a_hello_without_server_name_gets_an_alert_and_nothing_is_forwarded() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (node, routes) = echo_behind_a_apps_test(&ca).await;
     let proxy = start_proxy(routes, None, short_limits()).await;
 
     let mut config = client_config(ca.roots());
@@ -417,9 +422,7 @@ fn refragment(records: &[u8], sizes: &[usize]) -> Vec<u8> {
 #[tokio::test]
 async fn a_hello_fragmented_over_records_and_written_byte_by_byte_still_routes() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (node, routes) = echo_behind_a_apps_test(&ca).await;
     let proxy = start_proxy(routes, None, short_limits()).await;
 
     let (conn, hello) = capture_hello(client_config(ca.roots()), "a.apps.test");
@@ -452,9 +455,7 @@ async fn a_hello_fragmented_over_records_and_written_byte_by_byte_still_routes()
 #[tokio::test]
 async fn a_client_that_sends_no_complete_hello_is_closed_after_the_handshake_timeout() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (node, routes) = echo_behind_a_apps_test(&ca).await;
     let timeout = Duration::from_millis(300);
     let limits = ProxyLimits {
         handshake_timeout: timeout,
@@ -513,9 +514,7 @@ async fn two_hundred_concurrent_connections_are_all_routed() {
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (node, routes) = echo_behind_a_apps_test(&ca).await;
     let limits = ProxyLimits {
         max_connections: 2,
         handshake_timeout: Duration::from_secs(120),
@@ -553,9 +552,7 @@ async fn connections_over_the_cap_are_closed_at_once() {
 #[tokio::test]
 async fn an_idle_spliced_connection_is_closed() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (_node, routes) = echo_behind_a_apps_test(&ca).await;
     let idle = Duration::from_millis(300);
     let limits = ProxyLimits {
         idle_timeout: idle,
@@ -665,9 +662,7 @@ fn terminate_config_refuses_a_key_of_another_certificate() {
 #[tokio::test]
 async fn shutdown_stops_accepting_and_lets_live_connections_finish() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (_node, routes) = echo_behind_a_apps_test(&ca).await;
     let mut proxy = start_proxy(routes, None, short_limits()).await;
 
     let mut live = tls_connect(proxy.addr, client_config(ca.roots()), "a.apps.test")
@@ -699,9 +694,7 @@ async fn shutdown_stops_accepting_and_lets_live_connections_finish() {
 #[tokio::test]
 async fn shutdown_cuts_connections_still_live_after_the_grace_period() {
     let ca = Ca::new("nodes");
-    let node = tls_echo_node(&ca, &["a.apps.test"]).await;
-    let routes = Arc::new(Routes::default());
-    routes.set("a.apps.test", route(node.addr, RouteMode::Passthrough, "a"));
+    let (_node, routes) = echo_behind_a_apps_test(&ca).await;
     let limits = ProxyLimits {
         shutdown_grace: Duration::from_millis(200),
         ..short_limits()

@@ -124,7 +124,7 @@ pub fn list(args: ListArgs) -> CmdResult {
     let profile = Profile::load()?;
     let client = profile.client()?;
     if let Some(project) = &args.project {
-        if !client.project_exists(project).map_err(other)? {
+        if !client.project_exists(project)? {
             return Err(Failure::Other(anyhow!(
                 "you have no project `{project}` on {}",
                 client.base()
@@ -180,7 +180,7 @@ pub fn status(args: StatusArgs) -> CmdResult {
     let profile = Profile::load()?;
     let client = profile.client()?;
     let app = client.app(&id).map_err(|e| app_failure(e, &id, &client))?;
-    let resource = client.resource(&app.resource).map_err(other)?;
+    let resource = client.resource(&app.resource)?;
     let now = Utc::now().timestamp();
     if args.json {
         let view = StatusView {
@@ -257,7 +257,7 @@ pub fn stop(args: StopArgs) -> CmdResult {
         Err(e) if e.status() == Some(409) => {
             let app = client.app(&id).map_err(|e| app_failure(e, &id, &client))?;
             if !app.is_final() {
-                return Err(other(e));
+                return Err(e.into());
             }
             println!(
                 "App {id} ({}) already {}: nothing to stop",
@@ -313,10 +313,6 @@ fn app_id(text: &str) -> Result<String, Failure> {
     Ok(id)
 }
 
-fn other(error: ApiError) -> Failure {
-    Failure::Other(error.into())
-}
-
 /// An API failure about app `id`: a 404 says the caller has no such app.
 fn app_failure(error: ApiError, id: &str, client: &Client) -> Failure {
     if error.status() == Some(404) {
@@ -325,7 +321,7 @@ fn app_failure(error: ApiError, id: &str, client: &Client) -> Failure {
             client.base()
         ))
     } else {
-        other(error)
+        error.into()
     }
 }
 
@@ -339,7 +335,7 @@ fn all_pages(client: &Client, filter: AppFilter) -> Result<Vec<App>, Failure> {
     let mut ids = HashSet::new();
     loop {
         let offset = u32::try_from(apps.len()).unwrap_or(u32::MAX);
-        let page = client.apps_from(&filter, offset).map_err(other)?;
+        let page = client.apps_from(&filter, offset)?;
         let before = apps.len();
         let count = page.len();
         for app in page {

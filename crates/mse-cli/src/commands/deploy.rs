@@ -16,7 +16,7 @@ use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextIns
 use mse_package::{CodeKey, Nonces};
 use serde::Serialize;
 
-use crate::api::{self, App, AppFilter, Client, DeployConfig, DeploySsl};
+use crate::api::{App, AppFilter, Client, DeployConfig, DeploySsl};
 use crate::commands::{load_valid_config, verify};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
@@ -134,7 +134,6 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let started = Instant::now();
     let profile = Profile::load()?;
     let client = profile.client()?;
-    let api_error = |e: api::ApiError| Failure::Other(e.into());
 
     steps.start("config", "Checking mse.toml");
     let config = load_valid_config(args.path.as_deref(), args.untrusted_ssl)?;
@@ -160,23 +159,20 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     ));
 
     steps.start("project", "Checking the project and the resource");
-    if !client.project_exists(&config.project).map_err(api_error)? {
+    if !client.project_exists(&config.project)? {
         return Err(Failure::Invalid(format!(
             "project `{}` does not exist on {}; use an existing project (`default` always \
              exists) or create it first",
             config.project, profile.url
         )));
     }
-    let resource = client
-        .resource(&config.resource)
-        .map_err(api_error)?
-        .ok_or_else(|| {
-            Failure::Invalid(format!(
-                "resource `{}` is not available to you; use `free` or ask the operator to \
+    let resource = client.resource(&config.resource)?.ok_or_else(|| {
+        Failure::Invalid(format!(
+            "resource `{}` is not available to you; use `free` or ask the operator to \
                  grant it",
-                config.resource
-            ))
-        })?;
+            config.resource
+        ))
+    })?;
     steps.done(&format!(
         "`{}`: {} MB, {} core{}, enclave {}",
         resource.name,
@@ -192,8 +188,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             project: Some(config.project.clone()),
             name: Some(config.name.clone()),
             ..AppFilter::default()
-        })
-        .map_err(api_error)?
+        })?
         .into_iter()
         .filter(|app| !app.is_final())
         .collect();
@@ -216,7 +211,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         }
         for app in &live {
             steps.update(&format!("Stopping the previous app {}", app.id));
-            client.stop(&app.id).map_err(api_error)?;
+            client.stop(&app.id)?;
             wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps)?;
             let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
         }
@@ -325,21 +320,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     } else {
         steps.start("verify", "Verifying the node (remote attestation)");
         let policy = Policy {
-            mr_signer: Some(
-                mse_attest::signer::mr_signer_from_pem(&profile.signer_key).map_err(|e| {
-                    anyhow!("the profile's signer key is not usable ({e}); run `mse login` again")
-                })?,
-            ),
+            mr_signer: Some(profile.mr_signer()?),
             mr_enclave: Some(expected),
             accepted_tcb: Vec::new(),
             allow_simulation,
-            simulation_ca: Some(
-                mse_attest::ratls::pem_to_der(profile.simulation_ca.as_bytes()).map_err(|e| {
-                    anyhow!(
-                        "the profile's simulation CA is not usable ({e}); run `mse login` again"
-                    )
-                })?,
-            ),
+            simulation_ca: Some(profile.simulation_ca_der()?),
         };
         let now = Utc::now();
         let collateral = verify::collateral_for(&cert_der, None, None, now)?;
@@ -620,7 +605,7 @@ fn wait_for(
     let started = Instant::now();
     let mut last_status = String::new();
     loop {
-        let app = client.app(id).map_err(|e| Failure::Other(e.into()))?;
+        let app = client.app(id)?;
         if wanted.contains(&app.status.as_str()) {
             return Ok(app);
         }

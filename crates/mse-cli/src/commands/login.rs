@@ -94,16 +94,14 @@ pub fn run(args: Args) -> CmdResult {
         return Err(Failure::Invalid("the token is empty".into()));
     }
 
-    let client = Client::new(&url, Some(token.clone())).map_err(|e| Failure::Other(e.into()))?;
-    let user = client.me().map_err(|e| Failure::Other(e.into()))?;
-    let platform = client.platform().map_err(|e| Failure::Other(e.into()))?;
-    let signer_key = client.signer().map_err(|e| Failure::Other(e.into()))?;
+    let client = Client::new(&url, Some(token.clone()))?;
+    let user = client.me()?;
+    let platform = client.platform()?;
+    let signer_key = client.signer()?;
     mse_attest::signer::mr_signer_from_pem(&signer_key)
         .map_err(|e| Failure::Other(anyhow!("the platform's signer key is not usable: {e}")))?;
-    let simulation_ca = client
-        .simulation_ca()
-        .map_err(|e| Failure::Other(e.into()))?;
-    let operator_ca = client.operator_ca().map_err(|e| Failure::Other(e.into()))?;
+    let simulation_ca = client.simulation_ca()?;
+    let operator_ca = client.operator_ca()?;
 
     let profile = Profile {
         url: url.clone(),

@@ -261,10 +261,7 @@ pub fn run(args: Args) -> CmdResult {
         }
         (None, Some(profile)) => {
             eprintln!("using the signer key of {} (from `mse login`)", profile.url);
-            Some(
-                mse_attest::signer::mr_signer_from_pem(&profile.signer_key)
-                    .map_err(|e| Failure::Invalid(format!("the profile's signer key: {e}")))?,
-            )
+            Some(profile.mr_signer()?)
         }
         (None, None) => None,
     };
@@ -273,10 +270,7 @@ pub fn run(args: Args) -> CmdResult {
             mse_attest::ratls::pem_to_der(&read(&absolute(path)?, "simulation CA")?)
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
         ),
-        (None, Some(profile)) => Some(
-            mse_attest::ratls::pem_to_der(profile.simulation_ca.as_bytes())
-                .map_err(|e| Failure::Invalid(format!("the profile's simulation CA: {e}")))?,
-        ),
+        (None, Some(profile)) => Some(profile.simulation_ca_der()?),
         (None, None) => None,
     };
     let policy = Policy {
