@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::platform::{login, Platform};
@@ -446,13 +446,9 @@ fn logs_print_the_node_log_and_follow_ends_when_the_app_stops() {
 
     // --follow prints what is there, keeps going, and ends once the app
     // is stopped.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_mse"))
+    let mut follow = alice
+        .mse_process_in(&alice.work())
         .args(["logs", "--follow", &id])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", alice.root.path().join("home"))
-        .env("MSE_CONF_PATH", conf_dir(&alice))
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

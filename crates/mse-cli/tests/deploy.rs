@@ -599,3 +599,47 @@ fn no_verify_skips_the_attestation_with_a_warning_and_says_so_in_json() {
     assert_eq!(out["tee"], Value::Null);
     assert_eq!(out["status"], "running");
 }
+
+#[test]
+fn ctrl_c_during_a_deploy_names_the_app_left_behind_and_how_to_stop_it() {
+    use std::io::BufRead as _;
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "slowstart");
+    // The app takes its time to import, so the deploy waits in its last step.
+    let source = std::fs::read_to_string(app.join("mse_src/app.py")).unwrap();
+    std::fs::write(
+        app.join("mse_src/app.py"),
+        format!("import time\ntime.sleep(30)\n{source}"),
+    )
+    .unwrap();
+    let mut child = ctx
+        .mse_process_in(&app)
+        .arg("deploy")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).unwrap();
+        assert!(read > 0, "deploy ended before starting the app:\n{seen}");
+        seen.push_str(&line);
+        if line.contains("Waiting for the app to start") {
+            break;
+        }
+    }
+    // SAFETY: signalling the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let id = apps[0]["id"].as_str().unwrap();
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(rest.contains(&format!("mse stop {id}")), "{rest}");
+}

@@ -44,7 +44,12 @@ impl TestContext {
 
     /// `mse` run in `dir`.
     pub fn mse_in(&self, dir: &Path) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mse"));
+        Command::from_std(self.mse_process_in(dir))
+    }
+
+    /// `mse` run in `dir`, as a plain process (to spawn, signal, stream).
+    pub fn mse_process_in(&self, dir: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mse"));
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
