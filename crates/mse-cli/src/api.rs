@@ -129,6 +129,10 @@ pub struct App {
     pub onerror_at: Option<i64>,
     /// When it expires, Unix seconds.
     pub expires_at: i64,
+    /// How its node confines it (`UNSANDBOXED: …` where it does not), once
+    /// the node said.
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 impl App {

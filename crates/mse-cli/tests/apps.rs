@@ -11,20 +11,12 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::platform::{login, Platform};
+use common::platform::{user, Platform};
 use common::{texts, TestContext};
 use mse_package::context::{
     CertificateOrigin, Context, ContextConfig, ContextInstance, ContextStore,
 };
 use serde_json::Value;
-
-/// A user of the platform: a home of their own, logged in with a new token.
-fn user(platform: &Platform, name: &str) -> (TestContext, String) {
-    let ctx = TestContext::new();
-    let token = platform.create_user(name);
-    login(platform, &ctx, &token, true);
-    (ctx, token)
-}
 
 /// `mse ARGS` as `ctx`: (exit code, stdout, stderr).
 fn run(ctx: &TestContext, args: &[&str]) -> (i32, String, String) {

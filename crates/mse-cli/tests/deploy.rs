@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::deploy::*;
 use common::platform::{login, Platform};
 use common::{texts, TestContext};
 use serde_json::{json, Value};
@@ -30,136 +30,12 @@ const DEPLOY_FIELDS: &[&str] = &[
     "context_path",
 ];
 
-/// `mse ARGS` in `dir` as `ctx`, without a terminal: (exit code, stdout, stderr).
-fn run_in(ctx: &TestContext, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = ctx.mse_in(dir).args(args).output().expect("mse runs");
-    let (stdout, stderr) = texts(&output);
-    (output.status.code().unwrap_or(-1), stdout, stderr)
-}
-
-/// `mse deploy --json ARGS` in `app`; panics unless it succeeds.
-fn deploy_ok(platform: &Platform, ctx: &TestContext, app: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["deploy", "--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = run_in(ctx, app, &all);
-    assert_eq!(
-        code,
-        0,
-        "mse deploy failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
-        platform.output()
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
 /// A logged-in owner (the platform's admin) with a scaffolded app.
 fn owner(platform: &Platform, name: &str) -> (TestContext, PathBuf) {
     let ctx = TestContext::new();
     login(platform, &ctx, &platform.admin, true);
     let app = ctx.scaffold(name);
     (ctx, app)
-}
-
-fn proxy_port(platform: &Platform) -> u16 {
-    platform
-        .proxy
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the proxy address has a port")
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A TLS client trusting exactly the CA (or self-signed certificate) `pem`.
-fn trusting(pem: &str) -> rustls::ClientConfig {
-    let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(der))
-        .expect("a usable root");
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// A TLS client accepting exactly the certificate `pem` (the app's own
-/// RA-TLS certificate: self-signed, so pinned rather than used as a root).
-fn pinned(pem: &str) -> rustls::ClientConfig {
-    let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
-    mse_attest::pin::client_config(&der, &[b"http/1.1"])
-}
-
-/// `GET https://host:port{path}` through the proxy on loopback: (status, body).
-fn https_get(tls: rustls::ClientConfig, host: &str, port: u16, path: &str) -> (u16, String) {
-    let client = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("https://{host}:{port}{path}"))
-        .send()
-        .unwrap_or_else(|e| panic!("GET https://{host}:{port}{path}: {e:?}"));
-    let status = response.status().as_u16();
-    (status, response.text().unwrap_or_default())
-}
-
-/// `GET {url}{path}` of an app `mse deploy --json` described in `out`,
-/// trusting the certificate the deployment saved: pinned in self mode (the
-/// node's RA-TLS certificate), as the CA in operator mode.
-fn call_app(platform: &Platform, out: &Value, path: &str) -> (u16, String) {
-    let pem = std::fs::read_to_string(out["cert_path"].as_str().expect("a saved certificate"))
-        .expect("the saved certificate is readable");
-    let tls = match out["certificate_origin"].as_str() {
-        Some("operator") => trusting(&pem),
-        _ => pinned(&pem),
-    };
-    let url = out["url"].as_str().expect("a URL");
-    https_get(tls, &host_of(url), proxy_port(platform), path)
-}
-
-fn host_of(url: &str) -> String {
-    url.trim_start_matches("https://")
-        .rsplit_once(':')
-        .map(|(host, _)| host.to_string())
-        .unwrap_or_default()
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-/// Panics when any file under `dir` holds `needle` (`what` names it).
-fn assert_nowhere_in(dir: &Path, needle: &[u8], what: &str) {
-    for file in files(dir) {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        assert!(
-            !bytes.windows(needle.len()).any(|w| w == needle),
-            "{what} is in {}",
-            file.display()
-        );
-    }
 }
 
 #[test]

@@ -4,4 +4,6 @@
 
 pub mod logs;
 pub mod protocol;
+pub mod sandbox;
 pub mod status;
+pub mod workdir;

@@ -61,6 +61,12 @@ pub struct Args {
     /// Seconds to wait for the configuration [default: until expiry]
     #[arg(long)]
     pub config_timeout: Option<u64>,
+    /// `required`: confine the app (Landlock, its own uid where this runs as
+    /// root) or refuse to start it; `best-effort`: the operator's explicit
+    /// opt-out, running the app unconfined, and saying so, where this kernel
+    /// offers no sandbox
+    #[arg(long, value_enum, default_value = "required", env = "MSE_SANDBOX")]
+    pub sandbox: mse_run::sandbox::Mode,
 
     /// Where quotes come from
     #[arg(long, value_enum, default_value = "simulation")]
@@ -117,6 +123,9 @@ fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn main() -> ExitCode {
+    // The code key, the app's secrets and the TLS key pass through this
+    // process: nothing of the same user may trace it or read its memory.
+    mse_run::sandbox::make_undumpable();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

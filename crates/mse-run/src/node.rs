@@ -14,6 +14,7 @@ use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{SimulationCa, SimulationProvider};
 use mse_run::logs::LogSink;
+use mse_run::sandbox::{self, Confinement, Decision, Identity, Policy};
 use mse_run::status::{emit, Event, State};
 use mse_runtime::{App, Catalog, EnvCache, Serving};
 use rustls::pki_types::pem::PemObject;
@@ -43,9 +44,12 @@ struct Prepared {
     fingerprint: [u8; 32],
     env: mse_runtime::Environment,
     cache: EnvCache,
+    /// How the app's processes are confined.
+    sandbox: Decision,
 }
 
 struct Dirs {
+    work: PathBuf,
     app: PathBuf,
     home: PathBuf,
     tmp: PathBuf,
@@ -53,11 +57,20 @@ struct Dirs {
 }
 
 impl Dirs {
+    fn new(work_dir: &Path) -> Self {
+        let [app, home, tmp, tls] = mse_run::workdir::private_dirs(work_dir);
+        Dirs {
+            work: work_dir.to_path_buf(),
+            app,
+            home,
+            tmp,
+            tls,
+        }
+    }
+
     /// Removes the decrypted code, secrets and keys; the log stays.
     fn clean(&self) {
-        for dir in [&self.app, &self.home, &self.tmp, &self.tls] {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        mse_run::workdir::wipe(&self.work);
     }
 }
 
@@ -283,12 +296,7 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
 
     create_private_dir(&args.work_dir)
         .map_err(|e| invalid(format!("cannot create {}: {e}", args.work_dir.display())))?;
-    let dirs = Dirs {
-        app: args.work_dir.join("app"),
-        home: args.work_dir.join("home"),
-        tmp: args.work_dir.join("tmp"),
-        tls: args.work_dir.join("tls"),
-    };
+    let dirs = Dirs::new(&args.work_dir);
     dirs.clean();
     for dir in [&dirs.home, &dirs.tmp, &dirs.tls] {
         create_private_dir(dir)
@@ -321,6 +329,12 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     .map_err(|e| Failure::Error(e.to_string()))?;
     let (env, cache) = env;
 
+    let sandbox = decide_sandbox(args, &env);
+    match &sandbox {
+        Decision::Refuse(why) => return Err(Failure::Error(why.clone())),
+        decision => log.note(&format!("sandbox: {}", sandbox::describe(decision))),
+    }
+
     Ok(Prepared {
         log,
         dirs,
@@ -330,7 +344,70 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         fingerprint,
         env,
         cache,
+        sandbox,
     })
+}
+
+/// How to confine this app, from what the kernel and this process offer.
+fn decide_sandbox(args: &Args, env: &mse_runtime::Environment) -> Decision {
+    let root = sandbox::running_as_root();
+    let reachable = root
+        && sandbox::python_paths(&env.python)
+            .iter()
+            .all(|p| sandbox::reachable_by_others(p))
+        && args
+            .work_dir
+            .parent()
+            .is_some_and(sandbox::traversable_by_others)
+        && sandbox::traversable_by_others(&args.cache_dir);
+    let offered = sandbox::Offered {
+        landlock_abi: sandbox::landlock_abi(),
+        root,
+        reachable_unprivileged: reachable,
+    };
+    sandbox::decide(args.sandbox, offered, sandbox::app_uid(&args.uuid))
+}
+
+/// What the app's own processes may read besides their own folders: the
+/// system's files and its runtime environment.
+fn runtime_read_paths(env: &mse_runtime::Environment) -> Vec<PathBuf> {
+    let mut read = sandbox::system_read_paths();
+    read.extend(sandbox::python_paths(&env.python));
+    read
+}
+
+/// The confinement of one of the app's processes under `policy`.
+fn confinement(decision: &Decision, policy: &Policy) -> anyhow::Result<Confinement> {
+    match decision {
+        Decision::Confine { identity, .. } => Ok(Confinement::new(policy, *identity)?),
+        Decision::Unconfined(_) => Ok(Confinement::unconfined()),
+        Decision::Refuse(why) => bail!("{why}"),
+    }
+}
+
+/// The uid the app's files must belong to, when it has one of its own.
+fn app_owner(decision: &Decision) -> Option<u32> {
+    match decision {
+        Decision::Confine {
+            identity: Identity::Uid(uid),
+            ..
+        } => Some(*uid),
+        _ => None,
+    }
+}
+
+/// Variables `pip` keeps from this process's environment: its own settings
+/// and the proxy; nothing of the platform's.
+fn pip_environment() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("PIP_")
+                || matches!(
+                    k.to_ascii_lowercase().as_str(),
+                    "http_proxy" | "https_proxy" | "no_proxy" | "ssl_cert_file" | "ssl_cert_dir"
+                )
+        })
+        .collect()
 }
 
 /// Sends the reason to stop on SIGTERM, SIGINT or at expiry.
@@ -391,6 +468,7 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     let mut event = Event::new(State::Initializing, Utc::now());
     event.fingerprint = Some(hex::encode(prepared.fingerprint));
     event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));
+    event.sandbox = Some(sandbox::describe(&prepared.sandbox));
     log.note(&format!(
         "waiting for the configuration on {} (fingerprint {})",
         args.listen,
@@ -447,18 +525,68 @@ async fn start_app(
         }
     };
     drop(accepted);
+    let owner = app_owner(&prepared.sandbox);
+    if let Some(uid) = owner {
+        // The app's own uid owns its folders; the work folder above them
+        // only lets it through.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o711))
+            .context("cannot open the work folder to the app's user")?;
+        for dir in [&dirs.app, &dirs.home, &dirs.tmp, &dirs.tls] {
+            if dir.exists() {
+                sandbox::chown_tree(dir, uid)
+                    .with_context(|| format!("cannot give {} to the app's user", dir.display()))?;
+            }
+        }
+    }
 
     let mut app = App::new(&prepared.env, &args.application, &dirs.app, &dirs.tmp);
     app.secrets_path = Some(secrets_path);
     app.home = Some(dirs.home.clone());
+    app.clean_env = true;
     let requirements = dirs.app.join(mse_package::REQUIREMENTS);
     if requirements.is_file() {
         log.note("installing requirements.txt");
         let cache = prepared.cache.clone();
         let env = prepared.env.clone();
         let note_log = log.clone();
+        let decision = prepared.sandbox.clone();
+        let (home, tmp) = (dirs.home.clone(), dirs.tmp.clone());
         let site = tokio::task::spawn_blocking(move || {
-            cache.requirements(&env, &requirements, &mut |m| note_log.note(m))
+            let mut confine = |pip: &mut std::process::Command, site: &Path| {
+                if let Some(uid) = owner {
+                    sandbox::chown_tree(site, uid).map_err(|e| e.to_string())?;
+                }
+                let mut read = runtime_read_paths(&env);
+                read.extend(site.parent().map(Path::to_path_buf));
+                for (key, value) in pip_environment() {
+                    if matches!(key.as_str(), "PIP_CERT" | "PIP_FIND_LINKS") {
+                        read.extend(
+                            value
+                                .split_whitespace()
+                                .map(|v| PathBuf::from(v.trim_start_matches("file://")))
+                                .filter(|p| p.is_absolute() && p.exists()),
+                        );
+                    }
+                }
+                let policy = Policy {
+                    read,
+                    write: vec![site.to_path_buf(), home.clone(), tmp.clone()],
+                    bind_tcp: Vec::new(),
+                };
+                pip.env_clear()
+                    .env("PATH", mse_runtime::CLEAN_PATH)
+                    .env("LANG", "C.UTF-8")
+                    .env("HOME", &home)
+                    .env("TMPDIR", &tmp)
+                    .envs(pip_environment())
+                    .stdin(Stdio::null());
+                confinement(&decision, &policy)
+                    .map_err(|e| format!("{e:#}"))?
+                    .apply(pip);
+                Ok(())
+            };
+            cache.requirements(&env, &requirements, &mut |m| note_log.note(m), &mut confine)
         })
         .await?
         .context("cannot install requirements.txt")?;
@@ -471,17 +599,17 @@ async fn start_app(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the
-    // app server if this runtime dies without stopping it (SIGKILL).
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let mut read = runtime_read_paths(&prepared.env);
+    read.extend(app.extra_paths.iter().cloned());
+    read.extend([dirs.app.clone(), dirs.tls.clone()]);
+    let policy = Policy {
+        read,
+        write: vec![dirs.home.clone(), dirs.tmp.clone()],
+        bind_tcp: vec![args.listen.port()],
+    };
+    // The app server and everything it starts: confined, and killed by the
+    // kernel if this runtime dies without stopping it.
+    confinement(&prepared.sandbox, &policy)?.apply(&mut command);
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     let mut child = command.spawn().context("cannot start the app server")?;

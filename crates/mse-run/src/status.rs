@@ -37,6 +37,9 @@ pub struct Event {
     /// The app server's process id (`running`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// How the app is confined, or `UNSANDBOXED: why` (`initializing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 impl Event {
@@ -49,6 +52,7 @@ impl Event {
             fingerprint: None,
             certificate_sha256: None,
             pid: None,
+            sandbox: None,
         }
     }
 

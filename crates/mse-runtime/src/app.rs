@@ -24,7 +24,13 @@ pub struct App {
     pub secrets_path: Option<PathBuf>,
     /// `HOME`, when it must be set.
     pub home: Option<PathBuf>,
+    /// Start from an empty environment instead of this process's (a node:
+    /// nothing of the platform's environment reaches the app).
+    pub clean_env: bool,
 }
+
+/// `PATH` of an app started with a clean environment.
+pub const CLEAN_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How the app server speaks to its clients.
 #[derive(Debug, Clone)]
@@ -56,6 +62,7 @@ impl App {
             tmp_path: tmp_path.to_path_buf(),
             secrets_path: None,
             home: None,
+            clean_env: false,
         }
     }
 
@@ -68,12 +75,19 @@ impl App {
     /// The app's interpreter, in its folder, with its variables set.
     fn python(&self) -> Command {
         let mut command = Command::new(&self.python);
+        if self.clean_env {
+            command
+                .env_clear()
+                .env("PATH", CLEAN_PATH)
+                .env("LANG", "C.UTF-8");
+        }
         command
             .current_dir(&self.module_path)
             .env("PYTHONPATH", self.python_path())
             .env("PYTHONUNBUFFERED", "1")
             .env("MODULE_PATH", &self.module_path)
-            .env("TMP_PATH", &self.tmp_path);
+            .env("TMP_PATH", &self.tmp_path)
+            .env("TMPDIR", &self.tmp_path);
         if let Some(secrets) = &self.secrets_path {
             command.env("SECRETS_PATH", secrets);
         }

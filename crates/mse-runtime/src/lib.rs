@@ -13,7 +13,7 @@ use std::process::Command;
 
 mod app;
 
-pub use app::{App, Serving};
+pub use app::{App, Serving, CLEAN_PATH};
 
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
@@ -194,11 +194,17 @@ impl EnvCache {
 
     /// Installs an app's `requirements.txt` into a folder of its own (keyed by
     /// the environment and the requirements), to put on `PYTHONPATH`.
+    ///
+    /// `pip` reads a copy of the file kept beside that folder and runs in it;
+    /// `confine` gets the `pip` command and the folder it installs into
+    /// before it runs (a node confines it as it confines the app: `pip` runs
+    /// the packages' build code, and the file is the tenant's).
     pub fn requirements(
         &self,
         env: &Environment,
         requirements: &Path,
         progress: &mut dyn FnMut(&str),
+        confine: &mut dyn FnMut(&mut Command, &Path) -> Result<(), String>,
     ) -> Result<PathBuf, RuntimeError> {
         let text = std::fs::read(requirements)
             .map_err(|e| RuntimeError::Build(format!("{}: {e}", requirements.display())))?;
@@ -220,11 +226,18 @@ impl EnvCache {
             progress(&format!("installing {}", requirements.display()));
             let site = dir.join("site");
             let _ = std::fs::remove_dir_all(&site);
-            run(pip_install(&env.python)
+            let copy = dir.join("requirements.txt");
+            let build = |e: std::io::Error| RuntimeError::Build(format!("{}: {e}", dir.display()));
+            std::fs::write(&copy, &text).map_err(build)?;
+            std::fs::create_dir_all(&site).map_err(build)?;
+            let mut pip = pip_install(&env.python);
+            pip.current_dir(&site)
                 .arg("--target")
                 .arg(&site)
                 .arg("-r")
-                .arg(requirements))?;
+                .arg(&copy);
+            confine(&mut pip, &site).map_err(RuntimeError::Build)?;
+            run(&mut pip)?;
             std::fs::write(&ready, b"")
                 .map_err(|e| RuntimeError::Build(format!("{}: {e}", ready.display())))?;
         }

@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: dir.path().join("cache"),
         nodes_dir: dir.path().join("nodes"),
         quote_provider: "simulation".into(),
+        node_options: Default::default(),
     };
     let (state, token) = mse_server::open(&settings).await?;
     let token = token.expect("a new platform has an admin token");

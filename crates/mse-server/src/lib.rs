@@ -31,6 +31,31 @@ pub struct Settings {
     pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
     pub quote_provider: String,
+    /// How nodes run apps.
+    pub node_options: NodeOptions,
+}
+
+/// How this platform's nodes run apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// How long a node waits for its configuration before it stops and its
+    /// app ends `on_error` (seconds).
+    pub config_timeout_secs: u64,
+    /// Whether an app that cannot be sandboxed may run unsandboxed.
+    pub sandbox: mse_run::sandbox::Mode,
+}
+
+/// Bounds of [`NodeOptions::config_timeout_secs`].
+pub const CONFIG_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
+
+impl Default for NodeOptions {
+    /// 180 s to be configured (as the original platform), sandbox required.
+    fn default() -> Self {
+        NodeOptions {
+            config_timeout_secs: 180,
+            sandbox: mse_run::sandbox::Mode::Required,
+        }
+    }
 }
 
 /// The platform's roles. A process plays one or more; processes sharing a
@@ -166,6 +191,7 @@ pub async fn open_as(
         nodes_dir: settings.nodes_dir.clone(),
         quote_provider: settings.quote_provider.clone(),
         node_id: node_id.to_string(),
+        options: settings.node_options,
     };
     let routes = Arc::new(runner::Routes::default());
     if roles.proxy {

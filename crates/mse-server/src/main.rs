@@ -79,6 +79,17 @@ struct Args {
     /// Where nodes get their quotes: `simulation` (no hardware) or `gramine`
     #[arg(long, default_value = "simulation", value_parser = ["simulation", "gramine"])]
     quote_provider: String,
+    /// Seconds a node waits for its owner's configuration; then it stops and
+    /// the app ends `on_error`, saying so (10 to 86400)
+    #[arg(long, value_name = "SECS", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    config_timeout: u64,
+    /// `required`: every app runs sandboxed (Landlock, and a uid of its own
+    /// when the platform runs as root), and an app that cannot be is refused;
+    /// `best-effort`: the operator's explicit opt-out, running apps
+    /// unsandboxed where this kernel offers no sandbox (their status says so)
+    #[arg(long, value_enum, value_name = "MODE", default_value = "required")]
+    sandbox: mse_run::sandbox::Mode,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +140,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         base_domain: args.base_domain.clone(),
         mse_run,
         quote_provider: args.quote_provider.clone(),
+        node_options: mse_server::NodeOptions {
+            config_timeout_secs: args.config_timeout,
+            sandbox: args.sandbox,
+        },
     };
     let (state, admin_token) = mse_server::open_as(&settings, roles, &args.node_id).await?;
     if let Some(token) = admin_token {

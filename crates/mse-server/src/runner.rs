@@ -53,6 +53,8 @@ pub struct RunnerConfig {
     /// The id this node claims apps under (unique among the node processes
     /// sharing the store).
     pub node_id: String,
+    /// How nodes run apps (configuration deadline, sandbox).
+    pub options: crate::NodeOptions,
 }
 
 /// The node runner. A detached runner (a process without the node role)
@@ -209,7 +211,11 @@ impl Runner {
             .arg("--simulation-ca-key")
             .arg(data.join("simulation-ca.key"))
             .arg("--signer-key")
-            .arg(data.join("signer.pub"));
+            .arg(data.join("signer.pub"))
+            .arg("--config-timeout")
+            .arg(config.options.config_timeout_secs.to_string())
+            .arg("--sandbox")
+            .arg(config.options.sandbox.as_arg());
         let expiry = app.expires_at.to_string();
         match app.spec.certificate_origin.as_str() {
             "owner" => command
@@ -224,6 +230,18 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe. A node outlives no platform:
+        // SIGTERM when this process dies, however it dies, so the node stops
+        // its app and wipes what it decrypted.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot run {}", config.mse_run.display()))?;
@@ -246,6 +264,9 @@ impl Runner {
                 }
             }
             let status = child.wait().await;
+            // However the node ended (a SIGKILL included), nothing it
+            // decrypted stays on this host; its log does.
+            mse_run::workdir::wipe(&runner.inner.config.nodes_dir.join(&app.id));
             runner.forget(&app.id);
             // A node that ends without a final word was stopped when the
             // platform asked (it may not have been listening for the signal
@@ -279,6 +300,9 @@ impl Runner {
         let reason = event.reason.as_deref();
         match event.status {
             State::Initializing => {
+                if let Some(sandbox) = &event.sandbox {
+                    let _ = store.set_sandbox(&app.id, sandbox).await;
+                }
                 if store
                     .transition(&app.id, Status::Initializing, None, now())
                     .await
@@ -537,6 +561,36 @@ impl Runner {
     /// this process has no node for are lost. A node process left from
     /// before is stopped.
     pub async fn recover(&self) -> anyhow::Result<()> {
+        // The nodes' folder lets each app's own user through to its work
+        // folder, and lists nothing.
+        let nodes_dir = &self.inner.config.nodes_dir;
+        std::fs::create_dir_all(nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(nodes_dir, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("cannot set the mode of {}", nodes_dir.display()))?;
+        }
+        // What a node decrypted before a crash of the platform (the node was
+        // killed with it) goes now; logs stay. Apps another node process
+        // runs (sharing this folder on this host) keep theirs.
+        let others: HashSet<String> = self
+            .inner
+            .store
+            .live_apps()
+            .await?
+            .into_iter()
+            .filter(|a| a.node_owner.as_deref().is_some_and(|o| o != self.node_id()))
+            .map(|a| a.id)
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(nodes_dir) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().to_string();
+                if !others.contains(&id) && !self.has_node(&id) {
+                    mse_run::workdir::wipe(&entry.path());
+                }
+            }
+        }
         for app in self.inner.store.node_apps(self.node_id()).await? {
             if self.has_node(&app.id) {
                 continue;
@@ -613,6 +667,15 @@ fn host_name() -> String {
 /// exists but cannot be inspected.
 fn runs_this_binary(pid: i64) -> Option<bool> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
+    // A zombie (killed, not yet reaped by its parent) holds nothing.
+    if let Ok(stat) = std::fs::read_to_string(proc.join("stat")) {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, Some("Z" | "X")) {
+            return Some(false);
+        }
+    }
     match std::fs::read_link(proc.join("exe")) {
         Ok(exe) => Some(std::env::current_exe().is_ok_and(|me| me == exe)),
         Err(_) if proc.exists() => None,

@@ -511,6 +511,9 @@ pub struct App {
     pub onerror_at: Option<i64>,
     /// When it expires.
     pub expires_at: i64,
+    /// How its node confines it (`UNSANDBOXED: …` where it does not), once
+    /// the node said.
+    pub sandbox: Option<String>,
     /// Its node's address, while it has one.
     #[serde(skip)]
     pub node_addr: Option<String>,
@@ -529,7 +532,7 @@ const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.co
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
-    a.node_owner, a.stop_requested_at \
+    a.node_owner, a.stop_requested_at, a.sandbox \
     FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
@@ -561,6 +564,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         stopped_at: row.try_get("stopped_at")?,
         onerror_at: row.try_get("onerror_at")?,
         expires_at: row.try_get("expires_at")?,
+        sandbox: row.try_get("sandbox")?,
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
@@ -783,6 +787,16 @@ impl Store {
         sqlx::query("UPDATE apps SET node_pid = $1, node_addr = $2 WHERE id = $3")
             .bind(pid)
             .bind(addr)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records how the app's node confines it.
+    pub async fn set_sandbox(&self, id: &str, sandbox: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET sandbox = $1 WHERE id = $2")
+            .bind(sandbox)
             .bind(id)
             .execute(&self.pool)
             .await?;

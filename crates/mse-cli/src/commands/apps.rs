@@ -447,6 +447,7 @@ struct AppView {
     stopped_at: Option<String>,
     onerror_at: Option<String>,
     expires_at: Option<String>,
+    sandbox: Option<String>,
 }
 
 impl AppView {
@@ -473,6 +474,7 @@ impl AppView {
             stopped_at: app.stopped_at.and_then(rfc3339),
             onerror_at: app.onerror_at.and_then(rfc3339),
             expires_at: rfc3339(app.expires_at),
+            sandbox: app.sandbox.clone(),
         }
     }
 }
@@ -621,6 +623,12 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
         ("created", utc(app.created_at)),
         ("expires", expires),
         ("status", status_line(app)),
+        (
+            "sandbox",
+            app.sandbox
+                .clone()
+                .unwrap_or_else(|| "not reported yet".to_string()),
+        ),
     ];
     if let Some(reason) = &app.reason {
         rows.push(("reason", reason.clone()));

@@ -73,6 +73,7 @@ struct JsonOutput {
     fingerprint: String,
     verified: bool,
     tee: Option<Tee>,
+    sandbox: Option<String>,
     cert_path: Option<PathBuf>,
     context_path: PathBuf,
     timings: serde_json::Map<String, serde_json::Value>,
@@ -280,10 +281,21 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         args.timeout,
         steps,
     )?;
-    steps.done(&format!(
+    let waiting = format!(
         "{} is waiting for its configuration",
         app.config_domain_name
-    ));
+    );
+    match app
+        .sandbox
+        .as_deref()
+        .filter(|s| s.starts_with("UNSANDBOXED"))
+    {
+        Some(unsandboxed) => steps.warn(&format!(
+            "{waiting}; the platform runs this app without a sandbox ({unsandboxed}): other \
+             tenants' apps on its node host may reach its files"
+        )),
+        None => steps.done(&waiting),
+    }
 
     let expires_at = DateTime::from_timestamp(app.expires_at, 0)
         .ok_or_else(|| anyhow!("the platform gave an invalid expiry {}", app.expires_at))?;
@@ -455,6 +467,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             fingerprint: hex::encode(expected),
             verified,
             tee,
+            sandbox: app.sandbox.clone(),
             cert_path,
             context_path: context_dir,
             timings,
@@ -484,6 +497,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         ),
         (true, _) => println!("  TEE          SGX, verified"),
         (false, _) => println!("  TEE          NOT VERIFIED (--no-verify)"),
+    }
+    if let Some(sandbox) = &app.sandbox {
+        println!("  sandbox      {sandbox}");
     }
     println!("  context      {}", context_dir.display());
     println!(

@@ -68,12 +68,20 @@ fn drain(stream: impl Read, output: Arc<Mutex<String>>, lines: Option<mpsc::Send
 impl Platform {
     /// Starts a new platform and waits (bounded) until it listens.
     pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// Starts a new platform, letting `configure` add arguments or
+    /// variables to its command first.
+    pub fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mse-platform-")
             .tempdir()
             .expect("a temporary folder");
         let data = dir.path().join("data");
-        let mut child = Command::new(mse_testkit::workspace_binary("mse-server"))
+        let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
+        configure(&mut command);
+        let mut child = command
             .arg("--data-dir")
             .arg(&data)
             .arg("--mse-run")
@@ -139,6 +147,16 @@ impl Platform {
     /// The platform's data folder.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The local nodes' folder (beside the data folder).
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.dir.path().join("data.nodes")
+    }
+
+    /// The `mse-server` process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder, token: &str) -> (u16, Value) {
@@ -318,4 +336,12 @@ pub fn login(platform: &Platform, user: &TestContext, token: &str, allow_simulat
     }
     let output = command.output().expect("mse runs");
     assert!(output.status.success(), "mse login failed: {output:?}");
+}
+
+/// A user of the platform: a home of their own, logged in with a new token.
+pub fn user(platform: &Platform, name: &str) -> (TestContext, String) {
+    let ctx = TestContext::new();
+    let token = platform.create_user(name);
+    login(platform, &ctx, &token, true);
+    (ctx, token)
 }

@@ -26,6 +26,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         cache_dir: mse_testkit::runtime_cache_dir(),
         nodes_dir: data_dir.with_extension("nodes"),
         quote_provider: "simulation".to_string(),
+        node_options: Default::default(),
     }
 }
 

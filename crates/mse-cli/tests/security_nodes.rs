@@ -1,0 +1,369 @@
+//! Security suite, nodes: attacks by a tenant's app on the platform and on
+//! other tenants, replayed against the real binaries (`mse`, `mse-server`,
+//! `mse-run`) as a second, ordinary user. Each attack once worked; each test
+//! asserts it fails while the victim keeps working.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::deploy::{assert_nowhere_in, call_app, deploy_ok, files};
+use common::platform::{user, Platform};
+use common::TestContext;
+use serde_json::{json, Value};
+
+/// An environment variable of the platform's process that no app may see.
+const CANARY: (&str, &str) = ("MSE_TEST_CANARY", "canary-5d1f0a77");
+/// The victim's secret.
+const VICTIM_SECRET: &str = "victim-secret-9b2e41c6";
+
+/// An app that tries, on request, everything a hostile tenant would: each
+/// attempt answers `{"ok": true|false, ...}`.
+const HOSTILE_APP: &str = r#"import os
+import signal
+import socket
+
+from flask import Flask, request
+
+app = Flask(__name__)
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+def attempt(action):
+    try:
+        return {"ok": True, "value": repr(action())[:300]}
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(4096)
+
+
+def write(path):
+    with open(path, "w") as f:
+        return f.write("written by another tenant")
+
+
+def bind(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return s.getsockname()
+    finally:
+        s.close()
+
+
+@app.route("/attack", methods=["POST"])
+def attack():
+    plan = request.get_json()
+    out = {}
+    for path in plan["read"]:
+        out["read " + path] = attempt(lambda: read(path))
+    for path in plan["list"]:
+        out["list " + path] = attempt(lambda: os.listdir(path))
+    for path in plan["write"]:
+        out["write " + path] = attempt(lambda: write(path))
+    for pid in plan["signal"]:
+        out["signal %d" % pid] = attempt(lambda: os.kill(pid, 0))
+    for port in plan["bind"]:
+        out["bind %d" % port] = attempt(lambda: bind(port))
+    return {"attempts": out, "environ": dict(os.environ)}
+
+
+@app.route("/own", methods=["POST"])
+def own():
+    home, tmp = os.environ["HOME"], os.environ["TMPDIR"]
+    return {
+        "secrets": attempt(lambda: read(os.environ["SECRETS_PATH"])),
+        "home": attempt(lambda: write(os.path.join(home, "note.txt"))),
+        "tmp": attempt(lambda: write(os.path.join(tmp, "scratch.csv"))),
+        "code": attempt(lambda: read(os.path.join(os.environ["MODULE_PATH"], "app.py"))),
+    }
+"#;
+
+/// An app with a secret, as its owner deploys it.
+const VICTIM_APP: &str = r#"import json
+import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+@app.route("/secret")
+def secret():
+    with open(os.environ["SECRETS_PATH"]) as f:
+        return json.load(f)
+"#;
+
+/// Scaffolds app `name` for `ctx` with `code` as its `app.py` and, when
+/// given, `secrets` as its secrets file.
+fn write_app(ctx: &TestContext, name: &str, code: &str, secrets: Option<&Value>) -> PathBuf {
+    let app = ctx.scaffold(name);
+    std::fs::write(app.join("mse_src/app.py"), code).unwrap();
+    if let Some(secrets) = secrets {
+        std::fs::write(app.join("secrets.json"), secrets.to_string()).unwrap();
+        let toml = std::fs::read_to_string(app.join("mse.toml"))
+            .unwrap()
+            .replace(
+                "healthcheck_endpoint = \"/health\"",
+                "healthcheck_endpoint = \"/health\"\nsecrets = \"secrets.json\"",
+            );
+        std::fs::write(app.join("mse.toml"), toml).unwrap();
+    }
+    app
+}
+
+/// `POST {url}{path}` with a JSON body to an app deployed as `out`, trusting
+/// the certificate its deployment verified.
+fn post_app(platform: &Platform, out: &Value, path: &str, body: &Value) -> Value {
+    let pem = std::fs::read_to_string(out["cert_path"].as_str().unwrap()).unwrap();
+    let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).unwrap();
+    let tls = mse_attest::pin::client_config(&der, &[b"http/1.1"]);
+    let url = out["url"].as_str().unwrap();
+    let host = url
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_string();
+    let proxy: std::net::SocketAddr = platform.proxy.parse().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(&host, proxy)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{url}{path}"))
+        .json(body)
+        .send()
+        .unwrap_or_else(|e| panic!("POST {url}{path}: {e:?}\n{}", platform.output()));
+    assert_eq!(response.status().as_u16(), 200, "POST {path}");
+    response.json().unwrap()
+}
+
+/// Process ids whose command line holds every one of `words`.
+fn pids_with(words: &[&str]) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if words.iter().all(|w| cmdline.contains(w)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().to_string()
+}
+
+#[test]
+fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
+    let platform = Platform::start_with(|command| {
+        command.env(CANARY.0, CANARY.1);
+    });
+    let data = platform.data_dir();
+    let nodes = platform.nodes_dir();
+
+    // The victim: an ordinary user with a secret.
+    let (victim, _) = user(&platform, "victim");
+    let secrets = json!({ "key": VICTIM_SECRET });
+    let victim_app = write_app(&victim, "payroll", VICTIM_APP, Some(&secrets));
+    let victim_out = deploy_ok(&platform, &victim, &victim_app, &[]);
+    let victim_id = victim_out["uuid"].as_str().unwrap().to_string();
+    let victim_node = nodes.join(&victim_id);
+    let victim_runtime = pids_with(&["mse-run", &victim_id]);
+    assert_eq!(victim_runtime.len(), 1, "one mse-run for the victim");
+    let victim_context = victim
+        .root
+        .path()
+        .join("home/conf/context")
+        .join(&victim_id)
+        .join("context.mse");
+    assert!(victim_context.is_file());
+
+    // The attacker: another ordinary user, deploying through `mse deploy`.
+    let (mallory, _) = user(&platform, "mallory");
+    let hostile = write_app(&mallory, "hostile", HOSTILE_APP, Some(&json!({"own": 1})));
+    let hostile_out = deploy_ok(&platform, &mallory, &hostile, &[]);
+    assert!(
+        hostile_out["sandbox"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("landlock")),
+        "the deploy says how the app is confined: {hostile_out}"
+    );
+
+    // What its own sandbox leaves it: its secrets, home, temporary folder
+    // and code (so the attempts below can succeed when nothing stops them).
+    let own = post_app(&platform, &hostile_out, "/own", &json!({}));
+    for what in ["secrets", "home", "tmp", "code"] {
+        assert_eq!(own[what]["ok"], true, "the app uses its own {what}: {own}");
+    }
+
+    let cache = mse_testkit::runtime_cache_dir();
+    let envs: Vec<PathBuf> = std::fs::read_dir(cache.join("envs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let mut read = vec![
+        data.join("admin.token"),
+        data.join("signer.key"),
+        data.join("simulation-ca.key"),
+        data.join("operator-ca.key"),
+        data.join("wildcard.key"),
+        data.join("mse.db"),
+        victim_node.join("home/.cache/mse/secrets.json"),
+        victim_node.join("tls/key.pem"),
+        victim_node.join("app/app.py"),
+        victim_context.clone(),
+        PathBuf::from("/etc/shadow"),
+        PathBuf::from(format!("/proc/{}/environ", platform.pid())),
+        PathBuf::from(format!("/proc/{}/environ", victim_runtime[0])),
+        PathBuf::from(format!("/proc/{}/mem", victim_runtime[0])),
+    ];
+    read.extend(files(&data.join("apps")).into_iter().take(4));
+    let list = [
+        data.clone(),
+        nodes.clone(),
+        victim_node.clone(),
+        PathBuf::from("/tmp"),
+        PathBuf::from("/proc"),
+        victim.root.path().to_path_buf(),
+    ];
+    let mut write = vec![
+        data.join("planted"),
+        victim_node.join("home/planted"),
+        PathBuf::from(format!("/tmp/planted-{}", std::process::id())),
+        cache.join("planted"),
+    ];
+    write.extend(envs.iter().map(|env| env.join("venv/planted.py")));
+    let plan = json!({
+        "read": read.iter().map(|p| path(p)).collect::<Vec<_>>(),
+        "list": list.iter().map(|p| path(p)).collect::<Vec<_>>(),
+        "write": write.iter().map(|p| path(p)).collect::<Vec<_>>(),
+        "signal": [platform.pid(), victim_runtime[0]],
+        "bind": [free_port()],
+    });
+    let answer = post_app(&platform, &hostile_out, "/attack", &plan);
+
+    let attempts = answer["attempts"].as_object().unwrap();
+    assert_eq!(
+        attempts.len(),
+        read.len() + list.len() + write.len() + 3,
+        "every attempt was made: {answer}"
+    );
+    let succeeded: Vec<_> = attempts
+        .iter()
+        .filter(|(_, outcome)| outcome["ok"] != false)
+        .map(|(what, outcome)| format!("{what} -> {outcome}"))
+        .collect();
+    assert!(
+        succeeded.is_empty(),
+        "a tenant's app could:\n{}",
+        succeeded.join("\n")
+    );
+    let text = answer.to_string();
+    let admin_token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    for needle in [VICTIM_SECRET, admin_token.trim(), CANARY.1] {
+        assert!(!text.contains(needle), "the app saw `{needle}`");
+    }
+    let environ = answer["environ"].as_object().unwrap();
+    assert!(
+        environ.keys().all(|k| !k.starts_with("MSE_")),
+        "nothing of the platform's environment reaches the app: {environ:?}"
+    );
+    for planted in &write {
+        assert!(!planted.exists(), "{} was written", planted.display());
+    }
+
+    // The victim is unharmed.
+    let (status, body) = call_app(&platform, &victim_out, "/secret");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), secrets);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_unconfigured_node_stops_at_its_configuration_deadline_and_says_why() {
+    let platform = Platform::start_with(|command| {
+        command.args(["--config-timeout", "10"]);
+    });
+    let ctx = TestContext::new();
+    let app = platform.deploy_scaffold(&ctx, &platform.admin, "neverconfigured");
+    let id = app["id"].as_str().unwrap().to_string();
+    platform.wait_initializing(&platform.admin, &id);
+    let started = Instant::now();
+    let app = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
+        a["status"] == "on_error"
+    });
+    assert!(
+        app["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no valid configuration arrived within 10 s")),
+        "{app}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(pids_with(&["mse-run", &id]).is_empty(), "its node is gone");
+}
+
+#[test]
+fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
+    let platform = Platform::start();
+    let (owner, token) = user(&platform, "owner");
+    let secrets = json!({ "key": VICTIM_SECRET });
+    let app = write_app(&owner, "killed", VICTIM_APP, Some(&secrets));
+    let out = deploy_ok(&platform, &owner, &app, &[]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let node = platform.nodes_dir().join(&id);
+    assert!(node.join("app/app.py").is_file(), "decrypted while it runs");
+
+    let runtime = pids_with(&["mse-run", &id]);
+    assert_eq!(runtime.len(), 1);
+    // SAFETY: killing the node runtime this test's platform started.
+    unsafe {
+        libc::kill(runtime[0], libc::SIGKILL);
+    }
+    let app = platform.wait_app(&token, &id, Duration::from_secs(30), |a| {
+        a["status"] == "on_error"
+    });
+    assert!(app["reason"].is_string(), "{app}");
+    for dir in mse_run::workdir::private_dirs(&node) {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+    assert_nowhere_in(
+        &platform.nodes_dir(),
+        VICTIM_SECRET.as_bytes(),
+        "the secret",
+    );
+    assert!(node.join("app.log").is_file(), "the log stays");
+    assert!(
+        pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty(),
+        "the app server died with its runtime"
+    );
+}

@@ -1,0 +1,24 @@
+//! A node's work folder: what lives in it, and what goes when the node ends.
+//!
+//! `app/` (the decrypted code), `home/` (the app's home, its secrets
+//! included), `tmp/` (its temporary folder) and `tls/` (the key it serves
+//! with) are private and wiped when the node ends, however it ends: by the
+//! node itself, by its supervisor when the node was killed, and at the next
+//! start of the platform after a crash. `app.log` stays.
+
+use std::path::{Path, PathBuf};
+
+/// The private folders of a work folder.
+pub const PRIVATE: [&str; 4] = ["app", "home", "tmp", "tls"];
+
+/// The private folders under `work_dir`.
+pub fn private_dirs(work_dir: &Path) -> [PathBuf; 4] {
+    PRIVATE.map(|name| work_dir.join(name))
+}
+
+/// Removes the private folders under `work_dir` (what is not there is fine).
+pub fn wipe(work_dir: &Path) {
+    for dir in private_dirs(work_dir) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
