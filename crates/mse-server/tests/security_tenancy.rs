@@ -763,3 +763,81 @@ async fn a_resource_limit_caps_the_live_apps_of_all_users_on_it() {
     let (status, _) = p.deploy(&bob, deploy_config("b", json!({}))).await;
     assert_eq!(status, StatusCode::CREATED, "no limit any more");
 }
+
+/// A store made before custom domains had owners, where an attacker's
+/// owner-mode apps share the victim's domains: on opening, the victim's
+/// apps keep their domains, the attacker's become `on_error`, and each
+/// custom domain belongs to its first deployer.
+#[tokio::test]
+async fn a_store_from_before_domain_owners_keeps_each_domain_to_its_first_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    for name in ["0001_init.sql", "0002_roles.sql"] {
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        std::fs::copy(migrations.join(name), old.join(name)).unwrap();
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let statements = [
+        "INSERT INTO users VALUES ('u-victim', 'victim', 0, 0), ('u-mallory', 'mallory', 0, 0)",
+        "INSERT INTO projects VALUES ('p-victim', 'u-victim', 'default', 0), \
+         ('p-mallory', 'u-mallory', 'default', 0)",
+    ];
+    for sql in statements {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let apps = [
+        ("v-uuid", "p-victim", "v-uuid.localhost", "self", 1),
+        ("m-uuid", "p-mallory", "v-uuid.localhost", "owner", 2),
+        ("v-shop", "p-victim", "shop.example.com", "owner", 3),
+        ("m-shop", "p-mallory", "shop.example.com", "owner", 4),
+    ];
+    for (id, project, domain, origin, at) in apps {
+        sqlx::query(
+            "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
+             python_application, healthcheck_endpoint, certificate_origin, code_sha256, \
+             enclave_size, status, created_at, expires_at, node_addr, node_owner) \
+             VALUES ($1, $2, $3, $4, $5, 'free', 'i', 'app:app', '/health', $6, '00', '1G', \
+             'running', $7, 9999999999, '127.0.0.1:1', 'local')",
+        )
+        .bind(id)
+        .bind(project)
+        .bind(id)
+        .bind(domain)
+        .bind(format!("{id}.localhost"))
+        .bind(origin)
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    for (id, status) in [
+        ("v-uuid", "running"),
+        ("m-uuid", "on_error"),
+        ("v-shop", "running"),
+        ("m-shop", "on_error"),
+    ] {
+        let app = store.app(id).await.unwrap().unwrap();
+        assert_eq!(app.status.as_str(), status, "{id}");
+    }
+    let owners = store.domains(None).await.unwrap();
+    let shop = owners
+        .iter()
+        .find(|d| d.name == "shop.example.com")
+        .unwrap();
+    assert_eq!(shop.user_name, "victim");
+    let routes = mse_server::routes::table(&store.routed_apps().await.unwrap());
+    assert_eq!(routes["v-uuid.localhost"].app_id, "v-uuid");
+    assert_eq!(routes["shop.example.com"].app_id, "v-shop");
+}
