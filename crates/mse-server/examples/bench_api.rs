@@ -44,6 +44,17 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .expect("the default project");
 
+    // Every app stays live: the admin's quota must hold them all.
+    state
+        .store
+        .set_user_quota(
+            &admin.id,
+            &mse_server::store::QuotaChange {
+                max_live_apps: Some(Some(i64::try_from(apps)?)),
+                max_stored_bytes: None,
+            },
+        )
+        .await?;
     eprintln!("inserting {apps} apps…");
     let started = Instant::now();
     let now = chrono::Utc::now().timestamp();
@@ -65,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
                     certificate_origin: "self".into(),
                     ssl_certificate: None,
                     code_sha256: "00".repeat(32),
+                    code_bytes: 0,
                     enclave_size: "1G".into(),
                 },
                 created_at: now - (apps - i) as i64,

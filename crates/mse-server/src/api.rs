@@ -8,7 +8,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -231,6 +231,36 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
         "One resource the caller may use",
         true,
     ),
+    (
+        "put",
+        "/resources/{name}/quota",
+        "Set the most live apps on a resource, every user's together (admin)",
+        true,
+    ),
+    (
+        "get",
+        "/users/{id}/quota",
+        "A user's quota and use (admin, or the user itself)",
+        true,
+    ),
+    (
+        "put",
+        "/users/{id}/quota",
+        "Set a user's quota of live apps and stored bytes (admin)",
+        true,
+    ),
+    (
+        "get",
+        "/domains",
+        "Custom domains and their owners (admin: all; user: its own)",
+        true,
+    ),
+    (
+        "delete",
+        "/domains/{name}",
+        "Release a custom domain (admin)",
+        true,
+    ),
 ];
 
 /// The OpenAPI 3.1 document of [`ROUTES`].
@@ -273,6 +303,16 @@ pub fn router(state: Shared) -> Router {
         .route("/projects/{name}", get(get_project))
         .route("/resources", get(list_resources).post(create_resource))
         .route("/resources/{name}", get(get_resource))
+        .route(
+            "/resources/{name}/quota",
+            put(crate::tenancy::set_resource_quota),
+        )
+        .route(
+            "/users/{id}/quota",
+            get(crate::tenancy::get_quota).put(crate::tenancy::set_quota),
+        )
+        .route("/domains", get(crate::tenancy::list_domains))
+        .route("/domains/{name}", delete(crate::tenancy::release_domain))
         .route(
             "/apps",
             get(crate::apps::list).post(crate::apps::create).layer(
@@ -489,6 +529,9 @@ struct NewResource {
     default_hours: i64,
     #[serde(default)]
     public: bool,
+    /// The most live apps on it, every user's together.
+    #[serde(default)]
+    max_live_apps: Option<i64>,
 }
 
 async fn create_resource(
@@ -515,6 +558,17 @@ async fn create_resource(
             "enclave_size is a number of megabytes or gigabytes: `512M`, `4G`",
         ));
     }
+    if let Some(n) = body.max_live_apps {
+        if !(0..=crate::tenancy::MAX_LIVE_APPS_BOUND).contains(&n) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "max_live_apps must be an integer from 0 to {}, or null, not `{n}`",
+                    crate::tenancy::MAX_LIVE_APPS_BOUND
+                ),
+            ));
+        }
+    }
     let resource = crate::store::Resource {
         name: body.name,
         memory_mb: body.memory_mb,
@@ -522,6 +576,7 @@ async fn create_resource(
         enclave_size: body.enclave_size,
         default_hours: body.default_hours,
         public: body.public,
+        max_live_apps: body.max_live_apps,
     };
     match state.store.create_resource(&resource).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(resource))),

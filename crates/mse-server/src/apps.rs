@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, Caller, Shared};
 use crate::runner::app_dir;
-use crate::store::{is_conflict, App, AppFilter, AppSpec, NewApp, Status};
+use crate::store::{
+    is_conflict, App, AppFilter, AppSpec, NewApp, Quota, QuotaExceeded, QuotaKind, Status,
+    StoreError, Usage,
+};
 
 /// The largest configuration part accepted.
 const MAX_CONFIG: usize = 1024 * 1024;
@@ -83,10 +86,21 @@ impl Drop for Upload {
     }
 }
 
+/// The code part as received: its file, SHA-256 (hex) and size.
+struct Code {
+    upload: Upload,
+    sha256: String,
+    bytes: i64,
+}
+
+/// Reads the parts, streaming the code to a file. Code over `room` bytes
+/// (what the caller's stored-bytes quota leaves) is not kept: the rest of
+/// it is read and counted, not written, and the deploy refused over quota.
 async fn read_parts(
     state: &Shared,
     mut multipart: Multipart,
-) -> Result<(DeployConfig, Upload, String), ApiError> {
+    room: (Quota, Usage),
+) -> Result<(DeployConfig, Code), ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
     let incoming = state.data.root.join("apps").join(".incoming");
     std::fs::create_dir_all(&incoming)
@@ -120,22 +134,53 @@ async fn read_parts(
             }
             Some("code") => {
                 let path = incoming.join(crate::store::new_id());
-                let mut file = std::fs::File::create(&path).map_err(|e| {
+                let file = std::fs::File::create(&path).map_err(|e| {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
                 })?;
-                let guard = Upload { path, keep: false };
+                let mut guard = Upload { path, keep: false };
+                let (quota, usage) = room;
+                let room = quota.max_stored_bytes.saturating_sub(usage.stored_bytes);
                 let mut hasher = Sha256::new();
+                let mut bytes: i64 = 0;
+                let mut file = Some(file);
                 while let Some(chunk) = field
                     .chunk()
                     .await
                     .map_err(|e| bad(format!("the upload was cut short: {e}")))?
                 {
+                    bytes = bytes.saturating_add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+                    if bytes > room {
+                        // Over quota: nothing more is written, and what was
+                        // goes now.
+                        if file.take().is_some() {
+                            let _ = std::fs::remove_file(&guard.path);
+                            guard.keep = true;
+                        }
+                        continue;
+                    }
                     hasher.update(&chunk);
-                    file.write_all(&chunk).map_err(|e| {
-                        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
-                    })?;
+                    if let Some(file) = file.as_mut() {
+                        file.write_all(&chunk).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                format!("storage: {e}"),
+                            )
+                        })?;
+                    }
                 }
-                upload = Some((guard, hex::encode(hasher.finalize())));
+                if bytes > room {
+                    return Err(crate::tenancy::over_quota(&QuotaExceeded {
+                        kind: QuotaKind::StoredBytes,
+                        limit: quota.max_stored_bytes,
+                        used: usage.stored_bytes,
+                        adding: bytes,
+                    }));
+                }
+                upload = Some(Code {
+                    upload: guard,
+                    sha256: hex::encode(hasher.finalize()),
+                    bytes,
+                });
             }
             _ => {
                 return Err(bad(
@@ -145,8 +190,8 @@ async fn read_parts(
         }
     }
     let config = config.ok_or_else(|| bad("missing the `config` part".into()))?;
-    let (upload, sha) = upload.ok_or_else(|| bad("missing the `code` part (code.tar)".into()))?;
-    Ok((config, upload, sha))
+    let code = upload.ok_or_else(|| bad("missing the `code` part (code.tar)".into()))?;
+    Ok((config, code))
 }
 
 /// `POST /apps`.
@@ -155,8 +200,20 @@ pub async fn create(
     caller: Caller,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<App>), ApiError> {
-    let (config, mut upload, code_sha256) = read_parts(&state, multipart).await?;
     let user = &caller.0;
+    // What the quota leaves now, to keep no more than that on disk; the
+    // store checks again, with the count and the insert in one transaction.
+    let room = state
+        .store
+        .user_quota(&user.id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the caller is gone"))?;
+    let (config, code) = read_parts(&state, multipart, room).await?;
+    let Code {
+        mut upload,
+        sha256: code_sha256,
+        bytes: code_bytes,
+    } = code;
     let created = now();
 
     mse_config::fields::check_name("name", &config.name).map_err(unprocessable)?;
@@ -225,6 +282,8 @@ pub async fn create(
         (Some(ssl), false) => {
             mse_config::fields::check_domain_name(&ssl.domain_name)
                 .map_err(|e| unprocessable(format!("ssl.domain_name: {e}")))?;
+            crate::tenancy::check_custom_domain(&ssl.domain_name, &state.base_domain)
+                .map_err(unprocessable)?;
             let leaf = mse_config::tls::parse_chain(ssl.certificate.as_bytes())
                 .map_err(|e| unprocessable(format!("ssl.certificate: {e}")))?;
             if !mse_config::tls::domain_matches(&ssl.domain_name, &leaf.dns_names) {
@@ -300,6 +359,7 @@ pub async fn create(
             certificate_origin: origin.to_string(),
             ssl_certificate: config.ssl.as_ref().map(|s| s.certificate.clone()),
             code_sha256,
+            code_bytes,
             enclave_size: resource.enclave_size,
         },
         created_at: created.timestamp(),
@@ -316,43 +376,69 @@ pub async fn create(
         Ok(app) => app,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
-            if is_conflict(&e) {
-                let live = state
-                    .store
-                    .user_apps(
-                        &user.id,
-                        &AppFilter {
-                            project: Some(config.project.clone()),
-                            name: Some(config.name.clone()),
-                            ..Default::default()
-                        },
-                    )
-                    .await?
-                    .into_iter()
-                    .find(|a| !a.status.is_terminal());
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    match live {
-                        Some(live) => format!(
-                            "an app named `{}` is live in project `{}` ({}, {}); stop it first",
-                            config.name,
-                            config.project,
-                            live.id,
-                            live.status.as_str()
-                        ),
-                        None => format!(
-                            "an app named `{}` was deployed at the same time",
-                            config.name
-                        ),
-                    },
-                ));
-            }
-            return Err(e.into());
+            return Err(match e {
+                StoreError::DomainTaken(name) => crate::tenancy::domain_taken(&name),
+                StoreError::Quota(refused) => crate::tenancy::over_quota(&refused),
+                e if is_conflict(&e) => conflict(&state, user, &config, &new.domain).await?,
+                e => e.into(),
+            });
         }
     };
     state.runner.start(&app).await;
     let app = state.store.app(&id).await?.unwrap_or(app);
     Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// Why a new app conflicts with a live one: its name in its project, or
+/// its domain.
+async fn conflict(
+    state: &Shared,
+    user: &crate::store::User,
+    config: &DeployConfig,
+    domain: &str,
+) -> Result<ApiError, ApiError> {
+    let same_name = state
+        .store
+        .user_apps(
+            &user.id,
+            &AppFilter {
+                project: Some(config.project.clone()),
+                name: Some(config.name.clone()),
+                ..Default::default()
+            },
+        )
+        .await?
+        .into_iter()
+        .find(|a| !a.status.is_terminal());
+    let message = if let Some(live) = same_name {
+        format!(
+            "an app named `{}` is live in project `{}` ({}, {}); stop it first",
+            config.name,
+            config.project,
+            live.id,
+            live.status.as_str()
+        )
+    } else if let Some((live, owner)) = state.store.live_app_on_domain(domain).await? {
+        if owner == user.id {
+            format!(
+                "domain {domain} leads to your live app `{}` in project `{}` ({}, {}); a domain \
+                 leads to one live app: stop that one first, or redeploy under its name and \
+                 project",
+                live.spec.name,
+                live.project,
+                live.id,
+                live.status.as_str()
+            )
+        } else {
+            format!("domain {domain} leads to another account's live app")
+        }
+    } else {
+        format!(
+            "an app named `{}`, or on domain {domain}, was deployed at the same time",
+            config.name
+        )
+    };
+    Ok(ApiError::new(StatusCode::CONFLICT, message))
 }
 
 async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiError> {

@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod routes;
 pub mod runner;
 pub mod store;
+pub mod tenancy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -170,6 +171,9 @@ pub async fn open_as(
         None => format!("sqlite://{}?mode=rwc", data.path("mse.db").display()),
     };
     let store = store::Store::open(&url).await?;
+    if roles.api {
+        tenancy::record_package_sizes(&store, &data.root).await?;
+    }
     let mut admin_token = None;
     if roles.api && store.user_count().await? == 0 {
         match store.create_user("admin", true, now.timestamp()).await {

@@ -151,27 +151,37 @@ impl Routes {
 /// the app's domain lead to its node; an `--untrusted-ssl` app's domain is
 /// served by the proxy's TLS once it runs. Apps with an unreadable address
 /// are left out.
+///
+/// A name leads to one app only, whatever `apps` holds: a configuration
+/// domain (always its own app's uuid) first, then the first app in `apps`
+/// (the store lists the oldest first) that names it; a later app naming a
+/// name already routed gets no route for it. The store keeps one live app
+/// per domain; this keeps the proxy to it should rows ever disagree.
 pub fn table(apps: &[RoutedApp]) -> HashMap<String, Route> {
     let mut table = HashMap::new();
-    for app in apps {
-        let Ok(addr) = app.node_addr.parse::<SocketAddr>() else {
-            continue;
-        };
-        let route = |mode| Route {
-            addr,
-            mode,
-            app_id: app.id.clone(),
-        };
-        table.insert(
-            app.config_domain.to_ascii_lowercase(),
-            route(RouteMode::Passthrough),
-        );
+    let routable: Vec<(&RoutedApp, SocketAddr)> = apps
+        .iter()
+        .filter_map(|app| Some((app, app.node_addr.parse::<SocketAddr>().ok()?)))
+        .collect();
+    let route = |app: &RoutedApp, addr, mode| Route {
+        addr,
+        mode,
+        app_id: app.id.clone(),
+    };
+    for (app, addr) in &routable {
+        table
+            .entry(app.config_domain.to_ascii_lowercase())
+            .or_insert_with(|| route(app, *addr, RouteMode::Passthrough));
+    }
+    for (app, addr) in &routable {
         let mode = if app.running && app.operator_tls {
             RouteMode::Terminate
         } else {
             RouteMode::Passthrough
         };
-        table.insert(app.domain.to_ascii_lowercase(), route(mode));
+        table
+            .entry(app.domain.to_ascii_lowercase())
+            .or_insert_with(|| route(app, *addr, mode));
     }
     table
 }
@@ -206,6 +216,23 @@ mod tests {
         let mut broken = app("d", false, false);
         broken.node_addr = "nowhere".to_string();
         assert!(super::table(&[broken]).is_empty());
+    }
+
+    #[test]
+    fn a_name_named_by_two_apps_leads_to_the_first_and_never_to_the_second() {
+        let first = app("a", true, false);
+        let mut second = app("b", true, false);
+        second.node_addr = "127.0.0.1:5000".to_string();
+        second.domain = "A.example.test".to_string();
+        let mut third = app("c", true, false);
+        third.domain = "cfg-a.example.test".to_string();
+        let table = table(&[first, second, third]);
+        assert_eq!(table["a.example.test"].app_id, "a");
+        assert_eq!(table["a.example.test"].addr.port(), 4000);
+        assert_eq!(table["cfg-a.example.test"].app_id, "a", "its own uuid");
+        assert_eq!(table["cfg-b.example.test"].app_id, "b");
+        assert_eq!(table["cfg-c.example.test"].app_id, "c");
+        assert_eq!(table.len(), 4);
     }
 
     #[test]

@@ -15,6 +15,110 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A new app's custom domain belongs to another user.
+    #[error("domain {0} belongs to another account")]
+    DomainTaken(String),
+    /// A new app would go over a quota.
+    #[error("{0}")]
+    Quota(QuotaExceeded),
+}
+
+/// The live apps a user may have unless the operator sets otherwise.
+pub const DEFAULT_MAX_LIVE_APPS: i64 = 10;
+/// The bytes of encrypted code a user's apps may keep unless the operator
+/// sets otherwise: 2 GiB.
+pub const DEFAULT_MAX_STORED_BYTES: i64 = 2 << 30;
+
+/// A user's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Quota {
+    /// Live apps (`spawning`, `initializing`, `running`) at once.
+    pub max_live_apps: i64,
+    /// Bytes of encrypted code kept for the apps not removed.
+    pub max_stored_bytes: i64,
+}
+
+/// What a user uses of its quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Its live apps.
+    pub live_apps: i64,
+    /// The bytes of encrypted code of its apps not removed.
+    pub stored_bytes: i64,
+}
+
+/// Which limit a new app would go over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotaKind {
+    /// The user's live apps.
+    LiveApps,
+    /// The user's stored bytes.
+    StoredBytes,
+    /// The live apps of every user on this resource.
+    ResourceLiveApps(String),
+}
+
+/// A refused app: the limit, what is used of it, and what the app adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaExceeded {
+    /// The limit.
+    pub kind: QuotaKind,
+    /// Its value.
+    pub limit: i64,
+    /// What is used of it now.
+    pub used: i64,
+    /// What the app would add (1 app, or its bytes).
+    pub adding: i64,
+}
+
+/// Bytes in binary units, for people: `1.5 GiB`.
+fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let QuotaExceeded {
+            limit,
+            used,
+            adding,
+            ..
+        } = self;
+        match &self.kind {
+            QuotaKind::LiveApps => write!(
+                f,
+                "quota of live apps reached: you have {used} live apps (spawning, initializing or \
+                 running) of at most {limit}; stop one (`mse stop`) before deploying another, or \
+                 ask the operator to raise your quota"
+            ),
+            QuotaKind::StoredBytes => write!(
+                f,
+                "quota of stored bytes reached: your apps keep {used} bytes ({}) of encrypted code \
+                 of at most {limit} ({}), and this one adds {adding} ({}); remove apps you no \
+                 longer need (`mse stop`, then `mse remove`) to free space, or ask the operator \
+                 to raise your quota",
+                human_bytes(*used),
+                human_bytes(*limit),
+                human_bytes(*adding)
+            ),
+            QuotaKind::ResourceLiveApps(resource) => write!(
+                f,
+                "quota of resource `{resource}` reached: it runs at most {limit} live apps of \
+                 all users together and {used} are live; deploy again once some stop, use \
+                 another resource, or ask the operator"
+            ),
+        }
+    }
 }
 
 /// True when `e` is a unique-constraint violation.
@@ -75,6 +179,8 @@ pub struct Resource {
     pub default_hours: i64,
     /// Open to every user (`free`), or granted per user.
     pub public: bool,
+    /// The most live apps on it, every user's together; `None`: no limit.
+    pub max_live_apps: Option<i64>,
 }
 
 /// The store.
@@ -108,10 +214,12 @@ fn resource(row: &AnyRow) -> Result<Resource, sqlx::Error> {
         enclave_size: row.try_get("enclave_size")?,
         default_hours: row.try_get("default_hours")?,
         public: row.try_get::<i64, _>("public")? != 0,
+        max_live_apps: row.try_get("max_live_apps")?,
     })
 }
 
-const RESOURCE_COLUMNS: &str = "name, memory_mb, cores, enclave_size, default_hours, public";
+const RESOURCE_COLUMNS: &str =
+    "name, memory_mb, cores, enclave_size, default_hours, public, max_live_apps";
 
 /// A new random id (UUID v4 form).
 pub fn new_id() -> String {
@@ -343,7 +451,7 @@ impl Store {
     /// Creates a resource (granted per user unless `public`).
     pub async fn create_resource(&self, r: &Resource) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
         .bind(&r.name)
         .bind(r.memory_mb)
@@ -351,6 +459,7 @@ impl Store {
         .bind(&r.enclave_size)
         .bind(r.default_hours)
         .bind(i64::from(r.public))
+        .bind(r.max_live_apps)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -479,6 +588,9 @@ pub struct AppSpec {
     pub ssl_certificate: Option<String>,
     /// SHA-256 (hex) of the encrypted code.
     pub code_sha256: String,
+    /// The size of the encrypted code, bytes: what it counts in its user's
+    /// stored bytes.
+    pub code_bytes: i64,
     /// Enclave size (from the resource).
     pub enclave_size: String,
 }
@@ -530,7 +642,7 @@ pub struct App {
 
 const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.config_domain, \
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
-    a.ssl_certificate, a.code_sha256, a.enclave_size, a.status, a.reason, a.created_at, \
+    a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
     a.node_owner, a.stop_requested_at, a.sandbox \
     FROM apps a JOIN projects p ON p.id = a.project_id";
@@ -554,6 +666,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
             certificate_origin: row.try_get("certificate_origin")?,
             ssl_certificate: row.try_get("ssl_certificate")?,
             code_sha256: row.try_get("code_sha256")?,
+            code_bytes: row.try_get::<Option<i64>, _>("code_bytes")?.unwrap_or(0),
             enclave_size: row.try_get("enclave_size")?,
         },
         status: Status::parse(&status)
@@ -569,6 +682,34 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
         stop_requested_at: row.try_get("stop_requested_at")?,
+    })
+}
+
+/// The live apps of user `$1`.
+const USER_LIVE_APPS: &str = "SELECT COUNT(*) FROM apps a JOIN projects p ON p.id = a.project_id \
+    WHERE p.user_id = $1 AND a.status IN ('spawning', 'initializing', 'running')";
+
+/// The stored bytes of user `$1`: every app not removed, whatever its state.
+const USER_STORED_BYTES: &str = "SELECT CAST(COALESCE(SUM(a.code_bytes), 0) AS BIGINT) \
+    FROM apps a JOIN projects p ON p.id = a.project_id WHERE p.user_id = $1";
+
+/// A user's quota from its `max_live_apps` and `max_stored_bytes` columns
+/// (NULL: the default).
+fn quota(row: &AnyRow) -> Result<Quota, sqlx::Error> {
+    Ok(Quota {
+        max_live_apps: row
+            .try_get::<Option<i64>, _>("max_live_apps")?
+            .unwrap_or(DEFAULT_MAX_LIVE_APPS),
+        max_stored_bytes: row
+            .try_get::<Option<i64>, _>("max_stored_bytes")?
+            .unwrap_or(DEFAULT_MAX_STORED_BYTES),
+    })
+}
+
+fn usage(row: &AnyRow) -> Result<Usage, sqlx::Error> {
+    Ok(Usage {
+        live_apps: row.try_get("live_apps")?,
+        stored_bytes: row.try_get("stored_bytes")?,
     })
 }
 
@@ -616,16 +757,104 @@ impl Store {
 
     /// [`Store::insert_app`], claimed at once by node `node_owner` when
     /// given (an API with the node role in its process: no claim to make).
+    ///
+    /// In one transaction, so that concurrent deploys cannot overshoot:
+    /// the user's quota and the resource's limit are checked against what
+    /// is stored ([`StoreError::Quota`]), a custom domain is claimed for the
+    /// user or refused as another's ([`StoreError::DomainTaken`]), and the
+    /// app is inserted (a conflict when its name, or its domain, has a live
+    /// app).
     pub async fn insert_claimed_app(
         &self,
         new: &NewApp,
         node_owner: Option<&str>,
     ) -> Result<App, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut domain = new.domain.clone();
-        if new.spec.certificate_origin != "owner" {
-            // The write comes first: on SQLite, a transaction that has read
-            // cannot wait for another process's write and fails at once.
+        // Writes come first: on SQLite, a transaction that has read cannot
+        // wait for another process's write and fails at once. These two
+        // change nothing but lock the user's row, then the resource's (on
+        // PostgreSQL, until the commit; on SQLite, the whole store), so the
+        // deploys of one user, or on one resource, count one after another.
+        let row = sqlx::query(
+            "UPDATE users SET max_live_apps = max_live_apps \
+             WHERE id = (SELECT user_id FROM projects WHERE id = $1) \
+             RETURNING id, max_live_apps, max_stored_bytes",
+        )
+        .bind(&new.project_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let user_id: String = row.try_get("id")?;
+        let quota = quota(&row)?;
+        let resource_limit: Option<i64> = sqlx::query(
+            "UPDATE resources SET max_live_apps = max_live_apps WHERE name = $1 \
+             RETURNING max_live_apps",
+        )
+        .bind(&new.spec.resource)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("max_live_apps")?;
+        let row = sqlx::query(&format!(
+            "SELECT ({USER_LIVE_APPS}) AS live_apps, ({USER_STORED_BYTES}) AS stored_bytes, \
+             (SELECT COUNT(*) FROM apps WHERE resource = $2 AND status IN {LIVE}) AS on_resource"
+        ))
+        .bind(&user_id)
+        .bind(&new.spec.resource)
+        .fetch_one(&mut *tx)
+        .await?;
+        let usage = usage(&row)?;
+        let on_resource: i64 = row.try_get("on_resource")?;
+        let refused = if usage.live_apps >= quota.max_live_apps {
+            Some((QuotaKind::LiveApps, quota.max_live_apps, usage.live_apps, 1))
+        } else if usage.stored_bytes.saturating_add(new.spec.code_bytes) > quota.max_stored_bytes {
+            Some((
+                QuotaKind::StoredBytes,
+                quota.max_stored_bytes,
+                usage.stored_bytes,
+                new.spec.code_bytes,
+            ))
+        } else {
+            resource_limit
+                .filter(|limit| on_resource >= *limit)
+                .map(|limit| {
+                    (
+                        QuotaKind::ResourceLiveApps(new.spec.resource.clone()),
+                        limit,
+                        on_resource,
+                        1,
+                    )
+                })
+        };
+        if let Some((kind, limit, used, adding)) = refused {
+            return Err(StoreError::Quota(QuotaExceeded {
+                kind,
+                limit,
+                used,
+                adding,
+            }));
+        }
+        let mut domain = new.domain.to_ascii_lowercase();
+        if new.spec.certificate_origin == "owner" {
+            // The first user to deploy a custom domain keeps it; of two
+            // users claiming it at once, the second waits for the first's
+            // commit and then finds the name taken.
+            sqlx::query(
+                "INSERT INTO domains (name, user_id, claimed_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&domain)
+            .bind(&user_id)
+            .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?;
+            let owner: String = sqlx::query("SELECT user_id FROM domains WHERE name = $1")
+                .bind(&domain)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("user_id")?;
+            if owner != user_id {
+                return Err(StoreError::DomainTaken(domain));
+            }
+        } else {
             sqlx::query(
                 "INSERT INTO app_domains (project_id, name, domain) VALUES ($1, $2, $3) \
                  ON CONFLICT (project_id, name) DO NOTHING",
@@ -646,8 +875,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
              python_application, healthcheck_endpoint, certificate_origin, ssl_certificate, \
-             code_sha256, enclave_size, status, created_at, expires_at, node_owner) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             code_sha256, code_bytes, enclave_size, status, created_at, expires_at, node_owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -661,6 +891,7 @@ impl Store {
         .bind(&new.spec.certificate_origin)
         .bind(new.spec.ssl_certificate.clone())
         .bind(&new.spec.code_sha256)
+        .bind(new.spec.code_bytes)
         .bind(&new.spec.enclave_size)
         .bind(Status::Spawning.as_str())
         .bind(new.created_at)
@@ -925,11 +1156,13 @@ impl Store {
         Ok(false)
     }
 
-    /// The apps nodes serve (`initializing` or `running`, with an address).
+    /// The apps nodes serve (`initializing` or `running`, with an address),
+    /// oldest first.
     pub async fn routed_apps(&self) -> Result<Vec<RoutedApp>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, domain, config_domain, node_addr, status, certificate_origin FROM apps \
-             WHERE status IN ('initializing', 'running') AND node_addr IS NOT NULL",
+             WHERE status IN ('initializing', 'running') AND node_addr IS NOT NULL \
+             ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1069,5 +1302,183 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// A custom domain and the account it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Domain {
+    /// The name, lowercase.
+    pub name: String,
+    /// Its owner's id.
+    pub user_id: String,
+    /// Its owner's name.
+    pub user_name: String,
+    /// When its first app was deployed, Unix seconds.
+    pub claimed_at: i64,
+}
+
+/// A change of a user's quota: per number, `None` keeps it, `Some(None)`
+/// returns it to the default, `Some(Some(n))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaChange {
+    /// Live apps at once.
+    pub max_live_apps: Option<Option<i64>>,
+    /// Bytes of encrypted code kept.
+    pub max_stored_bytes: Option<Option<i64>>,
+}
+
+/// Who holds what: custom domains, quotas and what is used of them.
+impl Store {
+    /// The custom domains, by name: every user's, or those of `user_id`.
+    pub async fn domains(&self, user_id: Option<&str>) -> Result<Vec<Domain>, StoreError> {
+        let sql = "SELECT d.name, d.user_id, u.name AS user_name, d.claimed_at FROM domains d \
+                   JOIN users u ON u.id = d.user_id";
+        let rows = match user_id {
+            Some(user_id) => {
+                sqlx::query(&format!("{sql} WHERE d.user_id = $1 ORDER BY d.name"))
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{sql} ORDER BY d.name"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(Domain {
+                    name: row.try_get("name")?,
+                    user_id: row.try_get("user_id")?,
+                    user_name: row.try_get("user_name")?,
+                    claimed_at: row.try_get("claimed_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Releases a custom domain: the next user to deploy it gets it. False
+    /// when nobody holds it.
+    pub async fn release_domain(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM domains WHERE name = $1")
+            .bind(name.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The live app on `domain`, if any, with its owner's id.
+    pub async fn live_app_on_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Option<(App, String)>, StoreError> {
+        let select = APP_SELECT.replacen("SELECT ", "SELECT p.user_id AS owner_id, ", 1);
+        let row = sqlx::query(&format!(
+            "{select} WHERE a.domain = $1 AND a.status IN {LIVE}"
+        ))
+        .bind(domain.to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((app(&row)?, row.try_get("owner_id")?)))
+            .transpose()
+            .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// A user's quota and what it uses of it; `None` when there is no such
+    /// user.
+    pub async fn user_quota(&self, user_id: &str) -> Result<Option<(Quota, Usage)>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT max_live_apps, max_stored_bytes, ({USER_LIVE_APPS}) AS live_apps, \
+             ({USER_STORED_BYTES}) AS stored_bytes FROM users WHERE id = $1"
+        ))
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((quota(&row)?, usage(&row)?)))
+            .transpose()
+            .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Changes a user's quota; false when there is no such user.
+    pub async fn set_user_quota(
+        &self,
+        user_id: &str,
+        change: &QuotaChange,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query("UPDATE users SET max_live_apps = max_live_apps WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !found {
+            return Ok(false);
+        }
+        for (column, value) in [
+            ("max_live_apps", change.max_live_apps),
+            ("max_stored_bytes", change.max_stored_bytes),
+        ] {
+            if let Some(value) = value {
+                sqlx::query(&format!("UPDATE users SET {column} = $1 WHERE id = $2"))
+                    .bind(value)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets the most live apps on a resource (`None`: no limit); false when
+    /// there is no such resource.
+    pub async fn set_resource_limit(
+        &self,
+        name: &str,
+        max_live_apps: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE resources SET max_live_apps = $1 WHERE name = $2")
+            .bind(max_live_apps)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A resource by name, whoever may use it (for the operator).
+    pub async fn any_resource(&self, name: &str) -> Result<Option<Resource>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(resource).transpose()?)
+    }
+
+    /// The apps whose package size is not recorded (stored before sizes
+    /// were).
+    pub async fn apps_without_code_bytes(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM apps WHERE code_bytes IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records the size of an app's package.
+    pub async fn set_code_bytes(&self, id: &str, bytes: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET code_bytes = $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

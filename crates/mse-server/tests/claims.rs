@@ -19,6 +19,11 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
     let first = Store::open(url).await.unwrap();
     let second = Store::open(url).await.unwrap();
     let user = first.create_user("bob", false, 0).await.unwrap();
+    let room = mse_server::store::QuotaChange {
+        max_live_apps: Some(Some(APPS as i64)),
+        max_stored_bytes: None,
+    };
+    assert!(first.set_user_quota(&user.id, &room).await.unwrap());
     let project = first.project(&user.id, "default").await.unwrap().unwrap();
     let mut ids = Vec::new();
     for i in 0..APPS {
@@ -38,6 +43,7 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
                     certificate_origin: "self".into(),
                     ssl_certificate: None,
                     code_sha256: "00".repeat(32),
+                    code_bytes: 0,
                     enclave_size: "1G".into(),
                 },
                 created_at: i as i64,

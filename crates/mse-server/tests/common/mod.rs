@@ -437,3 +437,135 @@ pub async fn http_wait_app(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The certificate the TLS server at `addr` shows for server name `name`,
+/// captured without trusting it.
+pub async fn capture_certificate(addr: std::net::SocketAddr, name: &str) -> Vec<u8> {
+    let (config, seen) = mse_attest::pin::capture_config(&[b"http/1.1"]);
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let _ = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .unwrap();
+    seen.seen().unwrap()
+}
+
+/// One request over TLS to `addr` with server name `name`, pinned to
+/// `cert` (the handshake fails on any other certificate): its status.
+pub async fn pinned_request(
+    addr: std::net::SocketAddr,
+    name: &str,
+    cert: &[u8],
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<StatusCode, std::io::Error> {
+    let config = mse_attest::pin::client_config(cert, &[b"http/1.1"]);
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(server_name, stream)
+        .await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", name)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}
+
+impl Platform {
+    /// Brings an app to `running` as its owner does: sends the code key
+    /// (and, in owner mode, the private key) to its node, reached directly
+    /// at the address its configuration domain routes to. Returns the app
+    /// and the certificate its node serves.
+    pub async fn configure(
+        &self,
+        token: &str,
+        app: &Value,
+        key: &mse_package::CodeKey,
+        ssl_private_key: Option<&str>,
+    ) -> (Value, Vec<u8>) {
+        let id = app["id"].as_str().unwrap();
+        self.wait_app(token, id, "initializing", |a| a["status"] == "initializing")
+            .await;
+        let config_domain = app["config_domain_name"].as_str().unwrap();
+        let route = self.state.runner.routes().get(config_domain).unwrap();
+        let cert = capture_certificate(route.addr, config_domain).await;
+        let mut body = json!({"uuid": id, "code_secret_key": key.to_hex(), "app_secrets": {}});
+        if let Some(pem) = ssl_private_key {
+            body["ssl_private_key"] = json!(pem);
+        }
+        let status = pinned_request(
+            route.addr,
+            config_domain,
+            &cert,
+            "POST",
+            "/",
+            body.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::OK, "the node took the configuration");
+        let app = self
+            .wait_app(token, id, "running", |a| a["status"] == "running")
+            .await;
+        (app, cert)
+    }
+
+    /// `POST /apps` of the scaffolded app with `config`, keeping its code
+    /// key: (status, body, key).
+    pub async fn deploy_keyed(
+        &self,
+        token: &str,
+        config: Value,
+    ) -> (StatusCode, Value, mse_package::CodeKey) {
+        let (code, key) = scaffold_package();
+        let config = config.to_string();
+        let (status, body) = self
+            .deploy_raw(
+                token,
+                multipart(&[("config", config.as_bytes()), ("code", &code)]),
+            )
+            .await;
+        (status, body, key)
+    }
+
+    /// A proxy on a free loopback port over this platform's routes.
+    pub async fn proxy(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(mse_server::proxy::serve(
+            listener,
+            self.state.runner.routes(),
+            None,
+            mse_server::proxy::ProxyLimits::default(),
+            std::future::pending(),
+        ));
+        addr
+    }
+}
+
+/// A self-signed owner certificate for `domain`: (chain PEM, key PEM,
+/// certificate DER).
+pub fn owner_certificate(domain: &str) -> (String, String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
