@@ -367,3 +367,45 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
         "the app server died with its runtime"
     );
 }
+
+#[test]
+fn after_a_sigkill_of_the_platform_it_restarts_at_once_its_nodes_die_and_no_plaintext_stays() {
+    let mut platform = Platform::start();
+    let (owner, token) = user(&platform, "owner");
+    let secrets = json!({ "key": VICTIM_SECRET });
+    let code = write_app(&owner, "crashed", VICTIM_APP, Some(&secrets));
+    let out = deploy_ok(&platform, &owner, &code, &[]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let node = platform.nodes_dir().join(&id);
+    assert!(node.join("home/.cache/mse/secrets.json").is_file());
+    assert_eq!(pids_with(&["mse-run", &id]).len(), 1);
+
+    // Killed, and still a zombie while the new process starts: the restart
+    // is not refused for a node id "held" by the dead process.
+    platform.crash_and_restart(|_| {});
+    let app = platform.wait_app(&token, &id, Duration::from_secs(30), |a| {
+        a["status"] == "on_error"
+    });
+    assert_eq!(app["reason"], "node lost", "{app}");
+
+    // The node died with the platform, its app server with it, and what it
+    // decrypted is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pids_with(&["mse-run", &id]).is_empty() {
+        assert!(Instant::now() < deadline, "the node outlived its platform");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty());
+    for dir in mse_run::workdir::private_dirs(&node) {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+    assert_nowhere_in(
+        &platform.nodes_dir(),
+        VICTIM_SECRET.as_bytes(),
+        "the secret",
+    );
+
+    // And the platform works: the name deploys again.
+    let again = deploy_ok(&platform, &owner, &code, &["-y"]);
+    assert_eq!(again["status"], "running");
+}

@@ -109,6 +109,17 @@ struct Node {
 
 impl Node {
     fn start(package: &Package, tls: Tls, extra: &[&str]) -> Node {
+        Self::start_with(package, tls, extra, |_| {})
+    }
+
+    /// [`Node::start`], letting `configure` change the command (and its
+    /// temporary folder) first.
+    fn start_with(
+        package: &Package,
+        tls: Tls,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command, &Path),
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let op = operator();
         let write = |name: &str, text: &str| {
@@ -144,8 +155,6 @@ impl Node {
             .arg("--code")
             .arg(&package.code)
             .args(["--image", IMAGE])
-            .arg("--cache-dir")
-            .arg(mse_testkit::runtime_cache_dir())
             .args(["--listen", &addr.to_string()])
             .arg("--work-dir")
             .arg(&work)
@@ -161,6 +170,10 @@ impl Node {
             Tls::Plain(expiry) => command.args(["--no-ssl", "--expires-at", &rfc3339(expiry)]),
         };
         command.args(extra);
+        if command.get_envs().all(|(k, _)| k != "MSE_CACHE_DIR") {
+            command.env("MSE_CACHE_DIR", mse_testkit::runtime_cache_dir());
+        }
+        configure(&mut command, dir.path());
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -920,4 +933,85 @@ fn live_group_members(pgid: u32) -> Vec<u32> {
             fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
         })
         .collect()
+}
+
+/// An app that says who it runs as.
+const WHOAMI_APP: &str = r#"import os
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+@app.route("/whoami")
+def whoami():
+    return {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}
+"#;
+
+#[test]
+fn under_root_an_app_whose_runtime_others_can_reach_runs_as_a_uid_of_its_own() {
+    if !mse_run::sandbox::running_as_root() {
+        eprintln!("skipped: only a node running as root gives apps a uid of their own");
+        return;
+    }
+    // A runtime every user can reach: Debian's Python, in a cache of its own
+    // under the (world-traversable) target folder, and a work folder whose
+    // parents let others through.
+    let cache = mse_testkit::runtime_cache_dir().with_file_name("test-cache-system-python");
+    let package = package(&[("app.py", WHOAMI_APP)]);
+    let mut node = Node::start_with(
+        &package,
+        Tls::SelfSigned(in_an_hour()),
+        &[],
+        |command, dir| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            command
+                .env("MSE_CACHE_DIR", &cache)
+                .env("PYTHON", "/usr/bin/python3");
+        },
+    );
+    let uid = mse_run::sandbox::app_uid(&node.uuid);
+    let secrets = serde_json::json!({"k": "v"});
+    let event = node.expect(State::Initializing);
+    let sandbox = event.sandbox.unwrap_or_default();
+    assert!(
+        sandbox.starts_with("landlock ABI") && sandbox.contains(&format!("uid {uid},")),
+        "{sandbox}"
+    );
+    let cert = node.capture_certificate();
+    let answer = node.configure(
+        &cert,
+        &node.config_body(&package.key, serde_json::json!({"app_secrets": secrets})),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    node.expect(State::Running);
+    let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
+    let answer = https(
+        node.addr,
+        &node.domain,
+        pinned,
+        &get("/whoami", &node.domain),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let seen: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(seen["uid"], uid);
+    assert_eq!(seen["gid"], uid);
+    assert_eq!(
+        seen["groups"],
+        serde_json::json!([]),
+        "no supplementary group"
+    );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let secrets = std::fs::metadata(node.work.join("home/.cache/mse/secrets.json")).unwrap();
+        assert_eq!((secrets.uid(), secrets.mode() & 0o777), (uid, 0o600));
+    }
+    node.stop();
+    assert!(!node.work.join("home").exists());
 }

@@ -31,7 +31,81 @@ pub struct Platform {
     /// The first admin's token.
     pub admin: String,
     output: Arc<Mutex<String>>,
+    /// Earlier processes killed by [`Platform::crash_and_restart`], reaped
+    /// on drop.
+    crashed: Vec<Child>,
     http: reqwest::blocking::Client,
+}
+
+/// What a starting platform printed.
+struct Started {
+    admin: Option<String>,
+    url: String,
+    proxy: String,
+}
+
+/// Starts `mse-server` on `dir/data` and waits (bounded) until it listens
+/// (and, with `first`, prints the admin token).
+fn spawn(
+    dir: &Path,
+    configure: impl FnOnce(&mut Command),
+    output: &Arc<Mutex<String>>,
+    first: bool,
+) -> (Child, Started) {
+    let data = dir.join("data");
+    let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
+    configure(&mut command);
+    let mut child = command
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--mse-run")
+        .arg(mse_testkit::workspace_binary("mse-run"))
+        .arg("--cache-dir")
+        .arg(mse_testkit::runtime_cache_dir())
+        .args(["--listen-api", "127.0.0.1:0"])
+        .args(["--listen-proxy", "127.0.0.1:0"])
+        .args(["--quote-provider", "simulation"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mse-server starts");
+    let (sender, receiver) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    {
+        let output = output.clone();
+        std::thread::spawn(move || drain(stdout, output, Some(sender)));
+    }
+    {
+        let output = output.clone();
+        std::thread::spawn(move || drain(stderr, output, None));
+    }
+
+    let deadline = Instant::now() + START_TIMEOUT;
+    let (mut admin, mut url, mut proxy) = (None, None, None);
+    while (first && admin.is_none()) || url.is_none() || proxy.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(Line::Token(t)) => admin = Some(t),
+            Ok(Line::Api(u)) => url = Some(u),
+            Ok(Line::Proxy(p)) => proxy = Some(p),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = output.lock().map(|o| o.clone()).unwrap_or_default();
+                panic!("mse-server did not start ({e}); its output:\n{output}");
+            }
+        }
+    }
+    (
+        child,
+        Started {
+            admin,
+            url: url.unwrap_or_default(),
+            proxy: proxy.unwrap_or_default(),
+        },
+    )
 }
 
 enum Line {
@@ -78,65 +152,36 @@ impl Platform {
             .prefix("mse-platform-")
             .tempdir()
             .expect("a temporary folder");
-        let data = dir.path().join("data");
-        let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
-        configure(&mut command);
-        let mut child = command
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--mse-run")
-            .arg(mse_testkit::workspace_binary("mse-run"))
-            .arg("--cache-dir")
-            .arg(mse_testkit::runtime_cache_dir())
-            .args(["--listen-api", "127.0.0.1:0"])
-            .args(["--listen-proxy", "127.0.0.1:0"])
-            .args(["--quote-provider", "simulation"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mse-server starts");
         let output = Arc::new(Mutex::new(String::new()));
-        let (sender, receiver) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        {
-            let output = output.clone();
-            std::thread::spawn(move || drain(stdout, output, Some(sender)));
-        }
-        {
-            let output = output.clone();
-            std::thread::spawn(move || drain(stderr, output, None));
-        }
-
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut admin, mut url, mut proxy) = (None, None, None);
-        while admin.is_none() || url.is_none() || proxy.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
-                Ok(Line::Token(t)) => admin = Some(t),
-                Ok(Line::Api(u)) => url = Some(u),
-                Ok(Line::Proxy(p)) => proxy = Some(p),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let output = output.lock().map(|o| o.clone()).unwrap_or_default();
-                    panic!("mse-server did not start ({e}); its output:\n{output}");
-                }
-            }
-        }
+        let (child, started) = spawn(dir.path(), configure, &output, true);
         Platform {
             dir,
             child,
-            url: url.unwrap_or_default(),
-            proxy: proxy.unwrap_or_default(),
-            admin: admin.unwrap_or_default(),
+            url: started.url,
+            proxy: started.proxy,
+            admin: started.admin.unwrap_or_default(),
             output,
+            crashed: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("an HTTP client"),
         }
+    }
+
+    /// Kills the platform with SIGKILL, leaving it unreaped (a zombie, as
+    /// under a supervisor that has not looked yet), and starts it again at
+    /// once on the same data folder with the same `configure`.
+    pub fn crash_and_restart(&mut self, configure: impl FnOnce(&mut Command)) {
+        // SAFETY: killing the child this platform started.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
+        }
+        let (child, started) = spawn(self.dir.path(), configure, &self.output, false);
+        let old = std::mem::replace(&mut self.child, child);
+        self.crashed.push(old);
+        self.url = started.url;
+        self.proxy = started.proxy;
     }
 
     /// What the platform printed so far (stdout and stderr).
@@ -287,6 +332,9 @@ impl Drop for Platform {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("--- mse-server output ---\n{}", self.output());
+        }
+        for mut crashed in self.crashed.drain(..) {
+            let _ = crashed.wait();
         }
         // SAFETY: signalling the child this platform started.
         unsafe {
