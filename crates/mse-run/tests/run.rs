@@ -721,6 +721,29 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     assert_eq!(node.wait_exit().code(), Some(1));
 }
 
+#[test]
+fn a_package_with_no_encrypted_file_accepts_no_key_and_the_node_keeps_waiting() {
+    let package = package(&[("requirements.txt", "flask\n")]);
+    let node = Node::start(
+        &package,
+        Tls::SelfSigned(in_an_hour()),
+        &["--config-timeout", "60"],
+    );
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    for key in [package.key.clone(), CodeKey::generate()] {
+        let answer = node.configure(&cert, &node.config_body(&key, serde_json::json!({})));
+        assert_eq!(answer.status, 422, "{}", answer.text());
+        assert!(
+            answer.text().contains("no encrypted file"),
+            "{}",
+            answer.text()
+        );
+        node.assert_waiting(&cert);
+        assert!(!node.work.join("app").exists(), "nothing is unpacked");
+    }
+}
+
 const ASGI_APP: &str = r#"
 """A raw ASGI app (no framework), with a package from requirements.txt."""
 import json, os, stat
