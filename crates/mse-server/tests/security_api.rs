@@ -1,0 +1,421 @@
+//! Attacks by an ordinary user (or anyone on the network) replayed against
+//! the real `mse-server` binary: each test shows the attack now fails and
+//! that legitimate use keeps working.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{deploy_config, http, http_deploy, http_from, http_wait_app, ServerProcess};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The other client's address: another source, as the server sees it.
+const OTHER: [u8; 4] = [127, 0, 0, 2];
+
+/// Raises this test process's soft limit of open files to its hard limit
+/// (the attacks hold thousands of sockets); returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a struct owned here.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+/// Starts `mse-server` playing only the API on a free port, with `args`.
+fn api_server(data: &std::path::Path, args: &[&str]) -> (ServerProcess, u16, String) {
+    let mut all = vec!["--roles", "api", "--listen-api", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut server = ServerProcess::spawn(data, &all);
+    let port = server.api_port();
+    let token = server.admin_token();
+    (server, port, token)
+}
+
+/// A TCP connection to the loopback `port` from the address `source`.
+async fn connect_from(source: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+/// Reads until the peer closes (or resets) the connection, within `limit`;
+/// returns what arrived and when it closed, `None` if it did not.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Instant)> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| (got, Instant::now()))
+}
+
+/// `GET /health` from `source`: its status and how long it took.
+async fn timed_health(source: [u8; 4], port: u16) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let (status, body) = http_from(source, port, "GET", "/health", "", None).await;
+    (status, body, started.elapsed())
+}
+
+#[tokio::test]
+async fn idle_connections_do_not_starve_health_or_deploys() {
+    const IDLE: usize = 3_000;
+    const PER_SOURCE: usize = 64;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(6);
+    let limit = raise_open_files_limit();
+    assert!(
+        limit > IDLE as u64 + 200,
+        "RLIMIT_NOFILE hard limit {limit}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(
+        &dir.path().join("data"),
+        &[
+            "--api-header-timeout",
+            &HEADER_TIMEOUT.as_secs().to_string(),
+            "--api-max-connections-per-source",
+            &PER_SOURCE.to_string(),
+        ],
+    );
+
+    // The attack: thousands of connections from one address, each with a
+    // header that never ends.
+    let opened = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await
+            .unwrap();
+        idle.push(stream);
+    }
+    let opened_in = opened.elapsed();
+    let watchers: Vec<_> = idle
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                closed_within(&mut stream, HEADER_TIMEOUT + Duration::from_secs(20)).await
+            })
+        })
+        .collect();
+
+    // Meanwhile another client is served at once: health, and a deploy.
+    let (status, body, took) = timed_health(OTHER, port).await;
+    eprintln!(
+        "{IDLE} idle connections opened in {opened_in:?}; /health from 127.0.0.2 took {took:?}"
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(2), "/health took {took:?}");
+    let (status, me) = http_from(OTHER, port, "GET", "/me", &token, None).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("admin")), "{me}");
+    let config = deploy_config("still-deploys", json!({}));
+    let (code, _) = common::scaffold_package();
+    let config_text = config.to_string();
+    let body = common::multipart(&[("config", config_text.as_bytes()), ("code", &code)]);
+    let started = Instant::now();
+    let (status, app) = http_from(
+        OTHER,
+        port,
+        "POST",
+        "/apps",
+        &token,
+        Some((common::multipart_type(), body)),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The attacker's own address is at its cap: a clear 503, not a hang.
+    let mut refused = connect_from([127, 0, 0, 1], port).await.unwrap();
+    let (answer, _) = closed_within(&mut refused, Duration::from_secs(5))
+        .await
+        .expect("closed at once");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("too many connections"),
+        "{answer}"
+    );
+
+    // Held connections are closed by the header timeout; the rest were
+    // refused at once.
+    let mut held = 0;
+    for watcher in watchers {
+        let (_, closed_at) = watcher
+            .await
+            .unwrap()
+            .expect("every idle connection is closed by the server");
+        let open_for = closed_at.duration_since(opened);
+        if open_for >= Duration::from_secs(2) {
+            held += 1;
+            assert!(
+                open_for >= HEADER_TIMEOUT - Duration::from_millis(500)
+                    && open_for <= HEADER_TIMEOUT + opened_in + Duration::from_secs(5),
+                "a partial header was held for {open_for:?}"
+            );
+        }
+    }
+    eprintln!("{held} of {IDLE} held until the header timeout");
+    assert!(
+        (1..=PER_SOURCE).contains(&held),
+        "{held} connections held from one address"
+    );
+    // And the attacker's address is served again once they are gone.
+    let (status, _, _) = timed_health([127, 0, 0, 1], port).await;
+    assert_eq!(status, 200);
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[tokio::test]
+async fn running_out_of_descriptors_neither_spins_nor_stops_the_api() {
+    const FILES: u64 = 256;
+    const IDLE: usize = 400;
+    raise_open_files_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Caps above the descriptor limit, as an operator might set them: the
+    // accept loop meets EMFILE.
+    let mut server = ServerProcess::spawn_with(
+        &data,
+        &[
+            "--roles",
+            "api",
+            "--listen-api",
+            "127.0.0.1:0",
+            "--api-header-timeout",
+            "2",
+            "--api-max-connections-per-source",
+            "4096",
+            "--api-max-connections",
+            "4096",
+        ],
+        |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit only, between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: FILES,
+                        rlim_max: FILES,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    let port = server.api_port();
+    let pid = server.child.id();
+
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        idle.push(stream);
+    }
+    // Out of descriptors for a while: the loop backs off instead of spinning.
+    let cpu_before = cpu_seconds(pid);
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let busy = (cpu_seconds(pid) - cpu_before) / wall.elapsed().as_secs_f64();
+    assert!(
+        busy < 0.5,
+        "the server used {busy:.2} of a core while out of descriptors"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server is alive"
+    );
+
+    // The header timeout frees the descriptors; the API answers again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(5), timed_health(OTHER, port)).await;
+        if let Ok((200, _, _)) = answered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API never answered again: {answered:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server is alive"
+    );
+}
+
+#[tokio::test]
+async fn a_body_sent_byte_by_byte_is_cut_off_by_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &["--api-body-timeout", "2"]);
+    let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+    let head = format!(
+        "POST /projects HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // One byte every 200 ms: 200 s for the whole body.
+        for _ in 0..1000 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    let took = started.elapsed();
+    trickle.abort();
+    assert!(read.is_ok(), "the connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+        "answered after {took:?}"
+    );
+
+    // A body sent at once is taken.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/projects",
+        &token,
+        Some(("application/json".into(), br#"{"name": "quick"}"#.to_vec())),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// The bytes of a ClientHello naming `name`, as a rustls client sends it.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Sends a ClientHello for `name` from `source` through the proxy at `addr`:
+/// the first byte that comes back (22 for the node's ServerHello, 21 for an
+/// alert), or `None` when the connection is closed without a byte.
+async fn hello_through(source: [u8; 4], addr: SocketAddr, name: &str) -> Option<u8> {
+    let mut stream = connect_from(source, addr.port()).await.ok()?;
+    stream.write_all(&client_hello(name)).await.ok()?;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn one_source_holding_its_share_of_the_proxy_does_not_lock_out_another() {
+    const PER_SOURCE: usize = 32;
+    raise_open_files_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(
+        &dir.path().join("data"),
+        &[
+            "--listen-api",
+            "127.0.0.1:0",
+            "--listen-proxy",
+            "127.0.0.1:0",
+            "--proxy-max-connections",
+            "128",
+            "--proxy-max-connections-per-source",
+            &PER_SOURCE.to_string(),
+        ],
+    );
+    let port = server.api_port();
+    let proxy = server.proxy_addr();
+    let token = server.admin_token();
+    let (status, app) = http_deploy(port, &token, &deploy_config("behind-proxy", json!({}))).await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_str().unwrap();
+    let app = http_wait_app(port, &token, id, "initializing", |a| {
+        a["status"] == "initializing"
+    })
+    .await;
+    // The node's configuration server, reached through the proxy by its name.
+    let name = app["config_domain_name"].as_str().unwrap().to_string();
+    assert_eq!(hello_through(OTHER, proxy, &name).await, Some(22));
+
+    // The attack: one address opens more than its share and sends nothing.
+    let mut held = Vec::new();
+    for _ in 0..PER_SOURCE {
+        held.push(connect_from([127, 0, 0, 1], proxy.port()).await.unwrap());
+    }
+    let mut over = Vec::new();
+    for _ in 0..PER_SOURCE {
+        over.push(connect_from([127, 0, 0, 1], proxy.port()).await.unwrap());
+    }
+    for mut stream in over {
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a connection over the share is closed at once"
+        );
+    }
+    assert_eq!(
+        hello_through([127, 0, 0, 1], proxy, &name).await,
+        None,
+        "the attacker's address gets no more"
+    );
+    // Another address still reaches the node.
+    for _ in 0..3 {
+        assert_eq!(hello_through(OTHER, proxy, &name).await, Some(22));
+    }
+    drop(held);
+    // Once the attacker lets go, its address is served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hello_through([127, 0, 0, 1], proxy, &name).await != Some(22) {
+        assert!(
+            Instant::now() < deadline,
+            "the attacker's slots were never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
