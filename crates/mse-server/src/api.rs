@@ -179,8 +179,13 @@ pub struct Operation {
     pub query: Vec<(&'static str, Value)>,
     /// Its request body: media type and JSON schema.
     pub body: Option<(&'static str, Value)>,
+    /// The largest request body it takes, bytes.
+    pub body_limit: usize,
     route: MethodRouter<Shared>,
 }
+
+/// The largest JSON request body.
+pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
 
 /// An operation served by `handler`; public, without parameters or body
 /// until the builder methods add them.
@@ -203,6 +208,7 @@ where
         auth: false,
         query: Vec::new(),
         body: None,
+        body_limit: MAX_JSON_BODY,
         route: on(filter, handler),
     }
 }
@@ -375,13 +381,45 @@ pub fn router(state: Shared) -> Router {
     operations()
         .into_iter()
         .fold(Router::new(), |router, operation| {
-            router.route(operation.path, operation.route)
+            let limit = operation.body_limit;
+            let route = operation
+                .route
+                .layer(axum::extract::DefaultBodyLimit::max(limit))
+                .layer(axum::middleware::map_request(
+                    move |request: axum::extract::Request| async move {
+                        refuse_oversized(request, limit)
+                    },
+                ));
+            router.route(operation.path, route)
         })
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
         })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Answers 413 at once to a request whose `Content-Length` is over
+/// `limit`, before any of its body is read.
+fn refuse_oversized(
+    request: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::extract::Request, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body ({length} bytes) is over this route's limit of {} MiB",
+                limit >> 20
+            ),
+        )),
+        _ => Ok(request),
+    }
 }
 
 /// The most bytes of a non-JSON error body (an extractor's rejection) kept

@@ -419,3 +419,384 @@ async fn one_source_holding_its_share_of_the_proxy_does_not_lock_out_another() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A raw HTTP/1.1 exchange with the API: (status, headers, body as JSON).
+async fn raw(port: u16, request: &[u8]) -> (u16, String, Value) {
+    let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let (answer, _) = closed_within(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("answered and closed");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (status, head.to_ascii_lowercase(), body)
+}
+
+#[tokio::test]
+async fn every_error_is_json_and_says_what_was_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let post = |path: &str, content_type: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let get = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("bad JSON", post("/projects", "application/json", "{name"), 400, "JSON"),
+        ("wrong content type", post("/projects", "text/plain", "{}"), 415, "Content-Type"),
+        ("missing field", post("/projects", "application/json", "{}"), 422, "name"),
+        ("not multipart", post("/apps", "application/json", "{}"), 400, "multipart"),
+        (
+            "bad multipart",
+            post("/apps", "multipart/form-data; boundary=x", "--y\r\n"),
+            400,
+            "",
+        ),
+        ("bad query", get("/apps?limit=many", &auth), 400, "limit"),
+        ("unknown query", get("/apps?page=2", &auth), 400, "offset"),
+        ("unknown route", get("/nowhere", ""), 404, "openapi.json"),
+        ("wrong method", b"PUT /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(), 405, "method"),
+        ("no token", get("/me", ""), 401, "Bearer"),
+        ("unknown scheme", get("/me", &format!("Authorization: Basic {token}\r\n")), 401, "Bearer"),
+    ];
+    for (what, request, status, message) in cases {
+        let (got, head, body) = raw(port, &request).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        let error = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {body}"));
+        assert!(
+            error.contains(message),
+            "{what}: `{error}` lacks `{message}`"
+        );
+    }
+    let (_, head, _) = raw(
+        port,
+        b"DELETE /projects HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        head.contains("allow: "),
+        "405 keeps its Allow header: {head}"
+    );
+
+    // The bearer scheme in any case.
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let (status, _, me) = raw(
+            port,
+            &get("/me", &format!("Authorization: {scheme}  {token}\r\n")),
+        )
+        .await;
+        assert_eq!(
+            (status, me["name"].as_str()),
+            (200, Some("admin")),
+            "{scheme}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_duplicate_parts_and_empty_packages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, port, token) = api_server(&data, &[]);
+    let config = deploy_config("app", json!({})).to_string();
+    let (code, _) = common::scaffold_package();
+    let deploy = |parts: Vec<(&'static str, Vec<u8>)>| {
+        let token = token.clone();
+        async move {
+            let parts: Vec<(&str, &[u8])> = parts.iter().map(|(n, b)| (*n, &b[..])).collect();
+            let body = common::multipart(&parts);
+            http(
+                port,
+                "POST",
+                "/apps",
+                &token,
+                Some((common::multipart_type(), body)),
+            )
+            .await
+        }
+    };
+    for (twice, parts) in [
+        (
+            "config",
+            vec![
+                ("config", config.clone().into_bytes()),
+                ("config", config.clone().into_bytes()),
+                ("code", code.clone()),
+            ],
+        ),
+        (
+            "code",
+            vec![
+                ("config", config.clone().into_bytes()),
+                ("code", code.clone()),
+                ("code", code.clone()),
+            ],
+        ),
+    ] {
+        let (status, body) = deploy(parts).await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("`{twice}` part is sent twice")),
+            "{error}"
+        );
+    }
+
+    // A package with no encrypted file: no code, and any key would open it.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("requirements.txt"), "flask\n").unwrap();
+    let mut tar = Vec::new();
+    mse_package::pack(
+        empty.path(),
+        &mse_package::CodeKey::generate(),
+        mse_package::Nonces::Random,
+        &mut tar,
+    )
+    .unwrap();
+    let (status, body) = deploy(vec![("config", config.clone().into_bytes()), ("code", tar)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no encrypted file"),
+        "{body}"
+    );
+    let (status, body) = deploy(vec![
+        ("config", config.clone().into_bytes()),
+        ("code", b"not a tarball".to_vec()),
+    ])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a code package"),
+        "{body}"
+    );
+
+    // Over the upload cap: 413, said before the body is read.
+    let head = format!(
+        "POST /apps HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        common::multipart_type(),
+        mse_server::apps::MAX_UPLOAD + 1
+    );
+    let (status, _, body) = raw(port, head.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("MiB"), "{body}");
+
+    let (status, apps) = http(port, "GET", "/apps", &token, None).await;
+    assert_eq!((status, apps), (200, json!([])), "nothing was deployed");
+    let incoming = std::fs::read_dir(data.join("apps/.incoming"))
+        .unwrap()
+        .count();
+    assert_eq!(incoming, 0, "no upload left behind");
+    // The legitimate deploy still works.
+    let (status, body) = deploy(vec![("config", config.into_bytes()), ("code", code)]).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn out_of_range_resource_numbers_are_refused_and_deploys_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let post = |body: Value| {
+        let token = token.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                "/resources",
+                &token,
+                Some(("application/json".into(), body.to_string().into_bytes())),
+            )
+            .await
+        }
+    };
+    let resource = |changes: Value| {
+        let mut r = json!({"name": "plan", "memory_mb": 512, "cores": 1, "enclave_size": "1G", "default_hours": 24});
+        for (k, v) in changes.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    for (changes, field, range) in [
+        (
+            json!({"default_hours": 9_223_372_036_854_775_807i64}),
+            "default_hours",
+            "1 to 87600",
+        ),
+        (json!({"default_hours": 0}), "default_hours", "1 to 87600"),
+        (json!({"memory_mb": -1}), "memory_mb", "1 to 1048576"),
+        (json!({"memory_mb": 1e30}), "memory_mb", "1 to 1048576"),
+        (json!({"cores": 100_000}), "cores", "1 to 1024"),
+        (
+            json!({"enclave_size": "99999999999999999999G"}),
+            "enclave_size",
+            "1M to 1024G",
+        ),
+        (
+            json!({"enclave_size": "2048G"}),
+            "enclave_size",
+            "1M to 1024G",
+        ),
+    ] {
+        let (status, body) = post(resource(changes.clone())).await;
+        assert_eq!(status, 400, "{changes}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(field) && error.contains(range),
+            "{changes}: {error}"
+        );
+    }
+    let (status, body) = post(resource(json!({"default_hours": 87_600, "public": true}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, app) = http_deploy(
+        port,
+        &token,
+        &deploy_config("ten-years", json!({"resource": "plan"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    assert!(
+        app["expires_at"].is_string() || app["expires_at"].is_number(),
+        "{app}"
+    );
+}
+
+#[tokio::test]
+async fn a_resource_out_of_range_in_an_older_store_fails_deploys_cleanly() {
+    let p = common::platform().await;
+    p.state
+        .store
+        .create_resource(&mse_server::store::Resource {
+            name: "old".into(),
+            memory_mb: 512,
+            cores: 1,
+            enclave_size: "1G".into(),
+            default_hours: i64::MAX,
+            public: true,
+        })
+        .await
+        .unwrap();
+    let (status, body) = p
+        .deploy(&p.admin, deploy_config("app", json!({"resource": "old"})))
+        .await;
+    assert_eq!(
+        status,
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("out of range"),
+        "{body}"
+    );
+    let (status, body) = p.deploy(&p.admin, deploy_config("app", json!({}))).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn health_answers_503_when_the_store_does_not() {
+    let p = common::platform().await;
+    let (status, body) = p.call(axum::http::Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    p.state.store.close().await;
+    let (status, body) = p.call(axum::http::Method::GET, "/health", None, None).await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("store"), "{body}");
+}
+
+#[tokio::test]
+async fn uploads_left_by_a_killed_server_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, _, _) = api_server(&data, &[]);
+    drop(server);
+    let incoming = data.join("apps/.incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(incoming.join("partial-upload"), b"half a tarball").unwrap();
+    std::fs::create_dir_all(incoming.join("odd-folder")).unwrap();
+    // A live upload of another process holds its file locked: it stays.
+    let (live, _file) = mse_server::datadir::create_incoming(&data).unwrap();
+
+    let mut server =
+        ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let port = server.api_port();
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left, vec![live], "only the live upload is left");
+    let (status, _, _) = timed_health(OTHER, port).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_in_the_documented_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let schemathesis = mse_testkit::python_bin_dir().join("schemathesis");
+    let mut run = std::process::Command::new(&schemathesis)
+        .arg("run")
+        .arg(format!("http://127.0.0.1:{port}/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-examples", "10", "--max-time", "60", "--seed", "1"])
+        .args(["--workers", "2", "--request-timeout", "10"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", schemathesis.display()));
+    // Its own time budget is 60 s; never wait past twice that.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("schemathesis ran past its time budget");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = run.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "schemathesis failed:\n{report}");
+    // Every operation but `GET /openapi.json`, which schemathesis leaves out
+    // (it is the document it reads).
+    let operations = mse_server::api::operations().len() - 1;
+    assert!(
+        report.contains(&format!("Tested: {operations}")),
+        "every operation is tested:\n{report}"
+    );
+    assert!(!report.contains("Server error"), "{report}");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server survived"
+    );
+    let (status, _, _) = timed_health(OTHER, port).await;
+    assert_eq!(status, 200);
+}
