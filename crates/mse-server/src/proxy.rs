@@ -11,7 +11,7 @@
 //! The ClientHello parser ([`parse_client_hello`]) is a pure function over
 //! the bytes read so far; [`serve`] is the network edge around it, with a
 //! timeout or a limit at every step (handshake, connect, idle, connection
-//! count, shutdown).
+//! counts in all and per source address, shutdown).
 
 use std::future::Future;
 use std::io;
