@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use crypto::{CodeKey, CryptoError, Nonce};
 pub use pack::{pack, NonceMap, Nonces, Packed, ENC_SUFFIX, REQUIREMENTS};
-pub use unpack::{unpack, Limits, Unpacked};
+pub use unpack::{encrypted_files, unpack, Limits, Unpacked};
 
 /// Why a code folder could not be packaged.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,9 @@ pub enum UnpackError {
     /// A file other than requirements.txt is not encrypted.
     #[error("`{0}` is not encrypted; only requirements.txt may be")]
     Unencrypted(String),
+    /// No file of the package is encrypted, so any key would open it.
+    #[error("the package holds no encrypted file: there is no code in it, and no key can be checked against it")]
+    NothingEncrypted,
     /// A file does not decrypt.
     #[error("`{0}`: {1}")]
     Decrypt(String, CryptoError),

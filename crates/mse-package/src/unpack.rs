@@ -40,7 +40,9 @@ pub struct Unpacked {
 }
 
 /// Unpacks the tarball read from `tar` into `dest`, which must not exist.
-/// On any error nothing is left at `dest`.
+/// A package without any encrypted file is refused
+/// ([`UnpackError::NothingEncrypted`]): any key would open it. On any error
+/// nothing is left at `dest`.
 pub fn unpack(
     tar: impl Read,
     key: &CodeKey,
@@ -120,6 +122,7 @@ fn extract(
     let mut archive = tar::Archive::new(tar);
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut done = Unpacked { files: 0, dirs: 0 };
+    let mut encrypted = 0usize;
     let mut total: u64 = 0;
     let entries = archive
         .entries()
@@ -188,6 +191,7 @@ fn extract(
                     }
                     let plaintext = open(key, &data)
                         .map_err(|e| UnpackError::Decrypt(relative.display().to_string(), e))?;
+                    encrypted += 1;
                     (relative.with_file_name(stem), plaintext)
                 } else if file_name == REQUIREMENTS {
                     (relative.clone(), data)
@@ -211,7 +215,46 @@ fn extract(
             }
         }
     }
+    if encrypted == 0 {
+        return Err(UnpackError::NothingEncrypted);
+    }
     Ok(done)
+}
+
+/// The number of encrypted files (`*.enc` regular entries) of the tarball
+/// read from `tar`, without a key: a package with none holds no code, and
+/// any key would open it. Reads at most `limits.max_entries` entries.
+pub fn encrypted_files(tar: impl Read, limits: Limits) -> Result<usize, UnpackError> {
+    let mut archive = tar::Archive::new(tar);
+    let entries = archive
+        .entries()
+        .map_err(|e| UnpackError::Malformed(e.to_string()))?;
+    let mut encrypted = 0;
+    for (count, entry) in entries.enumerate() {
+        if count >= limits.max_entries {
+            return Err(UnpackError::TooLarge(format!(
+                "more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let entry = entry.map_err(|e| UnpackError::Malformed(e.to_string()))?;
+        let regular = matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        );
+        let path = entry
+            .path()
+            .map_err(|e| UnpackError::Malformed(format!("entry name: {e}")))?;
+        let named_enc = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(ENC_SUFFIX))
+            .is_some_and(|stem| !stem.is_empty());
+        if regular && named_enc {
+            encrypted += 1;
+        }
+    }
+    Ok(encrypted)
 }
 
 /// Creates the missing parent folders of `relative` inside `staging`,

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mse_package::{pack, unpack, CodeKey, Limits, Nonce, NonceMap, Nonces, PackError, UnpackError};
+use mse_package::{
+    encrypted_files, pack, unpack, CodeKey, Limits, Nonce, NonceMap, Nonces, PackError, UnpackError,
+};
 
 fn write(root: &Path, rel: &str, content: &[u8]) {
     let path = root.join(rel);
@@ -393,4 +395,20 @@ fn garbage_is_refused_as_malformed() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_package_without_an_encrypted_file_is_refused_whatever_the_key() {
+    let key = CodeKey::generate();
+    for tar in [
+        crafted(&[]),
+        crafted(&[(b"requirements.txt", tar::EntryType::Regular, b"flask\n")]),
+        crafted(&[(b"lib", tar::EntryType::Directory, b"")]),
+    ] {
+        assert_eq!(encrypted_files(&tar[..], Limits::default()).unwrap(), 0);
+        assert!(matches!(refused(&tar, &key), UnpackError::NothingEncrypted));
+    }
+    let (_tmp, code) = tree();
+    let (tar, _) = pack_to_vec(&code, &key, Nonces::Random).unwrap();
+    assert_eq!(encrypted_files(&tar[..], Limits::default()).unwrap(), 2);
 }

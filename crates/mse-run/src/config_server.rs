@@ -275,24 +275,26 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
     let code = waiting.code.clone();
     let app_dir = waiting.app_dir.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&code).map_err(|e| format!("{}: {e}", code.display()))?;
+        let file = std::fs::File::open(&code)
+            .map_err(|e| format!("cannot read the package {}: {e}", code.display()))?;
         mse_package::unpack(
             std::io::BufReader::new(file),
             &key,
             &app_dir,
             mse_package::Limits::default(),
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            // Any key would "decrypt" it: accepting one would prove nothing.
+            mse_package::UnpackError::NothingEncrypted => format!(
+                "no key is accepted for this app: {e}; deploy a package with the app's code"
+            ),
+            e => format!("the key does not decrypt the package: {e}"),
+        })
     })
     .await;
     match unpacked {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            return refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the key does not decrypt the package: {e}"),
-            )
-        }
+        Ok(Err(e)) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(_) => {
             return refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,

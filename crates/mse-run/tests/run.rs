@@ -109,7 +109,7 @@ struct Node {
 
 impl Node {
     fn start(package: &Package, tls: Tls, extra: &[&str]) -> Node {
-        Self::start_with(package, tls, extra, |_| {})
+        Self::start_with(package, tls, extra, |_, _| {})
     }
 
     /// [`Node::start`], letting `configure` change the command (and its
@@ -732,6 +732,29 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
         .unwrap()
         .contains("no valid configuration arrived within 20 s"));
     assert_eq!(node.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn a_package_with_no_encrypted_file_accepts_no_key_and_the_node_keeps_waiting() {
+    let package = package(&[("requirements.txt", "flask\n")]);
+    let node = Node::start(
+        &package,
+        Tls::SelfSigned(in_an_hour()),
+        &["--config-timeout", "60"],
+    );
+    node.expect(State::Initializing);
+    let cert = node.capture_certificate();
+    for key in [package.key.clone(), CodeKey::generate()] {
+        let answer = node.configure(&cert, &node.config_body(&key, serde_json::json!({})));
+        assert_eq!(answer.status, 422, "{}", answer.text());
+        assert!(
+            answer.text().contains("no encrypted file"),
+            "{}",
+            answer.text()
+        );
+        node.assert_waiting(&cert);
+        assert!(!node.work.join("app").exists(), "nothing is unpacked");
+    }
 }
 
 const ASGI_APP: &str = r#"

@@ -396,6 +396,8 @@ fn serve_proxy(backend: SocketAddr, threads: usize, flavor: ProxyRuntime) -> any
     let limits = ProxyLimits {
         // Nothing is live when the benchmark stops it.
         shutdown_grace: Duration::from_secs(1),
+        // Every client of the benchmark is on the loopback address.
+        max_connections_per_source: ProxyLimits::default().max_connections,
         ..ProxyLimits::default()
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, State};
+use axum::handler::Handler;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::datadir::DataDir;
@@ -128,8 +129,7 @@ impl FromRequestParts<Shared> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(missing)?;
         let user = state
             .store
@@ -138,6 +138,14 @@ impl FromRequestParts<Shared> for Caller {
             .ok_or_else(missing)?;
         Ok(Caller(user))
     }
+}
+
+/// The token of an `Authorization` value: `Bearer TOKEN`, the scheme in
+/// any case (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn require_admin(caller: &Caller) -> ApiResult<()> {
@@ -156,126 +164,218 @@ fn check_name(what: &str, name: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
-/// Every route: method, path, summary, whether it needs a token. The
-/// OpenAPI document is made from this table, and a test checks each is served.
-pub const ROUTES: &[(&str, &str, &str, bool)] = &[
-    ("get", "/health", "Liveness of the API", false),
-    ("get", "/openapi.json", "This document", false),
-    (
-        "get",
-        "/platform",
-        "Where apps are served (base domain, proxy port) and how they are attested",
-        false,
-    ),
-    (
-        "get",
-        "/signer",
-        "The enclave-signing public key (PEM); MRSIGNER derives from it",
-        false,
-    ),
-    (
-        "get",
-        "/simulation-ca",
-        "The simulation CA certificate (PEM)",
-        false,
-    ),
-    (
-        "get",
-        "/operator-ca",
-        "The operator CA certificate (PEM), for --untrusted-ssl apps",
-        false,
-    ),
-    ("get", "/me", "The caller", true),
-    (
-        "post",
-        "/users",
-        "Create a user and its first token (admin)",
-        true,
-    ),
-    (
-        "post",
-        "/users/{id}/grants",
-        "Grant a resource to a user (admin)",
-        true,
-    ),
-    ("get", "/tokens", "The caller's tokens", true),
-    (
-        "post",
-        "/tokens",
-        "Create a token; its secret is shown once",
-        true,
-    ),
-    (
-        "delete",
-        "/tokens/{id}",
-        "Revoke one of the caller's tokens",
-        true,
-    ),
-    ("get", "/projects", "The caller's projects", true),
-    ("post", "/projects", "Create a project", true),
-    (
-        "get",
-        "/projects/{name}",
-        "One of the caller's projects",
-        true,
-    ),
-    (
-        "get",
-        "/resources",
-        "The resources the caller may use",
-        true,
-    ),
-    (
-        "get",
-        "/resources/{name}",
-        "One resource the caller may use",
-        true,
-    ),
-    (
-        "put",
-        "/resources/{name}/quota",
-        "Set the most live apps on a resource, every user's together (admin)",
-        true,
-    ),
-    (
-        "get",
-        "/users/{id}/quota",
-        "A user's quota and use (admin, or the user itself)",
-        true,
-    ),
-    (
-        "put",
-        "/users/{id}/quota",
-        "Set a user's quota of live apps and stored bytes (admin)",
-        true,
-    ),
-    (
-        "get",
-        "/domains",
-        "Custom domains and their owners (admin: all; user: its own)",
-        true,
-    ),
-    (
-        "delete",
-        "/domains/{name}",
-        "Release a custom domain (admin)",
-        true,
-    ),
-];
+/// One operation of the API: how it is routed and how `/openapi.json`
+/// documents it, from the same entry of [`operations`].
+pub struct Operation {
+    /// Its method.
+    pub method: Method,
+    /// Its path, with `{param}` segments.
+    pub path: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Whether it needs a token.
+    pub auth: bool,
+    /// Its query parameters: name and JSON schema.
+    pub query: Vec<(&'static str, Value)>,
+    /// Its request body: media type and JSON schema.
+    pub body: Option<(&'static str, Value)>,
+    /// The largest request body it takes, bytes.
+    pub body_limit: usize,
+    route: MethodRouter<Shared>,
+}
 
-/// The OpenAPI 3.1 document of [`ROUTES`].
-pub fn openapi() -> serde_json::Value {
+/// The largest JSON request body.
+pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
+
+/// An operation served by `handler`; public, without parameters or body
+/// until the builder methods add them.
+fn op<H, T>(method: Method, path: &'static str, summary: &'static str, handler: H) -> Operation
+where
+    H: Handler<T, Shared>,
+    T: 'static,
+{
+    let filter = if method == Method::POST {
+        MethodFilter::POST
+    } else if method == Method::DELETE {
+        MethodFilter::DELETE
+    } else {
+        MethodFilter::GET
+    };
+    Operation {
+        method,
+        path,
+        summary,
+        auth: false,
+        query: Vec::new(),
+        body: None,
+        body_limit: MAX_JSON_BODY,
+        route: on(filter, handler),
+    }
+}
+
+impl Operation {
+    /// Needs a token.
+    fn token(mut self) -> Self {
+        self.auth = true;
+        self
+    }
+
+    /// Takes a JSON body of this schema.
+    fn json(mut self, schema: Value) -> Self {
+        self.body = Some(("application/json", schema));
+        self
+    }
+
+    /// Takes a `multipart/form-data` body of this schema, of at most `limit` bytes.
+    fn multipart(mut self, schema: Value, limit: usize) -> Self {
+        self.body = Some(("multipart/form-data", schema));
+        self.route = self
+            .route
+            .layer(axum::extract::DefaultBodyLimit::max(limit));
+        self
+    }
+
+    /// Takes an optional query parameter of this schema.
+    fn query(mut self, name: &'static str, schema: Value) -> Self {
+        self.query.push((name, schema));
+        self
+    }
+}
+
+/// A JSON object schema: required and optional properties, nothing else.
+fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
+    let mut properties = serde_json::Map::new();
+    for (name, schema) in required.iter().chain(optional) {
+        properties.insert(name.to_string(), schema.clone());
+    }
+    let required: Vec<&str> = required.iter().map(|(name, _)| *name).collect();
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+fn text() -> Value {
+    json!({"type": "string"})
+}
+
+/// Every operation the API serves. The router and the OpenAPI document are
+/// both made from this list: adding a route is adding an entry here.
+pub fn operations() -> Vec<Operation> {
+    use crate::apps;
+    let get = Method::GET;
+    let post = Method::POST;
+    let delete = Method::DELETE;
+    let put = Method::PUT;
+    let named = || object(&[("name", text())], &[]);
+    let count_or_null =
+        |max: u64| json!({"type": ["integer", "null"], "minimum": 0, "maximum": max});
+    vec![
+        op(get.clone(), "/health", "Liveness of the API and its store (503 when the store does not answer)", health),
+        op(get.clone(), "/openapi.json", "This document", openapi_json),
+        op(get.clone(), "/platform", "Where apps are served (base domain, proxy port) and how they are attested", platform),
+        op(get.clone(), "/signer", "The enclave-signing public key (PEM); MRSIGNER derives from it", signer),
+        op(get.clone(), "/simulation-ca", "The simulation CA certificate (PEM)", simulation_ca),
+        op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", operator_ca),
+        op(get.clone(), "/me", "The caller", me).token(),
+        op(post.clone(), "/users", "Create a user and its first token (admin)", create_user)
+            .token()
+            .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),
+        op(post.clone(), "/users/{id}/grants", "Grant a resource to a user (admin)", grant)
+            .token()
+            .json(object(&[("resource", text())], &[])),
+        op(get.clone(), "/tokens", "The caller's tokens", list_tokens).token(),
+        op(post.clone(), "/tokens", "Create a token; its secret is shown once", create_token)
+            .token()
+            .json(named()),
+        op(delete.clone(), "/tokens/{id}", "Revoke one of the caller's tokens", revoke_token).token(),
+        op(get.clone(), "/projects", "The caller's projects", list_projects).token(),
+        op(post.clone(), "/projects", "Create a project", create_project)
+            .token()
+            .json(named()),
+        op(get.clone(), "/projects/{name}", "One of the caller's projects", get_project).token(),
+        op(get.clone(), "/resources", "The resources the caller may use", list_resources).token(),
+        op(post.clone(), "/resources", "Create a resource (admin)", create_resource)
+            .token()
+            .json(crate::bounds::resource_schema()),
+        op(get.clone(), "/resources/{name}", "One resource the caller may use", get_resource).token(),
+        op(put.clone(), "/resources/{name}/quota", "Set the most live apps on a resource, every user's together (admin)", crate::tenancy::set_resource_quota)
+            .token()
+            .json(object(&[], &[("max_live_apps", count_or_null(crate::tenancy::MAX_LIVE_APPS_BOUND as u64))])),
+        op(get.clone(), "/users/{id}/quota", "A user's quota and use (admin, or the user itself)", crate::tenancy::get_quota).token(),
+        op(put, "/users/{id}/quota", "Set a user's quota of live apps and stored bytes (admin)", crate::tenancy::set_quota)
+            .token()
+            .json(object(&[], &[
+                ("max_live_apps", count_or_null(crate::tenancy::MAX_LIVE_APPS_BOUND as u64)),
+                ("max_stored_bytes", count_or_null(crate::tenancy::MAX_STORED_BYTES_BOUND as u64)),
+            ])),
+        op(get.clone(), "/domains", "Custom domains and their owners (admin: all; user: its own)", crate::tenancy::list_domains).token(),
+        op(delete.clone(), "/domains/{name}", "Release a custom domain (admin)", crate::tenancy::release_domain).token(),
+        op(post.clone(), "/apps", "Deploy an app: its configuration and encrypted code", apps::create)
+            .token()
+            .multipart(
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "config": {"type": "string", "description": "the deployment configuration (JSON)"},
+                        "code": {"type": "string", "format": "binary", "description": "the encrypted code.tar"},
+                    },
+                    "required": ["config", "code"],
+                }),
+                apps::MAX_UPLOAD,
+            ),
+        op(get.clone(), "/apps", "The caller's apps, newest first", apps::list)
+            .token()
+            .query("project", text())
+            .query("name", text())
+            .query(
+                "status",
+                json!({"type": "string", "enum": ["spawning", "initializing", "running", "on_error", "stopped"]}),
+            )
+            .query("limit", json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}))
+            .query("offset", json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
+        op(get.clone(), "/apps/{id}", "One of the caller's apps", apps::get).token(),
+        op(delete, "/apps/{id}", "Remove a stopped or failed app", apps::remove).token(),
+        op(post, "/apps/{id}/stop", "Stop an app (202 while its node stops)", apps::stop).token(),
+        op(get, "/apps/{id}/logs", "The last 64 kB of the app's log (text)", apps::logs).token(),
+    ]
+}
+
+/// The OpenAPI 3.1 document of [`operations`].
+pub fn openapi() -> Value {
+    let error = json!({
+        "description": "`{\"error\": \"…\"}`",
+        "content": {"application/json": {"schema": object(&[("error", text())], &[])}},
+    });
     let mut paths = serde_json::Map::new();
-    for (method, path, summary, auth) in ROUTES {
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let mut operation = json!({
-            "summary": summary,
-            "responses": {"200": {"description": "success"}, "4XX": {"description": "`{\"error\": \"…\"}`"}}
+    for operation in operations() {
+        let entry = paths
+            .entry(operation.path.to_string())
+            .or_insert_with(|| json!({}));
+        let mut parameters: Vec<Value> = operation
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": text()}))
+            .collect();
+        parameters.extend(
+            operation
+                .query
+                .iter()
+                .map(|(name, schema)| json!({"name": name, "in": "query", "required": false, "schema": schema})),
+        );
+        let mut document = json!({
+            "summary": operation.summary,
+            "responses": {"2XX": {"description": "success"}, "default": error.clone()},
         });
-        if *auth {
-            operation["security"] = json!([{"bearer": []}]);
+        if !parameters.is_empty() {
+            document["parameters"] = Value::Array(parameters);
         }
-        entry[*method] = operation;
+        if let Some((media, schema)) = &operation.body {
+            document["requestBody"] =
+                json!({"required": true, "content": {*media: {"schema": schema}}});
+        }
+        if operation.auth {
+            document["security"] = json!([{"bearer": []}]);
+        }
+        entry[operation.method.as_str().to_ascii_lowercase()] = document;
     }
     json!({
         "openapi": "3.1.0",
@@ -285,50 +385,122 @@ pub fn openapi() -> serde_json::Value {
     })
 }
 
-/// The API's router.
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(openapi)).into_response()
+}
+
+/// The API's router: every entry of [`operations`], a JSON 404 for any
+/// other path, and every error answered as `{"error": "…"}`.
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .route("/platform", get(platform))
-        .route("/signer", get(signer))
-        .route("/simulation-ca", get(simulation_ca))
-        .route("/operator-ca", get(operator_ca))
-        .route("/me", get(me))
-        .route("/users", post(create_user))
-        .route("/users/{id}/grants", post(grant))
-        .route("/tokens", get(list_tokens).post(create_token))
-        .route("/tokens/{id}", delete(revoke_token))
-        .route("/projects", get(list_projects).post(create_project))
-        .route("/projects/{name}", get(get_project))
-        .route("/resources", get(list_resources).post(create_resource))
-        .route("/resources/{name}", get(get_resource))
-        .route(
-            "/resources/{name}/quota",
-            put(crate::tenancy::set_resource_quota),
-        )
-        .route(
-            "/users/{id}/quota",
-            get(crate::tenancy::get_quota).put(crate::tenancy::set_quota),
-        )
-        .route("/domains", get(crate::tenancy::list_domains))
-        .route("/domains/{name}", delete(crate::tenancy::release_domain))
-        .route(
-            "/apps",
-            get(crate::apps::list).post(crate::apps::create).layer(
-                axum::extract::DefaultBodyLimit::max(crate::apps::MAX_UPLOAD),
-            ),
-        )
-        .route(
-            "/apps/{id}",
-            get(crate::apps::get).delete(crate::apps::remove),
-        )
-        .route("/apps/{id}/stop", post(crate::apps::stop))
-        .route("/apps/{id}/logs", get(crate::apps::logs))
+    operations()
+        .into_iter()
+        .fold(Router::new(), |router, operation| {
+            let limit = operation.body_limit;
+            let route = operation
+                .route
+                .layer(axum::extract::DefaultBodyLimit::max(limit))
+                .layer(axum::middleware::map_request(
+                    move |request: axum::extract::Request| async move {
+                        refuse_oversized(request, limit)
+                    },
+                ));
+            router.route(operation.path, route)
+        })
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
         })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Answers 413 at once to a request whose `Content-Length` is over
+/// `limit`, before any of its body is read.
+fn refuse_oversized(
+    request: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::extract::Request, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body ({length} bytes) is over this route's limit of {} MiB",
+                limit >> 20
+            ),
+        )),
+        _ => Ok(request),
+    }
+}
+
+/// The most bytes of a non-JSON error body (an extractor's rejection) kept
+/// as the message of its JSON form.
+const MAX_REJECTION_TEXT: usize = 16 * 1024;
+
+/// Turns every error answer that is not JSON yet (the extractors'
+/// rejections, a wrong method) into `{"error": "…"}`, keeping its status
+/// and headers such as `Allow`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let message = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::METHOD_NOT_ALLOWED) => {
+            "this route does not take that method; see the Allow header and /openapi.json"
+                .to_string()
+        }
+        (true, _) => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string(),
+    };
+    let mut answer = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// How long `/health` waits for the store.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn health(State(state): State<Shared>) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ok"})).into_response(),
+        Ok(Err(e)) => {
+            eprintln!("health: store error: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store does not answer: every authenticated route fails until it does",
+            )
+            .into_response()
+        }
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the store did not answer within {} s: every authenticated route fails until it does",
+                HEALTH_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 fn pem(text: &str) -> Response {
@@ -523,10 +695,10 @@ async fn get_resource(
 #[serde(deny_unknown_fields)]
 struct NewResource {
     name: String,
-    memory_mb: i64,
-    cores: i64,
+    memory_mb: serde_json::Number,
+    cores: serde_json::Number,
     enclave_size: String,
-    default_hours: i64,
+    default_hours: serde_json::Number,
     #[serde(default)]
     public: bool,
     /// The most live apps on it, every user's together.
@@ -539,25 +711,18 @@ async fn create_resource(
     caller: Caller,
     Json(body): Json<NewResource>,
 ) -> ApiResult<(StatusCode, Json<crate::store::Resource>)> {
+    use crate::bounds;
     require_admin(&caller)?;
     mse_config::fields::check_resource(&body.name)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    if body.memory_mb <= 0 || body.cores <= 0 || body.default_hours <= 0 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "memory_mb, cores and default_hours must be positive",
-        ));
-    }
-    let valid_size = body
-        .enclave_size
-        .strip_suffix(['M', 'G'])
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if !valid_size {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "enclave_size is a number of megabytes or gigabytes: `512M`, `4G`",
-        ));
-    }
+    let bad = |e: bounds::OutOfBounds| ApiError::new(StatusCode::BAD_REQUEST, e.0);
+    let memory_mb =
+        bounds::integer("memory_mb", &body.memory_mb, &bounds::MEMORY_MB).map_err(bad)?;
+    let cores = bounds::integer("cores", &body.cores, &bounds::CORES).map_err(bad)?;
+    let default_hours =
+        bounds::integer("default_hours", &body.default_hours, &bounds::DEFAULT_HOURS)
+            .map_err(bad)?;
+    bounds::enclave_size(&body.enclave_size).map_err(bad)?;
     if let Some(n) = body.max_live_apps {
         if !(0..=crate::tenancy::MAX_LIVE_APPS_BOUND).contains(&n) {
             return Err(ApiError::new(
@@ -571,10 +736,10 @@ async fn create_resource(
     }
     let resource = crate::store::Resource {
         name: body.name,
-        memory_mb: body.memory_mb,
-        cores: body.cores,
+        memory_mb,
+        cores,
         enclave_size: body.enclave_size,
-        default_hours: body.default_hours,
+        default_hours,
         public: body.public,
         max_live_apps: body.max_live_apps,
     };

@@ -93,6 +93,25 @@ struct Code {
     bytes: i64,
 }
 
+/// The status and message of a multipart error: 413 over the size cap, else
+/// 400 (a malformed or cut-short upload).
+fn upload_error(what: &str, e: &axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is over {} MiB; make the code smaller (.mseignore)",
+                MAX_UPLOAD >> 20
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: {}", e.body_text()),
+        )
+    }
+}
+
 /// Reads the parts, streaming the code to a file. Code over `room` bytes
 /// (what the caller's stored-bytes quota leaves) is not kept: the rest of
 /// it is read and counted, not written, and the deploy refused over quota.
@@ -102,96 +121,131 @@ async fn read_parts(
     room: (Quota, Usage),
 ) -> Result<(DeployConfig, Code), ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let incoming = state.data.root.join("apps").join(".incoming");
-    std::fs::create_dir_all(&incoming)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}")))?;
+    let storage = |e: std::io::Error| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
+    };
     let mut config = None;
     let mut upload = None;
     while let Some(mut field) = multipart
         .next_field()
         .await
-        .map_err(|e| bad(format!("malformed upload: {e}")))?
+        .map_err(|e| upload_error("malformed upload", &e))?
     {
-        match field.name() {
-            Some("config") => {
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| bad(format!("malformed upload: {e}")))?
-                {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_CONFIG {
-                        return Err(ApiError::new(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "the config part is over 1 MB",
-                        ));
-                    }
-                }
-                config = Some(serde_json::from_slice::<DeployConfig>(&bytes).map_err(|e| {
-                    bad(format!("the config part is not a deployment config: {e}"))
-                })?);
-            }
-            Some("code") => {
-                let path = incoming.join(crate::store::new_id());
-                let file = std::fs::File::create(&path).map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
-                })?;
-                let mut guard = Upload { path, keep: false };
-                let (quota, usage) = room;
-                let room = quota.max_stored_bytes.saturating_sub(usage.stored_bytes);
-                let mut hasher = Sha256::new();
-                let mut bytes: i64 = 0;
-                let mut file = Some(file);
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| bad(format!("the upload was cut short: {e}")))?
-                {
-                    bytes = bytes.saturating_add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
-                    if bytes > room {
-                        // Over quota: nothing more is written, and what was
-                        // goes now.
-                        if file.take().is_some() {
-                            let _ = std::fs::remove_file(&guard.path);
-                            guard.keep = true;
-                        }
-                        continue;
-                    }
-                    hasher.update(&chunk);
-                    if let Some(file) = file.as_mut() {
-                        file.write_all(&chunk).map_err(|e| {
-                            ApiError::new(
-                                StatusCode::INTERNAL_SERVER_ERROR,
-                                format!("storage: {e}"),
-                            )
-                        })?;
-                    }
-                }
-                if bytes > room {
-                    return Err(crate::tenancy::over_quota(&QuotaExceeded {
-                        kind: QuotaKind::StoredBytes,
-                        limit: quota.max_stored_bytes,
-                        used: usage.stored_bytes,
-                        adding: bytes,
-                    }));
-                }
-                upload = Some(Code {
-                    upload: guard,
-                    sha256: hex::encode(hasher.finalize()),
-                    bytes,
-                });
-            }
+        let name = field.name().unwrap_or_default().to_string();
+        let seen = match name.as_str() {
+            "config" => config.is_some(),
+            "code" => upload.is_some(),
             _ => {
                 return Err(bad(
                     "unexpected part: send `config` (JSON) and `code` (code.tar)".into(),
                 ))
             }
+        };
+        if seen {
+            return Err(bad(format!(
+                "the `{name}` part is sent twice; send it once"
+            )));
+        }
+        if name == "config" {
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| upload_error("malformed upload", &e))?
+            {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_CONFIG {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the config part is over 1 MB",
+                    ));
+                }
+            }
+            config =
+                Some(serde_json::from_slice::<DeployConfig>(&bytes).map_err(|e| {
+                    bad(format!("the config part is not a deployment config: {e}"))
+                })?);
+        } else {
+            let (path, file) =
+                crate::datadir::create_incoming(&state.data.root).map_err(storage)?;
+            let mut guard = Upload { path, keep: false };
+            let (quota, usage) = room;
+            let room = quota.max_stored_bytes.saturating_sub(usage.stored_bytes);
+            let mut hasher = Sha256::new();
+            let mut bytes: i64 = 0;
+            let mut file = Some(file);
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| upload_error("the upload was cut short", &e))?
+            {
+                bytes = bytes.saturating_add(i64::try_from(chunk.len()).unwrap_or(i64::MAX));
+                if bytes > room {
+                    // Over quota: nothing more is written, and what was
+                    // goes now.
+                    if file.take().is_some() {
+                        let _ = std::fs::remove_file(&guard.path);
+                        guard.keep = true;
+                    }
+                    continue;
+                }
+                hasher.update(&chunk);
+                if let Some(file) = file.as_mut() {
+                    file.write_all(&chunk).map_err(storage)?;
+                }
+            }
+            if bytes > room {
+                return Err(crate::tenancy::over_quota(&QuotaExceeded {
+                    kind: QuotaKind::StoredBytes,
+                    limit: quota.max_stored_bytes,
+                    used: usage.stored_bytes,
+                    adding: bytes,
+                }));
+            }
+            upload = Some(Code {
+                upload: guard,
+                sha256: hex::encode(hasher.finalize()),
+                bytes,
+            });
         }
     }
     let config = config.ok_or_else(|| bad("missing the `config` part".into()))?;
     let code = upload.ok_or_else(|| bad("missing the `code` part (code.tar)".into()))?;
+    check_has_code(&code.upload.path).await?;
     Ok((config, code))
+}
+
+/// Refuses a code package that is not a tarball, or that holds no
+/// encrypted file (no code, and any key would open it).
+async fn check_has_code(path: &std::path::Path) -> Result<(), ApiError> {
+    let path = path.to_path_buf();
+    let counted = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(mse_package::encrypted_files(
+            std::io::BufReader::new(file),
+            mse_package::Limits::default(),
+        ))
+    })
+    .await;
+    match counted {
+        Ok(Ok(Ok(0))) => Err(unprocessable(
+            "the code package holds no encrypted file: package a code folder with the app's \
+             Python files (check code.location and .mseignore)",
+        )),
+        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the `code` part is not a code package: {e}"),
+        )),
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storage: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reading the upload stopped unexpectedly",
+        )),
+    }
 }
 
 /// `POST /apps`.
@@ -297,8 +351,20 @@ pub async fn create(
         (None, _) => None,
     };
 
+    // Checked: a resource's hours may come from an older store, unbounded.
+    let after_hours = |hours: i64| {
+        chrono::TimeDelta::try_hours(hours)
+            .and_then(|d| created.checked_add_signed(d))
+            .ok_or_else(|| {
+                unprocessable(format!(
+                    "resource `{}`: its default duration ({hours} hours) is out of range; \
+                     set expiration_date, or ask the operator to fix the resource",
+                    config.resource
+                ))
+            })
+    };
     let expires_at = if config.resource == "free" {
-        created + chrono::Duration::hours(FREE_HOURS)
+        after_hours(FREE_HOURS)?
     } else if let Some(at) = config.expiration_date {
         if let Some(leaf) = &owner {
             if at > leaf.not_after {
@@ -311,7 +377,7 @@ pub async fn create(
     } else if let Some(leaf) = &owner {
         leaf.not_after
     } else {
-        created + chrono::Duration::hours(resource.default_hours)
+        after_hours(resource.default_hours)?
     };
     if expires_at <= created {
         return Err(unprocessable(format!(

@@ -85,6 +85,68 @@ pub fn lock(root: &Path) -> anyhow::Result<DirLock> {
     }
 }
 
+/// The folder of uploads in progress, under `apps/`.
+pub fn incoming_dir(root: &Path) -> PathBuf {
+    root.join("apps").join(".incoming")
+}
+
+/// Creates a new upload file in [`incoming_dir`], locked (`flock`) for as
+/// long as the returned file is open, so [`clean_incoming`] in another
+/// process never removes it.
+pub fn create_incoming(root: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::io::AsRawFd;
+    let dir = incoming_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(crate::store::new_id());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok((path, file))
+}
+
+/// Removes what interrupted uploads (a killed server) left in
+/// [`incoming_dir`]: every entry no live upload holds locked. Returns how
+/// many were removed.
+pub fn clean_incoming(root: &Path) -> anyhow::Result<usize> {
+    use std::os::unix::io::AsRawFd;
+    let dir = incoming_dir(root);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            // A live upload holds its file locked: leave it.
+            let Ok(file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// Creates what is missing in `root` and loads the public material.
 pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Result<DataDir> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -4,7 +4,10 @@
 
 pub mod api;
 pub mod apps;
+pub mod bounds;
 pub mod datadir;
+pub mod http_server;
+pub mod limits;
 pub mod operator_tls;
 pub mod proxy;
 pub mod routes;
@@ -166,6 +169,9 @@ pub async fn open_as(
         .await
         .context("cannot lock the data folder")??;
     let data = datadir::init(&settings.data_dir, &settings.base_domain, now)?;
+    if roles.api {
+        datadir::clean_incoming(&settings.data_dir)?;
+    }
     let url = match &settings.database_url {
         Some(url) => url.clone(),
         None => format!("sqlite://{}?mode=rwc", data.path("mse.db").display()),

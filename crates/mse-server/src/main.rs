@@ -90,6 +90,66 @@ struct Args {
     /// unsandboxed where this kernel offers no sandbox (their status says so)
     #[arg(long, value_enum, value_name = "MODE", default_value = "required")]
     sandbox: mse_run::sandbox::Mode,
+    /// Seconds a client of the API has to send a request's header (from
+    /// its connection, or its previous answer); then it is closed (1-300)
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    api_header_timeout: u64,
+    /// Seconds a client of the API has to send a request's body, from its
+    /// header; a body still arriving then is answered 408 (1-86400)
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    api_body_timeout: u64,
+    /// Connections the API serves at once; more are answered 503 (1-65536)
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    api_max_connections: u64,
+    /// Connections the API serves at once from one address (IPv4, or IPv6
+    /// /64); more from it are answered 503 (1-65536)
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    api_max_connections_per_source: u64,
+    /// Connections the proxy handles at once; more are closed (1-65536)
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    proxy_max_connections: u64,
+    /// Connections the proxy handles at once from one address (IPv4, or
+    /// IPv6 /64); more from it are closed (1-65536)
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    proxy_max_connections_per_source: u64,
+}
+
+/// Raises this process's soft limit of open files to its hard limit, so the
+/// connection caps, not the descriptor limit, bound the connections; and
+/// warns when the caps could still exhaust it.
+fn raise_open_files_limit(api: Option<u64>, proxy: Option<u64>) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a struct this function owns.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let current: u64 = limit.rlim_cur;
+    // A proxied connection holds two descriptors; keep some for the store,
+    // the nodes and the logs.
+    let needed = api.unwrap_or(0) + 2 * proxy.unwrap_or(0) + 256;
+    if needed > current {
+        eprintln!(
+            "warning: the connection caps (API {}, proxy {}) may need {needed} open files, but the \
+             limit is {current}: raise it (ulimit -n) or lower --api-max-connections and \
+             --proxy-max-connections",
+            api.unwrap_or(0),
+            proxy.unwrap_or(0),
+        );
+    }
 }
 
 fn main() -> ExitCode {
@@ -119,6 +179,38 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if !(roles.api || roles.proxy || roles.node) {
         anyhow::bail!("--roles names no role: give api, proxy and/or node");
     }
+    if args.api_max_connections_per_source > args.api_max_connections {
+        anyhow::bail!(
+            "--api-max-connections-per-source ({}) is above --api-max-connections ({})",
+            args.api_max_connections_per_source,
+            args.api_max_connections
+        );
+    }
+    if args.proxy_max_connections_per_source > args.proxy_max_connections {
+        anyhow::bail!(
+            "--proxy-max-connections-per-source ({}) is above --proxy-max-connections ({})",
+            args.proxy_max_connections_per_source,
+            args.proxy_max_connections
+        );
+    }
+    raise_open_files_limit(
+        roles.api.then_some(args.api_max_connections),
+        roles.proxy.then_some(args.proxy_max_connections),
+    );
+    // The flags' ranges make these conversions lossless.
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let api_limits = mse_server::http_server::HttpLimits {
+        header_timeout: Duration::from_secs(args.api_header_timeout),
+        body_timeout: Duration::from_secs(args.api_body_timeout),
+        max_connections: count(args.api_max_connections),
+        max_connections_per_source: count(args.api_max_connections_per_source),
+        ..Default::default()
+    };
+    let proxy_limits = mse_server::proxy::ProxyLimits {
+        max_connections: count(args.proxy_max_connections),
+        max_connections_per_source: count(args.proxy_max_connections_per_source),
+        ..Default::default()
+    };
     let mse_run = match args.mse_run {
         Some(path) => path,
         None => std::env::current_exe()
@@ -221,7 +313,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 proxy_listener,
                 routes,
                 Some(terminate),
-                mse_server::proxy::ProxyLimits::default(),
+                proxy_limits,
                 until_stopped(stopped.clone()),
             ));
             Some((serving, refresh))
@@ -248,10 +340,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     match listener {
         Some(listener) => {
             println!("API listening on http://{}", listener.local_addr()?);
-            axum::serve(listener, mse_server::api::router(state))
-                .with_graceful_shutdown(until_stopped(stopped))
-                .await
-                .context("the API server failed")?;
+            mse_server::http_server::serve(
+                listener,
+                mse_server::api::router(state),
+                api_limits,
+                until_stopped(stopped),
+            )
+            .await;
         }
         None => {
             drop(state);

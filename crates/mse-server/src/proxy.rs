@@ -11,7 +11,7 @@
 //! The ClientHello parser ([`parse_client_hello`]) is a pure function over
 //! the bytes read so far; [`serve`] is the network edge around it, with a
 //! timeout or a limit at every step (handshake, connect, idle, connection
-//! count, shutdown).
+//! counts in all and per source address, shutdown).
 
 use std::future::Future;
 use std::io;
@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
+use crate::limits::ConnectionCaps;
 use crate::runner::{RouteMode, Routes};
 
 // ---------------------------------------------------------------------------
@@ -327,6 +328,10 @@ pub struct ProxyLimits {
     pub idle_timeout: Duration,
     /// Connections handled at once; more are closed as soon as accepted.
     pub max_connections: usize,
+    /// Connections handled at once from one source address (an IPv4
+    /// address or an IPv6 /64); more from it are closed as soon as accepted,
+    /// so one client cannot take every place.
+    pub max_connections_per_source: usize,
     /// After shutdown, how long live connections may go on.
     pub shutdown_grace: Duration,
 }
@@ -338,6 +343,7 @@ impl Default for ProxyLimits {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             max_connections: 4096,
+            max_connections_per_source: 256,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -413,9 +419,10 @@ pub async fn serve(
         connect_timeout: limits.connect_timeout.min(year),
         idle_timeout: limits.idle_timeout.min(year),
         max_connections: limits.max_connections.min(Semaphore::MAX_PERMITS),
+        max_connections_per_source: limits.max_connections_per_source,
         shutdown_grace: limits.shutdown_grace.min(year),
     };
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_source);
     let shared = Arc::new(Shared {
         routes,
         acceptor: terminate.map(tokio_rustls::TlsAcceptor::from),
@@ -429,9 +436,9 @@ pub async fn serve(
             () = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Over the cap: dropping the stream closes it at once.
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                Ok((stream, peer)) => {
+                    // Over a cap: dropping the stream closes it at once.
+                    let Ok(permit) = caps.admit(peer.ip()) else {
                         continue;
                     };
                     let shared = shared.clone();

@@ -257,6 +257,17 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Whether the store answers a trivial query (`GET /health`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection: later queries fail at once.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Creates a user with its `default` project.
     pub async fn create_user(
         &self,

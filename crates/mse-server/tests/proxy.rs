@@ -266,6 +266,7 @@ fn short_limits() -> ProxyLimits {
         connect_timeout: WAIT,
         idle_timeout: Duration::from_secs(60),
         max_connections: 1024,
+        max_connections_per_source: 1024,
         shutdown_grace: Duration::from_secs(30),
     }
 }

@@ -133,6 +133,11 @@ pub fn deploy_config(name: &str, changes: Value) -> Value {
 
 const BOUNDARY: &str = "mse-test-boundary-7d1f";
 
+/// The content type of a body made by [`multipart`].
+pub fn multipart_type() -> String {
+    format!("multipart/form-data; boundary={BOUNDARY}")
+}
+
 /// A multipart body with the given parts (name, bytes).
 pub fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
@@ -250,8 +255,20 @@ impl ServerProcess {
     /// Starts `mse-server` on the data folder `data` (nodes, cache and
     /// `mse-run` as the other tests have them) with `args` added.
     pub fn spawn(data: &std::path::Path, args: &[&str]) -> ServerProcess {
+        Self::spawn_with(data, args, |_| {})
+    }
+
+    /// [`ServerProcess::spawn`], with `configure` applied to the command
+    /// before it starts (limits, environment).
+    pub fn spawn_with(
+        data: &std::path::Path,
+        args: &[&str],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> ServerProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+        let mut command = std::process::Command::new(mse_testkit::workspace_binary("mse-server"));
+        configure(&mut command);
+        let mut child = command
             .arg("--data-dir")
             .arg(data)
             .arg("--nodes-dir")
@@ -378,7 +395,25 @@ pub async fn http(
     token: &str,
     body: Option<(String, Vec<u8>)>,
 ) -> (u16, Value) {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    http_from([127, 0, 0, 1], port, method, path, token, body).await
+}
+
+/// [`http`] from the loopback address `source` (e.g. 127.0.0.2: another
+/// client as the server sees it).
+pub async fn http_from(
+    source: [u8; 4],
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(String, Vec<u8>)>,
+) -> (u16, Value) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await
         .unwrap();
     let (mut sender, connection) =

@@ -1,0 +1,803 @@
+//! Attacks by an ordinary user (or anyone on the network) replayed against
+//! the real `mse-server` binary: each test shows the attack now fails and
+//! that legitimate use keeps working.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{deploy_config, http, http_deploy, http_from, http_wait_app, ServerProcess};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The other client's address: another source, as the server sees it.
+const OTHER: [u8; 4] = [127, 0, 0, 2];
+
+/// Raises this test process's soft limit of open files to its hard limit
+/// (the attacks hold thousands of sockets); returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit on a struct owned here.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+/// Starts `mse-server` playing only the API on a free port, with `args`.
+fn api_server(data: &std::path::Path, args: &[&str]) -> (ServerProcess, u16, String) {
+    let mut all = vec!["--roles", "api", "--listen-api", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut server = ServerProcess::spawn(data, &all);
+    let port = server.api_port();
+    let token = server.admin_token();
+    (server, port, token)
+}
+
+/// A TCP connection to the loopback `port` from the address `source`.
+async fn connect_from(source: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+/// Reads until the peer closes (or resets) the connection, within `limit`;
+/// returns what arrived and when it closed, `None` if it did not.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Instant)> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| (got, Instant::now()))
+}
+
+/// `GET /health` from `source`: its status and how long it took.
+async fn timed_health(source: [u8; 4], port: u16) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let (status, body) = http_from(source, port, "GET", "/health", "", None).await;
+    (status, body, started.elapsed())
+}
+
+#[tokio::test]
+async fn idle_connections_do_not_starve_health_or_deploys() {
+    const IDLE: usize = 3_000;
+    const PER_SOURCE: usize = 64;
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(6);
+    let limit = raise_open_files_limit();
+    assert!(
+        limit > IDLE as u64 + 200,
+        "RLIMIT_NOFILE hard limit {limit}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(
+        &dir.path().join("data"),
+        &[
+            "--api-header-timeout",
+            &HEADER_TIMEOUT.as_secs().to_string(),
+            "--api-max-connections-per-source",
+            &PER_SOURCE.to_string(),
+        ],
+    );
+
+    // The attack: thousands of connections from one address, each with a
+    // header that never ends.
+    let opened = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await
+            .unwrap();
+        idle.push(stream);
+    }
+    let opened_in = opened.elapsed();
+    let watchers: Vec<_> = idle
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                closed_within(&mut stream, HEADER_TIMEOUT + Duration::from_secs(20)).await
+            })
+        })
+        .collect();
+
+    // Meanwhile another client is served at once: health, and a deploy.
+    let (status, body, took) = timed_health(OTHER, port).await;
+    eprintln!(
+        "{IDLE} idle connections opened in {opened_in:?}; /health from 127.0.0.2 took {took:?}"
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(2), "/health took {took:?}");
+    let (status, me) = http_from(OTHER, port, "GET", "/me", &token, None).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("admin")), "{me}");
+    let config = deploy_config("still-deploys", json!({}));
+    let (code, _) = common::scaffold_package();
+    let config_text = config.to_string();
+    let body = common::multipart(&[("config", config_text.as_bytes()), ("code", &code)]);
+    let started = Instant::now();
+    let (status, app) = http_from(
+        OTHER,
+        port,
+        "POST",
+        "/apps",
+        &token,
+        Some((common::multipart_type(), body)),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The attacker's own address is at its cap: a clear 503, not a hang.
+    let mut refused = connect_from([127, 0, 0, 1], port).await.unwrap();
+    let (answer, _) = closed_within(&mut refused, Duration::from_secs(5))
+        .await
+        .expect("closed at once");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("too many connections"),
+        "{answer}"
+    );
+
+    // Held connections are closed by the header timeout; the rest were
+    // refused at once.
+    let mut held = 0;
+    for watcher in watchers {
+        let (_, closed_at) = watcher
+            .await
+            .unwrap()
+            .expect("every idle connection is closed by the server");
+        let open_for = closed_at.duration_since(opened);
+        if open_for >= Duration::from_secs(2) {
+            held += 1;
+            assert!(
+                open_for >= HEADER_TIMEOUT - Duration::from_millis(500)
+                    && open_for <= HEADER_TIMEOUT + opened_in + Duration::from_secs(5),
+                "a partial header was held for {open_for:?}"
+            );
+        }
+    }
+    eprintln!("{held} of {IDLE} held until the header timeout");
+    assert!(
+        (1..=PER_SOURCE).contains(&held),
+        "{held} connections held from one address"
+    );
+    // And the attacker's address is served again once they are gone.
+    let (status, _, _) = timed_health([127, 0, 0, 1], port).await;
+    assert_eq!(status, 200);
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+#[tokio::test]
+async fn running_out_of_descriptors_neither_spins_nor_stops_the_api() {
+    const FILES: u64 = 256;
+    const IDLE: usize = 400;
+    raise_open_files_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Caps above the descriptor limit, as an operator might set them: the
+    // accept loop meets EMFILE.
+    let mut server = ServerProcess::spawn_with(
+        &data,
+        &[
+            "--roles",
+            "api",
+            "--listen-api",
+            "127.0.0.1:0",
+            "--api-header-timeout",
+            "2",
+            "--api-max-connections-per-source",
+            "4096",
+            "--api-max-connections",
+            "4096",
+        ],
+        |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit only, between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: FILES,
+                        rlim_max: FILES,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    let port = server.api_port();
+    let pid = server.child.id();
+
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        idle.push(stream);
+    }
+    // Out of descriptors for a while: the loop backs off instead of spinning.
+    let cpu_before = cpu_seconds(pid);
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let busy = (cpu_seconds(pid) - cpu_before) / wall.elapsed().as_secs_f64();
+    assert!(
+        busy < 0.5,
+        "the server used {busy:.2} of a core while out of descriptors"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server is alive"
+    );
+
+    // The header timeout frees the descriptors; the API answers again.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(5), timed_health(OTHER, port)).await;
+        if let Ok((200, _, _)) = answered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API never answered again: {answered:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server is alive"
+    );
+}
+
+#[tokio::test]
+async fn a_body_sent_byte_by_byte_is_cut_off_by_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &["--api-body-timeout", "2"]);
+    let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+    let head = format!(
+        "POST /projects HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // One byte every 200 ms: 200 s for the whole body.
+        for _ in 0..1000 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer)).await;
+    let took = started.elapsed();
+    trickle.abort();
+    assert!(read.is_ok(), "the connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+        "answered after {took:?}"
+    );
+
+    // A body sent at once is taken.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/projects",
+        &token,
+        Some(("application/json".into(), br#"{"name": "quick"}"#.to_vec())),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// The bytes of a ClientHello naming `name`, as a rustls client sends it.
+fn client_hello(name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Sends a ClientHello for `name` from `source` through the proxy at `addr`:
+/// the first byte that comes back (22 for the node's ServerHello, 21 for an
+/// alert), or `None` when the connection is closed without a byte.
+async fn hello_through(source: [u8; 4], addr: SocketAddr, name: &str) -> Option<u8> {
+    let mut stream = connect_from(source, addr.port()).await.ok()?;
+    stream.write_all(&client_hello(name)).await.ok()?;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn one_source_holding_its_share_of_the_proxy_does_not_lock_out_another() {
+    const PER_SOURCE: usize = 32;
+    raise_open_files_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(
+        &dir.path().join("data"),
+        &[
+            "--listen-api",
+            "127.0.0.1:0",
+            "--listen-proxy",
+            "127.0.0.1:0",
+            "--proxy-max-connections",
+            "128",
+            "--proxy-max-connections-per-source",
+            &PER_SOURCE.to_string(),
+        ],
+    );
+    let port = server.api_port();
+    let proxy = server.proxy_addr();
+    let token = server.admin_token();
+    let (status, app) = http_deploy(port, &token, &deploy_config("behind-proxy", json!({}))).await;
+    assert_eq!(status, 201, "{app}");
+    let id = app["id"].as_str().unwrap();
+    let app = http_wait_app(port, &token, id, "initializing", |a| {
+        a["status"] == "initializing"
+    })
+    .await;
+    // The node's configuration server, reached through the proxy by its name.
+    let name = app["config_domain_name"].as_str().unwrap().to_string();
+    assert_eq!(hello_through(OTHER, proxy, &name).await, Some(22));
+
+    // The attack: one address opens more than its share and sends nothing.
+    let mut held = Vec::new();
+    for _ in 0..PER_SOURCE {
+        held.push(connect_from([127, 0, 0, 1], proxy.port()).await.unwrap());
+    }
+    let mut over = Vec::new();
+    for _ in 0..PER_SOURCE {
+        over.push(connect_from([127, 0, 0, 1], proxy.port()).await.unwrap());
+    }
+    for mut stream in over {
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a connection over the share is closed at once"
+        );
+    }
+    assert_eq!(
+        hello_through([127, 0, 0, 1], proxy, &name).await,
+        None,
+        "the attacker's address gets no more"
+    );
+    // Another address still reaches the node.
+    for _ in 0..3 {
+        assert_eq!(hello_through(OTHER, proxy, &name).await, Some(22));
+    }
+    drop(held);
+    // Once the attacker lets go, its address is served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hello_through([127, 0, 0, 1], proxy, &name).await != Some(22) {
+        assert!(
+            Instant::now() < deadline,
+            "the attacker's slots were never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A raw HTTP/1.1 exchange with the API: (status, headers, body as JSON).
+async fn raw(port: u16, request: &[u8]) -> (u16, String, Value) {
+    let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let (answer, _) = closed_within(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("answered and closed");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    (status, head.to_ascii_lowercase(), body)
+}
+
+#[tokio::test]
+async fn every_error_is_json_and_says_what_was_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let post = |path: &str, content_type: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let get = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("bad JSON", post("/projects", "application/json", "{name"), 400, "JSON"),
+        ("wrong content type", post("/projects", "text/plain", "{}"), 415, "Content-Type"),
+        ("missing field", post("/projects", "application/json", "{}"), 422, "name"),
+        ("not multipart", post("/apps", "application/json", "{}"), 400, "multipart"),
+        (
+            "bad multipart",
+            post("/apps", "multipart/form-data; boundary=x", "--y\r\n"),
+            400,
+            "",
+        ),
+        ("bad query", get("/apps?limit=many", &auth), 400, "limit"),
+        ("unknown query", get("/apps?page=2", &auth), 400, "offset"),
+        ("unknown route", get("/nowhere", ""), 404, "openapi.json"),
+        ("wrong method", b"PUT /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(), 405, "method"),
+        ("no token", get("/me", ""), 401, "Bearer"),
+        ("unknown scheme", get("/me", &format!("Authorization: Basic {token}\r\n")), 401, "Bearer"),
+    ];
+    for (what, request, status, message) in cases {
+        let (got, head, body) = raw(port, &request).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert!(
+            head.contains("content-type: application/json"),
+            "{what}: {head}"
+        );
+        let error = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: {body}"));
+        assert!(
+            error.contains(message),
+            "{what}: `{error}` lacks `{message}`"
+        );
+    }
+    let (_, head, _) = raw(
+        port,
+        b"DELETE /projects HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        head.contains("allow: "),
+        "405 keeps its Allow header: {head}"
+    );
+
+    // The bearer scheme in any case.
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let (status, _, me) = raw(
+            port,
+            &get("/me", &format!("Authorization: {scheme}  {token}\r\n")),
+        )
+        .await;
+        assert_eq!(
+            (status, me["name"].as_str()),
+            (200, Some("admin")),
+            "{scheme}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn uploads_over_the_cap_duplicate_parts_and_empty_packages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_server, port, token) = api_server(&data, &[]);
+    let config = deploy_config("app", json!({})).to_string();
+    let (code, _) = common::scaffold_package();
+    let deploy = |parts: Vec<(&'static str, Vec<u8>)>| {
+        let token = token.clone();
+        async move {
+            let parts: Vec<(&str, &[u8])> = parts.iter().map(|(n, b)| (*n, &b[..])).collect();
+            let body = common::multipart(&parts);
+            http(
+                port,
+                "POST",
+                "/apps",
+                &token,
+                Some((common::multipart_type(), body)),
+            )
+            .await
+        }
+    };
+    for (twice, parts) in [
+        (
+            "config",
+            vec![
+                ("config", config.clone().into_bytes()),
+                ("config", config.clone().into_bytes()),
+                ("code", code.clone()),
+            ],
+        ),
+        (
+            "code",
+            vec![
+                ("config", config.clone().into_bytes()),
+                ("code", code.clone()),
+                ("code", code.clone()),
+            ],
+        ),
+    ] {
+        let (status, body) = deploy(parts).await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("`{twice}` part is sent twice")),
+            "{error}"
+        );
+    }
+
+    // A package with no encrypted file: no code, and any key would open it.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("requirements.txt"), "flask\n").unwrap();
+    let mut tar = Vec::new();
+    mse_package::pack(
+        empty.path(),
+        &mse_package::CodeKey::generate(),
+        mse_package::Nonces::Random,
+        &mut tar,
+    )
+    .unwrap();
+    let (status, body) = deploy(vec![("config", config.clone().into_bytes()), ("code", tar)]).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no encrypted file"),
+        "{body}"
+    );
+    let (status, body) = deploy(vec![
+        ("config", config.clone().into_bytes()),
+        ("code", b"not a tarball".to_vec()),
+    ])
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a code package"),
+        "{body}"
+    );
+
+    // Over the upload cap: 413, said before the body is read.
+    let head = format!(
+        "POST /apps HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        common::multipart_type(),
+        mse_server::apps::MAX_UPLOAD + 1
+    );
+    let (status, _, body) = raw(port, head.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("MiB"), "{body}");
+
+    let (status, apps) = http(port, "GET", "/apps", &token, None).await;
+    assert_eq!((status, apps), (200, json!([])), "nothing was deployed");
+    let incoming = std::fs::read_dir(data.join("apps/.incoming"))
+        .unwrap()
+        .count();
+    assert_eq!(incoming, 0, "no upload left behind");
+    // The legitimate deploy still works.
+    let (status, body) = deploy(vec![("config", config.into_bytes()), ("code", code)]).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn out_of_range_resource_numbers_are_refused_and_deploys_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let post = |body: Value| {
+        let token = token.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                "/resources",
+                &token,
+                Some(("application/json".into(), body.to_string().into_bytes())),
+            )
+            .await
+        }
+    };
+    let resource = |changes: Value| {
+        let mut r = json!({"name": "plan", "memory_mb": 512, "cores": 1, "enclave_size": "1G", "default_hours": 24});
+        for (k, v) in changes.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    for (changes, field, range) in [
+        (
+            json!({"default_hours": 9_223_372_036_854_775_807i64}),
+            "default_hours",
+            "1 to 87600",
+        ),
+        (json!({"default_hours": 0}), "default_hours", "1 to 87600"),
+        (json!({"memory_mb": -1}), "memory_mb", "1 to 1048576"),
+        (json!({"memory_mb": 1e30}), "memory_mb", "1 to 1048576"),
+        (json!({"cores": 100_000}), "cores", "1 to 1024"),
+        (
+            json!({"enclave_size": "99999999999999999999G"}),
+            "enclave_size",
+            "1M to 1024G",
+        ),
+        (
+            json!({"enclave_size": "2048G"}),
+            "enclave_size",
+            "1M to 1024G",
+        ),
+    ] {
+        let (status, body) = post(resource(changes.clone())).await;
+        assert_eq!(status, 400, "{changes}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(field) && error.contains(range),
+            "{changes}: {error}"
+        );
+    }
+    let (status, body) = post(resource(json!({"default_hours": 87_600, "public": true}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, app) = http_deploy(
+        port,
+        &token,
+        &deploy_config("ten-years", json!({"resource": "plan"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    assert!(
+        app["expires_at"].is_string() || app["expires_at"].is_number(),
+        "{app}"
+    );
+}
+
+#[tokio::test]
+async fn a_resource_out_of_range_in_an_older_store_fails_deploys_cleanly() {
+    let p = common::platform().await;
+    p.state
+        .store
+        .create_resource(&mse_server::store::Resource {
+            name: "old".into(),
+            memory_mb: 512,
+            cores: 1,
+            enclave_size: "1G".into(),
+            default_hours: i64::MAX,
+            public: true,
+            max_live_apps: None,
+        })
+        .await
+        .unwrap();
+    let (status, body) = p
+        .deploy(&p.admin, deploy_config("app", json!({"resource": "old"})))
+        .await;
+    assert_eq!(
+        status,
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("out of range"),
+        "{body}"
+    );
+    let (status, body) = p.deploy(&p.admin, deploy_config("app", json!({}))).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn health_answers_503_when_the_store_does_not() {
+    let p = common::platform().await;
+    let (status, body) = p.call(axum::http::Method::GET, "/health", None, None).await;
+    assert_eq!(
+        (status.as_u16(), body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    p.state.store.close().await;
+    let (status, body) = p.call(axum::http::Method::GET, "/health", None, None).await;
+    assert_eq!(status.as_u16(), 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("store"), "{body}");
+}
+
+#[tokio::test]
+async fn uploads_left_by_a_killed_server_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, _, _) = api_server(&data, &[]);
+    drop(server);
+    let incoming = data.join("apps/.incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(incoming.join("partial-upload"), b"half a tarball").unwrap();
+    std::fs::create_dir_all(incoming.join("odd-folder")).unwrap();
+    // A live upload of another process holds its file locked: it stays.
+    let (live, _file) = mse_server::datadir::create_incoming(&data).unwrap();
+
+    let mut server =
+        ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let port = server.api_port();
+    let left: Vec<_> = std::fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(left, vec![live], "only the live upload is left");
+    let (status, _, _) = timed_health(OTHER, port).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_in_the_documented_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let schemathesis = mse_testkit::python_bin_dir().join("schemathesis");
+    let mut run = std::process::Command::new(&schemathesis)
+        .arg("run")
+        .arg(format!("http://127.0.0.1:{port}/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error"])
+        .args(["--max-examples", "10", "--max-time", "60", "--seed", "1"])
+        .args(["--workers", "2", "--request-timeout", "10"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", schemathesis.display()));
+    // Its own time budget is 60 s; never wait past twice that.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while run.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("schemathesis ran past its time budget");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = run.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "schemathesis failed:\n{report}");
+    // Every operation but `GET /openapi.json`, which schemathesis leaves out
+    // (it is the document it reads).
+    let operations = mse_server::api::operations().len() - 1;
+    assert!(
+        report.contains(&format!("Tested: {operations}")),
+        "every operation is tested:\n{report}"
+    );
+    assert!(!report.contains("Server error"), "{report}");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server survived"
+    );
+    let (status, _, _) = timed_health(OTHER, port).await;
+    assert_eq!(status, 200);
+}
