@@ -153,7 +153,7 @@ fn a_free_app_expires_four_hours_after_its_creation() {
 fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reaches_the_platform() {
     let platform = Platform::start();
     let (ctx, app) = owner(&platform, "shop");
-    let domain = "shop.example.localhost";
+    let domain = "shop.example.test";
 
     // A CA of the owner's issues the certificate of the app's domain.
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::deploy::{assert_nowhere_in, call_app, deploy_ok, files};
-use common::platform::{user, Platform};
+use common::platform::{login, user, Platform};
 use common::TestContext;
 use serde_json::{json, Value};
 
@@ -256,6 +256,10 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         cache.join("planted"),
     ];
     write.extend(envs.iter().map(|env| env.join("venv/planted.py")));
+    // Nothing of an earlier run may pass for a write of this one.
+    for planted in &write {
+        let _ = std::fs::remove_file(planted);
+    }
     let plan = json!({
         "read": read.iter().map(|p| path(p)).collect::<Vec<_>>(),
         "list": list.iter().map(|p| path(p)).collect::<Vec<_>>(),
@@ -383,6 +387,8 @@ fn after_a_sigkill_of_the_platform_it_restarts_at_once_its_nodes_die_and_no_plai
     // Killed, and still a zombie while the new process starts: the restart
     // is not refused for a node id "held" by the dead process.
     platform.crash_and_restart(|_| {});
+    // The new process listens on new ports: the owner logs in again.
+    login(&platform, &owner, &token, true);
     let app = platform.wait_app(&token, &id, Duration::from_secs(30), |a| {
         a["status"] == "on_error"
     });
