@@ -85,6 +85,8 @@ def own():
         "home": attempt(lambda: write(os.path.join(home, "note.txt"))),
         "tmp": attempt(lambda: write(os.path.join(tmp, "scratch.csv"))),
         "code": attempt(lambda: read(os.path.join(os.environ["MODULE_PATH"], "app.py"))),
+        "devnull": attempt(lambda: write(os.devnull)),
+        "cpus": attempt(lambda: 1 // (os.cpu_count() or 0)),
     }
 "#;
 
@@ -214,7 +216,7 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
     // What its own sandbox leaves it: its secrets, home, temporary folder
     // and code (so the attempts below can succeed when nothing stops them).
     let own = post_app(&platform, &hostile_out, "/own", &json!({}));
-    for what in ["secrets", "home", "tmp", "code"] {
+    for what in ["secrets", "home", "tmp", "code", "devnull", "cpus"] {
         assert_eq!(own[what]["ok"], true, "the app uses its own {what}: {own}");
     }
 

@@ -221,6 +221,11 @@ pub fn system_read_paths() -> Vec<PathBuf> {
         "/dev/urandom",
         "/dev/random",
         "/dev/zero",
+        // How many processors and how much memory there is (sizing thread
+        // and process pools): global facts, nothing of other processes.
+        "/sys/devices/system/cpu",
+        "/proc/cpuinfo",
+        "/proc/meminfo",
     ];
     let mut paths: Vec<PathBuf> = ALWAYS.iter().map(PathBuf::from).collect();
     // Debian's Python reads its site customisation from /etc/python3.X.
@@ -316,11 +321,11 @@ impl Confinement {
         for path in &policy.write {
             ruleset = ruleset.add_rule(rule(path, fs_all)?)?;
         }
-        // /dev/null is written to as often as read.
+        // /dev/null is written to (and opened with O_TRUNC) as often as read.
         if Path::new("/dev/null").exists() {
             ruleset = ruleset.add_rule(rule(
                 Path::new("/dev/null"),
-                AccessFs::ReadFile | AccessFs::WriteFile,
+                AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate,
             )?)?;
         }
         for port in &policy.bind_tcp {

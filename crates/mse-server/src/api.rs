@@ -148,7 +148,7 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn require_admin(caller: &Caller) -> ApiResult<()> {
+pub(crate) fn require_admin(caller: &Caller) -> ApiResult<()> {
     if caller.0.is_admin {
         Ok(())
     } else {

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{ApiError, Caller, Shared};
+use crate::api::{require_admin, ApiError, Caller, Shared};
 use crate::store::{Domain, Quota, QuotaChange, QuotaExceeded, Resource, Store, Usage};
 
 /// The highest live-app count the operator may set (a user's or a
@@ -49,17 +49,6 @@ pub fn domain_taken(name: &str) -> ApiError {
 /// how to free some.
 pub fn over_quota(refused: &QuotaExceeded) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, refused.to_string())
-}
-
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.0.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "only an administrator may do this",
-        ))
-    }
 }
 
 /// A JSON object body, or a 400 saying what is wrong with it.
