@@ -44,6 +44,7 @@ pub struct Args {
     #[arg(long, default_value = "1G")]
     pub enclave_size: String,
     /// Address to listen on, first for the configuration, then for the app
+    /// (port 0: a free port, told in the `initializing` event)
     #[arg(long, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
     /// A private folder for the app (created, mode 0700)

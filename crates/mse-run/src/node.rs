@@ -450,6 +450,11 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The address it got (`--listen` may name port 0): the app is served
+    // there too, and the event tells it.
+    let listen = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let tls = Arc::new(server_config(
         &prepared.ratls.cert_der,
         &prepared.ratls.key_pem,
@@ -469,9 +474,10 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     event.fingerprint = Some(hex::encode(prepared.fingerprint));
     event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));
     event.sandbox = Some(sandbox::describe(&prepared.sandbox));
+    event.listen = Some(listen.to_string());
     log.note(&format!(
         "waiting for the configuration on {} (fingerprint {})",
-        args.listen,
+        listen,
         hex::encode(prepared.fingerprint)
     ));
     emit(&event);
@@ -485,13 +491,14 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
             args.config_timeout.unwrap_or_default()
         ),
     };
-    start_app(args, prepared, accepted, &mut stop).await
+    start_app(args, prepared, accepted, listen, &mut stop).await
 }
 
 async fn start_app(
     args: &Args,
     prepared: &Prepared,
     accepted: Accepted,
+    listen: SocketAddr,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
     let log = &prepared.log;
@@ -593,7 +600,7 @@ async fn start_app(
         app.extra_paths.push(site);
     }
 
-    let mut command = app.server(&args.listen.to_string(), &serving);
+    let mut command = app.server(&listen.to_string(), &serving);
     command
         .process_group(0)
         .stdin(Stdio::null())
@@ -605,7 +612,7 @@ async fn start_app(
     let policy = Policy {
         read,
         write: vec![dirs.home.clone(), dirs.tmp.clone()],
-        bind_tcp: vec![args.listen.port()],
+        bind_tcp: vec![listen.port()],
     };
     // The app server and everything it starts: confined, and killed by the
     // kernel if this runtime dies without stopping it.
@@ -652,7 +659,7 @@ async fn start_app(
     }
     drop(chunks);
     log.note(&format!("app server started (pid {pid})"));
-    let outcome = supervise(args, log, pid, &mut child, pinned, stop).await;
+    let outcome = supervise(args, log, pid, &mut child, pinned, listen, stop).await;
     // Every line the app wrote is in the log before the final state is told
     // (the app's group is gone, so its pipes are closed).
     let _ = tokio::time::timeout(
@@ -671,9 +678,10 @@ async fn supervise(
     pid: u32,
     child: &mut tokio::process::Child,
     pinned: Option<Vec<u8>>,
+    listen: SocketAddr,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
-    let probe_addr = loopback(args.listen);
+    let probe_addr = loopback(listen);
     let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
     loop {

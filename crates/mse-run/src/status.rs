@@ -40,6 +40,9 @@ pub struct Event {
     /// How the app is confined, or `UNSANDBOXED: why` (`initializing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// The address the node listens on, `IP:port` (`initializing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
 }
 
 impl Event {
@@ -53,6 +56,7 @@ impl Event {
             certificate_sha256: None,
             pid: None,
             sandbox: None,
+            listen: None,
         }
     }
 

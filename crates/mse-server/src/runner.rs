@@ -174,11 +174,6 @@ impl Runner {
     async fn spawn(&self, app: &App) -> anyhow::Result<()> {
         let config = &self.inner.config;
         let dir = app_dir(&config.data_dir, &app.id);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("no free port")?
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let data = &config.data_dir;
         let mut command = tokio::process::Command::new(&config.mse_run);
         command
@@ -198,8 +193,9 @@ impl Runner {
             .arg(&config.cache_dir)
             .arg("--enclave-size")
             .arg(&app.spec.enclave_size)
-            .arg("--listen")
-            .arg(addr.to_string())
+            // A port of its own choosing, told in its first event: no other
+            // process can take it between a choice here and its bind there.
+            .args(["--listen", "127.0.0.1:0"])
             .arg("--work-dir")
             .arg(config.nodes_dir.join(&app.id))
             .arg("--healthcheck")
@@ -248,7 +244,7 @@ impl Runner {
         let pid = child.id().context("the node has no pid")?;
         self.inner
             .store
-            .set_node(&app.id, i64::from(pid), &addr.to_string())
+            .set_node(&app.id, i64::from(pid), None)
             .await?;
         if let Ok(mut pids) = self.inner.pids.lock() {
             pids.insert(app.id.clone(), pid);
@@ -258,8 +254,17 @@ impl Runner {
         let app = app.clone();
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let mut addr: Option<SocketAddr> = None;
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(event) = serde_json::from_str::<Event>(&line) {
+                    if let Some(listen) = event.listen.as_deref().and_then(|l| l.parse().ok()) {
+                        addr = Some(listen);
+                        let _ = runner
+                            .inner
+                            .store
+                            .set_node(&app.id, i64::from(pid), Some(&listen.to_string()))
+                            .await;
+                    }
                     runner.apply(&app, addr, &event).await;
                 }
             }
@@ -294,12 +299,20 @@ impl Runner {
         Ok(())
     }
 
-    async fn apply(&self, app: &App, addr: SocketAddr, event: &Event) {
+    async fn apply(&self, app: &App, addr: Option<SocketAddr>, event: &Event) {
         let store = &self.inner.store;
         let routes = &self.inner.routes;
         let reason = event.reason.as_deref();
         match event.status {
             State::Initializing => {
+                let Some(addr) = addr else {
+                    let why = "the node did not say where it listens";
+                    let _ = store
+                        .transition(&app.id, Status::OnError, Some(why), now())
+                        .await;
+                    self.stop_once(&app.id, why);
+                    return;
+                };
                 if let Some(sandbox) = &event.sandbox {
                     let _ = store.set_sandbox(&app.id, sandbox).await;
                 }
@@ -324,14 +337,16 @@ impl Runner {
                     .unwrap_or(false)
                     && app.spec.certificate_origin == "operator"
                 {
-                    routes.set(
-                        &app.domain_name,
-                        Route {
-                            addr,
-                            mode: RouteMode::Terminate,
-                            app_id: app.id.clone(),
-                        },
-                    );
+                    if let Some(addr) = addr {
+                        routes.set(
+                            &app.domain_name,
+                            Route {
+                                addr,
+                                mode: RouteMode::Terminate,
+                                app_id: app.id.clone(),
+                            },
+                        );
+                    }
                 }
             }
             State::OnError => {

@@ -1024,8 +1024,8 @@ impl Store {
         Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
-    /// Records an app's node.
-    pub async fn set_node(&self, id: &str, pid: i64, addr: &str) -> Result<(), StoreError> {
+    /// Records an app's node: its process, and its address once it listens.
+    pub async fn set_node(&self, id: &str, pid: i64, addr: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE apps SET node_pid = $1, node_addr = $2 WHERE id = $3")
             .bind(pid)
             .bind(addr)

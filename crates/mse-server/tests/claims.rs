@@ -231,7 +231,10 @@ async fn a_proxy_following_the_store_finds_an_app_the_moment_the_store_has_it() 
 
     // Another process's node: its address and state reach the store only.
     assert!(other.claim_app(&ids[0], "n").await.unwrap());
-    other.set_node(&ids[0], 1, "127.0.0.1:4242").await.unwrap();
+    other
+        .set_node(&ids[0], 1, Some("127.0.0.1:4242"))
+        .await
+        .unwrap();
     assert!(other
         .transition(&ids[0], Status::Initializing, None, 1)
         .await

@@ -155,18 +155,22 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
 
     // Held connections are closed by the header timeout; the rest were
     // refused at once.
+    // (A refused connection is answered 503, or reset, at once; under a
+    // loaded machine "at once" can take a while, so what tells a held one
+    // is having lasted to the header timeout.)
     let mut held = 0;
     for watcher in watchers {
-        let (_, closed_at) = watcher
+        let (answer, closed_at) = watcher
             .await
             .unwrap()
             .expect("every idle connection is closed by the server");
         let open_for = closed_at.duration_since(opened);
-        if open_for >= Duration::from_secs(2) {
+        let refused = answer.starts_with(b"HTTP/1.1 503")
+            || open_for < HEADER_TIMEOUT - Duration::from_millis(500);
+        if !refused {
             held += 1;
             assert!(
-                open_for >= HEADER_TIMEOUT - Duration::from_millis(500)
-                    && open_for <= HEADER_TIMEOUT + opened_in + Duration::from_secs(5),
+                open_for <= HEADER_TIMEOUT + opened_in + Duration::from_secs(5),
                 "a partial header was held for {open_for:?}"
             );
         }
