@@ -213,6 +213,16 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         "the deploy says how the app is confined: {hostile_out}"
     );
 
+    let hostile_id = hostile_out["uuid"].as_str().unwrap();
+    let status = mallory.ok_in(&mallory.work(), &["status", hostile_id]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("sandbox") && l.contains("landlock ABI")),
+        "`mse status` says how the app is confined:\n{status}"
+    );
+
     // What its own sandbox leaves it: its secrets, home, temporary folder
     // and code (so the attempts below can succeed when nothing stops them).
     let own = post_app(&platform, &hostile_out, "/own", &json!({}));
