@@ -173,6 +173,19 @@ fn pids_with(words: &[&str]) -> Vec<i32> {
     found
 }
 
+/// Nothing a node decrypted is left: no private folder of `node`, and the
+/// secret in no file of the nodes' folder.
+fn assert_no_plaintext(platform: &Platform, node: &Path) {
+    for dir in mse_run::workdir::private_dirs(node) {
+        assert!(!dir.exists(), "{} is left", dir.display());
+    }
+    assert_nowhere_in(
+        &platform.nodes_dir(),
+        VICTIM_SECRET.as_bytes(),
+        "the secret",
+    );
+}
+
 fn path(p: &Path) -> String {
     p.to_string_lossy().to_string()
 }
@@ -369,14 +382,7 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
         a["status"] == "on_error"
     });
     assert!(app["reason"].is_string(), "{app}");
-    for dir in mse_run::workdir::private_dirs(&node) {
-        assert!(!dir.exists(), "{} is left", dir.display());
-    }
-    assert_nowhere_in(
-        &platform.nodes_dir(),
-        VICTIM_SECRET.as_bytes(),
-        "the secret",
-    );
+    assert_no_plaintext(&platform, &node);
     assert!(node.join("app.log").is_file(), "the log stays");
     assert!(
         pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty(),
@@ -414,14 +420,7 @@ fn after_a_sigkill_of_the_platform_it_restarts_at_once_its_nodes_die_and_no_plai
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty());
-    for dir in mse_run::workdir::private_dirs(&node) {
-        assert!(!dir.exists(), "{} is left", dir.display());
-    }
-    assert_nowhere_in(
-        &platform.nodes_dir(),
-        VICTIM_SECRET.as_bytes(),
-        "the secret",
-    );
+    assert_no_plaintext(&platform, &node);
 
     // And the platform works: the name deploys again.
     let again = deploy_ok(&platform, &owner, &code, &["-y"]);
