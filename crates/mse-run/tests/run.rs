@@ -266,10 +266,24 @@ impl Node {
     /// package's key and `extra` fields, and returns its RA-TLS certificate.
     fn configure_ok(&self, package: &Package, extra: serde_json::Value) -> Vec<u8> {
         self.expect(State::Initializing);
+        self.configure_waiting_ok(package, extra)
+    }
+
+    /// [`Node::configure_ok`] once its `initializing` event was read.
+    fn configure_waiting_ok(&self, package: &Package, extra: serde_json::Value) -> Vec<u8> {
         let cert = self.capture_certificate();
         let answer = self.configure(&cert, &self.config_body(&package.key, extra));
         assert_eq!(answer.status, 200, "{}", answer.text());
         cert
+    }
+
+    /// `GET path` of the app, over TLS pinned to `cert`: its JSON body
+    /// (the answer must be 200).
+    fn get_json(&self, cert: &[u8], path: &str) -> serde_json::Value {
+        let pinned = Arc::new(mse_attest::pin::client_config(cert, &[b"http/1.1"]));
+        let answer = https(self.addr, &self.domain, pinned, &get(path, &self.domain));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        serde_json::from_slice(&answer.body).unwrap()
     }
 
     /// Still waiting for its configuration.
@@ -795,15 +809,7 @@ fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
     let cert = node.configure_ok(&package, serde_json::json!({"app_secrets": secrets}));
     node.expect(State::Running);
 
-    let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
-    let answer = https(
-        node.addr,
-        &node.domain,
-        pinned,
-        &get("/secrets", &node.domain),
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let seen: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let seen = node.get_json(&cert, "/secrets");
     assert_eq!(seen["secrets"], secrets);
     assert_eq!(seen["mode"], "0o600");
     assert_eq!(seen["six"], "1.16.0");
@@ -1007,22 +1013,9 @@ fn under_root_an_app_whose_runtime_others_can_reach_runs_as_a_uid_of_its_own() {
         sandbox.starts_with("landlock ABI") && sandbox.contains(&format!("uid {uid},")),
         "{sandbox}"
     );
-    let cert = node.capture_certificate();
-    let answer = node.configure(
-        &cert,
-        &node.config_body(&package.key, serde_json::json!({"app_secrets": secrets})),
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    let cert = node.configure_waiting_ok(&package, serde_json::json!({"app_secrets": secrets}));
     node.expect(State::Running);
-    let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
-    let answer = https(
-        node.addr,
-        &node.domain,
-        pinned,
-        &get("/whoami", &node.domain),
-    );
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let seen: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let seen = node.get_json(&cert, "/whoami");
     assert_eq!(seen["uid"], uid);
     assert_eq!(seen["gid"], uid);
     assert_eq!(

@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
 use crate::api::ApiError;
-use crate::limits::{ConnectionCaps, Refused};
+use crate::limits::{at_most_a_year, ConnectionCaps, Refused};
 
 /// The API server's timeouts and limits.
 #[derive(Debug, Clone)]
@@ -68,12 +68,10 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    // Bounded so deadline arithmetic cannot overflow.
-    let year = Duration::from_secs(365 * 24 * 3600);
     let limits = HttpLimits {
-        header_timeout: limits.header_timeout.min(year),
-        body_timeout: limits.body_timeout.min(year),
-        shutdown_grace: limits.shutdown_grace.min(year),
+        header_timeout: at_most_a_year(limits.header_timeout),
+        body_timeout: at_most_a_year(limits.body_timeout),
+        shutdown_grace: at_most_a_year(limits.shutdown_grace),
         ..limits
     };
     let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_source);

@@ -102,6 +102,12 @@ impl Drop for Admitted {
     }
 }
 
+/// `limit`, at most a year: timeouts and grace periods set by an operator
+/// stay in a range where deadline arithmetic cannot overflow.
+pub fn at_most_a_year(limit: std::time::Duration) -> std::time::Duration {
+    limit.min(std::time::Duration::from_secs(365 * 24 * 3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

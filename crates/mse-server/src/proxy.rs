@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::limits::ConnectionCaps;
+use crate::limits::{at_most_a_year, ConnectionCaps};
 use crate::runner::{RouteMode, Routes};
 
 // ---------------------------------------------------------------------------
@@ -412,15 +412,13 @@ pub async fn serve(
     limits: ProxyLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    // Bounded so deadline arithmetic cannot overflow.
-    let year = Duration::from_secs(365 * 24 * 3600);
     let limits = ProxyLimits {
-        handshake_timeout: limits.handshake_timeout.min(year),
-        connect_timeout: limits.connect_timeout.min(year),
-        idle_timeout: limits.idle_timeout.min(year),
+        handshake_timeout: at_most_a_year(limits.handshake_timeout),
+        connect_timeout: at_most_a_year(limits.connect_timeout),
+        idle_timeout: at_most_a_year(limits.idle_timeout),
         max_connections: limits.max_connections.min(Semaphore::MAX_PERMITS),
         max_connections_per_source: limits.max_connections_per_source,
-        shutdown_grace: limits.shutdown_grace.min(year),
+        shutdown_grace: at_most_a_year(limits.shutdown_grace),
     };
     let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_source);
     let shared = Arc::new(Shared {
