@@ -28,6 +28,8 @@ cleanup() {
 trap cleanup EXIT
 export MSE_CONF_PATH="$work/conf"
 export MSE_CACHE_DIR="${MSE_CACHE_DIR:-$root/target/test-cache}"
+MSE_UV="$(dirname "$("$root/scripts/python-env.sh")")/uv"
+export MSE_UV
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -34,8 +34,15 @@ cleanup() {
 }
 trap cleanup EXIT
 export MSE_CONF_PATH="$work/conf"
-# Runtime environments (Flask, hypercorn) are built once and reused.
+# Runtime environments (Flask, hypercorn) are built once and reused, by the
+# platform and by `mse test` alike; uv (from the project's shared Python
+# environment) builds them.
 export MSE_CACHE_DIR="${MSE_CACHE_DIR:-$HOME/.cache/mse}"
+step "Preparing the shared Python environment (uv, for the runtime environments)"
+python="$("$root/scripts/python-env.sh")"
+MSE_UV="$(dirname "$python")/uv"
+export MSE_UV
+"$MSE_UV" --version
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -46,7 +53,7 @@ proxy_port="$(free_port)"
 step "Starting a local platform: mse-server --data-dir $work/data"
 "$bin/mse-server" --data-dir "$work/data" \
     --listen-api "127.0.0.1:$api_port" --listen-proxy "127.0.0.1:$proxy_port" \
-    --cache-dir "$MSE_CACHE_DIR" --quote-provider simulation >"$work/server.log" 2>&1 &
+    --quote-provider simulation >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do
     if grep -q '^proxy listening' "$work/server.log" 2>/dev/null; then break; fi

@@ -133,6 +133,13 @@ pub struct App {
     /// the node said.
     #[serde(default)]
     pub sandbox: Option<String>,
+    /// In the answer to a deploy: the spec digest of its image's
+    /// environment in the platform's catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_digest: Option<String>,
+    /// In the answer to a deploy: whether that environment is built already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_ready: Option<bool>,
 }
 
 impl App {
@@ -260,7 +267,8 @@ impl Client {
             detail: error_chain(&e),
         })?;
         let status = response.status();
-        if status.is_success() {
+        // 304 answers a conditional request (`GET /catalog`): the caller's copy is current.
+        if status.is_success() || status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(response);
         }
         let text = response.text().unwrap_or_default();
@@ -370,6 +378,23 @@ impl Client {
             .timeout(UPLOAD_TIMEOUT)
             .multipart(form);
         Self::json(self.send(request)?)
+    }
+
+    /// `GET /catalog`; `None` when the platform's catalog still has
+    /// `known_digest`.
+    pub fn catalog(
+        &self,
+        known_digest: Option<&str>,
+    ) -> Result<Option<mse_runtime::PublishedCatalog>, ApiError> {
+        let mut request = self.request(reqwest::Method::GET, "/catalog");
+        if let Some(digest) = known_digest {
+            request = request.header(reqwest::header::IF_NONE_MATCH, format!("\"{digest}\""));
+        }
+        let response = self.send(request)?;
+        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Self::json(response).map(Some)
     }
 
     /// `POST /apps/{id}/stop`.

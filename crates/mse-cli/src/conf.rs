@@ -19,14 +19,3 @@ fn home_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"))
 }
-
-/// Environment variable naming the cache of runtime environments.
-pub const CACHE_DIR_ENV: &str = "MSE_CACHE_DIR";
-
-/// Where runtime environments are built: `$MSE_CACHE_DIR`, by default `~/.cache/mse`.
-pub fn cache_dir() -> PathBuf {
-    match std::env::var_os(CACHE_DIR_ENV) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => home_dir().join(".cache").join("mse"),
-    }
-}

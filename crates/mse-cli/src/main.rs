@@ -1,6 +1,7 @@
 //! `mse`: the app owner's and app user's command line.
 
 mod api;
+mod catalog;
 mod commands;
 mod conf;
 mod exit;

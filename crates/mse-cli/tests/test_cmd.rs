@@ -34,7 +34,7 @@ fn mse_test(ctx: &TestContext, dir: &std::path::Path, port: u16) -> Child {
     cmd.args(["test", "--port", &port.to_string()])
         .current_dir(dir)
         .env("MSE_CONF_PATH", ctx.root.path().join("home/conf"))
-        .env("MSE_CACHE_DIR", mse_testkit::runtime_cache_dir())
+        .envs(mse_testkit::runtime_env())
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -40,6 +40,10 @@ pub struct Args {
     /// Where runtime environments are built and cached
     #[arg(long, value_name = "DIR", env = "MSE_CACHE_DIR")]
     pub cache_dir: PathBuf,
+    /// What installs packages: `uv` (on PATH), `pip`, or the path of a uv
+    /// binary [default: $MSE_UV, else uv on PATH, else pip]
+    #[arg(long, value_name = "uv|pip|FILE", value_parser = mse_runtime::Installer::parse)]
+    pub installer: Option<mse_runtime::Installer>,
     /// The enclave size, as the platform names it (part of the fingerprint)
     #[arg(long, default_value = "1G")]
     pub enclave_size: String,

@@ -317,7 +317,11 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     std::fs::write(args.work_dir.join("ratls.pem"), &ratls.cert_pem)
         .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
 
-    let cache = EnvCache::new(&args.cache_dir);
+    let cache = EnvCache::new(&args.cache_dir).with_installer(
+        args.installer
+            .clone()
+            .unwrap_or_else(mse_runtime::Installer::detect),
+    );
     let build_log = log.clone();
     let env = tokio::task::spawn_blocking(move || {
         cache
@@ -329,7 +333,7 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     .map_err(|e| Failure::Error(e.to_string()))?;
     let (env, cache) = env;
 
-    let sandbox = decide_sandbox(args, &env);
+    let sandbox = decide_sandbox(args, &env, cache.installer());
     match &sandbox {
         Decision::Refuse(why) => return Err(Failure::Error(why.clone())),
         decision => log.note(&format!("sandbox: {}", sandbox::describe(decision))),
@@ -349,7 +353,11 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
 }
 
 /// How to confine this app, from what the kernel and this process offer.
-fn decide_sandbox(args: &Args, env: &mse_runtime::Environment) -> Decision {
+fn decide_sandbox(
+    args: &Args,
+    env: &mse_runtime::Environment,
+    installer: &mse_runtime::Installer,
+) -> Decision {
     let root = sandbox::running_as_root();
     let reachable = root
         && sandbox::python_paths(&env.python)
@@ -359,7 +367,8 @@ fn decide_sandbox(args: &Args, env: &mse_runtime::Environment) -> Decision {
             .work_dir
             .parent()
             .is_some_and(sandbox::traversable_by_others)
-        && sandbox::traversable_by_others(&args.cache_dir);
+        && sandbox::traversable_by_others(&args.cache_dir)
+        && installer.program().is_none_or(sandbox::reachable_by_others);
     let offered = sandbox::Offered {
         landlock_abi: sandbox::landlock_abi(),
         root,
@@ -402,6 +411,7 @@ fn pip_environment() -> Vec<(String, String)> {
     std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("PIP_")
+                || k.starts_with("UV_")
                 || matches!(
                     k.to_ascii_lowercase().as_str(),
                     "http_proxy" | "https_proxy" | "no_proxy" | "ssl_cert_file" | "ssl_cert_dir"
@@ -559,6 +569,7 @@ async fn start_app(
         let note_log = log.clone();
         let decision = prepared.sandbox.clone();
         let (home, tmp) = (dirs.home.clone(), dirs.tmp.clone());
+        let installer = cache.installer().program().map(Path::to_path_buf);
         let site = tokio::task::spawn_blocking(move || {
             let mut confine = |pip: &mut std::process::Command, site: &Path| {
                 if let Some(uid) = owner {
@@ -566,6 +577,7 @@ async fn start_app(
                 }
                 let mut read = runtime_read_paths(&env);
                 read.extend(site.parent().map(Path::to_path_buf));
+                read.extend(installer.clone());
                 for (key, value) in pip_environment() {
                     if matches!(key.as_str(), "PIP_CERT" | "PIP_FIND_LINKS") {
                         read.extend(

@@ -170,8 +170,10 @@ impl Node {
             Tls::Plain(expiry) => command.args(["--no-ssl", "--expires-at", &rfc3339(expiry)]),
         };
         command.args(extra);
-        if command.get_envs().all(|(k, _)| k != "MSE_CACHE_DIR") {
-            command.env("MSE_CACHE_DIR", mse_testkit::runtime_cache_dir());
+        for (key, value) in mse_testkit::runtime_env() {
+            if command.get_envs().all(|(k, _)| k != key) {
+                command.env(key, value);
+            }
         }
         configure(&mut command, dir.path());
         let mut child = command

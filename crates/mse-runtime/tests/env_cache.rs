@@ -6,11 +6,24 @@ use std::sync::Arc;
 
 use mse_runtime::{EnvCache, ImageSpec};
 
+/// `major.minor` of the interpreter environments are built with.
+fn host_python() -> String {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let output = std::process::Command::new(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 fn tiny_spec() -> ImageSpec {
     // No packages: a bare virtual environment, built without the network.
     ImageSpec {
         reference: "example.org/tiny:1".into(),
-        python: "3".into(),
+        python: host_python(),
+        prepare: false,
+        source: None,
+        requested: Vec::new(),
         packages: Vec::new(),
     }
 }

@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         base_domain: "localhost".into(),
         mse_run: "/nonexistent/mse-run".into(),
         cache_dir: dir.path().join("cache"),
+        installer: mse_runtime::Installer::Pip,
         nodes_dir: dir.path().join("nodes"),
         quote_provider: "simulation".into(),
         node_options: Default::default(),

@@ -33,6 +33,8 @@ pub struct AppState {
     pub proxy_port: std::sync::atomic::AtomicU16,
     /// Where nodes get their quotes: `simulation` or `gramine`.
     pub quote_provider: String,
+    /// Where runtime environments are cached.
+    pub cache_dir: std::path::PathBuf,
 }
 
 /// Shared state.
@@ -267,6 +269,7 @@ pub fn operations() -> Vec<Operation> {
         op(get.clone(), "/health", "Liveness of the API and its store (503 when the store does not answer)", health),
         op(get.clone(), "/openapi.json", "This document", openapi_json),
         op(get.clone(), "/platform", "Where apps are served (base domain, proxy port) and how they are attested", platform),
+        op(get.clone(), "/catalog", "The image catalog: approved images and their locked environments (ETag: its digest)", crate::catalog::get),
         op(get.clone(), "/signer", "The enclave-signing public key (PEM); MRSIGNER derives from it", signer),
         op(get.clone(), "/simulation-ca", "The simulation CA certificate (PEM)", simulation_ca),
         op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", operator_ca),

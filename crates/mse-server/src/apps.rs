@@ -253,7 +253,7 @@ pub async fn create(
     State(state): State<Shared>,
     caller: Caller,
     multipart: Multipart,
-) -> Result<(StatusCode, Json<App>), ApiError> {
+) -> Result<(StatusCode, Json<Created>), ApiError> {
     let user = &caller.0;
     // What the quota leaves now, to keep no more than that on disk; the
     // store checks again, with the count and the insert in one transaction.
@@ -286,16 +286,12 @@ pub async fn create(
             config.docker
         )));
     }
-    let catalog_path = state.data.path("catalog.toml");
-    let catalog = std::fs::read_to_string(&catalog_path)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("catalog: {e}")))
-        .and_then(|text| {
-            mse_runtime::Catalog::parse("catalog.toml", &text)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-        })?;
-    catalog
+    let catalog = crate::catalog::load(&state)?;
+    let runtime = catalog
         .find(&config.docker)
         .map_err(|e| unprocessable(format!("docker: {e}")))?;
+    let runtime_digest = runtime.digest();
+    let runtime_ready = mse_runtime::EnvCache::new(&state.cache_dir).is_ready(runtime);
 
     let project = state
         .store
@@ -452,7 +448,28 @@ pub async fn create(
     };
     state.runner.start(&app).await;
     let app = state.store.app(&id).await?.unwrap_or(app);
-    Ok((StatusCode::CREATED, Json(app)))
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            app,
+            runtime_digest,
+            runtime_ready,
+        }),
+    ))
+}
+
+/// The answer to `POST /apps`: the app, and the environment it runs on.
+#[derive(Debug, Serialize)]
+pub struct Created {
+    /// The new app.
+    #[serde(flatten)]
+    pub app: App,
+    /// The spec digest of its image's environment in the platform's
+    /// catalog (part of its fingerprint).
+    pub runtime_digest: String,
+    /// Whether that environment is built already (else its first start
+    /// waits for the build).
+    pub runtime_ready: bool,
 }
 
 /// Why a new app conflicts with a live one: its name in its project, or

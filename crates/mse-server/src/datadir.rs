@@ -45,7 +45,8 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a file others may read (certificates, the catalog).
+pub fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -200,10 +201,14 @@ pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Resul
         write_public(&wildcard, &cert)?;
     }
 
-    let catalog = root.join("catalog.toml");
-    if !catalog.exists() {
-        write_public(&catalog, mse_runtime::DEFAULT_CATALOG)?;
+    if let Some(what) = crate::catalog::install_default(root)? {
+        println!("{what}: {}", root.join(crate::catalog::FILE).display());
     }
+    crate::catalog::read(root).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(the format is in docs/catalog.md; move the file away to start from the default)"
+        )
+    })?;
 
     Ok(DataDir {
         root: root.to_path_buf(),

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apps;
 pub mod bounds;
+pub mod catalog;
 pub mod datadir;
 pub mod http_server;
 pub mod limits;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub mse_run: PathBuf,
     /// Where runtime environments are cached.
     pub cache_dir: PathBuf,
+    /// What installs their packages.
+    pub installer: mse_runtime::Installer,
     /// Where nodes keep their private folders.
     pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
@@ -198,6 +201,7 @@ pub async fn open_as(
         mse_run: settings.mse_run.clone(),
         data_dir: settings.data_dir.clone(),
         cache_dir: settings.cache_dir.clone(),
+        installer: settings.installer.clone(),
         nodes_dir: settings.nodes_dir.clone(),
         quote_provider: settings.quote_provider.clone(),
         node_id: node_id.to_string(),
@@ -223,6 +227,7 @@ pub async fn open_as(
             runner,
             proxy_port: std::sync::atomic::AtomicU16::new(0),
             quote_provider: settings.quote_provider.clone(),
+            cache_dir: settings.cache_dir.clone(),
         }),
         admin_token,
     ))

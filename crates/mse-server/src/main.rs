@@ -69,9 +69,19 @@ struct Args {
     /// The node runtime binary [default: `mse-run` next to this binary]
     #[arg(long, value_name = "FILE")]
     mse_run: Option<PathBuf>,
-    /// Where runtime environments are cached [default: DATA_DIR/cache]
+    /// Where runtime environments are cached [default: $MSE_CACHE_DIR, else
+    /// ~/.cache/mse, the cache `mse test` uses]
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// What installs the packages of runtime environments: `uv` (on PATH),
+    /// `pip`, or the path of a uv binary [default: $MSE_UV, else uv on PATH,
+    /// else pip]
+    #[arg(long, value_name = "uv|pip|FILE", value_parser = mse_runtime::Installer::parse)]
+    installer: Option<mse_runtime::Installer>,
+    /// Don't build the environments of the catalog's `prepare` images in the
+    /// background at start (each is then built by its first deploy)
+    #[arg(long)]
+    no_prepare: bool,
     /// Where the local nodes keep their private folders (decrypted code,
     /// secrets, logs) [default: DATA_DIR.nodes, beside the data folder]
     #[arg(long, value_name = "DIR")]
@@ -221,7 +231,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         cache_dir: args
             .cache_dir
             .clone()
-            .unwrap_or_else(|| args.data_dir.join("cache")),
+            .unwrap_or_else(mse_runtime::default_cache_dir),
+        installer: args
+            .installer
+            .clone()
+            .unwrap_or_else(mse_runtime::Installer::detect),
         nodes_dir: args.nodes_dir.clone().unwrap_or_else(|| {
             let mut name = args.data_dir.as_os_str().to_owned();
             name.push(".nodes");
@@ -326,6 +340,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             args.node_id,
             settings.mse_run.display()
         );
+        if !args.no_prepare {
+            // In the background: the API serves while the builds run, and a
+            // deploy of an image being built waits on its lock.
+            let catalog = mse_server::catalog::read(&args.data_dir)?;
+            let cache = mse_runtime::EnvCache::new(&settings.cache_dir)
+                .with_installer(settings.installer.clone());
+            std::thread::spawn(move || mse_server::catalog::prepare(&catalog, &cache));
+        }
     }
     // The port clients reach apps on, as `GET /platform` tells them: the
     // public port, else this process's proxy port, else the proxy's

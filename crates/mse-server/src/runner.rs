@@ -45,6 +45,8 @@ pub struct RunnerConfig {
     pub data_dir: PathBuf,
     /// Where runtime environments are cached.
     pub cache_dir: PathBuf,
+    /// What installs their packages.
+    pub installer: mse_runtime::Installer,
     /// Where nodes keep their private folders (decrypted code, secrets,
     /// keys, logs): the node's side, never inside the data folder.
     pub nodes_dir: PathBuf,
@@ -191,6 +193,8 @@ impl Runner {
             .arg(data.join("catalog.toml"))
             .arg("--cache-dir")
             .arg(&config.cache_dir)
+            .arg("--installer")
+            .arg(config.installer.as_arg())
             .arg("--enclave-size")
             .arg(&app.spec.enclave_size)
             // A port of its own choosing, told in its first event: no other

@@ -144,6 +144,15 @@ pub fn runtime_cache_dir() -> PathBuf {
         .join("test-cache")
 }
 
+/// The variables every process that builds runtime environments gets in
+/// tests: the shared cache, and `uv` from the shared Python environment.
+pub fn runtime_env() -> [(&'static str, PathBuf); 2] {
+    [
+        ("MSE_CACHE_DIR", runtime_cache_dir()),
+        ("MSE_UV", python_bin_dir().join("uv")),
+    ]
+}
+
 /// A binary of this workspace (`mse-run`, `mse-server`, `mse`) from the same
 /// build as the running test: next to its `deps/` folder. Built with cargo
 /// when missing (a test run of a single package does not build the others).

@@ -145,10 +145,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     } else {
         CertificateOrigin::SelfSigned
     };
-    let catalog = crate::commands::test::catalog()?;
+    let catalog = crate::catalog::refresh(&client)?;
     let runtime_spec_digest = catalog
+        .catalog
         .find(&config.code.docker)
-        .map_err(|e| Failure::Invalid(format!("docker: {e}")))?
+        .map_err(|e| Failure::Invalid(format!("docker: {e} ({})", catalog.origin)))?
         .digest();
     let secrets = read_secrets(&config)?;
     let (ssl, ssl_key) = read_ssl(&config)?;
@@ -213,7 +214,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         for app in &live {
             steps.update(&format!("Stopping the previous app {}", app.id));
             client.stop(&app.id)?;
-            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps)?;
+            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps, None)?;
             let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
         }
         steps.done(&format!("stopped {}", ids.join(", ")));
@@ -271,15 +272,36 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             app.code_sha256
         )));
     }
+    let platform_digest = app.runtime_digest.clone();
+    if let Some(theirs) = platform_digest.as_deref() {
+        if theirs != runtime_spec_digest {
+            return Err(Failure::Other(anyhow!(
+                "the platform approved `{}` with the environment {theirs}, but {} (digest {}) \
+                 gives {runtime_spec_digest}: the platform's catalog changed during this \
+                 deploy; deploy again",
+                config.code.docker,
+                catalog.origin,
+                short(&catalog.digest)
+            )));
+        }
+    }
     steps.done(&format!("app {}", app.id));
 
     steps.start("node", "Waiting for the node");
+    let building = (app.runtime_ready == Some(false)).then(|| {
+        format!(
+            "the node is starting; the platform builds the Python environment of {} first \
+             (once per image)",
+            config.code.docker
+        )
+    });
     let app = wait_for(
         &client,
         &app.id,
         &["initializing", "running"],
         args.timeout,
         steps,
+        building.as_deref(),
     )?;
     let waiting = format!(
         "{} is waiting for its configuration",
@@ -357,6 +379,25 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
                 "the node failed verification, so it was sent nothing:\n  {}",
                 failed.join("\n  ")
             );
+            let enclave_failed = verification
+                .checks
+                .iter()
+                .any(|c| c.name == "mr_enclave" && c.status == mse_attest::verify::Status::Failed);
+            if enclave_failed {
+                message.push_str(&format!(
+                    "\n  this client computed MRENCLAVE with the environment of `{}` in {} \
+                     (catalog digest {}, spec digest {}); the platform approved the app with \
+                     spec digest {}",
+                    config.code.docker,
+                    catalog.origin,
+                    short(&catalog.digest),
+                    short(&runtime_spec_digest),
+                    platform_digest
+                        .as_deref()
+                        .map(short)
+                        .unwrap_or("(not said)")
+                ));
+            }
             let simulated = mse_attest::ratls::inspect(&cert_der)
                 .ok()
                 .and_then(|i| mse_attest::quote::Quote::parse(&i.quote_bytes).ok())
@@ -398,7 +439,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     steps.done("accepted");
 
     steps.start("running", "Waiting for the app to start");
-    let app = wait_for(&client, &app.id, &["running"], args.timeout, steps)?;
+    let app = wait_for(&client, &app.id, &["running"], args.timeout, steps, None)?;
     steps.done(&format!(
         "health check {} answers",
         app.healthcheck_endpoint
@@ -616,6 +657,7 @@ fn wait_for(
     wanted: &[&str],
     timeout_secs: u64,
     steps: &mut Steps,
+    spawning: Option<&str>,
 ) -> Result<App, Failure> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let started = Instant::now();
@@ -646,9 +688,7 @@ fn wait_for(
         if app.status != last_status {
             last_status = app.status.clone();
             steps.update(&match last_status.as_str() {
-                "spawning" => "the node is starting (the first app of an image on a platform \
-                               waits while its Python environment is built)"
-                    .to_string(),
+                "spawning" => spawning.unwrap_or("the node is starting").to_string(),
                 status => format!("the app is {status}"),
             });
         }

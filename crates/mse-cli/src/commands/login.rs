@@ -113,6 +113,7 @@ pub fn run(args: Args) -> CmdResult {
         simulation_ca,
         operator_ca,
     };
+    let catalog = crate::catalog::refresh(&client)?;
     let path = profile.save()?;
     println!("Logged in to {url} as {}", user.name);
     println!(
@@ -122,6 +123,16 @@ pub fn run(args: Args) -> CmdResult {
     println!(
         "  profile saved to {} (readable by you only)",
         path.display()
+    );
+    println!(
+        "  image catalog: {} approved image{} (digest {})",
+        catalog.catalog.images.len(),
+        if catalog.catalog.images.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        &catalog.digest[..catalog.digest.len().min(16)]
     );
     if args.allow_simulation {
         eprintln!(

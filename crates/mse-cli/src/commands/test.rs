@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mse_runtime::{App, Catalog, EnvCache, Serving};
+use mse_runtime::{App, EnvCache, Serving};
 
 use crate::commands::load_valid_config;
-use crate::conf::{cache_dir, conf_dir};
 use crate::exit::{CmdResult, Failure};
 
 /// Arguments of `mse test`.
@@ -25,28 +24,22 @@ pub struct Args {
     port: u16,
 }
 
-/// The runtime catalog: `$MSE_CONF_PATH/catalog.toml` if present, else the default.
-pub fn catalog() -> Result<Catalog, Failure> {
-    let path = conf_dir().join("catalog.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Catalog::parse(&path.display().to_string(), &text)
-            .map_err(|e| Failure::Invalid(e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog::default_catalog()),
-        Err(e) => Err(Failure::Other(anyhow::anyhow!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Runs `mse test`.
 pub fn run(args: Args) -> CmdResult {
     let config = load_valid_config(args.path.as_deref(), true)?;
-    let catalog = catalog()?;
-    let spec = catalog
+    let current = crate::catalog::for_local_use()?;
+    for note in current
+        .note
+        .iter()
+        .chain(&crate::catalog::legacy_file_note())
+    {
+        eprintln!("note: {note}");
+    }
+    let spec = current
+        .catalog
         .find(&config.code.docker)
-        .map_err(|e| Failure::Invalid(e.to_string()))?;
-    let cache = EnvCache::new(cache_dir());
+        .map_err(|e| Failure::Invalid(format!("{e} ({})", current.origin)))?;
+    let cache = EnvCache::new(mse_runtime::default_cache_dir());
     let mut progress = |message: &str| eprintln!("==> {message}");
     let env = cache
         .ensure(spec, &mut progress)

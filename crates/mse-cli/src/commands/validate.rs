@@ -31,9 +31,48 @@ struct JsonReport<'a> {
     config: Option<&'a mse_config::AppConfig>,
 }
 
+/// Checks the image against the platform's catalog, as deploy does: an
+/// image deploy would refuse makes the file invalid here too. Returns the
+/// catalog's origin when it approves the image.
+fn check_image(report: &mut mse_config::Report) -> Result<Option<String>, Failure> {
+    let Some(config) = &report.config else {
+        return Ok(None);
+    };
+    let current = crate::catalog::for_local_use()?;
+    if let Some(note) = &current.note {
+        eprintln!("note: {note}");
+    }
+    if let Err(e) = current.catalog.find(&config.code.docker) {
+        let mut diagnostic = mse_config::Diagnostic::new(
+            mse_config::Severity::Error,
+            "code.docker",
+            match e {
+                mse_runtime::RuntimeError::UnknownImage(image, _) => {
+                    format!("`{image}` is not approved by {}", current.origin)
+                }
+                other => other.to_string(),
+            },
+        );
+        let approved: Vec<&str> = current
+            .catalog
+            .images
+            .iter()
+            .map(|i| i.reference.as_str())
+            .collect();
+        diagnostic.help = Some(format!(
+            "use one of the approved images: {}",
+            approved.join(", ")
+        ));
+        report.diagnostics.push(diagnostic);
+        report.config = None;
+        return Ok(None);
+    }
+    Ok(Some(current.origin))
+}
+
 /// Runs `mse validate`.
 pub fn run(args: Args) -> CmdResult {
-    let report = match check_config(args.path.as_deref(), args.untrusted_ssl) {
+    let mut report = match check_config(args.path.as_deref(), args.untrusted_ssl) {
         Ok(report) => report,
         Err(Failure::Invalid(message)) if args.json => {
             let path = crate::commands::absolute(
@@ -53,6 +92,7 @@ pub fn run(args: Args) -> CmdResult {
         }
         Err(other) => return Err(other),
     };
+    let approved_by = check_image(&mut report)?;
     if args.json {
         let json = JsonReport {
             valid: report.is_valid(),
@@ -75,6 +115,9 @@ pub fn run(args: Args) -> CmdResult {
         Some(config) => {
             println!("{} is valid\n", report.path.display());
             print!("{}", render::config_summary(config));
+            if let Some(origin) = approved_by {
+                println!("  {:<20}approved by {origin}", "image");
+            }
             Ok(())
         }
         None => {

@@ -56,7 +56,7 @@ impl TestContext {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.root.path().join("home"))
             .env("MSE_CONF_PATH", self.root.path().join("home/conf"))
-            .env("MSE_CACHE_DIR", mse_testkit::runtime_cache_dir())
+            .envs(mse_testkit::runtime_env())
             .env("NO_COLOR", "1");
         cmd
     }

@@ -54,14 +54,15 @@ fn spawn(
 ) -> (Child, Started) {
     let data = dir.join("data");
     let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
+    // The shared cache through `$MSE_CACHE_DIR`, as an operator's shell
+    // would set it; `configure` may name another.
+    command.envs(mse_testkit::runtime_env());
     configure(&mut command);
     let mut child = command
         .arg("--data-dir")
         .arg(&data)
         .arg("--mse-run")
         .arg(mse_testkit::workspace_binary("mse-run"))
-        .arg("--cache-dir")
-        .arg(mse_testkit::runtime_cache_dir())
         .args(["--listen-api", "127.0.0.1:0"])
         .args(["--listen-proxy", "127.0.0.1:0"])
         .args(["--quote-provider", "simulation"])

@@ -24,6 +24,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         base_domain: "localhost".to_string(),
         mse_run: mse_testkit::workspace_binary("mse-run"),
         cache_dir: mse_testkit::runtime_cache_dir(),
+        installer: mse_runtime::Installer::Uv(mse_testkit::python_bin_dir().join("uv")),
         nodes_dir: data_dir.with_extension("nodes"),
         quote_provider: "simulation".to_string(),
         node_options: Default::default(),
@@ -273,6 +274,7 @@ impl ServerProcess {
             .arg(data)
             .arg("--nodes-dir")
             .arg(data.with_extension("nodes"))
+            .envs(mse_testkit::runtime_env())
             .arg("--cache-dir")
             .arg(mse_testkit::runtime_cache_dir())
             .arg("--mse-run")

@@ -1,0 +1,361 @@
+//! The image catalog: which runtime images the platform approves, and the
+//! locked Python environment that stands in for each (docs/catalog.md).
+//!
+//! A catalog is operator input, parsed and checked here with no I/O: every
+//! entry names Python as `major.minor` and pins every package, transitive
+//! ones included, to one version and its file hash, so two hosts build the
+//! same environment and the spec digest names exactly what runs.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::RuntimeError;
+
+/// The catalog shipped with the platform.
+pub const DEFAULT_CATALOG: &str = include_str!("default-catalog.toml");
+
+/// One approved image and the environment standing in for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The image reference, as apps name it in `code.docker`.
+    pub reference: String,
+    /// Python `major.minor` the environment is built with.
+    pub python: String,
+    /// Built when the server starts, so the first deploy does not wait.
+    #[serde(default)]
+    pub prepare: bool,
+    /// What the entry reproduces (the image's Dockerfile), for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The image's own direct packages, as its Dockerfile pins them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested: Vec<String>,
+    /// The lock: `name==version --hash=sha256:HEX`, every package installed.
+    pub packages: Vec<String>,
+}
+
+impl ImageSpec {
+    /// Digest of the environment spec (hex): Python version and sorted
+    /// locked packages, length-prefixed. The reference and the descriptive
+    /// fields are not part of it: images with one lock share one environment.
+    pub fn digest(&self) -> String {
+        let mut packages = self.packages.clone();
+        packages.sort();
+        let mut h = Sha256::new();
+        let mut field = |value: &str| {
+            h.update((value.len() as u32).to_be_bytes());
+            h.update(value.as_bytes());
+        };
+        field("mse-runtime-spec-v1");
+        field(&self.python);
+        for package in &packages {
+            field(package);
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// The lock as a requirements file for `--require-hashes --no-deps`.
+    pub fn lock_file(&self) -> String {
+        let mut text = String::new();
+        for package in &self.packages {
+            text.push_str(package);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Problems of this entry, each a sentence.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &self.reference;
+        if self.reference.trim().is_empty() {
+            problems.push("an image has an empty `reference`".to_string());
+        }
+        if !is_major_minor(&self.python) {
+            problems.push(format!(
+                "`{name}`: python = \"{}\" must be a major.minor version such as \"3.11\"",
+                self.python
+            ));
+        }
+        if self.packages.is_empty() {
+            problems.push(format!("`{name}`: `packages` is empty"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for line in &self.packages {
+            match parse_locked(line) {
+                Ok(package) => {
+                    if !seen.insert(package.clone()) {
+                        problems.push(format!("`{name}`: `{package}` is listed twice"));
+                    }
+                }
+                Err(why) => problems.push(format!("`{name}`: package \"{line}\": {why}")),
+            }
+        }
+        problems
+    }
+}
+
+/// Python `major.minor`, digits only.
+fn is_major_minor(version: &str) -> bool {
+    let mut parts = version.split('.');
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
+}
+
+/// Checks one lock line, `name==version --hash=sha256:HEX [--hash=…]`, and
+/// returns its normalized package name.
+fn parse_locked(line: &str) -> Result<String, String> {
+    let mut words = line.split_whitespace();
+    let pin = words.next().ok_or("empty line")?;
+    let (name, version) = pin
+        .split_once("==")
+        .ok_or("must pin an exact version as `name==version`")?;
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !name_ok {
+        return Err(format!("`{name}` is not a package name"));
+    }
+    let version_ok = !version.is_empty()
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'!' | b'-' | b'_'));
+    if !version_ok {
+        return Err(format!("`{version}` is not an exact version"));
+    }
+    let mut hashes = 0;
+    for word in words {
+        let hex = word
+            .strip_prefix("--hash=sha256:")
+            .ok_or_else(|| format!("`{word}`: only `--hash=sha256:HEX` may follow the pin"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{word}` is not a SHA-256 hash"));
+        }
+        hashes += 1;
+    }
+    if hashes == 0 {
+        return Err("needs the hash of its file (`--hash=sha256:HEX`)".into());
+    }
+    Ok(name.to_ascii_lowercase().replace(['_', '.'], "-"))
+}
+
+/// The operator's image allow-list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Approved images.
+    #[serde(rename = "image", default)]
+    pub images: Vec<ImageSpec>,
+}
+
+impl Catalog {
+    /// Parses catalog text; `origin` names it in errors. Every problem of
+    /// the file is reported at once.
+    pub fn parse(origin: &str, text: &str) -> Result<Self, RuntimeError> {
+        let catalog: Catalog = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("{line}:{column}: ")
+                })
+                .unwrap_or_default();
+            RuntimeError::Catalog(origin.into(), format!("{at}{}", e.message()))
+        })?;
+        catalog.check(origin)?;
+        Ok(catalog)
+    }
+
+    /// Checks a catalog received as a document (from the platform).
+    pub fn check(&self, origin: &str) -> Result<(), RuntimeError> {
+        let mut problems: Vec<String> = self.images.iter().flat_map(ImageSpec::problems).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for image in &self.images {
+            if !seen.insert(image.reference.as_str()) {
+                problems.push(format!("`{}` is listed twice", image.reference));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Catalog(origin.into(), problems.join("; ")))
+        }
+    }
+
+    /// The default catalog.
+    pub fn default_catalog() -> Self {
+        Catalog::parse("default", DEFAULT_CATALOG).unwrap_or(Catalog { images: Vec::new() })
+    }
+
+    /// The spec of an approved image.
+    pub fn find(&self, reference: &str) -> Result<&ImageSpec, RuntimeError> {
+        self.images
+            .iter()
+            .find(|i| i.reference == reference)
+            .ok_or_else(|| {
+                RuntimeError::UnknownImage(
+                    reference.to_string(),
+                    self.images
+                        .iter()
+                        .map(|i| i.reference.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+    }
+
+    /// Digest of the whole catalog (hex), what clients compare to know
+    /// their copy is the platform's current one.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"mse-catalog-v1");
+        // Serializing plain strings, bools and lists cannot fail.
+        h.update(serde_json::to_vec(&self.images).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+
+    /// The catalog as the platform publishes it.
+    pub fn publish(&self) -> PublishedCatalog {
+        PublishedCatalog {
+            digest: self.digest(),
+            images: self.images.clone(),
+        }
+    }
+}
+
+/// The catalog as `GET /catalog` serves it and clients keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedCatalog {
+    /// [`Catalog::digest`] of `images`.
+    pub digest: String,
+    /// The approved images.
+    pub images: Vec<ImageSpec>,
+}
+
+impl PublishedCatalog {
+    /// The catalog, once its entries and digest check out.
+    pub fn into_catalog(self, origin: &str) -> Result<Catalog, RuntimeError> {
+        let catalog = Catalog {
+            images: self.images,
+        };
+        catalog.check(origin)?;
+        if catalog.digest() != self.digest {
+            return Err(RuntimeError::Catalog(
+                origin.into(),
+                "its digest does not match its images".into(),
+            ));
+        }
+        Ok(catalog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str =
+        "--hash=sha256:ba0efaa9080b619ff2f3459d1d500c57bddea4a6b424b60a91141db6fd2f08bc";
+
+    fn entry(python: &str, packages: &[&str]) -> String {
+        let packages: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
+        format!(
+            "[[image]]\nreference = \"r\"\npython = \"{python}\"\npackages = [{}]\n",
+            packages.join(", ")
+        )
+    }
+
+    #[test]
+    fn default_catalog_approves_the_seed_image_with_a_locked_flask_and_hypercorn() {
+        let catalog = Catalog::parse("default", DEFAULT_CATALOG).unwrap();
+        let spec = catalog
+            .find("ghcr.io/cosmian/mse-flask:20230124182826")
+            .unwrap();
+        assert!(is_major_minor(&spec.python), "{}", spec.python);
+        assert!(spec.packages.iter().any(|p| p.starts_with("flask==")));
+        assert!(spec.packages.iter().any(|p| p.starts_with("hypercorn==")));
+        assert!(spec.packages.iter().all(|p| p.contains("--hash=sha256:")));
+    }
+
+    #[test]
+    fn unknown_images_are_refused_with_the_approved_list() {
+        let err = Catalog::default_catalog()
+            .find("ghcr.io/x/y:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not in the runtime catalog") && err.contains("mse-flask"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn digest_depends_on_the_environment_not_on_package_order_or_reference() {
+        let spec = |reference: &str, python: &str, packages: &[&str]| ImageSpec {
+            reference: reference.into(),
+            python: python.into(),
+            prepare: false,
+            source: None,
+            requested: Vec::new(),
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+        };
+        let a = spec("r1", "3.11", &["a==1", "b==2"]);
+        let b = spec("r2", "3.11", &["b==2", "a==1"]);
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a.digest(), spec("r1", "3.11", &["a==1", "b==3"]).digest());
+        assert_ne!(a.digest(), spec("r1", "3.12", &["a==1", "b==2"]).digest());
+    }
+
+    #[test]
+    fn unlocked_entries_are_refused_naming_each_problem() {
+        let bad = [
+            (entry("3", &[&format!("a==1 {HASH}")]), "major.minor"),
+            (entry("3.11", &["flask"]), "exact version"),
+            (entry("3.11", &["flask>=2"]), "exact version"),
+            (entry("3.11", &["flask==2.2.2"]), "needs the hash"),
+            (entry("3.11", &["--index-url=http://evil"]), "exact version"),
+            (
+                entry("3.11", &["a==1 --hash=sha256:abc"]),
+                "is not a SHA-256 hash",
+            ),
+            (
+                entry("3.11", &[&format!("a==1 {HASH} --index-url=x")]),
+                "only `--hash=sha256:HEX`",
+            ),
+            (
+                entry("3.11", &[&format!("a==1 {HASH}"), &format!("A==2 {HASH}")]),
+                "listed twice",
+            ),
+            (
+                format!("{}extra = 1\n", entry("3.11", &[])),
+                "unknown field",
+            ),
+        ];
+        for (text, wanted) in bad {
+            let err = Catalog::parse("t", &text).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{text}\n=> {err}");
+        }
+        let two = format!("{}\n{}", entry("3", &[]), entry("3.11", &["x"]));
+        let err = Catalog::parse("t", &two).unwrap_err().to_string();
+        assert!(
+            err.contains("major.minor")
+                && err.contains("`packages` is empty")
+                && err.contains("exact version"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn published_catalogs_are_checked_against_their_digest() {
+        let catalog = Catalog::default_catalog();
+        let published = catalog.publish();
+        assert_eq!(published.clone().into_catalog("p").unwrap(), catalog);
+        let mut tampered = published;
+        tampered.images[0].packages.pop();
+        assert!(tampered.into_catalog("p").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The platform's image catalog: the operator's `catalog.toml`, published at
+//! `GET /catalog` for clients (which use it for `validate`, `test`, the
+//! pre-check and the fingerprint), checked at deploy, and prepared in the
+//! background at start so the first deploy of a default image does not wait.
+
+use std::path::Path;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mse_runtime::{Catalog, EnvCache};
+use sha2::{Digest, Sha256};
+
+use crate::api::{ApiError, Shared};
+
+/// The catalog file in the data folder.
+pub const FILE: &str = "catalog.toml";
+
+/// SHA-256 of default catalogs shipped before this one: a data folder still
+/// holding one of them, unedited, is moved to the current default.
+const SUPERSEDED_DEFAULTS: &[&str] =
+    &["783f466c6492404c576077a4c1fe9e4bf6f8130cf2f28dbfa8b11d8c66c38e42"];
+
+/// Reads and checks the catalog of the data folder at `root`.
+pub fn read(root: &Path) -> Result<Catalog, mse_runtime::RuntimeError> {
+    let path = root.join(FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        mse_runtime::RuntimeError::Catalog(path.display().to_string(), e.to_string())
+    })?;
+    Catalog::parse(&path.display().to_string(), &text)
+}
+
+/// Writes the default catalog where there is none, or where the file is an
+/// older shipped default nobody edited. Returns what it did, for the log.
+pub fn install_default(root: &Path) -> anyhow::Result<Option<&'static str>> {
+    let path = root.join(FILE);
+    match std::fs::read(&path) {
+        Ok(old) => {
+            let digest = hex::encode(Sha256::digest(&old));
+            if SUPERSEDED_DEFAULTS.contains(&digest.as_str()) {
+                crate::datadir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
+                Ok(Some(
+                    "replaced the previous default catalog with the current one",
+                ))
+            } else {
+                Ok(None)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::datadir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
+            Ok(Some("wrote the default catalog"))
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The catalog, for a handler: a broken file is the operator's problem, a 500.
+pub fn load(state: &Shared) -> Result<Catalog, ApiError> {
+    read(&state.data.root).map_err(|e| {
+        eprintln!("{e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the platform's image catalog is broken; the operator must fix catalog.toml",
+        )
+    })
+}
+
+/// `GET /catalog`: the catalog with its digest, also as the `ETag`; a
+/// client that sends the digest it has in `If-None-Match` gets 304 while it
+/// is current.
+pub async fn get(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let published = load(&state)?.publish();
+    let etag = format!("\"{}\"", published.digest);
+    let etag_value = HeaderValue::from_str(&etag)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad digest"))?;
+    let current = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    if current {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    Ok(([(header::ETAG, etag_value)], Json(published)).into_response())
+}
+
+/// Builds the environment of every image marked `prepare`, one after the
+/// other, telling the log. Environments already built are only checked.
+pub fn prepare(catalog: &Catalog, cache: &EnvCache) {
+    let images: Vec<_> = catalog.images.iter().filter(|i| i.prepare).collect();
+    let total = images.len();
+    for (n, spec) in images.into_iter().enumerate() {
+        let n = n + 1;
+        if cache.is_ready(spec) {
+            println!("runtime image {n}/{total} {}: ready", spec.reference);
+            continue;
+        }
+        println!(
+            "runtime image {n}/{total} {}: building its environment with {}",
+            spec.reference,
+            cache.installer().name()
+        );
+        let started = Instant::now();
+        match cache.ensure(spec, &mut |_| {}) {
+            Ok(_) => println!(
+                "runtime image {n}/{total} {}: ready (built in {:.1} s)",
+                spec.reference,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!(
+                "runtime image {n}/{total} {}: {e} (its first deploy will try again)",
+                spec.reference
+            ),
+        }
+    }
+}
