@@ -133,3 +133,36 @@ pub fn assert_nowhere_in(dir: &Path, needle: &[u8], what: &str) {
         );
     }
 }
+
+/// A certificate of `domain` issued by a CA of the owner's, as an owner
+/// brings to an `[ssl]` section.
+pub struct OwnerCertificate {
+    /// The owner's CA certificate, PEM (what clients trust).
+    pub ca_pem: String,
+    /// The leaf's private key, PEM.
+    pub key_pem: String,
+    /// The leaf then the CA, PEM.
+    pub chain_pem: String,
+}
+
+/// Issues an [`OwnerCertificate`] for `domain`.
+pub fn owner_certificate(domain: &str) -> OwnerCertificate {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Owner Test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    OwnerCertificate {
+        ca_pem: ca_cert.pem(),
+        key_pem: leaf_key.serialize_pem(),
+        chain_pem: format!("{}{}", leaf.pem(), ca_cert.pem()),
+    }
+}

@@ -58,13 +58,17 @@ fn spawn(
     // would set it; `configure` may name another.
     command.envs(mse_testkit::runtime_env());
     configure(&mut command);
+    // Free ports unless `configure` named others.
+    for flag in ["--listen-api", "--listen-proxy"] {
+        if command.get_args().all(|a| a != flag) {
+            command.args([flag, "127.0.0.1:0"]);
+        }
+    }
     let mut child = command
         .arg("--data-dir")
         .arg(&data)
         .arg("--mse-run")
         .arg(mse_testkit::workspace_binary("mse-run"))
-        .args(["--listen-api", "127.0.0.1:0"])
-        .args(["--listen-proxy", "127.0.0.1:0"])
         .args(["--quote-provider", "simulation"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
