@@ -7,6 +7,7 @@ mod exit;
 mod fetch;
 mod profile;
 mod progress;
+mod reach;
 mod render;
 
 use std::process::ExitCode;

@@ -155,32 +155,7 @@ fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reach
     let (ctx, app) = owner(&platform, "shop");
     let domain = "shop.example.test";
 
-    // A CA of the owner's issues the certificate of the app's domain.
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Owner Test CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![domain.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    std::fs::write(
-        app.join("fullchain.pem"),
-        format!("{}{}", leaf.pem(), ca_cert.pem()),
-    )
-    .unwrap();
-    let key_pem = leaf_key.serialize_pem();
-    std::fs::write(app.join("privkey.pem"), &key_pem).unwrap();
-    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
-    toml.push_str(&format!(
-        "\n[ssl]\ndomain_name = \"{domain}\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n"
-    ));
-    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    let (ca_pem, key_pem) = owner_certificate(&app, domain);
 
     let out = deploy_ok(&platform, &ctx, &app, &[]);
     assert_eq!(out["certificate_origin"], "owner");
@@ -193,7 +168,7 @@ fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reach
     );
 
     // Reached at its own domain through the proxy, with the owner's CA.
-    let (status, body) = https_get(trusting(&ca_cert.pem()), domain, proxy_port(&platform), "/");
+    let (status, body) = https_get(trusting(&ca_pem), domain, proxy_port(&platform), "/");
     assert_eq!((status, body.as_str()), (200, "Hello world"));
 
     // The private key went to the verified node only: not in the

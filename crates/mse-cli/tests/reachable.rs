@@ -6,6 +6,11 @@ mod common;
 
 use std::process::Command;
 
+use common::deploy::{owner_certificate, proxy_port, run_in};
+use common::platform::{login, Platform};
+use common::TestContext;
+use serde_json::Value;
+
 /// A fresh `<uuid>.localhost` name, as a local platform gives an app.
 fn fresh_localhost_name() -> String {
     let hex = mse_package::CodeKey::generate().to_hex();
@@ -41,4 +46,36 @@ fn python_resolves_any_localhost_name_to_the_loopback_address() {
         stdout.split_whitespace().any(|a| a == "127.0.0.1"),
         "{name} resolves to {stdout}, not to 127.0.0.1"
     );
+}
+
+#[test]
+fn deploying_an_app_whose_own_domain_does_not_resolve_says_exactly_how_to_reach_it() {
+    let platform = Platform::start();
+    let ctx = TestContext::new();
+    login(&platform, &ctx, &platform.admin, true);
+    let app = ctx.scaffold("shop");
+    let domain = "shop.example.test";
+    owner_certificate(&app, domain);
+
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy", "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}\n{}", platform.output());
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["resolves"], false, "{out}");
+    let port = proxy_port(&platform).to_string();
+    let warning: String = stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("warning: shop.example.test"))
+        .map(|line| format!("{}\n", line.replace(&port, "[PORT]")))
+        .collect();
+    insta::assert_snapshot!("own_domain_does_not_resolve", warning);
+
+    // `mse status` says the same while the app lives.
+    let uuid = out["uuid"].as_str().unwrap();
+    let (code, stdout, stderr) = run_in(&ctx, &ctx.work(), &["status", uuid, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["resolves"],
+        false
+    );
+    assert!(stderr.contains("127.0.0.1 shop.example.test"), "{stderr}");
 }

@@ -59,8 +59,9 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = format!(
     "With --json, one object with: {JSON_FIELDS}; plus cores and memory_mb of its resource \
-     (null when the resource is no longer available to you) and expires_in_seconds (negative \
-     once expired)."
+     (null when the resource is no longer available to you), expires_in_seconds (negative \
+     once expired) and resolves (whether this machine's resolver knows the URL's name; when it \
+     does not, a warning says what to do)."
 ))]
 pub struct StatusArgs {
     /// The app's UUID (see `mse list`)
@@ -182,12 +183,17 @@ pub fn status(args: StatusArgs) -> CmdResult {
     let app = client.app(&id).map_err(|e| app_failure(e, &id, &client))?;
     let resource = client.resource(&app.resource)?;
     let now = Utc::now().timestamp();
+    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
+    if let Some(advice) = advice.filter(|_| !app.is_final()) {
+        eprint!("{} {advice}", render::warning_prefix());
+    }
     if args.json {
         let view = StatusView {
             app: AppView::new(&app, &profile),
             cores: resource.as_ref().map(|r| r.cores),
             memory_mb: resource.as_ref().map(|r| r.memory_mb),
             expires_in_seconds: app.expires_at - now,
+            resolves,
         };
         return print_json(&view);
     }
@@ -487,6 +493,7 @@ struct StatusView {
     cores: Option<i64>,
     memory_mb: Option<i64>,
     expires_in_seconds: i64,
+    resolves: bool,
 }
 
 fn instant(unix: i64) -> Option<DateTime<Utc>> {

@@ -31,8 +31,10 @@ use crate::{fetch, render};
 app of the same name (asked, or -y), encrypt the code, upload it, wait for the node, verify its \
 certificate (attestation), send it the code key and secrets over TLS pinned to that certificate, \
 wait until the app serves, save the context. With --json, progress goes to stderr and stdout \
-carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, status, \
-expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, timings."
+carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, resolves \
+(whether this machine's resolver knows the URL's name; when it does not, a warning says what to \
+do), status, expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, \
+timings."
 )]
 pub struct Args {
     /// The configuration file [default: ./mse.toml]
@@ -67,6 +69,9 @@ struct JsonOutput {
     domain_name: String,
     config_domain_name: String,
     url: String,
+    /// Whether the system's resolver knows the URL's name (what other
+    /// clients than `mse` need).
+    resolves: bool,
     status: String,
     expires_at: DateTime<Utc>,
     certificate_origin: String,
@@ -445,6 +450,10 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     left.clear();
 
     let url = profile.app_url(&app.domain_name);
+    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
+    if let Some(advice) = &advice {
+        eprint!("{} {advice}", render::warning_prefix());
+    }
     if args.json {
         let mut timings = serde_json::Map::new();
         for (key, elapsed) in steps.timings() {
@@ -461,6 +470,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             domain_name: app.domain_name.clone(),
             config_domain_name: app.config_domain_name.clone(),
             url,
+            resolves,
             status: app.status.clone(),
             expires_at,
             certificate_origin: origin.to_string(),

@@ -31,6 +31,39 @@ pub fn deploy_ok(platform: &Platform, ctx: &TestContext, app: &Path, args: &[&st
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// Makes the app in `app` an owner-mode (`[ssl]`) app of `domain`: a CA of
+/// the owner's issues the certificate of `domain`, written with its key
+/// beside `mse.toml`, which gets the `[ssl]` section. Returns the CA's
+/// certificate and the leaf's private key (PEM).
+pub fn owner_certificate(app: &Path, domain: &str) -> (String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Owner Test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    std::fs::write(
+        app.join("fullchain.pem"),
+        format!("{}{}", leaf.pem(), ca_cert.pem()),
+    )
+    .unwrap();
+    let key_pem = leaf_key.serialize_pem();
+    std::fs::write(app.join("privkey.pem"), &key_pem).unwrap();
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[ssl]\ndomain_name = \"{domain}\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n"
+    ));
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    (ca_cert.pem(), key_pem)
+}
+
 pub fn proxy_port(platform: &Platform) -> u16 {
     platform
         .proxy
