@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::deploy::{owner_certificate, proxy_port, run_in};
+use common::deploy::{deploy_ok, owner_certificate, proxy_port, run_in};
 use common::platform::{login, Platform};
 use common::TestContext;
 use serde_json::Value;
@@ -78,4 +78,79 @@ fn deploying_an_app_whose_own_domain_does_not_resolve_says_exactly_how_to_reach_
         false
     );
     assert!(stderr.contains("127.0.0.1 shop.example.test"), "{stderr}");
+}
+
+/// The only test of the suite that binds port 443 (the tests run as root).
+#[test]
+fn an_app_behind_a_proxy_on_port_443_has_a_url_without_a_port_that_curl_and_python_reach() {
+    let platform = Platform::start_with_proxy("127.0.0.1:443", |_| {});
+    assert!(
+        platform
+            .output()
+            .contains("(apps at https://<uuid>.localhost)\n"),
+        "{}",
+        platform.output()
+    );
+    let ctx = TestContext::new();
+    let (code, stdout, stderr) = run_in(
+        &ctx,
+        &ctx.work(),
+        &[
+            "login",
+            "--url",
+            &platform.url,
+            "--token",
+            &platform.admin,
+            "--allow-simulation",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("apps are served at https://<uuid>.localhost ("),
+        "{stdout}"
+    );
+    let app = ctx.scaffold("standard");
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let uuid = out["uuid"].as_str().unwrap();
+    let url = out["url"].as_str().unwrap();
+    assert_eq!(url, format!("https://{uuid}.localhost"), "{out}");
+    assert_eq!(out["resolves"], true, "{out}");
+    let cert = out["cert_path"].as_str().unwrap();
+
+    let curl = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30", "--cacert", cert])
+        .arg(format!("{url}/health"))
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .output()
+        .expect("curl runs");
+    let (stdout, stderr) = common::texts(&curl);
+    assert_eq!(stdout, "200", "curl {url}/health: {stderr}");
+
+    // Python `requests`, trusting the verified certificate as an app's own
+    // tests do.
+    let requests = Command::new(mse_testkit::python())
+        .args([
+            "-c",
+            "import sys, requests\n\
+             answer = requests.get(sys.argv[1] + '/', timeout=30)\n\
+             print(answer.status_code, answer.text)",
+            url,
+        ])
+        .env("REQUESTS_CA_BUNDLE", cert)
+        .output()
+        .expect("python runs");
+    let (stdout, stderr) = common::texts(&requests);
+    assert_eq!(stdout.trim(), "200 Hello world", "requests: {stderr}");
+
+    // The app's own pytest suite, against the deployed app.
+    let pytest = Command::new(mse_testkit::python())
+        .args(["-m", "pytest", "-q", "tests"])
+        .current_dir(&app)
+        .env("MSE_APP_URL", url)
+        .env("MSE_APP_CACERT", cert)
+        .output()
+        .expect("pytest runs");
+    let (stdout, stderr) = common::texts(&pytest);
+    assert!(pytest.status.success(), "pytest: {stdout}{stderr}");
+    assert!(stdout.contains("3 passed"), "{stdout}");
 }

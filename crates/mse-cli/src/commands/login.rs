@@ -116,8 +116,9 @@ pub fn run(args: Args) -> CmdResult {
     let path = profile.save()?;
     println!("Logged in to {url} as {}", user.name);
     println!(
-        "  apps are served at https://<uuid>.{}:{} ({} quotes)",
-        profile.platform.base_domain, profile.platform.proxy_port, profile.platform.quote_provider
+        "  apps are served at {} ({} quotes)",
+        profile.app_url(&format!("<uuid>.{}", profile.platform.base_domain)),
+        profile.platform.quote_provider
     );
     println!(
         "  profile saved to {} (readable by you only)",

@@ -128,11 +128,13 @@ pub fn call_app(platform: &Platform, out: &Value, path: &str) -> (u16, String) {
     https_get(tls, &host_of(url), proxy_port(platform), path)
 }
 
+/// The host of an `https://host[:port]` URL.
 pub fn host_of(url: &str) -> String {
-    url.trim_start_matches("https://")
+    let address = url.trim_start_matches("https://");
+    address
         .rsplit_once(':')
-        .map(|(host, _)| host.to_string())
-        .unwrap_or_default()
+        .map_or(address, |(host, _)| host)
+        .to_string()
 }
 
 /// Every file under `dir`, recursively.
