@@ -494,3 +494,32 @@ fn ctrl_c_during_a_deploy_names_the_app_left_behind_and_how_to_stop_it() {
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(rest.contains(&format!("mse stop {id}")), "{rest}");
 }
+
+#[test]
+fn verifying_an_ssl_app_says_it_serves_its_owners_certificate_which_app_users_cannot_verify() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "store");
+    let domain = "store.example.test";
+    owner_certificate(&app, domain);
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    assert_eq!(out["certificate_origin"], "owner");
+
+    // An app user with no account reaches the app's own domain, which has
+    // no DNS record yet, with --resolve.
+    let port = proxy_port(&platform);
+    let user = TestContext::new();
+    let (code, stdout, stderr) = run_in(
+        &user,
+        &user.work(),
+        &[
+            "verify",
+            &format!("{domain}:{port}"),
+            "--resolve",
+            &format!("{domain}:{port}:127.0.0.1"),
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let text = format!("{stdout}{stderr}").replace(&port.to_string(), "[PORT]");
+    insta::assert_snapshot!("verify_ssl_app", text);
+    assert!(!user.work().join("cert.pem").exists(), "nothing is saved");
+}

@@ -328,7 +328,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     let port = profile.platform.proxy_port;
     let config_host = app.config_domain_name.clone();
-    let cert_der = fetch::server_certificate(&config_host, port)?;
+    let cert_der = fetch::server_certificate(&config_host, port, &[])?;
     let allow_simulation = profile.allow_simulation || args.allow_simulation;
     let (verified, tee) = if args.no_verify {
         steps.start("verify", "Verifying the node");
