@@ -404,35 +404,62 @@ fn refused_deployments_say_why_and_leave_nothing_running() {
 }
 
 #[test]
-fn a_simulated_node_is_refused_unless_simulation_was_allowed_and_is_sent_nothing() {
+fn a_simulation_platform_is_refused_before_any_upload_unless_simulation_is_allowed() {
     let platform = Platform::start();
     let ctx = TestContext::new();
     login(&platform, &ctx, &platform.admin, false);
     let app = ctx.scaffold("strict");
     let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("nothing was uploaded"), "{stderr}");
     assert!(
-        stderr.contains("failed verification, so it was sent nothing"),
+        stderr.contains("`mse login --allow-simulation`")
+            && stderr.contains("pass --allow-simulation"),
+        "both ways out are named: {stderr}"
+    );
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    assert_eq!(apps, json!([]), "no app was created");
+
+    // The same deployment, with simulation accepted for this one run.
+    let out = deploy_ok(&platform, &ctx, &app, &["--allow-simulation"]);
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["tee"], "simulation");
+}
+
+#[test]
+fn verify_accepts_a_simulated_node_for_a_user_logged_in_with_allow_simulation() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "trusting");
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let target = out["url"].as_str().unwrap().trim_start_matches("https://");
+    let fingerprint = out["fingerprint"].as_str().unwrap();
+
+    // The owner logged in with --allow-simulation: no flag to repeat.
+    let (code, stdout, stderr) = run_in(
+        &ctx,
+        &ctx.work(),
+        &["verify", target, "--fingerprint", fingerprint],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("as you logged in with --allow-simulation"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("--allow-simulation"),
-        "the way out is named: {stderr}"
-    );
-    let (_, apps) = platform.get(&platform.admin, "/apps");
-    let apps = apps.as_array().unwrap();
-    assert_eq!(apps.len(), 1);
-    let id = apps[0]["id"].as_str().unwrap();
-    assert!(stderr.contains(&format!("mse stop {id}")), "{stderr}");
-    assert_eq!(
-        apps[0]["status"], "initializing",
-        "the node still waits for a key"
+        stderr.contains("SIMULATION — no hardware protection"),
+        "reported loudly: {stderr}"
     );
 
-    // The same deployment, with simulation accepted for this one run.
-    let out = deploy_ok(&platform, &ctx, &app, &["-y", "--allow-simulation"]);
-    assert_eq!(out["verified"], true);
-    assert_eq!(out["tee"], "simulation");
+    // A user logged in without it is refused the same node.
+    let strict = TestContext::new();
+    login(&platform, &strict, &platform.admin, false);
+    let (code, stdout, stderr) = run_in(
+        &strict,
+        &strict.work(),
+        &["verify", target, "--fingerprint", fingerprint],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("✗ quote_signature"), "{stdout}");
 }
 
 #[test]

@@ -140,6 +140,17 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let started = Instant::now();
     let profile = Profile::load()?;
     let client = profile.client()?;
+    let allow_simulation = profile.allow_simulation || args.allow_simulation;
+    // The platform said at login that its nodes are simulated: their
+    // verification would fail after the upload, leaving a node behind.
+    if profile.platform.quote_provider == "simulation" && !allow_simulation && !args.no_verify {
+        return Err(Failure::Invalid(format!(
+            "{} runs apps in the simulation TEE (no hardware protection) and this profile does \
+             not accept simulation, so nothing was uploaded; log in again with `mse login \
+             --allow-simulation`, or pass --allow-simulation to accept it for this deployment",
+            profile.url
+        )));
+    }
 
     steps.start("config", "Checking mse.toml");
     let config = load_valid_config(args.path.as_deref(), args.untrusted_ssl)?;
@@ -329,7 +340,6 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let port = profile.platform.proxy_port;
     let config_host = app.config_domain_name.clone();
     let cert_der = fetch::server_certificate(&config_host, port, &[])?;
-    let allow_simulation = profile.allow_simulation || args.allow_simulation;
     let (verified, tee) = if args.no_verify {
         steps.start("verify", "Verifying the node");
         steps.warn("SKIPPED (--no-verify): the code key and secrets go to a node nobody checked");

@@ -132,8 +132,8 @@ pub fn run(args: Args) -> CmdResult {
         );
     } else if profile.platform.quote_provider == "simulation" {
         eprintln!(
-            "{} this platform runs apps in the simulation TEE; their verification will fail \
-             unless you log in again with --allow-simulation (or deploy with --allow-simulation)",
+            "{} this platform runs apps in the simulation TEE; `mse deploy` refuses to deploy to \
+             it unless you log in again with --allow-simulation (or deploy with --allow-simulation)",
             render::warning_prefix()
         );
     }

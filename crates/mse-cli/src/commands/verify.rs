@@ -72,7 +72,8 @@ pub struct Args {
     /// TCB statuses to accept besides UpToDate, e.g. SWHardeningNeeded
     #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
     accept_tcb: Vec<String>,
-    /// Accept a simulated TEE (no hardware protection), reported as such
+    /// Accept a simulated TEE (no hardware protection), reported as such [default: accepted for
+    /// the platform of `mse login --allow-simulation`]
     #[arg(long)]
     allow_simulation: bool,
     /// Where to save the certificate once verified
@@ -283,11 +284,23 @@ pub fn run(args: Args) -> CmdResult {
         (None, Some(profile)) => Some(profile.simulation_ca_der()?),
         (None, None) => None,
     };
+    // A user who logged in with --allow-simulation accepts the simulated
+    // quotes of that platform, whose simulation CA the profile provides.
+    let allow_simulation = args.allow_simulation
+        || (args.simulation_ca.is_none() && profile.as_ref().is_some_and(|p| p.allow_simulation));
+    if allow_simulation && !args.allow_simulation {
+        if let Some(profile) = &profile {
+            eprintln!(
+                "accepting simulated quotes of {}, as you logged in with --allow-simulation",
+                profile.url
+            );
+        }
+    }
     let policy = Policy {
         mr_signer,
         mr_enclave,
         accepted_tcb: args.accept_tcb.clone(),
-        allow_simulation: args.allow_simulation,
+        allow_simulation,
         simulation_ca,
     };
 
