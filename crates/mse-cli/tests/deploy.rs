@@ -294,10 +294,58 @@ fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
         stderr.contains("boom at import"),
         "the app's logs are shown: {stderr}"
     );
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let id = apps[0]["id"].as_str().unwrap();
+    assert_eq!(apps[0]["status"], "on_error");
     assert!(
-        stderr.contains("mse stop"),
+        stderr.contains(&format!("remove it with `mse remove {id}`")),
         "the user is told how to clean up: {stderr}"
     );
+    assert!(
+        !stderr.contains("mse stop"),
+        "a failed app has nothing to stop: {stderr}"
+    );
+}
+
+#[test]
+fn a_node_that_fails_verification_is_stopped_and_the_name_is_free_for_the_next_deploy() {
+    use rsa::pkcs8::EncodePublicKey as _;
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "impostor");
+    // The profile expects another platform's enclave-signing key: this
+    // platform's node fails the MRSIGNER check.
+    let profile_path = ctx.root.path().join("home/conf/login.toml");
+    let genuine = std::fs::read_to_string(&profile_path).unwrap();
+    let mut profile: toml::Table = toml::from_str(&genuine).unwrap();
+    let other = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 3072).unwrap();
+    let other_pem = other
+        .to_public_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    profile.insert("signer_key".into(), other_pem.into());
+    std::fs::write(&profile_path, toml::to_string(&profile).unwrap()).unwrap();
+
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("failed verification, so it was sent nothing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mr_signer: MRSIGNER"), "{stderr}");
+    assert!(stderr.contains("the node was stopped"), "{stderr}");
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let id = apps[0]["id"].as_str().unwrap();
+    assert_eq!(apps[0]["status"], "stopped", "{apps}");
+    assert!(
+        stderr.contains(&format!("remove it with `mse remove {id}`")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mse stop"), "{stderr}");
+
+    // With the genuine key again, the next deploy of the name needs no -y.
+    std::fs::write(&profile_path, genuine).unwrap();
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    assert_eq!(out["status"], "running");
 }
 
 #[test]

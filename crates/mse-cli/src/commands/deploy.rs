@@ -84,14 +84,24 @@ struct JsonOutput {
     timings: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What the user must know if the deployment stops half way.
+/// What the user must know if the deployment stops half way: the app it
+/// created on the platform, if any, and whether that app can still run.
 #[derive(Clone, Default)]
-struct LeftBehind(Arc<Mutex<Option<String>>>);
+struct LeftBehind(Arc<Mutex<Option<(String, bool)>>>);
 
 impl LeftBehind {
     fn set(&self, app: &App) {
         if let Ok(mut guard) = self.0.lock() {
-            *guard = Some(app.id.clone());
+            *guard = Some((app.id.clone(), !app.is_final()));
+        }
+    }
+
+    /// The app left behind is stopped or failed: it only waits to be removed.
+    fn ended(&self) {
+        if let Ok(mut guard) = self.0.lock() {
+            if let Some((_, live)) = guard.as_mut() {
+                *live = false;
+            }
         }
     }
 
@@ -103,9 +113,13 @@ impl LeftBehind {
 
     fn hint(&self) -> String {
         match self.0.lock().ok().and_then(|g| g.clone()) {
-            Some(id) => format!(
-                "the app {id} was left on the platform; see it with `mse status {id}` and \
-                 remove it with `mse stop {id}`"
+            Some((id, true)) => format!(
+                "the app {id} was left on the platform; see it with `mse status {id}`, stop it \
+                 with `mse stop {id}`, then remove it with `mse remove {id}`"
+            ),
+            Some((id, false)) => format!(
+                "the app {id} is no longer running but stays on the platform with its log \
+                 (`mse logs {id}`); remove it with `mse remove {id}`"
             ),
             None => "nothing was left on the platform".to_string(),
         }
@@ -229,7 +243,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         for app in &live {
             steps.update(&format!("Stopping the previous app {}", app.id));
             client.stop(&app.id)?;
-            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps)?;
+            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps, None)?;
             let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
         }
         steps.done(&format!("stopped {}", ids.join(", ")));
@@ -296,6 +310,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         &["initializing", "running"],
         args.timeout,
         steps,
+        Some(left),
     )?;
     let waiting = format!(
         "{} is waiting for its configuration",
@@ -382,6 +397,20 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
                      with --allow-simulation if that is what you want",
                 );
             }
+            // A node left waiting would keep the name taken until its
+            // configuration deadline.
+            steps.update(&format!("Stopping the node of {}", app.id));
+            match client
+                .stop(&app.id)
+                .map_err(Failure::from)
+                .and_then(|_| wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps, None))
+            {
+                Ok(_) => {
+                    left.ended();
+                    message.push_str("\n  the node was stopped");
+                }
+                Err(e) => message.push_str(&format!("\n  the node could not be stopped: {e}")),
+            }
             return Err(Failure::Other(anyhow!(message)));
         }
         match verification.tee {
@@ -413,7 +442,14 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     steps.done("accepted");
 
     steps.start("running", "Waiting for the app to start");
-    let app = wait_for(&client, &app.id, &["running"], args.timeout, steps)?;
+    let app = wait_for(
+        &client,
+        &app.id,
+        &["running"],
+        args.timeout,
+        steps,
+        Some(left),
+    )?;
     steps.done(&format!(
         "health check {} answers",
         app.healthcheck_endpoint
@@ -629,13 +665,15 @@ fn read_ssl(config: &AppConfig) -> Result<(Option<DeploySsl>, Option<String>), F
 }
 
 /// Polls the app until its status is one of `wanted`; fails at once (with
-/// its last logs) when it ends up `on_error` or `stopped` instead.
+/// its last logs) when it ends up `on_error` or `stopped` instead, which
+/// `left`, if given, then records.
 fn wait_for(
     client: &Client,
     id: &str,
     wanted: &[&str],
     timeout_secs: u64,
     steps: &mut Steps,
+    left: Option<&LeftBehind>,
 ) -> Result<App, Failure> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let started = Instant::now();
@@ -646,6 +684,9 @@ fn wait_for(
             return Ok(app);
         }
         if app.is_final() {
+            if let Some(left) = left {
+                left.ended();
+            }
             let logs = client.logs(id).unwrap_or_default();
             let tail: Vec<&str> = logs.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -749,13 +790,16 @@ mod tests {
     }
 
     #[test]
-    fn the_left_behind_hint_names_the_app_until_cleared() {
+    fn the_left_behind_hint_says_to_stop_a_live_app_and_remove_an_ended_one() {
         let left = LeftBehind::default();
         assert_eq!(left.hint(), "nothing was left on the platform");
         if let Ok(mut guard) = left.0.lock() {
-            *guard = Some("abc".into());
+            *guard = Some(("abc".into(), true));
         }
-        assert!(left.hint().contains("mse stop abc"));
+        assert!(left.hint().contains("mse stop abc"), "{}", left.hint());
+        left.ended();
+        assert!(!left.hint().contains("mse stop"), "{}", left.hint());
+        assert!(left.hint().contains("mse remove abc"), "{}", left.hint());
         left.clear();
         assert_eq!(left.hint(), "nothing was left on the platform");
     }
