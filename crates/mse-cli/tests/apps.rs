@@ -176,9 +176,10 @@ fn list_shows_live_apps_newest_first_and_all_adds_the_stopped_ones() {
     }
     assert!(lines[1].starts_with(&second), "newest first: {stdout}");
     assert!(lines[1].contains(" UTC "), "{stdout}");
+    let port = platform.proxy.rsplit(':').next().unwrap();
     assert!(
-        lines[1].contains(&format!("{second}.localhost")),
-        "{stdout}"
+        lines[1].ends_with(&format!("{second}.localhost:{port}")),
+        "the domain with the port it is reached at: {stdout}"
     );
     assert!(lines[2].starts_with(&first), "{stdout}");
 

@@ -41,7 +41,8 @@ status, status_at, reason, created_at, ready_at, stopped_at, onerror_at, expires
 #[derive(Debug, clap::Args)]
 #[command(after_help = format!(
     "Newest first. Live apps are spawning, initializing or running; --all adds the stopped \
-     and failed (on_error) ones.\n\nWith --json, each app is an object with: {JSON_FIELDS}."
+     and failed (on_error) ones. DOMAIN is where the app is reached: its name and, unless it is \
+     443, the port.\n\nWith --json, each app is an object with: {JSON_FIELDS}."
 ))]
 pub struct ListArgs {
     /// Only the apps of this project
@@ -171,7 +172,10 @@ pub fn list(args: ListArgs) -> CmdResult {
         }
         return Ok(());
     }
-    print!("{}", list_table(&apps));
+    print!(
+        "{}",
+        list_table(&apps, |domain| profile.app_address(domain))
+    );
     Ok(())
 }
 
@@ -518,8 +522,9 @@ fn sort_newest_first(apps: &mut [App]) {
     });
 }
 
-/// The table of `mse list`.
-fn list_table(apps: &[App]) -> String {
+/// The table of `mse list`; `address` gives where a domain is reached
+/// (`host:port`).
+fn list_table(apps: &[App], address: impl Fn(&str) -> String) -> String {
     let mut rows = vec![[
         "UUID".to_string(),
         "CREATED".to_string(),
@@ -533,7 +538,7 @@ fn list_table(apps: &[App]) -> String {
             utc(app.created_at),
             app.status.clone(),
             app.name.clone(),
-            app.domain_name.clone(),
+            address(&app.domain_name),
         ]);
     }
     render::table(&rows)
@@ -804,10 +809,14 @@ mod tests {
         let mut apps = vec![older, newer];
         sort_newest_first(&mut apps);
         assert_eq!(apps[0].status, "spawning");
-        let table = list_table(&apps);
+        let table = list_table(&apps, |domain| format!("{domain}:8443"));
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("UUID  "), "{table}");
         assert!(lines[0].contains("CREATED") && lines[0].ends_with("DOMAIN"));
+        assert!(
+            lines[1].ends_with(".localhost:8443"),
+            "the domain with its port: {table}"
+        );
         assert!(
             lines[1].contains("2030-03-17 17:46:40 UTC  spawning"),
             "{table}"
