@@ -81,7 +81,13 @@ fn login_with_a_refused_token_fails_and_writes_no_profile() {
     let bogus = format!("mse_{}", "0".repeat(64));
     let (code, stdout, stderr) = run(&ctx, &["login", "--url", &platform.url, "--token", &bogus]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("refused the token"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the token was refused by {}: check it, or ask the operator for a new one\n",
+            platform.url
+        )),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains(&bogus),
         "the token is never printed: {stderr}"

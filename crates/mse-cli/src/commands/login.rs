@@ -95,7 +95,12 @@ pub fn run(args: Args) -> CmdResult {
     }
 
     let client = Client::new(&url, Some(token.clone()))?;
-    let user = client.me()?;
+    let user = client.me().map_err(|e| match e.status() {
+        Some(401) => Failure::Other(anyhow!(
+            "the token was refused by {url}: check it, or ask the operator for a new one"
+        )),
+        _ => e.into(),
+    })?;
     let platform = client.platform()?;
     let signer_key = client.signer()?;
     mse_attest::signer::mr_signer_from_pem(&signer_key)
