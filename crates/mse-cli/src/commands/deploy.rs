@@ -1,6 +1,6 @@
-//! `mse deploy`: the owner's whole deployment (SPEC section 5): check,
-//! package, upload, verify the node, hand it the key and secrets, wait until
-//! it serves, save the context.
+//! `mse deploy`: the owner's whole deployment: check, package, upload,
+//! verify the node, hand it the key and secrets, wait until it serves, save
+//! the context. The node's side of it is in docs/run.md ("Life of a node").
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
