@@ -23,6 +23,9 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 mse="$bin/mse"
 "$mse" --version
 
+step "Making *.localhost names resolve on this machine (for clients other than curl and browsers)"
+./scripts/localhost-names.sh
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/mse-quickstart.XXXXXX")"
 server=""
 cleanup() {

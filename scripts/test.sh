@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, then every test of the
 # workspace. Needs only the Rust toolchain and Python 3; the tests build the
-# shared Python environment they need under target/test-python on first use,
-# and PostgreSQL is installed from Debian's packages when missing.
+# shared Python environment they need under target/test-python on first use;
+# PostgreSQL, and the resolver module that makes `*.localhost` names resolve,
+# are installed from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "warning: PostgreSQL is not installed; the PostgreSQL store test will fail (apt-get install postgresql)" >&2
     fi
 fi
+
+# The URLs of local apps are `*.localhost` names: make every program of this
+# machine resolve them, as the tests' Python clients do.
+./scripts/localhost-names.sh
 
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then

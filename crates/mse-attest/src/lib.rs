@@ -25,6 +25,13 @@ pub enum AttestError {
     /// The certificate is malformed or not an RA-TLS certificate.
     #[error("certificate: {0}")]
     Certificate(String),
+    /// The certificate is well formed but carries no quote: it is not an
+    /// RA-TLS certificate (an owner's certificate, or not an MSE app's).
+    #[error(
+        "certificate: no quote extension {}: not an RA-TLS certificate",
+        ratls::QUOTE_OID_STR
+    )]
+    NoQuote,
     /// REPORTDATA does not bind the certificate's key.
     #[error("REPORTDATA does not bind the certificate's public key")]
     Binding,

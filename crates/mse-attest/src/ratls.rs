@@ -112,11 +112,7 @@ pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
         .iter()
         .find(|ext| ext.oid.to_id_string() == QUOTE_OID_STR)
         .map(|ext| ext.value.to_vec())
-        .ok_or_else(|| {
-            AttestError::Certificate(format!(
-                "no quote extension {QUOTE_OID_STR}: not an RA-TLS certificate"
-            ))
-        })?;
+        .ok_or(AttestError::NoQuote)?;
     let dns_names = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value

@@ -3,7 +3,7 @@
 //! prove it holds the certificate's private key during the handshake.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,85 @@ pub fn split_target(target: &str) -> anyhow::Result<(String, u16)> {
     }
 }
 
+/// A `--resolve HOST:PORT:ADDR[,ADDR…]` entry, in curl's syntax: `HOST:PORT`
+/// is reached at these addresses instead of what the resolver says (`*` as
+/// HOST stands for any host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    host: String,
+    port: u16,
+    addrs: Vec<IpAddr>,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage =
+            || format!("`{text}` is not HOST:PORT:ADDR (e.g. app.example.com:443:127.0.0.1)");
+        let mut parts = text.splitn(3, ':');
+        let (Some(host), Some(port), Some(addrs)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(usage());
+        };
+        if host.is_empty() {
+            return Err(usage());
+        }
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{port}` in `{text}` is not a port number"))?;
+        let addrs = addrs
+            .split(',')
+            .map(|addr| {
+                addr.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("`{addr}` in `{text}` is not an IP address"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Override {
+            host: host.to_ascii_lowercase(),
+            port,
+            addrs,
+        })
+    }
+}
+
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            })
+            .collect();
+        write!(f, "{}:{}:{}", self.host, self.port, addrs.join(","))
+    }
+}
+
+/// The addresses of `host:port`: from the first matching override, else
+/// from [`resolve`].
+pub fn resolve_with(
+    host: &str,
+    port: u16,
+    overrides: &[Override],
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let lower = host.to_ascii_lowercase();
+    match overrides
+        .iter()
+        .find(|o| o.port == port && (o.host == lower || o.host == "*"))
+    {
+        Some(o) => Ok(o
+            .addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()),
+        None => resolve(host, port),
+    }
+}
+
 /// Resolves a host; any `*.localhost` name is the loopback address (RFC 6761).
 pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     let lower = host.to_ascii_lowercase();
@@ -42,15 +121,20 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// Connects to `host:port` with SNI `host` and returns the server's leaf
-/// certificate (DER), once the server proved it holds the matching key.
-pub fn server_certificate(host: &str, port: u16) -> anyhow::Result<Vec<u8>> {
+/// Connects to `host:port` (at the address an override gives, if any) with
+/// SNI `host` and returns the server's leaf certificate (DER), once the
+/// server proved it holds the matching key.
+pub fn server_certificate(
+    host: &str,
+    port: u16,
+    overrides: &[Override],
+) -> anyhow::Result<Vec<u8>> {
     let (config, capture) = mse_attest::pin::capture_config(&[]);
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| anyhow!("`{host}` is not a valid server name"))?;
     let mut connection =
         rustls::ClientConnection::new(Arc::new(config), name).context("TLS client")?;
-    let addrs = resolve(host, port)?;
+    let addrs = resolve_with(host, port, overrides)?;
     let mut last_error = None;
     let mut stream = None;
     for addr in addrs {
@@ -102,6 +186,41 @@ mod tests {
             ("a.localhost".into(), 8443)
         );
         assert!(split_target("a.localhost:http").is_err());
+    }
+
+    #[test]
+    fn overrides_take_curls_resolve_syntax_and_win_over_the_resolver() {
+        let overrides: Vec<Override> =
+            ["Shop.Example.Test:8443:127.0.0.2", "*:443:[::1],127.0.0.3"]
+                .iter()
+                .map(|o| o.parse().unwrap())
+                .collect();
+        assert_eq!(
+            resolve_with("shop.example.test", 8443, &overrides).unwrap(),
+            [SocketAddr::from(([127, 0, 0, 2], 8443))]
+        );
+        assert_eq!(
+            resolve_with("other.example.test", 443, &overrides).unwrap(),
+            [
+                "[::1]:443".parse::<SocketAddr>().unwrap(),
+                SocketAddr::from(([127, 0, 0, 3], 443))
+            ]
+        );
+        assert_eq!(
+            resolve_with("x.localhost", 8443, &overrides[1..]).unwrap(),
+            [SocketAddr::from(([127, 0, 0, 1], 8443))],
+            "no override for that port: the usual resolution"
+        );
+        assert_eq!(overrides[1].to_string(), "*:443:[::1],127.0.0.3");
+        for bad in [
+            "shop.example.test",
+            "shop:443",
+            ":443:127.0.0.1",
+            "shop:x:127.0.0.1",
+            "shop:443:nowhere",
+        ] {
+            assert!(bad.parse::<Override>().is_err(), "{bad}");
+        }
     }
 
     #[test]

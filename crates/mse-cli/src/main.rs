@@ -8,6 +8,7 @@ mod exit;
 mod fetch;
 mod profile;
 mod progress;
+mod reach;
 mod render;
 
 use std::process::ExitCode;

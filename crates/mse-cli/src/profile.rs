@@ -118,11 +118,35 @@ impl Profile {
         })
     }
 
+    /// `<domain>[:port]`: where an app of this platform is reached, without
+    /// the port when it is HTTPS's own (443).
+    pub fn app_address(&self, domain: &str) -> String {
+        match self.platform.proxy_port {
+            443 => domain.to_string(),
+            port => format!("{domain}:{port}"),
+        }
+    }
+
     /// `https://<domain>[:port]`: where an app of this platform is served.
     pub fn app_url(&self, domain: &str) -> String {
-        match self.platform.proxy_port {
-            443 => format!("https://{domain}"),
-            port => format!("https://{domain}:{port}"),
+        format!("https://{}", self.app_address(domain))
+    }
+
+    /// Whether other clients can resolve the name of app `domain` on this
+    /// machine, and what to do when they cannot. `config_domain` is the
+    /// name `mse` reaches the app's node by, whose address goes into the
+    /// advice.
+    pub fn reachability(&self, domain: &str, config_domain: &str) -> (bool, Option<String>) {
+        let port = self.platform.proxy_port;
+        if crate::reach::resolves(domain, port) {
+            return (true, None);
         }
+        let proxy = crate::fetch::resolve(config_domain, port)
+            .ok()
+            .and_then(|addrs| addrs.first().map(|a| a.ip()));
+        (
+            false,
+            Some(crate::reach::advice(domain, &self.app_url(domain), proxy)),
+        )
     }
 }

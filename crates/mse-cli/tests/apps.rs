@@ -81,7 +81,13 @@ fn login_with_a_refused_token_fails_and_writes_no_profile() {
     let bogus = format!("mse_{}", "0".repeat(64));
     let (code, stdout, stderr) = run(&ctx, &["login", "--url", &platform.url, "--token", &bogus]);
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("refused the token"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the token was refused by {}: check it, or ask the operator for a new one\n",
+            platform.url
+        )),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains(&bogus),
         "the token is never printed: {stderr}"
@@ -176,9 +182,10 @@ fn list_shows_live_apps_newest_first_and_all_adds_the_stopped_ones() {
     }
     assert!(lines[1].starts_with(&second), "newest first: {stdout}");
     assert!(lines[1].contains(" UTC "), "{stdout}");
+    let port = platform.proxy.rsplit(':').next().unwrap();
     assert!(
-        lines[1].contains(&format!("{second}.localhost")),
-        "{stdout}"
+        lines[1].ends_with(&format!("{second}.localhost:{port}")),
+        "the domain with the port it is reached at: {stdout}"
     );
     assert!(lines[2].starts_with(&first), "{stdout}");
 

@@ -296,6 +296,7 @@ fn init_without_a_terminal_and_without_a_name_fails_without_writing() {
 #[test]
 fn init_never_overwrites_without_force() {
     let ctx = TestContext::new();
+    ctx.write("app.py", "app = None\n");
     let path = ctx.write("mse.toml", "# mine\n");
     let output = ctx.mse().args(["init", "--name", "x"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -341,17 +342,27 @@ fn init_with_secrets_flag_checks_the_file_and_writes_the_key() {
 }
 
 #[test]
-fn init_reports_a_file_that_is_not_valid_yet() {
+fn init_from_flags_refuses_to_write_an_invalid_file_and_names_the_flags_that_fix_it() {
     let ctx = TestContext::new();
+    let output = ctx
+        .mse()
+        .args(["init", "--name", "x", "--no-secrets"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(!ctx.work().join("mse.toml").exists(), "nothing is written");
+    insta::assert_snapshot!("init_invalid_from_flags", ctx.filter(&texts(&output).1));
+
     let output = ctx
         .mse()
         .args(["init", "--name", "x", "--code-location", "src"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "the file is written: {output:?}");
-    let (stdout, stderr) = texts(&output);
-    assert!(stdout.contains("It is not valid yet"), "{stdout}");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = texts(&output).1;
     assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stderr.contains("give --code-location"), "{stderr}");
+    assert!(!ctx.work().join("mse.toml").exists(), "nothing is written");
 }
 
 #[test]

@@ -155,16 +155,7 @@ fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reach
     let (ctx, app) = owner(&platform, "shop");
     let domain = "shop.example.test";
 
-    // A CA of the owner's issues the certificate of the app's domain.
-    let owner_cert = owner_certificate(domain);
-    std::fs::write(app.join("fullchain.pem"), &owner_cert.chain_pem).unwrap();
-    let key_pem = owner_cert.key_pem.clone();
-    std::fs::write(app.join("privkey.pem"), &key_pem).unwrap();
-    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
-    toml.push_str(&format!(
-        "\n[ssl]\ndomain_name = \"{domain}\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n"
-    ));
-    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    let (ca_pem, key_pem) = owner_certificate_in(&app, domain);
 
     let out = deploy_ok(&platform, &ctx, &app, &[]);
     assert_eq!(out["certificate_origin"], "owner");
@@ -177,7 +168,7 @@ fn owner_mode_serves_the_owner_certificate_at_its_domain_and_its_key_never_reach
     );
 
     // Reached at its own domain through the proxy, with the owner's CA.
-    let (status, body) = https_get(trusting(&owner_cert.ca_pem), domain, proxy_port(&platform), "/");
+    let (status, body) = https_get(trusting(&ca_pem), domain, proxy_port(&platform), "/");
     assert_eq!((status, body.as_str()), (200, "Hello world"));
 
     // The private key went to the verified node only: not in the
@@ -303,10 +294,58 @@ fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
         stderr.contains("boom at import"),
         "the app's logs are shown: {stderr}"
     );
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let id = apps[0]["id"].as_str().unwrap();
+    assert_eq!(apps[0]["status"], "on_error");
     assert!(
-        stderr.contains("mse stop"),
+        stderr.contains(&format!("remove it with `mse remove {id}`")),
         "the user is told how to clean up: {stderr}"
     );
+    assert!(
+        !stderr.contains("mse stop"),
+        "a failed app has nothing to stop: {stderr}"
+    );
+}
+
+#[test]
+fn a_node_that_fails_verification_is_stopped_and_the_name_is_free_for_the_next_deploy() {
+    use rsa::pkcs8::EncodePublicKey as _;
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "impostor");
+    // The profile expects another platform's enclave-signing key: this
+    // platform's node fails the MRSIGNER check.
+    let profile_path = ctx.root.path().join("home/conf/login.toml");
+    let genuine = std::fs::read_to_string(&profile_path).unwrap();
+    let mut profile: toml::Table = toml::from_str(&genuine).unwrap();
+    let other = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 3072).unwrap();
+    let other_pem = other
+        .to_public_key()
+        .to_public_key_pem(Default::default())
+        .unwrap();
+    profile.insert("signer_key".into(), other_pem.into());
+    std::fs::write(&profile_path, toml::to_string(&profile).unwrap()).unwrap();
+
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("failed verification, so it was sent nothing"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("mr_signer: MRSIGNER"), "{stderr}");
+    assert!(stderr.contains("the node was stopped"), "{stderr}");
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    let id = apps[0]["id"].as_str().unwrap();
+    assert_eq!(apps[0]["status"], "stopped", "{apps}");
+    assert!(
+        stderr.contains(&format!("remove it with `mse remove {id}`")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mse stop"), "{stderr}");
+
+    // With the genuine key again, the next deploy of the name needs no -y.
+    std::fs::write(&profile_path, genuine).unwrap();
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    assert_eq!(out["status"], "running");
 }
 
 #[test]
@@ -413,35 +452,62 @@ fn refused_deployments_say_why_and_leave_nothing_running() {
 }
 
 #[test]
-fn a_simulated_node_is_refused_unless_simulation_was_allowed_and_is_sent_nothing() {
+fn a_simulation_platform_is_refused_before_any_upload_unless_simulation_is_allowed() {
     let platform = Platform::start();
     let ctx = TestContext::new();
     login(&platform, &ctx, &platform.admin, false);
     let app = ctx.scaffold("strict");
     let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy"]);
-    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("nothing was uploaded"), "{stderr}");
     assert!(
-        stderr.contains("failed verification, so it was sent nothing"),
+        stderr.contains("`mse login --allow-simulation`")
+            && stderr.contains("pass --allow-simulation"),
+        "both ways out are named: {stderr}"
+    );
+    let (_, apps) = platform.get(&platform.admin, "/apps");
+    assert_eq!(apps, json!([]), "no app was created");
+
+    // The same deployment, with simulation accepted for this one run.
+    let out = deploy_ok(&platform, &ctx, &app, &["--allow-simulation"]);
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["tee"], "simulation");
+}
+
+#[test]
+fn verify_accepts_a_simulated_node_for_a_user_logged_in_with_allow_simulation() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "trusting");
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    let target = out["url"].as_str().unwrap().trim_start_matches("https://");
+    let fingerprint = out["fingerprint"].as_str().unwrap();
+
+    // The owner logged in with --allow-simulation: no flag to repeat.
+    let (code, stdout, stderr) = run_in(
+        &ctx,
+        &ctx.work(),
+        &["verify", target, "--fingerprint", fingerprint],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("as you logged in with --allow-simulation"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("--allow-simulation"),
-        "the way out is named: {stderr}"
-    );
-    let (_, apps) = platform.get(&platform.admin, "/apps");
-    let apps = apps.as_array().unwrap();
-    assert_eq!(apps.len(), 1);
-    let id = apps[0]["id"].as_str().unwrap();
-    assert!(stderr.contains(&format!("mse stop {id}")), "{stderr}");
-    assert_eq!(
-        apps[0]["status"], "initializing",
-        "the node still waits for a key"
+        stderr.contains("SIMULATION — no hardware protection"),
+        "reported loudly: {stderr}"
     );
 
-    // The same deployment, with simulation accepted for this one run.
-    let out = deploy_ok(&platform, &ctx, &app, &["-y", "--allow-simulation"]);
-    assert_eq!(out["verified"], true);
-    assert_eq!(out["tee"], "simulation");
+    // A user logged in without it is refused the same node.
+    let strict = TestContext::new();
+    login(&platform, &strict, &platform.admin, false);
+    let (code, stdout, stderr) = run_in(
+        &strict,
+        &strict.work(),
+        &["verify", target, "--fingerprint", fingerprint],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("✗ quote_signature"), "{stdout}");
 }
 
 #[test]
@@ -502,4 +568,33 @@ fn ctrl_c_during_a_deploy_names_the_app_left_behind_and_how_to_stop_it() {
     let id = apps[0]["id"].as_str().unwrap();
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(rest.contains(&format!("mse stop {id}")), "{rest}");
+}
+
+#[test]
+fn verifying_an_ssl_app_says_it_serves_its_owners_certificate_which_app_users_cannot_verify() {
+    let platform = Platform::start();
+    let (ctx, app) = owner(&platform, "store");
+    let domain = "store.example.test";
+    owner_certificate_in(&app, domain);
+    let out = deploy_ok(&platform, &ctx, &app, &[]);
+    assert_eq!(out["certificate_origin"], "owner");
+
+    // An app user with no account reaches the app's own domain, which has
+    // no DNS record yet, with --resolve.
+    let port = proxy_port(&platform);
+    let user = TestContext::new();
+    let (code, stdout, stderr) = run_in(
+        &user,
+        &user.work(),
+        &[
+            "verify",
+            &format!("{domain}:{port}"),
+            "--resolve",
+            &format!("{domain}:{port}:127.0.0.1"),
+        ],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let text = format!("{stdout}{stderr}").replace(&port.to_string(), "[PORT]");
+    insta::assert_snapshot!("verify_ssl_app", text);
+    assert!(!user.work().join("cert.pem").exists(), "nothing is saved");
 }

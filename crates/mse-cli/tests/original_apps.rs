@@ -69,7 +69,10 @@ fn run_suite(app: &Path, url: &str, ca_bundle: &Path) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "the app's suite failed against {url}:\n{text}");
+    assert!(
+        output.status.success(),
+        "the app's suite failed against {url}:\n{text}"
+    );
     assert!(text.contains("passed"), "{text}");
 }
 
@@ -115,8 +118,8 @@ fn an_app_with_secrets_writing_its_home_passes_its_suite() {
 /// `.config/nextest.toml`).
 #[test]
 fn an_owner_certificate_app_on_port_443_passes_its_suite() {
-    let platform = Platform::start_with(|command| {
-        command.args(["--base-domain", "mse.localhost", "--listen-proxy", "127.0.0.1:443"]);
+    let platform = Platform::start_with_proxy("127.0.0.1:443", |command| {
+        command.args(["--base-domain", "mse.localhost"]);
     });
     let (owner, _) = user(&platform, "owner");
     let app = checkout(&owner, "owner_ssl");

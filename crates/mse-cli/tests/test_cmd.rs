@@ -154,3 +154,27 @@ fn mse_test_shows_the_traceback_when_the_app_cannot_be_imported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mse_test_of_an_ssl_app_says_the_ssl_section_is_not_used_locally_without_naming_a_flag() {
+    let ctx = TestContext::new();
+    let app = ctx.scaffold("owned");
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml.push_str(
+        "\n[ssl]\ndomain_name = \"owned.example.test\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n",
+    );
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    let port = free_port();
+    let mut child = mse_test(&ctx, &app, port);
+    let answer = wait_until_serving(&mut child, port, Duration::from_secs(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    wait_exit(&mut child, Duration::from_secs(20)).expect("mse test stops after Ctrl-C");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(answer.is_some(), "the app is served: {stderr}");
+    assert!(
+        stderr.contains("the [ssl] section is not used by `mse test`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("--untrusted-ssl"), "{stderr}");
+}

@@ -499,3 +499,108 @@ fn verify_of_an_sgx_quote_without_reachable_collateral_fails_with_a_way_out() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(json(&output)["tee"], serde_json::Value::Null);
 }
+
+#[test]
+fn verify_resolve_reaches_a_domain_at_the_given_address_as_curl_does() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    let cert = node_cert("app.example.test", [0xcd; 32]);
+    let port = serve(&cert);
+    let target = format!("app.example.test:{port}");
+    let resolve = format!("app.example.test:{port}:127.0.0.1");
+
+    let output = ctx
+        .mse()
+        .args(["verify", &target, "--fingerprint", &"cd".repeat(32)])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        texts(&output).1.contains("cannot resolve app.example.test"),
+        "{output:?}"
+    );
+
+    let output = ctx
+        .mse()
+        .args(["verify", &target, "--resolve", &resolve])
+        .args(["--fingerprint", &"cd".repeat(32)])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = texts(&output).0;
+    assert!(
+        stdout.contains(&format!(
+            "curl --cacert {} --resolve {resolve} https://{target}/",
+            ctx.work().join("cert.pem").display()
+        )),
+        "{stdout}"
+    );
+
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            &target,
+            "--resolve",
+            "app.example.test:x:127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[test]
+fn verify_skip_fingerprint_runs_every_other_check_and_reports_mrenclave_skipped_loudly() {
+    let ctx = TestContext::new();
+    platform_files(&ctx);
+    ctx.write("node.pem", &node_cert("app.localhost", [0xaa; 32]).cert_pem);
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "node.pem", "--skip-fingerprint"])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let (stdout, stderr) = texts(&output);
+    assert!(
+        stdout.contains("- mr_enclave           SKIPPED (--skip-fingerprint)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✓ mr_signer"), "{stdout}");
+    assert!(stdout.contains("✓ quote_signature"), "{stdout}");
+    assert!(
+        stdout.contains("Verified, except the code it runs"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("MRENCLAVE SKIPPED (--skip-fingerprint)"),
+        "{stderr}"
+    );
+
+    let output = ctx
+        .mse()
+        .args([
+            "verify",
+            "--cert",
+            "node.pem",
+            "--skip-fingerprint",
+            "--json",
+        ])
+        .args(TRUST)
+        .output()
+        .unwrap();
+    let report = json(&output);
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["checks"][4]["name"], "mr_enclave");
+    assert_eq!(report["checks"][4]["status"], "skipped");
+
+    let output = ctx
+        .mse()
+        .args(["verify", "--cert", "node.pem", "--skip-fingerprint"])
+        .args(["--fingerprint", &"aa".repeat(32)])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -56,7 +56,8 @@ struct Args {
     /// Address of the REST API
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
     listen_api: SocketAddr,
-    /// Address of the SNI proxy: apps are reached through it
+    /// Address of the SNI proxy: apps are reached through it (on port 443,
+    /// their URLs need no port: https://<uuid>.<BASE_DOMAIN>/)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     listen_proxy: SocketAddr,
     /// Apps are reachable at https://<uuid>.<BASE_DOMAIN>
@@ -318,10 +319,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let refresh = tokio::spawn(async move { following.follow_every(ROUTES_REFRESH).await });
             let address = proxy_listener.local_addr()?;
             proxy_port = Some(address.port());
+            // Where clients reach apps: HTTPS's own port needs no `:443`.
+            let public = match args.public_port.unwrap_or(address.port()) {
+                443 => String::new(),
+                port => format!(":{port}"),
+            };
             println!(
-                "proxy listening on {address} (apps at https://<uuid>.{}:{})",
-                args.base_domain,
-                address.port()
+                "proxy listening on {address} (apps at https://<uuid>.{}{public})",
+                args.base_domain
             );
             let serving = tokio::spawn(mse_server::proxy::serve(
                 proxy_listener,

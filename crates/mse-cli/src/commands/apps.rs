@@ -41,7 +41,8 @@ status, status_at, reason, created_at, ready_at, stopped_at, onerror_at, expires
 #[derive(Debug, clap::Args)]
 #[command(after_help = format!(
     "Newest first. Live apps are spawning, initializing or running; --all adds the stopped \
-     and failed (on_error) ones.\n\nWith --json, each app is an object with: {JSON_FIELDS}."
+     and failed (on_error) ones. DOMAIN is where the app is reached: its name and, unless it is \
+     443, the port.\n\nWith --json, each app is an object with: {JSON_FIELDS}."
 ))]
 pub struct ListArgs {
     /// Only the apps of this project
@@ -59,8 +60,9 @@ pub struct ListArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = format!(
     "With --json, one object with: {JSON_FIELDS}; plus cores and memory_mb of its resource \
-     (null when the resource is no longer available to you) and expires_in_seconds (negative \
-     once expired)."
+     (null when the resource is no longer available to you), expires_in_seconds (negative \
+     once expired) and resolves (whether this machine's resolver knows the URL's name; when it \
+     does not, a warning says what to do)."
 ))]
 pub struct StatusArgs {
     /// The app's UUID (see `mse list`)
@@ -170,7 +172,10 @@ pub fn list(args: ListArgs) -> CmdResult {
         }
         return Ok(());
     }
-    print!("{}", list_table(&apps));
+    print!(
+        "{}",
+        list_table(&apps, |domain| profile.app_address(domain))
+    );
     Ok(())
 }
 
@@ -182,12 +187,17 @@ pub fn status(args: StatusArgs) -> CmdResult {
     let app = client.app(&id).map_err(|e| app_failure(e, &id, &client))?;
     let resource = client.resource(&app.resource)?;
     let now = Utc::now().timestamp();
+    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
+    if let Some(advice) = advice.filter(|_| !app.is_final()) {
+        eprint!("{} {advice}", render::warning_prefix());
+    }
     if args.json {
         let view = StatusView {
             app: AppView::new(&app, &profile),
             cores: resource.as_ref().map(|r| r.cores),
             memory_mb: resource.as_ref().map(|r| r.memory_mb),
             expires_in_seconds: app.expires_at - now,
+            resolves,
         };
         return print_json(&view);
     }
@@ -487,6 +497,7 @@ struct StatusView {
     cores: Option<i64>,
     memory_mb: Option<i64>,
     expires_in_seconds: i64,
+    resolves: bool,
 }
 
 fn instant(unix: i64) -> Option<DateTime<Utc>> {
@@ -511,8 +522,9 @@ fn sort_newest_first(apps: &mut [App]) {
     });
 }
 
-/// The table of `mse list`.
-fn list_table(apps: &[App]) -> String {
+/// The table of `mse list`; `address` gives where a domain is reached
+/// (`host:port`).
+fn list_table(apps: &[App], address: impl Fn(&str) -> String) -> String {
     let mut rows = vec![[
         "UUID".to_string(),
         "CREATED".to_string(),
@@ -526,7 +538,7 @@ fn list_table(apps: &[App]) -> String {
             utc(app.created_at),
             app.status.clone(),
             app.name.clone(),
-            app.domain_name.clone(),
+            address(&app.domain_name),
         ]);
     }
     render::table(&rows)
@@ -797,10 +809,14 @@ mod tests {
         let mut apps = vec![older, newer];
         sort_newest_first(&mut apps);
         assert_eq!(apps[0].status, "spawning");
-        let table = list_table(&apps);
+        let table = list_table(&apps, |domain| format!("{domain}:8443"));
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("UUID  "), "{table}");
         assert!(lines[0].contains("CREATED") && lines[0].ends_with("DOMAIN"));
+        assert!(
+            lines[1].ends_with(".localhost:8443"),
+            "the domain with its port: {table}"
+        );
         assert!(
             lines[1].contains("2030-03-17 17:46:40 UTC  spawning"),
             "{table}"

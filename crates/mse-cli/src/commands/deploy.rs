@@ -1,6 +1,6 @@
-//! `mse deploy`: the owner's whole deployment (SPEC section 5): check,
-//! package, upload, verify the node, hand it the key and secrets, wait until
-//! it serves, save the context.
+//! `mse deploy`: the owner's whole deployment: check, package, upload,
+//! verify the node, hand it the key and secrets, wait until it serves, save
+//! the context. The node's side of it is in docs/run.md ("Life of a node").
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,10 @@ use crate::{fetch, render};
 app of the same name (asked, or -y), encrypt the code, upload it, wait for the node, verify its \
 certificate (attestation), send it the code key and secrets over TLS pinned to that certificate, \
 wait until the app serves, save the context. With --json, progress goes to stderr and stdout \
-carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, status, \
-expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, timings."
+carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, resolves \
+(whether this machine's resolver knows the URL's name; when it does not, a warning says what to \
+do), status, expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, \
+timings."
 )]
 pub struct Args {
     /// The configuration file [default: ./mse.toml]
@@ -67,6 +69,9 @@ struct JsonOutput {
     domain_name: String,
     config_domain_name: String,
     url: String,
+    /// Whether the system's resolver knows the URL's name (what other
+    /// clients than `mse` need).
+    resolves: bool,
     status: String,
     expires_at: DateTime<Utc>,
     certificate_origin: String,
@@ -79,14 +84,24 @@ struct JsonOutput {
     timings: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What the user must know if the deployment stops half way.
+/// What the user must know if the deployment stops half way: the app it
+/// created on the platform, if any, and whether that app can still run.
 #[derive(Clone, Default)]
-struct LeftBehind(Arc<Mutex<Option<String>>>);
+struct LeftBehind(Arc<Mutex<Option<(String, bool)>>>);
 
 impl LeftBehind {
     fn set(&self, app: &App) {
         if let Ok(mut guard) = self.0.lock() {
-            *guard = Some(app.id.clone());
+            *guard = Some((app.id.clone(), !app.is_final()));
+        }
+    }
+
+    /// The app left behind is stopped or failed: it only waits to be removed.
+    fn ended(&self) {
+        if let Ok(mut guard) = self.0.lock() {
+            if let Some((_, live)) = guard.as_mut() {
+                *live = false;
+            }
         }
     }
 
@@ -98,9 +113,13 @@ impl LeftBehind {
 
     fn hint(&self) -> String {
         match self.0.lock().ok().and_then(|g| g.clone()) {
-            Some(id) => format!(
-                "the app {id} was left on the platform; see it with `mse status {id}` and \
-                 remove it with `mse stop {id}`"
+            Some((id, true)) => format!(
+                "the app {id} was left on the platform; see it with `mse status {id}`, stop it \
+                 with `mse stop {id}`, then remove it with `mse remove {id}`"
+            ),
+            Some((id, false)) => format!(
+                "the app {id} is no longer running but stays on the platform with its log \
+                 (`mse logs {id}`); remove it with `mse remove {id}`"
             ),
             None => "nothing was left on the platform".to_string(),
         }
@@ -135,6 +154,17 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let started = Instant::now();
     let profile = Profile::load()?;
     let client = profile.client()?;
+    let allow_simulation = profile.allow_simulation || args.allow_simulation;
+    // The platform said at login that its nodes are simulated: their
+    // verification would fail after the upload, leaving a node behind.
+    if profile.platform.quote_provider == "simulation" && !allow_simulation && !args.no_verify {
+        return Err(Failure::Invalid(format!(
+            "{} runs apps in the simulation TEE (no hardware protection) and this profile does \
+             not accept simulation, so nothing was uploaded; log in again with `mse login \
+             --allow-simulation`, or pass --allow-simulation to accept it for this deployment",
+            profile.url
+        )));
+    }
 
     steps.start("config", "Checking mse.toml");
     let config = load_valid_config(args.path.as_deref(), args.untrusted_ssl)?;
@@ -214,7 +244,15 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         for app in &live {
             steps.update(&format!("Stopping the previous app {}", app.id));
             client.stop(&app.id)?;
-            wait_for(&client, &app.id, &["stopped", "on_error"], 60, steps, None)?;
+            wait_for(
+                &client,
+                &app.id,
+                &["stopped", "on_error"],
+                60,
+                steps,
+                None,
+                None,
+            )?;
             let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
         }
         steps.done(&format!("stopped {}", ids.join(", ")));
@@ -302,6 +340,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         args.timeout,
         steps,
         building.as_deref(),
+        Some(left),
     )?;
     let waiting = format!(
         "{} is waiting for its configuration",
@@ -345,8 +384,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     let port = profile.platform.proxy_port;
     let config_host = app.config_domain_name.clone();
-    let cert_der = fetch::server_certificate(&config_host, port)?;
-    let allow_simulation = profile.allow_simulation || args.allow_simulation;
+    let cert_der = fetch::server_certificate(&config_host, port, &[])?;
     let (verified, tee) = if args.no_verify {
         steps.start("verify", "Verifying the node");
         steps.warn("SKIPPED (--no-verify): the code key and secrets go to a node nobody checked");
@@ -408,6 +446,26 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
                      with --allow-simulation if that is what you want",
                 );
             }
+            // A node left waiting would keep the name taken until its
+            // configuration deadline.
+            steps.update(&format!("Stopping the node of {}", app.id));
+            match client.stop(&app.id).map_err(Failure::from).and_then(|_| {
+                wait_for(
+                    &client,
+                    &app.id,
+                    &["stopped", "on_error"],
+                    60,
+                    steps,
+                    None,
+                    None,
+                )
+            }) {
+                Ok(_) => {
+                    left.ended();
+                    message.push_str("\n  the node was stopped");
+                }
+                Err(e) => message.push_str(&format!("\n  the node could not be stopped: {e}")),
+            }
             return Err(Failure::Other(anyhow!(message)));
         }
         match verification.tee {
@@ -439,7 +497,15 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     steps.done("accepted");
 
     steps.start("running", "Waiting for the app to start");
-    let app = wait_for(&client, &app.id, &["running"], args.timeout, steps, None)?;
+    let app = wait_for(
+        &client,
+        &app.id,
+        &["running"],
+        args.timeout,
+        steps,
+        None,
+        Some(left),
+    )?;
     steps.done(&format!(
         "health check {} answers",
         app.healthcheck_endpoint
@@ -486,6 +552,10 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     left.clear();
 
     let url = profile.app_url(&app.domain_name);
+    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
+    if let Some(advice) = &advice {
+        eprint!("{} {advice}", render::warning_prefix());
+    }
     if args.json {
         let mut timings = serde_json::Map::new();
         for (key, elapsed) in steps.timings() {
@@ -502,6 +572,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             domain_name: app.domain_name.clone(),
             config_domain_name: app.config_domain_name.clone(),
             url,
+            resolves,
             status: app.status.clone(),
             expires_at,
             certificate_origin: origin.to_string(),
@@ -650,7 +721,8 @@ fn read_ssl(config: &AppConfig) -> Result<(Option<DeploySsl>, Option<String>), F
 }
 
 /// Polls the app until its status is one of `wanted`; fails at once (with
-/// its last logs) when it ends up `on_error` or `stopped` instead.
+/// its last logs) when it ends up `on_error` or `stopped` instead, which
+/// `left`, if given, then records.
 fn wait_for(
     client: &Client,
     id: &str,
@@ -658,6 +730,7 @@ fn wait_for(
     timeout_secs: u64,
     steps: &mut Steps,
     spawning: Option<&str>,
+    left: Option<&LeftBehind>,
 ) -> Result<App, Failure> {
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
     let started = Instant::now();
@@ -668,6 +741,9 @@ fn wait_for(
             return Ok(app);
         }
         if app.is_final() {
+            if let Some(left) = left {
+                left.ended();
+            }
             let logs = client.logs(id).unwrap_or_default();
             let tail: Vec<&str> = logs.lines().rev().take(20).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -769,13 +845,16 @@ mod tests {
     }
 
     #[test]
-    fn the_left_behind_hint_names_the_app_until_cleared() {
+    fn the_left_behind_hint_says_to_stop_a_live_app_and_remove_an_ended_one() {
         let left = LeftBehind::default();
         assert_eq!(left.hint(), "nothing was left on the platform");
         if let Ok(mut guard) = left.0.lock() {
-            *guard = Some("abc".into());
+            *guard = Some(("abc".into(), true));
         }
-        assert!(left.hint().contains("mse stop abc"));
+        assert!(left.hint().contains("mse stop abc"), "{}", left.hint());
+        left.ended();
+        assert!(!left.hint().contains("mse stop"), "{}", left.hint());
+        assert!(left.hint().contains("mse remove abc"), "{}", left.hint());
         left.clear();
         assert_eq!(left.hint(), "nothing was left on the platform");
     }

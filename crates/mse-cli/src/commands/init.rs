@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::commands::{absolute, check_config, print_diagnostics};
+use crate::commands::{absolute, print_diagnostics};
 use crate::exit::{CmdResult, Failure};
 
 /// Arguments of `mse init`. Every question has a flag, so that it can run
 /// without a terminal.
 #[derive(Debug, Default, clap::Args)]
+#[command(
+    after_help = "Without a terminal every answer comes from a flag or its default (--name has \
+none), and the file is written only when it is valid: otherwise the exit code is 2 and the errors \
+name what is missing (the code folder and its module must exist already)."
+)]
 pub struct Args {
     /// File to write [default: ./mse.toml]
     #[arg(long, value_name = "FILE")]
@@ -84,9 +89,10 @@ impl Prompter for TerminalPrompter {
 
 type Check = fn(&str, &Path) -> Result<(), String>;
 
-/// One question: its prompt, flag, default and check.
+/// One question: its prompt, the key it answers, its flag, default and check.
 struct Question {
     prompt: &'static str,
+    key: &'static str,
     flag: &'static str,
     default: Option<&'static str>,
     check: Check,
@@ -95,30 +101,35 @@ struct Question {
 const QUESTIONS: [Question; 7] = [
     Question {
         prompt: "App name",
+        key: "name",
         flag: "--name",
         default: None,
         check: |v, _| mse_config::fields::check_name("the app name", v),
     },
     Question {
         prompt: "Project name",
+        key: "project",
         flag: "--project",
         default: Some("default"),
         check: |v, _| mse_config::fields::check_name("the project name", v),
     },
     Question {
         prompt: "Resource name",
+        key: "resource",
         flag: "--resource",
         default: Some("free"),
         check: |v, _| mse_config::fields::check_resource(v),
     },
     Question {
         prompt: "Docker url",
+        key: "code.docker",
         flag: "--docker",
         default: Some(mse_config::DEFAULT_DOCKER_IMAGE),
         check: |v, _| mse_config::fields::check_docker(v).map(|_| ()),
     },
     Question {
         prompt: "Code location",
+        key: "code.location",
         flag: "--code-location",
         default: Some("."),
         check: |v, _| {
@@ -131,12 +142,14 @@ const QUESTIONS: [Question; 7] = [
     },
     Question {
         prompt: "Python application",
+        key: "code.python_application",
         flag: "--python-application",
         default: Some("app:app"),
         check: |v, _| mse_config::fields::PythonApplication::parse(v).map(|_| ()),
     },
     Question {
         prompt: "Health check endpoint",
+        key: "code.healthcheck_endpoint",
         flag: "--healthcheck-endpoint",
         default: Some("/"),
         check: |v, _| mse_config::fields::check_healthcheck_endpoint(v),
@@ -293,11 +306,24 @@ pub fn run(args: Args) -> CmdResult {
         None
     };
     let answers = gather(&args, &base, prompter)?;
-    std::fs::write(&path, render(&answers))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let text = render(&answers);
+    let options = mse_config::Options {
+        now: chrono::Utc::now(),
+        untrusted_ssl: false,
+    };
+    let report = mse_config::validate(&path, &text, &mse_config::RealFs, &options);
+    // From flags, an invalid file is refused: the flags are the fix.
+    if !interactive && !report.is_valid() {
+        print_diagnostics(&report);
+        return Err(Failure::Invalid(format!(
+            "{} was not written: {}",
+            path.display(),
+            how_to_fix(&report)
+        )));
+    }
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     println!("Wrote {}", path.display());
 
-    let report = check_config(Some(&path), false)?;
     if report.is_valid() {
         println!("It is valid; `mse validate` shows the resolved configuration.");
     } else {
@@ -305,6 +331,31 @@ pub fn run(args: Args) -> CmdResult {
         print_diagnostics(&report);
     }
     Ok(())
+}
+
+/// What to do about an invalid file written from flags: the flags of the
+/// keys in error, or the missing files to create first.
+fn how_to_fix(report: &mse_config::Report) -> String {
+    let mut flags: Vec<&str> = Vec::new();
+    for diagnostic in report.errors() {
+        let flag = match diagnostic.key.as_str() {
+            "code.secrets" => Some("--secrets"),
+            key => QUESTIONS.iter().find(|q| q.key == key).map(|q| q.flag),
+        };
+        if let Some(flag) = flag.filter(|f| !flags.contains(f)) {
+            flags.push(flag);
+        }
+    }
+    let errors = report.errors().count();
+    let what = format!("{errors} error{} above", if errors == 1 { "" } else { "s" });
+    if flags.is_empty() {
+        return format!("{what}; fix them, or create an app with `mse scaffold NAME`");
+    }
+    format!(
+        "{what}; give {} naming what exists (the code folder and its module must be there \
+         already), or create an app with `mse scaffold NAME`",
+        flags.join(" and ")
+    )
 }
 
 #[cfg(test)]

@@ -95,7 +95,12 @@ pub fn run(args: Args) -> CmdResult {
     }
 
     let client = Client::new(&url, Some(token.clone()))?;
-    let user = client.me()?;
+    let user = client.me().map_err(|e| match e.status() {
+        Some(401) => Failure::Other(anyhow!(
+            "the token was refused by {url}: check it, or ask the operator for a new one"
+        )),
+        _ => e.into(),
+    })?;
     let platform = client.platform()?;
     let signer_key = client.signer()?;
     mse_attest::signer::mr_signer_from_pem(&signer_key)
@@ -117,8 +122,9 @@ pub fn run(args: Args) -> CmdResult {
     let path = profile.save()?;
     println!("Logged in to {url} as {}", user.name);
     println!(
-        "  apps are served at https://<uuid>.{}:{} ({} quotes)",
-        profile.platform.base_domain, profile.platform.proxy_port, profile.platform.quote_provider
+        "  apps are served at {} ({} quotes)",
+        profile.app_url(&format!("<uuid>.{}", profile.platform.base_domain)),
+        profile.platform.quote_provider
     );
     println!(
         "  profile saved to {} (readable by you only)",
@@ -142,8 +148,8 @@ pub fn run(args: Args) -> CmdResult {
         );
     } else if profile.platform.quote_provider == "simulation" {
         eprintln!(
-            "{} this platform runs apps in the simulation TEE; their verification will fail \
-             unless you log in again with --allow-simulation (or deploy with --allow-simulation)",
+            "{} this platform runs apps in the simulation TEE; `mse deploy` refuses to deploy to \
+             it unless you log in again with --allow-simulation (or deploy with --allow-simulation)",
             render::warning_prefix()
         );
     }

@@ -58,7 +58,12 @@ pub fn print_diagnostics(report: &Report) {
 /// Loads `mse.toml` for a command that needs a valid one: warnings are
 /// printed, errors printed and turned into exit code 2.
 pub fn load_valid_config(path: Option<&Path>, untrusted_ssl: bool) -> Result<AppConfig, Failure> {
-    let report = check_config(path, untrusted_ssl)?;
+    valid_config(check_config(path, untrusted_ssl)?)
+}
+
+/// The configuration of a checked file: warnings are printed, errors
+/// printed and turned into exit code 2.
+pub fn valid_config(report: Report) -> Result<AppConfig, Failure> {
     print_diagnostics(&report);
     match report.config {
         Some(config) => Ok(config),

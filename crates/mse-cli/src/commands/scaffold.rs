@@ -101,6 +101,10 @@ pub fn run(args: Args) -> CmdResult {
     println!("  mse validate          # check mse.toml");
     println!("  mse test              # run the app on http://localhost:5000");
     println!("  pytest tests          # test the app (needs flask and pytest)");
+    println!("  mse login --url URL   # once: the platform to deploy to (URL and token from its operator)");
+    println!(
+        "  mse deploy            # encrypt, upload, verify the node, run the app and print its URL"
+    );
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use mse_runtime::{App, EnvCache, Serving};
 
-use crate::commands::load_valid_config;
+use crate::commands::{check_config, valid_config};
 use crate::exit::{CmdResult, Failure};
 
 /// Arguments of `mse test`.
@@ -26,7 +26,18 @@ pub struct Args {
 
 /// Runs `mse test`.
 pub fn run(args: Args) -> CmdResult {
-    let config = load_valid_config(args.path.as_deref(), true)?;
+    // The app is served over plain HTTP here: an [ssl] section is not
+    // used (nor its files checked), and the warning says why.
+    let mut report = check_config(args.path.as_deref(), true)?;
+    for diagnostic in &mut report.diagnostics {
+        if diagnostic.key == "ssl" && !diagnostic.is_error() {
+            diagnostic.message = "the [ssl] section is not used by `mse test`: the app is served \
+                                  over plain HTTP on localhost (`mse deploy` uses it)"
+                .into();
+            diagnostic.label = Some("not used here".into());
+        }
+    }
+    let config = valid_config(report)?;
     let current = crate::catalog::for_local_use()?;
     for note in current
         .note

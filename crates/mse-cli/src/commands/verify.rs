@@ -22,8 +22,10 @@ pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Checks: quote_present, report_data_binding, debug_disabled, mr_signer, \
-mr_enclave (skipped when no fingerprint is given), quote_signature, tcb. The exit code is 0 only \
-when every check passes; the verified certificate is then saved for `curl --cacert`."
+mr_enclave (skipped, with a warning, with --skip-fingerprint or when no fingerprint is given), \
+quote_signature, tcb. The exit code is 0 only when every check passes; the verified certificate \
+is then saved for `curl --cacert`. An `[ssl]` app serves its owner's certificate, which carries \
+no attestation quote: it cannot be verified from its certificate."
 )]
 pub struct Args {
     /// The app to verify; its certificate is fetched over TLS (SNI = DOMAIN)
@@ -36,6 +38,10 @@ pub struct Args {
     /// Verify this certificate (PEM) instead of fetching one
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
+    /// Reach HOST:PORT at ADDR instead of the address the resolver gives, as curl's --resolve
+    /// does (e.g. an app's own domain before its DNS record exists); may be repeated
+    #[arg(long, value_name = "HOST:PORT:ADDR", conflicts_with = "cert")]
+    resolve: Vec<fetch::Override>,
     /// Expected fingerprint (MRENCLAVE), 64 hex digits
     #[arg(long, value_name = "HEX", conflicts_with = "context")]
     fingerprint: Option<String>,
@@ -45,6 +51,10 @@ pub struct Args {
     /// The plaintext code folder the context was packaged from
     #[arg(long, value_name = "DIR", requires = "context")]
     code: Option<PathBuf>,
+    /// Run every check but the fingerprint (MRENCLAVE), reported as skipped: nothing then proves
+    /// which code the app runs
+    #[arg(long, conflicts_with_all = ["fingerprint", "context"])]
+    skip_fingerprint: bool,
     /// The platform's enclave-signing public key (RSA-3072, PEM), giving the expected MRSIGNER
     /// [default: the key saved by `mse login`, if logged in]
     #[arg(long, value_name = "PEM")]
@@ -62,7 +72,8 @@ pub struct Args {
     /// TCB statuses to accept besides UpToDate, e.g. SWHardeningNeeded
     #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
     accept_tcb: Vec<String>,
-    /// Accept a simulated TEE (no hardware protection), reported as such
+    /// Accept a simulated TEE (no hardware protection), reported as such [default: accepted for
+    /// the platform of `mse login --allow-simulation`]
     #[arg(long)]
     allow_simulation: bool,
     /// Where to save the certificate once verified
@@ -224,7 +235,7 @@ pub fn run(args: Args) -> CmdResult {
         (None, Some(target)) => {
             let (host, port) =
                 fetch::split_target(target).map_err(|e| Failure::Invalid(e.to_string()))?;
-            let der = fetch::server_certificate(&host, port)?;
+            let der = fetch::server_certificate(&host, port, &args.resolve)?;
             (der, format!("{host}:{port}"))
         }
         (None, None) => return Err(Failure::Invalid("give DOMAIN[:PORT] or --cert FILE".into())),
@@ -273,11 +284,23 @@ pub fn run(args: Args) -> CmdResult {
         (None, Some(profile)) => Some(profile.simulation_ca_der()?),
         (None, None) => None,
     };
+    // A user who logged in with --allow-simulation accepts the simulated
+    // quotes of that platform, whose simulation CA the profile provides.
+    let allow_simulation = args.allow_simulation
+        || (args.simulation_ca.is_none() && profile.as_ref().is_some_and(|p| p.allow_simulation));
+    if allow_simulation && !args.allow_simulation {
+        if let Some(profile) = &profile {
+            eprintln!(
+                "accepting simulated quotes of {}, as you logged in with --allow-simulation",
+                profile.url
+            );
+        }
+    }
     let policy = Policy {
         mr_signer,
         mr_enclave,
         accepted_tcb: args.accept_tcb.clone(),
-        allow_simulation: args.allow_simulation,
+        allow_simulation,
         simulation_ca,
     };
 
@@ -287,12 +310,25 @@ pub fn run(args: Args) -> CmdResult {
         args.collateral.as_deref(),
         now,
     )?;
-    let verification = verify_certificate(
+    let mut verification = verify_certificate(
         &cert_der,
         &policy,
         collateral.as_ref().map_err(String::as_str),
         now,
     );
+    // An owner's certificate ([ssl] apps) or any other plain certificate.
+    let no_quote = matches!(
+        mse_attest::ratls::inspect(&cert_der),
+        Err(mse_attest::AttestError::NoQuote)
+    );
+    if args.skip_fingerprint {
+        for check in &mut verification.checks {
+            if check.name == "mr_enclave" && check.status == Status::Skipped {
+                check.detail =
+                    "SKIPPED (--skip-fingerprint): the code the enclave runs is not checked".into();
+            }
+        }
+    }
 
     let cert_path = if verification.verified {
         let path = absolute(&args.output)?;
@@ -333,8 +369,21 @@ pub fn run(args: Args) -> CmdResult {
             &source,
             &verification,
             cert_path.as_deref(),
-            args.target.as_deref(),
+            &args,
+            no_quote,
         );
+    }
+    if no_quote {
+        let what = match &args.target {
+            Some(_) => format!("{source} serves a certificate"),
+            None => format!("{source} is a certificate"),
+        };
+        return Err(Failure::Other(anyhow::anyhow!(
+            "{what} without an attestation quote: it is an `[ssl]` app, \
+             served with its owner's own certificate (owner mode), or not an MSE app at all. App \
+             users cannot verify such an app from its certificate (evidence for `[ssl]` apps is \
+             planned); nothing was saved"
+        )));
     }
     if verification.verified {
         Ok(())
@@ -359,10 +408,22 @@ pub fn pem_encode(der: &[u8]) -> String {
     )
 }
 
-fn print_human(source: &str, v: &Verification, cert_path: Option<&Path>, target: Option<&str>) {
+fn print_human(
+    source: &str,
+    v: &Verification,
+    cert_path: Option<&Path>,
+    args: &Args,
+    no_quote: bool,
+) {
     println!("Verifying the certificate of {source}");
-    let width = v.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for check in &v.checks {
+    // Without a quote, every other check only says there is nothing to check.
+    let shown = if no_quote {
+        &v.checks[..1]
+    } else {
+        &v.checks[..]
+    };
+    let width = shown.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in shown {
         let mark = match check.status {
             Status::Passed => "✓",
             Status::Failed => "✗",
@@ -384,10 +445,16 @@ fn print_human(source: &str, v: &Verification, cert_path: Option<&Path>, target:
         };
         println!("  TCB       {status} (advisories: {advisories})");
     }
-    if v.checks
+    let skipped = v
+        .checks
         .iter()
-        .any(|c| c.name == "mr_enclave" && c.status == Status::Skipped)
-    {
+        .any(|c| c.name == "mr_enclave" && c.status == Status::Skipped);
+    if skipped && args.skip_fingerprint {
+        eprintln!(
+            "{} MRENCLAVE SKIPPED (--skip-fingerprint): the fingerprint was not checked, so nothing proves which code this app runs, only where it runs",
+            render::warning_prefix()
+        );
+    } else if skipped {
         eprintln!(
             "{} no fingerprint was given (--fingerprint or --context with --code): the code the app runs was not checked",
             render::warning_prefix()
@@ -404,12 +471,25 @@ fn print_human(source: &str, v: &Verification, cert_path: Option<&Path>, target:
             Some(Tee::Sgx) => "an SGX enclave",
             _ => "the simulation TEE",
         };
+        let verified = if skipped {
+            "Verified, except the code it runs"
+        } else {
+            "Verified"
+        };
         println!(
-            "Verified: the app runs in {tee}. Certificate saved to {}",
+            "{verified}: the app runs in {tee}. Certificate saved to {}",
             path.display()
         );
-        if let Some(target) = target {
-            println!("  curl --cacert {} https://{target}/", path.display());
+        if let Some(target) = &args.target {
+            let resolve: String = args
+                .resolve
+                .iter()
+                .map(|o| format!(" --resolve {o}"))
+                .collect();
+            println!(
+                "  curl --cacert {}{resolve} https://{target}/",
+                path.display()
+            );
         }
     }
 }

@@ -31,6 +31,21 @@ pub fn deploy_ok(platform: &Platform, ctx: &TestContext, app: &Path, args: &[&st
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
+/// Gives the app in `app` an `[ssl]` section for `domain`: a certificate of
+/// an owner's CA written beside its `mse.toml` (`fullchain.pem`,
+/// `privkey.pem`). Returns (CA certificate PEM, private key PEM).
+pub fn owner_certificate_in(app: &Path, domain: &str) -> (String, String) {
+    let cert = owner_certificate(domain);
+    std::fs::write(app.join("fullchain.pem"), &cert.chain_pem).unwrap();
+    std::fs::write(app.join("privkey.pem"), &cert.key_pem).unwrap();
+    let mut toml = std::fs::read_to_string(app.join("mse.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[ssl]\ndomain_name = \"{domain}\"\nprivate_key = \"privkey.pem\"\ncertificate = \"fullchain.pem\"\n"
+    ));
+    std::fs::write(app.join("mse.toml"), toml).unwrap();
+    (cert.ca_pem, cert.key_pem)
+}
+
 pub fn proxy_port(platform: &Platform) -> u16 {
     platform
         .proxy
@@ -95,11 +110,13 @@ pub fn call_app(platform: &Platform, out: &Value, path: &str) -> (u16, String) {
     https_get(tls, &host_of(url), proxy_port(platform), path)
 }
 
+/// The host of an `https://host[:port]` URL.
 pub fn host_of(url: &str) -> String {
-    url.trim_start_matches("https://")
+    let address = url.trim_start_matches("https://");
+    address
         .rsplit_once(':')
-        .map(|(host, _)| host.to_string())
-        .unwrap_or_default()
+        .map_or(address, |(host, _)| host)
+        .to_string()
 }
 
 /// Every file under `dir`, recursively.

@@ -28,6 +28,8 @@ pub struct Platform {
     pub url: String,
     /// The proxy's address.
     pub proxy: String,
+    /// The address the proxy was asked to listen on (`--listen-proxy`).
+    listen_proxy: String,
     /// The first admin's token.
     pub admin: String,
     output: Arc<Mutex<String>>,
@@ -48,6 +50,7 @@ struct Started {
 /// (and, with `first`, prints the admin token).
 fn spawn(
     dir: &Path,
+    listen_proxy: &str,
     configure: impl FnOnce(&mut Command),
     output: &Arc<Mutex<String>>,
     first: bool,
@@ -58,10 +61,14 @@ fn spawn(
     // would set it; `configure` may name another.
     command.envs(mse_testkit::runtime_env());
     configure(&mut command);
-    // Free ports unless `configure` named others.
-    for flag in ["--listen-api", "--listen-proxy"] {
+    // The API on a free port, the proxy on `listen_proxy`, unless
+    // `configure` named others.
+    for (flag, address) in [
+        ("--listen-api", "127.0.0.1:0"),
+        ("--listen-proxy", listen_proxy),
+    ] {
         if command.get_args().all(|a| a != flag) {
-            command.args([flag, "127.0.0.1:0"]);
+            command.args([flag, address]);
         }
     }
     let mut child = command
@@ -153,17 +160,24 @@ impl Platform {
     /// Starts a new platform, letting `configure` add arguments or
     /// variables to its command first.
     pub fn start_with(configure: impl FnOnce(&mut Command)) -> Self {
+        Self::start_with_proxy("127.0.0.1:0", configure)
+    }
+
+    /// Starts a new platform whose proxy listens on `listen_proxy` (a free
+    /// port when it is `127.0.0.1:0`).
+    pub fn start_with_proxy(listen_proxy: &str, configure: impl FnOnce(&mut Command)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("mse-platform-")
             .tempdir()
             .expect("a temporary folder");
         let output = Arc::new(Mutex::new(String::new()));
-        let (child, started) = spawn(dir.path(), configure, &output, true);
+        let (child, started) = spawn(dir.path(), listen_proxy, configure, &output, true);
         Platform {
             dir,
             child,
             url: started.url,
             proxy: started.proxy,
+            listen_proxy: listen_proxy.to_string(),
             admin: started.admin.unwrap_or_default(),
             output,
             crashed: Vec::new(),
@@ -182,7 +196,13 @@ impl Platform {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
         }
-        let (child, started) = spawn(self.dir.path(), configure, &self.output, false);
+        let (child, started) = spawn(
+            self.dir.path(),
+            &self.listen_proxy,
+            configure,
+            &self.output,
+            false,
+        );
         let old = std::mem::replace(&mut self.child, child);
         self.crashed.push(old);
         self.url = started.url;
