@@ -109,13 +109,19 @@ impl App {
     }
 
     /// The app server (hypercorn; WSGI and ASGI apps alike) bound to `bind`,
-    /// writing its access log to stdout and its errors to stderr. It serves
-    /// in its own process (`--workers 0`): no worker process is spawned that
-    /// could outlive it.
+    /// writing its access log to stdout and its errors to stderr. A hypercorn
+    /// that can (0.15 and later) serves in its own process (`--workers 0`):
+    /// no worker process is spawned that could outlive it. Older ones, as in
+    /// the early 2023 images, always serve from worker processes
+    /// (`--workers 1`; `0` would start none and exit).
     pub fn server(&self, bind: &str, serving: &Serving) -> Command {
+        let workers = match hypercorn_version(&self.python) {
+            Some((0, minor)) if minor < 15 => "1",
+            _ => "0",
+        };
         let mut command = self.python();
         command
-            .args(["-m", "hypercorn", "--workers", "0", "--bind", bind])
+            .args(["-m", "hypercorn", "--workers", workers, "--bind", bind])
             .args(["--access-logfile", "-", "--error-logfile", "-"]);
         if let Serving::Tls { cert, key } = serving {
             command
@@ -126,5 +132,65 @@ impl App {
         }
         command.arg(&self.application);
         command
+    }
+}
+
+/// `(major, minor)` of the hypercorn installed in the environment of
+/// `python` (a virtual environment's `bin/python`), from its
+/// `hypercorn-X.Y.Z.dist-info` folder.
+fn hypercorn_version(python: &Path) -> Option<(u32, u32)> {
+    let venv = python.parent()?.parent()?;
+    for lib in std::fs::read_dir(venv.join("lib")).ok()?.flatten() {
+        let Ok(entries) = std::fs::read_dir(lib.path().join("site-packages")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(version) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("hypercorn-"))
+                .and_then(|n| n.strip_suffix(".dist-info"))
+            else {
+                continue;
+            };
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
+                return Some((major, minor));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypercorn_version_is_read_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("lib/python3.11/site-packages");
+        std::fs::create_dir_all(site.join("hypercorn-0.14.3.dist-info")).unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        let python = dir.path().join("bin/python");
+        assert_eq!(hypercorn_version(&python), Some((0, 14)));
+        std::fs::remove_dir(site.join("hypercorn-0.14.3.dist-info")).unwrap();
+        std::fs::create_dir_all(site.join("hypercorn-0.17.3.dist-info")).unwrap();
+        assert_eq!(hypercorn_version(&python), Some((0, 17)));
+        let args = |app: &App| -> Vec<String> {
+            app.server("127.0.0.1:1", &Serving::Plain)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let env = Environment {
+            python: python.clone(),
+            digest: String::new(),
+        };
+        let app = App::new(&env, "app:app", dir.path(), dir.path());
+        assert!(args(&app).windows(2).any(|w| w == ["--workers", "0"]));
+        std::fs::remove_dir(site.join("hypercorn-0.17.3.dist-info")).unwrap();
+        std::fs::create_dir_all(site.join("hypercorn-0.14.4.dist-info")).unwrap();
+        assert!(args(&app).windows(2).any(|w| w == ["--workers", "1"]));
     }
 }
