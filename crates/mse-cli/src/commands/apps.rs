@@ -77,8 +77,9 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The platform keeps the last 64 kB of each app's log: its output, its \
-errors, its access log and the runtime's own lines (marked [mse-run]). The log stays readable \
-after the app stops, until `mse remove`."
+errors, its access log and the runtime's own lines (marked [mse-run]). A longer log is shown \
+from a whole line: first the runtime's own earlier lines, then `[… earlier lines dropped]`, then \
+the last lines. The log stays readable after the app stops, until `mse remove`."
 )]
 pub struct LogsArgs {
     /// The app's UUID (see `mse list`)
@@ -660,9 +661,10 @@ struct Fresh {
     gap: bool,
 }
 
-/// Turns successive windows of a log (its last 64 kB each time) into the
-/// text not printed yet. Only whole lines are printed until the end, so a
-/// line cut by the window or half-written is never printed twice.
+/// Turns successive windows of a log (what the platform shows of it each
+/// time: whole lines, and once it is long, the runtime's kept lines and a
+/// marker first) into the text not printed yet. Only whole lines are printed
+/// until the end, so a half-written line is never printed twice.
 #[derive(Debug, Default)]
 struct LogFollower {
     /// The start of the last window, up to the end of what was printed.
@@ -675,9 +677,10 @@ impl LogFollower {
         let (start, gap) = if window.starts_with(self.printed.as_str()) {
             (self.printed.len(), false)
         } else {
-            // The window slid: its first line may be cut, even mid-character.
-            let body_start = window.find('\n').map_or(window.len(), |i| i + 1);
-            match overlap(&self.printed, &window[..body_start], &window[body_start..]) {
+            // The window slid: what it kept of the runtime's lines was
+            // printed when they came; the lines after the marker are whole.
+            let body_start = mse_run::logs::after_kept(window.as_bytes());
+            match overlap(&self.printed, &window[body_start..]) {
                 Some(length) => (body_start + length, false),
                 None => (body_start, true),
             }
@@ -697,32 +700,28 @@ impl LogFollower {
     }
 }
 
-/// How much of `body` (the whole lines of a slid window, after its cut
-/// `first` line) was printed already: the longest start of `body` that ends
-/// `printed`, right after text that ends like `first`. `None` when the
-/// window moved past everything printed.
-fn overlap(printed: &str, first: &str, body: &str) -> Option<usize> {
-    // The cut may have split a character: ignore what decoding replaced.
-    let first = first.trim_start_matches('\u{fffd}');
-    let ends = body
-        .match_indices('\n')
-        .map(|(i, _)| i + 1)
-        .filter(|&end| end <= printed.len())
-        .collect::<Vec<_>>();
+/// How much of `body` (the whole lines of a slid window) was printed
+/// already: the longest run of its first lines that ends `printed`, whole
+/// lines there too. `None` when the window moved past everything printed.
+fn overlap(printed: &str, body: &str) -> Option<usize> {
     // Longest first: with repeated lines, printing too little beats
     // printing twice.
-    ends.into_iter()
+    body.match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .filter(|&end| end <= printed.len())
         .rev()
-        .chain(std::iter::once(0))
         .find(|&length| {
-            let seen = &body[..length];
-            printed.ends_with(seen) && printed[..printed.len() - length].ends_with(first)
+            printed.ends_with(&body[..length]) && {
+                let before = &printed[..printed.len() - length];
+                before.is_empty() || before.ends_with('\n')
+            }
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mse_run::logs::DROPPED;
 
     fn app(status: &str) -> App {
         serde_json::from_value(serde_json::json!({
@@ -896,56 +895,71 @@ mod tests {
 
     #[test]
     fn a_sliding_window_prints_only_the_new_lines() {
-        // The window keeps the last 12 bytes; its first line is cut.
-        let (out, gap) = follow(&[
-            ("one\ntwo\nthr", false),
-            ("o\nthree\nfour\n", false),
-            ("ree\nfour\nfive\n", false),
-            ("\u{fffd}\nfive\nsix\n", true),
-        ]);
-        assert_eq!(out, "one\ntwo\nthree\nfour\nfive\nsix\n");
+        let slid = |kept: &str, lines: &str| format!("{kept}{DROPPED}{lines}");
+        let windows = [
+            ("[mse-run] started\none\ntwo\nthr".to_string(), false),
+            (slid("[mse-run] started\n", "two\nthree\nfour\n"), false),
+            (slid("[mse-run] started\n", "four\nfive\n"), false),
+            (slid("[mse-run] started\n", "five\nsix"), true),
+        ];
+        let windows: Vec<(&str, bool)> = windows.iter().map(|(w, l)| (w.as_str(), *l)).collect();
+        let (out, gap) = follow(&windows);
+        assert_eq!(out, "[mse-run] started\none\ntwo\nthree\nfour\nfive\nsix\n");
         assert!(!gap);
     }
 
     #[test]
     fn repeated_lines_in_a_sliding_window_are_not_printed_twice() {
-        let (out, _) = follow(&[("x\nx\nx\n", false), ("\nx\nx\ny\n", true)]);
+        let slid = format!("{DROPPED}x\nx\ny\n");
+        let (out, _) = follow(&[("x\nx\nx\n", false), (&slid, true)]);
         assert_eq!(out, "x\nx\nx\ny\n");
     }
 
     #[test]
-    fn a_long_log_read_through_a_64_kb_window_comes_out_whole() {
-        // Lines of varied lengths with multi-byte characters, growing by
-        // chunks that cut lines and characters anywhere.
+    fn a_long_log_read_through_the_platforms_window_comes_out_whole() {
+        // Lines of varied lengths with multi-byte characters and the
+        // runtime's own lines, growing by chunks that cut lines and
+        // characters anywhere, trimmed as the node trims its log.
         let mut stream = Vec::new();
         for i in 0..20_000u32 {
-            let line = format!(
-                "{i} r\u{e9}ponse {}\n",
-                "\u{2713}".repeat((i % 17) as usize)
-            );
+            let line = if i % 1000 == 0 {
+                format!("[mse-run] note {i}\n")
+            } else {
+                format!(
+                    "{i} r\u{e9}ponse {}\n",
+                    "\u{2713}".repeat((i % 17) as usize)
+                )
+            };
             stream.extend_from_slice(line.as_bytes());
         }
         let mut follower = LogFollower::default();
         let mut out = String::new();
+        let mut file = Vec::new();
         let mut written = 0;
         let mut step = 1usize;
         while written < stream.len() {
             step = (step * 7919 + 13) % 20_000 + 1;
-            written = (written + step).min(stream.len());
-            let window = &stream[written.saturating_sub(64 * 1024)..written];
-            let fresh = follower.update(&String::from_utf8_lossy(window), written == stream.len());
+            let end = (written + step).min(stream.len());
+            file.extend_from_slice(&stream[written..end]);
+            written = end;
+            if file.len() as u64 >= 2 * mse_run::logs::KEEP {
+                file = mse_run::logs::window(&file);
+            }
+            let window = mse_run::logs::window(&file);
+            let fresh = follower.update(&String::from_utf8_lossy(&window), written == stream.len());
             assert!(
                 !fresh.gap,
                 "nothing is lost when the log grows slower than the window"
             );
             out.push_str(&fresh.text);
         }
-        assert_eq!(out.as_bytes(), &stream[..]);
+        assert_eq!(out, String::from_utf8(stream).unwrap());
     }
 
     #[test]
     fn a_window_past_everything_printed_says_lines_were_lost() {
-        let (out, gap) = follow(&[("a\nb\n", false), ("zz\nc\nd\n", true)]);
+        let slid = format!("{DROPPED}c\nd\n");
+        let (out, gap) = follow(&[("a\nb\n", false), (&slid, true)]);
         assert_eq!(out, "a\nb\nc\nd\n");
         assert!(gap);
     }
