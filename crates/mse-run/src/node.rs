@@ -701,8 +701,23 @@ async fn supervise(
             terminate(pid, child).await;
             bail!("the app exited ({status}) before it became healthy; see its log");
         }
-        if probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
-            break;
+        match probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
+            Some(status) if status.is_success() => break,
+            // The app runs, and has no such route: waiting cannot help.
+            Some(status)
+                if matches!(
+                    status,
+                    hyper::StatusCode::NOT_FOUND | hyper::StatusCode::METHOD_NOT_ALLOWED
+                ) =>
+            {
+                terminate(pid, child).await;
+                bail!(
+                    "health check GET {} answered {status}: `healthcheck_endpoint` in mse.toml \
+                     must name a GET route of the app that answers 2xx",
+                    args.healthcheck
+                );
+            }
+            _ => {}
         }
         if Instant::now() >= deadline {
             terminate(pid, child).await;
@@ -784,13 +799,13 @@ async fn terminate(pid: u32, child: &mut tokio::process::Child) {
     }
 }
 
-/// True when `GET path` answers 2xx.
+/// What `GET path` answers; `None` when nothing answers (yet).
 async fn probe(
     addr: SocketAddr,
     domain: &str,
     path: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> bool {
+) -> Option<hyper::StatusCode> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let status = match tls {
@@ -804,13 +819,12 @@ async fn probe(
             }
             None => get_status(stream, domain, path).await?,
         };
-        Some(status.is_success())
+        Some(status)
     };
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
 }
 
 async fn get_status<S>(stream: S, domain: &str, path: &str) -> Option<hyper::StatusCode>
