@@ -394,6 +394,36 @@ fn stop_waits_until_the_app_is_stopped_and_removes_its_context() {
 }
 
 #[test]
+fn a_stopped_apps_node_folder_goes_and_its_log_stays_readable_until_remove() {
+    let platform = Platform::start();
+    let (alice, token) = user(&platform, "alice");
+    let id = id_of(&platform.deploy_scaffold(&alice, &token, "hello"));
+    platform.wait_initializing(&token, &id);
+    assert!(
+        platform.nodes_dir().join(&id).is_dir(),
+        "a node folder while it runs"
+    );
+
+    let (code, _, stderr) = run(&alice, &["stop", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    platform.wait_node_dir_gone(&id);
+    let (code, stdout, stderr) = run(&alice, &["logs", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("[mse-run] waiting for the configuration"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[mse-run] stopped: "), "{stdout}");
+
+    let (code, _, stderr) = run(&alice, &["remove", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !platform.log_file(&id).exists(),
+        "the log goes with the app"
+    );
+}
+
+#[test]
 fn remove_refuses_a_live_app_with_a_hint_and_removes_a_stopped_one() {
     let platform = Platform::start();
     let (alice, token) = user(&platform, "alice");

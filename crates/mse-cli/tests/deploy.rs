@@ -279,7 +279,7 @@ fn secrets_reach_the_app_and_its_requirements_are_installed() {
 }
 
 #[test]
-fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
+fn an_app_that_fails_to_start_fails_the_deploy_at_once_and_its_log_outlives_its_node() {
     let platform = Platform::start();
     let (ctx, app) = owner(&platform, "broken");
     std::fs::write(
@@ -304,6 +304,16 @@ fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
     assert!(
         !stderr.contains("mse stop"),
         "a failed app has nothing to stop: {stderr}"
+    );
+
+    // The node's folder goes; `mse logs` still explains the failure.
+    platform.wait_node_dir_gone(id);
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["logs", id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("RuntimeError: boom at import"), "{stdout}");
+    assert!(
+        stdout.contains("[mse-run] error: the app exited"),
+        "{stdout}"
     );
 }
 
