@@ -424,6 +424,30 @@ fn a_stopped_apps_node_folder_goes_and_its_log_stays_readable_until_remove() {
 }
 
 #[test]
+fn stop_returns_as_soon_as_the_node_has_stopped() {
+    let platform = Platform::start();
+    let (alice, token) = user(&platform, "alice");
+    let ids: Vec<String> = (0..5)
+        .map(|i| id_of(&platform.deploy_scaffold(&alice, &token, &format!("app{i}"))))
+        .collect();
+    for id in &ids {
+        platform.wait_initializing(&token, id);
+    }
+    // Polling every 300 ms, five stops took at least 1.5 s; a node that is
+    // waiting for its configuration stops within milliseconds.
+    let started = Instant::now();
+    for id in &ids {
+        let (code, _, stderr) = run(&alice, &["stop", id]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "5 stops took {took:?}");
+    for id in &ids {
+        assert_eq!(platform.app(&token, id)["status"], "stopped");
+    }
+}
+
+#[test]
 fn remove_refuses_a_live_app_with_a_hint_and_removes_a_stopped_one() {
     let platform = Platform::start();
     let (alice, token) = user(&platform, "alice");

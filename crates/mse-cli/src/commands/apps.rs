@@ -28,8 +28,12 @@ const LIVE: [&str; 3] = ["spawning", "initializing", "running"];
 const PAGE: u32 = 200;
 /// How often `logs --follow` polls the platform.
 const POLL: Duration = Duration::from_millis(1000);
-/// How often `stop` polls while it waits.
-const STOP_POLL: Duration = Duration::from_millis(300);
+/// The first pause while `stop` waits: a node usually stops within tens of
+/// milliseconds. Each pause after it is half again as long, up to
+/// [`STOP_POLL_MAX`].
+const STOP_POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause while `stop` waits.
+const STOP_POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The fields of `--json` output, for the help texts.
 const JSON_FIELDS: &str = "uuid, name, project, url, domain_name, config_domain_name, resource, \
@@ -369,6 +373,7 @@ fn wait_until_final(client: &Client, mut app: App, timeout: Duration) -> Result<
     let mut steps = Steps::new();
     steps.start("stop", &format!("Stopping app {id} ({})", app.name));
     let mut shown = String::new();
+    let mut pause = STOP_POLL_FIRST;
     while !app.is_final() {
         if app.status != shown {
             steps.update(&format!("still {}", app.status));
@@ -383,7 +388,8 @@ fn wait_until_final(client: &Client, mut app: App, timeout: Duration) -> Result<
                 timeout.as_secs()
             )));
         }
-        std::thread::sleep(STOP_POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 3 / 2).min(STOP_POLL_MAX);
         app = match client.app(&id) {
             Ok(app) => app,
             Err(e) => {
