@@ -347,12 +347,16 @@ impl Runner {
                 }
             }
             State::Running => {
-                if store
+                let running = store
                     .transition(&app.id, Status::Running, None, now())
                     .await
-                    .unwrap_or(false)
-                    && app.spec.certificate_origin == "operator"
-                {
+                    .unwrap_or(false);
+                if running && app.config_domain_name != app.domain_name {
+                    // Configured: only the app's domain leads to it now
+                    // (see `routes::table`).
+                    routes.unset(&app.config_domain_name, &app.id);
+                }
+                if running && app.spec.certificate_origin == "operator" {
                     if let Some(addr) = addr {
                         routes.set(
                             &app.domain_name,

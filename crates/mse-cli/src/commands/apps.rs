@@ -619,7 +619,13 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
     let mut rows: Vec<(&str, String)> = vec![
         ("name", app.name.clone()),
         ("project", app.project.clone()),
-        ("domain", url.to_string()),
+        (
+            "domain",
+            match app.kept_domain_note() {
+                Some(note) => format!("{url} ({note})"),
+                None => url.to_string(),
+            },
+        ),
         ("resource", app.resource.clone()),
         ("application", app.python_application.clone()),
         ("image", app.docker.clone()),
@@ -803,6 +809,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cores         unknown"), "{text}");
+    }
+
+    #[test]
+    fn status_says_when_the_domain_was_kept_from_the_first_deployment() {
+        let first = app("running");
+        assert_eq!(first.kept_domain_note(), None);
+        let mut again = app("running");
+        again.id = "00000000-0000-0000-0000-000000000002".into();
+        again.config_domain_name = format!("{}.localhost", again.id);
+        let url = format!("https://{}:8443", again.domain_name);
+        let text = status_text(&again, None, &url, 1_900_000_100);
+        assert!(
+            text.contains(&format!(
+                "domain        {url} (the domain of the first deployment of `hello` in project \
+                 `default`: a redeployed name keeps its domain, and \
+                 00000000-0000-0000-0000-000000000002.localhost leads nowhere once the app runs)\n"
+            )),
+            "{text}"
+        );
+        let mut owner = again.clone();
+        owner.certificate_origin = "owner".into();
+        owner.domain_name = "shop.example.com".into();
+        assert_eq!(owner.kept_domain_note(), None, "a custom domain is its own");
     }
 
     #[test]
