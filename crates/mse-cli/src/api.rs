@@ -148,6 +148,21 @@ impl App {
         matches!(self.status.as_str(), "stopped" | "on_error")
     }
 
+    /// What to say next to the URL of an app whose domain names another
+    /// uuid than its own: a redeployed name keeps the domain of its first
+    /// deployment, and the app's own uuid name leads nowhere once it runs.
+    pub fn kept_domain_note(&self) -> Option<String> {
+        (self.certificate_origin != "owner" && self.domain_name != self.config_domain_name).then(
+            || {
+                format!(
+                    "the domain of the first deployment of `{}` in project `{}`: a redeployed \
+                     name keeps its domain, and {} leads nowhere once the app runs",
+                    self.name, self.project, self.config_domain_name
+                )
+            },
+        )
+    }
+
     /// The time of the app's current status, Unix seconds.
     pub fn status_time(&self) -> i64 {
         match self.status.as_str() {

@@ -2,7 +2,8 @@
 //! against a real platform (`mse-server` with simulated quotes), driven as a
 //! user does. Apps are deployed through the raw API, so these tests do not
 //! depend on `mse deploy`; nobody sends their nodes the key, so they stay
-//! `initializing` until stopped.
+//! `initializing` until stopped. The tests that need an app running deploy
+//! it with `mse deploy`.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::deploy::{call_app, deploy_ok};
 use common::platform::{user, Platform};
 use common::{texts, TestContext};
 use mse_package::context::{
@@ -392,6 +394,60 @@ fn stop_waits_until_the_app_is_stopped_and_removes_its_context() {
 }
 
 #[test]
+fn a_stopped_apps_node_folder_goes_and_its_log_stays_readable_until_remove() {
+    let platform = Platform::start();
+    let (alice, token) = user(&platform, "alice");
+    let id = id_of(&platform.deploy_scaffold(&alice, &token, "hello"));
+    platform.wait_initializing(&token, &id);
+    assert!(
+        platform.nodes_dir().join(&id).is_dir(),
+        "a node folder while it runs"
+    );
+
+    let (code, _, stderr) = run(&alice, &["stop", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    platform.wait_node_dir_gone(&id);
+    let (code, stdout, stderr) = run(&alice, &["logs", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("[mse-run] waiting for the configuration"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[mse-run] stopped: "), "{stdout}");
+
+    let (code, _, stderr) = run(&alice, &["remove", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !platform.log_file(&id).exists(),
+        "the log goes with the app"
+    );
+}
+
+#[test]
+fn stop_returns_as_soon_as_the_node_has_stopped() {
+    let platform = Platform::start();
+    let (alice, token) = user(&platform, "alice");
+    let ids: Vec<String> = (0..5)
+        .map(|i| id_of(&platform.deploy_scaffold(&alice, &token, &format!("app{i}"))))
+        .collect();
+    for id in &ids {
+        platform.wait_initializing(&token, id);
+    }
+    // Polling every 300 ms, five stops took at least 1.5 s; a node that is
+    // waiting for its configuration stops within milliseconds.
+    let started = Instant::now();
+    for id in &ids {
+        let (code, _, stderr) = run(&alice, &["stop", id]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "5 stops took {took:?}");
+    for id in &ids {
+        assert_eq!(platform.app(&token, id)["status"], "stopped");
+    }
+}
+
+#[test]
 fn remove_refuses_a_live_app_with_a_hint_and_removes_a_stopped_one() {
     let platform = Platform::start();
     let (alice, token) = user(&platform, "alice");
@@ -495,4 +551,83 @@ fn logs_print_the_node_log_and_follow_ends_when_the_app_stops() {
     let (_, last) = platform.get(&token, &format!("/apps/{id}/logs"));
     let last = last.as_str().unwrap_or_default();
     assert_eq!(printed.trim_end(), last.trim_end());
+}
+
+/// The scaffold app, plus `GET /flood`: 4,000 lines of varied lengths on
+/// its standard output (about 150 kB).
+const FLOOD_APP: &str = r#"import sys
+
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+@app.route("/flood")
+def flood():
+    for i in range(4000):
+        print(f"flood {i} " + "z" * (i % 50))
+    sys.stdout.flush()
+    return "flooded"
+"#;
+
+#[test]
+fn a_long_log_starts_with_the_nodes_own_lines_then_whole_lines() {
+    let platform = Platform::start();
+    let (alice, _) = user(&platform, "alice");
+    let app = alice.scaffold("flood");
+    std::fs::write(app.join("mse_src/app.py"), FLOOD_APP).unwrap();
+    let out = deploy_ok(&platform, &alice, &app, &[]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    assert_eq!(call_app(&platform, &out, "/flood"), (200, "flooded".into()));
+
+    // The app's lines reach the log through a pipe: wait (bounded) for the last.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let (code, stdout, stderr) = run(&alice, &["logs", &id]);
+        assert_eq!(code, 0, "{stderr}");
+        if stdout.contains("flood 3999 ") {
+            break stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood never reached the log: {stdout}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(log.len() <= 64 * 1024, "{}", log.len());
+    let lines: Vec<&str> = log.lines().collect();
+    let marker = lines
+        .iter()
+        .position(|l| *l == "[… earlier lines dropped]")
+        .unwrap_or_else(|| panic!("no marker: {}", &log[..500]));
+    // First the node's own lines, which the flood did not push out.
+    assert!(marker > 0, "{log}");
+    assert!(
+        lines[..marker].iter().all(|l| l.starts_with("[mse-run] ")),
+        "{log}"
+    );
+    assert!(
+        lines[..marker].iter().any(|l| l.contains("sandbox: ")),
+        "{log}"
+    );
+    assert!(
+        lines[..marker]
+            .iter()
+            .any(|l| l.contains("waiting for the configuration")),
+        "{log}"
+    );
+    // Then whole lines: the first is a flood line as the app printed it.
+    let first = lines[marker + 1];
+    let n: usize = first
+        .strip_prefix("flood ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a whole flood line: `{first}`"));
+    assert_eq!(first, format!("flood {n} {}", "z".repeat(n % 50)));
+    assert!(n > 0, "earlier lines were dropped");
 }

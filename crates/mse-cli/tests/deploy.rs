@@ -232,6 +232,46 @@ fn redeploying_a_name_is_refused_without_a_terminal_and_replaced_with_yes_keepin
     // The domain now leads to the new app.
     let (status, _) = call_app(&platform, &second, "/health");
     assert_eq!(status, 200);
+
+    // The URL is the kept domain, and says so; the new uuid's name, which
+    // the certificate does not name, leads nowhere once the app runs.
+    let second_id = second["uuid"].as_str().unwrap();
+    assert_eq!(
+        second["config_domain_name"],
+        format!("{second_id}.localhost")
+    );
+    let pem = std::fs::read_to_string(second["cert_path"].as_str().unwrap()).unwrap();
+    let own_name = second["config_domain_name"].as_str().unwrap();
+    // A proxy's load of the store that began before the app ran may route
+    // it for one more load (200 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match try_https_get(pinned(&pem), own_name, proxy_port(&platform), "/health") {
+            Err(e) if e.contains("UnrecognisedName") => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "{own_name} still answers: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["status", second_id]);
+    assert_eq!(code, 0, "{stderr}");
+    let url = second["url"].as_str().unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "{url} (the domain of the first deployment of `again`"
+        )),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["deploy", "-y"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "  URL          {url}\n               (the domain of the first deployment of `again`"
+        )),
+        "{stdout}"
+    );
 }
 
 const SECRETS_APP: &str = r#"import json
@@ -279,7 +319,7 @@ fn secrets_reach_the_app_and_its_requirements_are_installed() {
 }
 
 #[test]
-fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
+fn an_app_that_fails_to_start_fails_the_deploy_at_once_and_its_log_outlives_its_node() {
     let platform = Platform::start();
     let (ctx, app) = owner(&platform, "broken");
     std::fs::write(
@@ -304,6 +344,16 @@ fn an_app_that_fails_to_start_fails_the_deploy_at_once_with_its_logs() {
     assert!(
         !stderr.contains("mse stop"),
         "a failed app has nothing to stop: {stderr}"
+    );
+
+    // The node's folder goes; `mse logs` still explains the failure.
+    platform.wait_node_dir_gone(id);
+    let (code, stdout, stderr) = run_in(&ctx, &app, &["logs", id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("RuntimeError: boom at import"), "{stdout}");
+    assert!(
+        stdout.contains("[mse-run] error: the app exited"),
+        "{stdout}"
     );
 }
 

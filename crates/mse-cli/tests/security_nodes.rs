@@ -383,7 +383,8 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
     });
     assert!(app["reason"].is_string(), "{app}");
     assert_no_plaintext(&platform, &node);
-    assert!(node.join("app.log").is_file(), "the log stays");
+    assert!(!node.exists(), "its folder goes");
+    assert!(platform.log_file(&id).is_file(), "the log stays");
     assert!(
         pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty(),
         "the app server died with its runtime"

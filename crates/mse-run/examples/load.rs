@@ -554,14 +554,23 @@ async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
         })?
 }
 
-/// Sends one request on `sender`; the status and the whole body.
+/// An answer: the status, the whole body, and whether the server closes the
+/// connection after it (`Connection: close`, as hypercorn says after the
+/// 1,000th request of a keep-alive connection).
+struct Answer {
+    status: u16,
+    body: Bytes,
+    closes: bool,
+}
+
+/// Sends one request on `sender` and reads the whole answer.
 async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     host: &str,
     method: &str,
     path: &str,
     body: Bytes,
-) -> anyhow::Result<(u16, Bytes)> {
+) -> anyhow::Result<Answer> {
     sender.ready().await?;
     let mut request = hyper::Request::builder()
         .method(method)
@@ -572,8 +581,19 @@ async fn send(
     }
     let response = sender.send_request(request.body(Full::new(body))?).await?;
     let status = response.status().as_u16();
+    let closes = response
+        .headers()
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"));
     let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    Ok(Answer {
+        status,
+        body,
+        closes,
+    })
 }
 
 /// One request on a connection of its own.
@@ -584,12 +604,13 @@ async fn request(
     body: Bytes,
 ) -> anyhow::Result<(u16, Bytes)> {
     let mut sender = connect(target).await?;
-    tokio::time::timeout(
+    let answer = tokio::time::timeout(
         REQUEST_TIMEOUT,
         send(&mut sender, &target.host, method, path, body),
     )
     .await
-    .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT:?}"))?
+    .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT:?}"))??;
+    Ok((answer.status, answer.body))
 }
 
 struct LoadOptions {
@@ -604,6 +625,9 @@ struct Sample {
     latencies: Vec<u64>,
     /// Failed requests and connections in the window.
     errors: u64,
+    /// Answers in the window after which the server closed the connection
+    /// (`Connection: close`; not errors).
+    closed: u64,
     window: Duration,
 }
 
@@ -632,12 +656,13 @@ impl Sample {
 
     fn summary(&self) -> String {
         format!(
-            "{:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  ({} requests, {} errors)",
+            "{:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  ({} requests, {} errors, {} closed by the server)",
             self.rps(),
             self.p50(),
             self.p99(),
             self.latencies.len(),
-            self.errors
+            self.errors,
+            self.closed
         )
     }
 }
@@ -654,10 +679,12 @@ async fn measure(target: &Target, load: &LoadOptions) -> anyhow::Result<Sample> 
         .collect();
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut closed = 0;
     for task in tasks {
-        let (mut task_latencies, task_errors) = task.await?;
+        let (mut task_latencies, task_errors, task_closed) = task.await?;
         latencies.append(&mut task_latencies);
         errors += task_errors;
+        closed += task_closed;
     }
     latencies.sort_unstable();
     if latencies.is_empty() {
@@ -669,15 +696,23 @@ async fn measure(target: &Target, load: &LoadOptions) -> anyhow::Result<Sample> 
     Ok(Sample {
         latencies,
         errors,
+        closed,
         window: load.duration,
     })
 }
 
-/// One connection's loop; reconnects after an error. Returns the latencies
-/// (ns) of the requests completed in `[start, end]` and the errors there.
-async fn connection_loop(target: Arc<Target>, start: Instant, end: Instant) -> (Vec<u64>, u64) {
+/// One connection's loop; reconnects after an error, and after an answer
+/// that closes the connection (a success, not an error). Returns the
+/// latencies (ns) of the requests completed in `[start, end]`, the errors
+/// there, and the answers there that closed the connection.
+async fn connection_loop(
+    target: Arc<Target>,
+    start: Instant,
+    end: Instant,
+) -> (Vec<u64>, u64, u64) {
     let mut latencies = Vec::new();
     let mut errors = 0;
+    let mut closed = 0;
     let in_window = |t: Instant| t >= start && t <= end;
     while Instant::now() < end {
         let mut sender = match connect(&target).await {
@@ -700,9 +735,13 @@ async fn connection_loop(target: Arc<Target>, start: Instant, end: Instant) -> (
             .await;
             let done = Instant::now();
             match outcome {
-                Ok(Ok((200, body))) if body == HELLO => {
+                Ok(Ok(answer)) if answer.status == 200 && answer.body == HELLO => {
                     if in_window(done) {
                         latencies.push((done - sent).as_nanos() as u64);
+                    }
+                    if answer.closes {
+                        closed += u64::from(in_window(done));
+                        break;
                     }
                 }
                 _ => {
@@ -712,7 +751,7 @@ async fn connection_loop(target: Arc<Target>, start: Instant, end: Instant) -> (
             }
         }
     }
-    (latencies, errors)
+    (latencies, errors, closed)
 }
 
 /// The round with the highest throughput.

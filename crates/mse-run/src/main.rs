@@ -57,7 +57,8 @@ pub struct Args {
     /// The log file [default: WORK_DIR/app.log]
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// The app's health check path, polled until it answers 2xx
+    /// The app's health check path, polled until it answers 2xx (404 or 405,
+    /// no such GET route, ends the node at once)
     #[arg(long, default_value = "/health")]
     pub healthcheck: String,
     /// Seconds to wait for the app to become healthy

@@ -28,8 +28,16 @@ use crate::{Args, Provider};
 
 /// How long the app gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How often the health check is tried.
-const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
+/// The pause between two health checks while the app server does not
+/// answer yet. Each answer that is not 2xx (a line in the app's access log)
+/// makes the next pause half again as long, up to [`HEALTH_MAX_INTERVAL`]:
+/// a quick app is seen healthy the moment it is, and a slow one's access log
+/// gets about one line a second.
+const HEALTH_FIRST_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest pause between two health checks.
+const HEALTH_MAX_INTERVAL: Duration = Duration::from_secs(1);
+/// The `User-Agent` of the health checks, as the access log shows it.
+const HEALTH_USER_AGENT: &str = "mse-run health check";
 
 /// Exit code for invalid arguments or files.
 const INVALID: u8 = 2;
@@ -696,13 +704,34 @@ async fn supervise(
     let probe_addr = loopback(listen);
     let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
+    let mut pause = HEALTH_FIRST_INTERVAL;
     loop {
         if let Some(status) = child.try_wait()? {
             terminate(pid, child).await;
             bail!("the app exited ({status}) before it became healthy; see its log");
         }
-        if probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
-            break;
+        let answered =
+            match probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
+                Some(status) if status.is_success() => break,
+                // The app runs, and has no such route: waiting cannot help.
+                Some(status)
+                    if matches!(
+                        status,
+                        hyper::StatusCode::NOT_FOUND | hyper::StatusCode::METHOD_NOT_ALLOWED
+                    ) =>
+                {
+                    terminate(pid, child).await;
+                    bail!(
+                    "health check GET {} answered {status}: `healthcheck_endpoint` in mse.toml \
+                     must name a GET route of the app that answers 2xx",
+                    args.healthcheck
+                );
+                }
+                Some(_) => true,
+                None => false,
+            };
+        if answered {
+            pause = (pause * 3 / 2).min(HEALTH_MAX_INTERVAL);
         }
         if Instant::now() >= deadline {
             terminate(pid, child).await;
@@ -713,7 +742,7 @@ async fn supervise(
             );
         }
         tokio::select! {
-            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = tokio::time::sleep(pause) => {}
             changed = stop.changed() => {
                 if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
                     terminate(pid, child).await;
@@ -784,13 +813,13 @@ async fn terminate(pid: u32, child: &mut tokio::process::Child) {
     }
 }
 
-/// True when `GET path` answers 2xx.
+/// What `GET path` answers; `None` when nothing answers (yet).
 async fn probe(
     addr: SocketAddr,
     domain: &str,
     path: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
-) -> bool {
+) -> Option<hyper::StatusCode> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let status = match tls {
@@ -804,13 +833,12 @@ async fn probe(
             }
             None => get_status(stream, domain, path).await?,
         };
-        Some(status.is_success())
+        Some(status)
     };
     tokio::time::timeout(Duration::from_secs(5), attempt)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
 }
 
 async fn get_status<S>(stream: S, domain: &str, path: &str) -> Option<hyper::StatusCode>
@@ -824,6 +852,7 @@ where
     tokio::spawn(connection);
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, domain)
+        .header(hyper::header::USER_AGENT, HEALTH_USER_AGENT)
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .ok()?;
     let response = sender.send_request(request).await.ok()?;

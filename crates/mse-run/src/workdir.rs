@@ -4,7 +4,8 @@
 //! included), `tmp/` (its temporary folder) and `tls/` (the key it serves
 //! with) are private and wiped when the node ends, however it ends: by the
 //! node itself, by its supervisor when the node was killed, and at the next
-//! start of the platform after a crash. `app.log` stays.
+//! start of the platform after a crash. The log stays (`mse-server` keeps
+//! it outside the work folder, and removes the work folder itself).
 
 use std::path::{Path, PathBuf};
 

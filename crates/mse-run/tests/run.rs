@@ -857,6 +857,77 @@ fn an_app_that_fails_at_import_is_on_error_with_its_traceback() {
 }
 
 #[test]
+fn a_health_check_route_the_app_lacks_fails_the_node_at_once() {
+    let app = format!("{SCAFFOLD_APP}\n\n@app.post('/submit')\ndef submit():\n    return ''\n");
+    let package = package(&[("app.py", &app)]);
+    for (path, answer) in [
+        ("/nope", "404 Not Found"),
+        ("/submit", "405 Method Not Allowed"),
+    ] {
+        let mut node = Node::start(
+            &package,
+            Tls::SelfSigned(in_an_hour()),
+            &["--healthcheck", path, "--health-timeout", "60"],
+        );
+        node.configure_ok(&package, serde_json::json!({}));
+        let configured = Instant::now();
+        let error = node.expect(State::OnError);
+        assert!(
+            configured.elapsed() < Duration::from_secs(30),
+            "not after the health timeout: {:?}",
+            configured.elapsed()
+        );
+        let reason = error.reason.unwrap();
+        assert_eq!(
+            reason,
+            format!(
+                "health check GET {path} answered {answer}: `healthcheck_endpoint` in mse.toml \
+                 must name a GET route of the app that answers 2xx"
+            )
+        );
+        assert!(node.log().contains(&reason), "{}", node.log());
+        assert_eq!(node.wait_exit().code(), Some(1));
+    }
+}
+
+#[test]
+fn an_unhealthy_app_is_polled_ever_more_gently_until_its_health_timeout() {
+    let app = "from flask import Flask\napp = Flask(__name__)\n\n\n@app.get('/health')\ndef health():\n    return 'not yet', 503\n";
+    let package = package(&[("app.py", app)]);
+    let mut node = Node::start(
+        &package,
+        Tls::SelfSigned(in_an_hour()),
+        &["--health-timeout", "8"],
+    );
+    node.configure_ok(&package, serde_json::json!({}));
+    let error = node.expect(State::OnError);
+    assert!(
+        error
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("did not answer /health within 8 s"),
+        "{error:?}"
+    );
+    assert_eq!(node.wait_exit().code(), Some(1));
+    // Polled every 200 ms, 8 s made 40 requests; backing off to 1 s, about 14.
+    let log = node.log();
+    let polls: Vec<&str> = log.lines().filter(|l| l.contains(" 503 ")).collect();
+    assert!(
+        (3..=20).contains(&polls.len()),
+        "{} polls:\n{log}",
+        polls.len()
+    );
+    assert!(
+        polls
+            .iter()
+            .all(|l| l.contains("\"GET /health 1.1\" 503 ")
+                && l.ends_with("\"mse-run health check\"")),
+        "{log}"
+    );
+}
+
+#[test]
 fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
     let app = format!(
         "{SCAFFOLD_APP}\n\n@app.get('/crash')\ndef crash():\n    import os, traceback\n    try:\n        raise RuntimeError('boom at runtime')\n    except RuntimeError:\n        traceback.print_exc()\n    os._exit(3)\n"

@@ -71,6 +71,19 @@ impl Routes {
         }
     }
 
+    /// Removes the route of a server name when it leads to `app_id` (from
+    /// what was loaded from the store too, which the next load confirms).
+    pub fn unset(&self, name: &str, app_id: &str) {
+        let name = name.to_ascii_lowercase();
+        for layer in [&self.local, &self.stored] {
+            if let Ok(mut map) = layer.write() {
+                if map.get(&name).is_some_and(|r| r.app_id == app_id) {
+                    map.remove(&name);
+                }
+            }
+        }
+    }
+
     /// Removes every route of an app.
     pub fn remove_app(&self, app_id: &str) {
         for layer in [&self.local, &self.stored] {
@@ -147,10 +160,12 @@ impl Routes {
     }
 }
 
-/// The routing table of the apps nodes serve: the configuration domain and
-/// the app's domain lead to its node; an `--untrusted-ssl` app's domain is
-/// served by the proxy's TLS once it runs. Apps with an unreadable address
-/// are left out.
+/// The routing table of the apps nodes serve: the app's domain leads to its
+/// node, and so does its configuration domain until the app runs (the
+/// configuration is sent there; a redeployed name keeps its first domain, so
+/// the new uuid's name would lead to a certificate that does not name it);
+/// an `--untrusted-ssl` app's domain is served by the proxy's TLS once it
+/// runs. Apps with an unreadable address are left out.
 ///
 /// A name leads to one app only, whatever `apps` holds: a configuration
 /// domain (always its own app's uuid) first, then the first app in `apps`
@@ -168,7 +183,7 @@ pub fn table(apps: &[RoutedApp]) -> HashMap<String, Route> {
         mode,
         app_id: app.id.clone(),
     };
-    for (app, addr) in &routable {
+    for (app, addr) in routable.iter().filter(|(app, _)| !app.running) {
         table
             .entry(app.config_domain.to_ascii_lowercase())
             .or_insert_with(|| route(app, *addr, RouteMode::Passthrough));
@@ -202,17 +217,19 @@ mod tests {
     }
 
     #[test]
-    fn the_table_routes_both_domains_and_terminates_only_running_operator_apps() {
+    fn the_configuration_domain_leads_to_a_node_until_its_app_runs() {
         let table = table(&[
             app("a", false, true),
             app("b", true, true),
             app("c", true, false),
         ]);
-        assert_eq!(table.len(), 6);
+        assert_eq!(table.len(), 4);
         assert_eq!(table["a.example.test"].mode, RouteMode::Passthrough);
+        assert_eq!(table["cfg-a.example.test"].mode, RouteMode::Passthrough);
         assert_eq!(table["b.example.test"].mode, RouteMode::Terminate);
-        assert_eq!(table["cfg-b.example.test"].mode, RouteMode::Passthrough);
+        assert!(!table.contains_key("cfg-b.example.test"), "b runs");
         assert_eq!(table["c.example.test"].mode, RouteMode::Passthrough);
+        assert!(!table.contains_key("cfg-c.example.test"), "c runs");
         let mut broken = app("d", false, false);
         broken.node_addr = "nowhere".to_string();
         assert!(super::table(&[broken]).is_empty());
@@ -220,11 +237,11 @@ mod tests {
 
     #[test]
     fn a_name_named_by_two_apps_leads_to_the_first_and_never_to_the_second() {
-        let first = app("a", true, false);
-        let mut second = app("b", true, false);
+        let first = app("a", false, false);
+        let mut second = app("b", false, false);
         second.node_addr = "127.0.0.1:5000".to_string();
         second.domain = "A.example.test".to_string();
-        let mut third = app("c", true, false);
+        let mut third = app("c", false, false);
         third.domain = "cfg-a.example.test".to_string();
         let table = table(&[first, second, third]);
         assert_eq!(table["a.example.test"].app_id, "a");
@@ -253,5 +270,28 @@ mod tests {
         assert_eq!(routes.get("x.test").unwrap().addr.port(), 2);
         routes.remove_app("x");
         assert!(routes.get("x.test").is_none());
+    }
+
+    #[test]
+    fn unset_removes_a_name_only_when_it_leads_to_that_app() {
+        let routes = Routes::default();
+        let route = |app_id: &str| Route {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            mode: RouteMode::Passthrough,
+            app_id: app_id.to_string(),
+        };
+        routes.set("cfg.test", route("x"));
+        routes
+            .stored
+            .write()
+            .unwrap()
+            .insert("cfg.test".to_string(), route("x"));
+        routes.unset("CFG.test", "y");
+        assert!(
+            routes.get("cfg.test").is_some(),
+            "another app's route stays"
+        );
+        routes.unset("cfg.test", "x");
+        assert!(routes.get("cfg.test").is_none(), "gone from both layers");
     }
 }

@@ -48,7 +48,8 @@ pub struct RunnerConfig {
     /// What installs their packages.
     pub installer: mse_runtime::Installer,
     /// Where nodes keep their private folders (decrypted code, secrets,
-    /// keys, logs): the node's side, never inside the data folder.
+    /// keys) while they run, and the apps' logs (`logs/`): the node's side,
+    /// never inside the data folder.
     pub nodes_dir: PathBuf,
     /// `simulation` or `gramine`.
     pub quote_provider: String,
@@ -123,14 +124,21 @@ impl Runner {
         &self.inner.config.node_id
     }
 
-    /// The log file of an app's node.
+    /// The log file of an app's node: in the logs folder, so that it
+    /// outlives the node's own folder.
     pub fn log_path(&self, id: &str) -> PathBuf {
-        self.inner.config.nodes_dir.join(id).join("app.log")
+        logs_dir(&self.inner.config.nodes_dir).join(format!("{id}.log"))
+    }
+
+    /// The folder of an app's node while it runs.
+    fn node_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.nodes_dir.join(id)
     }
 
     /// Removes what this host keeps of a finished app's node (its log).
     pub fn forget_node(&self, id: &str) {
-        let _ = std::fs::remove_dir_all(self.inner.config.nodes_dir.join(id));
+        remove_node_dir(&self.node_dir(id));
+        let _ = std::fs::remove_file(self.log_path(id));
     }
 
     /// The routing table.
@@ -175,6 +183,7 @@ impl Runner {
 
     async fn spawn(&self, app: &App) -> anyhow::Result<()> {
         let config = &self.inner.config;
+        create_logs_dir(&config.nodes_dir)?;
         let dir = app_dir(&config.data_dir, &app.id);
         let data = &config.data_dir;
         let mut command = tokio::process::Command::new(&config.mse_run);
@@ -201,7 +210,9 @@ impl Runner {
             // process can take it between a choice here and its bind there.
             .args(["--listen", "127.0.0.1:0"])
             .arg("--work-dir")
-            .arg(config.nodes_dir.join(&app.id))
+            .arg(self.node_dir(&app.id))
+            .arg("--log-file")
+            .arg(self.log_path(&app.id))
             .arg("--healthcheck")
             .arg(&app.spec.healthcheck_endpoint)
             .arg("--quote-provider")
@@ -274,8 +285,9 @@ impl Runner {
             }
             let status = child.wait().await;
             // However the node ended (a SIGKILL included), nothing it
-            // decrypted stays on this host; its log does.
-            mse_run::workdir::wipe(&runner.inner.config.nodes_dir.join(&app.id));
+            // decrypted stays on this host, nor its folder; its log stays in
+            // the logs folder until the app is removed.
+            remove_node_dir(&runner.node_dir(&app.id));
             runner.forget(&app.id);
             // A node that ends without a final word was stopped when the
             // platform asked (it may not have been listening for the signal
@@ -335,12 +347,16 @@ impl Runner {
                 }
             }
             State::Running => {
-                if store
+                let running = store
                     .transition(&app.id, Status::Running, None, now())
                     .await
-                    .unwrap_or(false)
-                    && app.spec.certificate_origin == "operator"
-                {
+                    .unwrap_or(false);
+                if running && app.config_domain_name != app.domain_name {
+                    // Configured: only the app's domain leads to it now
+                    // (see `routes::table`).
+                    routes.unset(&app.config_domain_name, &app.id);
+                }
+                if running && app.spec.certificate_origin == "operator" {
                     if let Some(addr) = addr {
                         routes.set(
                             &app.domain_name,
@@ -590,9 +606,12 @@ impl Runner {
             std::fs::set_permissions(nodes_dir, std::fs::Permissions::from_mode(0o711))
                 .with_context(|| format!("cannot set the mode of {}", nodes_dir.display()))?;
         }
-        // What a node decrypted before a crash of the platform (the node was
-        // killed with it) goes now; logs stay. Apps another node process
-        // runs (sharing this folder on this host) keep theirs.
+        create_logs_dir(nodes_dir)?;
+        // The folder of a node that ended with a crash of the platform (the
+        // node was killed with it), and what it decrypted, go now; its log
+        // stays (moved to the logs folder when an earlier version left it
+        // inside). Apps another node process runs (sharing this folder on
+        // this host) keep theirs.
         let others: HashSet<String> = self
             .inner
             .store
@@ -605,9 +624,15 @@ impl Runner {
         if let Ok(entries) = std::fs::read_dir(nodes_dir) {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().to_string();
-                if !others.contains(&id) && !self.has_node(&id) {
-                    mse_run::workdir::wipe(&entry.path());
+                if id == LOGS || others.contains(&id) || self.has_node(&id) {
+                    continue;
                 }
+                let left = entry.path().join("app.log");
+                let log = self.log_path(&id);
+                if left.is_file() && !log.exists() {
+                    let _ = std::fs::rename(&left, &log);
+                }
+                remove_node_dir(&entry.path());
             }
         }
         for app in self.inner.store.node_apps(self.node_id()).await? {
@@ -667,6 +692,32 @@ impl Runner {
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// The folder of the apps' logs in the nodes' folder (no app uuid reads
+/// so).
+const LOGS: &str = "logs";
+
+fn logs_dir(nodes_dir: &std::path::Path) -> PathBuf {
+    nodes_dir.join(LOGS)
+}
+
+/// Creates the logs folder (mode 0700: only the platform reads logs).
+fn create_logs_dir(nodes_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    let dir = logs_dir(nodes_dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Removes a node's folder: what it decrypted first, then the rest.
+fn remove_node_dir(dir: &std::path::Path) {
+    mse_run::workdir::wipe(dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// This host's name, as node leases name it.

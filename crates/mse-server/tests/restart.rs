@@ -66,3 +66,31 @@ async fn a_server_killed_mid_deploy_restarts_cleanly_and_the_app_is_not_stuck() 
     .await;
     assert_eq!(status, 202);
 }
+
+#[tokio::test]
+async fn node_folders_left_from_before_are_removed_at_start_and_their_logs_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nodes = dir.path().join("data.nodes");
+    // What an earlier version left for each app it ran: its certificate and
+    // its log in the node's folder.
+    let id = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+    std::fs::create_dir_all(nodes.join(id)).unwrap();
+    std::fs::write(nodes.join(id).join("ratls.pem"), "certificate").unwrap();
+    std::fs::write(
+        nodes.join(id).join("app.log"),
+        "[mse-run] stopped: SIGTERM\n",
+    )
+    .unwrap();
+
+    let mut server = start(&data);
+    // Listening: the node role has recovered by then.
+    server.api_port();
+    assert!(!nodes.join(id).exists(), "the node's folder is removed");
+    assert_eq!(
+        std::fs::read_to_string(nodes.join("logs").join(format!("{id}.log"))).unwrap(),
+        "[mse-run] stopped: SIGTERM\n",
+        "its log is kept"
+    );
+    drop(server);
+}

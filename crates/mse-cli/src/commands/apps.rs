@@ -28,8 +28,12 @@ const LIVE: [&str; 3] = ["spawning", "initializing", "running"];
 const PAGE: u32 = 200;
 /// How often `logs --follow` polls the platform.
 const POLL: Duration = Duration::from_millis(1000);
-/// How often `stop` polls while it waits.
-const STOP_POLL: Duration = Duration::from_millis(300);
+/// The first pause while `stop` waits: a node usually stops within tens of
+/// milliseconds. Each pause after it is half again as long, up to
+/// [`STOP_POLL_MAX`].
+const STOP_POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause while `stop` waits.
+const STOP_POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The fields of `--json` output, for the help texts.
 const JSON_FIELDS: &str = "uuid, name, project, url, domain_name, config_domain_name, resource, \
@@ -77,8 +81,9 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The platform keeps the last 64 kB of each app's log: its output, its \
-errors, its access log and the runtime's own lines (marked [mse-run]). The log stays readable \
-after the app stops, until `mse remove`."
+errors, its access log and the runtime's own lines (marked [mse-run]). A longer log is shown \
+from a whole line: first the runtime's own earlier lines, then `[… earlier lines dropped]`, then \
+the last lines. The log stays readable after the app stops, until `mse remove`."
 )]
 pub struct LogsArgs {
     /// The app's UUID (see `mse list`)
@@ -368,6 +373,7 @@ fn wait_until_final(client: &Client, mut app: App, timeout: Duration) -> Result<
     let mut steps = Steps::new();
     steps.start("stop", &format!("Stopping app {id} ({})", app.name));
     let mut shown = String::new();
+    let mut pause = STOP_POLL_FIRST;
     while !app.is_final() {
         if app.status != shown {
             steps.update(&format!("still {}", app.status));
@@ -382,7 +388,8 @@ fn wait_until_final(client: &Client, mut app: App, timeout: Duration) -> Result<
                 timeout.as_secs()
             )));
         }
-        std::thread::sleep(STOP_POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 3 / 2).min(STOP_POLL_MAX);
         app = match client.app(&id) {
             Ok(app) => app,
             Err(e) => {
@@ -612,7 +619,13 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
     let mut rows: Vec<(&str, String)> = vec![
         ("name", app.name.clone()),
         ("project", app.project.clone()),
-        ("domain", url.to_string()),
+        (
+            "domain",
+            match app.kept_domain_note() {
+                Some(note) => format!("{url} ({note})"),
+                None => url.to_string(),
+            },
+        ),
         ("resource", app.resource.clone()),
         ("application", app.python_application.clone()),
         ("image", app.docker.clone()),
@@ -660,9 +673,10 @@ struct Fresh {
     gap: bool,
 }
 
-/// Turns successive windows of a log (its last 64 kB each time) into the
-/// text not printed yet. Only whole lines are printed until the end, so a
-/// line cut by the window or half-written is never printed twice.
+/// Turns successive windows of a log (what the platform shows of it each
+/// time: whole lines, and once it is long, the runtime's kept lines and a
+/// marker first) into the text not printed yet. Only whole lines are printed
+/// until the end, so a half-written line is never printed twice.
 #[derive(Debug, Default)]
 struct LogFollower {
     /// The start of the last window, up to the end of what was printed.
@@ -675,9 +689,10 @@ impl LogFollower {
         let (start, gap) = if window.starts_with(self.printed.as_str()) {
             (self.printed.len(), false)
         } else {
-            // The window slid: its first line may be cut, even mid-character.
-            let body_start = window.find('\n').map_or(window.len(), |i| i + 1);
-            match overlap(&self.printed, &window[..body_start], &window[body_start..]) {
+            // The window slid: what it kept of the runtime's lines was
+            // printed when they came; the lines after the marker are whole.
+            let body_start = mse_run::logs::after_kept(window.as_bytes());
+            match overlap(&self.printed, &window[body_start..]) {
                 Some(length) => (body_start + length, false),
                 None => (body_start, true),
             }
@@ -697,32 +712,28 @@ impl LogFollower {
     }
 }
 
-/// How much of `body` (the whole lines of a slid window, after its cut
-/// `first` line) was printed already: the longest start of `body` that ends
-/// `printed`, right after text that ends like `first`. `None` when the
-/// window moved past everything printed.
-fn overlap(printed: &str, first: &str, body: &str) -> Option<usize> {
-    // The cut may have split a character: ignore what decoding replaced.
-    let first = first.trim_start_matches('\u{fffd}');
-    let ends = body
-        .match_indices('\n')
-        .map(|(i, _)| i + 1)
-        .filter(|&end| end <= printed.len())
-        .collect::<Vec<_>>();
+/// How much of `body` (the whole lines of a slid window) was printed
+/// already: the longest run of its first lines that ends `printed`, whole
+/// lines there too. `None` when the window moved past everything printed.
+fn overlap(printed: &str, body: &str) -> Option<usize> {
     // Longest first: with repeated lines, printing too little beats
     // printing twice.
-    ends.into_iter()
+    body.match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .filter(|&end| end <= printed.len())
         .rev()
-        .chain(std::iter::once(0))
         .find(|&length| {
-            let seen = &body[..length];
-            printed.ends_with(seen) && printed[..printed.len() - length].ends_with(first)
+            printed.ends_with(&body[..length]) && {
+                let before = &printed[..printed.len() - length];
+                before.is_empty() || before.ends_with('\n')
+            }
         })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mse_run::logs::DROPPED;
 
     fn app(status: &str) -> App {
         serde_json::from_value(serde_json::json!({
@@ -798,6 +809,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cores         unknown"), "{text}");
+    }
+
+    #[test]
+    fn status_says_when_the_domain_was_kept_from_the_first_deployment() {
+        let first = app("running");
+        assert_eq!(first.kept_domain_note(), None);
+        let mut again = app("running");
+        again.id = "00000000-0000-0000-0000-000000000002".into();
+        again.config_domain_name = format!("{}.localhost", again.id);
+        let url = format!("https://{}:8443", again.domain_name);
+        let text = status_text(&again, None, &url, 1_900_000_100);
+        assert!(
+            text.contains(&format!(
+                "domain        {url} (the domain of the first deployment of `hello` in project \
+                 `default`: a redeployed name keeps its domain, and \
+                 00000000-0000-0000-0000-000000000002.localhost leads nowhere once the app runs)\n"
+            )),
+            "{text}"
+        );
+        let mut owner = again.clone();
+        owner.certificate_origin = "owner".into();
+        owner.domain_name = "shop.example.com".into();
+        assert_eq!(owner.kept_domain_note(), None, "a custom domain is its own");
     }
 
     #[test]
@@ -896,56 +930,71 @@ mod tests {
 
     #[test]
     fn a_sliding_window_prints_only_the_new_lines() {
-        // The window keeps the last 12 bytes; its first line is cut.
-        let (out, gap) = follow(&[
-            ("one\ntwo\nthr", false),
-            ("o\nthree\nfour\n", false),
-            ("ree\nfour\nfive\n", false),
-            ("\u{fffd}\nfive\nsix\n", true),
-        ]);
-        assert_eq!(out, "one\ntwo\nthree\nfour\nfive\nsix\n");
+        let slid = |kept: &str, lines: &str| format!("{kept}{DROPPED}{lines}");
+        let windows = [
+            ("[mse-run] started\none\ntwo\nthr".to_string(), false),
+            (slid("[mse-run] started\n", "two\nthree\nfour\n"), false),
+            (slid("[mse-run] started\n", "four\nfive\n"), false),
+            (slid("[mse-run] started\n", "five\nsix"), true),
+        ];
+        let windows: Vec<(&str, bool)> = windows.iter().map(|(w, l)| (w.as_str(), *l)).collect();
+        let (out, gap) = follow(&windows);
+        assert_eq!(out, "[mse-run] started\none\ntwo\nthree\nfour\nfive\nsix\n");
         assert!(!gap);
     }
 
     #[test]
     fn repeated_lines_in_a_sliding_window_are_not_printed_twice() {
-        let (out, _) = follow(&[("x\nx\nx\n", false), ("\nx\nx\ny\n", true)]);
+        let slid = format!("{DROPPED}x\nx\ny\n");
+        let (out, _) = follow(&[("x\nx\nx\n", false), (&slid, true)]);
         assert_eq!(out, "x\nx\nx\ny\n");
     }
 
     #[test]
-    fn a_long_log_read_through_a_64_kb_window_comes_out_whole() {
-        // Lines of varied lengths with multi-byte characters, growing by
-        // chunks that cut lines and characters anywhere.
+    fn a_long_log_read_through_the_platforms_window_comes_out_whole() {
+        // Lines of varied lengths with multi-byte characters and the
+        // runtime's own lines, growing by chunks that cut lines and
+        // characters anywhere, trimmed as the node trims its log.
         let mut stream = Vec::new();
         for i in 0..20_000u32 {
-            let line = format!(
-                "{i} r\u{e9}ponse {}\n",
-                "\u{2713}".repeat((i % 17) as usize)
-            );
+            let line = if i % 1000 == 0 {
+                format!("[mse-run] note {i}\n")
+            } else {
+                format!(
+                    "{i} r\u{e9}ponse {}\n",
+                    "\u{2713}".repeat((i % 17) as usize)
+                )
+            };
             stream.extend_from_slice(line.as_bytes());
         }
         let mut follower = LogFollower::default();
         let mut out = String::new();
+        let mut file = Vec::new();
         let mut written = 0;
         let mut step = 1usize;
         while written < stream.len() {
             step = (step * 7919 + 13) % 20_000 + 1;
-            written = (written + step).min(stream.len());
-            let window = &stream[written.saturating_sub(64 * 1024)..written];
-            let fresh = follower.update(&String::from_utf8_lossy(window), written == stream.len());
+            let end = (written + step).min(stream.len());
+            file.extend_from_slice(&stream[written..end]);
+            written = end;
+            if file.len() as u64 >= 2 * mse_run::logs::KEEP {
+                file = mse_run::logs::window(&file);
+            }
+            let window = mse_run::logs::window(&file);
+            let fresh = follower.update(&String::from_utf8_lossy(&window), written == stream.len());
             assert!(
                 !fresh.gap,
                 "nothing is lost when the log grows slower than the window"
             );
             out.push_str(&fresh.text);
         }
-        assert_eq!(out.as_bytes(), &stream[..]);
+        assert_eq!(out, String::from_utf8(stream).unwrap());
     }
 
     #[test]
     fn a_window_past_everything_printed_says_lines_were_lost() {
-        let (out, gap) = follow(&[("a\nb\n", false), ("zz\nc\nd\n", true)]);
+        let slid = format!("{DROPPED}c\nd\n");
+        let (out, gap) = follow(&[("a\nb\n", false), (&slid, true)]);
         assert_eq!(out, "a\nb\nc\nd\n");
         assert!(gap);
     }

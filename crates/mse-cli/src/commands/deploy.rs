@@ -597,6 +597,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         app.id
     );
     println!("  URL          {url}");
+    if let Some(note) = app.kept_domain_note() {
+        println!("               ({note})");
+    }
     println!(
         "  expires      {} ({})",
         mse_config::datetime::display_utc(&expires_at),

@@ -82,6 +82,17 @@ pub fn pinned(pem: &str) -> rustls::ClientConfig {
 
 /// `GET https://host:port{path}` through the proxy on loopback: (status, body).
 pub fn https_get(tls: rustls::ClientConfig, host: &str, port: u16, path: &str) -> (u16, String) {
+    try_https_get(tls, host, port, path)
+        .unwrap_or_else(|e| panic!("GET https://{host}:{port}{path}: {e}"))
+}
+
+/// [`https_get`], or the error (with its causes) when there is no answer.
+pub fn try_https_get(
+    tls: rustls::ClientConfig,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Result<(u16, String), String> {
     let client = reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(tls)
         .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
@@ -91,9 +102,9 @@ pub fn https_get(tls: rustls::ClientConfig, host: &str, port: u16, path: &str) -
     let response = client
         .get(format!("https://{host}:{port}{path}"))
         .send()
-        .unwrap_or_else(|e| panic!("GET https://{host}:{port}{path}: {e:?}"));
+        .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
-    (status, response.text().unwrap_or_default())
+    Ok((status, response.text().unwrap_or_default()))
 }
 
 /// `GET {url}{path}` of an app `mse deploy --json` described in `out`,

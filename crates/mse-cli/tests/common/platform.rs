@@ -224,6 +224,29 @@ impl Platform {
         self.dir.path().join("data.nodes")
     }
 
+    /// Where the node runner keeps app `id`'s log (it outlives the node's
+    /// folder).
+    pub fn log_file(&self, id: &str) -> PathBuf {
+        self.nodes_dir().join("logs").join(format!("{id}.log"))
+    }
+
+    /// Waits (bounded) until app `id`'s node folder is gone: its runner
+    /// removes it once the node process has exited.
+    pub fn wait_node_dir_gone(&self, id: &str) {
+        let dir = self.nodes_dir().join(id);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while dir.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{} is left: {:?}",
+                dir.display(),
+                std::fs::read_dir(&dir)
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The `mse-server` process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
