@@ -136,15 +136,21 @@ def release_key(version: str) -> tuple[int, ...] | None:
     return tuple(int(part) for part in version.split("."))
 
 
-def has_wheel(uv: str, interpreter: str, name: str, version: str) -> bool:
+def uv_env(cache: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("UV_CACHE_DIR", str(cache / "uv"))
+    return env
+
+
+def has_wheel(uv: str, interpreter: str, name: str, version: str, cache: Path) -> bool:
     result = run([uv, "pip", "compile", "-", "--no-deps", "--only-binary", ":all:",
                   "--python", interpreter, "--no-header", "--quiet"],
-                 input=f"{name}=={version}\n")
+                 input=f"{name}=={version}\n", env=uv_env(cache))
     return result.returncode == 0
 
 
 def nearest_with_wheel(uv: str, pip: list[str], interpreter: str, name: str,
-                       after: str, inclusive: bool = False) -> str:
+                       after: str, cache: Path, inclusive: bool = False) -> str:
     """The lowest final release above `after` (or from it, if `inclusive`) that
     has a wheel for `interpreter`."""
     listing = run(pip + ["index", "versions", name, "--disable-pip-version-check"])
@@ -156,7 +162,7 @@ def nearest_with_wheel(uv: str, pip: list[str], interpreter: str, name: str,
                         if (key := release_key(v.strip()))
                         and (key >= floor if inclusive else key > floor))
     for _, version in candidates:
-        if has_wheel(uv, interpreter, name, version.strip()):
+        if has_wheel(uv, interpreter, name, version.strip(), cache):
             return version.strip()
     raise SystemExit(f"no release of {name} after {after} has a wheel for {interpreter}")
 
@@ -167,8 +173,7 @@ def resolve(uv: str, interpreter: str, pip: list[str], image: dict, allow_sdist:
     to be taken past `as_of` for want of a wheel."""
     requested = image["requested"]
     bumped: dict[str, tuple[str, str]] = {}
-    env = dict(os.environ)
-    env.setdefault("UV_CACHE_DIR", str(cache / "uv"))
+    env = uv_env(cache)
     with tempfile.TemporaryDirectory() as tmp:
         infile = Path(tmp) / "requested.in"
         infile.write_text("\n".join(requested) + "\n")
@@ -203,7 +208,7 @@ def resolve(uv: str, interpreter: str, pip: list[str], image: dict, allow_sdist:
             if name is None or name in bumped:
                 raise SystemExit(f"resolution failed for {image['reference']}:\n{result.stderr}")
             old = old.rstrip(".,")
-            new = nearest_with_wheel(uv, pip, interpreter, name, old, inclusive)
+            new = nearest_with_wheel(uv, pip, interpreter, name, old, cache, inclusive)
             log(f"  {name}: no usable release from {old} as of {image['as_of']}; taking {new}")
             bumped[name] = (old, new)
         else:
@@ -292,10 +297,10 @@ def check_pins(uv: str, sources: dict, cache: Path) -> int:
             if (name, version, interpreter) in seen or name in allow_sdist:
                 continue
             seen.add((name, version, interpreter))
-            if not has_wheel(uv, interpreter, name, version):
+            if not has_wheel(uv, interpreter, name, version, cache):
                 bad += 1
                 nearest = nearest_with_wheel(uv, pip_for(interpreter, cache), interpreter,
-                                             name, version)
+                                             name, version, cache)
                 log(f"{image['reference']}: {name}=={version} has no wheel for "
                     f"CPython {image['python']} here; nearest later: {nearest}")
     return 1 if bad else 0
