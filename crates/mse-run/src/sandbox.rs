@@ -328,21 +328,6 @@ impl Confinement {
                 AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate,
             )?)?;
         }
-        // POSIX semaphores (Python's multiprocessing locks, which hypercorn
-        // uses) are files in /dev/shm, shared by every process of the host:
-        // an app may create, use and remove them there, but not list the
-        // folder, so it cannot find another app's (Python unlinks its own at
-        // once, and under a uid of its own they are 0600 to the others).
-        if Path::new("/dev/shm").is_dir() {
-            ruleset = ruleset.add_rule(rule(
-                Path::new("/dev/shm"),
-                AccessFs::ReadFile
-                    | AccessFs::WriteFile
-                    | AccessFs::Truncate
-                    | AccessFs::MakeReg
-                    | AccessFs::RemoveFile,
-            )?)?;
-        }
         for port in &policy.bind_tcp {
             ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::BindTcp))?;
         }

@@ -109,19 +109,27 @@ impl App {
     }
 
     /// The app server (hypercorn; WSGI and ASGI apps alike) bound to `bind`,
-    /// writing its access log to stdout and its errors to stderr. A hypercorn
-    /// that can (0.15 and later) serves in its own process (`--workers 0`):
-    /// no worker process is spawned that could outlive it. Older ones, as in
-    /// the early 2023 images, always serve from worker processes
-    /// (`--workers 1`; `0` would start none and exit).
+    /// writing its access log to stdout and its errors to stderr. It serves
+    /// in its own process: no worker process is spawned that could outlive
+    /// it. hypercorn 0.15 and later do that with `--workers 0`; older ones,
+    /// as in the early 2023 images, always serve from worker processes from
+    /// their command line, so their worker is run directly
+    /// ([`LEGACY_SERVER`]).
     pub fn server(&self, bind: &str, serving: &Serving) -> Command {
-        let workers = match hypercorn_version(&self.python) {
-            Some((0, minor)) if minor < 15 => "1",
-            _ => "0",
-        };
         let mut command = self.python();
+        if matches!(hypercorn_version(&self.python), Some((0, minor)) if minor < 15) {
+            let (cert, key) = match serving {
+                Serving::Tls { cert, key } => (cert.as_os_str(), key.as_os_str()),
+                Serving::Plain => ("".as_ref(), "".as_ref()),
+            };
+            command
+                .args(["-c", LEGACY_SERVER, bind, &self.application])
+                .arg(cert)
+                .arg(key);
+            return command;
+        }
         command
-            .args(["-m", "hypercorn", "--workers", workers, "--bind", bind])
+            .args(["-m", "hypercorn", "--workers", "0", "--bind", bind])
             .args(["--access-logfile", "-", "--error-logfile", "-"]);
         if let Serving::Tls { cert, key } = serving {
             command
@@ -134,6 +142,22 @@ impl App {
         command
     }
 }
+
+/// Serves with a hypercorn older than 0.15 in this process: its asyncio
+/// worker, with the configuration its command line would give. Arguments:
+/// bind address, `module:variable`, certificate and key (empty for plain
+/// HTTP). SIGTERM stops it gracefully, as it does the command line.
+const LEGACY_SERVER: &str = "import sys\n\
+from hypercorn.config import Config\n\
+from hypercorn.asyncio.run import asyncio_worker\n\
+bind, application, cert, key = sys.argv[1:5]\n\
+config = Config()\n\
+config.bind = [bind]\n\
+config.accesslog = '-'\n\
+config.errorlog = '-'\n\
+config.application_path = application\n\
+if cert:\n    config.certfile = cert\n    config.keyfile = key\n\
+asyncio_worker(config, config.create_sockets())";
 
 /// `(major, minor)` of the hypercorn installed in the environment of
 /// `python` (a virtual environment's `bin/python`), from its
@@ -191,6 +215,8 @@ mod tests {
         assert!(args(&app).windows(2).any(|w| w == ["--workers", "0"]));
         std::fs::remove_dir(site.join("hypercorn-0.17.3.dist-info")).unwrap();
         std::fs::create_dir_all(site.join("hypercorn-0.14.4.dist-info")).unwrap();
-        assert!(args(&app).windows(2).any(|w| w == ["--workers", "1"]));
+        let legacy = args(&app);
+        assert_eq!(legacy[..2], ["-c".to_string(), LEGACY_SERVER.to_string()]);
+        assert_eq!(legacy[2..], ["127.0.0.1:1", "app:app", "", ""]);
     }
 }

@@ -225,11 +225,16 @@ impl EnvCache {
             if !spec.packages.is_empty() {
                 let lock_file = dir.join("lock.txt");
                 std::fs::write(&lock_file, spec.lock_file()).map_err(build)?;
-                run(self
-                    .installer
-                    .install(&python)
+                let mut install = self.installer.install(&python);
+                install
                     .args(["--require-hashes", "--no-deps", "-r"])
-                    .arg(&lock_file))?;
+                    .arg(&lock_file);
+                if matches!(self.installer, Installer::Uv(_)) {
+                    // As pip does: apps, which cannot write the shared
+                    // environment, then start without compiling it each time.
+                    install.arg("--compile-bytecode");
+                }
+                run(&mut install)?;
             }
             std::fs::write(&ready, &digest).map_err(build)?;
         }
