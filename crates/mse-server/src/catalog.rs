@@ -86,9 +86,13 @@ pub async fn get(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
 }
 
 /// Builds the environment of every image marked `prepare`, one after the
-/// other, telling the log. Environments already built are only checked.
+/// other (the default image first), telling the log. Environments already
+/// built are only checked.
 pub fn prepare(catalog: &Catalog, cache: &EnvCache) {
-    let images: Vec<_> = catalog.images.iter().filter(|i| i.prepare).collect();
+    // The image new apps name first (`mse scaffold`, `mse init`): the
+    // first deploy on a new platform is most likely of it.
+    let mut images: Vec<_> = catalog.images.iter().filter(|i| i.prepare).collect();
+    images.sort_by_key(|i| i.reference != mse_config::DEFAULT_DOCKER_IMAGE);
     let total = images.len();
     for (n, spec) in images.into_iter().enumerate() {
         let n = n + 1;
