@@ -243,16 +243,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         }
         for app in &live {
             steps.update(&format!("Stopping the previous app {}", app.id));
-            client.stop(&app.id)?;
-            wait_for(
-                &client,
-                &app.id,
-                &["stopped", "on_error"],
-                60,
-                steps,
-                None,
-                None,
-            )?;
+            stop_and_wait(&client, &app.id, steps)?;
             let _ = mse_package::context::ContextStore::new(&conf_dir()).remove(&app.id);
         }
         steps.done(&format!("stopped {}", ids.join(", ")));
@@ -449,17 +440,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             // A node left waiting would keep the name taken until its
             // configuration deadline.
             steps.update(&format!("Stopping the node of {}", app.id));
-            match client.stop(&app.id).map_err(Failure::from).and_then(|_| {
-                wait_for(
-                    &client,
-                    &app.id,
-                    &["stopped", "on_error"],
-                    60,
-                    steps,
-                    None,
-                    None,
-                )
-            }) {
+            match stop_and_wait(&client, &app.id, steps) {
                 Ok(_) => {
                     left.ended();
                     message.push_str("\n  the node was stopped");
@@ -723,9 +704,17 @@ fn read_ssl(config: &AppConfig) -> Result<(Option<DeploySsl>, Option<String>), F
     ))
 }
 
+/// Asks the platform to stop app `id` and waits (at most a minute) until
+/// it has.
+fn stop_and_wait(client: &Client, id: &str, steps: &mut Steps) -> Result<App, Failure> {
+    client.stop(id)?;
+    wait_for(client, id, &["stopped", "on_error"], 60, steps, None, None)
+}
+
 /// Polls the app until its status is one of `wanted`; fails at once (with
 /// its last logs) when it ends up `on_error` or `stopped` instead, which
-/// `left`, if given, then records.
+/// `left`, if given, then records. `spawning` is what to say while the node
+/// starts, when there is more to say than that.
 fn wait_for(
     client: &Client,
     id: &str,
