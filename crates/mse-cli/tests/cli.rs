@@ -102,6 +102,7 @@ fn scaffolded_app_passes_its_own_tests() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(ctx.work().join("hello"))
         .env_remove("MSE_APP_URL")
+        .env_remove("TEST_REMOTE_URL")
         .output()
         .unwrap();
     let (stdout, stderr) = texts(&output);

@@ -142,12 +142,15 @@ fn an_app_behind_a_proxy_on_port_443_has_a_url_without_a_port_that_curl_and_pyth
     let (stdout, stderr) = common::texts(&requests);
     assert_eq!(stdout.trim(), "200 Hello world", "requests: {stderr}");
 
-    // The app's own pytest suite, against the deployed app.
+    // The app's own pytest suite, against the deployed app, set up as the
+    // original platform's suites are.
     let pytest = Command::new(mse_testkit::python())
-        .args(["-m", "pytest", "-q", "tests"])
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .current_dir(&app)
-        .env("MSE_APP_URL", url)
-        .env("MSE_APP_CACERT", cert)
+        .env_remove("MSE_APP_URL")
+        .env_remove("MSE_APP_CACERT")
+        .env("TEST_REMOTE_URL", url)
+        .env("REQUESTS_CA_BUNDLE", cert)
         .output()
         .expect("pytest runs");
     let (stdout, stderr) = common::texts(&pytest);

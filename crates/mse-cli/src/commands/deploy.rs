@@ -33,8 +33,8 @@ certificate (attestation), send it the code key and secrets over TLS pinned to t
 wait until the app serves, save the context. With --json, progress goes to stderr and stdout \
 carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, resolves \
 (whether this machine's resolver knows the URL's name; when it does not, a warning says what to \
-do), status, expires_at, certificate_origin, fingerprint, verified, tee, cert_path, context_path, \
-timings."
+do), status, expires_at, certificate_origin, fingerprint, verified, tee, sandbox (how the node \
+confines the app), cert_path, context_path, timings."
 )]
 pub struct Args {
     /// The configuration file [default: ./mse.toml]

@@ -1,7 +1,8 @@
 """Fixtures for the app's tests.
 
 By default the tests call the app in-process through Flask's test client.
-Set MSE_APP_URL (and, for a self-signed certificate, MSE_APP_CACERT) to run
+Set TEST_REMOTE_URL (and, for a self-signed certificate, REQUESTS_CA_BUNDLE),
+as apps of the original MSE do, or MSE_APP_URL (and MSE_APP_CACERT), to run
 the same tests against a running instance over HTTP(S).
 """
 
@@ -60,7 +61,8 @@ class HttpClient:
 @pytest.fixture(name="client")
 def fixture_client():
     """A client for the app: in-process, or remote when MSE_APP_URL is set."""
-    url = os.environ.get("MSE_APP_URL")
+    url = os.environ.get("MSE_APP_URL") or os.environ.get("TEST_REMOTE_URL")
     if url:
-        return HttpClient(url, os.environ.get("MSE_APP_CACERT"))
+        cafile = os.environ.get("MSE_APP_CACERT") or os.environ.get("REQUESTS_CA_BUNDLE")
+        return HttpClient(url, cafile)
     return FlaskClient()
