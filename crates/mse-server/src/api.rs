@@ -33,8 +33,10 @@ pub struct AppState {
     pub proxy_port: std::sync::atomic::AtomicU16,
     /// Where nodes get their quotes: `simulation` or `gramine`.
     pub quote_provider: String,
-    /// Where runtime environments are cached.
-    pub cache_dir: std::path::PathBuf,
+    /// The runtime environments.
+    pub cache: mse_runtime::EnvCache,
+    /// The operator's catalog, as last read.
+    pub catalog: crate::catalog::Cached,
 }
 
 /// Shared state.

@@ -288,10 +288,11 @@ pub async fn create(
     }
     let catalog = crate::catalog::load(&state)?;
     let runtime = catalog
+        .catalog
         .find(&config.docker)
         .map_err(|e| unprocessable(format!("docker: {e}")))?;
     let runtime_digest = runtime.digest();
-    let runtime_ready = mse_runtime::EnvCache::new(&state.cache_dir).is_ready(runtime);
+    let runtime_ready = state.cache.is_ready(runtime);
 
     let project = state
         .store

@@ -4,6 +4,7 @@
 //! background at start so the first deploy of a default image does not wait.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -56,9 +57,54 @@ pub fn install_default(root: &Path) -> anyhow::Result<Option<&'static str>> {
     }
 }
 
+/// The catalog file as last read: parsed, checked and digested once per
+/// change of the file, not at every request.
+#[derive(Debug, Default)]
+pub struct Cached {
+    last: std::sync::Mutex<Option<(FileStamp, Arc<Published>)>>,
+}
+
+/// What tells that the file changed.
+type FileStamp = (std::time::SystemTime, u64);
+
+/// A checked catalog and its digest.
+#[derive(Debug)]
+pub struct Published {
+    /// The images.
+    pub catalog: Catalog,
+    /// [`Catalog::digest`].
+    pub digest: String,
+}
+
+impl Cached {
+    /// The catalog of the data folder at `root`, read again only when the
+    /// file's modification time or size changed.
+    pub fn get(&self, root: &Path) -> Result<Arc<Published>, mse_runtime::RuntimeError> {
+        let path = root.join(FILE);
+        let stamp = std::fs::metadata(&path)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .map_err(|e| {
+                mse_runtime::RuntimeError::Catalog(path.display().to_string(), e.to_string())
+            })?;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, published)) = last.as_ref() {
+            if *seen == stamp {
+                return Ok(published.clone());
+            }
+        }
+        let catalog = read(root)?;
+        let published = Arc::new(Published {
+            digest: catalog.digest(),
+            catalog,
+        });
+        *last = Some((stamp, published.clone()));
+        Ok(published)
+    }
+}
+
 /// The catalog, for a handler: a broken file is the operator's problem, a 500.
-pub fn load(state: &Shared) -> Result<Catalog, ApiError> {
-    read(&state.data.root).map_err(|e| {
+pub fn load(state: &Shared) -> Result<Arc<Published>, ApiError> {
+    state.catalog.get(&state.data.root).map_err(|e| {
         eprintln!("{e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,17 +117,21 @@ pub fn load(state: &Shared) -> Result<Catalog, ApiError> {
 /// client that sends the digest it has in `If-None-Match` gets 304 while it
 /// is current.
 pub async fn get(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let published = load(&state)?.publish();
-    let etag = format!("\"{}\"", published.digest);
+    let current = load(&state)?;
+    let etag = format!("\"{}\"", current.digest);
     let etag_value = HeaderValue::from_str(&etag)
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad digest"))?;
-    let current = headers
+    let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    if current {
+    if unchanged {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
+    let published = mse_runtime::PublishedCatalog {
+        digest: current.digest.clone(),
+        images: current.catalog.images.clone(),
+    };
     Ok(([(header::ETAG, etag_value)], Json(published)).into_response())
 }
 

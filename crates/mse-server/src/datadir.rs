@@ -204,11 +204,6 @@ pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Resul
     if let Some(what) = crate::catalog::install_default(root)? {
         println!("{what}: {}", root.join(crate::catalog::FILE).display());
     }
-    crate::catalog::read(root).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\n(the format is in docs/catalog.md; move the file away to start from the default)"
-        )
-    })?;
 
     Ok(DataDir {
         root: root.to_path_buf(),

@@ -172,6 +172,13 @@ pub async fn open_as(
         .await
         .context("cannot lock the data folder")??;
     let data = datadir::init(&settings.data_dir, &settings.base_domain, now)?;
+    // Checked before anything serves; kept for the requests that need it.
+    let catalog = catalog::Cached::default();
+    catalog.get(&data.root).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(the format is in docs/catalog.md; move the file away to start from the default)"
+        )
+    })?;
     if roles.api {
         datadir::clean_incoming(&settings.data_dir)?;
     }
@@ -227,7 +234,9 @@ pub async fn open_as(
             runner,
             proxy_port: std::sync::atomic::AtomicU16::new(0),
             quote_provider: settings.quote_provider.clone(),
-            cache_dir: settings.cache_dir.clone(),
+            cache: mse_runtime::EnvCache::new(&settings.cache_dir)
+                .with_installer(settings.installer.clone()),
+            catalog,
         }),
         admin_token,
     ))

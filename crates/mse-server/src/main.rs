@@ -348,10 +348,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         if !args.no_prepare {
             // In the background: the API serves while the builds run, and a
             // deploy of an image being built waits on its lock.
-            let catalog = mse_server::catalog::read(&args.data_dir)?;
-            let cache = mse_runtime::EnvCache::new(&settings.cache_dir)
-                .with_installer(settings.installer.clone());
-            std::thread::spawn(move || mse_server::catalog::prepare(&catalog, &cache));
+            let catalog = state.catalog.get(&state.data.root)?;
+            let cache = state.cache.clone();
+            std::thread::spawn(move || mse_server::catalog::prepare(&catalog.catalog, &cache));
         }
     }
     // The port clients reach apps on, as `GET /platform` tells them: the
