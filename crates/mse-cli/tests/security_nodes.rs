@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::deploy::{assert_nowhere_in, call_app, deploy_ok, files};
+use common::deploy::{assert_nowhere_in, call_app, deploy_ok};
 use common::platform::{login, user, Platform};
 use common::TestContext;
 use serde_json::{json, Value};
@@ -265,7 +265,11 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         PathBuf::from(format!("/proc/{}/environ", victim_runtime[0])),
         PathBuf::from(format!("/proc/{}/mem", victim_runtime[0])),
     ];
-    read.extend(files(&data.join("apps")).into_iter().take(4));
+    read.extend(
+        mse_testkit::files_under(&data.join("apps"))
+            .into_iter()
+            .take(4),
+    );
     let list = [
         data.clone(),
         nodes.clone(),

@@ -14,25 +14,8 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use sha2::Digest;
 
-/// Every file below `root`, recursively.
-fn files(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 fn assert_absent(root: &Path, markers: &[(&str, &str)]) {
-    for path in files(root) {
+    for path in mse_testkit::files_under(root) {
         let bytes = std::fs::read(&path).unwrap_or_default();
         for (what, marker) in markers {
             let found = bytes.windows(marker.len()).any(|w| w == marker.as_bytes());

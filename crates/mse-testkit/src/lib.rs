@@ -305,3 +305,24 @@ fn start_postgres() -> (PathBuf, u16) {
     );
     (bin, port)
 }
+
+/// Every file below `dir`, recursively (folders that cannot be read are
+/// skipped): what a test searches for leftovers.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

@@ -1,7 +1,7 @@
 //! Deploying with the real `mse deploy` and calling the deployed app the
 //! way its owner does: with the certificate the deployment verified.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,29 +130,9 @@ pub fn host_of(url: &str) -> String {
         .to_string()
 }
 
-/// Every file under `dir`, recursively.
-pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// Panics when any file under `dir` holds `needle` (`what` names it).
 pub fn assert_nowhere_in(dir: &Path, needle: &[u8], what: &str) {
-    for file in files(dir) {
+    for file in mse_testkit::files_under(dir) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(
             !bytes.windows(needle.len()).any(|w| w == needle),
