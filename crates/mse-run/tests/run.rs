@@ -546,7 +546,7 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
     node.stop();
     assert!(!process_exists(pid));
     assert_eq!(
-        live_group_members(pid),
+        mse_testkit::live_group_members(pid),
         Vec::<u32>::new(),
         "no child process left"
     );
@@ -1015,26 +1015,8 @@ fn the_app_server_dies_with_a_killed_runtime() {
     node.child.kill().unwrap();
     node.child.wait().unwrap();
     wait_until("no process of the app's group is left", || {
-        live_group_members(pid).is_empty()
+        mse_testkit::live_group_members(pid).is_empty()
     });
-}
-
-/// Processes (not zombies) whose process group is `pgid`.
-fn live_group_members(pgid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Fields after the command's closing parenthesis: state, ppid, pgrp.
-            let Some((_, rest)) = stat.rsplit_once(") ") else {
-                return false;
-            };
-            let fields: Vec<&str> = rest.split(' ').collect();
-            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-        })
-        .collect()
 }
 
 /// An app that says who it runs as.
