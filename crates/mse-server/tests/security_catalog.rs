@@ -1,5 +1,6 @@
-//! The operator's catalog at start: a broken one stops the server before it
-//! serves anything, naming every problem; an older default nobody edited is
+//! The operator's catalog at start: a broken one (unlocked pins, pip options
+//! smuggled into a package line) stops the server before it serves
+//! anything, naming every problem; an older default nobody edited is
 //! moved to the current default; an edited one is kept as it is.
 
 mod common;
@@ -39,7 +40,8 @@ fn a_broken_catalog_stops_the_server_at_start_naming_every_problem() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
         data.join("catalog.toml"),
-        "[[image]]\nreference = \"r\"\npython = \"3\"\npackages = [\"flask>=2\"]\n",
+        "[[image]]\nreference = \"r\"\npython = \"3\"\npackages = [\"flask>=2\", \"-r /etc/shadow\", \
+         \"flask==2.2.2 --index-url=http://198.18.0.1/\"]\n",
     )
     .unwrap();
     let mut child = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
@@ -69,6 +71,7 @@ fn a_broken_catalog_stops_the_server_at_start_naming_every_problem() {
     assert!(
         stderr.contains("major.minor")
             && stderr.contains("exact version")
+            && stderr.contains("only `--hash=sha256:HEX` may follow the pin")
             && stderr.contains("docs/catalog.md"),
         "{stderr}"
     );
