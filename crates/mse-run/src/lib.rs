@@ -5,5 +5,6 @@
 pub mod logs;
 pub mod protocol;
 pub mod sandbox;
-pub mod status;
+/// The status events, whose home is the wire-types crate.
+pub use mse_api::event as status;
 pub mod workdir;

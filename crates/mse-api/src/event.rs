@@ -1,5 +1,5 @@
-//! Status events: one JSON object a line on the runtime's standard output,
-//! for the node runner to consume.
+//! Status events: what a node reports of its app, one JSON object a line on
+//! `mse-run`'s standard output, and forwarded by node hosts to the API.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};

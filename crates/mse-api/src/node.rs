@@ -1,0 +1,324 @@
+//! The node-host protocol: how a machine that runs apps joins the platform,
+//! renews its lease, learns which apps to start and stop, fetches their
+//! encrypted packages and reports their events and logs. Every call goes
+//! over TLS to the API's node listener, whose certificate chains to the
+//! platform's operator CA; the join token carries that CA's SHA-256, so a
+//! joining host trusts nothing it has not checked.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::Event;
+
+/// The prefix of every join token.
+pub const JOIN_TOKEN_PREFIX: &str = "msejoin_";
+/// The prefix of a node host's credential (the bearer token of its calls).
+pub const NODE_CREDENTIAL_PREFIX: &str = "msenode_";
+
+/// A join token: a secret the API keeps hashed, and the SHA-256 of the
+/// platform's CA certificate (DER), which the joining host pins.
+/// Written `msejoin_<64 hex secret>_<64 hex CA hash>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// The secret, 32 bytes.
+    pub secret: [u8; 32],
+    /// SHA-256 of the CA certificate's DER.
+    pub ca_sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        write!(f, "JoinToken(ca sha256 {})", hex::encode(self.ca_sha256))
+    }
+}
+
+/// Why a join token does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not a join token: expected `msejoin_` then 64 hex digits, `_` and 64 more (as \
+     `POST /nodes/tokens` gave it)"
+)]
+pub struct BadJoinToken;
+
+impl JoinToken {
+    /// A new token for the CA whose certificate (DER) is `ca_der`.
+    pub fn new(secret: [u8; 32], ca_der: &[u8]) -> Self {
+        JoinToken {
+            secret,
+            ca_sha256: Sha256::digest(ca_der).into(),
+        }
+    }
+
+    /// Parses the written form.
+    pub fn parse(text: &str) -> Result<Self, BadJoinToken> {
+        let rest = text
+            .trim()
+            .strip_prefix(JOIN_TOKEN_PREFIX)
+            .ok_or(BadJoinToken)?;
+        let (secret, ca) = rest.split_once('_').ok_or(BadJoinToken)?;
+        let mut token = JoinToken {
+            secret: [0; 32],
+            ca_sha256: [0; 32],
+        };
+        hex::decode_to_slice(secret, &mut token.secret).map_err(|_| BadJoinToken)?;
+        hex::decode_to_slice(ca, &mut token.ca_sha256).map_err(|_| BadJoinToken)?;
+        Ok(token)
+    }
+
+    /// SHA-256 (hex) of the secret: what the API stores.
+    pub fn secret_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.secret))
+    }
+
+    /// Whether `ca_der` is the certificate this token pins.
+    pub fn pins(&self, ca_der: &[u8]) -> bool {
+        let seen: [u8; 32] = Sha256::digest(ca_der).into();
+        seen == self.ca_sha256
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{JOIN_TOKEN_PREFIX}{}_{}",
+            hex::encode(self.secret),
+            hex::encode(self.ca_sha256)
+        )
+    }
+}
+
+/// `POST /nodes/tokens` (admin): a new join token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJoinToken {
+    /// Hours it may be used for (1 to 8760; default 24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_hours: Option<u32>,
+}
+
+/// The answer of `POST /nodes/tokens`: the token, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenCreated {
+    /// The token (`msejoin_…`).
+    pub token: String,
+    /// When it stops being accepted, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What a host offers: the memory and cores apps may take on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Memory, MB.
+    pub memory_mb: u64,
+    /// CPU cores.
+    pub cores: u64,
+}
+
+/// `POST /nodes/join`: a host asks to join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The join token (`msejoin_…`).
+    pub token: String,
+    /// The name the host asks for (1 to 64 letters, digits, `.`, `_`, `-`);
+    /// a host that rejoins asks for its old name.
+    pub name: String,
+    /// The address the proxy reaches the host's apps at.
+    pub advertise: IpAddr,
+    /// What apps may take on the host.
+    pub capacity: Capacity,
+    /// The host's own quote-signing public key (SubjectPublicKeyInfo, PEM),
+    /// which the platform's simulation CA certifies.
+    pub quote_key: String,
+}
+
+/// The answer of `POST /nodes/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The host's node id.
+    pub node: String,
+    /// The bearer credential of the host's later calls (`msenode_…`),
+    /// shown once; the host keeps it in memory only.
+    pub credential: String,
+    /// Seconds a lease lasts: after this long without a renewal the API
+    /// marks the host's apps `on_error` ("node lost").
+    pub lease_secs: u64,
+    /// The host's quote-signing certificate then the simulation CA, PEM.
+    pub quote_chain: String,
+    /// The enclave-signing public key (PEM): what MRSIGNER is made of.
+    pub signer_pem: String,
+    /// `simulation` or `gramine`.
+    pub quote_provider: String,
+    /// Seconds a node waits for its owner's configuration.
+    pub config_timeout_secs: u64,
+    /// `required` or `best-effort`.
+    pub sandbox: String,
+}
+
+/// `POST /nodes/lease`: the host renews its lease and says what runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// The apps whose nodes run on the host now.
+    pub running: Vec<String>,
+    /// How long the API may hold the answer while there is nothing to do,
+    /// milliseconds (at most [`MAX_LEASE_WAIT_MS`]).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// The longest [`LeaseRequest::wait_ms`].
+pub const MAX_LEASE_WAIT_MS: u64 = 5_000;
+
+/// The answer of `POST /nodes/lease`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseGranted {
+    /// Seconds from now the lease lasts.
+    pub lease_secs: u64,
+    /// Apps to start.
+    pub start: Vec<Assignment>,
+    /// Apps to stop, with why.
+    pub stop: Vec<StopOrder>,
+}
+
+/// How an app's TLS is made, with what the node needs for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "origin", rename_all = "snake_case")]
+pub enum AppTls {
+    /// An RA-TLS certificate of the node's own.
+    #[serde(rename = "self")]
+    RaTls,
+    /// The owner's certificate (chain, PEM); its key comes with the
+    /// owner's configuration.
+    Owner {
+        /// The chain, PEM.
+        chain_pem: String,
+    },
+    /// The operator's proxy terminates TLS; the node serves plain HTTP.
+    Operator,
+}
+
+/// An app a host is to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Its uuid.
+    pub app: String,
+    /// Its domain.
+    pub domain: String,
+    /// `module:variable`.
+    pub application: String,
+    /// Its runtime image.
+    pub image: String,
+    /// Enclave size.
+    pub enclave_size: String,
+    /// Its health check path.
+    pub healthcheck: String,
+    /// Its TLS.
+    pub tls: AppTls,
+    /// When it expires, Unix seconds.
+    pub expires_at: i64,
+    /// SHA-256 (hex) of its encrypted package: `GET /nodes/packages/{sha256}`.
+    pub package_sha256: String,
+    /// The package's size, bytes.
+    pub package_bytes: u64,
+    /// Memory the app may use, MB.
+    pub memory_mb: u64,
+    /// Cores the app may use.
+    pub cores: u64,
+}
+
+/// An app a host is to stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopOrder {
+    /// Its uuid.
+    pub app: String,
+    /// Why (what its status will say).
+    pub reason: String,
+}
+
+/// `POST /nodes/events`: what a host's node said of its app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventReport {
+    /// The app.
+    pub app: String,
+    /// The event, with `listen` rewritten to the host's advertised address.
+    pub event: Event,
+}
+
+/// The largest log chunk a host sends in one `POST /nodes/logs/{app}`.
+pub const MAX_LOG_CHUNK: usize = 256 * 1024;
+
+/// One node host, as `GET /nodes` lists it (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHost {
+    /// Its node id.
+    pub node: String,
+    /// `local` (a node process sharing the API's store) or `remote` (a host
+    /// that joined with a token).
+    pub kind: String,
+    /// Where the proxy reaches its apps.
+    pub address: Option<String>,
+    /// When its lease ends, Unix seconds.
+    pub lease_until: i64,
+    /// Whether its lease is current.
+    pub live: bool,
+    /// What it offers.
+    pub capacity: Capacity,
+    /// What its live apps take of it.
+    pub used: Capacity,
+    /// Its live apps.
+    pub apps: Vec<String>,
+    /// Whether its quote key was revoked.
+    pub revoked: bool,
+}
+
+/// Checks a node id: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let valid = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a node id: 1 to 64 letters, digits, `.`, `_` or `-`"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_token_reads_back_as_written_and_pins_its_ca() {
+        let token = JoinToken::new([7; 32], b"ca certificate");
+        let parsed = JoinToken::parse(&token.to_string()).unwrap();
+        assert_eq!(parsed, token);
+        assert!(parsed.pins(b"ca certificate"));
+        assert!(!parsed.pins(b"another certificate"));
+        assert!(!format!("{parsed:?}").contains(&hex::encode([7u8; 32])));
+    }
+
+    #[test]
+    fn malformed_join_tokens_are_refused() {
+        let good = JoinToken::new([1; 32], b"ca").to_string();
+        for bad in [
+            "",
+            "msejoin_",
+            &good[..good.len() - 1],
+            &good.replace("msejoin_", "mse_"),
+            &good.replacen('_', "-", 2),
+            &format!("{good}00"),
+        ] {
+            assert_eq!(JoinToken::parse(bad), Err(BadJoinToken), "{bad}");
+        }
+    }
+}
