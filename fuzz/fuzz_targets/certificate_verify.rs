@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         mr_enclave: Some([2; 32]),
         allow_simulation: true,
         simulation_ca: Some(b"not a CA".to_vec()),
+        simulation_revoked: Some(Vec::new()),
         ..Policy::default()
     };
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();

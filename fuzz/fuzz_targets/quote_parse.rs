@@ -14,6 +14,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = quote.body.debug();
         let _ = simulation::looks_simulated(&quote);
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let _ = simulation::verify_quote(&quote, b"not a CA", now);
+        let _ = simulation::verify_quote(&quote, b"not a CA", &[], now);
     }
 });

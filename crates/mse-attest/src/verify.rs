@@ -56,6 +56,11 @@ pub struct Policy {
     pub allow_simulation: bool,
     /// The platform's simulation CA (DER), needed to verify simulated quotes.
     pub simulation_ca: Option<Vec<u8>>,
+    /// The quote keys the platform revoked (SHA-256 of each PCK's
+    /// SubjectPublicKeyInfo DER, see [`simulation::quote_key_id`]), as its
+    /// `GET /simulation-revoked` lists them; `None` (the list is unknown)
+    /// refuses every simulated quote.
+    pub simulation_revoked: Option<Vec<[u8; 32]>>,
 }
 
 impl Policy {
@@ -132,6 +137,26 @@ const ALL_CHECKS: [&str; 7] = [
     "quote_signature",
     "tcb",
 ];
+
+/// Parses the list of revoked quote keys (`{"revoked": ["<hex>", …]}`, as
+/// `GET /simulation-revoked` answers).
+pub fn parse_revoked(json: &[u8]) -> Result<Vec<[u8; 32]>, String> {
+    #[derive(serde::Deserialize)]
+    struct Revoked {
+        revoked: Vec<String>,
+    }
+    let list: Revoked = serde_json::from_slice(json)
+        .map_err(|e| format!("not a list of revoked quote keys ({{\"revoked\": [HEX, …]}}): {e}"))?;
+    list.revoked
+        .iter()
+        .map(|text| {
+            let mut id = [0u8; 32];
+            hex::decode_to_slice(text, &mut id)
+                .map_err(|_| format!("revoked quote key `{text}` is not 64 hex digits"))?;
+            Ok(id)
+        })
+        .collect()
+}
 
 /// Why collateral is missing, when the caller was given none.
 pub const NO_COLLATERAL: &str = "no collateral: give a PCCS URL or a collateral file";
@@ -265,7 +290,13 @@ fn signature_and_tcb(
             return report
                 .unverified("simulated quote, but the platform's simulation CA is unknown");
         };
-        return match simulation::verify_quote(quote, ca, now) {
+        let Some(revoked) = &policy.simulation_revoked else {
+            return report.unverified(
+                "simulated quote, but the platform's list of revoked quote keys is unknown \
+                 (GET /simulation-revoked)",
+            );
+        };
+        return match simulation::verify_quote(quote, ca, revoked, now) {
             Ok(()) => {
                 out.tee = Some(Tee::Simulation);
                 out.tcb_status = Some("Simulation".into());

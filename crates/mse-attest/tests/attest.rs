@@ -149,7 +149,7 @@ const FINGERPRINT: [u8; 32] = [0xf1; 32];
 fn simulated_cert() -> ratls::RaTls {
     let p = platform();
     let provider =
-        SimulationProvider::new(p.ca.issue_pck(now()).unwrap(), FINGERPRINT, p.mr_signer);
+        SimulationProvider::new(p.ca.issue_pck("test-host", now()).unwrap(), FINGERPRINT, p.mr_signer);
     ratls::create(
         "app.localhost",
         now() + chrono::Duration::hours(4),
@@ -166,6 +166,7 @@ fn simulation_policy() -> Policy {
         mr_enclave: Some(FINGERPRINT),
         allow_simulation: true,
         simulation_ca: Some(platform().ca.cert_der().to_vec()),
+        simulation_revoked: Some(Vec::new()),
         ..Policy::default()
     }
 }
@@ -247,6 +248,20 @@ fn simulated_quote_never_verifies_as_sgx() {
         let v = verify_certificate(&cert.cert_der, &policy, Ok(&sample_collateral()), now());
         assert_ne!(v.tee, Some(Tee::Sgx));
     }
+}
+
+#[test]
+fn simulated_quote_is_refused_when_the_revoked_keys_are_unknown() {
+    let cert = simulated_cert();
+    let policy = Policy {
+        simulation_revoked: None,
+        ..simulation_policy()
+    };
+    let v = verify_certificate(&cert.cert_der, &policy, Err(NO_COLLATERAL), now());
+    assert!(!v.verified);
+    let signature = check(&v, "quote_signature");
+    assert_eq!(signature.status, Status::Failed);
+    assert!(signature.detail.contains("revoked quote keys is unknown"), "{}", signature.detail);
 }
 
 #[test]
@@ -422,7 +437,7 @@ fn sgx_quote_without_collateral_fails_signature_and_tcb_with_a_reason() {
 fn gramine_provider_writes_report_data_and_reads_the_quote() {
     let dir = tempfile::tempdir().unwrap();
     let p = platform();
-    let sim = SimulationProvider::new(p.ca.issue_pck(now()).unwrap(), FINGERPRINT, p.mr_signer);
+    let sim = SimulationProvider::new(p.ca.issue_pck("test-host", now()).unwrap(), FINGERPRINT, p.mr_signer);
     let data = [0x42u8; 64];
     std::fs::write(dir.path().join("quote"), sim.quote(&data).unwrap()).unwrap();
     let gramine = GramineProvider::new(dir.path());

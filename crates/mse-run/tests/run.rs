@@ -452,6 +452,7 @@ fn policy(expected: [u8; 32]) -> Policy {
         mr_enclave: Some(expected),
         allow_simulation: true,
         simulation_ca: Some(op.ca.cert_der().to_vec()),
+        simulation_revoked: Some(Vec::new()),
         ..Policy::default()
     }
 }

@@ -130,6 +130,7 @@ async fn keys_and_secrets_reach_only_the_verified_node_never_the_control_plane()
         simulation_ca: Some(
             mse_attest::ratls::pem_to_der(sim_ca.as_str().unwrap().as_bytes()).unwrap(),
         ),
+        simulation_revoked: Some(Vec::new()),
         ..Default::default()
     };
     let verification = mse_attest::verify::verify_certificate(
