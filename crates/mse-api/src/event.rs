@@ -43,6 +43,10 @@ pub struct Event {
     /// The address the node listens on, `IP:port` (`initializing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// The memory and CPU limits the app runs under, e.g. `memory 512 MB,
+    /// 1 core (cgroup v1)`, or `UNLIMITED: why` (`initializing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<String>,
 }
 
 impl Event {
@@ -57,6 +61,7 @@ impl Event {
             pid: None,
             sandbox: None,
             listen: None,
+            limits: None,
         }
     }
 

@@ -116,7 +116,8 @@ fn check_host_name(host: &str) -> Result<(), AttestError> {
 impl SimulationCa {
     /// A new CA valid for ten years from `now`.
     pub fn generate(now: DateTime<Utc>) -> Result<Self, AttestError> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error)?;
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error)?;
         let mut params = ca_params();
         params.not_before = crate::ratls::to_offset(now - chrono::Duration::days(1))?;
         params.not_after = crate::ratls::to_offset(now + chrono::Duration::days(3650))?;
@@ -229,7 +230,9 @@ impl QuoteKey {
     pub fn from_pem(key_pem: &str) -> Result<Self, AttestError> {
         Ok(QuoteKey {
             key: SigningKey::from_pkcs8_pem(key_pem).map_err(|e| {
-                AttestError::Certificate(format!("the quote key is not a P-256 PKCS#8 PEM key: {e}"))
+                AttestError::Certificate(format!(
+                    "the quote key is not a P-256 PKCS#8 PEM key: {e}"
+                ))
             })?,
         })
     }
@@ -501,7 +504,6 @@ pub fn verify_quote(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::QuoteProvider as _;
 
     fn now() -> DateTime<Utc> {
         Utc::now()
@@ -520,7 +522,9 @@ mod tests {
 
     fn certified(ca: &SimulationCa, host: &str) -> (SimulatedPck, String) {
         let key = QuoteKey::generate();
-        let chain = ca.certify(&key.public_key_pem().unwrap(), host, now()).unwrap();
+        let chain = ca
+            .certify(&key.public_key_pem().unwrap(), host, now())
+            .unwrap();
         (SimulatedPck::new(key, &chain).unwrap(), chain)
     }
 
@@ -558,7 +562,10 @@ mod tests {
         let other = SimulationCa::generate(now()).unwrap();
         let (pck, _) = certified(&other, "host-1");
         let err = verify_quote(&quote_of(pck), ca.cert_der(), &[], now()).unwrap_err();
-        assert!(err.contains("does not end at the platform's simulation CA"), "{err}");
+        assert!(
+            err.contains("does not end at the platform's simulation CA"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -568,7 +575,8 @@ mod tests {
         let host_chain = ca
             .certify(&host_key.public_key_pem().unwrap(), "host-1", now())
             .unwrap();
-        let host_leaf_pem = &host_chain[..host_chain.find("-----END CERTIFICATE-----").unwrap() + 25];
+        let host_leaf_pem =
+            &host_chain[..host_chain.find("-----END CERTIFICATE-----").unwrap() + 25];
         // The host signs a certificate of its own for a fresh key, under its
         // own PCK's name.
         let rogue = QuoteKey::generate();

@@ -145,8 +145,9 @@ pub fn parse_revoked(json: &[u8]) -> Result<Vec<[u8; 32]>, String> {
     struct Revoked {
         revoked: Vec<String>,
     }
-    let list: Revoked = serde_json::from_slice(json)
-        .map_err(|e| format!("not a list of revoked quote keys ({{\"revoked\": [HEX, …]}}): {e}"))?;
+    let list: Revoked = serde_json::from_slice(json).map_err(|e| {
+        format!("not a list of revoked quote keys ({{\"revoked\": [HEX, …]}}): {e}")
+    })?;
     list.revoked
         .iter()
         .map(|text| {

@@ -148,8 +148,11 @@ const FINGERPRINT: [u8; 32] = [0xf1; 32];
 
 fn simulated_cert() -> ratls::RaTls {
     let p = platform();
-    let provider =
-        SimulationProvider::new(p.ca.issue_pck("test-host", now()).unwrap(), FINGERPRINT, p.mr_signer);
+    let provider = SimulationProvider::new(
+        p.ca.issue_pck("test-host", now()).unwrap(),
+        FINGERPRINT,
+        p.mr_signer,
+    );
     ratls::create(
         "app.localhost",
         now() + chrono::Duration::hours(4),
@@ -261,7 +264,11 @@ fn simulated_quote_is_refused_when_the_revoked_keys_are_unknown() {
     assert!(!v.verified);
     let signature = check(&v, "quote_signature");
     assert_eq!(signature.status, Status::Failed);
-    assert!(signature.detail.contains("revoked quote keys is unknown"), "{}", signature.detail);
+    assert!(
+        signature.detail.contains("revoked quote keys is unknown"),
+        "{}",
+        signature.detail
+    );
 }
 
 #[test]
@@ -437,7 +444,11 @@ fn sgx_quote_without_collateral_fails_signature_and_tcb_with_a_reason() {
 fn gramine_provider_writes_report_data_and_reads_the_quote() {
     let dir = tempfile::tempdir().unwrap();
     let p = platform();
-    let sim = SimulationProvider::new(p.ca.issue_pck("test-host", now()).unwrap(), FINGERPRINT, p.mr_signer);
+    let sim = SimulationProvider::new(
+        p.ca.issue_pck("test-host", now()).unwrap(),
+        FINGERPRINT,
+        p.mr_signer,
+    );
     let data = [0x42u8; 64];
     std::fs::write(dir.path().join("quote"), sim.quote(&data).unwrap()).unwrap();
     let gramine = GramineProvider::new(dir.path());

@@ -117,8 +117,8 @@ struct Setup {
     env: mse_runtime::Environment,
     code: PathBuf,
     key: CodeKey,
-    ca_cert: PathBuf,
-    ca_key: PathBuf,
+    quote_key: PathBuf,
+    quote_chain: PathBuf,
     signer: PathBuf,
 }
 
@@ -205,14 +205,20 @@ async fn prepare(args: &Args) -> anyhow::Result<Setup> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     };
+    let pck = ca
+        .issue_pck("load-host", Utc::now())
+        .map_err(|e| anyhow!("cannot certify a quote key: {e}"))?;
+    let quote_key = pck
+        .key_pem()
+        .map_err(|e| anyhow!("cannot save the quote key: {e}"))?;
     Ok(Setup {
         mse_run,
         cache_dir,
         env,
         code,
         key,
-        ca_cert: write("ca.pem", ca.cert_pem())?,
-        ca_key: write("ca.key", &ca.key_pem())?,
+        quote_key: write("quote-key.pem", &quote_key)?,
+        quote_chain: write("quote-chain.pem", &pck.chain_pem)?,
         signer: write("signer.pub", &signer_pem)?,
         dir,
     })
@@ -335,10 +341,10 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         .arg("--work-dir")
         .arg(&work)
         .args(["--ratls", &expiry, "--quote-provider", "simulation"])
-        .arg("--simulation-ca-cert")
-        .arg(&setup.ca_cert)
-        .arg("--simulation-ca-key")
-        .arg(&setup.ca_key)
+        .arg("--simulation-quote-key")
+        .arg(&setup.quote_key)
+        .arg("--simulation-quote-chain")
+        .arg(&setup.quote_chain)
         .arg("--signer-key")
         .arg(&setup.signer)
         .stdin(Stdio::null())

@@ -74,15 +74,26 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "required", env = "MSE_SANDBOX")]
     pub sandbox: mse_run::sandbox::Mode,
 
+    /// The most memory the app server and every process it starts may use,
+    /// in MB (a cgroup of its own; without limits, said so, where the
+    /// kernel offers no writable cgroup)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_mb: Option<u64>,
+    /// The most CPU time the app gets, in cores (as --memory-mb)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cores: Option<u32>,
+
     /// Where quotes come from
     #[arg(long, value_enum, default_value = "simulation")]
     pub quote_provider: Provider,
-    /// The simulation CA certificate (PEM), `simulation` only
-    #[arg(long, value_name = "PEM")]
-    pub simulation_ca_cert: Option<PathBuf>,
-    /// The simulation CA key (PEM), `simulation` only
-    #[arg(long, value_name = "PEM")]
-    pub simulation_ca_key: Option<PathBuf>,
+    /// This node host's quote-signing key (P-256, PKCS#8 PEM), `simulation`
+    /// only
+    #[arg(long, value_name = "FILE")]
+    pub simulation_quote_key: Option<PathBuf>,
+    /// The certificate chain of that key (PCK leaf, then the platform's
+    /// simulation CA; PEM), as the platform certified it, `simulation` only
+    #[arg(long, value_name = "FILE")]
+    pub simulation_quote_chain: Option<PathBuf>,
     /// The operator's enclave-signing key (RSA-3072, PEM), `simulation` only: sets MRSIGNER
     #[arg(long, value_name = "PEM")]
     pub signer_key: Option<PathBuf>,

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
 use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
-use mse_attest::simulation::{SimulationCa, SimulationProvider};
+use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
+use mse_run::limits;
 use mse_run::logs::LogSink;
 use mse_run::sandbox::{self, Confinement, Decision, Identity, Policy};
 use mse_run::status::{emit, Event, State};
@@ -54,6 +55,8 @@ struct Prepared {
     cache: EnvCache,
     /// How the app's processes are confined.
     sandbox: Decision,
+    /// The app server's memory and CPU limits.
+    limits: limits::Applied,
 }
 
 struct Dirs {
@@ -109,7 +112,7 @@ pub async fn run(args: Args) -> ExitCode {
         _ = term.recv() => return stopped_early("SIGTERM"),
         _ = int.recv() => return stopped_early("SIGINT"),
     };
-    let prepared = match prepared {
+    let mut prepared = match prepared {
         Ok(p) => p,
         Err(Failure::Invalid(message)) => {
             eprintln!("error: {message}");
@@ -125,6 +128,9 @@ pub async fn run(args: Args) -> ExitCode {
     let log = prepared.log.clone();
     let outcome = life(&args, &prepared, signals).await;
     prepared.dirs.clean();
+    if let limits::Applied::Limited(cgroup) = &mut prepared.limits {
+        cgroup.remove();
+    }
     match outcome {
         Ok(reason) => {
             log.note(&format!("stopped: {reason}"));
@@ -264,29 +270,27 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     let provider: Box<dyn QuoteProvider> = match args.quote_provider {
         Provider::Simulation => {
             let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));
-            let ca_cert = args
-                .simulation_ca_cert
+            let key = args
+                .simulation_quote_key
                 .as_deref()
-                .ok_or_else(|| need("--simulation-ca-cert"))?;
-            let ca_key = args
-                .simulation_ca_key
+                .ok_or_else(|| need("--simulation-quote-key"))?;
+            let chain = args
+                .simulation_quote_chain
                 .as_deref()
-                .ok_or_else(|| need("--simulation-ca-key"))?;
+                .ok_or_else(|| need("--simulation-quote-chain"))?;
             let signer = args
                 .signer_key
                 .as_deref()
                 .ok_or_else(|| need("--signer-key"))?;
-            let ca = SimulationCa::from_pem(
-                &read_text(ca_cert, "simulation CA certificate")?,
-                &read_text(ca_key, "simulation CA key")?,
+            let pck = SimulatedPck::new(
+                QuoteKey::from_pem(&read_text(key, "simulation quote key")?)
+                    .map_err(|e| invalid(format!("{}: {e}", key.display())))?,
+                &read_text(chain, "simulation quote chain")?,
             )
-            .map_err(|e| invalid(format!("the simulation CA: {e}")))?;
+            .map_err(|e| invalid(format!("{}: {e}", chain.display())))?;
             let mr_signer =
                 mse_attest::signer::mr_signer_from_pem(&read_text(signer, "signer key")?)
                     .map_err(|e| invalid(format!("{}: {e}", signer.display())))?;
-            let pck = ca
-                .issue_pck(now)
-                .map_err(|e| Failure::Error(e.to_string()))?;
             Box::new(SimulationProvider::new(pck, fingerprint, mr_signer))
         }
         Provider::Gramine => {
@@ -346,6 +350,8 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         Decision::Refuse(why) => return Err(Failure::Error(why.clone())),
         decision => log.note(&format!("sandbox: {}", sandbox::describe(decision))),
     }
+    let limits = app_limits(args);
+    log.note(&format!("limits: {}", limits.describe()));
 
     Ok(Prepared {
         log,
@@ -357,7 +363,32 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         env,
         cache,
         sandbox,
+        limits,
     })
+}
+
+/// The app's cgroup with the limits of `--memory-mb` and `--cores`, or why
+/// it runs without.
+fn app_limits(args: &Args) -> limits::Applied {
+    let asked = limits::Limits {
+        memory_mb: args.memory_mb,
+        cores: args.cores,
+    };
+    if asked.is_empty() {
+        return limits::Applied::NotAsked;
+    }
+    // The uuid names the cgroup folder when it is a plain one.
+    let name = if !args.uuid.is_empty()
+        && args
+            .uuid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        args.uuid.clone()
+    } else {
+        hex::encode(&Sha256::digest(args.uuid.as_bytes())[..16])
+    };
+    limits::apply(asked, &name, limits::detect())
 }
 
 /// How to confine this app, from what the kernel and this process offer.
@@ -492,6 +523,7 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     event.fingerprint = Some(hex::encode(prepared.fingerprint));
     event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));
     event.sandbox = Some(sandbox::describe(&prepared.sandbox));
+    event.limits = Some(prepared.limits.describe());
     event.listen = Some(listen.to_string());
     log.note(&format!(
         "waiting for the configuration on {} (fingerprint {})",
@@ -634,6 +666,13 @@ async fn start_app(
         write: vec![dirs.home.clone(), dirs.tmp.clone()],
         bind_tcp: vec![listen.port()],
     };
+    // In its cgroup first (while this process's privileges still hold), so
+    // the limits bind the app server from its first instruction.
+    if let Some(cgroup) = prepared.limits.cgroup() {
+        cgroup
+            .enter(&mut command)
+            .context("cannot put the app server in its cgroup")?;
+    }
     // The app server and everything it starts: confined, and killed by the
     // kernel if this runtime dies without stopping it.
     confinement(&prepared.sandbox, &policy)?.apply(&mut command);

@@ -127,8 +127,11 @@ impl Node {
             std::fs::write(&path, text).unwrap();
             path
         };
-        let ca_cert = write("ca.pem", op.ca.cert_pem());
-        let ca_key = write("ca.key", &op.ca.key_pem());
+        // This host's quote key, certified by the platform's CA: the node
+        // never sees the CA key.
+        let pck = op.ca.issue_pck("test-host", Utc::now()).unwrap();
+        let quote_key = write("quote-key.pem", &pck.key_pem().unwrap());
+        let quote_chain = write("quote-chain.pem", &pck.chain_pem);
         let signer = write("signer.pub", &op.signer_pem);
         let uuid = format!("{:032x}", rand_u128());
         let uuid = format!(
@@ -158,10 +161,10 @@ impl Node {
             .args(["--listen", &addr.to_string()])
             .arg("--work-dir")
             .arg(&work)
-            .arg("--simulation-ca-cert")
-            .arg(&ca_cert)
-            .arg("--simulation-ca-key")
-            .arg(&ca_key)
+            .arg("--simulation-quote-key")
+            .arg(&quote_key)
+            .arg("--simulation-quote-chain")
+            .arg(&quote_chain)
             .arg("--signer-key")
             .arg(&signer);
         match tls {
@@ -1000,7 +1003,7 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     );
     let (code, err) = base(IMAGE, &["--ratls", "2099-01-01T00:00:00Z"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("needs --simulation-ca-cert"), "{err}");
+    assert!(err.contains("needs --simulation-quote-key"), "{err}");
     let (code, err) = base("docker.io/other:1", &["--ratls", "2099-01-01T00:00:00Z"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("not in the runtime catalog"), "{err}");
@@ -1086,4 +1089,116 @@ fn under_root_an_app_whose_runtime_others_can_reach_runs_as_a_uid_of_its_own() {
     }
     node.stop();
     assert!(!node.work.join("home").exists());
+}
+
+/// Whether this machine lets this process make cgroups, or why not.
+fn cgroups_writable() -> Result<(), String> {
+    let base = match mse_run::limits::detect()? {
+        mse_run::limits::Hierarchy::V2(root) => root,
+        mse_run::limits::Hierarchy::V1 { memory, .. } => {
+            memory.ok_or("no memory cgroup controller")?
+        }
+    };
+    let probe = base.join(format!("mse-probe-{:x}", rand_u128()));
+    std::fs::create_dir(&probe).map_err(|e| format!("{}: {e}", probe.display()))?;
+    let _ = std::fs::remove_dir(&probe);
+    Ok(())
+}
+
+/// The folders of the cgroups of process `pid` that name `name`.
+fn cgroup_dirs_of(pid: u32, name: &str) -> Vec<PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    own.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            if !path.ends_with(&format!("/mse/{name}")) {
+                return None;
+            }
+            let mount = if controllers.is_empty() {
+                PathBuf::from("/sys/fs/cgroup")
+            } else {
+                Path::new("/sys/fs/cgroup").join(controllers)
+            };
+            Some(mount.join(path.trim_start_matches('/')))
+        })
+        .collect()
+}
+
+#[test]
+fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_at_the_end() {
+    if let Err(why) = cgroups_writable() {
+        eprintln!("SKIPPED: this machine offers no writable cgroup file system ({why})");
+        return;
+    }
+    let app = format!(
+        "{SCAFFOLD_APP}\n\n@app.get('/alloc/<int:mb>')\ndef alloc(mb):\n    data = b'x' * (mb * 1024 * 1024)\n    return str(len(data))\n"
+    );
+    let package = package(&[("app.py", &app)]);
+    let mut node = Node::start(
+        &package,
+        Tls::Plain(in_an_hour()),
+        &["--memory-mb", "160", "--cores", "1"],
+    );
+    let initializing = node.expect(State::Initializing);
+    let limits = initializing.limits.clone().unwrap_or_default();
+    assert!(
+        limits == "memory 160 MB, 1 core (cgroup v1)"
+            || limits == "memory 160 MB, 1 core (cgroup v2)",
+        "{limits}"
+    );
+    node.configure_waiting_ok(&package, serde_json::json!({}));
+    let pid = node.expect(State::Running).pid.unwrap();
+
+    // The app server runs in its own cgroup, with the limits asked for.
+    let dirs = cgroup_dirs_of(pid, &node.uuid);
+    assert!(
+        !dirs.is_empty(),
+        "the app server is in no cgroup of its own"
+    );
+    let read = |name: &str| {
+        dirs.iter()
+            .find_map(|d| std::fs::read_to_string(d.join(name)).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let memory = read("memory.limit_in_bytes").or_else(|| read("memory.max"));
+    assert_eq!(memory, Some((160u64 * 1024 * 1024).to_string()));
+    let cpu =
+        read("cpu.cfs_quota_us").or_else(|| read("cpu.max").map(|m| m.replace(" 100000", "")));
+    assert_eq!(cpu.as_deref(), Some("100000"));
+
+    // Within the limit, the app answers.
+    let within = http(node.addr, &get("/alloc/16", &node.domain));
+    assert_eq!(
+        (within.status, within.text()),
+        (200, (16 * 1024 * 1024).to_string())
+    );
+    // Past it, the kernel kills the app server.
+    let mut stream = TcpStream::connect(node.addr).unwrap();
+    stream.write_all(&get("/alloc/1024", &node.domain)).unwrap();
+    let error = node.expect(State::OnError);
+    assert!(
+        error
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped by itself"),
+        "{error:?}"
+    );
+    assert_eq!(node.wait_exit().code(), Some(1));
+    for dir in &dirs {
+        assert!(!dir.exists(), "the cgroup {} is left", dir.display());
+    }
+}
+
+#[test]
+fn without_limits_the_status_says_the_app_is_unlimited() {
+    let package = scaffold();
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    let initializing = node.expect(State::Initializing);
+    assert_eq!(
+        initializing.limits.as_deref(),
+        Some("UNLIMITED: no --memory-mb or --cores given")
+    );
+    node.stop();
 }
