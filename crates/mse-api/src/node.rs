@@ -180,6 +180,9 @@ pub const MAX_LEASE_WAIT_MS: u64 = 5_000;
 pub struct LeaseGranted {
     /// Seconds from now the lease lasts.
     pub lease_secs: u64,
+    /// The digest of the platform's catalog: when it is not the one the
+    /// host has, the host fetches `GET /nodes/catalog` before starting apps.
+    pub catalog_digest: String,
     /// Apps to start.
     pub start: Vec<Assignment>,
     /// Apps to stop, with why.

@@ -42,8 +42,11 @@ fn platform() -> &'static Platform {
 /// A node's RA-TLS certificate for an enclave measuring `mr_enclave`.
 fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
     let p = platform();
-    let provider =
-        SimulationProvider::new(p.ca.issue_pck(Utc::now()).unwrap(), mr_enclave, p.mr_signer);
+    let provider = SimulationProvider::new(
+        p.ca.issue_pck("test", Utc::now()).unwrap(),
+        mr_enclave,
+        p.mr_signer,
+    );
     ratls::create(
         domain,
         Utc::now() + Duration::hours(4),

@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
         nodes_dir: dir.path().join("nodes"),
         quote_provider: "simulation".into(),
         node_options: Default::default(),
+        capacity: mse_server::machine_capacity(),
+        lease_secs: 30,
     };
     let (state, token) = mse_server::open(&settings).await?;
     let token = token.expect("a new platform has an admin token");

@@ -27,8 +27,14 @@ pub struct AppState {
     pub data: DataDir,
     /// Apps are at `<uuid>.<base_domain>`.
     pub base_domain: String,
-    /// Starts and stops nodes.
+    /// This machine's node runner.
     pub runner: crate::runner::Runner,
+    /// Where apps' nodes run: the local runner and the remote hosts.
+    pub nodes: crate::backend::Nodes,
+    /// How long a renewal of a remote host's lease lasts, seconds.
+    pub lease_secs: i64,
+    /// How nodes run apps (told to hosts as they join).
+    pub node_options: crate::NodeOptions,
     /// The port apps are served on, as clients reach it (0 until known).
     pub proxy_port: std::sync::atomic::AtomicU16,
     /// Where nodes get their quotes: `simulation` or `gramine`.
@@ -235,6 +241,16 @@ impl Operation {
         self
     }
 
+    /// Takes a raw body of at most `limit` bytes.
+    fn bytes(mut self, limit: usize) -> Self {
+        self.body = Some((
+            "application/octet-stream",
+            json!({"type": "string", "format": "binary"}),
+        ));
+        self.body_limit = limit;
+        self
+    }
+
     /// Takes an optional query parameter of this schema.
     fn query(mut self, name: &'static str, schema: Value) -> Self {
         self.query.push((name, schema));
@@ -276,6 +292,29 @@ pub fn operations() -> Vec<Operation> {
         op(get.clone(), "/simulation-ca", "The simulation CA certificate (PEM)", simulation_ca),
         op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", operator_ca),
         op(get.clone(), "/me", "The caller", me).token(),
+        op(post.clone(), "/nodes/tokens", "Create a join token for a node host; shown once (admin)", crate::nodes::create_token)
+            .token()
+            .json(object(&[], &[("ttl_hours", json!({"type": "integer", "minimum": 1, "maximum": 8760}))])),
+        op(get.clone(), "/nodes", "Every node: address, lease, capacity, use and apps (admin)", crate::nodes::list).token(),
+        op(post.clone(), "/nodes/join", "A node host joins with a join token (node protocol)", crate::nodes::join)
+            .json(object(
+                &[("token", text()), ("name", text()), ("advertise", text()),
+                  ("capacity", object(&[("memory_mb", json!({"type": "integer"})), ("cores", json!({"type": "integer"}))], &[])),
+                  ("quote_key", text())],
+                &[],
+            )),
+        op(post.clone(), "/nodes/lease", "A host renews its lease and learns what to start and stop (node credential)", crate::nodes::lease)
+            .token()
+            .json(object(&[("running", json!({"type": "array", "items": {"type": "string"}}))], &[("wait_ms", json!({"type": "integer", "minimum": 0}))])),
+        op(get.clone(), "/nodes/catalog", "The catalog file, for hosts (node credential)", crate::nodes::catalog).token(),
+        op(get.clone(), "/nodes/packages/{sha256}", "The encrypted package of an app placed on the calling host (node credential)", crate::nodes::package).token(),
+        op(post.clone(), "/nodes/events", "A status event of an app placed on the calling host (node credential)", crate::nodes::event)
+            .token()
+            .json(object(&[("app", text()), ("event", json!({"type": "object"}))], &[])),
+        op(post.clone(), "/nodes/logs/{app}", "The next bytes of an app's log (node credential)", crate::nodes::logs)
+            .token()
+            .bytes(mse_api::node::MAX_LOG_CHUNK)
+            .query("replace", json!({"type": "boolean"})),
         op(post.clone(), "/users", "Create a user and its first token (admin)", create_user)
             .token()
             .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::api::{ApiError, Caller, Shared};
 use crate::runner::app_dir;
 use crate::store::{
-    is_conflict, App, AppFilter, AppSpec, NewApp, Quota, QuotaExceeded, QuotaKind, Status,
-    StoreError, Usage,
+    is_conflict, App, AppFilter, AppSpec, NewApp, Placement, Quota, QuotaExceeded, QuotaKind,
+    Status, StoreError, Usage,
 };
 
 /// The largest configuration part accepted.
@@ -428,26 +428,29 @@ pub async fn create(
         created_at: created.timestamp(),
         expires_at: expires_at.timestamp(),
     };
-    // With the node role in this process, the app is this node's as it is
-    // stored, and its node starts below; otherwise it waits, `spawning`, for
-    // a node process to claim it.
-    let app = match state
-        .store
-        .insert_claimed_app(&new, state.runner.claims_new_apps())
-        .await
-    {
+    // Placed as it is stored, on the least loaded node with room for its
+    // resource; the node's backend starts it.
+    let placement = Placement::Fit {
+        memory_mb: resource.memory_mb,
+        cores: resource.cores,
+        now: created.timestamp(),
+    };
+    let app = match state.store.insert_placed_app(&new, &placement).await {
         Ok(app) => app,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(match e {
                 StoreError::DomainTaken(name) => crate::tenancy::domain_taken(&name),
                 StoreError::Quota(refused) => crate::tenancy::over_quota(&refused),
+                StoreError::NoRoom(refused) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
+                }
                 e if is_conflict(&e) => conflict(&state, user, &config, &new.domain).await?,
                 e => e.into(),
             });
         }
     };
-    state.runner.start(&app).await;
+    state.nodes.start(&app).await;
     let app = state.store.app(&id).await?.unwrap_or(app);
     Ok((
         StatusCode::CREATED,
@@ -629,7 +632,7 @@ pub async fn stop(
     {
         // A node holds it: a node of this process stops it now, another
         // node process at its next look at the store.
-        state.runner.stop(&id);
+        state.nodes.stop(&id, crate::runner::STOPPED_BY_OWNER);
     }
     let app = own_app(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(app)))
@@ -649,7 +652,7 @@ pub async fn remove(
         ));
     }
     let _ = std::fs::remove_dir_all(app_dir(&state.data.root, &id));
-    state.runner.forget_node(&id);
+    state.nodes.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -660,7 +663,7 @@ pub async fn logs(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     own_app(&state, &caller, &id).await?;
-    let path = state.runner.log_path(&id);
+    let path = state.nodes.log_path(&id);
     let bytes = mse_run::logs::tail(&path).unwrap_or_default();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

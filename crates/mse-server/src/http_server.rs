@@ -68,6 +68,18 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_tls(listener, router, limits, None, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given: the handshake must end within
+/// the header deadline.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = HttpLimits {
         header_timeout: at_most_a_year(limits.header_timeout),
         body_timeout: at_most_a_year(limits.body_timeout),
@@ -88,29 +100,27 @@ pub async fn serve(
                     let slot = match caps.admit(peer.ip()) {
                         Ok(slot) => slot,
                         Err(refused) => {
-                            refuse(&stream, refused);
+                            if tls.is_none() {
+                                refuse(&stream, refused);
+                            }
                             continue;
                         }
                     };
                     let _ = stream.set_nodelay(true);
                     let router = router.clone();
                     let limits = limits.clone();
-                    let mut stop = stop.clone();
+                    let stop = stop.clone();
+                    let tls = tls.clone();
                     tasks.spawn(async move {
-                        let service = hyper::service::service_fn(move |request| {
-                            handle(router.clone(), request, limits.body_timeout)
-                        });
-                        let mut builder = hyper::server::conn::http1::Builder::new();
-                        builder
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(limits.header_timeout);
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        tokio::pin!(connection);
-                        tokio::select! {
-                            _ = connection.as_mut() => {}
-                            () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
-                                connection.as_mut().graceful_shutdown();
-                                let _ = connection.await;
+                        match tls {
+                            None => connection(stream, router, limits, stop).await,
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                if let Ok(Ok(stream)) =
+                                    tokio::time::timeout(limits.header_timeout, handshake).await
+                                {
+                                    connection(stream, router, limits, stop).await;
+                                }
                             }
                         }
                         drop(slot);
@@ -131,6 +141,33 @@ pub async fn serve(
         .is_err()
     {
         tasks.shutdown().await;
+    }
+}
+
+/// Serves one connection until it ends, or gracefully once `stop` turns.
+async fn connection<S>(
+    stream: S,
+    router: Router,
+    limits: HttpLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        handle(router.clone(), request, limits.body_timeout)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }
 

@@ -4,13 +4,18 @@
 
 pub mod api;
 pub mod apps;
+pub mod backend;
 pub mod bounds;
 pub mod catalog;
 pub mod datadir;
 pub mod http_server;
 pub mod limits;
+pub mod node_host;
+pub mod nodes;
 pub mod operator_tls;
+pub mod process;
 pub mod proxy;
+pub mod quote_keys;
 pub mod routes;
 pub mod runner;
 pub mod store;
@@ -40,6 +45,25 @@ pub struct Settings {
     pub quote_provider: String,
     /// How nodes run apps.
     pub node_options: NodeOptions,
+    /// What apps may take of this machine (the node role).
+    pub capacity: mse_api::node::Capacity,
+    /// How long a renewal of a node's lease lasts, seconds.
+    pub lease_secs: i64,
+}
+
+/// What this machine has: its memory (MB) and cores, the default capacity
+/// of a node.
+pub fn machine_capacity() -> mse_api::node::Capacity {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1024, |kb| kb / 1024);
+    mse_api::node::Capacity { memory_mb, cores }
 }
 
 /// How this platform's nodes run apps.
@@ -128,20 +152,7 @@ impl std::fmt::Display for Roles {
 /// The node id of a node process that names none.
 pub const DEFAULT_NODE_ID: &str = "local";
 
-/// Checks a node id: 1 to 64 letters, digits, `.`, `_` or `-`.
-pub fn check_node_id(id: &str) -> Result<(), String> {
-    let valid = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{id}` is not a node id: 1 to 64 letters, digits, `.`, `_` or `-`"
-        ))
-    }
-}
+pub use mse_api::node::check_node_id;
 
 /// Initialises (first start) or opens the platform with every role, as node
 /// [`DEFAULT_NODE_ID`]: see [`open_as`].
@@ -213,6 +224,8 @@ pub async fn open_as(
         quote_provider: settings.quote_provider.clone(),
         node_id: node_id.to_string(),
         options: settings.node_options,
+        capacity: settings.capacity,
+        lease_secs: settings.lease_secs,
     };
     let routes = Arc::new(runner::Routes::default());
     if roles.proxy {
@@ -222,16 +235,24 @@ pub async fn open_as(
         let runner = runner::Runner::new(store.clone(), config, routes);
         runner.register().await?;
         runner.recover().await?;
+        quote_keys::issue_local(&store, &data, runner.config(), now).await?;
         runner
     } else {
         runner::Runner::detached(store.clone(), config, routes)
     };
+    let remote_logs = data.path("node-logs");
     Ok((
         Arc::new(api::AppState {
             store,
             data,
             base_domain: settings.base_domain.clone(),
+            nodes: backend::Nodes {
+                local: runner.clone(),
+                remote: Arc::new(backend::RemoteHosts::new(remote_logs)),
+            },
             runner,
+            lease_secs: settings.lease_secs,
+            node_options: settings.node_options,
             proxy_port: std::sync::atomic::AtomicU16::new(0),
             quote_provider: settings.quote_provider.clone(),
             cache: mse_runtime::EnvCache::new(&settings.cache_dir)

@@ -23,18 +23,22 @@ const REAP: Duration = Duration::from_secs(5);
 /// prints the admin's API token once; it is also in DATA_DIR/admin.token.
 /// SIGTERM or Ctrl-C stops the apps, then the platform.
 ///
-/// With --roles, a process plays only some roles, and processes sharing one
-/// store make one platform: the same --data-dir on one machine (SQLite, or
-/// PostgreSQL with --database-url), or PostgreSQL across machines. The API
-/// writes each deployed app to the store as `spawning` and records stop
-/// requests; a node process claims each spawning app (exactly one does),
-/// starts it, writes its status and address, and stops it when asked; a
-/// proxy routes by the addresses in the store. For example:
+/// With --roles, a process plays only some roles. Processes sharing one
+/// store and data folder make one platform on one machine (SQLite, or
+/// PostgreSQL with --database-url for API replicas): the API places each
+/// deployed app on the least loaded node with room for it and records stop
+/// requests; a node process runs the apps placed on it; a proxy routes by
+/// the addresses in the store. For example:
 ///
-///   mse-server --roles api
+///   mse-server --roles api,proxy --listen-api-tls 0.0.0.0:9444
 ///   mse-server --roles node --node-id n1
-///   mse-server --roles node --node-id n2
-///   mse-server --roles proxy
+///
+/// Other machines run apps as node hosts, which hold no database URL, data
+/// folder or operator key: an admin creates a join token (`POST
+/// /nodes/tokens`), and the host joins the API's HTTPS listener with it:
+///
+///   mse-server --roles node --join https://API:9444 --node-token msejoin_… \
+///     --advertise IP --nodes-dir /var/lib/mse-node
 #[derive(Debug, Parser)]
 #[command(name = "mse-server", version, verbatim_doc_comment)]
 struct Args {
@@ -45,17 +49,54 @@ struct Args {
     /// The name this node process claims apps under; give each node process
     /// sharing a store its own (a restart under the same id recovers its
     /// apps as `on_error`, "node lost")
-    #[arg(long, value_name = "ID", default_value = mse_server::DEFAULT_NODE_ID)]
-    node_id: String,
-    /// The platform's data folder
-    #[arg(long, value_name = "DIR", default_value = "mse-data")]
-    data_dir: PathBuf,
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// The platform's data folder [default: mse-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// The store [default: SQLite in DATA_DIR/mse.db]; `postgres://…` for PostgreSQL
     #[arg(long, value_name = "URL", env = "MSE_DATABASE_URL")]
     database_url: Option<String>,
     /// Address of the REST API
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9443")]
     listen_api: SocketAddr,
+    /// Address of the REST API over HTTPS too (node hosts join here), with
+    /// a certificate of the operator CA for --api-name
+    #[arg(long, value_name = "ADDR")]
+    listen_api_tls: Option<SocketAddr>,
+    /// A name (DNS name or IP address) of the HTTPS API's certificate, as
+    /// hosts dial it; repeatable [default: localhost, 127.0.0.1, ::1 and
+    /// the --listen-api-tls address]
+    #[arg(long, value_name = "NAME")]
+    api_name: Vec<String>,
+    /// Seconds a node's lease lasts: a node not heard from for this long is
+    /// lost (its apps `on_error`, "node lost"), and a host that cannot renew
+    /// stops its apps before then (3-3600)
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    node_lease: u64,
+    /// Memory apps may take on this node, MB [default: this machine's]
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    memory_mb: Option<u64>,
+    /// Cores apps may take on this node [default: this machine's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    cores: Option<u64>,
+    /// Join the platform at this API URL as a node host (`https://…`;
+    /// comma-separated for API replicas); needs --node-token, --advertise
+    /// and --nodes-dir, and takes no store or data folder
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    join: Vec<String>,
+    /// The join token an admin created (`POST /nodes/tokens`)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "MSE_NODE_TOKEN",
+        hide_env_values = true
+    )]
+    node_token: Option<String>,
+    /// The IP address the proxy reaches this host's apps at (--join)
+    #[arg(long, value_name = "IP")]
+    advertise: Option<std::net::IpAddr>,
     /// Address of the SNI proxy: apps are reached through it (on port 443,
     /// their URLs need no port: https://<uuid>.<BASE_DOMAIN>/)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
@@ -184,8 +225,130 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+/// A node host's run: `--join`.
+async fn host(args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    if args.roles
+        != (Roles {
+            api: false,
+            proxy: false,
+            node: true,
+        })
+    {
+        anyhow::bail!("--join makes a node host: give --roles node (it plays no other role)");
+    }
+    if args.database_url.is_some() {
+        anyhow::bail!(
+            "a node host holds no database URL: drop --database-url (and unset \
+             MSE_DATABASE_URL); it reaches the platform through --join only"
+        );
+    }
+    if args.data_dir.is_some() {
+        anyhow::bail!(
+            "a node host holds no data folder (the operator's keys stay on the API's machine): \
+             drop --data-dir and give --nodes-dir"
+        );
+    }
+    let token = args
+        .node_token
+        .as_deref()
+        .context("--join needs --node-token (or MSE_NODE_TOKEN): the token an admin created")?;
+    let token = mse_api::node::JoinToken::parse(token)?;
+    let advertise = args
+        .advertise
+        .context("--join needs --advertise IP: where the proxy reaches this host's apps")?;
+    let nodes_dir = args
+        .nodes_dir
+        .clone()
+        .context("--join needs --nodes-dir DIR: where this host keeps its apps' folders")?;
+    for url in &args.join {
+        if !url.starts_with("https://") {
+            anyhow::bail!("--join {url}: give the API's HTTPS URL (https://HOST:PORT)");
+        }
+    }
+    let name = match args.node_id.clone() {
+        Some(id) => id,
+        None => mse_server::runner::host_name(),
+    };
+    mse_server::check_node_id(&name).map_err(anyhow::Error::msg)?;
+    let machine = mse_server::machine_capacity();
+    let settings = mse_server::node_host::HostSettings {
+        api: args.join.clone(),
+        token,
+        name,
+        advertise,
+        nodes_dir,
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(mse_runtime::default_cache_dir),
+        installer: args
+            .installer
+            .clone()
+            .unwrap_or_else(mse_runtime::Installer::detect),
+        mse_run: mse_run_binary(args.mse_run.clone())?,
+        capacity: mse_api::node::Capacity {
+            memory_mb: args.memory_mb.unwrap_or(machine.memory_mb),
+            cores: args.cores.unwrap_or(machine.cores),
+        },
+    };
+    println!(
+        "node host `{}` joining {} ({} MB, {} cores)",
+        settings.name,
+        settings.api.join(", "),
+        settings.capacity.memory_mb,
+        settings.capacity.cores
+    );
+    mse_server::node_host::run(settings, stop_signal()).await?;
+    println!("stopped");
+    Ok(())
+}
+
+/// The `mse-run` binary: the one given, else the one next to this binary.
+fn mse_run_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()
+            .context("cannot find this binary")?
+            .with_file_name("mse-run")),
+    }
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let Ok(mut term) = signal(SignalKind::terminate()) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    } else {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(mut args: Args) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if !args.join.is_empty() {
+        return host(args).await;
+    }
+    for (given, flag) in [
+        (args.node_token.is_some(), "--node-token"),
+        (args.advertise.is_some(), "--advertise"),
+    ] {
+        if given {
+            anyhow::bail!("{flag} is for node hosts: give --join too");
+        }
+    }
+    let data_dir = args
+        .data_dir
+        .take()
+        .unwrap_or_else(|| PathBuf::from("mse-data"));
+    let node_id = args
+        .node_id
+        .take()
+        .unwrap_or_else(|| mse_server::DEFAULT_NODE_ID.to_string());
     let roles = args.roles;
     if !(roles.api || roles.proxy || roles.node) {
         anyhow::bail!("--roles names no role: give api, proxy and/or node");
@@ -222,12 +385,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         max_connections_per_source: count(args.proxy_max_connections_per_source),
         ..Default::default()
     };
-    let mse_run = match args.mse_run {
-        Some(path) => path,
-        None => std::env::current_exe()
-            .context("cannot find this binary")?
-            .with_file_name("mse-run"),
-    };
+    let mse_run = mse_run_binary(args.mse_run.clone())?;
+    let machine = mse_server::machine_capacity();
     let settings = mse_server::Settings {
         cache_dir: args
             .cache_dir
@@ -238,11 +397,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(mse_runtime::Installer::detect),
         nodes_dir: args.nodes_dir.clone().unwrap_or_else(|| {
-            let mut name = args.data_dir.as_os_str().to_owned();
+            let mut name = data_dir.as_os_str().to_owned();
             name.push(".nodes");
             PathBuf::from(name)
         }),
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.clone(),
         database_url: args.database_url.clone(),
         base_domain: args.base_domain.clone(),
         mse_run,
@@ -251,13 +410,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             config_timeout_secs: args.config_timeout,
             sandbox: args.sandbox,
         },
+        capacity: mse_api::node::Capacity {
+            memory_mb: args.memory_mb.unwrap_or(machine.memory_mb),
+            cores: args.cores.unwrap_or(machine.cores),
+        },
+        lease_secs: i64::try_from(args.node_lease).unwrap_or(30),
     };
-    let (state, admin_token) = mse_server::open_as(&settings, roles, &args.node_id).await?;
+    let (state, admin_token) = mse_server::open_as(&settings, roles, &node_id).await?;
     if let Some(token) = admin_token {
         println!("admin token: {token}");
         println!(
             "(shown once; also in {})",
-            args.data_dir.join("admin.token").display()
+            data_dir.join("admin.token").display()
         );
     }
     let listener = match roles.api {
@@ -268,12 +432,31 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ),
         false => None,
     };
+    let tls_listener = match (roles.api, args.listen_api_tls) {
+        (true, Some(addr)) => {
+            let mut names = args.api_name.clone();
+            if names.is_empty() {
+                names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+                if !addr.ip().is_unspecified() {
+                    names.push(addr.ip().to_string());
+                }
+            }
+            let config =
+                mse_server::operator_tls::api_server_config(&data_dir, &names, chrono::Utc::now())?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            Some((listener, tokio_rustls::TlsAcceptor::from(config), names))
+        }
+        (false, Some(_)) => anyhow::bail!("--listen-api-tls needs the api role"),
+        _ => None,
+    };
     let proxy_listener = match roles.proxy {
         true => Some((
             tokio::net::TcpListener::bind(args.listen_proxy)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen_proxy))?,
-            mse_server::proxy::load_terminate_config(&args.data_dir, &args.base_domain)?,
+            mse_server::proxy::load_terminate_config(&data_dir, &args.base_domain)?,
         )),
         false => None,
     };
@@ -283,15 +466,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // stop.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        } else {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        stop_signal().await;
         let _ = stop.send(true);
     });
     let until_stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
@@ -342,7 +517,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if roles.node {
         println!(
             "node `{}` running apps with {}",
-            args.node_id,
+            node_id,
             settings.mse_run.display()
         );
         if !args.no_prepare {
@@ -363,6 +538,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     state
         .proxy_port
         .store(proxy_port, std::sync::atomic::Ordering::Relaxed);
+    // The API watches the leases of remote hosts: their apps are lost once
+    // a lease runs out.
+    let lease_watch = roles.api.then(|| {
+        let store = state.store.clone();
+        let period = mse_server::runner::renewal_period(settings.lease_secs);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let now = chrono::Utc::now().timestamp();
+                mse_server::runner::reap_lost_nodes(&store, None, now).await;
+            }
+        })
+    });
+    let tls_serving = tls_listener.map(|(listener, acceptor, names)| {
+        if let Ok(addr) = listener.local_addr() {
+            println!(
+                "HTTPS API listening on https://{addr} (certificate for {})",
+                names.join(", ")
+            );
+        }
+        tokio::spawn(mse_server::http_server::serve_tls(
+            listener,
+            mse_server::api::router(state.clone()),
+            api_limits.clone(),
+            Some(acceptor),
+            until_stopped(stopped.clone()),
+        ))
+    });
     match listener {
         Some(listener) => {
             println!("API listening on http://{}", listener.local_addr()?);
@@ -378,6 +582,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             drop(state);
             until_stopped(stopped).await;
         }
+    }
+    if let Some(watch) = lease_watch {
+        watch.abort();
+    }
+    if let Some(serving) = tls_serving {
+        let _ = serving.await;
     }
     if let Some((looking, reaping)) = node {
         reaping.abort();

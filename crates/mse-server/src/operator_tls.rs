@@ -120,9 +120,6 @@ impl OperatorCerts {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
-        let at = |t: DateTime<Utc>| {
-            time::OffsetDateTime::from_unix_timestamp(t.timestamp()).context("date out of range")
-        };
         params.not_before = at(now - chrono::Duration::hours(1))?;
         params.not_after = at(now + chrono::Duration::days(VALIDITY_DAYS))?;
         let cert = params
@@ -143,6 +140,55 @@ impl ResolvesServerCert for OperatorCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.for_name(hello.server_name()?, Utc::now())
     }
+}
+
+/// A time as certificates take it.
+fn at(t: DateTime<Utc>) -> anyhow::Result<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).context("date out of range")
+}
+
+/// The TLS configuration of the API over HTTPS: a certificate for `names`
+/// (DNS names or IP addresses) issued by the operator CA, served with the
+/// CA after it, so that node hosts holding the CA's hash (their join token)
+/// can check both.
+pub fn api_server_config(
+    data_dir: &Path,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let ca_pem = std::fs::read_to_string(data_dir.join("operator-ca.pem"))
+        .context("cannot read the operator CA")?;
+    let ca_key = std::fs::read_to_string(data_dir.join("operator-ca.key"))
+        .context("cannot read the operator CA key")?;
+    let ca_key = rcgen::KeyPair::from_pem(&ca_key).context("the operator CA key")?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("the operator CA")?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .context("the API's names are not valid certificate names")?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "MSE platform API");
+    params.not_before = at(now - chrono::Duration::days(1))?;
+    params.not_after = at(now + chrono::Duration::days(VALIDITY_DAYS))?;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .context("cannot make the API's key")?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .context("cannot issue the API's certificate")?;
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .context("the operator CA is not valid PEM")?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("the API's key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone(), ca_der], key_der)
+        .context("the API's certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

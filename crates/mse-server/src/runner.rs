@@ -1,25 +1,25 @@
-//! The node role: one `mse-run` process per app, its status events applied
-//! to the store, its address published in the store and the routing table,
-//! and a reaper that stops apps at their expiry.
+//! The local node runner: the API machine's own node backend. It runs one
+//! `mse-run` per app through [`NodeProcesses`], applies their status events
+//! to the store and the routing table, and stops apps at their expiry.
 //!
-//! A node process is known in the store by its node id, which it leases
-//! (table `nodes`): it claims `spawning` apps under that id with a
-//! conditional UPDATE, so no two nodes run one app; it acts on the stop
-//! requests the API records; after a restart it marks the apps it held
-//! `on_error` ("node lost"), and it does the same for the apps of any node
-//! whose lease ran out.
+//! A local node is known in the store by its node id, which it leases
+//! (table `nodes`): the API places apps on it by capacity, and older
+//! `spawning` apps no node holds are claimed with a conditional UPDATE, so
+//! no two nodes run one app; it acts on the stop requests the API records;
+//! after a restart it marks the apps it held `on_error` ("node lost"), and
+//! it does the same for the apps of any node whose lease ran out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mse_run::status::{Event, State};
-use tokio::io::AsyncBufReadExt;
+use mse_api::event::{Event, State};
+use mse_api::node::{AppTls, Assignment, Capacity};
 
+use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
 use crate::store::{App, NodeHolder, Status, Store};
 
 pub use crate::routes::{Route, RouteMode, Routes};
@@ -29,12 +29,17 @@ pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
 /// Why an app stopped at its expiry.
 pub const EXPIRED: &str = "expired";
 
-/// How often a node renews the lease of its node id.
-pub const LEASE_RENEWAL: Duration = Duration::from_secs(5);
-/// A node id whose lease was not renewed for this long is gone (seconds).
+/// A node id whose lease was not renewed for this long is gone, unless the
+/// operator sets another (seconds).
 pub const LEASE_SECS: i64 = 30;
-/// At most this many `spawning` apps claimed per look at the store.
+/// At most this many unclaimed `spawning` apps claimed per look at the store.
 const CLAIM_BATCH: u32 = 16;
+
+/// How often a lease of `lease_secs` is renewed: a third of it, at most 5 s.
+pub fn renewal_period(lease_secs: i64) -> Duration {
+    let third = Duration::from_millis(u64::try_from(lease_secs.max(1)).unwrap_or(1) * 1000 / 3);
+    third.min(Duration::from_secs(5))
+}
 
 /// What the runner needs to start nodes.
 #[derive(Debug, Clone)]
@@ -58,6 +63,20 @@ pub struct RunnerConfig {
     pub node_id: String,
     /// How nodes run apps (configuration deadline, sandbox).
     pub options: crate::NodeOptions,
+    /// What apps may take of this machine.
+    pub capacity: Capacity,
+    /// How long a renewal of this node's lease lasts, seconds.
+    pub lease_secs: i64,
+}
+
+impl RunnerConfig {
+    /// The files of this machine's quote key, in the nodes' folder.
+    pub fn quote_files(&self) -> QuoteFiles {
+        QuoteFiles {
+            key: self.nodes_dir.join("quote-key.pem"),
+            chain: self.nodes_dir.join("quote-chain.pem"),
+        }
+    }
 }
 
 /// The node runner. A detached runner (a process without the node role)
@@ -72,10 +91,7 @@ struct Inner {
     store: Store,
     config: RunnerConfig,
     routes: Arc<Routes>,
-    pids: Mutex<HashMap<String, u32>>,
-    /// Apps whose stop was asked for.
-    /// Nodes asked to stop, with why (what the app's state will say).
-    stopping: Mutex<HashMap<String, String>>,
+    processes: NodeProcesses,
     /// Whether this process has the node role.
     runs_nodes: bool,
     /// This host's name and this process's id, as the node lease names them.
@@ -86,6 +102,45 @@ struct Inner {
 /// The folder of an app's files on this host.
 pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
     data_dir.join("apps").join(id)
+}
+
+/// What a node runs of a stored app, with its resource's memory and cores.
+pub fn assignment(app: &App, memory_mb: u64, cores: u64) -> Assignment {
+    let tls = match app.spec.certificate_origin.as_str() {
+        "owner" => AppTls::Owner {
+            chain_pem: app.spec.ssl_certificate.clone().unwrap_or_default(),
+        },
+        "operator" => AppTls::Operator,
+        _ => AppTls::RaTls,
+    };
+    Assignment {
+        app: app.id.clone(),
+        domain: app.domain_name.clone(),
+        application: app.spec.python_application.clone(),
+        image: app.spec.docker.clone(),
+        enclave_size: app.spec.enclave_size.clone(),
+        healthcheck: app.spec.healthcheck_endpoint.clone(),
+        tls,
+        expires_at: app.expires_at,
+        package_sha256: app.spec.code_sha256.clone(),
+        package_bytes: u64::try_from(app.spec.code_bytes).unwrap_or(0),
+        memory_mb,
+        cores,
+    }
+}
+
+/// The events of one app's local node, applied to the store and the
+/// routing table.
+struct StoreSink {
+    store: Store,
+    routes: Arc<Routes>,
+    app: App,
+}
+
+impl EventSink for StoreSink {
+    fn report(&self, event: Event) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { apply_event(&self.store, &self.routes, &self.app, &event).await })
+    }
 }
 
 impl Runner {
@@ -100,13 +155,24 @@ impl Runner {
     }
 
     fn build(store: Store, config: RunnerConfig, routes: Arc<Routes>, runs_nodes: bool) -> Self {
+        let processes = NodeProcesses::new(ProcessConfig {
+            mse_run: config.mse_run.clone(),
+            cache_dir: config.cache_dir.clone(),
+            installer: config.installer.clone(),
+            nodes_dir: config.nodes_dir.clone(),
+            quote_provider: config.quote_provider.clone(),
+            options: config.options,
+            catalog: config.data_dir.join("catalog.toml"),
+            signer_pub: config.data_dir.join("signer.pub"),
+            quote: config.quote_files(),
+            listen_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        });
         Runner {
             inner: Arc::new(Inner {
                 store,
                 config,
                 routes,
-                pids: Mutex::new(HashMap::new()),
-                stopping: Mutex::new(HashMap::new()),
+                processes,
                 runs_nodes,
                 host: host_name(),
                 pid: i64::from(std::process::id()),
@@ -124,21 +190,20 @@ impl Runner {
         &self.inner.config.node_id
     }
 
+    /// How this runner was set up.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.inner.config
+    }
+
     /// The log file of an app's node: in the logs folder, so that it
     /// outlives the node's own folder.
     pub fn log_path(&self, id: &str) -> PathBuf {
-        logs_dir(&self.inner.config.nodes_dir).join(format!("{id}.log"))
-    }
-
-    /// The folder of an app's node while it runs.
-    fn node_dir(&self, id: &str) -> PathBuf {
-        self.inner.config.nodes_dir.join(id)
+        self.inner.processes.log_path(id)
     }
 
     /// Removes what this host keeps of a finished app's node (its log).
     pub fn forget_node(&self, id: &str) {
-        remove_node_dir(&self.node_dir(id));
-        let _ = std::fs::remove_file(self.log_path(id));
+        self.inner.processes.forget_node(id);
     }
 
     /// The routing table.
@@ -146,28 +211,38 @@ impl Runner {
         self.inner.routes.clone()
     }
 
-    /// The node id to store a new app under when this process runs nodes:
-    /// the app is then claimed as it is inserted, and [`Runner::start`]
-    /// starts it at once.
-    pub fn claims_new_apps(&self) -> Option<&str> {
-        self.inner.runs_nodes.then(|| self.node_id())
-    }
-
-    /// Starts the node of a `spawning` app, claiming it first unless this
-    /// node holds it already; nothing when another node claimed it, or when
-    /// this runner is detached. Failures to start turn the app `on_error`.
+    /// Starts the node of a `spawning` app placed on this node (or, from a
+    /// store of an earlier version, claimed by none: claimed first); nothing
+    /// when another node holds it, or when this runner is detached.
+    /// Failures to start turn the app `on_error`.
     pub async fn start(&self, app: &App) {
         if !self.inner.runs_nodes {
             return;
         }
-        if app.node_owner.as_deref() != Some(self.node_id()) {
-            match self.inner.store.claim_app(&app.id, self.node_id()).await {
+        match app.node_owner.as_deref() {
+            Some(owner) if owner == self.node_id() => {}
+            Some(_) => return,
+            None => match self.inner.store.claim_app(&app.id, self.node_id()).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
                     eprintln!("app {}: cannot claim it: {e}", app.id);
                     return;
                 }
+            },
+        }
+        match self
+            .inner
+            .store
+            .take_app(&app.id, self.node_id(), now())
+            .await
+        {
+            Ok(true) => {}
+            // Started already, or stopped first.
+            Ok(false) => return,
+            Err(e) => {
+                eprintln!("app {}: cannot take it: {e}", app.id);
+                return;
             }
         }
         if let Err(e) = self.spawn(app).await {
@@ -182,222 +257,33 @@ impl Runner {
     }
 
     async fn spawn(&self, app: &App) -> anyhow::Result<()> {
-        let config = &self.inner.config;
-        create_logs_dir(&config.nodes_dir)?;
-        let dir = app_dir(&config.data_dir, &app.id);
-        let data = &config.data_dir;
-        let mut command = tokio::process::Command::new(&config.mse_run);
-        command
-            .arg("--uuid")
-            .arg(&app.id)
-            .arg("--application")
-            .arg(&app.spec.python_application)
-            .arg("--domain")
-            .arg(&app.domain_name)
-            .arg("--code")
-            .arg(dir.join("code.tar"))
-            .arg("--image")
-            .arg(&app.spec.docker)
-            .arg("--catalog")
-            .arg(data.join("catalog.toml"))
-            .arg("--cache-dir")
-            .arg(&config.cache_dir)
-            .arg("--installer")
-            .arg(config.installer.as_arg())
-            .arg("--enclave-size")
-            .arg(&app.spec.enclave_size)
-            // A port of its own choosing, told in its first event: no other
-            // process can take it between a choice here and its bind there.
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--work-dir")
-            .arg(self.node_dir(&app.id))
-            .arg("--log-file")
-            .arg(self.log_path(&app.id))
-            .arg("--healthcheck")
-            .arg(&app.spec.healthcheck_endpoint)
-            .arg("--quote-provider")
-            .arg(&config.quote_provider)
-            .arg("--simulation-ca-cert")
-            .arg(data.join("simulation-ca.pem"))
-            .arg("--simulation-ca-key")
-            .arg(data.join("simulation-ca.key"))
-            .arg("--signer-key")
-            .arg(data.join("signer.pub"))
-            .arg("--config-timeout")
-            .arg(config.options.config_timeout_secs.to_string())
-            .arg("--sandbox")
-            .arg(config.options.sandbox.as_arg());
-        let expiry = app.expires_at.to_string();
-        match app.spec.certificate_origin.as_str() {
-            "owner" => command
-                .arg("--certificate")
-                .arg(dir.join("owner.pem"))
-                .args(["--expires-at", &expiry]),
-            "operator" => command.args(["--no-ssl", "--expires-at", &expiry]),
-            _ => command.args(["--ratls", &expiry]),
-        };
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe. A node outlives no platform:
-        // SIGTERM when this process dies, however it dies, so the node stops
-        // its app and wipes what it decrypted.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", config.mse_run.display()))?;
-        let pid = child.id().context("the node has no pid")?;
-        self.inner
-            .store
-            .set_node(&app.id, i64::from(pid), None)
-            .await?;
-        if let Ok(mut pids) = self.inner.pids.lock() {
-            pids.insert(app.id.clone(), pid);
-        }
-        let stdout = child.stdout.take().context("the node has no output")?;
-        let runner = self.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(stdout).lines();
-            let mut addr: Option<SocketAddr> = None;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(event) = serde_json::from_str::<Event>(&line) {
-                    if let Some(listen) = event.listen.as_deref().and_then(|l| l.parse().ok()) {
-                        addr = Some(listen);
-                        let _ = runner
-                            .inner
-                            .store
-                            .set_node(&app.id, i64::from(pid), Some(&listen.to_string()))
-                            .await;
-                    }
-                    runner.apply(&app, addr, &event).await;
-                }
-            }
-            let status = child.wait().await;
-            // However the node ended (a SIGKILL included), nothing it
-            // decrypted stays on this host, nor its folder; its log stays in
-            // the logs folder until the app is removed.
-            remove_node_dir(&runner.node_dir(&app.id));
-            runner.forget(&app.id);
-            // A node that ends without a final word was stopped when the
-            // platform asked (it may not have been listening for the signal
-            // yet); otherwise it failed.
-            let asked = runner
-                .inner
-                .stopping
-                .lock()
-                .ok()
-                .and_then(|mut s| s.remove(&app.id));
-            let (to, reason) = match status {
-                _ if asked.is_some() => (Status::Stopped, asked.unwrap_or_default()),
-                Ok(s) => (
-                    Status::OnError,
-                    format!("the node ended ({s}) without reporting why"),
-                ),
-                Err(e) => (Status::OnError, format!("the node was lost: {e}")),
-            };
-            let _ = runner
-                .inner
-                .store
-                .transition(&app.id, to, Some(&reason), now())
-                .await;
-        });
-        Ok(())
-    }
-
-    async fn apply(&self, app: &App, addr: Option<SocketAddr>, event: &Event) {
         let store = &self.inner.store;
-        let routes = &self.inner.routes;
-        let reason = event.reason.as_deref();
-        match event.status {
-            State::Initializing => {
-                let Some(addr) = addr else {
-                    let why = "the node did not say where it listens";
-                    let _ = store
-                        .transition(&app.id, Status::OnError, Some(why), now())
-                        .await;
-                    self.stop_once(&app.id, why);
-                    return;
-                };
-                if let Some(sandbox) = &event.sandbox {
-                    let _ = store.set_sandbox(&app.id, sandbox).await;
-                }
-                if store
-                    .transition(&app.id, Status::Initializing, None, now())
-                    .await
-                    .unwrap_or(false)
-                {
-                    let route = Route {
-                        addr,
-                        mode: RouteMode::Passthrough,
-                        app_id: app.id.clone(),
-                    };
-                    routes.set(&app.config_domain_name, route.clone());
-                    routes.set(&app.domain_name, route);
-                }
-            }
-            State::Running => {
-                let running = store
-                    .transition(&app.id, Status::Running, None, now())
-                    .await
-                    .unwrap_or(false);
-                if running && app.config_domain_name != app.domain_name {
-                    // Configured: only the app's domain leads to it now
-                    // (see `routes::table`).
-                    routes.unset(&app.config_domain_name, &app.id);
-                }
-                if running && app.spec.certificate_origin == "operator" {
-                    if let Some(addr) = addr {
-                        routes.set(
-                            &app.domain_name,
-                            Route {
-                                addr,
-                                mode: RouteMode::Terminate,
-                                app_id: app.id.clone(),
-                            },
-                        );
-                    }
-                }
-            }
-            State::OnError => {
-                routes.remove_app(&app.id);
-                let _ = store
-                    .transition(&app.id, Status::OnError, reason, now())
-                    .await;
-            }
-            State::Stopped => {
-                routes.remove_app(&app.id);
-                // The platform's reason when it asked (the node only saw a
-                // signal), else the node's own (its expiry).
-                let asked = self
-                    .inner
-                    .stopping
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.get(&app.id).cloned());
-                let reason = asked.as_deref().or(reason);
-                let _ = store
-                    .transition(&app.id, Status::Stopped, reason, now())
-                    .await;
-            }
+        let resource = store
+            .any_resource(&app.spec.resource)
+            .await?
+            .with_context(|| format!("resource `{}` is gone", app.spec.resource))?;
+        let dir = app_dir(&self.inner.config.data_dir, &app.id);
+        let assignment = assignment(
+            app,
+            u64::try_from(resource.memory_mb).unwrap_or(0),
+            u64::try_from(resource.cores).unwrap_or(0),
+        );
+        let owner_chain =
+            matches!(assignment.tls, AppTls::Owner { .. }).then(|| dir.join("owner.pem"));
+        let launch = Launch {
+            assignment,
+            package: dir.join("code.tar"),
+            owner_chain,
+        };
+        let sink = Arc::new(StoreSink {
+            store: store.clone(),
+            routes: self.inner.routes.clone(),
+            app: app.clone(),
+        });
+        if let Some(pid) = self.inner.processes.spawn(launch, sink).await? {
+            store.set_node(&app.id, i64::from(pid), None).await?;
         }
-    }
-
-    fn forget(&self, id: &str) {
-        self.inner.routes.remove_app(id);
-        if let Ok(mut pids) = self.inner.pids.lock() {
-            pids.remove(id);
-        }
+        Ok(())
     }
 
     /// Asks an app's node to stop at its owner's request; true when it had
@@ -408,76 +294,31 @@ impl Runner {
 
     /// Asks an app's node to stop; `reason` is what its state will say.
     pub fn stop_because(&self, id: &str, reason: &str) -> bool {
-        let pid = self.inner.pids.lock().ok().and_then(|p| p.get(id).copied());
-        match pid {
-            Some(pid) => {
-                if let Ok(mut stopping) = self.inner.stopping.lock() {
-                    stopping
-                        .entry(id.to_string())
-                        .or_insert_with(|| reason.to_string());
-                }
-                // SAFETY: signalling a node process this runner started.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGTERM);
-                }
-                true
-            }
-            None => false,
-        }
+        self.inner.processes.stop(id, reason)
     }
 
-    /// Asks an app's node to stop unless it was asked already.
     fn stop_once(&self, id: &str, reason: &str) {
-        let asked = self
-            .inner
-            .stopping
-            .lock()
-            .map(|s| s.contains_key(id))
-            .unwrap_or(false);
-        if !asked {
-            self.stop_because(id, reason);
-        }
-    }
-
-    /// The apps this runner holds a node for.
-    fn held(&self) -> HashSet<String> {
-        self.inner
-            .pids
-            .lock()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
+        self.inner.processes.stop_once(id, reason);
     }
 
     /// Asks every node to stop and waits (up to `grace`) until they have.
     pub async fn stop_all(&self, grace: Duration) {
-        let ids: Vec<String> = self
-            .inner
-            .pids
-            .lock()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        for id in &ids {
-            self.stop_because(id, "the platform stopped");
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        while ids.iter().any(|id| self.has_node(id)) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.inner
+            .processes
+            .stop_all("the platform stopped", grace)
+            .await;
     }
 
     /// Whether this runner holds a node for the app.
     pub fn has_node(&self, id: &str) -> bool {
-        self.inner
-            .pids
-            .lock()
-            .map(|p| p.contains_key(id))
-            .unwrap_or(false)
+        self.inner.processes.has_node(id)
     }
 
     /// Takes this node's id in the store, refusing when another live
     /// process holds it (a process on this host running this same binary,
-    /// or any process whose lease is fresh). The previous holder's apps are
-    /// then this process's to recover ([`Runner::recover`]).
+    /// or any process whose lease is fresh), and records what it offers.
+    /// The previous holder's apps are then this process's to recover
+    /// ([`Runner::recover`]).
     pub async fn register(&self) -> anyhow::Result<()> {
         let inner = &self.inner;
         let id = self.node_id();
@@ -485,7 +326,7 @@ impl Runner {
         let previous = inner.store.node_holder(id).await?;
         if let Some(held) = &previous {
             let same_process = held.host == inner.host && held.pid == inner.pid;
-            let fresh = held.seen_at >= at - LEASE_SECS;
+            let fresh = held.seen_at >= at - inner.config.lease_secs;
             let alive = if held.host == inner.host {
                 runs_this_binary(held.pid).unwrap_or(fresh)
             } else {
@@ -494,9 +335,10 @@ impl Runner {
             if !same_process && alive {
                 anyhow::bail!(
                     "node id `{id}` is held by process {} on {}: give each node process its own \
-                     --node-id (a lease ends {LEASE_SECS} s after its process stops)",
+                     --node-id (a lease ends {} s after its process stops)",
                     held.pid,
-                    held.host
+                    held.host,
+                    inner.config.lease_secs
                 );
             }
         }
@@ -513,6 +355,16 @@ impl Runner {
                  process its own --node-id"
             );
         }
+        let capacity = inner.config.capacity;
+        inner
+            .store
+            .set_node_capacity(
+                id,
+                i64::try_from(capacity.memory_mb).unwrap_or(i64::MAX),
+                i64::try_from(capacity.cores).unwrap_or(i64::MAX),
+                inner.config.lease_secs,
+            )
+            .await?;
         Ok(())
     }
 
@@ -528,14 +380,16 @@ impl Runner {
         }
     }
 
-    /// The node role's loop, every `poll` until `shutdown` resolves: claims
-    /// and starts `spawning` apps, stops the apps whose stop was asked for
-    /// (or that the store no longer lists as this node's and live), and
-    /// renews the node's lease. Returns between two looks at the store.
+    /// The node role's loop, every `poll` until `shutdown` resolves: starts
+    /// the `spawning` apps placed on this node (and claims unclaimed ones),
+    /// stops the apps whose stop was asked for (or that the store no longer
+    /// lists as this node's and live), and renews the node's lease. Returns
+    /// between two looks at the store.
     pub async fn run(&self, poll: Duration, shutdown: impl std::future::Future<Output = ()>) {
         let mut ticker = tokio::time::interval(poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewed = tokio::time::Instant::now();
+        let renewal = renewal_period(self.inner.config.lease_secs);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -546,7 +400,7 @@ impl Runner {
             if let Err(e) = self.look().await {
                 eprintln!("node {}: the store failed: {e}", self.node_id());
             }
-            if renewed.elapsed() >= LEASE_RENEWAL {
+            if renewed.elapsed() >= renewal {
                 renewed = tokio::time::Instant::now();
                 let inner = &self.inner;
                 match inner
@@ -573,8 +427,9 @@ impl Runner {
         }
         let store = &self.inner.store;
         // What this process holds, read before the store: an app held by
-        // then was claimed by then, so the store lists it while it is live.
-        let held = self.held();
+        // then was placed here by then, so the store lists it while it is
+        // live.
+        let held = self.inner.processes.held();
         let owned = store.node_apps(self.node_id()).await?;
         for app in &owned {
             if app.stop_requested_at.is_some() && held.contains(&app.id) {
@@ -586,6 +441,15 @@ impl Runner {
             // Stopped, failed or removed in the store: its node goes too.
             self.stop_once(id, "stopped (no longer live in the store)");
         }
+        for app in &owned {
+            let placed = app.status == Status::Spawning
+                && app.node_pid.is_none()
+                && app.stop_requested_at.is_none()
+                && !held.contains(&app.id);
+            if placed {
+                self.start(app).await;
+            }
+        }
         for app in store.unclaimed_apps(CLAIM_BATCH).await? {
             self.start(&app).await;
         }
@@ -596,22 +460,12 @@ impl Runner {
     /// this process has no node for are lost. A node process left from
     /// before is stopped.
     pub async fn recover(&self) -> anyhow::Result<()> {
-        // The nodes' folder lets each app's own user through to its work
-        // folder, and lists nothing.
-        let nodes_dir = &self.inner.config.nodes_dir;
-        std::fs::create_dir_all(nodes_dir)
-            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(nodes_dir, std::fs::Permissions::from_mode(0o711))
-                .with_context(|| format!("cannot set the mode of {}", nodes_dir.display()))?;
-        }
-        create_logs_dir(nodes_dir)?;
+        let processes = &self.inner.processes;
+        processes.create_dirs()?;
         // The folder of a node that ended with a crash of the platform (the
         // node was killed with it), and what it decrypted, go now; its log
-        // stays (moved to the logs folder when an earlier version left it
-        // inside). Apps another node process runs (sharing this folder on
-        // this host) keep theirs.
+        // stays. Apps another node process runs (sharing this folder on this
+        // host) keep theirs.
         let others: HashSet<String> = self
             .inner
             .store
@@ -621,20 +475,7 @@ impl Runner {
             .filter(|a| a.node_owner.as_deref().is_some_and(|o| o != self.node_id()))
             .map(|a| a.id)
             .collect();
-        if let Ok(entries) = std::fs::read_dir(nodes_dir) {
-            for entry in entries.flatten() {
-                let id = entry.file_name().to_string_lossy().to_string();
-                if id == LOGS || others.contains(&id) || self.has_node(&id) {
-                    continue;
-                }
-                let left = entry.path().join("app.log");
-                let log = self.log_path(&id);
-                if left.is_file() && !log.exists() {
-                    let _ = std::fs::rename(&left, &log);
-                }
-                remove_node_dir(&entry.path());
-            }
-        }
+        processes.remove_leftovers(&others);
         for app in self.inner.store.node_apps(self.node_id()).await? {
             if self.has_node(&app.id) {
                 continue;
@@ -668,14 +509,7 @@ impl Runner {
             ticker.tick().await;
             let store = &self.inner.store;
             let at = now();
-            match store
-                .fail_lost_nodes(self.node_id(), at - LEASE_SECS, at)
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => eprintln!("{n} app(s) lost their node (its lease ran out)"),
-                Err(e) => eprintln!("node {}: the store failed: {e}", self.node_id()),
-            }
+            reap_lost_nodes(store, Some(self.node_id()), at).await;
             let Ok(apps) = store.live_apps().await else {
                 continue;
             };
@@ -690,38 +524,104 @@ impl Runner {
     }
 }
 
+/// Marks the live apps of nodes (other than `except`) whose lease ran out
+/// `on_error` ("node lost"), saying so in the log.
+pub async fn reap_lost_nodes(store: &Store, except: Option<&str>, now: i64) {
+    match store.fail_lost_nodes(except.unwrap_or(""), now).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("{n} app(s) lost their node (its lease ran out)"),
+        Err(e) => eprintln!("the store failed while looking for lost nodes: {e}"),
+    }
+}
+
+/// Applies a node's status event to the store and the routing table.
+/// `Some(reason)` when the node must be stopped.
+pub async fn apply_event(
+    store: &Store,
+    routes: &Routes,
+    app: &App,
+    event: &Event,
+) -> Option<String> {
+    let reason = event.reason.as_deref();
+    let addr: Option<SocketAddr> = event.listen.as_deref().and_then(|l| l.parse().ok());
+    match event.status {
+        State::Initializing => {
+            let Some(addr) = addr else {
+                let why = "the node did not say where it listens";
+                let _ = store
+                    .transition(&app.id, Status::OnError, Some(why), now())
+                    .await;
+                return Some(why.to_string());
+            };
+            let _ = store.set_node_addr(&app.id, &addr.to_string()).await;
+            if let Some(sandbox) = &event.sandbox {
+                let _ = store.set_sandbox(&app.id, sandbox).await;
+            }
+            if store
+                .transition(&app.id, Status::Initializing, None, now())
+                .await
+                .unwrap_or(false)
+            {
+                let route = Route {
+                    addr,
+                    mode: RouteMode::Passthrough,
+                    app_id: app.id.clone(),
+                };
+                routes.set(&app.config_domain_name, route.clone());
+                routes.set(&app.domain_name, route);
+            }
+        }
+        State::Running => {
+            let running = store
+                .transition(&app.id, Status::Running, None, now())
+                .await
+                .unwrap_or(false);
+            if running && app.config_domain_name != app.domain_name {
+                // Configured: only the app's domain leads to it now (see
+                // `routes::table`).
+                routes.unset(&app.config_domain_name, &app.id);
+            }
+            if running && app.spec.certificate_origin == "operator" {
+                let stored = store.app(&app.id).await.ok().flatten();
+                let addr = addr.or_else(|| {
+                    stored
+                        .and_then(|a| a.node_addr)
+                        .and_then(|a| a.parse().ok())
+                });
+                if let Some(addr) = addr {
+                    routes.set(
+                        &app.domain_name,
+                        Route {
+                            addr,
+                            mode: RouteMode::Terminate,
+                            app_id: app.id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        State::OnError => {
+            routes.remove_app(&app.id);
+            let _ = store
+                .transition(&app.id, Status::OnError, reason, now())
+                .await;
+        }
+        State::Stopped => {
+            routes.remove_app(&app.id);
+            let _ = store
+                .transition(&app.id, Status::Stopped, reason, now())
+                .await;
+        }
+    }
+    None
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The folder of the apps' logs in the nodes' folder (no app uuid reads
-/// so).
-const LOGS: &str = "logs";
-
-fn logs_dir(nodes_dir: &std::path::Path) -> PathBuf {
-    nodes_dir.join(LOGS)
-}
-
-/// Creates the logs folder (mode 0700: only the platform reads logs).
-fn create_logs_dir(nodes_dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    let dir = logs_dir(nodes_dir);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-/// Removes a node's folder: what it decrypted first, then the rest.
-fn remove_node_dir(dir: &std::path::Path) {
-    mse_run::workdir::wipe(dir);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 /// This host's name, as node leases name it.
-fn host_name() -> String {
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length, which is passed.
     let done = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -6,6 +6,10 @@
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub mod nodes;
+
+pub use nodes::{NoRoom, NodeKind, NodeRow, NodeUsage, Placement};
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,6 +25,9 @@ pub enum StoreError {
     /// A new app would go over a quota.
     #[error("{0}")]
     Quota(QuotaExceeded),
+    /// No node has room for a new app.
+    #[error("{0}")]
+    NoRoom(NoRoom),
 }
 
 /// The live apps a user may have unless the operator sets otherwise.
@@ -643,8 +650,8 @@ pub struct App {
     /// Its node's process, while it has one.
     #[serde(skip)]
     pub node_pid: Option<i64>,
-    /// The node (its id) that claimed it; `None` until one has.
-    #[serde(skip)]
+    /// The node (its id) it was placed on; `None` until one has it.
+    #[serde(rename = "node")]
     pub node_owner: Option<String>,
     /// When a stop was asked for, if one was.
     #[serde(skip)]
@@ -763,11 +770,11 @@ impl Store {
     /// keeps the first domain its name got in the project. Fails with a
     /// conflict when an app of that name is live in the project.
     pub async fn insert_app(&self, new: &NewApp) -> Result<App, StoreError> {
-        self.insert_claimed_app(new, None).await
+        self.insert_placed_app(new, &Placement::Unclaimed).await
     }
 
-    /// [`Store::insert_app`], claimed at once by node `node_owner` when
-    /// given (an API with the node role in its process: no claim to make).
+    /// [`Store::insert_app`], placed at once on a node as `placement` says
+    /// ([`StoreError::NoRoom`] when none has room for it).
     ///
     /// In one transaction, so that concurrent deploys cannot overshoot:
     /// the user's quota and the resource's limit are checked against what
@@ -775,10 +782,10 @@ impl Store {
     /// user or refused as another's ([`StoreError::DomainTaken`]), and the
     /// app is inserted (a conflict when its name, or its domain, has a live
     /// app).
-    pub async fn insert_claimed_app(
+    pub async fn insert_placed_app(
         &self,
         new: &NewApp,
-        node_owner: Option<&str>,
+        placement: &Placement,
     ) -> Result<App, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Writes come first: on SQLite, a transaction that has read cannot
@@ -843,6 +850,14 @@ impl Store {
                 adding,
             }));
         }
+        let node_owner = match placement {
+            Placement::Fit {
+                memory_mb,
+                cores,
+                now,
+            } => Some(nodes::place(&mut tx, *memory_mb, *cores, *now).await?),
+            Placement::Unclaimed => None,
+        };
         let mut domain = new.domain.to_ascii_lowercase();
         if new.spec.certificate_origin == "owner" {
             // The first user to deploy a custom domain keeps it; of two
@@ -1129,18 +1144,20 @@ impl Store {
         Ok(rows.iter().map(app).collect::<Result<_, _>>()?)
     }
 
-    /// Stops a live app no node has claimed, here and now; false when a node
-    /// holds it (or it is not live).
+    /// Stops a `spawning` app no node has taken (started, or handed to its
+    /// host), here and now; false when a node took it (or it is not live).
+    /// A node takes an app with the same condition ([`Store::take_app`]),
+    /// so of a stop and a start exactly one wins.
     pub async fn stop_unclaimed(
         &self,
         id: &str,
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(&format!(
+        let done = sqlx::query(
             "UPDATE apps SET status = 'stopped', reason = $1, stopped_at = $2 \
-             WHERE id = $3 AND node_owner IS NULL AND status IN {LIVE}"
-        ))
+             WHERE id = $3 AND node_taken_at IS NULL AND status = 'spawning'",
+        )
         .bind(reason)
         .bind(now)
         .bind(id)
@@ -1149,9 +1166,9 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Asks for a live app's stop. An app no node has claimed is stopped at
-    /// once (true); otherwise it was claimed already, and the request is
-    /// recorded for the node holding it to act on (false).
+    /// Asks for a live app's stop. An app no node has taken is stopped at
+    /// once (true); otherwise the request is recorded for the node holding
+    /// it to act on (false).
     pub async fn request_stop(&self, id: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
         if self.stop_unclaimed(id, reason, now).await? {
             return Ok(true);
@@ -1292,24 +1309,18 @@ impl Store {
         Ok(())
     }
 
-    /// Live apps held by a node other than `except` whose lease was last
-    /// renewed before `cutoff` (or that holds none) become `on_error`
-    /// ("node lost"). Returns how many.
-    pub async fn fail_lost_nodes(
-        &self,
-        except: &str,
-        cutoff: i64,
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    /// Live apps held by a node other than `except` whose lease ran out
+    /// by `now` (or that holds none) become `on_error` ("node lost").
+    /// Returns how many.
+    pub async fn fail_lost_nodes(&self, except: &str, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(&format!(
             "UPDATE apps SET status = 'on_error', reason = 'node lost', onerror_at = $1, \
              node_pid = NULL, node_addr = NULL \
              WHERE status IN {LIVE} AND node_owner IS NOT NULL AND node_owner <> $2 \
-             AND node_owner NOT IN (SELECT id FROM nodes WHERE seen_at >= $3)"
+             AND node_owner NOT IN (SELECT id FROM nodes WHERE seen_at + lease_secs >= $1)"
         ))
         .bind(now)
         .bind(except)
-        .bind(cutoff)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())

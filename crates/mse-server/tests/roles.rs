@@ -148,70 +148,41 @@ async fn api_node_and_proxy_as_three_processes_deploy_route_and_stop_an_app() {
 }
 
 #[tokio::test]
-async fn an_api_alone_accepts_deploys_leaves_them_spawning_and_a_node_started_later_runs_them() {
+async fn an_api_alone_refuses_deploys_saying_how_to_add_a_node_and_a_node_started_later_runs_them()
+{
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut api = ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
     let port = api.api_port();
     let token = api.admin_token();
 
-    let (status, waiting) = http_deploy(port, &token, &deploy_config("waits", json!({}))).await;
-    assert_eq!(status, 201, "{waiting}");
-    assert_eq!(waiting["status"], "spawning");
-    let waiting_id = waiting["id"].as_str().unwrap().to_string();
-    let (status, dropped) = http_deploy(port, &token, &deploy_config("dropped", json!({}))).await;
-    assert_eq!(status, 201, "{dropped}");
-    let dropped_id = dropped["id"].as_str().unwrap().to_string();
-    let (status, listed) = http(port, "GET", "/apps?status=spawning", &token, None).await;
+    // No node: nothing is stored, and the answer says what to do.
+    let (status, refused) = http_deploy(port, &token, &deploy_config("waits", json!({}))).await;
+    assert_eq!(status, 503, "{refused}");
+    let message = refused["error"].as_str().unwrap();
+    assert!(message.contains("no node host is running"), "{message}");
+    assert!(message.contains("--join"), "{message}");
+    let (status, listed) = http(port, "GET", "/apps", &token, None).await;
     assert_eq!(status, 200);
-    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
-    let store = store(&data).await;
-    for id in [&waiting_id, &dropped_id] {
-        let app = store.app(id).await.unwrap().unwrap();
-        assert_eq!(app.node_owner, None, "no node claimed it");
-        assert_eq!(app.node_pid, None);
-        assert!(node_processes(id).is_empty());
-    }
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
 
-    // An app no node claimed stops at once.
-    let (status, stopped) = http(
-        port,
-        "POST",
-        &format!("/apps/{dropped_id}/stop"),
-        &token,
-        None,
-    )
-    .await;
-    assert_eq!(status, 202, "{stopped}");
-    assert_eq!(stopped["status"], "stopped", "{stopped}");
-    assert_eq!(stopped["reason"], "stopped by its owner");
-
-    // A node started later claims what waits, and only that.
+    // A node started later takes the next deploy.
     let mut node = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "late"]);
     node.wait_line("node `late` running apps");
-    http_wait_app(port, &token, &waiting_id, "initializing", |a| {
+    let (status, placed) = http_deploy(port, &token, &deploy_config("waits", json!({}))).await;
+    assert_eq!(status, 201, "{placed}");
+    let id = placed["id"].as_str().unwrap().to_string();
+    http_wait_app(port, &token, &id, "initializing", |a| {
         a["status"] == "initializing"
     })
     .await;
-    let app = store.app(&dropped_id).await.unwrap().unwrap();
-    assert_eq!(app.node_owner, None, "a stopped app is never claimed");
-    assert!(node_processes(&dropped_id).is_empty());
-    let (status, _) = http(port, "DELETE", &format!("/apps/{dropped_id}"), &token, None).await;
-    assert_eq!(status, 204);
+    let app = store(&data).await.app(&id).await.unwrap().unwrap();
+    assert_eq!(app.node_owner.as_deref(), Some("late"));
+    assert_eq!(node_processes(&id).len(), 1);
 
-    let (status, _) = http(
-        port,
-        "POST",
-        &format!("/apps/{waiting_id}/stop"),
-        &token,
-        None,
-    )
-    .await;
+    let (status, _) = http(port, "POST", &format!("/apps/{id}/stop"), &token, None).await;
     assert_eq!(status, 202);
-    http_wait_app(port, &token, &waiting_id, "stopped", |a| {
-        a["status"] == "stopped"
-    })
-    .await;
+    http_wait_app(port, &token, &id, "stopped", |a| a["status"] == "stopped").await;
     assert!(node.terminate().success());
     assert!(api.terminate().success());
 }

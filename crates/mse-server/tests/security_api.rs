@@ -31,13 +31,19 @@ fn raise_open_files_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// Starts `mse-server` playing only the API on a free port, with `args`.
-fn api_server(data: &std::path::Path, args: &[&str]) -> (ServerProcess, u16, String) {
+/// Starts `mse-server` playing only the API on a free port, with `args`;
+/// deploys are placed on a parked node (a lease nobody serves), so they
+/// stay `spawning` and start no node.
+async fn api_server(data: &std::path::Path, args: &[&str]) -> (ServerProcess, u16, String) {
     let mut all = vec!["--roles", "api", "--listen-api", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut server = ServerProcess::spawn(data, &all);
     let port = server.api_port();
     let token = server.admin_token();
+    let url = format!("sqlite://{}", data.join("mse.db").display());
+    let store = mse_server::store::Store::open(&url).await.unwrap();
+    common::park_a_node(&store).await;
+    store.close().await;
     (server, port, token)
 }
 
@@ -93,7 +99,8 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
             "--api-max-connections-per-source",
             &PER_SOURCE.to_string(),
         ],
-    );
+    )
+    .await;
 
     // The attack: thousands of connections from one address, each with a
     // header that never ends.
@@ -283,7 +290,8 @@ async fn running_out_of_descriptors_neither_spins_nor_stops_the_api() {
 #[tokio::test]
 async fn a_body_sent_byte_by_byte_is_cut_off_by_the_body_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, token) = api_server(&dir.path().join("data"), &["--api-body-timeout", "2"]);
+    let (_server, port, token) =
+        api_server(&dir.path().join("data"), &["--api-body-timeout", "2"]).await;
     let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
     let head = format!(
         "POST /projects HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
@@ -441,7 +449,7 @@ async fn raw(port: u16, request: &[u8]) -> (u16, String, Value) {
 #[tokio::test]
 async fn every_error_is_json_and_says_what_was_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]).await;
     let auth = format!("Authorization: Bearer {token}\r\n");
     let post = |path: &str, content_type: &str, body: &str| {
         format!(
@@ -517,7 +525,7 @@ async fn every_error_is_json_and_says_what_was_wrong() {
 async fn uploads_over_the_cap_duplicate_parts_and_empty_packages_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_server, port, token) = api_server(&data, &[]);
+    let (_server, port, token) = api_server(&data, &[]).await;
     let config = deploy_config("app", json!({})).to_string();
     let (code, _) = common::scaffold_package();
     let deploy = |parts: Vec<(&'static str, Vec<u8>)>| {
@@ -621,7 +629,7 @@ async fn uploads_over_the_cap_duplicate_parts_and_empty_packages_are_refused() {
 #[tokio::test]
 async fn out_of_range_resource_numbers_are_refused_and_deploys_keep_working() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let (_server, port, token) = api_server(&dir.path().join("data"), &[]).await;
     let post = |body: Value| {
         let token = token.clone();
         async move {
@@ -736,7 +744,7 @@ async fn health_answers_503_when_the_store_does_not() {
 async fn uploads_left_by_a_killed_server_are_removed_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (server, _, _) = api_server(&data, &[]);
+    let (server, _, _) = api_server(&data, &[]).await;
     drop(server);
     let incoming = data.join("apps/.incoming");
     std::fs::create_dir_all(&incoming).unwrap();
@@ -760,7 +768,7 @@ async fn uploads_left_by_a_killed_server_are_removed_at_start() {
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_in_the_documented_api() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, port, token) = api_server(&dir.path().join("data"), &[]);
+    let (mut server, port, token) = api_server(&dir.path().join("data"), &[]).await;
     let schemathesis = mse_testkit::python_bin_dir().join("schemathesis");
     let mut run = std::process::Command::new(&schemathesis)
         .arg("run")

@@ -4,6 +4,8 @@
 //! from `tests/python-requirements.txt` under `target/test-python` and guarded
 //! by a file lock, so parallel tests never build it twice.
 
+pub mod netns;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,6 +206,19 @@ pub fn postgres_database() -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     format!("postgres://postgres@127.0.0.1:{port}/{name}")
+}
+
+/// [`postgres_database`], reached through the server's Unix socket instead
+/// of loopback: from any network namespace of this machine.
+pub fn postgres_socket_database() -> String {
+    let url = postgres_database();
+    let (rest, name) = url.rsplit_once('/').expect("a database URL");
+    let port = rest.rsplit(':').next().expect("a port");
+    let (_, data) = PG_DATA.get().expect("the server started");
+    format!(
+        "postgres://postgres@localhost/{name}?host={}&port={port}",
+        data.display()
+    )
 }
 
 /// The folder of the PostgreSQL programs.

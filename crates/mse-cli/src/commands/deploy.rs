@@ -383,6 +383,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     } else {
         steps.start("verify", "Verifying the node (remote attestation)");
         let policy = Policy {
+            simulation_revoked: Some(Vec::new()),
             mr_signer: Some(profile.mr_signer()?),
             mr_enclave: Some(expected),
             accepted_tcb: Vec::new(),

@@ -297,6 +297,7 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
     let policy = Policy {
+        simulation_revoked: Some(Vec::new()),
         mr_signer,
         mr_enclave,
         accepted_tcb: args.accept_tcb.clone(),

@@ -63,17 +63,22 @@ fn spawn(
     configure(&mut command);
     // The API on a free port, the proxy on `listen_proxy`, unless
     // `configure` named others.
+    // Room for many apps of one core on this small machine, unless
+    // `configure` declared another capacity.
     for (flag, address) in [
         ("--listen-api", "127.0.0.1:0"),
         ("--listen-proxy", listen_proxy),
+        ("--cores", "64"),
     ] {
         if command.get_args().all(|a| a != flag) {
             command.args([flag, address]);
         }
     }
+    // Its own data folder, unless `configure` shares another's (a replica).
+    if command.get_args().all(|a| a != "--data-dir") {
+        command.arg("--data-dir").arg(&data);
+    }
     let mut child = command
-        .arg("--data-dir")
-        .arg(&data)
         .arg("--mse-run")
         .arg(mse_testkit::workspace_binary("mse-run"))
         .args(["--quote-provider", "simulation"])
@@ -179,6 +184,32 @@ impl Platform {
             proxy: started.proxy,
             listen_proxy: listen_proxy.to_string(),
             admin: started.admin.unwrap_or_default(),
+            output,
+            crashed: Vec::new(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    /// Starts another process of an existing platform (an API replica on
+    /// its store and data folder, which `configure` names): it prints no
+    /// admin token.
+    pub fn start_replica(configure: impl FnOnce(&mut Command)) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("mse-replica-")
+            .tempdir()
+            .expect("a temporary folder");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (child, started) = spawn(dir.path(), "127.0.0.1:0", configure, &output, false);
+        Platform {
+            dir,
+            child,
+            url: started.url,
+            proxy: started.proxy,
+            listen_proxy: "127.0.0.1:0".to_string(),
+            admin: String::new(),
             output,
             crashed: Vec::new(),
             http: reqwest::blocking::Client::builder()

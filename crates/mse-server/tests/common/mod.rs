@@ -28,6 +28,12 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         nodes_dir: data_dir.with_extension("nodes"),
         quote_provider: "simulation".to_string(),
         node_options: Default::default(),
+        // Room for many apps of one core on this small machine.
+        capacity: mse_api::node::Capacity {
+            memory_mb: 1 << 20,
+            cores: 1024,
+        },
+        lease_secs: 30,
     }
 }
 
@@ -225,19 +231,41 @@ impl Platform {
 }
 
 /// A platform in a temporary data folder whose process plays only `roles`
-/// (as node `local` when it has the node role).
+/// (as node `local` when it has the node role). Without the node role, a
+/// node `parked` holds a lease that nobody serves: apps are placed on it and
+/// stay `spawning`, and no node process starts.
 pub async fn platform_as(roles: mse_server::Roles) -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(&dir.path().join("data"));
     let (state, token) = mse_server::open_as(&settings, roles, mse_server::DEFAULT_NODE_ID)
         .await
         .unwrap();
+    if !roles.node {
+        park_a_node(&state.store).await;
+    }
     Platform {
         dir,
         router: mse_server::api::router(state.clone()),
         state,
         admin: token.expect("a first start creates the admin token"),
     }
+}
+
+/// Leases node `parked` for an hour, with room for any app.
+pub async fn park_a_node(store: &mse_server::store::Store) {
+    let now = chrono::Utc::now().timestamp();
+    let holder = mse_server::store::NodeHolder {
+        id: "parked".into(),
+        host: "nowhere".into(),
+        pid: 0,
+        started_at: now,
+        seen_at: now,
+    };
+    assert!(store.take_node(&holder, None).await.unwrap());
+    store
+        .set_node_capacity("parked", 1 << 30, 1 << 16, 3600)
+        .await
+        .unwrap();
 }
 
 /// A real `mse-server` process. Dropped, it gets SIGTERM (so it stops its
@@ -279,6 +307,7 @@ impl ServerProcess {
             .arg(mse_testkit::runtime_cache_dir())
             .arg("--mse-run")
             .arg(mse_testkit::workspace_binary("mse-run"))
+            .args(["--cores", "64"])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

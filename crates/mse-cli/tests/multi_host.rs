@@ -1,0 +1,387 @@
+//! The platform across real hosts: network namespaces with addresses of
+//! their own (198.18.0.0/24), an API and proxy host and two node hosts
+//! that joined with a token. Apps land on both hosts and are reached
+//! through the proxy; a host whose link is cut loses its apps (`on_error`,
+//! "node lost") within its lease and stops them by itself, while the other
+//! host's apps keep serving; once its link is back it joins again and takes
+//! new apps. The same on PostgreSQL with two API replicas.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::deploy::*;
+use common::platform::{login, Platform};
+use common::TestContext;
+use mse_testkit::netns::Network;
+use serde_json::{json, Value};
+
+/// The lease of these tests' nodes, seconds: short, so a cut is seen soon.
+const LEASE: &str = "6";
+/// The port of the API's HTTPS listener on the API host.
+const TLS_PORT: u16 = 9444;
+
+/// A node host process on a host of the network.
+struct NodeHost {
+    child: Child,
+    nodes_dir: tempfile::TempDir,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl NodeHost {
+    /// `mse-server --roles node --join …` on `host`, as node `host`.
+    fn start(network: &Network, host: &str, api: &[String], token: &str) -> NodeHost {
+        let nodes_dir = tempfile::Builder::new()
+            .prefix("mse-host-")
+            .tempdir()
+            .expect("a temporary folder");
+        let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
+        command
+            .envs(mse_testkit::runtime_env())
+            .args(["--roles", "node", "--node-id", host])
+            .arg("--join")
+            .arg(api.join(","))
+            .args(["--node-token", token])
+            .arg("--advertise")
+            .arg(network.address(host).to_string())
+            .arg("--nodes-dir")
+            .arg(nodes_dir.path())
+            .arg("--cache-dir")
+            .arg(mse_testkit::runtime_cache_dir())
+            .arg("--mse-run")
+            .arg(mse_testkit::workspace_binary("mse-run"))
+            .args(["--cores", "8", "--memory-mb", "8192"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        network.on(host, &mut command);
+        let mut child = command.spawn().expect("mse-server starts");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Ok(mut output) = output.lock() {
+                        output.push_str(&line);
+                        output.push('\n');
+                    }
+                }
+            });
+        }
+        NodeHost {
+            child,
+            nodes_dir,
+            output,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeHost {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- node host output ---\n{}", self.output());
+        }
+        // SAFETY: signalling the child this test started.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value, at most `timeout`.
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `GET /nodes` as the admin, by node id.
+fn nodes(platform: &Platform) -> Vec<Value> {
+    let (status, body) = platform.get(&platform.admin, "/nodes");
+    assert_eq!(status, 200, "GET /nodes: {body}");
+    body.as_array().cloned().unwrap_or_default()
+}
+
+fn node<'a>(nodes: &'a [Value], id: &str) -> Option<&'a Value> {
+    nodes.iter().find(|n| n["node"] == id)
+}
+
+fn live(platform: &Platform, id: &str) -> bool {
+    node(&nodes(platform), id).is_some_and(|n| n["live"] == true)
+}
+
+/// The apps GET /nodes places on node `id`.
+fn apps_on(platform: &Platform, id: &str) -> Vec<String> {
+    node(&nodes(platform), id)
+        .and_then(|n| n["apps"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect()
+}
+
+/// The processes whose command line names `needle`.
+fn processes_naming(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Deploys a new app named `name` with `mse deploy` as `ctx`; its output.
+fn deploy(platform: &Platform, ctx: &TestContext, name: &str) -> Value {
+    let app = ctx.scaffold(name);
+    deploy_ok(platform, ctx, &app, &[])
+}
+
+/// What must be in no file of a node host: the platform's secrets.
+fn secrets(data_dir: &Path, extra: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = [
+        "admin.token",
+        "signer.key",
+        "simulation-ca.key",
+        "operator-ca.key",
+    ]
+    .iter()
+    .filter_map(|name| {
+        let bytes = std::fs::read(data_dir.join(name)).ok()?;
+        // The private part itself: PEM bodies of one key type share their
+        // first bytes (the algorithm's), and a private key holds its public
+        // key too, which the host may have. In a P-256 PKCS#8 key the
+        // private scalar is at bytes 36 to 68 (base64 characters 48 to 90);
+        // in an RSA key, the last quarter is private (primes, exponents).
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        let window = if !text.contains("-----BEGIN") {
+            0..body.len()
+        } else if body.len() < 300 {
+            52..84
+        } else {
+            body.len() * 3 / 4..body.len() * 3 / 4 + 32
+        };
+        let needle = body.get(window).unwrap_or(&body).as_bytes().to_vec();
+        Some((name.to_string(), needle))
+    })
+    .collect();
+    for value in extra {
+        out.push(("a secret".to_string(), value.as_bytes().to_vec()));
+    }
+    out
+}
+
+fn data_dir(platform: &Platform) -> PathBuf {
+    platform.data_dir()
+}
+
+/// The whole journey on one network: `start` gives the platform (on the API
+/// host, entered by this thread) and the API URLs hosts join.
+fn journey(network: &Network, platform: &Platform, api: &[String], second: Option<&Platform>) {
+    let (status, created) = platform.post(&platform.admin, "/nodes/tokens", json!({}));
+    assert_eq!(status, 201, "POST /nodes/tokens: {created}");
+    let token = created["token"].as_str().expect("a token").to_string();
+    let n1 = NodeHost::start(network, "n1", api, &token);
+    let n2 = NodeHost::start(network, "n2", api, &token);
+    wait_for("both hosts live", Duration::from_secs(60), || {
+        (live(platform, "n1") && live(platform, "n2")).then_some(())
+    });
+    let listed = nodes(platform);
+    for (id, host) in [("n1", "n1"), ("n2", "n2")] {
+        let n = node(&listed, id).expect("listed");
+        assert_eq!(n["kind"], "remote");
+        assert_eq!(n["address"], network.address(host).to_string());
+        assert_eq!(n["capacity"], json!({"memory_mb": 8192, "cores": 8}));
+    }
+
+    // Apps land on both hosts (the least loaded first) and are reached
+    // through the proxy.
+    let ctx = TestContext::new();
+    login(platform, &ctx, &platform.admin, true);
+    let outs: Vec<Value> = ["one", "two", "three", "four"]
+        .iter()
+        .map(|name| deploy(platform, &ctx, name))
+        .collect();
+    let on_n1 = apps_on(platform, "n1");
+    let on_n2 = apps_on(platform, "n2");
+    assert_eq!(
+        (on_n1.len(), on_n2.len()),
+        (2, 2),
+        "n1 {on_n1:?}, n2 {on_n2:?}"
+    );
+    for out in &outs {
+        assert_eq!(out["status"], "running", "{out}");
+        assert_eq!(out["verified"], true, "{out}");
+        let (status, body) = call_app(platform, out, "/");
+        assert_eq!(status, 200, "{body}");
+        let id = out["uuid"].as_str().unwrap();
+        let app = platform.app(&platform.admin, id);
+        let expected = if on_n1.iter().any(|a| a == id) {
+            "n1"
+        } else {
+            "n2"
+        };
+        assert_eq!(app["node"], expected, "{app}");
+        if let Some(second) = second {
+            // The other replica sees the same app, on the same node.
+            assert_eq!(second.app(&platform.admin, id)["node"], expected);
+        }
+    }
+    // `mse logs` of an app on another machine.
+    let logs = wait_for("the logs of an app on n1", Duration::from_secs(20), || {
+        let (code, stdout, _) = run_in(&ctx, &ctx.work(), &["logs", &on_n1[0]]);
+        (code == 0 && stdout.contains("[mse-run]")).then_some(stdout)
+    });
+    assert!(
+        logs.contains("healthy") || logs.contains("[mse-run]"),
+        "{logs}"
+    );
+
+    // The hosts hold none of the platform's secrets.
+    for host in [&n1, &n2] {
+        for (what, needle) in secrets(&data_dir(platform), &[&token, &platform.admin]) {
+            assert_nowhere_in(host.nodes_dir.path(), &needle, &what);
+        }
+    }
+
+    // n1's cable is pulled: its apps are lost within the lease, its own
+    // nodes stop by themselves, n2's apps keep serving.
+    let cut = Instant::now();
+    network.cut("n1");
+    for id in &on_n1 {
+        let app = platform.wait_app(&platform.admin, id, Duration::from_secs(20), |a| {
+            a["status"] == "on_error"
+        });
+        assert_eq!(app["reason"], "node lost", "{app}");
+    }
+    let lost_after = cut.elapsed();
+    assert!(
+        lost_after <= Duration::from_secs(6 + 3),
+        "lost after {lost_after:?}, the lease is {LEASE} s"
+    );
+    wait_for("n1's nodes gone", Duration::from_secs(15), || {
+        on_n1
+            .iter()
+            .all(|id| processes_naming(&format!("--uuid\0{id}")).is_empty())
+            .then_some(())
+    });
+    for out in outs
+        .iter()
+        .filter(|o| on_n2.iter().any(|a| a == o["uuid"].as_str().unwrap()))
+    {
+        let (status, body) = call_app(platform, out, "/");
+        assert_eq!(status, 200, "an app on n2 while n1 is cut: {body}");
+        assert_eq!(
+            platform.app(&platform.admin, out["uuid"].as_str().unwrap())["status"],
+            "running"
+        );
+    }
+
+    // The link is back: n1 joins again and takes the next app (it is the
+    // least loaded).
+    network.restore("n1");
+    wait_for("n1 live again", Duration::from_secs(30), || {
+        live(platform, "n1").then_some(())
+    });
+    let out = deploy(platform, &ctx, "five");
+    assert_eq!(out["status"], "running", "{out}");
+    let id = out["uuid"].as_str().unwrap();
+    assert_eq!(platform.app(&platform.admin, id)["node"], "n1");
+    let (status, _) = call_app(platform, &out, "/");
+    assert_eq!(status, 200);
+    drop(n1);
+    drop(n2);
+}
+
+fn api_host_platform(network: &Network, extra: &[&str], database_url: Option<&str>) -> Platform {
+    let address = network.address("api");
+    Platform::start_with(|command| {
+        command
+            .args(["--roles", "api,proxy", "--node-lease", LEASE])
+            .arg("--listen-api-tls")
+            .arg(format!("{address}:{TLS_PORT}"))
+            .args(extra);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+    })
+}
+
+#[test]
+fn apps_run_on_two_node_hosts_and_a_cut_host_is_fenced_then_rejoins() {
+    let network = Network::create(&["api", "n1", "n2"]);
+    // This test's thread, and so the platform and the client, are on the
+    // API host from here on.
+    network.enter("api");
+    let platform = api_host_platform(&network, &[], None);
+    let api = vec![format!("https://{}:{TLS_PORT}", network.address("api"))];
+    journey(&network, &platform, &api, None);
+}
+
+#[test]
+fn on_postgresql_two_api_replicas_serve_one_platform_across_node_hosts() {
+    let url = mse_testkit::postgres_socket_database();
+    let network = Network::create(&["api", "n1", "n2"]);
+    network.enter("api");
+    let first = api_host_platform(&network, &[], Some(&url));
+    let second = Platform::start_replica(|command| {
+        command
+            .args(["--roles", "api,proxy", "--node-lease", LEASE])
+            .arg("--listen-api-tls")
+            .arg(format!("{}:{}", network.address("api"), TLS_PORT + 1))
+            .args(["--database-url", &url])
+            .arg("--data-dir")
+            .arg(first.data_dir());
+    });
+    let address = network.address("api");
+    let api = vec![
+        format!("https://{address}:{}", TLS_PORT + 1),
+        format!("https://{address}:{TLS_PORT}"),
+    ];
+    journey(&network, &first, &api, Some(&second));
+}

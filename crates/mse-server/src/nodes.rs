@@ -1,0 +1,545 @@
+//! The node-host protocol's API side (see `mse_api::node`): join tokens,
+//! joins, leases that carry the apps to start and stop, packages fetched by
+//! SHA-256, and the events and logs hosts report. Also the admin's view of
+//! every node (`GET /nodes`).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mse_api::node::{
+    Capacity, CreateJoinToken, EventReport, JoinRequest, JoinToken, JoinTokenCreated, Joined,
+    LeaseGranted, LeaseRequest, NodeHost, StopOrder, MAX_LEASE_WAIT_MS, MAX_LOG_CHUNK,
+    NODE_CREDENTIAL_PREFIX,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::{require_admin, ApiError, Caller, Shared};
+use crate::backend::NodeBackend as _;
+use crate::store::nodes::Joined as StoreJoined;
+use crate::store::{NodeKind, NodeRow, Status};
+
+/// The longest a join token may be valid, hours (a year).
+const MAX_TOKEN_HOURS: u32 = 8760;
+/// The largest memory a host may offer, MB (a petabyte).
+const MAX_MEMORY_MB: u64 = 1 << 30;
+/// The most cores a host may offer.
+const MAX_CORES: u64 = 1 << 16;
+/// A host's copy of an app's log is kept to this size, bytes.
+const MAX_LOG_BYTES: u64 = 1 << 20;
+/// An app a host took but does not list as running after this long is lost
+/// (seconds): the answer that carried it never arrived, or the host
+/// restarted.
+const TAKE_GRACE_SECS: i64 = 10;
+/// How often a waiting lease call looks at the store (changes made by
+/// another API process wake no one here).
+const LEASE_LOOK: Duration = Duration::from_millis(250);
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn unprocessable(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// The node host making a call, by its credential.
+pub struct NodeCaller(pub NodeRow);
+
+impl FromRequestParts<Shared> for NodeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let missing = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid node credential: join first (`mse-server --roles node --join`)",
+            )
+        };
+        let credential = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|c| c.starts_with(NODE_CREDENTIAL_PREFIX))
+            .ok_or_else(missing)?;
+        let node = state
+            .store
+            .node_by_credential(&crate::api::token_hash(credential))
+            .await?
+            .ok_or_else(missing)?;
+        Ok(NodeCaller(node))
+    }
+}
+
+fn lease_over(node: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "the lease of node `{node}` ran out and its apps were marked lost: stop every app and \
+             join again"
+        ),
+    )
+}
+
+/// `POST /nodes/tokens` (admin): a join token, shown once.
+pub async fn create_token(
+    State(state): State<Shared>,
+    caller: Caller,
+    body: Option<Json<CreateJoinToken>>,
+) -> Result<(StatusCode, Json<JoinTokenCreated>), ApiError> {
+    require_admin(&caller)?;
+    let hours = body.and_then(|Json(b)| b.ttl_hours).unwrap_or(24);
+    if !(1..=MAX_TOKEN_HOURS).contains(&hours) {
+        return Err(unprocessable(format!(
+            "ttl_hours is {hours}: give 1 to {MAX_TOKEN_HOURS}"
+        )));
+    }
+    let ca_der = operator_ca_der(&state)?;
+    let token = JoinToken::new(rand::random(), &ca_der);
+    let at = now();
+    let expires_at = at + i64::from(hours) * 3600;
+    state
+        .store
+        .add_join_token(&token.secret_hash(), &caller.0.id, at, expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinTokenCreated {
+            token: token.to_string(),
+            expires_at,
+        }),
+    ))
+}
+
+fn operator_ca_der(state: &Shared) -> Result<Vec<u8>, ApiError> {
+    let pem = std::fs::read(state.data.path("operator-ca.pem")).map_err(|e| {
+        eprintln!("cannot read the operator CA: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the operator CA is missing",
+        )
+    })?;
+    mse_attest::ratls::pem_to_der(&pem).map_err(|e| {
+        eprintln!("the operator CA: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the operator CA is broken",
+        )
+    })
+}
+
+/// `GET /nodes` (admin): every node with its lease, capacity and apps.
+pub async fn list(
+    State(state): State<Shared>,
+    caller: Caller,
+) -> Result<Json<Vec<NodeHost>>, ApiError> {
+    require_admin(&caller)?;
+    let at = now();
+    let revoked = crate::quote_keys::revoked_nodes(&state.store).await?;
+    let hosts = state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            let count = |v: i64| u64::try_from(v).unwrap_or(0);
+            NodeHost {
+                live: n.node.live_at(at),
+                lease_until: n.node.seen_at.saturating_add(n.node.lease_secs),
+                kind: n.node.kind.as_str().to_string(),
+                address: n.node.address.clone(),
+                capacity: Capacity {
+                    memory_mb: count(n.node.memory_mb),
+                    cores: count(n.node.cores),
+                },
+                used: Capacity {
+                    memory_mb: count(n.memory_mb),
+                    cores: count(n.cores),
+                },
+                revoked: revoked.contains(&n.node.id),
+                apps: n.apps,
+                node: n.node.id,
+            }
+        })
+        .collect();
+    Ok(Json(hosts))
+}
+
+/// `POST /nodes/join`: a host joins with a token (or rejoins under its old
+/// name once its lease ran out).
+pub async fn join(
+    State(state): State<Shared>,
+    Json(request): Json<JoinRequest>,
+) -> Result<Json<Joined>, ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the join token is not valid here (unknown, expired, or of another platform): ask \
+             the operator for a new one (`POST /nodes/tokens`)",
+        )
+    };
+    let token = JoinToken::parse(&request.token).map_err(|_| refused())?;
+    let at = now();
+    if !token.pins(&operator_ca_der(&state)?)
+        || !state
+            .store
+            .join_token_valid(&token.secret_hash(), at)
+            .await?
+    {
+        return Err(refused());
+    }
+    mse_api::node::check_node_id(&request.name).map_err(unprocessable)?;
+    let ip = request.advertise;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(unprocessable(format!(
+            "advertise is {ip}: give the address the proxy reaches this host at"
+        )));
+    }
+    let Capacity { memory_mb, cores } = request.capacity;
+    if !(1..=MAX_MEMORY_MB).contains(&memory_mb) || !(1..=MAX_CORES).contains(&cores) {
+        return Err(unprocessable(format!(
+            "capacity is {memory_mb} MB and {cores} cores: give 1 to {MAX_MEMORY_MB} MB and 1 to \
+             {MAX_CORES} cores"
+        )));
+    }
+    let quote_chain = crate::quote_keys::certify(
+        &state.store,
+        &state.data,
+        &request.name,
+        &request.quote_key,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| unprocessable(format!("{e:#}")))?;
+    let credential = format!(
+        "{NODE_CREDENTIAL_PREFIX}{}",
+        hex::encode(rand::random::<[u8; 32]>())
+    );
+    let row = NodeRow {
+        id: request.name.clone(),
+        kind: NodeKind::Remote,
+        host: request.name.clone(),
+        address: Some(ip.to_string()),
+        memory_mb: memory_mb as i64,
+        cores: cores as i64,
+        lease_secs: state.lease_secs,
+        started_at: at,
+        seen_at: at,
+    };
+    match state
+        .store
+        .join_remote(&row, &crate::api::token_hash(&credential), at)
+        .await?
+    {
+        StoreJoined::Joined => {}
+        StoreJoined::Held(held) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "node id `{}` is held by a live {} node (its lease ends in {} s): give this \
+                     host another --node-id, or wait",
+                    held.id,
+                    held.kind.as_str(),
+                    (held.seen_at + held.lease_secs - at).max(0)
+                ),
+            ))
+        }
+    }
+    eprintln!("node host `{}` joined from {ip}", request.name);
+    let read = |name: &str| {
+        std::fs::read_to_string(state.data.path(name)).map_err(|e| {
+            eprintln!("cannot read {name}: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the data folder is broken",
+            )
+        })
+    };
+    Ok(Json(Joined {
+        node: request.name,
+        credential,
+        lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),
+        quote_chain,
+        signer_pem: read("signer.pub")?,
+        quote_provider: state.quote_provider.clone(),
+        config_timeout_secs: state.node_options.config_timeout_secs,
+        sandbox: state.node_options.sandbox.as_arg().to_string(),
+    }))
+}
+
+/// `POST /nodes/lease`: renews the caller's lease and answers what to start
+/// and stop, waiting up to `wait_ms` while there is nothing.
+pub async fn lease(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Json(request): Json<LeaseRequest>,
+) -> Result<Json<LeaseGranted>, ApiError> {
+    if request.running.len() > 100_000 {
+        return Err(unprocessable("running lists over 100000 apps"));
+    }
+    let lease_ms = u64::try_from(state.lease_secs).unwrap_or(30) * 1000;
+    let wait = Duration::from_millis(request.wait_ms.min(MAX_LEASE_WAIT_MS).min(lease_ms / 3));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let woken = state.nodes.remote.woken();
+        let at = now();
+        if !state.store.renew_remote(&node.id, at).await? {
+            return Err(lease_over(&node.id));
+        }
+        state
+            .store
+            .fail_untracked(&node.id, &request.running, at - TAKE_GRACE_SECS, at)
+            .await?;
+        let answer = work(&state, &node, &request.running, at).await?;
+        let idle = answer.start.is_empty() && answer.stop.is_empty();
+        if !idle || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(answer));
+        }
+        let look = (tokio::time::Instant::now() + LEASE_LOOK).min(deadline);
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep_until(look) => {}
+        }
+    }
+}
+
+async fn work(
+    state: &Shared,
+    node: &NodeRow,
+    running: &[String],
+    at: i64,
+) -> Result<LeaseGranted, ApiError> {
+    let catalog = crate::catalog::load(state)?;
+    let mut stop = Vec::new();
+    for id in running {
+        let app = state.store.app(id).await?;
+        let reason = match &app {
+            Some(app) if app.node_owner.as_deref() == Some(node.id.as_str()) => {
+                if app.status.is_terminal() {
+                    Some("stopped (no longer live in the store)")
+                } else if app.stop_requested_at.is_some() {
+                    Some(crate::runner::STOPPED_BY_OWNER)
+                } else if app.expires_at <= at {
+                    Some(crate::runner::EXPIRED)
+                } else {
+                    None
+                }
+            }
+            _ => Some("stopped (no longer live in the store)"),
+        };
+        if let Some(reason) = reason {
+            stop.push(StopOrder {
+                app: id.clone(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+    let mut start = Vec::new();
+    let taken = state.store.take_assigned(&node.id, at).await?;
+    let mut sizes: HashMap<String, (u64, u64)> = HashMap::new();
+    for app in taken {
+        let size = match sizes.get(&app.spec.resource) {
+            Some(size) => *size,
+            None => {
+                let resource = state.store.any_resource(&app.spec.resource).await?;
+                let size = resource.map_or((0, 0), |r| {
+                    (
+                        u64::try_from(r.memory_mb).unwrap_or(0),
+                        u64::try_from(r.cores).unwrap_or(0),
+                    )
+                });
+                sizes.insert(app.spec.resource.clone(), size);
+                size
+            }
+        };
+        start.push(crate::runner::assignment(&app, size.0, size.1));
+    }
+    Ok(LeaseGranted {
+        lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),
+        catalog_digest: catalog.digest.clone(),
+        start,
+        stop,
+    })
+}
+
+/// `GET /nodes/catalog`: the catalog file, for hosts to run its images.
+pub async fn catalog(
+    State(state): State<Shared>,
+    NodeCaller(_node): NodeCaller,
+) -> Result<Response, ApiError> {
+    let published = crate::catalog::load(&state)?;
+    let text = std::fs::read_to_string(state.data.path(crate::catalog::FILE)).map_err(|e| {
+        eprintln!("cannot read the catalog: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the catalog is unreadable",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/toml".to_string()),
+            (header::ETAG, format!("\"{}\"", published.digest)),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// The app of a host's call: one placed on the caller (else 404, as an
+/// unknown one).
+async fn placed_app(
+    state: &Shared,
+    node: &NodeRow,
+    id: &str,
+) -> Result<crate::store::App, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("app {id} is not on this node"),
+        )
+    };
+    let app = state.store.app(id).await?.ok_or_else(not_found)?;
+    if app.node_owner.as_deref() != Some(node.id.as_str()) {
+        return Err(not_found());
+    }
+    Ok(app)
+}
+
+/// `GET /nodes/packages/{sha256}`: the encrypted package of an app placed
+/// on the caller, by its SHA-256.
+pub async fn package(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no live app on this node has a package of that SHA-256",
+        )
+    };
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let app = state
+        .store
+        .node_apps(&node.id)
+        .await?
+        .into_iter()
+        .find(|a| a.spec.code_sha256.eq_ignore_ascii_case(&sha256))
+        .ok_or_else(not_found)?;
+    let path = crate::runner::app_dir(&state.data.root, &app.id).join("code.tar");
+    let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// `POST /nodes/events`: an event of an app placed on the caller.
+pub async fn event(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Json(report): Json<EventReport>,
+) -> Result<StatusCode, ApiError> {
+    if !node.live_at(now()) {
+        return Err(lease_over(&node.id));
+    }
+    let app = placed_app(&state, &node, &report.app).await?;
+    if let Some(listen) = report.event.listen.as_deref() {
+        // A host routes the proxy to its own address only: never to the
+        // API's machine or a third party.
+        let addr: std::net::SocketAddr = listen
+            .parse()
+            .map_err(|_| unprocessable(format!("listen `{listen}` is not IP:port")))?;
+        if Some(addr.ip().to_string()) != node.address || addr.port() == 0 {
+            return Err(unprocessable(format!(
+                "listen {addr} is not on this node's advertised address ({})",
+                node.address.as_deref().unwrap_or("none")
+            )));
+        }
+    }
+    let routes = state.nodes.local.routes();
+    crate::runner::apply_event(&state.store, &routes, &app, &report.event).await;
+    if report.event.status == mse_api::event::State::Initializing && app.status == Status::Spawning
+    {
+        eprintln!("app {}: initializing on node `{}`", app.id, node.id);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The query of `POST /nodes/logs/{app}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// The body is the whole log so far (the host's copy was rewritten),
+    /// not what follows the last chunk.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// `POST /nodes/logs/{app}`: the next lines of an app's log (or all of it,
+/// `?replace=true`), kept by the API for `GET /apps/{id}/logs`.
+pub async fn logs(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if body.len() > MAX_LOG_CHUNK {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a log chunk is at most {MAX_LOG_CHUNK} bytes"),
+        ));
+    }
+    placed_app(&state, &node, &id).await?;
+    let path = state.nodes.remote.log_path(&id);
+    let dir = state.nodes.remote.logs_dir().to_path_buf();
+    let written =
+        tokio::task::spawn_blocking(move || append_log(&dir, &path, &body, query.replace))
+            .await
+            .map_err(|_| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the log writer failed")
+            })?;
+    written.map_err(|e| {
+        eprintln!("cannot keep a node host's log: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot keep the log")
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Appends (or writes anew) a log, keeping its last [`MAX_LOG_BYTES`].
+fn append_log(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    bytes: &[u8],
+    replace: bool,
+) -> std::io::Result<()> {
+    crate::process::create_private_dir(dir).map_err(std::io::Error::other)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!replace)
+        .write(true)
+        .truncate(replace)
+        .open(path)?;
+    file.write_all(bytes)?;
+    let len = file.metadata()?.len();
+    drop(file);
+    if len > MAX_LOG_BYTES {
+        let kept = mse_run::logs::tail(path).unwrap_or_default();
+        std::fs::write(path, kept)?;
+    }
+    Ok(())
+}
+
+/// SHA-256 (hex) of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

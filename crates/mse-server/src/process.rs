@@ -1,0 +1,457 @@
+//! Node processes: one `mse-run` per app on this machine, started from an
+//! [`Assignment`], its status events handed to an [`EventSink`] as they
+//! come, stopped by signal. The API's machine (the local runner) and every
+//! remote node host run their apps through this one type; they differ only
+//! in where the events go (the store, or the API over TLS).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mse_api::event::{Event, State};
+use mse_api::node::{AppTls, Assignment};
+use tokio::io::AsyncBufReadExt;
+
+/// A boxed future, as the sink's methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a node's status events go.
+pub trait EventSink: Send + Sync + 'static {
+    /// Records `event` of the sink's app. `Some(reason)` asks for the node
+    /// to be stopped (it reported something it must not go on after).
+    fn report(&self, event: Event) -> BoxFuture<'_, Option<String>>;
+}
+
+/// What a node process needs of its machine.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The `mse-run` binary.
+    pub mse_run: PathBuf,
+    /// Where runtime environments are cached.
+    pub cache_dir: PathBuf,
+    /// What installs their packages.
+    pub installer: mse_runtime::Installer,
+    /// The nodes' private folders (`<uuid>/`) and their logs (`logs/`).
+    pub nodes_dir: PathBuf,
+    /// `simulation` or `gramine`.
+    pub quote_provider: String,
+    /// How nodes run apps.
+    pub options: crate::NodeOptions,
+    /// The runtime catalog (TOML).
+    pub catalog: PathBuf,
+    /// The enclave-signing public key (PEM).
+    pub signer_pub: PathBuf,
+    /// This machine's quote key and its chain (simulation).
+    pub quote: QuoteFiles,
+    /// The address nodes listen on (a port of their own choosing).
+    pub listen_ip: IpAddr,
+}
+
+/// The files of a machine's simulation quote key.
+#[derive(Debug, Clone)]
+pub struct QuoteFiles {
+    /// This machine's quote-signing key (PKCS#8 PEM, mode 0600).
+    pub key: PathBuf,
+    /// Its certificate then the CA's (PEM).
+    pub chain: PathBuf,
+}
+
+/// An app to start, with where its files are on this machine.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// What to run.
+    pub assignment: Assignment,
+    /// Its encrypted package.
+    pub package: PathBuf,
+    /// The owner's certificate chain (PEM), owner mode.
+    pub owner_chain: Option<PathBuf>,
+}
+
+/// The node processes of this machine.
+#[derive(Clone)]
+pub struct NodeProcesses {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NodeProcesses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProcesses")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: ProcessConfig,
+    /// The quote provider and node options in force (a host learns them
+    /// as it joins).
+    runtime: Mutex<(String, crate::NodeOptions)>,
+    /// The live nodes' process ids.
+    pids: Mutex<HashMap<String, u32>>,
+    /// Apps whose node is being started (not yet in `pids`).
+    starting: Mutex<HashSet<String>>,
+    /// Nodes asked to stop, with why (what the app's state will say).
+    stopping: Mutex<HashMap<String, String>>,
+}
+
+/// The folder of the apps' logs in the nodes' folder (no app uuid reads
+/// so).
+pub const LOGS: &str = "logs";
+
+impl NodeProcesses {
+    /// The node processes of a machine set up as `config` says.
+    pub fn new(config: ProcessConfig) -> Self {
+        NodeProcesses {
+            inner: Arc::new(Inner {
+                runtime: Mutex::new((config.quote_provider.clone(), config.options)),
+                config,
+                pids: Mutex::new(HashMap::new()),
+                starting: Mutex::new(HashSet::new()),
+                stopping: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Sets the quote provider and the node options of the nodes started
+    /// from now on.
+    pub fn configure(&self, quote_provider: &str, options: crate::NodeOptions) {
+        if let Ok(mut runtime) = self.inner.runtime.lock() {
+            *runtime = (quote_provider.to_string(), options);
+        }
+    }
+
+    /// How this machine runs nodes.
+    pub fn config(&self) -> &ProcessConfig {
+        &self.inner.config
+    }
+
+    /// Creates the nodes' folder (mode 0711: each app's own user gets
+    /// through to its work folder, and lists nothing) and its logs folder
+    /// (0700: only the platform reads logs).
+    pub fn create_dirs(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let nodes_dir = &self.inner.config.nodes_dir;
+        std::fs::create_dir_all(nodes_dir)
+            .with_context(|| format!("cannot create {}", nodes_dir.display()))?;
+        std::fs::set_permissions(nodes_dir, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot set the mode of {}", nodes_dir.display()))?;
+        create_private_dir(&self.logs_dir())
+    }
+
+    /// The logs folder.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.inner.config.nodes_dir.join(LOGS)
+    }
+
+    /// The log file of an app's node: in the logs folder, so that it
+    /// outlives the node's own folder.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.logs_dir().join(format!("{id}.log"))
+    }
+
+    /// The folder of an app's node while it runs.
+    pub fn node_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.nodes_dir.join(id)
+    }
+
+    /// Removes what this machine keeps of a finished app's node (its log).
+    pub fn forget_node(&self, id: &str) {
+        remove_node_dir(&self.node_dir(id));
+        let _ = std::fs::remove_file(self.log_path(id));
+    }
+
+    /// Starts the node of `launch`, its events going to `sink`; nothing
+    /// (`Ok(None)`) when that app's node runs or is starting already.
+    /// Returns its process id.
+    pub async fn spawn(
+        &self,
+        launch: Launch,
+        sink: Arc<dyn EventSink>,
+    ) -> anyhow::Result<Option<u32>> {
+        let id = launch.assignment.app.clone();
+        {
+            let mut starting = self.inner.starting.lock().map_err(|_| poisoned())?;
+            if self.has_node(&id) || !starting.insert(id.clone()) {
+                return Ok(None);
+            }
+        }
+        let started = self.start(launch, sink).await;
+        if let Ok(mut starting) = self.inner.starting.lock() {
+            starting.remove(&id);
+        }
+        started.map(Some)
+    }
+
+    async fn start(&self, launch: Launch, sink: Arc<dyn EventSink>) -> anyhow::Result<u32> {
+        let config = &self.inner.config;
+        let app = &launch.assignment;
+        let (quote_provider, options) = self
+            .inner
+            .runtime
+            .lock()
+            .map(|r| r.clone())
+            .map_err(|_| poisoned())?;
+        create_private_dir(&self.logs_dir())?;
+        let mut command = tokio::process::Command::new(&config.mse_run);
+        command
+            .arg("--uuid")
+            .arg(&app.app)
+            .arg("--application")
+            .arg(&app.application)
+            .arg("--domain")
+            .arg(&app.domain)
+            .arg("--code")
+            .arg(&launch.package)
+            .arg("--image")
+            .arg(&app.image)
+            .arg("--catalog")
+            .arg(&config.catalog)
+            .arg("--cache-dir")
+            .arg(&config.cache_dir)
+            .arg("--installer")
+            .arg(config.installer.as_arg())
+            .arg("--enclave-size")
+            .arg(&app.enclave_size)
+            // A port of its own choosing, told in its first event: no other
+            // process can take it between a choice here and its bind there.
+            .arg("--listen")
+            .arg(std::net::SocketAddr::new(config.listen_ip, 0).to_string())
+            .arg("--work-dir")
+            .arg(self.node_dir(&app.app))
+            .arg("--log-file")
+            .arg(self.log_path(&app.app))
+            .arg("--healthcheck")
+            .arg(&app.healthcheck)
+            .arg("--quote-provider")
+            .arg(&quote_provider)
+            .arg("--simulation-quote-key")
+            .arg(&config.quote.key)
+            .arg("--simulation-quote-chain")
+            .arg(&config.quote.chain)
+            .arg("--signer-key")
+            .arg(&config.signer_pub)
+            .arg("--config-timeout")
+            .arg(options.config_timeout_secs.to_string())
+            .arg("--sandbox")
+            .arg(options.sandbox.as_arg());
+        if app.memory_mb > 0 {
+            command.arg("--memory-mb").arg(app.memory_mb.to_string());
+        }
+        if app.cores > 0 {
+            command.arg("--cores").arg(app.cores.to_string());
+        }
+        let expiry = app.expires_at.to_string();
+        match (&app.tls, &launch.owner_chain) {
+            (AppTls::Owner { .. }, Some(chain)) => command
+                .arg("--certificate")
+                .arg(chain)
+                .args(["--expires-at", &expiry]),
+            (AppTls::Owner { .. }, None) => anyhow::bail!("the owner's certificate is missing"),
+            (AppTls::Operator, _) => command.args(["--no-ssl", "--expires-at", &expiry]),
+            (AppTls::RaTls, _) => command.args(["--ratls", &expiry]),
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe. A node outlives no platform:
+        // SIGTERM when this process dies, however it dies, so the node stops
+        // its app and wipes what it decrypted.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot run {}", config.mse_run.display()))?;
+        let pid = child.id().context("the node has no pid")?;
+        if let Ok(mut pids) = self.inner.pids.lock() {
+            pids.insert(app.app.clone(), pid);
+        }
+        let stdout = child.stdout.take().context("the node has no output")?;
+        let processes = self.clone();
+        let id = app.app.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            let mut ended = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(mut event) = serde_json::from_str::<Event>(&line) else {
+                    continue;
+                };
+                if event.status == State::Stopped {
+                    // The platform's reason when it asked (the node only saw
+                    // a signal), else the node's own (its expiry).
+                    if let Some(asked) = processes.asked(&id) {
+                        event.reason = Some(asked);
+                    }
+                }
+                ended |= matches!(event.status, State::Stopped | State::OnError);
+                if let Some(why) = sink.report(event).await {
+                    processes.stop_once(&id, &why);
+                }
+            }
+            let status = child.wait().await;
+            // However the node ended (a SIGKILL included), nothing it
+            // decrypted stays on this machine, nor its folder; its log stays
+            // in the logs folder until the app is removed.
+            remove_node_dir(&processes.node_dir(&id));
+            if let Ok(mut pids) = processes.inner.pids.lock() {
+                pids.remove(&id);
+            }
+            let asked = processes
+                .inner
+                .stopping
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(&id));
+            // A node that ends without a final word was stopped when the
+            // platform asked (it may not have been listening for the signal
+            // yet); otherwise it failed.
+            if !ended || asked.is_some() {
+                let now = chrono::Utc::now();
+                let event = match (asked, status) {
+                    (Some(reason), _) => Event::new(State::Stopped, now).because(reason),
+                    (None, Ok(s)) => Event::new(State::OnError, now)
+                        .because(format!("the node ended ({s}) without reporting why")),
+                    (None, Err(e)) => {
+                        Event::new(State::OnError, now).because(format!("the node was lost: {e}"))
+                    }
+                };
+                sink.report(event).await;
+            }
+        });
+        Ok(pid)
+    }
+
+    /// Why the platform asked this app's node to stop, if it did.
+    pub fn asked(&self, id: &str) -> Option<String> {
+        self.inner
+            .stopping
+            .lock()
+            .ok()
+            .and_then(|s| s.get(id).cloned())
+    }
+
+    /// Asks an app's node to stop; `reason` is what its state will say. True
+    /// when it had one here.
+    pub fn stop(&self, id: &str, reason: &str) -> bool {
+        let pid = self.inner.pids.lock().ok().and_then(|p| p.get(id).copied());
+        match pid {
+            Some(pid) => {
+                if let Ok(mut stopping) = self.inner.stopping.lock() {
+                    stopping
+                        .entry(id.to_string())
+                        .or_insert_with(|| reason.to_string());
+                }
+                // SAFETY: signalling a node process this machine started.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks an app's node to stop unless it was asked already.
+    pub fn stop_once(&self, id: &str, reason: &str) {
+        if self.asked(id).is_none() {
+            self.stop(id, reason);
+        }
+    }
+
+    /// The apps whose node runs here, or is starting.
+    pub fn held(&self) -> HashSet<String> {
+        let mut held: HashSet<String> = self
+            .inner
+            .pids
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        if let Ok(starting) = self.inner.starting.lock() {
+            held.extend(starting.iter().cloned());
+        }
+        held
+    }
+
+    /// Whether an app's node runs here.
+    pub fn has_node(&self, id: &str) -> bool {
+        self.inner
+            .pids
+            .lock()
+            .map(|p| p.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    /// Asks every node to stop with `reason` and waits (up to `grace`)
+    /// until they have.
+    pub async fn stop_all(&self, reason: &str, grace: Duration) {
+        let ids: Vec<String> = self
+            .inner
+            .pids
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            self.stop(id, reason);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while ids.iter().any(|id| self.has_node(id)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Removes the folders of nodes that are not running here (left by a
+    /// crash, with what they decrypted), keeping their logs, except those
+    /// of `keep`.
+    pub fn remove_leftovers(&self, keep: &HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.config.nodes_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().to_string();
+            if !entry.path().is_dir() || id == LOGS || keep.contains(&id) || self.has_node(&id) {
+                continue;
+            }
+            let left = entry.path().join("app.log");
+            let log = self.log_path(&id);
+            if left.is_file() && !log.exists() {
+                let _ = std::fs::rename(&left, &log);
+            }
+            remove_node_dir(&entry.path());
+        }
+    }
+}
+
+fn poisoned() -> anyhow::Error {
+    anyhow::anyhow!("a node table lock was poisoned")
+}
+
+/// Creates a folder only this process's user reads (0700).
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Removes a node's folder: what it decrypted first, then the rest.
+pub fn remove_node_dir(dir: &Path) {
+    mse_run::workdir::wipe(dir);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,581 @@
+//! The store's side of node hosts: join tokens, remote hosts' leases and
+//! credentials, what each node offers and what its apps take of it, and the
+//! placement of a new app on the least loaded node that fits.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{app, App, Store, StoreError, APP_SELECT, LIVE};
+
+/// What kind of node a node id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A node process sharing the API's store and data folder (the API's
+    /// own machine).
+    Local,
+    /// A host that joined with a token and talks to the API only.
+    Remote,
+}
+
+impl NodeKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Local => "local",
+            NodeKind::Remote => "remote",
+        }
+    }
+}
+
+/// A node, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Its node id.
+    pub id: String,
+    /// Local or remote.
+    pub kind: NodeKind,
+    /// The host it runs on.
+    pub host: String,
+    /// Where the proxy reaches its apps (remote hosts).
+    pub address: Option<String>,
+    /// Memory apps may take on it, MB.
+    pub memory_mb: i64,
+    /// Cores apps may take on it.
+    pub cores: i64,
+    /// How long a renewal lasts, seconds.
+    pub lease_secs: i64,
+    /// When it joined or took its id, Unix seconds.
+    pub started_at: i64,
+    /// When it last renewed its lease, Unix seconds.
+    pub seen_at: i64,
+}
+
+impl NodeRow {
+    /// Whether its lease is current at `now`.
+    pub fn live_at(&self, now: i64) -> bool {
+        self.seen_at.saturating_add(self.lease_secs) >= now
+    }
+}
+
+/// A node with what its live apps take of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeUsage {
+    /// The node.
+    pub node: NodeRow,
+    /// Memory its live apps take, MB.
+    pub memory_mb: i64,
+    /// Cores its live apps take.
+    pub cores: i64,
+    /// Its live apps.
+    pub apps: Vec<String>,
+}
+
+/// No node has room for an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoRoom {
+    /// The app's memory, MB.
+    pub memory_mb: i64,
+    /// The app's cores.
+    pub cores: i64,
+    /// Each live node: id, free memory (MB), free cores.
+    pub free: Vec<(String, i64, i64)>,
+}
+
+impl std::fmt::Display for NoRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cores = |n: i64| if n == 1 { "core" } else { "cores" };
+        if self.free.is_empty() {
+            return write!(
+                f,
+                "no node host is running, so the app cannot be placed: start a node (the \
+                 default `mse-server` is one) or join a host (`mse-server --roles node --join`, \
+                 see docs/server.md), then deploy again"
+            );
+        }
+        let free: Vec<String> = self
+            .free
+            .iter()
+            .map(|(id, memory, c)| format!("`{id}` {memory} MB and {c} {}", cores(*c)))
+            .collect();
+        write!(
+            f,
+            "no node host has room for this app ({} MB, {} {}); free now: {}; stop an app, \
+             deploy on a smaller resource, or ask the operator to add a node host",
+            self.memory_mb,
+            self.cores,
+            cores(self.cores),
+            free.join(", ")
+        )
+    }
+}
+
+/// Where a new app goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On the least loaded live node that fits the app's resource.
+    Fit {
+        /// The app's memory, MB.
+        memory_mb: i64,
+        /// The app's cores.
+        cores: i64,
+        /// Now, Unix seconds (which leases are current).
+        now: i64,
+    },
+    /// Unclaimed, for any node to claim (stores of an earlier version).
+    Unclaimed,
+}
+
+const NODE_COLUMNS: &str =
+    "id, kind, host, address, memory_mb, cores, lease_secs, started_at, seen_at";
+
+fn node(row: &AnyRow) -> Result<NodeRow, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(NodeRow {
+        id: row.try_get("id")?,
+        kind: if kind == "remote" {
+            NodeKind::Remote
+        } else {
+            NodeKind::Local
+        },
+        host: row.try_get("host")?,
+        address: row.try_get("address")?,
+        memory_mb: row.try_get("memory_mb")?,
+        cores: row.try_get("cores")?,
+        lease_secs: row.try_get("lease_secs")?,
+        started_at: row.try_get("started_at")?,
+        seen_at: row.try_get("seen_at")?,
+    })
+}
+
+/// What the live apps of each node take: `node_owner, memory, cores, id`.
+const USAGE: &str = "SELECT a.node_owner, r.memory_mb, r.cores, a.id FROM apps a \
+    JOIN resources r ON r.name = a.resource WHERE a.node_owner IS NOT NULL";
+
+/// The least loaded of `nodes` that fits an app of `memory_mb` and `cores`:
+/// the one whose busiest measure (memory or cores, as a share of what it
+/// offers) is lowest once the app is on it; ties go to the first by id.
+pub fn least_loaded(nodes: &[NodeUsage], memory_mb: i64, cores: i64) -> Option<&NodeUsage> {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.memory_mb.saturating_add(memory_mb) <= n.node.memory_mb
+                && n.cores.saturating_add(cores) <= n.node.cores
+        })
+        .min_by(|a, b| {
+            let load = |n: &NodeUsage| {
+                let memory = (n.memory_mb + memory_mb) as f64 / n.node.memory_mb.max(1) as f64;
+                let cores = (n.cores + cores) as f64 / n.node.cores.max(1) as f64;
+                memory.max(cores)
+            };
+            load(a)
+                .total_cmp(&load(b))
+                .then_with(|| a.node.id.cmp(&b.node.id))
+        })
+}
+
+async fn usage_of(conn: &mut sqlx::AnyConnection, now: i64) -> Result<Vec<NodeUsage>, StoreError> {
+    let nodes = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at + lease_secs >= $1 ORDER BY id"
+    ))
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: Vec<NodeUsage> = nodes
+        .iter()
+        .map(|row| {
+            Ok(NodeUsage {
+                node: node(row)?,
+                memory_mb: 0,
+                cores: 0,
+                apps: Vec::new(),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    let used = sqlx::query(&format!(
+        "{USAGE} AND a.status IN {LIVE} ORDER BY a.created_at"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &used {
+        let owner: String = row.try_get("node_owner")?;
+        if let Some(n) = out.iter_mut().find(|n| n.node.id == owner) {
+            n.memory_mb += row.try_get::<i64, _>("memory_mb")?;
+            n.cores += row.try_get::<i64, _>("cores")?;
+            n.apps.push(row.try_get("id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Picks the node of a new app inside the transaction that inserts it. The
+/// live nodes' rows are locked first (a write that changes nothing), so two
+/// placements count one after the other and never overfill a node.
+pub(super) async fn place(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    memory_mb: i64,
+    cores: i64,
+    now: i64,
+) -> Result<String, StoreError> {
+    sqlx::query("UPDATE nodes SET cores = cores WHERE seen_at + lease_secs >= $1")
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let nodes = usage_of(tx, now).await?;
+    match least_loaded(&nodes, memory_mb, cores) {
+        Some(chosen) => Ok(chosen.node.id.clone()),
+        None => Err(StoreError::NoRoom(NoRoom {
+            memory_mb,
+            cores,
+            free: nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.node.id.clone(),
+                        n.node.memory_mb - n.memory_mb,
+                        n.node.cores - n.cores,
+                    )
+                })
+                .collect(),
+        })),
+    }
+}
+
+/// How a remote host's join went in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// The host holds the node id now.
+    Joined,
+    /// A live node holds the id.
+    Held(NodeRow),
+}
+
+impl Store {
+    /// Records a join token (its hash), usable until `expires_at`.
+    pub async fn add_join_token(
+        &self,
+        hash: &str,
+        created_by: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO node_tokens (hash, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(created_by)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether a join token of this hash exists and has not expired.
+    pub async fn join_token_valid(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM node_tokens WHERE hash = $1 AND expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// A node by id.
+    pub async fn node(&self, id: &str) -> Result<Option<NodeRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(node).transpose()?)
+    }
+
+    /// The remote host whose credential hashes to `hash`.
+    pub async fn node_by_credential(&self, hash: &str) -> Result<Option<NodeRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE credential_hash = $1 AND kind = 'remote'"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(node).transpose()?)
+    }
+
+    /// Every node, with what its live apps take.
+    pub async fn nodes(&self) -> Result<Vec<NodeUsage>, StoreError> {
+        // Every node, live or not: a lease far in the past still lists.
+        let mut conn = self.pool.acquire().await?;
+        usage_of(&mut conn, i64::MIN / 2).await
+    }
+
+    /// Makes a remote host the holder of node id `row.id` with a new
+    /// credential: a new id is inserted; an id whose lease ran out is taken
+    /// over (its live apps are lost, `on_error`); a live node's id is not.
+    pub async fn join_remote(
+        &self,
+        row: &NodeRow,
+        credential_hash: &str,
+        now: i64,
+    ) -> Result<Joined, StoreError> {
+        if let Some(held) = self.node(&row.id).await? {
+            if held.live_at(now) || held.kind == NodeKind::Local {
+                return Ok(Joined::Held(held));
+            }
+            self.fail_node_apps(&row.id, "node lost", now).await?;
+            let done = sqlx::query(
+                "UPDATE nodes SET kind = 'remote', host = $1, pid = 0, address = $2, \
+                 memory_mb = $3, cores = $4, lease_secs = $5, credential_hash = $6, \
+                 started_at = $7, seen_at = $7 WHERE id = $8 AND seen_at = $9",
+            )
+            .bind(&row.host)
+            .bind(row.address.clone())
+            .bind(row.memory_mb)
+            .bind(row.cores)
+            .bind(row.lease_secs)
+            .bind(credential_hash)
+            .bind(now)
+            .bind(&row.id)
+            .bind(held.seen_at)
+            .execute(&self.pool)
+            .await?;
+            return Ok(if done.rows_affected() == 1 {
+                Joined::Joined
+            } else {
+                Joined::Held(held)
+            });
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO nodes (id, kind, host, pid, address, memory_mb, cores, lease_secs, \
+             credential_hash, started_at, seen_at) \
+             VALUES ($1, 'remote', $2, 0, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&row.id)
+        .bind(&row.host)
+        .bind(row.address.clone())
+        .bind(row.memory_mb)
+        .bind(row.cores)
+        .bind(row.lease_secs)
+        .bind(credential_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(Joined::Joined),
+            Err(e) => {
+                let e = StoreError::from(e);
+                if super::is_conflict(&e) {
+                    match self.node(&row.id).await? {
+                        Some(held) => Ok(Joined::Held(held)),
+                        None => Err(e),
+                    }
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Renews a remote host's lease while it is current; false once it ran
+    /// out (the host must stop its apps and join again).
+    pub async fn renew_remote(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE nodes SET seen_at = $1 WHERE id = $2 AND kind = 'remote' \
+             AND seen_at + lease_secs >= $1",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets what a local node offers and how long its lease lasts.
+    pub async fn set_node_capacity(
+        &self,
+        id: &str,
+        memory_mb: i64,
+        cores: i64,
+        lease_secs: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE nodes SET kind = 'local', memory_mb = $1, cores = $2, lease_secs = $3, \
+             credential_hash = NULL WHERE id = $4",
+        )
+        .bind(memory_mb)
+        .bind(cores)
+        .bind(lease_secs)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records where an app's node listens.
+    pub async fn set_node_addr(&self, id: &str, addr: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET node_addr = $1 WHERE id = $2")
+            .bind(addr)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a node's live apps `on_error` with `reason`; how many.
+    pub async fn fail_node_apps(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE apps SET status = 'on_error', reason = $1, onerror_at = $2, \
+             node_pid = NULL, node_addr = NULL WHERE node_owner = $3 AND status IN {LIVE}"
+        ))
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The `spawning` apps placed on remote host `id` that it has not taken
+    /// yet, marked taken now: each is handed out once.
+    pub async fn take_assigned(&self, id: &str, now: i64) -> Result<Vec<App>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{APP_SELECT} WHERE a.node_owner = $1 AND a.status = 'spawning' \
+             AND a.node_taken_at IS NULL AND a.stop_requested_at IS NULL \
+             ORDER BY a.created_at, a.id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut taken = Vec::new();
+        for row in &rows {
+            let candidate = app(row)?;
+            let done = sqlx::query(
+                "UPDATE apps SET node_taken_at = $1 WHERE id = $2 AND node_taken_at IS NULL",
+            )
+            .bind(now)
+            .bind(&candidate.id)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                taken.push(candidate);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Takes a `spawning` app placed on node `node` to start it: false when
+    /// it was taken already, or stopped first ([`Store::stop_unclaimed`]).
+    pub async fn take_app(&self, id: &str, node: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE apps SET node_taken_at = $1 WHERE id = $2 AND node_owner = $3 \
+             AND node_taken_at IS NULL AND status = 'spawning' AND stop_requested_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The live apps of remote host `id` that it took before `cutoff` but
+    /// no longer runs (it restarted, or lost them) become `on_error`.
+    pub async fn fail_untracked(
+        &self,
+        id: &str,
+        running: &[String],
+        cutoff: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id FROM apps WHERE node_owner = $1 AND status IN {LIVE} \
+             AND node_taken_at IS NOT NULL AND node_taken_at < $2"
+        ))
+        .bind(id)
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut failed = 0;
+        for row in &rows {
+            let app: String = row.try_get("id")?;
+            if running.contains(&app) {
+                continue;
+            }
+            failed += self
+                .transition(
+                    &app,
+                    super::Status::OnError,
+                    Some("the node host no longer runs it"),
+                    now,
+                )
+                .await? as u64;
+        }
+        Ok(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(id: &str, memory: (i64, i64), cores: (i64, i64)) -> NodeUsage {
+        NodeUsage {
+            node: NodeRow {
+                id: id.into(),
+                kind: NodeKind::Remote,
+                host: id.into(),
+                address: None,
+                memory_mb: memory.1,
+                cores: cores.1,
+                lease_secs: 30,
+                started_at: 0,
+                seen_at: 0,
+            },
+            memory_mb: memory.0,
+            cores: cores.0,
+            apps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_least_loaded_node_that_fits_is_chosen() {
+        let nodes = [
+            usage("a", (1024, 2048), (1, 4)),
+            usage("b", (0, 2048), (0, 4)),
+            usage("c", (0, 256), (0, 64)),
+        ];
+        assert_eq!(
+            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            Some("b")
+        );
+        // c is empty but too small in memory; b is fuller after one more.
+        let nodes = [
+            usage("a", (0, 2048), (0, 4)),
+            usage("b", (512, 2048), (1, 4)),
+        ];
+        assert_eq!(
+            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn cores_count_as_much_as_memory_and_nothing_fits_a_full_node() {
+        let nodes = [
+            usage("a", (0, 8192), (2, 2)),
+            usage("b", (4096, 8192), (0, 2)),
+        ];
+        assert_eq!(
+            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            Some("b")
+        );
+        assert_eq!(least_loaded(&nodes, 8192, 1), None);
+        assert_eq!(least_loaded(&[], 1, 1), None);
+    }
+}
