@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use mse_run::status::{Event, State};
 use tokio::io::AsyncBufReadExt;
 
-use crate::store::{App, NodeHolder, Status, Store};
+use crate::store::{App, CertificateOrigin, NodeHolder, Status, Store};
 
 pub use crate::routes::{Route, RouteMode, Routes};
 
@@ -228,13 +228,13 @@ impl Runner {
             .arg("--sandbox")
             .arg(config.options.sandbox.as_arg());
         let expiry = app.expires_at.to_string();
-        match app.spec.certificate_origin.as_str() {
-            "owner" => command
+        match app.spec.certificate_origin {
+            CertificateOrigin::Owner => command
                 .arg("--certificate")
                 .arg(dir.join("owner.pem"))
                 .args(["--expires-at", &expiry]),
-            "operator" => command.args(["--no-ssl", "--expires-at", &expiry]),
-            _ => command.args(["--ratls", &expiry]),
+            CertificateOrigin::Operator => command.args(["--no-ssl", "--expires-at", &expiry]),
+            CertificateOrigin::SelfSigned => command.args(["--ratls", &expiry]),
         };
         command
             .stdin(Stdio::null())
@@ -356,7 +356,7 @@ impl Runner {
                     // (see `routes::table`).
                     routes.unset(&app.config_domain_name, &app.id);
                 }
-                if running && app.spec.certificate_origin == "operator" {
+                if running && app.spec.certificate_origin == CertificateOrigin::Operator {
                     if let Some(addr) = addr {
                         routes.set(
                             &app.domain_name,
