@@ -1,11 +1,15 @@
 //! The platform's REST API, as the client sees it: a blocking HTTP client
-//! with the caller's bearer token, and the JSON shapes it exchanges.
+//! with the caller's bearer token. The JSON shapes it exchanges are the
+//! platform's wire types, `mse_api`'s.
 
 use std::path::Path;
 use std::time::Duration;
 
+use mse_api::account::{Resource, User};
+use mse_api::apps::{App, Created, DeployConfig, ListQuery};
+use mse_api::error::ErrorBody;
+use mse_api::platform::Platform;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// How long connecting to the API may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,190 +50,6 @@ impl ApiError {
             _ => None,
         }
     }
-}
-
-/// The platform's public description (`GET /platform`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Platform {
-    /// Apps are at `<uuid>.<base_domain>`.
-    pub base_domain: String,
-    /// The port the proxy serves apps on.
-    pub proxy_port: u16,
-    /// `simulation` or `gramine`.
-    pub quote_provider: String,
-}
-
-/// The caller (`GET /me`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct User {
-    /// Its name.
-    pub name: String,
-}
-
-/// A resource (`GET /resources/{name}`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Resource {
-    /// Its name.
-    pub name: String,
-    /// Memory, MB.
-    pub memory_mb: i64,
-    /// Cores.
-    pub cores: i64,
-    /// Enclave size, e.g. `1G`.
-    pub enclave_size: String,
-    /// Hours an app lives by default.
-    pub default_hours: i64,
-}
-
-/// An app, as the API describes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct App {
-    /// Its uuid.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its project.
-    pub project: String,
-    /// Where users reach it.
-    pub domain_name: String,
-    /// Where its configuration server is reached.
-    pub config_domain_name: String,
-    /// Its resource.
-    pub resource: String,
-    /// Its runtime image.
-    pub docker: String,
-    /// `module:variable`.
-    pub python_application: String,
-    /// Health check path.
-    pub healthcheck_endpoint: String,
-    /// `self`, `owner` or `operator`.
-    pub certificate_origin: String,
-    /// The owner's certificate chain (PEM), owner mode.
-    #[serde(default)]
-    pub ssl_certificate: Option<String>,
-    /// SHA-256 (hex) of the encrypted code the platform received.
-    pub code_sha256: String,
-    /// Enclave size.
-    pub enclave_size: String,
-    /// `spawning`, `initializing`, `running`, `on_error` or `stopped`.
-    pub status: String,
-    /// Why it failed or stopped.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// When it became `running`.
-    #[serde(default)]
-    pub ready_at: Option<i64>,
-    /// When it stopped.
-    #[serde(default)]
-    pub stopped_at: Option<i64>,
-    /// When it failed.
-    #[serde(default)]
-    pub onerror_at: Option<i64>,
-    /// When it expires, Unix seconds.
-    pub expires_at: i64,
-    /// How its node confines it (`UNSANDBOXED: …` where it does not), once
-    /// the node said.
-    #[serde(default)]
-    pub sandbox: Option<String>,
-    /// In the answer to a deploy: the spec digest of its image's
-    /// environment in the platform's catalog.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_digest: Option<String>,
-    /// In the answer to a deploy: whether that environment is built already.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_ready: Option<bool>,
-}
-
-impl App {
-    /// True once the app can never run again.
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "stopped" | "on_error")
-    }
-
-    /// What to say next to the URL of an app whose domain names another
-    /// uuid than its own: a redeployed name keeps the domain of its first
-    /// deployment, and the app's own uuid name leads nowhere once it runs.
-    pub fn kept_domain_note(&self) -> Option<String> {
-        (self.certificate_origin != "owner" && self.domain_name != self.config_domain_name).then(
-            || {
-                format!(
-                    "the domain of the first deployment of `{}` in project `{}`: a redeployed \
-                     name keeps its domain, and {} leads nowhere once the app runs",
-                    self.name, self.project, self.config_domain_name
-                )
-            },
-        )
-    }
-
-    /// The time of the app's current status, Unix seconds.
-    pub fn status_time(&self) -> i64 {
-        match self.status.as_str() {
-            "running" => self.ready_at,
-            "stopped" => self.stopped_at,
-            "on_error" => self.onerror_at,
-            _ => None,
-        }
-        .unwrap_or(self.created_at)
-    }
-}
-
-/// The deployment configuration sent with the code: `mse.toml` without any
-/// key or local path.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeployConfig {
-    /// The app's name.
-    pub name: String,
-    /// Its project.
-    pub project: String,
-    /// Its resource.
-    pub resource: String,
-    /// Its runtime image.
-    pub docker: String,
-    /// `module:variable`.
-    pub python_application: String,
-    /// Health check path.
-    pub healthcheck_endpoint: String,
-    /// The expiry asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expiration_date: Option<chrono::DateTime<chrono::Utc>>,
-    /// Owner mode: the domain and the certificate chain (never the key).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl: Option<DeploySsl>,
-    /// Operator mode.
-    pub untrusted_ssl: bool,
-}
-
-/// The owner's domain and certificate chain.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeploySsl {
-    /// The app's own domain.
-    pub domain_name: String,
-    /// The chain, PEM.
-    pub certificate: String,
-}
-
-/// Filters of `GET /apps`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AppFilter {
-    /// Project name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// App name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// At most this many, newest first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
 }
 
 /// A client of one platform's API.
@@ -363,9 +183,9 @@ impl Client {
         }
     }
 
-    /// `GET /apps` with filters, newest first.
-    pub fn apps(&self, filter: &AppFilter) -> Result<Vec<App>, ApiError> {
-        let request = self.request(reqwest::Method::GET, "/apps").query(filter);
+    /// `GET /apps` with filters and a page, newest first.
+    pub fn apps(&self, query: &ListQuery) -> Result<Vec<App>, ApiError> {
+        let request = self.request(reqwest::Method::GET, "/apps").query(query);
         Self::json(self.send(request)?)
     }
 
@@ -375,7 +195,7 @@ impl Client {
     }
 
     /// `POST /apps`: the configuration and the encrypted `code.tar`.
-    pub fn deploy(&self, config: &DeployConfig, code_tar: &Path) -> Result<App, ApiError> {
+    pub fn deploy(&self, config: &DeployConfig, code_tar: &Path) -> Result<Created, ApiError> {
         let config =
             serde_json::to_string(config).map_err(|e| ApiError::Protocol(e.to_string()))?;
         let code = reqwest::blocking::multipart::Part::file(code_tar)
@@ -429,16 +249,6 @@ impl Client {
     pub fn logs(&self, id: &str) -> Result<String, ApiError> {
         self.get_text(&format!("/apps/{}/logs", encode(id)))
     }
-
-    /// `GET /apps` with filters, skipping the first `offset` apps (paging:
-    /// `offset` is the count already read).
-    pub fn apps_from(&self, filter: &AppFilter, offset: u32) -> Result<Vec<App>, ApiError> {
-        let mut request = self.request(reqwest::Method::GET, "/apps").query(filter);
-        if offset > 0 {
-            request = request.query(&[("offset", offset)]);
-        }
-        Self::json(self.send(request)?)
-    }
 }
 
 /// Percent-encodes a path segment.
@@ -477,22 +287,5 @@ mod tests {
     fn path_segments_are_percent_encoded() {
         assert_eq!(encode("my-app_1.x"), "my-app_1.x");
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
-    }
-
-    #[test]
-    fn final_states_are_stopped_and_on_error() {
-        let mut app: App = serde_json::from_value(serde_json::json!({
-            "id": "x", "name": "n", "project": "default", "domain_name": "d",
-            "config_domain_name": "c", "resource": "free", "docker": "i",
-            "python_application": "app:app", "healthcheck_endpoint": "/health",
-            "certificate_origin": "self", "code_sha256": "00", "enclave_size": "1G",
-            "status": "running", "created_at": 1, "ready_at": 5, "expires_at": 9
-        }))
-        .unwrap();
-        assert!(!app.is_final());
-        assert_eq!(app.status_time(), 5);
-        app.status = "on_error".into();
-        assert!(app.is_final());
-        assert_eq!(app.status_time(), 1);
     }
 }

@@ -6,6 +6,7 @@ mod commands;
 mod conf;
 mod exit;
 mod fetch;
+mod poll;
 mod profile;
 mod progress;
 mod reach;

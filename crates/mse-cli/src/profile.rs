@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Client, Platform};
+use crate::api::Client;
 use crate::conf::conf_dir;
 use crate::exit::Failure;
+use mse_api::platform::Platform;
 
 /// Environment variable overriding the profile's API URL.
 pub const BASE_URL_ENV: &str = "MSE_BASE_URL";

@@ -39,29 +39,9 @@ pub enum ContextError {
     Io(PathBuf, String),
 }
 
-/// Who provides the app's TLS certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CertificateOrigin {
-    /// The node's own RA-TLS certificate (zero trust).
-    #[serde(rename = "self")]
-    SelfSigned,
-    /// The owner's certificate from `[ssl]`.
-    #[serde(rename = "owner")]
-    Owner,
-    /// The platform's certificate (`--untrusted-ssl`).
-    #[serde(rename = "operator")]
-    Operator,
-}
-
-impl fmt::Display for CertificateOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CertificateOrigin::SelfSigned => "self",
-            CertificateOrigin::Owner => "owner",
-            CertificateOrigin::Operator => "operator",
-        })
-    }
-}
+/// Who provides the app's TLS certificate: the platform's wire type, which
+/// a context file writes the same way (`self`, `owner`, `operator`).
+pub use mse_api::apps::CertificateOrigin;
 
 /// `context.mse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

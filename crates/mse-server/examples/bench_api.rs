@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
                     docker: "ghcr.io/cosmian/mse-flask:20230124182826".into(),
                     python_application: "app:app".into(),
                     healthcheck_endpoint: "/health".into(),
-                    certificate_origin: "self".into(),
+                    certificate_origin: mse_server::store::CertificateOrigin::SelfSigned,
                     ssl_certificate: None,
                     code_sha256: "00".repeat(32),
                     code_bytes: 0,

@@ -11,12 +11,16 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use mse_api::account::{
+    NewGrant, NewProject, NewResource, NewToken, NewUser, TokenCreated, UserCreated,
+};
+use mse_api::error::ErrorBody;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::datadir::DataDir;
 use crate::store::{is_conflict, Store, StoreError, User};
+use crate::wire;
 
 /// What every handler sees.
 #[derive(Debug)]
@@ -80,7 +84,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let mut response = (self.status, Json(ErrorBody::new(self.message))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -523,7 +527,7 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn health(State(state): State<Shared>) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ok"})).into_response(),
+        Ok(Ok(())) => Json(mse_api::platform::Health::ok()).into_response(),
         Ok(Err(e)) => {
             eprintln!("health: store error: {e}");
             ApiError::new(
@@ -551,12 +555,12 @@ fn pem(text: &str) -> Response {
         .into_response()
 }
 
-async fn platform(State(state): State<Shared>) -> Json<serde_json::Value> {
-    Json(json!({
-        "base_domain": state.base_domain,
-        "proxy_port": state.proxy_port.load(std::sync::atomic::Ordering::Relaxed),
-        "quote_provider": state.quote_provider,
-    }))
+async fn platform(State(state): State<Shared>) -> Json<mse_api::platform::Platform> {
+    Json(mse_api::platform::Platform {
+        base_domain: state.base_domain.clone(),
+        proxy_port: state.proxy_port.load(std::sync::atomic::Ordering::Relaxed),
+        quote_provider: state.quote_provider.clone(),
+    })
 }
 
 async fn signer(State(state): State<Shared>) -> Response {
@@ -571,31 +575,15 @@ async fn operator_ca(State(state): State<Shared>) -> Response {
     pem(&state.data.operator_ca_pem)
 }
 
-async fn me(caller: Caller) -> Json<User> {
-    Json(caller.0)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    name: String,
-    #[serde(default)]
-    admin: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Created<T> {
-    #[serde(flatten)]
-    item: T,
-    /// The token's secret, shown once.
-    token: String,
+async fn me(caller: Caller) -> Json<mse_api::account::User> {
+    Json((&caller.0).into())
 }
 
 async fn create_user(
     State(state): State<Shared>,
     caller: Caller,
     Json(body): Json<NewUser>,
-) -> ApiResult<(StatusCode, Json<Created<User>>)> {
+) -> ApiResult<(StatusCode, Json<UserCreated>)> {
     require_admin(&caller)?;
     check_name("name", &body.name)?;
     let at = now();
@@ -609,14 +597,14 @@ async fn create_user(
         }
         Err(e) => return Err(e.into()),
     };
-    let (_, token) = issue_token(&state.store, &user.id, "first", at).await?;
-    Ok((StatusCode::CREATED, Json(Created { item: user, token })))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewGrant {
-    resource: String,
+    let (_, secret) = issue_token(&state.store, &user.id, "first", at).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserCreated {
+            user: (&user).into(),
+            secret,
+        }),
+    ))
 }
 
 async fn grant(
@@ -636,27 +624,27 @@ async fn grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewNamed {
-    name: String,
-}
-
 async fn list_tokens(
     State(state): State<Shared>,
     caller: Caller,
-) -> ApiResult<Json<Vec<crate::store::Token>>> {
-    Ok(Json(state.store.tokens(&caller.0.id).await?))
+) -> ApiResult<Json<Vec<mse_api::account::Token>>> {
+    Ok(Json(wire::all(&state.store.tokens(&caller.0.id).await?)))
 }
 
 async fn create_token(
     State(state): State<Shared>,
     caller: Caller,
-    Json(body): Json<NewNamed>,
-) -> ApiResult<(StatusCode, Json<Created<crate::store::Token>>)> {
+    Json(body): Json<NewToken>,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     check_name("name", &body.name)?;
-    let (item, token) = issue_token(&state.store, &caller.0.id, &body.name, now()).await?;
-    Ok((StatusCode::CREATED, Json(Created { item, token })))
+    let (token, secret) = issue_token(&state.store, &caller.0.id, &body.name, now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: (&token).into(),
+            secret,
+        }),
+    ))
 }
 
 async fn revoke_token(
@@ -674,22 +662,22 @@ async fn revoke_token(
 async fn list_projects(
     State(state): State<Shared>,
     caller: Caller,
-) -> ApiResult<Json<Vec<crate::store::Project>>> {
-    Ok(Json(state.store.projects(&caller.0.id).await?))
+) -> ApiResult<Json<Vec<mse_api::account::Project>>> {
+    Ok(Json(wire::all(&state.store.projects(&caller.0.id).await?)))
 }
 
 async fn create_project(
     State(state): State<Shared>,
     caller: Caller,
-    Json(body): Json<NewNamed>,
-) -> ApiResult<(StatusCode, Json<crate::store::Project>)> {
+    Json(body): Json<NewProject>,
+) -> ApiResult<(StatusCode, Json<mse_api::account::Project>)> {
     check_name("project", &body.name)?;
     match state
         .store
         .create_project(&caller.0.id, &body.name, now())
         .await
     {
-        Ok(project) => Ok((StatusCode::CREATED, Json(project))),
+        Ok(project) => Ok((StatusCode::CREATED, Json((&project).into()))),
         Err(e) if is_conflict(&e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("you have a project named `{}` already", body.name),
@@ -702,55 +690,40 @@ async fn get_project(
     State(state): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<crate::store::Project>> {
+) -> ApiResult<Json<mse_api::account::Project>> {
     state
         .store
         .project(&caller.0.id, &name)
         .await?
-        .map(Json)
+        .map(|project| Json((&project).into()))
         .ok_or_else(|| ApiError::not_found(&format!("project `{name}`")))
 }
 
 async fn list_resources(
     State(state): State<Shared>,
     caller: Caller,
-) -> ApiResult<Json<Vec<crate::store::Resource>>> {
-    Ok(Json(state.store.resources(&caller.0.id).await?))
+) -> ApiResult<Json<Vec<mse_api::account::Resource>>> {
+    Ok(Json(wire::all(&state.store.resources(&caller.0.id).await?)))
 }
 
 async fn get_resource(
     State(state): State<Shared>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<crate::store::Resource>> {
+) -> ApiResult<Json<mse_api::account::Resource>> {
     state
         .store
         .resource(&caller.0.id, &name)
         .await?
-        .map(Json)
+        .map(|resource| Json((&resource).into()))
         .ok_or_else(|| ApiError::not_found(&format!("resource `{name}`")))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewResource {
-    name: String,
-    memory_mb: serde_json::Number,
-    cores: serde_json::Number,
-    enclave_size: String,
-    default_hours: serde_json::Number,
-    #[serde(default)]
-    public: bool,
-    /// The most live apps on it, every user's together.
-    #[serde(default)]
-    max_live_apps: Option<i64>,
 }
 
 async fn create_resource(
     State(state): State<Shared>,
     caller: Caller,
     Json(body): Json<NewResource>,
-) -> ApiResult<(StatusCode, Json<crate::store::Resource>)> {
+) -> ApiResult<(StatusCode, Json<mse_api::account::Resource>)> {
     use crate::bounds;
     require_admin(&caller)?;
     mse_config::fields::check_resource(&body.name)
@@ -784,7 +757,7 @@ async fn create_resource(
         max_live_apps: body.max_live_apps,
     };
     match state.store.create_resource(&resource).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(resource))),
+        Ok(()) => Ok((StatusCode::CREATED, Json((&resource).into()))),
         Err(e) if is_conflict(&e) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("a resource named `{}` exists", resource.name),

@@ -3,19 +3,19 @@
 
 use std::io::Write as _;
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use mse_api::apps::{CertificateOrigin, Created, DeployConfig, ListQuery};
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, Caller, Shared};
 use crate::runner::app_dir;
 use crate::store::{
     is_conflict, App, AppFilter, AppSpec, NewApp, Placement, Quota, QuotaExceeded, QuotaKind,
-    Status, StoreError, Usage,
+    StoreError, Usage,
 };
 
 /// The largest configuration part accepted.
@@ -24,44 +24,6 @@ const MAX_CONFIG: usize = 1024 * 1024;
 pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
 /// Hours a `free` app lives, whatever its file says.
 const FREE_HOURS: i64 = 4;
-
-/// The JSON configuration of a deployment: `mse.toml` without any key or
-/// local path (SPEC section 5, step 2).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployConfig {
-    /// The app's name.
-    pub name: String,
-    /// Its project.
-    pub project: String,
-    /// Its resource.
-    pub resource: String,
-    /// Its runtime image.
-    pub docker: String,
-    /// `module:variable`.
-    pub python_application: String,
-    /// Health check path.
-    pub healthcheck_endpoint: String,
-    /// The expiry the owner asked for (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiration_date: Option<DateTime<Utc>>,
-    /// The owner's domain and certificate chain (PEM), owner mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssl: Option<DeploySsl>,
-    /// Serve with the platform's certificate at the proxy.
-    #[serde(default)]
-    pub untrusted_ssl: bool,
-}
-
-/// The owner's certificate (never its key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeploySsl {
-    /// The app's own domain.
-    pub domain_name: String,
-    /// The full chain, PEM.
-    pub certificate: String,
-}
 
 fn unprocessable(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
@@ -385,9 +347,12 @@ pub async fn create(
     let id = crate::store::new_id();
     let uuid_domain = format!("{id}.{}", state.base_domain);
     let (origin, domain) = match (&config.ssl, config.untrusted_ssl) {
-        (Some(ssl), _) => ("owner", ssl.domain_name.to_ascii_lowercase()),
-        (None, true) => ("operator", uuid_domain.clone()),
-        (None, false) => ("self", uuid_domain.clone()),
+        (Some(ssl), _) => (
+            CertificateOrigin::Owner,
+            ssl.domain_name.to_ascii_lowercase(),
+        ),
+        (None, true) => (CertificateOrigin::Operator, uuid_domain.clone()),
+        (None, false) => (CertificateOrigin::SelfSigned, uuid_domain.clone()),
     };
     let dir = app_dir(&state.data.root, &id);
     std::fs::create_dir_all(&dir)
@@ -419,7 +384,7 @@ pub async fn create(
             docker: config.docker.clone(),
             python_application: config.python_application.clone(),
             healthcheck_endpoint: config.healthcheck_endpoint.clone(),
-            certificate_origin: origin.to_string(),
+            certificate_origin: origin,
             ssl_certificate: config.ssl.as_ref().map(|s| s.certificate.clone()),
             code_sha256,
             code_bytes,
@@ -455,25 +420,11 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(Created {
-            app,
+            app: (&app).into(),
             runtime_digest,
             runtime_ready,
         }),
     ))
-}
-
-/// The answer to `POST /apps`: the app, and the environment it runs on.
-#[derive(Debug, Serialize)]
-pub struct Created {
-    /// The new app.
-    #[serde(flatten)]
-    pub app: App,
-    /// The spec digest of its image's environment in the platform's
-    /// catalog (part of its fingerprint).
-    pub runtime_digest: String,
-    /// Whether that environment is built already (else its first start
-    /// waits for the build).
-    pub runtime_ready: bool,
 }
 
 /// Why a new app conflicts with a live one: its name in its project, or
@@ -541,35 +492,8 @@ pub async fn get(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<App>, ApiError> {
-    Ok(Json(own_app(&state, &caller, &id).await?))
-}
-
-/// Filters and page of `GET /apps`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    project: Option<String>,
-    name: Option<String>,
-    status: Option<String>,
-    limit: Option<String>,
-    offset: Option<String>,
-}
-
-/// A query parameter that must be a non-negative integer.
-fn count(name: &str, text: Option<&str>) -> Result<Option<u32>, ApiError> {
-    text.map(|text| {
-        text.parse::<u32>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{name} must be a non-negative integer (at most {}), not `{text}`",
-                    u32::MAX
-                ),
-            )
-        })
-    })
-    .transpose()
+) -> Result<Json<mse_api::apps::App>, ApiError> {
+    Ok(Json((&own_app(&state, &caller, &id).await?).into()))
 }
 
 /// `GET /apps?project=&name=&status=&limit=&offset=`, newest first; `offset`
@@ -577,38 +501,22 @@ fn count(name: &str, text: Option<&str>) -> Result<Option<u32>, ApiError> {
 pub async fn list(
     State(state): State<Shared>,
     caller: Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<App>>, ApiError> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{}; the parameters are project, name, status, limit and offset",
-                e.body_text()
-            ),
-        )
-    })?;
-    let limit = count("limit", query.limit.as_deref())?;
-    let offset = count("offset", query.offset.as_deref())?;
-    let status = match &query.status {
-        Some(text) => Some(Status::parse(text).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown status `{text}`: spawning, initializing, running, on_error or stopped"
-                ),
-            )
-        })?),
-        None => None,
-    };
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<mse_api::apps::App>>, ApiError> {
+    // Read here rather than by axum's extractor, so that the message is the
+    // parameter's own (which one is wrong, and what it takes).
+    let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let filter = AppFilter {
         project: query.project,
         name: query.name,
-        status,
-        limit,
-        offset,
+        status: query.status,
+        limit: query.limit,
+        offset: query.offset,
     };
-    Ok(Json(state.store.user_apps(&caller.0.id, &filter).await?))
+    Ok(Json(crate::wire::all(
+        &state.store.user_apps(&caller.0.id, &filter).await?,
+    )))
 }
 
 /// `POST /apps/{id}/stop`: 202 while the node stops.
@@ -616,7 +524,7 @@ pub async fn stop(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<App>), ApiError> {
+) -> Result<(StatusCode, Json<mse_api::apps::App>), ApiError> {
     let app = own_app(&state, &caller, &id).await?;
     if app.status.is_terminal() {
         return Err(ApiError::new(
@@ -635,7 +543,7 @@ pub async fn stop(
         state.nodes.stop(&id, crate::runner::STOPPED_BY_OWNER);
     }
     let app = own_app(&state, &caller, &id).await?;
-    Ok((StatusCode::ACCEPTED, Json(app)))
+    Ok((StatusCode::ACCEPTED, Json((&app).into())))
 }
 
 /// `DELETE /apps/{id}`: only a stopped or failed app.

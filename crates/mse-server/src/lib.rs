@@ -20,6 +20,7 @@ pub mod routes;
 pub mod runner;
 pub mod store;
 pub mod tenancy;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use mse_api::event::{Event, State};
 use mse_api::node::{AppTls, Assignment, Capacity};
 
 use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
-use crate::store::{App, NodeHolder, Status, Store};
+use crate::store::{App, CertificateOrigin, NodeHolder, Status, Store};
 
 pub use crate::routes::{Route, RouteMode, Routes};
 
@@ -106,12 +106,12 @@ pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
 
 /// What a node runs of a stored app, with its resource's memory and cores.
 pub fn assignment(app: &App, memory_mb: u64, cores: u64) -> Assignment {
-    let tls = match app.spec.certificate_origin.as_str() {
-        "owner" => AppTls::Owner {
+    let tls = match app.spec.certificate_origin {
+        CertificateOrigin::Owner => AppTls::Owner {
             chain_pem: app.spec.ssl_certificate.clone().unwrap_or_default(),
         },
-        "operator" => AppTls::Operator,
-        _ => AppTls::RaTls,
+        CertificateOrigin::Operator => AppTls::Operator,
+        CertificateOrigin::SelfSigned => AppTls::RaTls,
     };
     Assignment {
         app: app.id.clone(),
@@ -581,7 +581,7 @@ pub async fn apply_event(
                 // `routes::table`).
                 routes.unset(&app.config_domain_name, &app.id);
             }
-            if running && app.spec.certificate_origin == "operator" {
+            if running && app.spec.certificate_origin == CertificateOrigin::Operator {
                 let stored = store.app(&app.id).await.ok().flatten();
                 let addr = addr.or_else(|| {
                     stored

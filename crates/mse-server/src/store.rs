@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_LIVE_APPS: i64 = 10;
 pub const DEFAULT_MAX_STORED_BYTES: i64 = 2 << 30;
 
 /// A user's quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     /// Live apps (`spawning`, `initializing`, `running`) at once.
     pub max_live_apps: i64,
@@ -46,7 +46,7 @@ pub struct Quota {
 }
 
 /// What a user uses of its quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     /// Its live apps.
     pub live_apps: i64,
@@ -137,7 +137,7 @@ pub fn is_conflict(e: &StoreError) -> bool {
 }
 
 /// A user.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Its id.
     pub id: String,
@@ -150,7 +150,7 @@ pub struct User {
 }
 
 /// An API token's public side (the secret is shown once, stored hashed).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Token {
     /// Its id.
     pub id: String,
@@ -161,7 +161,7 @@ pub struct Token {
 }
 
 /// A project.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project {
     /// Its id.
     pub id: String,
@@ -172,7 +172,7 @@ pub struct Project {
 }
 
 /// A resource (plan).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// Its name.
     pub name: String,
@@ -520,75 +520,34 @@ impl Store {
     }
 }
 
-/// An app's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Accepted; its node is starting.
-    Spawning,
-    /// Its node waits for the owner's configuration.
-    Initializing,
-    /// Healthy.
-    Running,
-    /// Failed (terminal).
-    OnError,
-    /// Stopped on request or at expiry (terminal).
-    Stopped,
+/// An app's state: the API's, stored by its name.
+pub use mse_api::apps::AppStatus as Status;
+
+/// Who provides an app's certificate: the API's, stored by its name.
+pub use mse_api::apps::CertificateOrigin;
+
+/// The states an app may move to `to` from.
+fn sources(to: Status) -> &'static [&'static str] {
+    match to {
+        Status::Spawning => &[],
+        Status::Initializing => &["spawning"],
+        Status::Running => &["initializing"],
+        Status::OnError | Status::Stopped => &["spawning", "initializing", "running"],
+    }
 }
 
-impl Status {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Spawning => "spawning",
-            Status::Initializing => "initializing",
-            Status::Running => "running",
-            Status::OnError => "on_error",
-            Status::Stopped => "stopped",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Status::Spawning,
-            Status::Initializing,
-            Status::Running,
-            Status::OnError,
-            Status::Stopped,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-
-    /// No way out of these.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::OnError | Status::Stopped)
-    }
-
-    /// The states an app may move to this one from.
-    fn sources(self) -> &'static [&'static str] {
-        match self {
-            Status::Spawning => &[],
-            Status::Initializing => &["spawning"],
-            Status::Running => &["initializing"],
-            Status::OnError | Status::Stopped => &["spawning", "initializing", "running"],
-        }
-    }
-
-    /// The column stamped when an app reaches this state.
-    fn stamp(self) -> Option<&'static str> {
-        match self {
-            Status::Running => Some("ready_at"),
-            Status::Stopped => Some("stopped_at"),
-            Status::OnError => Some("onerror_at"),
-            _ => None,
-        }
+/// The column stamped when an app reaches state `to`.
+fn stamp(to: Status) -> Option<&'static str> {
+    match to {
+        Status::Running => Some("ready_at"),
+        Status::Stopped => Some("stopped_at"),
+        Status::OnError => Some("onerror_at"),
+        Status::Spawning | Status::Initializing => None,
     }
 }
 
 /// What an app is, as deployed: the same before and after it is stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSpec {
     /// Its name.
     pub name: String,
@@ -600,8 +559,8 @@ pub struct AppSpec {
     pub python_application: String,
     /// Its health check path.
     pub healthcheck_endpoint: String,
-    /// `self`, `owner` or `operator`.
-    pub certificate_origin: String,
+    /// Who provides its certificate (the `certificate_origin` column).
+    pub certificate_origin: CertificateOrigin,
     /// The owner's certificate chain (PEM), owner mode.
     pub ssl_certificate: Option<String>,
     /// SHA-256 (hex) of the encrypted code.
@@ -614,7 +573,7 @@ pub struct AppSpec {
 }
 
 /// An app, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     /// Its uuid.
     pub id: String,
@@ -625,7 +584,6 @@ pub struct App {
     /// Where its configuration server is reached.
     pub config_domain_name: String,
     /// What was deployed.
-    #[serde(flatten)]
     pub spec: AppSpec,
     /// Its state.
     pub status: Status,
@@ -645,16 +603,12 @@ pub struct App {
     /// the node said.
     pub sandbox: Option<String>,
     /// Its node's address, while it has one.
-    #[serde(skip)]
     pub node_addr: Option<String>,
     /// Its node's process, while it has one.
-    #[serde(skip)]
     pub node_pid: Option<i64>,
     /// The node (its id) it was placed on; `None` until one has it.
-    #[serde(rename = "node")]
     pub node_owner: Option<String>,
     /// When a stop was asked for, if one was.
-    #[serde(skip)]
     pub stop_requested_at: Option<i64>,
 }
 
@@ -667,6 +621,16 @@ const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.co
 
 /// The states in which an app has, or is getting, a node.
 const LIVE: &str = "('spawning', 'initializing', 'running')";
+
+/// The `certificate_origin` column of an app's row, or a decode error
+/// naming the app and the value.
+fn certificate_origin(row: &AnyRow) -> Result<CertificateOrigin, sqlx::Error> {
+    let text: String = row.try_get("certificate_origin")?;
+    CertificateOrigin::parse(&text).map_err(|e| {
+        let id = row.try_get::<String, _>("id").unwrap_or_default();
+        sqlx::Error::Decode(format!("app {id}: column certificate_origin: {e}").into())
+    })
+}
 
 fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
     let status: String = row.try_get("status")?;
@@ -681,7 +645,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
             docker: row.try_get("docker")?,
             python_application: row.try_get("python_application")?,
             healthcheck_endpoint: row.try_get("healthcheck_endpoint")?,
-            certificate_origin: row.try_get("certificate_origin")?,
+            certificate_origin: certificate_origin(row)?,
             ssl_certificate: row.try_get("ssl_certificate")?,
             code_sha256: row.try_get("code_sha256")?,
             code_bytes: row.try_get::<Option<i64>, _>("code_bytes")?.unwrap_or(0),
@@ -859,7 +823,7 @@ impl Store {
             Placement::Unclaimed => None,
         };
         let mut domain = new.domain.to_ascii_lowercase();
-        if new.spec.certificate_origin == "owner" {
+        if new.spec.certificate_origin == CertificateOrigin::Owner {
             // The first user to deploy a custom domain keeps it; of two
             // users claiming it at once, the second waits for the first's
             // commit and then finds the name taken.
@@ -914,7 +878,7 @@ impl Store {
         .bind(&new.spec.docker)
         .bind(&new.spec.python_application)
         .bind(&new.spec.healthcheck_endpoint)
-        .bind(&new.spec.certificate_origin)
+        .bind(new.spec.certificate_origin.as_str())
         .bind(new.spec.ssl_certificate.clone())
         .bind(&new.spec.code_sha256)
         .bind(new.spec.code_bytes)
@@ -1007,7 +971,7 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let sources = to.sources();
+        let sources = sources(to);
         if sources.is_empty() {
             return Ok(false);
         }
@@ -1018,7 +982,8 @@ impl Store {
             .join(", ");
         // Parameters appear in the text in their numeric order (SQLite
         // numbers `$N` parameters by first appearance).
-        let (stamp, id_param) = match to.stamp() {
+        let stamped = stamp(to);
+        let (set_stamp, id_param) = match stamped {
             Some(column) => (format!(", {column} = $3"), "$4"),
             None => (String::new(), "$3"),
         };
@@ -1028,11 +993,11 @@ impl Store {
             ""
         };
         let sql = format!(
-            "UPDATE apps SET status = $1, reason = COALESCE($2, reason){stamp}{clear_node} \
+            "UPDATE apps SET status = $1, reason = COALESCE($2, reason){set_stamp}{clear_node} \
              WHERE id = {id_param} AND status IN ({list})"
         );
         let mut query = sqlx::query(&sql).bind(to.as_str()).bind(reason);
-        if to.stamp().is_some() {
+        if stamped.is_some() {
             query = query.bind(now);
         }
         let query = query.bind(id);
@@ -1202,7 +1167,7 @@ impl Store {
                     config_domain: row.try_get("config_domain")?,
                     node_addr: row.try_get("node_addr")?,
                     running: row.try_get::<String, _>("status")? == "running",
-                    operator_tls: row.try_get::<String, _>("certificate_origin")? == "operator",
+                    operator_tls: certificate_origin(row)? == CertificateOrigin::Operator,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -1328,7 +1293,7 @@ impl Store {
 }
 
 /// A custom domain and the account it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     /// The name, lowercase.
     pub name: String,

@@ -7,11 +7,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Serialize;
+use mse_api::account::{Domain, QuotaUse, Resource};
 use serde_json::Value;
 
 use crate::api::{require_admin, ApiError, Caller, Shared};
-use crate::store::{Domain, Quota, QuotaChange, QuotaExceeded, Resource, Store, Usage};
+use crate::store::{QuotaChange, QuotaExceeded, Store};
+use crate::wire;
 
 /// The highest live-app count the operator may set (a user's or a
 /// resource's).
@@ -103,7 +104,7 @@ pub async fn list_domains(
     caller: Caller,
 ) -> Result<Json<Vec<Domain>>, ApiError> {
     let user = (!caller.0.is_admin).then_some(caller.0.id.as_str());
-    Ok(Json(state.store.domains(user).await?))
+    Ok(Json(wire::all(&state.store.domains(user).await?)))
 }
 
 /// `DELETE /domains/{name}` (administrator): the next user to deploy the
@@ -125,22 +126,11 @@ pub async fn release_domain(
     }
 }
 
-/// A user's quota with its use.
-#[derive(Debug, Serialize)]
-pub struct QuotaView {
-    /// The limits.
-    #[serde(flatten)]
-    pub quota: Quota,
-    /// What is used of them.
-    #[serde(flatten)]
-    pub usage: Usage,
-}
-
-async fn quota_view(store: &Store, id: &str) -> Result<Json<QuotaView>, ApiError> {
+async fn quota_view(store: &Store, id: &str) -> Result<Json<QuotaUse>, ApiError> {
     store
         .user_quota(id)
         .await?
-        .map(|(quota, usage)| Json(QuotaView { quota, usage }))
+        .map(|(quota, usage)| Json(wire::quota_use(&quota, &usage)))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "user not found"))
 }
 
@@ -149,7 +139,7 @@ pub async fn get_quota(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<QuotaView>, ApiError> {
+) -> Result<Json<QuotaUse>, ApiError> {
     if !caller.0.is_admin && caller.0.id != id {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "user not found"));
     }
@@ -164,7 +154,7 @@ pub async fn set_quota(
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<QuotaView>, ApiError> {
+) -> Result<Json<QuotaUse>, ApiError> {
     require_admin(&caller)?;
     let map = object(body, &["max_live_apps", "max_stored_bytes"])?;
     let change = QuotaChange {
@@ -207,7 +197,7 @@ pub async fn set_resource_quota(
         .store
         .any_resource(&name)
         .await?
-        .map(Json)
+        .map(|resource| Json((&resource).into()))
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -390,6 +390,134 @@ async fn the_openapi_document_lists_exactly_the_operations_the_router_serves() {
     );
 }
 
+/// What the router answers to `method` on `path` without a token: its
+/// status, the `Allow` header of a 405, and the error message, if any.
+async fn probe(p: &Platform, method: &Method, path: &str) -> (StatusCode, String, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = p.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let allow = response
+        .headers()
+        .get(axum::http::header::ALLOW)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let error = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, allow, error)
+}
+
+/// True when the router has no route for the request: its fallback 404,
+/// or the 405 of a path that does not take the method.
+fn unrouted(status: StatusCode, error: &str) -> bool {
+    status == StatusCode::METHOD_NOT_ALLOWED
+        || (status == StatusCode::NOT_FOUND && error.contains("no such route"))
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_every_other_method_or_path_is_not() {
+    use std::collections::BTreeSet;
+    let p = platform().await;
+    let (status, doc) = p.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() > 20, "{paths:?}");
+    let concrete = |path: &str| {
+        path.replace("{id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{name}", "default")
+    };
+    let methods = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ];
+    for (path, operations) in paths {
+        let mut documented: BTreeSet<String> = operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_ascii_uppercase())
+            .collect();
+        // HTTP answers HEAD wherever it answers GET (RFC 9110 §9.3.2).
+        if documented.contains("GET") {
+            documented.insert("HEAD".to_string());
+        }
+        for method in &methods {
+            let (status, allow, error) = probe(&p, method, &concrete(path)).await;
+            if documented.contains(method.as_str()) {
+                assert!(
+                    !unrouted(status, &error),
+                    "documented {method} {path} is not routed: {status} {error}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "undocumented {method} {path} is routed: {error}"
+                );
+                let allowed: BTreeSet<String> = allow
+                    .split(',')
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty())
+                    .collect();
+                assert_eq!(allowed, documented, "the Allow header of {path}");
+            }
+        }
+    }
+
+    // Paths the document does not list: what lies under or between its
+    // paths answers the fallback 404 to every method.
+    let mut undocumented: BTreeSet<String> = BTreeSet::new();
+    for path in paths.keys() {
+        undocumented.insert(format!("{path}/more"));
+        let segments: Vec<&str> = path.split('/').collect();
+        for end in 1..segments.len() {
+            undocumented.insert(segments[..end].join("/"));
+        }
+    }
+    undocumented.insert("/".to_string());
+    // A documented path's `{param}` takes any segment: `/apps/more` is
+    // `/apps/{id}`.
+    let documents = |path: &str, template: &str| {
+        let (path, template): (Vec<&str>, Vec<&str>) =
+            (path.split('/').collect(), template.split('/').collect());
+        path.len() == template.len()
+            && path
+                .iter()
+                .zip(&template)
+                .all(|(segment, t)| t.starts_with('{') || segment == t)
+    };
+    let undocumented: Vec<String> = undocumented
+        .into_iter()
+        .map(|path| concrete(&path))
+        .filter(|path| !path.is_empty() && !paths.keys().any(|t| documents(path, t)))
+        .collect();
+    assert!(undocumented.len() > 20, "{undocumented:?}");
+    for path in &undocumented {
+        for method in &methods {
+            let (status, _, error) = probe(&p, method, path).await;
+            assert!(
+                status == StatusCode::NOT_FOUND
+                    && (error.contains("no such route") || *method == Method::HEAD),
+                "undocumented {method} {path} is routed: {status} {error}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn administrators_create_resources_that_others_see_once_granted() {
     let p = platform().await;

@@ -40,7 +40,7 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
                     docker: common::IMAGE.into(),
                     python_application: "app:app".into(),
                     healthcheck_endpoint: "/health".into(),
-                    certificate_origin: "self".into(),
+                    certificate_origin: mse_server::store::CertificateOrigin::SelfSigned,
                     ssl_certificate: None,
                     code_sha256: "00".repeat(32),
                     code_bytes: 0,

@@ -269,7 +269,7 @@ fn new_app(project_id: &str, name: &str, domain: &str, origin: &str) -> NewApp {
             docker: common::IMAGE.into(),
             python_application: "app:app".into(),
             healthcheck_endpoint: "/health".into(),
-            certificate_origin: origin.into(),
+            certificate_origin: mse_server::store::CertificateOrigin::parse(origin).unwrap(),
             ssl_certificate: None,
             code_sha256: "00".repeat(32),
             code_bytes: 1000,

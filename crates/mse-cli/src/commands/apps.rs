@@ -7,33 +7,32 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
+use mse_api::account::Resource;
+use mse_api::apps::{App, AppStatus, CertificateOrigin, ListQuery};
 use mse_config::datetime::display_utc;
 use mse_package::context::{check_id, ContextStore};
 use serde::Serialize;
 
-use crate::api::{ApiError, App, AppFilter, Client, Resource};
+use crate::api::{ApiError, Client};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
+use crate::poll::{wait_for_status, Pace, WaitError};
 use crate::profile::Profile;
 use crate::progress::Steps;
 use crate::render;
-
-/// The statuses of an app that may still run.
-const LIVE: [&str; 3] = ["spawning", "initializing", "running"];
 /// Apps asked for per `GET /apps` request.
 const PAGE: u32 = 200;
 /// How often `logs --follow` polls the platform.
 const POLL: Duration = Duration::from_millis(1000);
-/// The first pause while `stop` waits: a node usually stops within tens of
-/// milliseconds. Each pause after it is half again as long, up to
-/// [`STOP_POLL_MAX`].
-const STOP_POLL_FIRST: Duration = Duration::from_millis(10);
-/// The longest pause while `stop` waits.
-const STOP_POLL_MAX: Duration = Duration::from_millis(500);
+/// How `stop` waits: a node usually stops within tens of milliseconds.
+const STOP_PACE: Pace = Pace::Backoff {
+    first: Duration::from_millis(10),
+    max: Duration::from_millis(500),
+};
 
 /// The fields of `--json` output, for the help texts.
 const JSON_FIELDS: &str = "uuid, name, project, url, domain_name, config_domain_name, resource, \
@@ -138,18 +137,18 @@ pub fn list(args: ListArgs) -> CmdResult {
             )));
         }
     }
-    let statuses: Vec<Option<&str>> = if args.all {
+    let statuses: Vec<Option<AppStatus>> = if args.all {
         vec![None]
     } else {
-        LIVE.iter().map(|s| Some(*s)).collect()
+        AppStatus::LIVE.into_iter().map(Some).collect()
     };
     let mut apps = Vec::new();
     let mut seen = HashSet::new();
     for status in statuses {
-        let filter = AppFilter {
+        let filter = ListQuery {
             project: args.project.clone(),
-            status: status.map(str::to_string),
-            ..AppFilter::default()
+            status,
+            ..ListQuery::default()
         };
         for app in all_pages(&client, filter)? {
             if seen.insert(app.id.clone()) {
@@ -285,9 +284,9 @@ pub fn stop(args: StopArgs) -> CmdResult {
         Err(e) => return Err(app_failure(e, &id, &client)),
     };
 
-    let app = wait_until_final(&client, app, Duration::from_secs(args.timeout))?;
-    match app.status.as_str() {
-        "stopped" => println!("App {id} ({}) is stopped", app.name),
+    let app = wait_until_final(&client, &app, Duration::from_secs(args.timeout))?;
+    match app.status {
+        AppStatus::Stopped => println!("App {id} ({}) is stopped", app.name),
         _ => println!("App {id} ({}) {}", app.name, final_words(&app)),
     }
     remove_context(&id)?;
@@ -341,16 +340,16 @@ fn app_failure(error: ApiError, id: &str, client: &Client) -> Failure {
 }
 
 /// Every app matching `filter`, reading page after page.
-fn all_pages(client: &Client, filter: AppFilter) -> Result<Vec<App>, Failure> {
-    let filter = AppFilter {
-        limit: Some(PAGE),
-        ..filter
-    };
+fn all_pages(client: &Client, filter: ListQuery) -> Result<Vec<App>, Failure> {
     let mut apps: Vec<App> = Vec::new();
     let mut ids = HashSet::new();
     loop {
         let offset = u32::try_from(apps.len()).unwrap_or(u32::MAX);
-        let page = client.apps_from(&filter, offset)?;
+        let page = client.apps(&ListQuery {
+            limit: Some(PAGE),
+            offset: (offset > 0).then_some(offset),
+            ..filter.clone()
+        })?;
         let before = apps.len();
         let count = page.len();
         for app in page {
@@ -366,43 +365,41 @@ fn all_pages(client: &Client, filter: AppFilter) -> Result<Vec<App>, Failure> {
     }
 }
 
-/// Polls until the app is stopped or failed, showing its status on stderr.
-fn wait_until_final(client: &Client, mut app: App, timeout: Duration) -> Result<App, Failure> {
-    let start = Instant::now();
+/// Polls until the app (as `stop` answered) is stopped or failed, showing
+/// its status on stderr.
+fn wait_until_final(client: &Client, app: &App, timeout: Duration) -> Result<App, Failure> {
     let id = app.id.clone();
     let mut steps = Steps::new();
     steps.start("stop", &format!("Stopping app {id} ({})", app.name));
-    let mut shown = String::new();
-    let mut pause = STOP_POLL_FIRST;
-    while !app.is_final() {
-        if app.status != shown {
-            steps.update(&format!("still {}", app.status));
-            shown.clone_from(&app.status);
+    let waited = wait_for_status(
+        || client.app(&id),
+        AppStatus::is_terminal,
+        timeout,
+        STOP_PACE,
+        |app| steps.update(&format!("still {}", app.status)),
+    );
+    match waited {
+        Ok(app) => {
+            match app.status {
+                AppStatus::Stopped => steps.done("stopped"),
+                _ => steps.warn(&final_words(&app)),
+            }
+            Ok(app)
         }
-        if start.elapsed() >= timeout {
+        Err(WaitError::TimedOut(app)) => {
             steps.fail();
-            return Err(Failure::Other(anyhow!(
+            Err(Failure::Other(anyhow!(
                 "app {id} is still {} after {} s; the platform keeps stopping it: check with \
                  `mse status {id}`, or wait longer with `mse stop {id} --timeout SECONDS`",
                 app.status,
                 timeout.as_secs()
-            )));
+            )))
         }
-        std::thread::sleep(pause);
-        pause = (pause * 3 / 2).min(STOP_POLL_MAX);
-        app = match client.app(&id) {
-            Ok(app) => app,
-            Err(e) => {
-                steps.fail();
-                return Err(app_failure(e, &id, client));
-            }
-        };
+        Err(WaitError::Api(e)) => {
+            steps.fail();
+            Err(app_failure(e, &id, client))
+        }
     }
-    match app.status.as_str() {
-        "stopped" => steps.done("stopped"),
-        _ => steps.warn(&final_words(&app)),
-    }
-    Ok(app)
 }
 
 /// Removes the local context of app `id`, if any, and says so.
@@ -453,10 +450,10 @@ struct AppView {
     python_application: String,
     docker: String,
     healthcheck_endpoint: String,
-    certificate_origin: String,
+    certificate_origin: CertificateOrigin,
     enclave_size: String,
     code_sha256: String,
-    status: String,
+    status: AppStatus,
     status_at: Option<String>,
     reason: Option<String>,
     created_at: Option<String>,
@@ -480,10 +477,10 @@ impl AppView {
             python_application: app.python_application.clone(),
             docker: app.docker.clone(),
             healthcheck_endpoint: app.healthcheck_endpoint.clone(),
-            certificate_origin: app.certificate_origin.clone(),
+            certificate_origin: app.certificate_origin,
             enclave_size: app.enclave_size.clone(),
             code_sha256: app.code_sha256.clone(),
-            status: app.status.clone(),
+            status: app.status,
             status_at: rfc3339(app.status_time()),
             reason: app.reason.clone(),
             created_at: rfc3339(app.created_at),
@@ -543,7 +540,7 @@ fn list_table(apps: &[App], address: impl Fn(&str) -> String) -> String {
         rows.push([
             app.id.clone(),
             utc(app.created_at),
-            app.status.clone(),
+            app.status.to_string(),
             app.name.clone(),
             address(&app.domain_name),
         ]);
@@ -575,9 +572,9 @@ fn remaining(expires_at: i64, now: i64) -> String {
 
 /// `stopped at 2030-01-01 12:00:00 UTC (why)` or `failed at …`, for a final app.
 fn final_words(app: &App) -> String {
-    let what = match app.status.as_str() {
-        "on_error" => "failed",
-        other => other,
+    let what = match app.status {
+        AppStatus::OnError => "failed",
+        other => other.as_str(),
     };
     let text = format!("{what} at {}", utc(app.status_time()));
     match &app.reason {
@@ -589,20 +586,40 @@ fn final_words(app: &App) -> String {
 /// The status line of `mse status`: the status and the time it began.
 fn status_line(app: &App) -> String {
     let at = utc(app.status_time());
-    match app.status.as_str() {
-        "running" => format!("running since {at}"),
-        "stopped" | "on_error" => format!("{} at {at}", app.status),
+    match app.status {
+        AppStatus::Running => format!("running since {at}"),
+        AppStatus::Stopped | AppStatus::OnError => format!("{} at {at}", app.status),
         other => format!("{other} (deployed {at})"),
     }
 }
 
 fn certificate_line(app: &App) -> String {
-    match app.certificate_origin.as_str() {
-        "self" => "self: the node's own RA-TLS certificate (verify it with `mse verify`)".into(),
-        "owner" => format!("owner: the owner's certificate for {}", app.domain_name),
-        "operator" => "operator: the platform's certificate (--untrusted-ssl)".into(),
-        other => other.to_string(),
+    match app.certificate_origin {
+        CertificateOrigin::SelfSigned => {
+            "self: the node's own RA-TLS certificate (verify it with `mse verify`)".into()
+        }
+        CertificateOrigin::Owner => {
+            format!("owner: the owner's certificate for {}", app.domain_name)
+        }
+        CertificateOrigin::Operator => {
+            "operator: the platform's certificate (--untrusted-ssl)".into()
+        }
     }
+}
+
+/// What to say next to the URL of an app whose domain names another uuid
+/// than its own: a redeployed name keeps the domain of its first
+/// deployment, and the app's own uuid name leads nowhere once it runs.
+pub fn kept_domain_note(app: &App) -> Option<String> {
+    (app.certificate_origin != CertificateOrigin::Owner
+        && app.domain_name != app.config_domain_name)
+        .then(|| {
+            format!(
+                "the domain of the first deployment of `{}` in project `{}`: a redeployed name \
+                 keeps its domain, and {} leads nowhere once the app runs",
+                app.name, app.project, app.config_domain_name
+            )
+        })
 }
 
 /// The text of `mse status`.
@@ -621,7 +638,7 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
         ("project", app.project.clone()),
         (
             "domain",
-            match app.kept_domain_note() {
+            match kept_domain_note(app) {
                 Some(note) => format!("{url} ({note})"),
                 None => url.to_string(),
             },
@@ -769,6 +786,8 @@ mod tests {
             cores: 1,
             enclave_size: "1G".into(),
             default_hours: 4,
+            public: true,
+            max_live_apps: None,
         };
         let text = status_text(
             &app("running"),
@@ -814,7 +833,7 @@ mod tests {
     #[test]
     fn status_says_when_the_domain_was_kept_from_the_first_deployment() {
         let first = app("running");
-        assert_eq!(first.kept_domain_note(), None);
+        assert_eq!(kept_domain_note(&first), None);
         let mut again = app("running");
         again.id = "00000000-0000-0000-0000-000000000002".into();
         again.config_domain_name = format!("{}.localhost", again.id);
@@ -829,9 +848,9 @@ mod tests {
             "{text}"
         );
         let mut owner = again.clone();
-        owner.certificate_origin = "owner".into();
+        owner.certificate_origin = CertificateOrigin::Owner;
         owner.domain_name = "shop.example.com".into();
-        assert_eq!(owner.kept_domain_note(), None, "a custom domain is its own");
+        assert_eq!(kept_domain_note(&owner), None, "a custom domain is its own");
     }
 
     #[test]
@@ -842,7 +861,7 @@ mod tests {
         let newer = app("spawning");
         let mut apps = vec![older, newer];
         sort_newest_first(&mut apps);
-        assert_eq!(apps[0].status, "spawning");
+        assert_eq!(apps[0].status, AppStatus::Spawning);
         let table = list_table(&apps, |domain| format!("{domain}:8443"));
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("UUID  "), "{table}");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use chrono::{DateTime, Utc};
+use mse_api::apps::{App, AppStatus, DeployConfig, DeploySsl, ListQuery};
 use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use mse_attest::verify::{verify_certificate, Policy, Tee};
 use mse_config::AppConfig;
@@ -16,10 +17,12 @@ use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextIns
 use mse_package::{CodeKey, Nonces};
 use serde::Serialize;
 
-use crate::api::{App, AppFilter, Client, DeployConfig, DeploySsl};
+use crate::api::Client;
+use crate::commands::apps::kept_domain_note;
 use crate::commands::{load_valid_config, verify};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
+use crate::poll::{wait_for_status, Pace, WaitError};
 use crate::profile::Profile;
 use crate::progress::{seconds, Steps};
 use crate::{fetch, render};
@@ -72,9 +75,9 @@ struct JsonOutput {
     /// Whether the system's resolver knows the URL's name (what other
     /// clients than `mse` need).
     resolves: bool,
-    status: String,
+    status: AppStatus,
     expires_at: DateTime<Utc>,
-    certificate_origin: String,
+    certificate_origin: CertificateOrigin,
     fingerprint: String,
     verified: bool,
     tee: Option<Tee>,
@@ -216,10 +219,10 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     steps.start("same_name", "Looking for a live app of the same name");
     let live: Vec<App> = client
-        .apps(&AppFilter {
+        .apps(&ListQuery {
             project: Some(config.project.clone()),
             name: Some(config.name.clone()),
-            ..AppFilter::default()
+            ..ListQuery::default()
         })?
         .into_iter()
         .filter(|app| !app.is_final())
@@ -286,7 +289,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         ssl: ssl.clone(),
         untrusted_ssl: args.untrusted_ssl,
     };
-    let app = client
+    let created = client
         .deploy(&deploy_config, &tar_path)
         .map_err(|e| match e.status() {
             Some(400 | 404 | 409 | 413 | 422) => {
@@ -294,30 +297,29 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             }
             _ => Failure::Other(e.into()),
         })?;
-    left.set(&app);
+    let app = &created.app;
+    left.set(app);
     if app.code_sha256 != hex::encode(packed.sha256) {
         return Err(Failure::Other(anyhow!(
             "the platform stored a different package (sha256 {}) than the one sent",
             app.code_sha256
         )));
     }
-    let platform_digest = app.runtime_digest.clone();
-    if let Some(theirs) = platform_digest.as_deref() {
-        if theirs != runtime_spec_digest {
-            return Err(Failure::Other(anyhow!(
-                "the platform approved `{}` with the environment {theirs}, but {} (digest {}) \
-                 gives {runtime_spec_digest}: the platform's catalog changed during this \
-                 deploy; deploy again",
-                config.code.docker,
-                catalog.origin,
-                short(&catalog.digest)
-            )));
-        }
+    let theirs = &created.runtime_digest;
+    if *theirs != runtime_spec_digest {
+        return Err(Failure::Other(anyhow!(
+            "the platform approved `{}` with the environment {theirs}, but {} (digest {}) \
+             gives {runtime_spec_digest}: the platform's catalog changed during this deploy; \
+             deploy again",
+            config.code.docker,
+            catalog.origin,
+            short(&catalog.digest)
+        )));
     }
     steps.done(&format!("app {}", app.id));
 
     steps.start("node", "Waiting for the node");
-    let building = (app.runtime_ready == Some(false)).then(|| {
+    let building = (!created.runtime_ready).then(|| {
         format!(
             "the node is starting; the platform builds the Python environment of {} first \
              (once per image)",
@@ -327,7 +329,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let app = wait_for(
         &client,
         &app.id,
-        &["initializing", "running"],
+        &[AppStatus::Initializing, AppStatus::Running],
         args.timeout,
         steps,
         building.as_deref(),
@@ -422,10 +424,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
                     catalog.origin,
                     short(&catalog.digest),
                     short(&runtime_spec_digest),
-                    platform_digest
-                        .as_deref()
-                        .map(short)
-                        .unwrap_or("(not said)")
+                    short(&created.runtime_digest)
                 ));
             }
             let simulated = mse_attest::ratls::inspect(&cert_der)
@@ -482,7 +481,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let app = wait_for(
         &client,
         &app.id,
-        &["running"],
+        &[AppStatus::Running],
         args.timeout,
         steps,
         None,
@@ -555,9 +554,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             config_domain_name: app.config_domain_name.clone(),
             url,
             resolves,
-            status: app.status.clone(),
+            status: app.status,
             expires_at,
-            certificate_origin: origin.to_string(),
+            certificate_origin: origin,
             fingerprint: hex::encode(expected),
             verified,
             tee,
@@ -579,7 +578,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         app.id
     );
     println!("  URL          {url}");
-    if let Some(note) = app.kept_domain_note() {
+    if let Some(note) = kept_domain_note(&app) {
         println!("               ({note})");
     }
     println!(
@@ -709,8 +708,24 @@ fn read_ssl(config: &AppConfig) -> Result<(Option<DeploySsl>, Option<String>), F
 /// it has.
 fn stop_and_wait(client: &Client, id: &str, steps: &mut Steps) -> Result<App, Failure> {
     client.stop(id)?;
-    wait_for(client, id, &["stopped", "on_error"], 60, steps, None, None)
+    wait_for(
+        client,
+        id,
+        &[AppStatus::Stopped, AppStatus::OnError],
+        60,
+        steps,
+        None,
+        None,
+    )
 }
+
+/// How deploy waits: fast at first (a warm start takes well under a
+/// second), then gentler.
+const DEPLOY_PACE: Pace = Pace::FastThenSlow {
+    fast: Duration::from_millis(25),
+    window: Duration::from_secs(5),
+    slow: Duration::from_millis(250),
+};
 
 /// Polls the app until its status is one of `wanted`; fails at once (with
 /// its last logs) when it ends up `on_error` or `stopped` instead, which
@@ -719,62 +734,56 @@ fn stop_and_wait(client: &Client, id: &str, steps: &mut Steps) -> Result<App, Fa
 fn wait_for(
     client: &Client,
     id: &str,
-    wanted: &[&str],
+    wanted: &[AppStatus],
     timeout_secs: u64,
     steps: &mut Steps,
     spawning: Option<&str>,
     left: Option<&LeftBehind>,
 ) -> Result<App, Failure> {
-    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let started = Instant::now();
-    let mut last_status = String::new();
-    loop {
-        let app = client.app(id)?;
-        if wanted.contains(&app.status.as_str()) {
-            return Ok(app);
-        }
-        if app.is_final() {
-            if let Some(left) = left {
-                left.ended();
-            }
-            let logs = client.logs(id).unwrap_or_default();
-            let tail: Vec<&str> = logs.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(Failure::Other(anyhow!(
-                "the app is {}{}\nits last log lines:\n  {}",
-                app.status,
-                app.reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default(),
-                if tail.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    tail.join("\n  ")
-                }
-            )));
-        }
-        if app.status != last_status {
-            last_status = app.status.clone();
-            steps.update(&match last_status.as_str() {
-                "spawning" => spawning.unwrap_or("the node is starting").to_string(),
+    let waited = wait_for_status(
+        || client.app(id),
+        |status| wanted.contains(&status),
+        Duration::from_secs(timeout_secs),
+        DEPLOY_PACE,
+        |app| {
+            steps.update(&match app.status {
+                AppStatus::Spawning => spawning.unwrap_or("the node is starting").to_string(),
                 status => format!("the app is {status}"),
-            });
-        }
-        if Instant::now() >= deadline {
+            })
+        },
+    );
+    let app = match waited {
+        Ok(app) => app,
+        Err(WaitError::Api(e)) => return Err(e.into()),
+        Err(WaitError::TimedOut(app)) => {
             return Err(Failure::Other(anyhow!(
                 "the app is still {} after {timeout_secs} s (raise --timeout)",
                 app.status
-            )));
+            )))
         }
-        // Fast at first (a warm start takes well under a second), then gentler.
-        let pause = if started.elapsed() < Duration::from_secs(5) {
-            Duration::from_millis(25)
-        } else {
-            Duration::from_millis(250)
-        };
-        std::thread::sleep(pause);
+    };
+    if wanted.contains(&app.status) {
+        return Ok(app);
     }
+    if let Some(left) = left {
+        left.ended();
+    }
+    let logs = client.logs(id).unwrap_or_default();
+    let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(Failure::Other(anyhow!(
+        "the app is {}{}\nits last log lines:\n  {}",
+        app.status,
+        app.reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        if tail.is_empty() {
+            "(none)".to_string()
+        } else {
+            tail.join("\n  ")
+        }
+    )))
 }
 
 /// `POST /` to the node's configuration server over TLS pinned to the
