@@ -42,8 +42,11 @@ fn platform() -> &'static Platform {
 /// A node's RA-TLS certificate for an enclave measuring `mr_enclave`.
 fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
     let p = platform();
-    let provider =
-        SimulationProvider::new(p.ca.issue_pck(Utc::now()).unwrap(), mr_enclave, p.mr_signer);
+    let provider = SimulationProvider::new(
+        p.ca.issue_pck("test-host", Utc::now()).unwrap(),
+        mr_enclave,
+        p.mr_signer,
+    );
     ratls::create(
         domain,
         Utc::now() + Duration::hours(4),
@@ -58,13 +61,16 @@ fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
 fn platform_files(ctx: &TestContext) {
     ctx.write("signer.pem", &platform().signer_pem);
     ctx.write("simulation-ca.pem", platform().ca.cert_pem());
+    ctx.write("revoked.json", r#"{"revoked": []}"#);
 }
 
-const TRUST: [&str; 5] = [
+const TRUST: [&str; 7] = [
     "--signer-key",
     "signer.pem",
     "--simulation-ca",
     "simulation-ca.pem",
+    "--simulation-revoked",
+    "revoked.json",
     "--allow-simulation",
 ];
 

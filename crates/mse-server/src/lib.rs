@@ -11,6 +11,7 @@ pub mod http_server;
 pub mod limits;
 pub mod operator_tls;
 pub mod proxy;
+pub mod quote_keys;
 pub mod routes;
 pub mod runner;
 pub mod store;
@@ -222,6 +223,7 @@ pub async fn open_as(
         let runner = runner::Runner::new(store.clone(), config, routes);
         runner.register().await?;
         runner.recover().await?;
+        runner.make_quote_key().await?;
         runner
     } else {
         runner::Runner::detached(store.clone(), config, routes)

@@ -217,16 +217,23 @@ impl Runner {
             .arg(&app.spec.healthcheck_endpoint)
             .arg("--quote-provider")
             .arg(&config.quote_provider)
-            .arg("--simulation-ca-cert")
-            .arg(data.join("simulation-ca.pem"))
-            .arg("--simulation-ca-key")
-            .arg(data.join("simulation-ca.key"))
+            .arg("--simulation-quote-key")
+            .arg(self.quote_key_dir().join(QUOTE_KEY))
+            .arg("--simulation-quote-chain")
+            .arg(self.quote_key_dir().join(QUOTE_CHAIN))
             .arg("--signer-key")
             .arg(data.join("signer.pub"))
             .arg("--config-timeout")
             .arg(config.options.config_timeout_secs.to_string())
             .arg("--sandbox")
             .arg(config.options.sandbox.as_arg());
+        // The resource's memory and cores bound the app (where the kernel
+        // lets the node apply them; its status says).
+        if let Some(resource) = self.inner.store.any_resource(&app.spec.resource).await? {
+            command
+                .args(["--memory-mb", &resource.memory_mb.to_string()])
+                .args(["--cores", &resource.cores.to_string()]);
+        }
         let expiry = app.expires_at.to_string();
         match app.spec.certificate_origin.as_str() {
             "owner" => command
@@ -331,6 +338,9 @@ impl Runner {
                 };
                 if let Some(sandbox) = &event.sandbox {
                     let _ = store.set_sandbox(&app.id, sandbox).await;
+                }
+                if let Some(limits) = &event.limits {
+                    let _ = store.set_limits(&app.id, limits).await;
                 }
                 if store
                     .transition(&app.id, Status::Initializing, None, now())
@@ -472,6 +482,56 @@ impl Runner {
             .lock()
             .map(|p| p.contains_key(id))
             .unwrap_or(false)
+    }
+
+    /// The folder of this node's quote key and its chain.
+    fn quote_key_dir(&self) -> PathBuf {
+        let config = &self.inner.config;
+        config.nodes_dir.join(QUOTE_KEYS).join(&config.node_id)
+    }
+
+    /// At start, with simulated quotes: makes this host's quote key and has
+    /// it certified under this node's id ([`crate::quote_keys::certify`]),
+    /// both kept in the nodes' folder (mode 0600) for its nodes to sign
+    /// quotes with. The nodes never get the simulation CA's key.
+    pub async fn make_quote_key(&self) -> anyhow::Result<()> {
+        let config = &self.inner.config;
+        if !self.inner.runs_nodes || config.quote_provider != "simulation" {
+            return Ok(());
+        }
+        let key = mse_attest::simulation::QuoteKey::generate();
+        let chain = {
+            let ca = crate::quote_keys::load_ca(&config.data_dir)?;
+            crate::quote_keys::certify(
+                &self.inner.store,
+                &ca,
+                self.node_id(),
+                &key.public_key_pem()?,
+                now(),
+            )
+            .await
+            .context("cannot certify this host's quote key")?
+        };
+        let dir = self.quote_key_dir();
+        {
+            use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+            for folder in [dir.parent().unwrap_or(&dir), &dir] {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(folder)
+                    .and_then(|()| {
+                        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
+                    })
+                    .with_context(|| format!("cannot create {}", folder.display()))?;
+            }
+        }
+        for (name, text) in [(QUOTE_KEY, key.key_pem()?), (QUOTE_CHAIN, chain)] {
+            let path = dir.join(name);
+            mse_package::context::write_private(&path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Takes this node's id in the store, refusing when another live
@@ -624,7 +684,7 @@ impl Runner {
         if let Ok(entries) = std::fs::read_dir(nodes_dir) {
             for entry in entries.flatten() {
                 let id = entry.file_name().to_string_lossy().to_string();
-                if id == LOGS || others.contains(&id) || self.has_node(&id) {
+                if id == LOGS || id == QUOTE_KEYS || others.contains(&id) || self.has_node(&id) {
                     continue;
                 }
                 let left = entry.path().join("app.log");
@@ -697,6 +757,14 @@ fn now() -> i64 {
 /// The folder of the apps' logs in the nodes' folder (no app uuid reads
 /// so).
 const LOGS: &str = "logs";
+
+/// The folder of the node ids' quote keys in the nodes' folder (one folder
+/// per node id, mode 0700).
+const QUOTE_KEYS: &str = "quote-keys";
+/// A node id's quote key (PKCS#8 PEM, mode 0600).
+const QUOTE_KEY: &str = "quote-key.pem";
+/// The chain the platform certified that key with (PEM, mode 0600).
+const QUOTE_CHAIN: &str = "quote-chain.pem";
 
 fn logs_dir(nodes_dir: &std::path::Path) -> PathBuf {
     nodes_dir.join(LOGS)

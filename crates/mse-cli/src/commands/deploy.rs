@@ -388,6 +388,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             accepted_tcb: Vec::new(),
             allow_simulation,
             simulation_ca: Some(profile.simulation_ca_der()?),
+            simulation_revoked: if allow_simulation {
+                Some(profile.simulation_revoked()?)
+            } else {
+                None
+            },
         };
         let now = Utc::now();
         let collateral = verify::collateral_for(&cert_der, None, None, now)?;
