@@ -253,6 +253,7 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         data.join("admin.token"),
         data.join("signer.key"),
         data.join("simulation-ca.key"),
+        nodes.join("quote-keys/local/quote-key.pem"),
         data.join("operator-ca.key"),
         data.join("wildcard.key"),
         data.join("mse.db"),

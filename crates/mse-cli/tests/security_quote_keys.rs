@@ -44,6 +44,7 @@ fn an_app_of_a_revoked_node_host_fails_verification_naming_the_revocation() {
         code, 0,
         "before the revocation it verifies:\n{stdout}\n{stderr}"
     );
+    std::fs::remove_file(owner.work().join("verified.pem")).expect("the verified certificate");
     let (status, list) = platform.get("", "/simulation-revoked");
     assert_eq!((status, list), (200, json!({"revoked": []})));
 
