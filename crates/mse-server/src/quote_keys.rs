@@ -28,6 +28,17 @@ pub enum QuoteKeyError {
     /// The key was revoked: the host must make a new one.
     #[error("quote key {0} was revoked: the node host must make a new quote key to be certified")]
     Revoked(String),
+    /// The key was certified for another node: each host makes its own.
+    #[error(
+        "quote key {key} was certified for node `{node}`: each node host must make a quote key \
+         of its own"
+    )]
+    OtherNode {
+        /// The key's id.
+        key: String,
+        /// The node it was certified for.
+        node: String,
+    },
     /// The data folder's simulation CA cannot be read.
     #[error("cannot read the simulation CA of the data folder ({0}): {1}")]
     Ca(String, String),
@@ -73,8 +84,14 @@ pub async fn certify(
         Some(row) => {
             let revoked: Option<i64> = row.try_get("revoked_at").map_err(db)?;
             let holder: String = row.try_get("node").map_err(db)?;
-            if revoked.is_some() || holder != node {
+            if revoked.is_some() {
                 return Err(QuoteKeyError::Revoked(id));
+            }
+            if holder != node {
+                return Err(QuoteKeyError::OtherNode {
+                    key: id,
+                    node: holder,
+                });
             }
         }
         None => {
@@ -160,6 +177,11 @@ mod tests {
         // A revoked key is never certified again; a new one is.
         let again = certify(&store, &ca, "a", &a.public_key_pem().unwrap(), 30).await;
         assert!(matches!(again, Err(QuoteKeyError::Revoked(_))), "{again:?}");
+        let other = certify(&store, &ca, "c", &b.public_key_pem().unwrap(), 30).await;
+        assert!(
+            matches!(&other, Err(QuoteKeyError::OtherNode { node, .. }) if node == "b"),
+            "{other:?}"
+        );
         let fresh = QuoteKey::generate();
         certify(&store, &ca, "a", &fresh.public_key_pem().unwrap(), 30)
             .await
