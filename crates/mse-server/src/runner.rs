@@ -295,6 +295,7 @@ impl Runner {
             // decrypted stays on this host, nor its folder; its log stays in
             // the logs folder until the app is removed.
             remove_node_dir(&runner.node_dir(&app.id));
+            mse_run::limits::remove_leftover(&app.id);
             runner.forget(&app.id);
             // A node that ends without a final word was stopped when the
             // platform asked (it may not have been listening for the signal
@@ -693,6 +694,7 @@ impl Runner {
                     let _ = std::fs::rename(&left, &log);
                 }
                 remove_node_dir(&entry.path());
+                mse_run::limits::remove_leftover(&id);
             }
         }
         for app in self.inner.store.node_apps(self.node_id()).await? {
