@@ -174,6 +174,10 @@ pub struct App {
     /// the node said.
     #[serde(default)]
     pub sandbox: Option<String>,
+    /// The memory and CPU limits its node applies (`UNLIMITED: …` where it
+    /// applies none), once the node said.
+    #[serde(default)]
+    pub limits: Option<String>,
     /// The node it was placed on (`GET /nodes` lists them); `None` before
     /// it is placed.
     #[serde(default)]
@@ -341,6 +345,7 @@ mod tests {
             onerror_at: None,
             expires_at: 9,
             sandbox: None,
+            limits: None,
             node: None,
         }
     }

@@ -160,6 +160,16 @@ impl Client {
         self.get_text("/simulation-ca")
     }
 
+    /// `GET /simulation-revoked`: the simulation quote keys the platform
+    /// revoked (SHA-256 of each PCK's SubjectPublicKeyInfo).
+    pub fn simulation_revoked(&self) -> Result<Vec<[u8; 32]>, ApiError> {
+        let bytes = self
+            .send(self.request(reqwest::Method::GET, "/simulation-revoked"))?
+            .bytes()
+            .map_err(|e| ApiError::Protocol(error_chain(&e)))?;
+        mse_attest::verify::parse_revoked(&bytes).map_err(ApiError::Protocol)
+    }
+
     /// The CA of the platform's own TLS certificate (PEM).
     pub fn operator_ca(&self) -> Result<String, ApiError> {
         self.get_text("/operator-ca")

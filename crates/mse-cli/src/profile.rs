@@ -119,6 +119,20 @@ impl Profile {
         })
     }
 
+    /// The simulation quote keys the platform revoked, fetched now: a
+    /// platform that does not answer leaves no simulated quote verifiable.
+    pub fn simulation_revoked(&self) -> Result<Vec<[u8; 32]>, Failure> {
+        Client::new(&self.url, None)
+            .and_then(|client| client.simulation_revoked())
+            .map_err(|e| {
+                Failure::Other(anyhow::anyhow!(
+                    "cannot get the revoked simulation quote keys of {} (GET /simulation-revoked), \
+                     so no simulated quote of it can be verified: {e}",
+                    self.url
+                ))
+            })
+    }
+
     /// `<domain>[:port]`: where an app of this platform is reached, without
     /// the port when it is HTTPS's own (443).
     pub fn app_address(&self, domain: &str) -> String {

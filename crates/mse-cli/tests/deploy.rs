@@ -83,6 +83,8 @@ fn zero_trust_an_app_user_verifies_the_app_with_the_exported_context_and_altered
     let (_, simulation_ca) = platform.get("", "/simulation-ca");
     let signer_path = user.write("signer.pub", signer.as_str().unwrap());
     let ca_path = user.write("simulation-ca.pem", simulation_ca.as_str().unwrap());
+    let (_, revoked) = platform.get("", "/simulation-revoked");
+    let revoked_path = user.write("revoked.json", &revoked.to_string());
     let code = user.work().join("code");
     std::fs::create_dir_all(&code).unwrap();
     for entry in std::fs::read_dir(app.join("mse_src")).unwrap().flatten() {
@@ -106,6 +108,8 @@ fn zero_trust_an_app_user_verifies_the_app_with_the_exported_context_and_altered
                 &signer_path.to_string_lossy(),
                 "--simulation-ca",
                 &ca_path.to_string_lossy(),
+                "--simulation-revoked",
+                &revoked_path.to_string_lossy(),
                 "--allow-simulation",
                 "--json",
             ],

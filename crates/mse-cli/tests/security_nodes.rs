@@ -253,6 +253,7 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         data.join("admin.token"),
         data.join("signer.key"),
         data.join("simulation-ca.key"),
+        nodes.join("quote-keys/local/quote-key.pem"),
         data.join("operator-ca.key"),
         data.join("wildcard.key"),
         data.join("mse.db"),
@@ -388,6 +389,25 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
     let server = pids_with(&["hypercorn", &node.to_string_lossy()]);
     assert_eq!(server.len(), 1, "one app server");
     let group = server[0] as u32;
+    // The cgroup of the app's limits, where this machine has one.
+    let cgroups: Vec<PathBuf> = std::fs::read_to_string(format!("/proc/{group}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            path.ends_with(&format!("/mse/{id}")).then(|| {
+                Path::new("/sys/fs/cgroup")
+                    .join(controllers)
+                    .join(path.trim_start_matches('/'))
+            })
+        })
+        .collect();
+    let limited = out["limits"]
+        .as_str()
+        .or(platform.app(&token, &id)["limits"].as_str())
+        .is_some_and(|l| !l.starts_with("UNLIMITED"));
+    assert_eq!(limited, !cgroups.is_empty(), "{cgroups:?}");
     // SAFETY: killing the node runtime this test's platform started.
     unsafe {
         libc::kill(runtime[0], libc::SIGKILL);
@@ -406,6 +426,9 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
             "the app server, or a process it started, outlived its runtime"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    for cgroup in &cgroups {
+        assert!(!cgroup.exists(), "its cgroup {} is left", cgroup.display());
     }
 }
 

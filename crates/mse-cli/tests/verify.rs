@@ -43,7 +43,7 @@ fn platform() -> &'static Platform {
 fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
     let p = platform();
     let provider = SimulationProvider::new(
-        p.ca.issue_pck("test", Utc::now()).unwrap(),
+        p.ca.issue_pck("test-host", Utc::now()).unwrap(),
         mr_enclave,
         p.mr_signer,
     );
@@ -61,13 +61,16 @@ fn node_cert(domain: &str, mr_enclave: [u8; 32]) -> RaTls {
 fn platform_files(ctx: &TestContext) {
     ctx.write("signer.pem", &platform().signer_pem);
     ctx.write("simulation-ca.pem", platform().ca.cert_pem());
+    ctx.write("revoked.json", r#"{"revoked": []}"#);
 }
 
-const TRUST: [&str; 5] = [
+const TRUST: [&str; 7] = [
     "--signer-key",
     "signer.pem",
     "--simulation-ca",
     "simulation-ca.pem",
+    "--simulation-revoked",
+    "revoked.json",
     "--allow-simulation",
 ];
 

@@ -293,6 +293,29 @@ impl Cgroup {
     }
 }
 
+/// Removes what a node that could not clean up (killed with SIGKILL) left
+/// of app `name`'s cgroup, killing anything still in it. For the process
+/// that started the node: the node's cgroups are below this process's own.
+pub fn remove_leftover(name: &str) {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return;
+    }
+    let dirs = match detect() {
+        Ok(Hierarchy::V2(root)) => vec![root.join(FOLDER).join(name)],
+        Ok(Hierarchy::V1 { memory, cpu }) => [memory, cpu]
+            .into_iter()
+            .flatten()
+            .map(|base| base.join(FOLDER).join(name))
+            .collect(),
+        Err(_) => return,
+    };
+    let mut cgroup = Cgroup {
+        dirs: dirs.into_iter().filter(|d| d.is_dir()).collect(),
+        description: String::new(),
+    };
+    cgroup.remove();
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         self.remove();

@@ -294,6 +294,7 @@ pub fn operations() -> Vec<Operation> {
         op(get.clone(), "/catalog", "The image catalog: approved images and their locked environments (ETag: its digest)", crate::catalog::get),
         op(get.clone(), "/signer", "The enclave-signing public key (PEM); MRSIGNER derives from it", signer),
         op(get.clone(), "/simulation-ca", "The simulation CA certificate (PEM)", simulation_ca),
+        op(get.clone(), "/simulation-revoked", "The simulation quote keys the platform revoked: {\"revoked\": [SHA-256 of each PCK's SubjectPublicKeyInfo (DER), hex]}", simulation_revoked),
         op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", operator_ca),
         op(get.clone(), "/me", "The caller", me).token(),
         op(post.clone(), "/nodes/tokens", "Create a join token for a node host; shown once (admin)", crate::nodes::create_token)
@@ -322,6 +323,7 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/users", "Create a user and its first token (admin)", create_user)
             .token()
             .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),
+        op(post.clone(), "/nodes/{node}/revoke", "Revoke a node host's simulation quote keys: its quotes stop verifying (admin)", revoke_node).token(),
         op(post.clone(), "/users/{id}/grants", "Grant a resource to a user (admin)", grant)
             .token()
             .json(object(&[("resource", text())], &[])),
@@ -569,6 +571,39 @@ async fn signer(State(state): State<Shared>) -> Response {
 
 async fn simulation_ca(State(state): State<Shared>) -> Response {
     pem(&state.data.simulation_ca_pem)
+}
+
+impl From<crate::quote_keys::QuoteKeyError> for ApiError {
+    fn from(e: crate::quote_keys::QuoteKeyError) -> Self {
+        match e {
+            crate::quote_keys::QuoteKeyError::Store(e) => e.into(),
+            e => {
+                eprintln!("quote keys: {e}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the quote keys failed")
+            }
+        }
+    }
+}
+
+async fn simulation_revoked(State(state): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    let revoked = crate::quote_keys::revoked(&state.store).await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+async fn revoke_node(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_admin(&caller)?;
+    if !crate::quote_keys::known_node(&state.store, &node).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("node `{node}` never had a quote key certified: check the node id"),
+        ));
+    }
+    let revoked = crate::quote_keys::revoke_node(&state.store, &node, now()).await?;
+    Ok(Json(json!({ "node": node, "revoked_keys": revoked })))
 }
 
 async fn operator_ca(State(state): State<Shared>) -> Response {

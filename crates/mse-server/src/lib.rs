@@ -236,7 +236,7 @@ pub async fn open_as(
         let runner = runner::Runner::new(store.clone(), config, routes);
         runner.register().await?;
         runner.recover().await?;
-        quote_keys::issue_local(&store, &data, runner.config(), now).await?;
+        runner.make_quote_key().await?;
         runner
     } else {
         runner::Runner::detached(store.clone(), config, routes)

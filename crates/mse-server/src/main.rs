@@ -125,7 +125,8 @@ struct Args {
     #[arg(long)]
     no_prepare: bool,
     /// Where the local nodes keep their private folders (decrypted code,
-    /// secrets, logs) [default: DATA_DIR.nodes, beside the data folder]
+    /// secrets, logs, the host's quote key) [default: DATA_DIR.nodes, beside
+    /// the data folder]
     #[arg(long, value_name = "DIR")]
     nodes_dir: Option<PathBuf>,
     /// Where nodes get their quotes: `simulation` (no hardware) or `gramine`

@@ -282,14 +282,19 @@ pub async fn run(
         catalog: nodes_dir.join("catalog.toml"),
         signer_pub: nodes_dir.join("signer.pub"),
         quote: QuoteFiles {
-            key: nodes_dir.join("quote-key.pem"),
-            chain: nodes_dir.join("quote-chain.pem"),
+            key: nodes_dir
+                .join(crate::process::QUOTE_KEYS)
+                .join("quote-key.pem"),
+            chain: nodes_dir
+                .join(crate::process::QUOTE_KEYS)
+                .join("quote-chain.pem"),
         },
         listen_ip: settings.advertise,
     });
     processes.create_dirs()?;
     processes.remove_leftovers(&Default::default());
-    let packages_dir = nodes_dir.join("packages");
+    crate::process::create_private_dir(&nodes_dir.join(crate::process::QUOTE_KEYS))?;
+    let packages_dir = nodes_dir.join(crate::process::PACKAGES);
     let _ = std::fs::remove_dir_all(&packages_dir);
     crate::process::create_private_dir(&packages_dir)?;
     let host = Arc::new(Host {

@@ -90,6 +90,21 @@ fn lease_over(node: &str) -> ApiError {
     )
 }
 
+fn quote_key_error(e: crate::quote_keys::QuoteKeyError) -> ApiError {
+    use crate::quote_keys::QuoteKeyError;
+    match e {
+        QuoteKeyError::Store(e) => e.into(),
+        QuoteKeyError::Ca(..) => {
+            eprintln!("{e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the simulation CA is unreadable",
+            )
+        }
+        e => unprocessable(e.to_string()),
+    }
+}
+
 /// `POST /nodes/tokens` (admin): a join token, shown once.
 pub async fn create_token(
     State(state): State<Shared>,
@@ -144,7 +159,9 @@ pub async fn list(
 ) -> Result<Json<Vec<NodeHost>>, ApiError> {
     require_admin(&caller)?;
     let at = now();
-    let revoked = crate::quote_keys::revoked_nodes(&state.store).await?;
+    let revoked = crate::quote_keys::revoked_nodes(&state.store)
+        .await
+        .map_err(quote_key_error)?;
     let hosts = state
         .store
         .nodes()
@@ -211,15 +228,6 @@ pub async fn join(
              {MAX_CORES} cores"
         )));
     }
-    let quote_chain = crate::quote_keys::certify(
-        &state.store,
-        &state.data,
-        &request.name,
-        &request.quote_key,
-        chrono::Utc::now(),
-    )
-    .await
-    .map_err(|e| unprocessable(format!("{e:#}")))?;
     let credential = format!(
         "{NODE_CREDENTIAL_PREFIX}{}",
         hex::encode(rand::random::<[u8; 32]>())
@@ -254,6 +262,25 @@ pub async fn join(
             ))
         }
     }
+    // Certified once the name is the host's: a refused join certifies
+    // nothing, and a key that cannot be certified undoes the join.
+    let certified = match crate::quote_keys::load_ca(&state.data.root) {
+        Ok(ca) => {
+            crate::quote_keys::certify(&state.store, &ca, &request.name, &request.quote_key, at)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let quote_chain = match certified {
+        Ok(chain) => chain,
+        Err(e) => {
+            state
+                .store
+                .forget_remote(&request.name, &crate::api::token_hash(&credential))
+                .await?;
+            return Err(quote_key_error(e));
+        }
+    };
     eprintln!("node host `{}` joined from {ip}", request.name);
     let read = |name: &str| {
         std::fs::read_to_string(state.data.path(name)).map_err(|e| {

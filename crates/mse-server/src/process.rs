@@ -103,6 +103,10 @@ struct Inner {
 /// The folder of the apps' logs in the nodes' folder (no app uuid reads
 /// so).
 pub const LOGS: &str = "logs";
+/// The folder of the quote keys in the nodes' folder (mode 0700).
+pub const QUOTE_KEYS: &str = "quote-keys";
+/// A host's folder of the packages it fetched (mode 0700).
+pub const PACKAGES: &str = "packages";
 
 impl NodeProcesses {
     /// The node processes of a machine set up as `config` says.
@@ -307,6 +311,8 @@ impl NodeProcesses {
             // decrypted stays on this machine, nor its folder; its log stays
             // in the logs folder until the app is removed.
             remove_node_dir(&processes.node_dir(&id));
+            // The app's cgroup, which a node killed with SIGKILL leaves.
+            mse_run::limits::remove_leftover(&id);
             if let Ok(mut pids) = processes.inner.pids.lock() {
                 pids.remove(&id);
             }
@@ -422,7 +428,8 @@ impl NodeProcesses {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().to_string();
-            if !entry.path().is_dir() || id == LOGS || keep.contains(&id) || self.has_node(&id) {
+            let ours = [LOGS, QUOTE_KEYS, PACKAGES].contains(&id.as_str());
+            if !entry.path().is_dir() || ours || keep.contains(&id) || self.has_node(&id) {
                 continue;
             }
             let left = entry.path().join("app.log");
@@ -431,6 +438,7 @@ impl NodeProcesses {
                 let _ = std::fs::rename(&left, &log);
             }
             remove_node_dir(&entry.path());
+            mse_run::limits::remove_leftover(&id);
         }
     }
 }

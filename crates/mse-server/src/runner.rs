@@ -70,14 +70,28 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
-    /// The files of this machine's quote key, in the nodes' folder.
+    /// The folder of this node id's quote key and its chain, in the nodes'
+    /// folder (node processes of one machine share that folder).
+    fn quote_key_dir(&self) -> PathBuf {
+        self.nodes_dir
+            .join(crate::process::QUOTE_KEYS)
+            .join(&self.node_id)
+    }
+
+    /// The files of this node's quote key.
     pub fn quote_files(&self) -> QuoteFiles {
+        let dir = self.quote_key_dir();
         QuoteFiles {
-            key: self.nodes_dir.join("quote-key.pem"),
-            chain: self.nodes_dir.join("quote-chain.pem"),
+            key: dir.join(QUOTE_KEY),
+            chain: dir.join(QUOTE_CHAIN),
         }
     }
 }
+
+/// A node id's quote key (PKCS#8 PEM, mode 0600).
+const QUOTE_KEY: &str = "quote-key.pem";
+/// The chain the platform certified that key with (PEM, mode 0600).
+const QUOTE_CHAIN: &str = "quote-chain.pem";
 
 /// The node runner. A detached runner (a process without the node role)
 /// runs nothing: the apps wait in the store for a node process.
@@ -312,6 +326,40 @@ impl Runner {
     /// Whether this runner holds a node for the app.
     pub fn has_node(&self, id: &str) -> bool {
         self.inner.processes.has_node(id)
+    }
+
+    /// At start, with simulated quotes: makes this host's quote key and has
+    /// it certified under this node's id ([`crate::quote_keys::certify`]),
+    /// both kept in the nodes' folder (mode 0600) for its nodes to sign
+    /// quotes with. The nodes never get the simulation CA's key.
+    pub async fn make_quote_key(&self) -> anyhow::Result<()> {
+        let config = &self.inner.config;
+        if !self.inner.runs_nodes || config.quote_provider != "simulation" {
+            return Ok(());
+        }
+        let key = mse_attest::simulation::QuoteKey::generate();
+        let chain = {
+            let ca = crate::quote_keys::load_ca(&config.data_dir)?;
+            crate::quote_keys::certify(
+                &self.inner.store,
+                &ca,
+                self.node_id(),
+                &key.public_key_pem()?,
+                now(),
+            )
+            .await
+            .context("cannot certify this host's quote key")?
+        };
+        let dir = config.quote_key_dir();
+        for folder in [dir.parent().unwrap_or(&dir), &dir] {
+            crate::process::create_private_dir(folder)?;
+        }
+        let files = config.quote_files();
+        for (path, text) in [(&files.key, key.key_pem()?), (&files.chain, chain)] {
+            mse_package::context::write_private(path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// Takes this node's id in the store, refusing when another live
@@ -556,6 +604,9 @@ pub async fn apply_event(
             let _ = store.set_node_addr(&app.id, &addr.to_string()).await;
             if let Some(sandbox) = &event.sandbox {
                 let _ = store.set_sandbox(&app.id, sandbox).await;
+            }
+            if let Some(limits) = &event.limits {
+                let _ = store.set_limits(&app.id, limits).await;
             }
             if store
                 .transition(&app.id, Status::Initializing, None, now())

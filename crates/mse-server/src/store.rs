@@ -264,6 +264,11 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// The connection pool, for the modules that own tables of their own.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Whether the store answers a trivial query (`GET /health`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -602,6 +607,9 @@ pub struct App {
     /// How its node confines it (`UNSANDBOXED: …` where it does not), once
     /// the node said.
     pub sandbox: Option<String>,
+    /// The memory and CPU limits its node applies (`UNLIMITED: …` where it
+    /// applies none), once the node said.
+    pub limits: Option<String>,
     /// Its node's address, while it has one.
     pub node_addr: Option<String>,
     /// Its node's process, while it has one.
@@ -616,7 +624,7 @@ const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.co
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
-    a.node_owner, a.stop_requested_at, a.sandbox \
+    a.node_owner, a.stop_requested_at, a.sandbox, a.limits \
     FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
@@ -660,6 +668,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         onerror_at: row.try_get("onerror_at")?,
         expires_at: row.try_get("expires_at")?,
         sandbox: row.try_get("sandbox")?,
+        limits: row.try_get("limits")?,
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
@@ -1019,6 +1028,16 @@ impl Store {
     pub async fn set_sandbox(&self, id: &str, sandbox: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE apps SET sandbox = $1 WHERE id = $2")
             .bind(sandbox)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the limits an app's node applies.
+    pub async fn set_limits(&self, id: &str, limits: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET limits = $1 WHERE id = $2")
+            .bind(limits)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -32,6 +32,7 @@ impl From<&store::App> for apps::App {
             onerror_at: app.onerror_at,
             expires_at: app.expires_at,
             sandbox: app.sandbox.clone(),
+            limits: app.limits.clone(),
             node: app.node_owner.clone(),
         }
     }

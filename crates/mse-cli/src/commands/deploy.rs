@@ -385,12 +385,16 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     } else {
         steps.start("verify", "Verifying the node (remote attestation)");
         let policy = Policy {
-            simulation_revoked: Some(Vec::new()),
             mr_signer: Some(profile.mr_signer()?),
             mr_enclave: Some(expected),
             accepted_tcb: Vec::new(),
             allow_simulation,
             simulation_ca: Some(profile.simulation_ca_der()?),
+            simulation_revoked: if allow_simulation {
+                Some(profile.simulation_revoked()?)
+            } else {
+                None
+            },
         };
         let now = Utc::now();
         let collateral = verify::collateral_for(&cert_der, None, None, now)?;

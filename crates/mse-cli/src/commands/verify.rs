@@ -63,6 +63,11 @@ pub struct Args {
     /// [default: the CA saved by `mse login`, if logged in]
     #[arg(long, value_name = "PEM")]
     simulation_ca: Option<PathBuf>,
+    /// The quote keys the platform revoked, as its `GET /simulation-revoked` answers (JSON), to
+    /// check simulated quotes with --allow-simulation [default: fetched from the platform of
+    /// `mse login` when its simulation CA is used]
+    #[arg(long, value_name = "FILE")]
+    simulation_revoked: Option<PathBuf>,
     /// PCCS to fetch collateral from [default: https://api.trustedservices.intel.com]
     #[arg(long, value_name = "URL", conflicts_with = "collateral")]
     pccs_url: Option<String>,
@@ -296,13 +301,27 @@ pub fn run(args: Args) -> CmdResult {
             );
         }
     }
+    // The revoked quote keys, only needed for simulated quotes: from the
+    // file given, else from the platform whose CA is used. Without either,
+    // every simulated quote fails.
+    let simulation_revoked = match (&args.simulation_revoked, &profile) {
+        _ if !allow_simulation => None,
+        (Some(path), _) => Some(
+            mse_attest::verify::parse_revoked(&read(&absolute(path)?, "revoked quote keys")?)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
+        ),
+        (None, Some(profile)) if args.simulation_ca.is_none() => {
+            Some(profile.simulation_revoked()?)
+        }
+        (None, _) => None,
+    };
     let policy = Policy {
-        simulation_revoked: Some(Vec::new()),
         mr_signer,
         mr_enclave,
         accepted_tcb: args.accept_tcb.clone(),
         allow_simulation,
         simulation_ca,
+        simulation_revoked,
     };
 
     let collateral = collateral_for(

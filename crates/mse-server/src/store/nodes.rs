@@ -377,6 +377,16 @@ impl Store {
         }
     }
 
+    /// Removes remote host `id` joined with this credential (a join undone).
+    pub async fn forget_remote(&self, id: &str, credential_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1 AND kind = 'remote' AND credential_hash = $2")
+            .bind(id)
+            .bind(credential_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Renews a remote host's lease while it is current; false once it ran
     /// out (the host must stop its apps and join again).
     pub async fn renew_remote(&self, id: &str, now: i64) -> Result<bool, StoreError> {
