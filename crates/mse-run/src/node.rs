@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
-use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{SimulationCa, SimulationProvider};
 use mse_run::logs::LogSink;
@@ -201,12 +201,8 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     let code_sha256 = sha256_file(&args.code)
         .map_err(|e| invalid(format!("cannot read the code {}: {e}", args.code.display())))?;
 
-    let (tls, expires_at, mode) = if let Some(expiry) = args.ratls {
-        (
-            TlsSetup::RaTls,
-            expiry,
-            TlsMode::SelfSigned { expires_at: expiry },
-        )
+    let (tls, expires_at) = if let Some(expiry) = args.ratls {
+        (TlsSetup::RaTls, expiry)
     } else if let Some(path) = &args.certificate {
         let chain_pem = read_text(path, "certificate")?;
         let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
@@ -225,9 +221,6 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
             .expires_at
             .unwrap_or(leaf.not_after)
             .min(leaf.not_after);
-        let mode = TlsMode::Owner {
-            certificate_sha256: Sha256::digest(&leaf_der).into(),
-        };
         (
             TlsSetup::Owner {
                 chain_pem,
@@ -235,32 +228,37 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
                 leaf: Box::new(leaf),
             },
             expiry,
-            mode,
         )
     } else {
         let expiry = args
             .expires_at
             .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
-        (
-            TlsSetup::Plain,
-            expiry,
-            TlsMode::Operator { expires_at: expiry },
-        )
+        (TlsSetup::Plain, expiry)
     };
     if expires_at <= now {
         return Err(invalid(format!("the app's expiry {expires_at} is past")));
     }
 
-    let fingerprint = fingerprint(&FingerprintInput {
-        runtime_image: args.image.clone(),
-        runtime_spec_digest: spec.digest(),
-        enclave_size: args.enclave_size.clone(),
-        app_uuid: args.uuid.clone(),
-        app_domain: args.domain.clone(),
-        python_application: args.application.clone(),
-        tls: mode,
+    let origin = match &tls {
+        TlsSetup::RaTls => TlsOrigin::SelfSigned,
+        TlsSetup::Owner { leaf_der, .. } => TlsOrigin::Owner { leaf_der },
+        TlsSetup::Plain => TlsOrigin::Operator,
+    };
+    let fingerprint = fingerprint(&FingerprintInput::new(
+        Runtime {
+            image: &args.image,
+            spec_digest: &spec.digest(),
+            enclave_size: &args.enclave_size,
+        },
+        AppIdentity {
+            uuid: &args.uuid,
+            domain: &args.domain,
+            python_application: &args.application,
+        },
+        origin,
+        expires_at,
         code_sha256,
-    });
+    ));
     let provider: Box<dyn QuoteProvider> = match args.quote_provider {
         Provider::Simulation => {
             let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));

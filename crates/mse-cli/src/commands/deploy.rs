@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use chrono::{DateTime, Utc};
-use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{verify_certificate, Policy, Tee};
 use mse_config::AppConfig;
 use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
@@ -351,27 +351,33 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     let expires_at = DateTime::from_timestamp(app.expires_at, 0)
         .ok_or_else(|| anyhow!("the platform gave an invalid expiry {}", app.expires_at))?;
-    let tls = match (origin, &ssl) {
-        (CertificateOrigin::Owner, Some(ssl)) => {
-            let der = mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
-                .map_err(|e| Failure::Invalid(format!("ssl.certificate: {e}")))?;
-            TlsMode::Owner {
-                certificate_sha256: sha256(&der),
-            }
-        }
-        (CertificateOrigin::Operator, _) => TlsMode::Operator { expires_at },
-        _ => TlsMode::SelfSigned { expires_at },
+    let owner_der = match (origin, &ssl) {
+        (CertificateOrigin::Owner, Some(ssl)) => Some(
+            mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
+                .map_err(|e| Failure::Invalid(format!("ssl.certificate: {e}")))?,
+        ),
+        _ => None,
     };
-    let expected = fingerprint(&FingerprintInput {
-        runtime_image: config.code.docker.clone(),
-        runtime_spec_digest: runtime_spec_digest.clone(),
-        enclave_size: app.enclave_size.clone(),
-        app_uuid: app.id.clone(),
-        app_domain: app.domain_name.clone(),
-        python_application: config.code.python_application.to_string(),
+    let tls = match (origin, &owner_der) {
+        (_, Some(leaf_der)) => TlsOrigin::Owner { leaf_der },
+        (CertificateOrigin::Operator, _) => TlsOrigin::Operator,
+        _ => TlsOrigin::SelfSigned,
+    };
+    let expected = fingerprint(&FingerprintInput::new(
+        Runtime {
+            image: &config.code.docker,
+            spec_digest: &runtime_spec_digest,
+            enclave_size: &app.enclave_size,
+        },
+        AppIdentity {
+            uuid: &app.id,
+            domain: &app.domain_name,
+            python_application: &config.code.python_application.to_string(),
+        },
         tls,
-        code_sha256: packed.sha256,
-    });
+        expires_at,
+        packed.sha256,
+    ));
 
     let port = profile.platform.proxy_port;
     let config_host = app.config_domain_name.clone();
@@ -644,11 +650,6 @@ fn origin_words(origin: CertificateOrigin) -> &'static str {
 
 fn short(hex: &str) -> &str {
     &hex[..hex.len().min(16)]
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// "in 3h 59m", "in 12m", "expired".
