@@ -17,7 +17,7 @@ use mse_package::{CodeKey, Nonces};
 use serde::Serialize;
 
 use crate::api::{App, AppFilter, Client, DeployConfig, DeploySsl};
-use crate::commands::{load_valid_config, verify};
+use crate::commands::{confirm, load_valid_config, verify};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
 use crate::profile::Profile;
@@ -234,7 +234,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             config.project,
             ids.join(", ")
         );
-        let replace = args.yes || steps.suspend(|| ask_replace(&live_text))?;
+        let replace = steps.suspend(|| {
+            confirm(args.yes, &live_question(&live_text), None, || {
+                format!("{live_text}; pass -y to replace it (there is no terminal to ask on)")
+            })
+        })?;
         if !replace {
             return Err(Failure::Invalid(format!(
                 "deployment cancelled: `{}` keeps running",
@@ -617,27 +621,14 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     Ok(())
 }
 
-/// Asks "Would you like to replace it [yes/no]?"; without a terminal, refuses
-/// and says how to replace non-interactively.
-fn ask_replace(live: &str) -> Result<bool, Failure> {
-    use std::io::IsTerminal as _;
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Failure::Invalid(format!(
-            "{live}; pass -y to replace it (there is no terminal to ask on)"
-        )));
-    }
-    eprintln!("{}{}", live[..1].to_uppercase(), &live[1..]);
-    loop {
-        let answer: String = dialoguer::Input::new()
-            .with_prompt("Would you like to replace it [yes/no]?")
-            .interact_text()
-            .map_err(|e| Failure::Other(anyhow!("cannot read the answer: {e}")))?;
-        match answer.trim().to_ascii_lowercase().as_str() {
-            "yes" | "y" => return Ok(true),
-            "no" | "n" => return Ok(false),
-            _ => eprintln!("Please answer yes or no."),
-        }
-    }
+/// "An app named … is live …\nWould you like to replace it?"
+fn live_question(live: &str) -> String {
+    let mut first = live.chars();
+    let capitalised: String = first
+        .next()
+        .map(|c| c.to_uppercase().chain(first).collect())
+        .unwrap_or_default();
+    format!("{capitalised}\nWould you like to replace it?")
 }
 
 fn origin_words(origin: CertificateOrigin) -> &'static str {
