@@ -14,6 +14,7 @@ pub mod quote;
 pub mod ratls;
 pub mod signer;
 pub mod simulation;
+pub mod tls;
 pub mod verify;
 
 /// Errors of the attestation layer.

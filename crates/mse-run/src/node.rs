@@ -446,16 +446,12 @@ fn stop_signals(signals: Signals, expires_at: DateTime<Utc>) -> watch::Receiver<
 
 fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the RA-TLS key")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS versions")?
-    .with_no_client_auth()
-    .with_single_cert(vec![CertificateDer::from(cert_der.to_vec())], key)
-    .context("the RA-TLS certificate")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    mse_attest::tls::server_config(
+        vec![CertificateDer::from(cert_der.to_vec())],
+        key,
+        mse_attest::tls::HTTP1,
+    )
+    .context("the RA-TLS certificate")
 }
 
 /// Waits for the configuration, runs the app until told to stop. Returns why
@@ -700,7 +696,8 @@ async fn supervise(
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
     let probe_addr = loopback(listen);
-    let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
+    let client =
+        pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1)));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
     let mut pause = HEALTH_FIRST_INTERVAL;
     loop {

@@ -45,7 +45,7 @@ impl OperatorCerts {
         ca_key_pem: &str,
         wildcard: Option<(&str, &[u8], &[u8])>,
     ) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = mse_attest::tls::provider();
         let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).context("the operator CA key")?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).context("the operator CA")?;
         let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())

@@ -779,7 +779,7 @@ fn send_configuration(
     ssl_private_key: Option<String>,
     app_secrets: Option<serde_json::Value>,
 ) -> CmdResult {
-    let tls = mse_attest::pin::client_config(cert_der, &[b"http/1.1"]);
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
     let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
     let http = reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(tls)
