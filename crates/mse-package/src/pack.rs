@@ -181,7 +181,7 @@ fn seal_entry(entry: &Entry, key: &CodeKey, map: &NonceMap) -> Result<Option<Vec
     match entry.kind {
         EntryKind::Dir => Ok(None),
         EntryKind::File(size) => {
-            let io = |e: std::io::Error| PackError::Io(entry.source.clone(), e.to_string());
+            let io = |e: std::io::Error| PackError::Io(entry.source.clone(), e);
             let nonce = map.get(&entry.relative);
             let room = if nonce.is_some() { OVERHEAD } else { 0 };
             let mut buffer = Vec::with_capacity(room + size as usize);

@@ -394,7 +394,10 @@ fn runtime_read_paths(env: &mse_runtime::Environment) -> Vec<PathBuf> {
 /// The confinement of one of the app's processes under `policy`.
 fn confinement(decision: &Decision, policy: &Policy) -> anyhow::Result<Confinement> {
     match decision {
-        Decision::Confine { identity, .. } => Ok(Confinement::new(policy, *identity)?),
+        // The message already ends with its source's.
+        Decision::Confine { identity, .. } => {
+            Confinement::new(policy, *identity).map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Decision::Unconfined(_) => Ok(Confinement::unconfined()),
         Decision::Refuse(why) => bail!("{why}"),
     }

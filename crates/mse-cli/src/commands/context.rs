@@ -40,7 +40,8 @@ pub struct Args {
 fn failure(error: ContextError) -> Failure {
     match error {
         ContextError::BadId(_) | ContextError::NotFound(_) => Failure::Invalid(error.to_string()),
-        _ => Failure::Other(error.into()),
+        // The message already ends with its source's.
+        _ => Failure::Other(anyhow::anyhow!("{error}")),
     }
 }
 

@@ -267,7 +267,8 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     )
     .map_err(|e| match e {
         mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
-            Failure::Other(e.into())
+            // The message already ends with its source's.
+            Failure::Other(anyhow!("{e}"))
         }
         _ => Failure::Invalid(e.to_string()),
     })?;

@@ -138,7 +138,8 @@ pub fn run(args: Args) -> CmdResult {
             let _ = std::fs::remove_file(&partial);
             return Err(match e {
                 mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
-                    Failure::Other(e.into())
+                    // The message already ends with its source's.
+                    Failure::Other(anyhow::anyhow!("{e}"))
                 }
                 _ => Failure::Invalid(e.to_string()),
             });
