@@ -49,8 +49,14 @@ pub enum PackError {
     #[error("the nonce map names `{0}`, which is not in the code folder: the code differs from the one packaged")]
     UnknownNonce(String),
     /// Writing the tarball failed.
-    #[error("cannot write the package: {0}")]
-    Write(String),
+    #[error("cannot write the package: {}{source}", entry.as_ref().map(|e| format!("{e}: ")).unwrap_or_default())]
+    Write {
+        /// The entry being written, if one.
+        entry: Option<String>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a package could not be unpacked. Nothing is left behind in any case.

@@ -266,7 +266,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         std::io::BufWriter::with_capacity(1 << 20, file),
     )
     .map_err(|e| match e {
-        mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
+        mse_package::PackError::Io(..) | mse_package::PackError::Write { .. } => {
             // The message already ends with its source's.
             Failure::Other(anyhow!("{e}"))
         }
