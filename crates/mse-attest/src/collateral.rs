@@ -11,10 +11,14 @@ use crate::AttestError;
 
 /// Reads collateral from a JSON file (dcap-qvl's `QuoteCollateralV3` form).
 pub fn from_file(path: &Path) -> Result<Collateral, AttestError> {
-    let text = std::fs::read(path)
-        .map_err(|e| AttestError::Collateral(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| AttestError::Collateral(format!("{}: {e}", path.display())))
+    let text = std::fs::read(path).map_err(|source| AttestError::CollateralIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| AttestError::CollateralJson {
+        path: Some(path.to_path_buf()),
+        source,
+    })
 }
 
 /// The earliest nextUpdate of the TCB info and QE identity: when the
@@ -70,15 +74,20 @@ impl Cache {
         quote: &[u8],
         collateral: &Collateral,
     ) -> Result<(), AttestError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| AttestError::Collateral(format!("{}: {e}", self.dir.display())))?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| AttestError::CollateralIo {
+            path: self.dir.clone(),
+            source,
+        })?;
         let path = self.path(pccs_url, quote);
-        let text =
-            serde_json::to_vec(collateral).map_err(|e| AttestError::Collateral(e.to_string()))?;
+        let text = serde_json::to_vec(collateral)
+            .map_err(|source| AttestError::CollateralJson { path: None, source })?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| AttestError::Collateral(format!("{}: {e}", path.display())))
+            .map_err(|source| AttestError::CollateralIo {
+                path: path.clone(),
+                source,
+            })
     }
 
     /// Cached collateral, or fetched with `fetch` and cached.

@@ -49,6 +49,83 @@ pub struct FingerprintInput {
     pub code_sha256: [u8; 32],
 }
 
+/// Who provides the certificate an app serves, before what binds it is
+/// known: the node (RA-TLS), the owner (their leaf, DER) or the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsOrigin<'a> {
+    /// The node's RA-TLS certificate.
+    SelfSigned,
+    /// The owner's certificate.
+    Owner {
+        /// The leaf certificate, DER.
+        leaf_der: &'a [u8],
+    },
+    /// The platform's certificate, at the proxy.
+    Operator,
+}
+
+impl TlsMode {
+    /// The mode of an app whose certificate comes from `origin` and which
+    /// expires at `expires_at`: the expiry binds the node's and the
+    /// platform's certificates, the leaf's SHA-256 the owner's.
+    pub fn new(origin: TlsOrigin<'_>, expires_at: DateTime<Utc>) -> TlsMode {
+        match origin {
+            TlsOrigin::SelfSigned => TlsMode::SelfSigned { expires_at },
+            TlsOrigin::Owner { leaf_der } => TlsMode::Owner {
+                certificate_sha256: Sha256::digest(leaf_der).into(),
+            },
+            TlsOrigin::Operator => TlsMode::Operator { expires_at },
+        }
+    }
+}
+
+/// The runtime an app runs on, as the fingerprint names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Runtime<'a> {
+    /// The runtime image reference (`code.docker`).
+    pub image: &'a str,
+    /// Digest (hex) of the runtime environment spec the image maps to.
+    pub spec_digest: &'a str,
+    /// Enclave size, as the platform names it (`"4G"`).
+    pub enclave_size: &'a str,
+}
+
+/// The deployed app, as the fingerprint names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppIdentity<'a> {
+    /// The app's UUID.
+    pub uuid: &'a str,
+    /// The app's domain.
+    pub domain: &'a str,
+    /// `module:variable`.
+    pub python_application: &'a str,
+}
+
+impl FingerprintInput {
+    /// The input for `app` on `runtime`, serving a certificate from
+    /// `origin` until `expires_at`, with the encrypted code of SHA-256
+    /// `code_sha256`: what the client knows after deploying, a verifier from
+    /// a context and the node from its arguments.
+    pub fn new(
+        runtime: Runtime<'_>,
+        app: AppIdentity<'_>,
+        origin: TlsOrigin<'_>,
+        expires_at: DateTime<Utc>,
+        code_sha256: [u8; 32],
+    ) -> FingerprintInput {
+        FingerprintInput {
+            runtime_image: runtime.image.to_string(),
+            runtime_spec_digest: runtime.spec_digest.to_string(),
+            enclave_size: runtime.enclave_size.to_string(),
+            app_uuid: app.uuid.to_string(),
+            app_domain: app.domain.to_string(),
+            python_application: app.python_application.to_string(),
+            tls: TlsMode::new(origin, expires_at),
+            code_sha256,
+        }
+    }
+}
+
 fn field(hasher: &mut Sha256, name: &str, value: &[u8]) {
     hasher.update((name.len() as u32).to_be_bytes());
     hasher.update(name.as_bytes());
@@ -164,6 +241,46 @@ mod tests {
             change(&mut input);
             assert_ne!(fingerprint(&input), base, "variant {n}");
         }
+    }
+
+    #[test]
+    fn the_constructor_binds_the_expiry_or_the_owner_leaf() {
+        let input = |origin, expires_at| {
+            FingerprintInput::new(
+                Runtime {
+                    image: "ghcr.io/cosmian/mse-flask:20230124182826",
+                    spec_digest: &"ab".repeat(32),
+                    enclave_size: "4G",
+                },
+                AppIdentity {
+                    uuid: "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60",
+                    domain: "0f4e8a52-9c1b-4d7e-a3f0-1b2c3d4e5f60.localhost",
+                    python_application: "app:app",
+                },
+                origin,
+                expires_at,
+                [7; 32],
+            )
+        };
+        let expiry = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(input(TlsOrigin::SelfSigned, expiry), sample());
+        assert_eq!(
+            input(TlsOrigin::Operator, expiry).tls,
+            TlsMode::Operator { expires_at: expiry }
+        );
+        let owner = input(TlsOrigin::Owner { leaf_der: b"leaf" }, expiry);
+        assert_eq!(
+            owner.tls,
+            TlsMode::Owner {
+                certificate_sha256: Sha256::digest(b"leaf").into()
+            }
+        );
+        let later = expiry + chrono::TimeDelta::days(1);
+        assert_eq!(
+            input(TlsOrigin::Owner { leaf_der: b"leaf" }, later),
+            owner,
+            "the owner's certificate, not the expiry, binds owner mode"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! "now" and returns a [`verify::Verification`]. Files, devices and the
 //! network stay in [`collateral`] and [`provider`].
 
+use std::path::PathBuf;
+
 pub mod collateral;
 pub mod dcap;
 pub mod fingerprint;
@@ -14,10 +16,13 @@ pub mod quote;
 pub mod ratls;
 pub mod signer;
 pub mod simulation;
+pub mod tls;
 pub mod verify;
 
-/// Errors of the attestation layer.
+/// Errors of the attestation layer. Where an underlying error caused it,
+/// it is the [`std::error::Error::source`], and its text ends the message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttestError {
     /// The quote is malformed.
     #[error("malformed quote: {0}")]
@@ -32,6 +37,36 @@ pub enum AttestError {
         ratls::QUOTE_OID_STR
     )]
     NoQuote,
+    /// A certificate or its key could not be generated or signed.
+    #[error("certificate: {}{source}", prefix(context))]
+    CertificateBuild {
+        /// What was being done, if more than the error says.
+        context: Option<String>,
+        /// The generator's error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// The bytes are not a DER X.509 certificate.
+    #[error("certificate: not an X.509 certificate: {source}")]
+    NotX509 {
+        /// The parser's error.
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    /// The text is not valid PEM.
+    #[error("certificate: invalid PEM: {source}")]
+    Pem {
+        /// The parser's error.
+        #[source]
+        source: x509_parser::error::PEMError,
+    },
+    /// A date cannot be written in a certificate.
+    #[error("certificate: date out of range: {source}")]
+    DateOutOfRange {
+        /// The conversion's error.
+        #[source]
+        source: time::error::ComponentRange,
+    },
     /// REPORTDATA does not bind the certificate's key.
     #[error("REPORTDATA does not bind the certificate's public key")]
     Binding,
@@ -41,7 +76,81 @@ pub enum AttestError {
     /// A quote provider failed.
     #[error("quote provider: {0}")]
     Provider(String),
+    /// A file of the quote provider could not be read or written.
+    #[error("quote provider: cannot {action} {}: {source}", path.display())]
+    ProviderIo {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Collateral could not be read or fetched.
     #[error("collateral: {0}")]
     Collateral(String),
+    /// A collateral file or folder could not be read or written.
+    #[error("collateral: {}: {source}", path.display())]
+    CollateralIo {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Collateral is not (or cannot be written as) the JSON form.
+    #[error("collateral: {}{source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    CollateralJson {
+        /// The file, when read from one.
+        path: Option<PathBuf>,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `"context: "`, or nothing.
+fn prefix(context: &Option<String>) -> String {
+    context
+        .as_ref()
+        .map(|c| format!("{c}: "))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::Path;
+
+    use super::AttestError;
+
+    #[test]
+    fn an_unreadable_collateral_file_names_it_and_keeps_the_io_error() {
+        let path = Path::new("/nonexistent/collateral.json");
+        let error = crate::collateral::from_file(path).unwrap_err();
+        assert!(
+            matches!(error, AttestError::CollateralIo { .. }),
+            "{error:?}"
+        );
+        let io = error
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the I/O error is the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            error.to_string(),
+            format!("collateral: {}: {io}", path.display())
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_certificate_keep_the_parsers_error() {
+        let error = crate::ratls::inspect(b"not DER").unwrap_err();
+        let source = error.source().expect("the parser's error is the source");
+        assert_eq!(
+            error.to_string(),
+            format!("certificate: not an X.509 certificate: {source}")
+        );
+    }
 }

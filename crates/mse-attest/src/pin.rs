@@ -89,20 +89,16 @@ impl ServerCertVerifier for ServerCert {
 }
 
 fn config(pinned: Option<Vec<u8>>, alpn: &[&[u8]]) -> (rustls::ClientConfig, Arc<ServerCert>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let verifier = Arc::new(ServerCert {
         pinned,
         seen: Mutex::new(None),
         provider: provider.clone(),
     });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
+    let builder = crate::tls::client_builder(provider)
         .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    (config, verifier)
+        .with_custom_certificate_verifier(verifier.clone());
+    (crate::tls::with_alpn(builder, alpn), verifier)
 }
 
 /// A client configuration trusting only `cert_der`, offering `alpn`.

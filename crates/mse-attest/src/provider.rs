@@ -38,12 +38,16 @@ impl GramineProvider {
 impl QuoteProvider for GramineProvider {
     fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, AttestError> {
         let data_path = self.root.join("user_report_data");
-        std::fs::write(&data_path, report_data).map_err(|e| {
-            AttestError::Provider(format!("cannot write {}: {e}", data_path.display()))
+        std::fs::write(&data_path, report_data).map_err(|source| AttestError::ProviderIo {
+            action: "write",
+            path: data_path.clone(),
+            source,
         })?;
         let quote_path = self.root.join("quote");
-        let quote = std::fs::read(&quote_path).map_err(|e| {
-            AttestError::Provider(format!("cannot read {}: {e}", quote_path.display()))
+        let quote = std::fs::read(&quote_path).map_err(|source| AttestError::ProviderIo {
+            action: "read",
+            path: quote_path.clone(),
+            source,
         })?;
         let parsed = crate::quote::Quote::parse(&quote)?;
         if parsed.body.report_data() != *report_data {

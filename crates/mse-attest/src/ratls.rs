@@ -56,12 +56,20 @@ pub fn create(
     provider: &dyn QuoteProvider,
     now: DateTime<Utc>,
 ) -> Result<RaTls, AttestError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| AttestError::Certificate(format!("cannot generate a key: {e}")))?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| {
+        AttestError::CertificateBuild {
+            context: Some("cannot generate a key".into()),
+            source,
+        }
+    })?;
     let data = report_data(key.public_key_raw(), x25519);
     let quote = provider.quote(&data)?;
-    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
-        .map_err(|e| AttestError::Certificate(format!("invalid domain `{domain}`: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|source| {
+        AttestError::CertificateBuild {
+            context: Some(format!("invalid domain `{domain}`")),
+            source,
+        }
+    })?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -72,7 +80,10 @@ pub fn create(
     params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(QUOTE_OID, quote)];
     let cert = params
         .self_signed(&key)
-        .map_err(|e| AttestError::Certificate(format!("cannot sign the certificate: {e}")))?;
+        .map_err(|source| AttestError::CertificateBuild {
+            context: Some("cannot sign the certificate".into()),
+            source,
+        })?;
     Ok(RaTls {
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
@@ -82,7 +93,7 @@ pub fn create(
 
 pub(crate) fn to_offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, AttestError> {
     time::OffsetDateTime::from_unix_timestamp(t.timestamp())
-        .map_err(|e| AttestError::Certificate(format!("date out of range: {e}")))
+        .map_err(|source| AttestError::DateOutOfRange { source })
 }
 
 /// What a certificate says about itself.
@@ -100,8 +111,8 @@ pub struct Inspected {
 
 /// Extracts the quote and public key of a certificate (DER).
 pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
-    let (rest, cert) = X509Certificate::from_der(cert_der)
-        .map_err(|e| AttestError::Certificate(format!("not an X.509 certificate: {e}")))?;
+    let (rest, cert) =
+        X509Certificate::from_der(cert_der).map_err(|source| AttestError::NotX509 { source })?;
     if !rest.is_empty() {
         return Err(AttestError::Certificate(
             "trailing bytes after the certificate".into(),
@@ -147,7 +158,7 @@ pub fn check_binding(quote: &Quote, public_key: &[u8]) -> Result<(), AttestError
 /// Converts PEM to DER for the first certificate of a PEM text.
 pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, AttestError> {
     for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
-        let block = block.map_err(|e| AttestError::Certificate(format!("invalid PEM: {e}")))?;
+        let block = block.map_err(|source| AttestError::Pem { source })?;
         if block.label == "CERTIFICATE" {
             return Ok(block.contents);
         }

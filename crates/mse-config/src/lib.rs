@@ -6,6 +6,7 @@
 
 pub mod datetime;
 mod diagnostic;
+pub mod expiry;
 pub mod fields;
 pub mod fs;
 pub mod image;
@@ -14,8 +15,9 @@ pub mod tls;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use expiry::{Expiry, ExpiryProblem, ExpiryRequest, FREE_PLAN_HOURS};
 pub use fs::{FileSystem, MemoryFs, RealFs};
-pub use model::{AppConfig, CodeConfig, Expiry, SslConfig, FREE_PLAN_HOURS};
+pub use model::{AppConfig, CodeConfig, SslConfig};
 pub use validate::{check_secrets_file, load, validate, Options, Report, MAX_FILE_SIZE};
 
 /// The configuration file's name.

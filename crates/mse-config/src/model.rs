@@ -5,11 +5,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 
+use crate::expiry::Expiry;
 use crate::fields::PythonApplication;
 use crate::image::ImageReference;
-
-/// Hours a `free` app lives, counted from its creation.
-pub const FREE_PLAN_HOURS: u32 = 4;
 
 /// A valid `mse.toml`, as the rest of the system consumes it.
 #[derive(Debug, Clone, Serialize)]
@@ -66,39 +64,6 @@ pub struct SslConfig {
     pub certificate_not_before: DateTime<Utc>,
     /// The leaf certificate's notAfter.
     pub certificate_not_after: DateTime<Utc>,
-}
-
-/// Where an app's expiry comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "source", rename_all = "snake_case")]
-pub enum Expiry {
-    /// Resource `free`: a fixed lifetime from creation, whatever the file says.
-    FreePlan {
-        /// Lifetime in hours.
-        hours: u32,
-    },
-    /// A date from `expiration_date`.
-    ExpirationDate {
-        /// The instant, UTC.
-        at: DateTime<Utc>,
-    },
-    /// No `expiration_date`: the owner certificate's notAfter.
-    Certificate {
-        /// The instant, UTC.
-        at: DateTime<Utc>,
-    },
-    /// Neither: the resource's default duration, known to the server.
-    ResourceDefault,
-}
-
-impl Expiry {
-    /// The fixed instant, when the file determines one.
-    pub fn at(&self) -> Option<DateTime<Utc>> {
-        match self {
-            Expiry::ExpirationDate { at } | Expiry::Certificate { at } => Some(*at),
-            Expiry::FreePlan { .. } | Expiry::ResourceDefault => None,
-        }
-    }
 }
 
 fn as_display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {

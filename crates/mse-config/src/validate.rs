@@ -11,10 +11,11 @@ use toml::Spanned;
 
 use crate::datetime::{self, display_utc};
 use crate::diagnostic::{did_you_mean, Diagnostic, Severity, Sink};
+use crate::expiry::{Expiry, ExpiryProblem, ExpiryRequest};
 use crate::fields::{self, PythonApplication};
 use crate::fs::{resolve, FileKind, FileSystem, ReadError};
 use crate::image::ImageReference;
-use crate::model::{AppConfig, CodeConfig, Expiry, SslConfig, FREE_PLAN_HOURS};
+use crate::model::{AppConfig, CodeConfig, SslConfig};
 use crate::tls;
 
 /// Largest `mse.toml`, secrets file, key or certificate the validator reads.
@@ -692,75 +693,50 @@ impl<'t> Checker<'_, 't> {
         expiration_date: Option<&(DateTime<Utc>, Range<usize>)>,
         ssl: Option<&(SslConfig, Range<usize>)>,
     ) -> Option<Expiry> {
-        let now = self.options.now;
-        if let (Some((at, span)), Some((ssl, _))) = (expiration_date, ssl) {
-            if *at > ssl.certificate_not_after {
-                self.sink
-                    .error(
-                        "expiration_date",
-                        format!(
-                            "expiration_date {} is after the certificate's expiry {}",
-                            display_utc(at),
-                            display_utc(&ssl.certificate_not_after)
-                        ),
-                    )
-                    .at(Some(span.clone()))
-                    .label("after the certificate's notAfter")
-                    .help("choose an earlier date, or remove expiration_date to use the certificate's");
+        let request = ExpiryRequest {
+            expiration_date: expiration_date.map(|(at, _)| *at),
+            certificate_not_after: ssl.map(|(ssl, _)| ssl.certificate_not_after),
+        };
+        let date_span = || expiration_date.map(|(_, span)| span.clone());
+        for problem in request.problems(self.options.now) {
+            let message = problem.to_string();
+            match problem {
+                ExpiryProblem::AfterCertificate { .. } => {
+                    self.sink
+                        .error("expiration_date", message)
+                        .at(date_span())
+                        .label("after the certificate's notAfter")
+                        .help("choose an earlier date, or remove expiration_date to use the certificate's");
+                }
+                ExpiryProblem::DateInPast { .. } => {
+                    self.sink
+                        .error("expiration_date", message)
+                        .at(date_span())
+                        .label("in the past")
+                        .help("choose a date in the future, in UTC");
+                }
+                ExpiryProblem::CertificateExpired { .. } => {
+                    self.sink
+                        .error("ssl.certificate", message)
+                        .at(ssl.map(|(_, span)| span.clone()))
+                        .label("expired")
+                        .help("renew the certificate (e.g. `certbot renew`)");
+                }
+                // Only an instant computed from hours is out of range.
+                ExpiryProblem::LifetimeOutOfRange { .. } => {}
             }
         }
-        match (expiration_date, ssl) {
-            (Some((at, span)), _) if *at <= now => {
-                self.sink
-                    .error(
-                        "expiration_date",
-                        format!(
-                            "expiration_date {} is in the past (now is {})",
-                            display_utc(at),
-                            display_utc(&now)
-                        ),
-                    )
-                    .at(Some(span.clone()))
-                    .label("in the past")
-                    .help("choose a date in the future, in UTC");
-            }
-            (None, Some((ssl, span))) if ssl.certificate_not_after <= now => {
-                self.sink
-                    .error(
-                        "ssl.certificate",
-                        format!(
-                            "the certificate expired on {}",
-                            display_utc(&ssl.certificate_not_after)
-                        ),
-                    )
-                    .at(Some(span.clone()))
-                    .label("expired")
-                    .help("renew the certificate (e.g. `certbot renew`)");
-            }
-            _ => {}
+        let expiry = request.expiry(resource?);
+        if let (Expiry::FreePlan { hours }, Some((_, span))) = (expiry, expiration_date) {
+            self.sink
+                .warning(
+                    "expiration_date",
+                    format!("with resource `free` the app expires {hours} hours after deployment, whatever expiration_date says"),
+                )
+                .at(Some(span.clone()))
+                .label("overridden by the free resource");
         }
-        let resource = resource?;
-        if resource == "free" {
-            if let Some((_, span)) = expiration_date {
-                self.sink
-                    .warning(
-                        "expiration_date",
-                        format!("with resource `free` the app expires {FREE_PLAN_HOURS} hours after deployment, whatever expiration_date says"),
-                    )
-                    .at(Some(span.clone()))
-                    .label("overridden by the free resource");
-            }
-            return Some(Expiry::FreePlan {
-                hours: FREE_PLAN_HOURS,
-            });
-        }
-        Some(match (expiration_date, ssl) {
-            (Some((at, _)), _) => Expiry::ExpirationDate { at: *at },
-            (None, Some((ssl, _))) => Expiry::Certificate {
-                at: ssl.certificate_not_after,
-            },
-            (None, None) => Expiry::ResourceDefault,
-        })
+        Some(expiry)
     }
 }
 

@@ -24,6 +24,7 @@ pub const CODE_FILE: &str = "code.tar";
 
 /// Why a context could not be read, written or found.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContextError {
     /// Not a UUID: refused before touching the file system.
     #[error("`{0}` is not an app UUID")]
@@ -36,7 +37,7 @@ pub enum ContextError {
     Invalid(PathBuf, String),
     /// File-system failure.
     #[error("{0}: {1}")]
-    Io(PathBuf, String),
+    Io(PathBuf, #[source] std::io::Error),
 }
 
 /// Who provides the app's TLS certificate: the platform's wire type, which
@@ -219,7 +220,7 @@ impl ContextStore {
     /// Saves a context and its package, replacing any earlier one for that app.
     pub fn save(&self, context: &Context, code_tar: &Path) -> Result<PathBuf, ContextError> {
         let dir = self.dir(&context.instance.id)?;
-        let io = |p: &Path, e: std::io::Error| ContextError::Io(p.to_path_buf(), e.to_string());
+        let io = |p: &Path, e: std::io::Error| ContextError::Io(p.to_path_buf(), e);
         create_private_dirs(&dir).map_err(|e| io(&dir, e))?;
         let file = dir.join(CONTEXT_FILE);
         write_private(&file, context.to_toml().as_bytes()).map_err(|e| io(&file, e))?;
@@ -235,7 +236,7 @@ impl ContextStore {
         let file = self.dir(id)?.join(CONTEXT_FILE);
         let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ContextError::NotFound(id.to_string()),
-            _ => ContextError::Io(file.clone(), e.to_string()),
+            _ => ContextError::Io(file.clone(), e),
         })?;
         Context::from_toml(&file, &text)
     }
@@ -245,7 +246,7 @@ impl ContextStore {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(ContextError::Io(self.root.clone(), e.to_string())),
+            Err(e) => return Err(ContextError::Io(self.root.clone(), e)),
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
@@ -273,7 +274,7 @@ impl ContextStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(ContextError::NotFound(id.to_string()))
             }
-            Err(e) => Err(ContextError::Io(dir, e.to_string())),
+            Err(e) => Err(ContextError::Io(dir, e)),
         }
     }
 
@@ -283,7 +284,7 @@ impl ContextStore {
         match std::fs::remove_dir_all(&self.root) {
             Ok(()) => Ok(count),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(ContextError::Io(self.root.clone(), e.to_string())),
+            Err(e) => Err(ContextError::Io(self.root.clone(), e)),
         }
     }
 }

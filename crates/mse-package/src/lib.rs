@@ -20,13 +20,14 @@ pub use unpack::{encrypted_files, unpack, Limits, Unpacked};
 
 /// Why a code folder could not be packaged.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PackError {
     /// Walking the folder failed (permissions, loops, bad `.mseignore`).
     #[error("cannot list the code folder: {0}")]
     Walk(String),
     /// A file could not be read or written.
     #[error("{0}: {1}")]
-    Io(PathBuf, String),
+    Io(PathBuf, #[source] std::io::Error),
     /// A file name is not UTF-8, so it cannot be named in the nonce map.
     #[error("{0}: file names must be UTF-8; rename it or add it to .mseignore")]
     NonUtf8Name(PathBuf),
@@ -48,12 +49,19 @@ pub enum PackError {
     #[error("the nonce map names `{0}`, which is not in the code folder: the code differs from the one packaged")]
     UnknownNonce(String),
     /// Writing the tarball failed.
-    #[error("cannot write the package: {0}")]
-    Write(String),
+    #[error("cannot write the package: {}{source}", entry.as_ref().map(|e| format!("{e}: ")).unwrap_or_default())]
+    Write {
+        /// The entry being written, if one.
+        entry: Option<String>,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a package could not be unpacked. Nothing is left behind in any case.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum UnpackError {
     /// The target folder already exists.
     #[error("{0} already exists")]
@@ -78,11 +86,11 @@ pub enum UnpackError {
     NothingEncrypted,
     /// A file does not decrypt.
     #[error("`{0}`: {1}")]
-    Decrypt(String, CryptoError),
+    Decrypt(String, #[source] CryptoError),
     /// Over the limits.
     #[error("package too large: {0}")]
     TooLarge(String),
     /// Writing the folder failed.
     #[error("{0}: {1}")]
-    Io(PathBuf, String),
+    Io(PathBuf, #[source] std::io::Error),
 }

@@ -135,17 +135,19 @@ pub fn pack(
             }
         }
         if index != entries.len() {
-            return Err(PackError::Write("the encryption stopped early".into()));
+            return Err(PackError::Write {
+                entry: None,
+                source: std::io::Error::other("the encryption stopped early"),
+            });
         }
         Ok(())
     })?;
-    builder
-        .into_inner()
-        .map_err(|e| PackError::Write(e.to_string()))?;
-    hashing
-        .inner
-        .flush()
-        .map_err(|e| PackError::Write(e.to_string()))?;
+    let write = |source| PackError::Write {
+        entry: None,
+        source,
+    };
+    builder.into_inner().map_err(write)?;
+    hashing.inner.flush().map_err(write)?;
     Ok(Packed {
         nonces: map,
         sha256: hashing.hasher.finalize().into(),
@@ -181,7 +183,7 @@ fn seal_entry(entry: &Entry, key: &CodeKey, map: &NonceMap) -> Result<Option<Vec
     match entry.kind {
         EntryKind::Dir => Ok(None),
         EntryKind::File(size) => {
-            let io = |e: std::io::Error| PackError::Io(entry.source.clone(), e.to_string());
+            let io = |e: std::io::Error| PackError::Io(entry.source.clone(), e);
             let nonce = map.get(&entry.relative);
             let room = if nonce.is_some() { OVERHEAD } else { 0 };
             let mut buffer = Vec::with_capacity(room + size as usize);
@@ -213,7 +215,10 @@ fn append(
     header.set_mtime(MTIME);
     builder
         .append_data(&mut header, name, data)
-        .map_err(|e| PackError::Write(format!("{name}: {e}")))
+        .map_err(|source| PackError::Write {
+            entry: Some(name.to_string()),
+            source,
+        })
 }
 
 struct HashingWriter<W> {

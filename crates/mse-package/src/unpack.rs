@@ -65,12 +65,12 @@ pub fn unpack(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&staging);
-    create_private_dir(&staging).map_err(|e| UnpackError::Io(staging.clone(), e.to_string()))?;
+    create_private_dir(&staging).map_err(|e| UnpackError::Io(staging.clone(), e))?;
     match extract(tar, key, &staging, limits) {
         Ok(done) => {
             std::fs::rename(&staging, dest).map_err(|e| {
                 let _ = std::fs::remove_dir_all(&staging);
-                UnpackError::Io(dest.to_path_buf(), e.to_string())
+                UnpackError::Io(dest.to_path_buf(), e)
             })?;
             Ok(done)
         }
@@ -147,8 +147,7 @@ fn extract(
                 }
                 let path = staging.join(&relative);
                 ensure_parents(staging, &relative)?;
-                create_private_dir(&path)
-                    .map_err(|e| UnpackError::Io(path.clone(), e.to_string()))?;
+                create_private_dir(&path).map_err(|e| UnpackError::Io(path.clone(), e))?;
                 done.dirs += 1;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -204,7 +203,7 @@ fn extract(
                 ensure_parents(staging, &target)?;
                 let path = staging.join(&target);
                 write_private_file(&path, &plaintext)
-                    .map_err(|e| UnpackError::Io(path.clone(), e.to_string()))?;
+                    .map_err(|e| UnpackError::Io(path.clone(), e))?;
                 done.files += 1;
             }
             other => {
@@ -267,8 +266,9 @@ fn ensure_parents(staging: &Path, relative: &Path) -> Result<(), UnpackError> {
             match std::fs::symlink_metadata(&current) {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => return Err(UnpackError::UnsafePath(relative.display().to_string())),
-                Err(_) => create_private_dir(&current)
-                    .map_err(|e| UnpackError::Io(current.clone(), e.to_string()))?,
+                Err(_) => {
+                    create_private_dir(&current).map_err(|e| UnpackError::Io(current.clone(), e))?
+                }
             }
         }
     }

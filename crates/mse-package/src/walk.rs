@@ -58,7 +58,7 @@ fn default_matcher(root: &Path) -> Result<Gitignore, PackError> {
 pub fn walk(root: &Path) -> Result<Vec<Entry>, PackError> {
     let root = root
         .canonicalize()
-        .map_err(|e| PackError::Io(root.to_path_buf(), e.to_string()))?;
+        .map_err(|e| PackError::Io(root.to_path_buf(), e))?;
     if !root.is_dir() {
         return Err(PackError::Walk(format!(
             "{} is not a folder",
@@ -101,7 +101,7 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>, PackError> {
         if entry.path_is_symlink() {
             let target = path
                 .canonicalize()
-                .map_err(|e| PackError::Io(path.to_path_buf(), e.to_string()))?;
+                .map_err(|e| PackError::Io(path.to_path_buf(), e))?;
             if !target.starts_with(&root) {
                 return Err(PackError::SymlinkEscapes {
                     link: path.to_path_buf(),
@@ -109,8 +109,7 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>, PackError> {
                 });
             }
         }
-        let meta = std::fs::metadata(path)
-            .map_err(|e| PackError::Io(path.to_path_buf(), e.to_string()))?;
+        let meta = std::fs::metadata(path).map_err(|e| PackError::Io(path.to_path_buf(), e))?;
         let kind = if meta.is_dir() {
             EntryKind::Dir
         } else if meta.is_file() {

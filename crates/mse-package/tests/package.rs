@@ -412,3 +412,18 @@ fn a_package_without_an_encrypted_file_is_refused_whatever_the_key() {
     let (tar, _) = pack_to_vec(&code, &key, Nonces::Random).unwrap();
     assert_eq!(encrypted_files(&tar[..], Limits::default()).unwrap(), 2);
 }
+
+#[test]
+fn a_missing_code_folder_is_named_and_its_io_error_kept_as_the_source() {
+    let missing = Path::new("/nonexistent/code");
+    let err = pack_to_vec(missing, &CodeKey::generate(), Nonces::Random).unwrap_err();
+    assert!(
+        matches!(err, PackError::Io(ref path, _) if path == missing),
+        "{err}"
+    );
+    let io = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the I/O error is the source");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(err.to_string(), format!("{}: {io}", missing.display()));
+}

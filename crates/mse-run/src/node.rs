@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
-use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
 use mse_run::limits;
@@ -207,12 +207,8 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     let code_sha256 = sha256_file(&args.code)
         .map_err(|e| invalid(format!("cannot read the code {}: {e}", args.code.display())))?;
 
-    let (tls, expires_at, mode) = if let Some(expiry) = args.ratls {
-        (
-            TlsSetup::RaTls,
-            expiry,
-            TlsMode::SelfSigned { expires_at: expiry },
-        )
+    let (tls, expires_at) = if let Some(expiry) = args.ratls {
+        (TlsSetup::RaTls, expiry)
     } else if let Some(path) = &args.certificate {
         let chain_pem = read_text(path, "certificate")?;
         let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
@@ -231,9 +227,6 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
             .expires_at
             .unwrap_or(leaf.not_after)
             .min(leaf.not_after);
-        let mode = TlsMode::Owner {
-            certificate_sha256: Sha256::digest(&leaf_der).into(),
-        };
         (
             TlsSetup::Owner {
                 chain_pem,
@@ -241,32 +234,37 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
                 leaf: Box::new(leaf),
             },
             expiry,
-            mode,
         )
     } else {
         let expiry = args
             .expires_at
             .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
-        (
-            TlsSetup::Plain,
-            expiry,
-            TlsMode::Operator { expires_at: expiry },
-        )
+        (TlsSetup::Plain, expiry)
     };
     if expires_at <= now {
         return Err(invalid(format!("the app's expiry {expires_at} is past")));
     }
 
-    let fingerprint = fingerprint(&FingerprintInput {
-        runtime_image: args.image.clone(),
-        runtime_spec_digest: spec.digest(),
-        enclave_size: args.enclave_size.clone(),
-        app_uuid: args.uuid.clone(),
-        app_domain: args.domain.clone(),
-        python_application: args.application.clone(),
-        tls: mode,
+    let origin = match &tls {
+        TlsSetup::RaTls => TlsOrigin::SelfSigned,
+        TlsSetup::Owner { leaf_der, .. } => TlsOrigin::Owner { leaf_der },
+        TlsSetup::Plain => TlsOrigin::Operator,
+    };
+    let fingerprint = fingerprint(&FingerprintInput::new(
+        Runtime {
+            image: &args.image,
+            spec_digest: &spec.digest(),
+            enclave_size: &args.enclave_size,
+        },
+        AppIdentity {
+            uuid: &args.uuid,
+            domain: &args.domain,
+            python_application: &args.application,
+        },
+        origin,
+        expires_at,
         code_sha256,
-    });
+    ));
     let provider: Box<dyn QuoteProvider> = match args.quote_provider {
         Provider::Simulation => {
             let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));
@@ -427,7 +425,10 @@ fn runtime_read_paths(env: &mse_runtime::Environment) -> Vec<PathBuf> {
 /// The confinement of one of the app's processes under `policy`.
 fn confinement(decision: &Decision, policy: &Policy) -> anyhow::Result<Confinement> {
     match decision {
-        Decision::Confine { identity, .. } => Ok(Confinement::new(policy, *identity)?),
+        // The message already ends with its source's.
+        Decision::Confine { identity, .. } => {
+            Confinement::new(policy, *identity).map_err(|e| anyhow::anyhow!("{e}"))
+        }
         Decision::Unconfined(_) => Ok(Confinement::unconfined()),
         Decision::Refuse(why) => bail!("{why}"),
     }
@@ -479,16 +480,12 @@ fn stop_signals(signals: Signals, expires_at: DateTime<Utc>) -> watch::Receiver<
 
 fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the RA-TLS key")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS versions")?
-    .with_no_client_auth()
-    .with_single_cert(vec![CertificateDer::from(cert_der.to_vec())], key)
-    .context("the RA-TLS certificate")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    mse_attest::tls::server_config(
+        vec![CertificateDer::from(cert_der.to_vec())],
+        key,
+        mse_attest::tls::HTTP1,
+    )
+    .context("the RA-TLS certificate")
 }
 
 /// Waits for the configuration, runs the app until told to stop. Returns why
@@ -741,7 +738,8 @@ async fn supervise(
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
     let probe_addr = loopback(listen);
-    let client = pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, &[b"http/1.1"])));
+    let client =
+        pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1)));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
     let mut pause = HEALTH_FIRST_INTERVAL;
     loop {

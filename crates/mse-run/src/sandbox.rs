@@ -278,7 +278,7 @@ pub enum SandboxError {
     Landlock(#[from] landlock::RulesetError),
     /// A path of the policy cannot be opened.
     #[error("cannot open {0} for the sandbox: {1}")]
-    Path(PathBuf, String),
+    Path(PathBuf, #[source] landlock::PathFdError),
 }
 
 /// A confinement ready to apply to one command.
@@ -311,8 +311,7 @@ impl Confinement {
             .scope(Scope::AbstractUnixSocket | Scope::Signal)?
             .create()?;
         let rule = |path: &Path, access| -> Result<PathBeneath<PathFd>, SandboxError> {
-            let fd = PathFd::new(path)
-                .map_err(|e| SandboxError::Path(path.to_path_buf(), e.to_string()))?;
+            let fd = PathFd::new(path).map_err(|e| SandboxError::Path(path.to_path_buf(), e))?;
             Ok(PathBeneath::new(fd, access))
         };
         for path in &policy.read {

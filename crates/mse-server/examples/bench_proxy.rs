@@ -291,12 +291,7 @@ fn serve_backend(cert: &Path, key: &Path, threads: usize, body_bytes: usize) -> 
         .collect::<Result<Vec<_>, _>>()
         .context("the backend certificate")?;
     let key = PrivateKeyDer::from_pem_slice(&read(key)?).context("the backend key")?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    let mut config = mse_attest::tls::server_config(chain, key, ALPN)?;
     // The client does not resume sessions: tickets would be bytes for nothing.
     config.send_tls13_tickets = 0;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));

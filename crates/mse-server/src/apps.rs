@@ -22,8 +22,6 @@ use crate::store::{
 const MAX_CONFIG: usize = 1024 * 1024;
 /// The largest upload accepted (configuration and code).
 pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
-/// Hours a `free` app lives, whatever its file says.
-const FREE_HOURS: i64 = 4;
 
 fn unprocessable(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
@@ -310,39 +308,22 @@ pub async fn create(
         (None, _) => None,
     };
 
-    // Checked: a resource's hours may come from an older store, unbounded.
-    let after_hours = |hours: i64| {
-        chrono::TimeDelta::try_hours(hours)
-            .and_then(|d| created.checked_add_signed(d))
-            .ok_or_else(|| {
-                unprocessable(format!(
-                    "resource `{}`: its default duration ({hours} hours) is out of range; \
-                     set expiration_date, or ask the operator to fix the resource",
-                    config.resource
-                ))
-            })
+    // A resource's hours may come from an older store, unbounded: the rules
+    // refuse an instant out of range.
+    let request = mse_config::ExpiryRequest {
+        expiration_date: config.expiration_date,
+        certificate_not_after: owner.as_ref().map(|leaf| leaf.not_after),
     };
-    let expires_at = if config.resource == "free" {
-        after_hours(FREE_HOURS)?
-    } else if let Some(at) = config.expiration_date {
-        if let Some(leaf) = &owner {
-            if at > leaf.not_after {
-                return Err(unprocessable(
-                    "expiration_date is after the certificate's notAfter",
-                ));
-            }
-        }
-        at
-    } else if let Some(leaf) = &owner {
-        leaf.not_after
-    } else {
-        after_hours(resource.default_hours)?
-    };
-    if expires_at <= created {
-        return Err(unprocessable(format!(
-            "the app would expire at {expires_at}, which is past"
-        )));
-    }
+    let expires_at = request
+        .expires_at(&config.resource, created, resource.default_hours)
+        .map_err(|problem| match problem {
+            mse_config::ExpiryProblem::LifetimeOutOfRange { hours } => unprocessable(format!(
+                "resource `{}`: its default duration ({hours} hours) is out of range; \
+                 set expiration_date, or ask the operator to fix the resource",
+                config.resource
+            )),
+            problem => unprocessable(problem.to_string()),
+        })?;
 
     let id = crate::store::new_id();
     let uuid_domain = format!("{id}.{}", state.base_domain);

@@ -45,7 +45,7 @@ impl OperatorCerts {
         ca_key_pem: &str,
         wildcard: Option<(&str, &[u8], &[u8])>,
     ) -> anyhow::Result<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = mse_attest::tls::provider();
         let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).context("the operator CA key")?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(ca_pem, ca_key).context("the operator CA")?;
         let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes())
@@ -180,14 +180,12 @@ pub fn api_server_config(
         .context("the operator CA is not valid PEM")?;
     let key_der = PrivateKeyDer::try_from(key.serialize_der())
         .map_err(|e| anyhow::anyhow!("the API's key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone(), ca_der], key_der)
-        .context("the API's certificate")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = mse_attest::tls::server_config(
+        vec![cert.der().clone(), ca_der],
+        key_der,
+        mse_attest::tls::HTTP1,
+    )
+    .context("the API's certificate")?;
     Ok(Arc::new(config))
 }
 

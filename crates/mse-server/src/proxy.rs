@@ -363,14 +363,8 @@ pub fn terminate_config(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .context("the wildcard key is not a valid PEM private key")?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("the TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
+    let config = mse_attest::tls::server_config(chain, key, mse_attest::tls::HTTP1)
         .context("the wildcard key does not fit its certificate")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -384,14 +378,10 @@ pub fn load_terminate_config(
     base_domain: &str,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let certs = crate::operator_tls::OperatorCerts::load(data_dir, base_domain)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("the TLS protocol versions")?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(certs));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Arc::new(mse_attest::tls::resolving_server_config(
+        Arc::new(certs),
+        mse_attest::tls::HTTP1,
+    )))
 }
 
 /// What every connection task shares.

@@ -24,7 +24,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    mse_attest::tls::provider()
 }
 
 /// A certificate authority made for one test.
@@ -85,12 +85,7 @@ struct Node {
 async fn tls_echo_node(ca: &Ca, names: &[&str]) -> Node {
     let issued = ca.issue(names);
     let key = PrivateKeyDer::Pkcs8(issued.key.serialize_der().into());
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![issued.der.clone()], key)
-        .unwrap();
+    let config = mse_attest::tls::server_config(vec![issued.der.clone()], key, &[]).unwrap();
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -207,11 +202,7 @@ fn route(addr: SocketAddr, mode: RouteMode, app_id: &str) -> Route {
 }
 
 fn client_config(roots: RootCertStore) -> ClientConfig {
-    ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    mse_attest::tls::ca_client_config(roots, &[])
 }
 
 async fn tls_connect(

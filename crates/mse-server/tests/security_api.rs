@@ -336,12 +336,7 @@ async fn a_body_sent_byte_by_byte_is_cut_off_by_the_body_timeout() {
 
 /// The bytes of a ClientHello naming `name`, as a rustls client sends it.
 fn client_hello(name: &str) -> Vec<u8> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
+    let config = mse_attest::tls::ca_client_config(rustls::RootCertStore::empty(), &[]);
     let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
     let mut client = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     let mut hello = Vec::new();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use mse_package::context::{ContextError, ContextStore};
 
-use crate::commands::{absolute, confirm};
+use crate::commands::{absolute, confirm_or_no};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
 use crate::render;
@@ -40,7 +40,8 @@ pub struct Args {
 fn failure(error: ContextError) -> Failure {
     match error {
         ContextError::BadId(_) | ContextError::NotFound(_) => Failure::Invalid(error.to_string()),
-        _ => Failure::Other(error.into()),
+        // The message already ends with its source's.
+        _ => Failure::Other(anyhow::anyhow!("{error}")),
     }
 }
 
@@ -59,10 +60,9 @@ pub fn run(args: Args) -> CmdResult {
                 .unwrap_or_else(|| PathBuf::from(format!("{}.mse", context.instance.id))),
         )?;
         if output.exists()
-            && !args.yes
-            && !confirm(
+            && !confirm_or_no(
+                args.yes,
                 &format!("{} exists. Overwrite it?", output.display()),
-                false,
             )?
         {
             return Err(Failure::Invalid("nothing exported".into()));
@@ -93,12 +93,10 @@ pub fn run(args: Args) -> CmdResult {
             ),
             Err(_) => format!("app {id}"),
         };
-        if !args.yes
-            && !confirm(
-                &format!("Remove the context of {what}? It cannot be recovered"),
-                false,
-            )?
-        {
+        if !confirm_or_no(
+            args.yes,
+            &format!("Remove the context of {what}? It cannot be recovered"),
+        )? {
             return Err(Failure::Invalid("nothing removed".into()));
         }
         store.remove(id).map_err(failure)?;
@@ -111,15 +109,13 @@ pub fn run(args: Args) -> CmdResult {
         println!("No context to remove in {}", store.root().display());
         return Ok(());
     }
-    if !args.yes
-        && !confirm(
-            &format!(
-                "Remove all {count} contexts in {}? They cannot be recovered",
-                store.root().display()
-            ),
-            false,
-        )?
-    {
+    if !confirm_or_no(
+        args.yes,
+        &format!(
+            "Remove all {count} contexts in {}? They cannot be recovered",
+            store.root().display()
+        ),
+    )? {
         return Err(Failure::Invalid("nothing removed".into()));
     }
     let removed = store.purge().map_err(failure)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use chrono::{DateTime, Utc};
 use mse_api::apps::{App, AppStatus, DeployConfig, DeploySsl, ListQuery};
-use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{verify_certificate, Policy, Tee};
 use mse_config::AppConfig;
 use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::api::Client;
 use crate::commands::apps::kept_domain_note;
-use crate::commands::{load_valid_config, verify};
+use crate::commands::{confirm, load_valid_config, verify};
 use crate::conf::conf_dir;
 use crate::exit::{CmdResult, Failure};
 use crate::poll::{wait_for_status, Pace, WaitError};
@@ -237,7 +237,11 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             config.project,
             ids.join(", ")
         );
-        let replace = args.yes || steps.suspend(|| ask_replace(&live_text))?;
+        let replace = steps.suspend(|| {
+            confirm(args.yes, &live_question(&live_text), None, || {
+                format!("{live_text}; pass -y to replace it (there is no terminal to ask on)")
+            })
+        })?;
         if !replace {
             return Err(Failure::Invalid(format!(
                 "deployment cancelled: `{}` keeps running",
@@ -265,8 +269,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         std::io::BufWriter::with_capacity(1 << 20, file),
     )
     .map_err(|e| match e {
-        mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
-            Failure::Other(e.into())
+        mse_package::PackError::Io(..) | mse_package::PackError::Write { .. } => {
+            // The message already ends with its source's.
+            Failure::Other(anyhow!("{e}"))
         }
         _ => Failure::Invalid(e.to_string()),
     })?;
@@ -353,27 +358,33 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     let expires_at = DateTime::from_timestamp(app.expires_at, 0)
         .ok_or_else(|| anyhow!("the platform gave an invalid expiry {}", app.expires_at))?;
-    let tls = match (origin, &ssl) {
-        (CertificateOrigin::Owner, Some(ssl)) => {
-            let der = mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
-                .map_err(|e| Failure::Invalid(format!("ssl.certificate: {e}")))?;
-            TlsMode::Owner {
-                certificate_sha256: sha256(&der),
-            }
-        }
-        (CertificateOrigin::Operator, _) => TlsMode::Operator { expires_at },
-        _ => TlsMode::SelfSigned { expires_at },
+    let owner_der = match (origin, &ssl) {
+        (CertificateOrigin::Owner, Some(ssl)) => Some(
+            mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
+                .map_err(|e| Failure::Invalid(format!("ssl.certificate: {e}")))?,
+        ),
+        _ => None,
     };
-    let expected = fingerprint(&FingerprintInput {
-        runtime_image: config.code.docker.clone(),
-        runtime_spec_digest: runtime_spec_digest.clone(),
-        enclave_size: app.enclave_size.clone(),
-        app_uuid: app.id.clone(),
-        app_domain: app.domain_name.clone(),
-        python_application: config.code.python_application.to_string(),
+    let tls = match (origin, &owner_der) {
+        (_, Some(leaf_der)) => TlsOrigin::Owner { leaf_der },
+        (CertificateOrigin::Operator, _) => TlsOrigin::Operator,
+        _ => TlsOrigin::SelfSigned,
+    };
+    let expected = fingerprint(&FingerprintInput::new(
+        Runtime {
+            image: &config.code.docker,
+            spec_digest: &runtime_spec_digest,
+            enclave_size: &app.enclave_size,
+        },
+        AppIdentity {
+            uuid: &app.id,
+            domain: &app.domain_name,
+            python_application: &config.code.python_application.to_string(),
+        },
         tls,
-        code_sha256: packed.sha256,
-    });
+        expires_at,
+        packed.sha256,
+    ));
 
     let port = profile.platform.proxy_port;
     let config_host = app.config_domain_name.clone();
@@ -615,27 +626,14 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     Ok(())
 }
 
-/// Asks "Would you like to replace it [yes/no]?"; without a terminal, refuses
-/// and says how to replace non-interactively.
-fn ask_replace(live: &str) -> Result<bool, Failure> {
-    use std::io::IsTerminal as _;
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Failure::Invalid(format!(
-            "{live}; pass -y to replace it (there is no terminal to ask on)"
-        )));
-    }
-    eprintln!("{}{}", live[..1].to_uppercase(), &live[1..]);
-    loop {
-        let answer: String = dialoguer::Input::new()
-            .with_prompt("Would you like to replace it [yes/no]?")
-            .interact_text()
-            .map_err(|e| Failure::Other(anyhow!("cannot read the answer: {e}")))?;
-        match answer.trim().to_ascii_lowercase().as_str() {
-            "yes" | "y" => return Ok(true),
-            "no" | "n" => return Ok(false),
-            _ => eprintln!("Please answer yes or no."),
-        }
-    }
+/// "An app named … is live …\nWould you like to replace it?"
+fn live_question(live: &str) -> String {
+    let mut first = live.chars();
+    let capitalised: String = first
+        .next()
+        .map(|c| c.to_uppercase().chain(first).collect())
+        .unwrap_or_default();
+    format!("{capitalised}\nWould you like to replace it?")
 }
 
 fn origin_words(origin: CertificateOrigin) -> &'static str {
@@ -648,11 +646,6 @@ fn origin_words(origin: CertificateOrigin) -> &'static str {
 
 fn short(hex: &str) -> &str {
     &hex[..hex.len().min(16)]
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// "in 3h 59m", "in 12m", "expired".
@@ -801,7 +794,7 @@ fn send_configuration(
     ssl_private_key: Option<String>,
     app_secrets: Option<serde_json::Value>,
 ) -> CmdResult {
-    let tls = mse_attest::pin::client_config(cert_der, &[b"http/1.1"]);
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
     let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
     let http = reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(tls)

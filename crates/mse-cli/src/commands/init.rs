@@ -76,10 +76,11 @@ impl Prompter for TerminalPrompter {
     }
 
     fn confirm(&mut self, prompt: &str, default: bool) -> anyhow::Result<bool> {
-        Ok(dialoguer::Confirm::new()
-            .with_prompt(prompt)
-            .default(default)
-            .interact()?)
+        // Only used with a terminal, so the refusal is never seen.
+        super::confirm(false, prompt, Some(default), || {
+            format!("{prompt}: there is no terminal to ask on")
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     fn refuse(&mut self, why: &str) {

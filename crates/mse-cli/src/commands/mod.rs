@@ -78,17 +78,43 @@ pub fn valid_config(report: Report) -> Result<AppConfig, Failure> {
     }
 }
 
-/// Asks a yes/no question on the terminal; without one, refuses and says
-/// how to confirm non-interactively.
-pub fn confirm(question: &str, default: bool) -> Result<bool, Failure> {
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-        return Err(Failure::Invalid(format!(
-            "{question}: there is no terminal to ask on; pass -y to confirm"
-        )));
+/// Asks a yes/no question on the terminal, unless `assume_yes` (`-y`,
+/// `--yes`) already answers yes. Without a terminal to ask on, refuses with
+/// the message `refusal` gives, which says which flag confirms. `default` is
+/// the answer to a bare Enter; without one, only y or n answers. The lines
+/// of `question` before its last are printed above the prompt.
+pub fn confirm(
+    assume_yes: bool,
+    question: &str,
+    default: Option<bool>,
+    refusal: impl FnOnce() -> String,
+) -> Result<bool, Failure> {
+    if assume_yes {
+        return Ok(true);
     }
-    dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(default)
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Failure::Invalid(refusal()));
+    }
+    let question = match question.rsplit_once('\n') {
+        Some((above, last)) => {
+            eprintln!("{above}");
+            last
+        }
+        None => question,
+    };
+    let mut prompt = dialoguer::Confirm::new().with_prompt(question);
+    if let Some(default) = default {
+        prompt = prompt.default(default);
+    }
+    prompt
         .interact()
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot read the answer: {e}")))
+}
+
+/// [`confirm`] for a question that defaults to no, whose refusal without a
+/// terminal is "QUESTION: there is no terminal to ask on; pass -y to confirm".
+pub fn confirm_or_no(assume_yes: bool, question: &str) -> Result<bool, Failure> {
+    confirm(assume_yes, question, Some(false), || {
+        format!("{question}: there is no terminal to ask on; pass -y to confirm")
+    })
 }

@@ -137,8 +137,9 @@ pub fn run(args: Args) -> CmdResult {
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(match e {
-                mse_package::PackError::Io(..) | mse_package::PackError::Write(_) => {
-                    Failure::Other(e.into())
+                mse_package::PackError::Io(..) | mse_package::PackError::Write { .. } => {
+                    // The message already ends with its source's.
+                    Failure::Other(anyhow::anyhow!("{e}"))
                 }
                 _ => Failure::Invalid(e.to_string()),
             });

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chrono::Utc;
-use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
+use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{verify_certificate, Policy, Status, Tee, Verification};
 use mse_package::context::{CertificateOrigin, Context};
 use serde::Serialize;
@@ -103,46 +103,45 @@ pub fn fingerprint_input(
     let instance = &context.instance;
     let missing =
         |what: &str| format!("the context has no {what}; export it again from a current client");
-    let tls = match instance.ssl_certificate_origin {
-        CertificateOrigin::SelfSigned => TlsMode::SelfSigned {
-            expires_at: instance.expires_at,
-        },
-        CertificateOrigin::Operator => TlsMode::Operator {
-            expires_at: instance.expires_at,
-        },
+    let owner_der = match instance.ssl_certificate_origin {
         CertificateOrigin::Owner => {
             let pem = context
                 .config
                 .ssl_app_certificate
                 .as_deref()
                 .ok_or_else(|| missing("owner certificate"))?;
-            let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).map_err(|e| e.to_string())?;
-            TlsMode::Owner {
-                certificate_sha256: sha256(&der),
-            }
+            Some(mse_attest::ratls::pem_to_der(pem.as_bytes()).map_err(|e| e.to_string())?)
         }
+        CertificateOrigin::SelfSigned | CertificateOrigin::Operator => None,
     };
-    Ok(FingerprintInput {
-        runtime_image: context.config.docker.clone(),
-        runtime_spec_digest: instance
-            .runtime_spec_digest
-            .clone()
-            .ok_or_else(|| missing("runtime_spec_digest"))?,
-        enclave_size: instance.enclave_size.clone(),
-        app_uuid: instance.id.clone(),
-        app_domain: instance
-            .domain_name
-            .clone()
-            .ok_or_else(|| missing("domain_name"))?,
-        python_application: context.config.python_application.clone(),
-        tls,
+    let origin = match (instance.ssl_certificate_origin, &owner_der) {
+        (CertificateOrigin::Operator, _) => TlsOrigin::Operator,
+        (_, Some(leaf_der)) => TlsOrigin::Owner { leaf_der },
+        (_, None) => TlsOrigin::SelfSigned,
+    };
+    let runtime_spec_digest = instance
+        .runtime_spec_digest
+        .as_deref()
+        .ok_or_else(|| missing("runtime_spec_digest"))?;
+    let domain = instance
+        .domain_name
+        .as_deref()
+        .ok_or_else(|| missing("domain_name"))?;
+    Ok(FingerprintInput::new(
+        Runtime {
+            image: &context.config.docker,
+            spec_digest: runtime_spec_digest,
+            enclave_size: &instance.enclave_size,
+        },
+        AppIdentity {
+            uuid: &instance.id,
+            domain,
+            python_application: &context.config.python_application,
+        },
+        origin,
+        instance.expires_at,
         code_sha256,
-    })
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
+    ))
 }
 
 /// Repackages `code` with the context's key and nonces and derives the fingerprint.

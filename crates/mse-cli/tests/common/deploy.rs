@@ -2,7 +2,6 @@
 //! way its owner does: with the certificate the deployment verified.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,10 +54,6 @@ pub fn proxy_port(platform: &Platform) -> u16 {
         .expect("the proxy address has a port")
 }
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A TLS client trusting exactly the CA (or self-signed certificate) `pem`.
 pub fn trusting(pem: &str) -> rustls::ClientConfig {
     let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
@@ -66,18 +61,14 @@ pub fn trusting(pem: &str) -> rustls::ClientConfig {
     roots
         .add(rustls::pki_types::CertificateDer::from(der))
         .expect("a usable root");
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    mse_attest::tls::ca_client_config(roots, &[])
 }
 
 /// A TLS client accepting exactly the certificate `pem` (the app's own
 /// RA-TLS certificate: self-signed, so pinned rather than used as a root).
 pub fn pinned(pem: &str) -> rustls::ClientConfig {
     let der = mse_attest::ratls::pem_to_der(pem.as_bytes()).expect("a PEM certificate");
-    mse_attest::pin::client_config(&der, &[b"http/1.1"])
+    mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1)
 }
 
 /// `GET https://host:port{path}` through the proxy on loopback: (status, body).
