@@ -29,6 +29,18 @@ fi
 # machine resolve them, as the tests' Python clients do.
 ./scripts/localhost-names.sh
 
+# The multi-host tests make hosts of network namespaces with iproute2's `ip`
+# (as root).
+if ! command -v ip >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing iproute2 (for the multi-host tests)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
+    else
+        echo "warning: iproute2 is not installed; the multi-host tests will fail (apt-get install iproute2, as root)" >&2
+    fi
+fi
+
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast --failure-output final

@@ -391,7 +391,9 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        assert_eq!(keys.len(), 22, "{keys:?}");
+        assert_eq!(keys.len(), 24, "{keys:?}");
+        assert_eq!(value["limits"], serde_json::Value::Null);
+        assert_eq!(value["node"], serde_json::Value::Null);
         assert_eq!(value["status"], "running");
         assert_eq!(value["certificate_origin"], "self");
         assert_eq!(value["ssl_certificate"], serde_json::Value::Null);

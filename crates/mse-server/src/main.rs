@@ -167,6 +167,31 @@ struct Args {
     proxy_max_connections_per_source: u64,
 }
 
+impl Args {
+    /// `--cache-dir`, else `$MSE_CACHE_DIR`, else `~/.cache/mse`.
+    fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(mse_runtime::default_cache_dir)
+    }
+
+    /// `--installer`, else what this machine has.
+    fn installer(&self) -> mse_runtime::Installer {
+        self.installer
+            .clone()
+            .unwrap_or_else(mse_runtime::Installer::detect)
+    }
+
+    /// `--memory-mb` and `--cores`, each else the machine's.
+    fn capacity(&self) -> mse_api::node::Capacity {
+        let machine = mse_server::machine_capacity();
+        mse_api::node::Capacity {
+            memory_mb: self.memory_mb.unwrap_or(machine.memory_mb),
+            cores: self.cores.unwrap_or(machine.cores),
+        }
+    }
+}
+
 /// Raises this process's soft limit of open files to its hard limit, so the
 /// connection caps, not the descriptor limit, bound the connections; and
 /// warns when the caps could still exhaust it.
@@ -272,26 +297,16 @@ async fn host(args: Args) -> anyhow::Result<()> {
         None => mse_server::runner::host_name(),
     };
     mse_server::check_node_id(&name).map_err(anyhow::Error::msg)?;
-    let machine = mse_server::machine_capacity();
     let settings = mse_server::node_host::HostSettings {
         api: args.join.clone(),
         token,
         name,
         advertise,
         nodes_dir,
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(mse_runtime::default_cache_dir),
-        installer: args
-            .installer
-            .clone()
-            .unwrap_or_else(mse_runtime::Installer::detect),
+        cache_dir: args.cache_dir(),
+        installer: args.installer(),
         mse_run: mse_run_binary(args.mse_run.clone())?,
-        capacity: mse_api::node::Capacity {
-            memory_mb: args.memory_mb.unwrap_or(machine.memory_mb),
-            cores: args.cores.unwrap_or(machine.cores),
-        },
+        capacity: args.capacity(),
     };
     println!(
         "node host `{}` joining {} ({} MB, {} cores)",
@@ -387,16 +402,9 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mse_run = mse_run_binary(args.mse_run.clone())?;
-    let machine = mse_server::machine_capacity();
     let settings = mse_server::Settings {
-        cache_dir: args
-            .cache_dir
-            .clone()
-            .unwrap_or_else(mse_runtime::default_cache_dir),
-        installer: args
-            .installer
-            .clone()
-            .unwrap_or_else(mse_runtime::Installer::detect),
+        cache_dir: args.cache_dir(),
+        installer: args.installer(),
         nodes_dir: args.nodes_dir.clone().unwrap_or_else(|| {
             let mut name = data_dir.as_os_str().to_owned();
             name.push(".nodes");
@@ -411,10 +419,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             config_timeout_secs: args.config_timeout,
             sandbox: args.sandbox,
         },
-        capacity: mse_api::node::Capacity {
-            memory_mb: args.memory_mb.unwrap_or(machine.memory_mb),
-            cores: args.cores.unwrap_or(machine.cores),
-        },
+        capacity: args.capacity(),
         lease_secs: i64::try_from(args.node_lease).unwrap_or(30),
     };
     let (state, admin_token) = mse_server::open_as(&settings, roles, &node_id).await?;

@@ -175,22 +175,7 @@ impl Platform {
             .prefix("mse-platform-")
             .tempdir()
             .expect("a temporary folder");
-        let output = Arc::new(Mutex::new(String::new()));
-        let (child, started) = spawn(dir.path(), listen_proxy, configure, &output, true);
-        Platform {
-            dir,
-            child,
-            url: started.url,
-            proxy: started.proxy,
-            listen_proxy: listen_proxy.to_string(),
-            admin: started.admin.unwrap_or_default(),
-            output,
-            crashed: Vec::new(),
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("an HTTP client"),
-        }
+        Self::spawned(dir, listen_proxy, configure, true)
     }
 
     /// Starts another process of an existing platform (an API replica on
@@ -201,15 +186,24 @@ impl Platform {
             .prefix("mse-replica-")
             .tempdir()
             .expect("a temporary folder");
+        Self::spawned(dir, "127.0.0.1:0", configure, false)
+    }
+
+    fn spawned(
+        dir: tempfile::TempDir,
+        listen_proxy: &str,
+        configure: impl FnOnce(&mut Command),
+        first: bool,
+    ) -> Self {
         let output = Arc::new(Mutex::new(String::new()));
-        let (child, started) = spawn(dir.path(), "127.0.0.1:0", configure, &output, false);
+        let (child, started) = spawn(dir.path(), listen_proxy, configure, &output, first);
         Platform {
             dir,
             child,
             url: started.url,
             proxy: started.proxy,
-            listen_proxy: "127.0.0.1:0".to_string(),
-            admin: String::new(),
+            listen_proxy: listen_proxy.to_string(),
+            admin: started.admin.unwrap_or_default(),
             output,
             crashed: Vec::new(),
             http: reqwest::blocking::Client::builder()
