@@ -299,9 +299,13 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
         });
         assert_eq!(app["reason"], "node lost", "{app}");
     }
+    // The lease ends at most its length after the last renewal (renewed
+    // every 250 ms while a lease call waits), counted in whole seconds (up
+    // to one more), and the API looks every 500 ms; the rest is this busy
+    // machine's scheduling, and this test's polling.
     let lost_after = cut.elapsed();
     assert!(
-        lost_after <= Duration::from_secs(6 + 3),
+        lost_after <= Duration::from_secs(6 + 4),
         "lost after {lost_after:?}, the lease is {LEASE} s"
     );
     wait_for("n1's nodes gone", Duration::from_secs(15), || {

@@ -12,6 +12,9 @@ use mse_server::Roles;
 const NODE_POLL: Duration = Duration::from_millis(200);
 /// How often a proxy reloads the routes of every node from the store.
 const ROUTES_REFRESH: Duration = Duration::from_millis(200);
+/// How often the API looks for nodes whose lease ran out (one query): a
+/// lost node's apps are `on_error` at most this long after its lease ends.
+const LEASE_WATCH: Duration = Duration::from_millis(500);
 /// How often the reaper looks for expired apps and lost nodes.
 const REAP: Duration = Duration::from_secs(5);
 
@@ -548,7 +551,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     // a lease runs out.
     let lease_watch = roles.api.then(|| {
         let store = state.store.clone();
-        let period = mse_server::runner::renewal_period(settings.lease_secs);
+        let period = LEASE_WATCH;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             loop {
