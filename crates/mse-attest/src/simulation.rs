@@ -39,6 +39,22 @@ fn ca_params() -> rcgen::CertificateParams {
     params
 }
 
+/// The name of a simulated PCK certificate of node host `host`.
+fn pck_params(host: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, PCK_NAME);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "MSE Simulation");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, host);
+    params
+}
+
 /// The platform's simulation CA. It stays on the API host: node hosts get
 /// their quote keys certified ([`SimulationCa::certify`]), never the CA key.
 pub struct SimulationCa {
@@ -177,17 +193,7 @@ impl SimulationCa {
             ))
         })?;
         let point = public.to_encoded_point(false).as_bytes().to_vec();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, PCK_NAME);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "MSE Simulation");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationalUnitName, host);
+        let mut params = pck_params(host);
         params.is_ca = rcgen::IsCa::ExplicitNoCa;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         let mut serial: [u8; 16] = [0; 16];
@@ -581,17 +587,7 @@ mod tests {
         // own PCK's name.
         let rogue = QuoteKey::generate();
         let host_pair = rcgen::KeyPair::from_pem(&host_key.key_pem().unwrap()).unwrap();
-        let mut host_params = rcgen::CertificateParams::default();
-        host_params.distinguished_name = rcgen::DistinguishedName::new();
-        host_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, PCK_NAME);
-        host_params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "MSE Simulation");
-        host_params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationalUnitName, "host-1");
+        let host_params = pck_params("host-1");
         let issuer = rcgen::Issuer::new(host_params, &host_pair);
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
