@@ -48,6 +48,7 @@ done
     <"$work/data/admin.token" >/dev/null 2>&1 || exit 2
 curl -sS --fail -o "$work/signer.pub" "http://127.0.0.1:$api_port/signer"
 curl -sS --fail -o "$work/simulation-ca.pem" "http://127.0.0.1:$api_port/simulation-ca"
+curl -sS --fail -o "$work/simulation-revoked.json" "http://127.0.0.1:$api_port/simulation-revoked"
 cd "$work"
 "$mse" scaffold helloworld >/dev/null
 cd helloworld
@@ -74,7 +75,7 @@ mse, target, work, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4
 env = dict(os.environ, MSE_CONF_PATH=os.path.join(work, "app-user"))
 args = [mse, "verify", target, "--context", f"{work}/app.mse", "--code", "mse_src",
         "--signer-key", f"{work}/signer.pub", "--simulation-ca", f"{work}/simulation-ca.pem",
-        "--allow-simulation", "--output", f"{work}/cert.pem", "--json"]
+        "--simulation-revoked", f"{work}/simulation-revoked.json", "--allow-simulation", "--output", f"{work}/cert.pem", "--json"]
 for _ in range(count):
     start = time.perf_counter()
     result = subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

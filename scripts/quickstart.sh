@@ -88,12 +88,15 @@ curl -sS --fail --cacert "$cert" -w '\n' "$url/"
 
 step "An app user verifies the app: the exported context, the plaintext code and mse verify"
 "$mse" context --export "$uuid" --output "$work/helloworld.mse"
-# The platform publishes its signer key and simulation CA to anyone.
+# The platform publishes its signer key, simulation CA and the node hosts'
+# revoked quote keys to anyone.
 curl -sS --fail -o "$work/signer.pub" "http://127.0.0.1:$api_port/signer"
 curl -sS --fail -o "$work/simulation-ca.pem" "http://127.0.0.1:$api_port/simulation-ca"
+curl -sS --fail -o "$work/simulation-revoked.json" "http://127.0.0.1:$api_port/simulation-revoked"
 MSE_CONF_PATH="$work/app-user" "$mse" verify "${url#https://}" \
     --context "$work/helloworld.mse" --code mse_src \
     --signer-key "$work/signer.pub" --simulation-ca "$work/simulation-ca.pem" \
+    --simulation-revoked "$work/simulation-revoked.json" \
     --allow-simulation --output "$work/app-user-cert.pem"
 
 step "mse status $uuid"
