@@ -21,15 +21,22 @@ pub const PCK_NAME: &str = "MSE Simulated PCK - no hardware protection";
 /// Word that marks every simulation certificate.
 pub const MARKER: &str = "Simulation";
 
-fn ca_params() -> rcgen::CertificateParams {
+/// A name of the simulation: common name `common`, organization "MSE
+/// Simulation".
+fn simulation_params(common: &str) -> rcgen::CertificateParams {
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, CA_NAME);
+        .push(rcgen::DnType::CommonName, common);
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "MSE Simulation");
+    params
+}
+
+fn ca_params() -> rcgen::CertificateParams {
+    let mut params = simulation_params(CA_NAME);
     // Path length 0: the PCK certificates it signs certify no other key.
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -41,14 +48,7 @@ fn ca_params() -> rcgen::CertificateParams {
 
 /// The name of a simulated PCK certificate of node host `host`.
 fn pck_params(host: &str) -> rcgen::CertificateParams {
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, PCK_NAME);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "MSE Simulation");
+    let mut params = simulation_params(PCK_NAME);
     params
         .distinguished_name
         .push(rcgen::DnType::OrganizationalUnitName, host);

@@ -19,7 +19,6 @@ use mse_api::node::{
     NODE_CREDENTIAL_PREFIX,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::api::{require_admin, ApiError, Caller, Shared};
 use crate::backend::NodeBackend as _;
@@ -346,22 +345,21 @@ async fn work(
     at: i64,
 ) -> Result<LeaseGranted, ApiError> {
     let catalog = crate::catalog::load(state)?;
+    // One look at the node's live apps, not one per app it runs.
+    let live: HashMap<String, crate::store::App> = state
+        .store
+        .node_apps(&node.id)
+        .await?
+        .into_iter()
+        .map(|app| (app.id.clone(), app))
+        .collect();
     let mut stop = Vec::new();
     for id in running {
-        let app = state.store.app(id).await?;
-        let reason = match &app {
-            Some(app) if app.node_owner.as_deref() == Some(node.id.as_str()) => {
-                if app.status.is_terminal() {
-                    Some("stopped (no longer live in the store)")
-                } else if app.stop_requested_at.is_some() {
-                    Some(crate::runner::STOPPED_BY_OWNER)
-                } else if app.expires_at <= at {
-                    Some(crate::runner::EXPIRED)
-                } else {
-                    None
-                }
-            }
-            _ => Some("stopped (no longer live in the store)"),
+        let reason = match live.get(id) {
+            Some(app) if app.stop_requested_at.is_some() => Some(crate::runner::STOPPED_BY_OWNER),
+            Some(app) if app.expires_at <= at => Some(crate::runner::EXPIRED),
+            Some(_) => None,
+            None => Some(crate::runner::NO_LONGER_LIVE),
         };
         if let Some(reason) = reason {
             stop.push(StopOrder {
@@ -564,9 +562,4 @@ fn append_log(
         std::fs::write(path, kept)?;
     }
     Ok(())
-}
-
-/// SHA-256 (hex) of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

@@ -28,6 +28,8 @@ pub use crate::routes::{Route, RouteMode, Routes};
 pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
 /// Why an app stopped at its expiry.
 pub const EXPIRED: &str = "expired";
+/// Why a node stopped whose app the store no longer lists as live there.
+pub const NO_LONGER_LIVE: &str = "stopped (no longer live in the store)";
 
 /// A node id whose lease was not renewed for this long is gone, unless the
 /// operator sets another (seconds).
@@ -487,7 +489,7 @@ impl Runner {
         let listed: HashSet<&str> = owned.iter().map(|a| a.id.as_str()).collect();
         for id in held.iter().filter(|id| !listed.contains(id.as_str())) {
             // Stopped, failed or removed in the store: its node goes too.
-            self.stop_once(id, "stopped (no longer live in the store)");
+            self.stop_once(id, NO_LONGER_LIVE);
         }
         for app in &owned {
             let placed = app.status == Status::Spawning
