@@ -2,8 +2,9 @@
 # Runs the whole test suite: formatting, lints, then every test of the
 # workspace. Needs only the Rust toolchain and Python 3; the tests build the
 # shared Python environment they need under target/test-python on first use;
-# PostgreSQL, and the resolver module that makes `*.localhost` names resolve,
-# are installed from Debian's packages when missing.
+# PostgreSQL, the resolver module that makes `*.localhost` names resolve,
+# iproute2, and the ACME CA and browser of the end-to-end tests are installed
+# from Debian's packages when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,23 @@ if ! command -v ip >/dev/null; then
             || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
     else
         echo "warning: iproute2 is not installed; the multi-host tests will fail (apt-get install iproute2, as root)" >&2
+    fi
+fi
+
+# The end-to-end tests obtain certificates from a real ACME CA (Pebble) and
+# open the apps in a real browser (headless Chromium, whose trust store is
+# made with NSS's certutil). Under CI they fail rather than skip without them.
+missing=()
+command -v pebble >/dev/null || missing+=(pebble)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v certutil >/dev/null || missing+=(libnss3-tools)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "==> installing ${missing[*]} (for the end-to-end tests)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+            || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }
+    else
+        echo "warning: ${missing[*]} not installed; the end-to-end tests will skip, or fail under CI (apt-get install ${missing[*]}, as root)" >&2
     fi
 fi
 

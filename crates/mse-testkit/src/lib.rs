@@ -3,8 +3,16 @@
 //! [`python`] gives every test the same Python virtual environment, built once
 //! from `tests/python-requirements.txt` under `target/test-python` and guarded
 //! by a file lock, so parallel tests never build it twice.
+//!
+//! [`pebble`] runs a real ACME certificate authority, [`browser`] a real
+//! headless browser, and [`tls`] makes the certificates they trust;
+//! [`programs_present`] decides whether a test that needs such programs
+//! runs.
 
+pub mod browser;
 pub mod netns;
+pub mod pebble;
+pub mod tls;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -104,6 +112,58 @@ fn run(command: &mut Command) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr)
         ))
     }
+}
+
+/// Whether every program of `programs` is on `PATH`.
+///
+/// When one is missing, a test returns early (prints that it skipped) on a
+/// developer's machine, but panics under `CI` (set and neither empty,
+/// `0` nor `false`): there the programs must be installed (`scripts/test.sh`
+/// installs them), and a skipped test would prove nothing.
+pub fn programs_present(test: &str, programs: &[&str]) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|program| {
+            !std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    assert!(
+        !ci,
+        "{test}: {} missing on PATH (CI is set, so the test cannot be skipped)",
+        missing.join(", ")
+    );
+    // Written straight to the standard error, which the test harness does
+    // not capture, so the skip shows in a normal test run.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipped, {} missing on PATH",
+        missing.join(", ")
+    );
+    false
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A folder for what a test leaves to look at afterwards, such as
+/// screenshots (`target/test-artifacts/<name>`), created when missing.
+pub fn artifacts_dir(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("test-artifacts")
+        .join(name);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
 }
 
 /// The `sample/` folder of the dcap-qvl crate in this build (its SGX sample
