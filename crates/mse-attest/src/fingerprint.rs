@@ -26,6 +26,12 @@ pub enum TlsMode {
         /// The app's expiry.
         expires_at: DateTime<Utc>,
     },
+    /// A publicly trusted certificate obtained over ACME for a key the node
+    /// generated (its RA-TLS key); the app expires at `expires_at`.
+    Acme {
+        /// The app's expiry.
+        expires_at: DateTime<Utc>,
+    },
 }
 
 /// Everything the fingerprint covers.
@@ -62,12 +68,14 @@ pub enum TlsOrigin<'a> {
     },
     /// The platform's certificate, at the proxy.
     Operator,
+    /// A publicly trusted certificate, obtained over ACME for the node's key.
+    Acme,
 }
 
 impl TlsMode {
     /// The mode of an app whose certificate comes from `origin` and which
-    /// expires at `expires_at`: the expiry binds the node's and the
-    /// platform's certificates, the leaf's SHA-256 the owner's.
+    /// expires at `expires_at`: the expiry binds the node's, the platform's
+    /// and the ACME certificates, the leaf's SHA-256 the owner's.
     pub fn new(origin: TlsOrigin<'_>, expires_at: DateTime<Utc>) -> TlsMode {
         match origin {
             TlsOrigin::SelfSigned => TlsMode::SelfSigned { expires_at },
@@ -75,7 +83,67 @@ impl TlsMode {
                 certificate_sha256: Sha256::digest(leaf_der).into(),
             },
             TlsOrigin::Operator => TlsMode::Operator { expires_at },
+            TlsOrigin::Acme => TlsMode::Acme { expires_at },
         }
+    }
+
+    /// The `tls_mode` and `tls_binding` values of the encoding (see
+    /// `docs/fingerprint.md`): the one place that writes them, for the
+    /// fingerprint and for the evidence a node publishes.
+    pub fn encoded(&self) -> (&'static str, String) {
+        match self {
+            TlsMode::SelfSigned { expires_at } => ("self", rfc3339(expires_at)),
+            TlsMode::Owner { certificate_sha256 } => ("owner", hex::encode(certificate_sha256)),
+            TlsMode::Operator { expires_at } => ("operator", rfc3339(expires_at)),
+            TlsMode::Acme { expires_at } => ("acme", rfc3339(expires_at)),
+        }
+    }
+
+    /// The mode whose [`TlsMode::encoded`] values are `mode` and `binding`.
+    /// Only the canonical text is accepted (RFC 3339 UTC with seconds, or 64
+    /// hex digits), so what is read encodes back to the same bytes.
+    pub fn from_encoded(mode: &str, binding: &str) -> Result<TlsMode, String> {
+        let expiry = || -> Result<DateTime<Utc>, String> {
+            DateTime::parse_from_rfc3339(binding)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| rfc3339(t) == binding)
+                .ok_or_else(|| {
+                    format!(
+                        "tls_binding `{binding}` of mode `{mode}` is not an RFC 3339 UTC time \
+                         with seconds, like 2030-01-01T00:00:00Z"
+                    )
+                })
+        };
+        Ok(match mode {
+            "self" => TlsMode::SelfSigned {
+                expires_at: expiry()?,
+            },
+            "operator" => TlsMode::Operator {
+                expires_at: expiry()?,
+            },
+            "acme" => TlsMode::Acme {
+                expires_at: expiry()?,
+            },
+            "owner" => {
+                let mut certificate_sha256 = [0u8; 32];
+                hex::decode_to_slice(binding, &mut certificate_sha256)
+                    .ok()
+                    .filter(|_| binding == binding.to_ascii_lowercase())
+                    .ok_or_else(|| {
+                        format!(
+                            "tls_binding `{binding}` of mode `owner` is not 64 lowercase hex \
+                             digits (the SHA-256 of the owner's leaf certificate)"
+                        )
+                    })?;
+                TlsMode::Owner { certificate_sha256 }
+            }
+            other => {
+                return Err(format!(
+                    "unknown tls_mode `{other}`: expected self, owner, operator or acme"
+                ))
+            }
+        })
     }
 }
 
@@ -160,11 +228,7 @@ pub fn fingerprint(input: &FingerprintInput) -> [u8; 32] {
         "python_application",
         input.python_application.as_bytes(),
     );
-    let (mode, binding) = match &input.tls {
-        TlsMode::SelfSigned { expires_at } => ("self", rfc3339(expires_at)),
-        TlsMode::Owner { certificate_sha256 } => ("owner", hex::encode(certificate_sha256)),
-        TlsMode::Operator { expires_at } => ("operator", rfc3339(expires_at)),
-    };
+    let (mode, binding) = input.tls.encoded();
     field(&mut h, "tls_mode", mode.as_bytes());
     field(&mut h, "tls_binding", binding.as_bytes());
     field(
@@ -209,6 +273,52 @@ mod tests {
     const KNOWN: &str = include_str!("../tests/fingerprint-vector.txt");
 
     #[test]
+    fn known_acme_vector_is_stable() {
+        let mut input = sample();
+        input.tls = TlsMode::Acme {
+            expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
+        };
+        assert_eq!(hex::encode(fingerprint(&input)), KNOWN_ACME);
+    }
+
+    const KNOWN_ACME: &str = include_str!("../tests/fingerprint-vector-acme.txt");
+
+    #[test]
+    fn every_mode_reads_back_from_its_encoding() {
+        let expires_at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        for mode in [
+            TlsMode::SelfSigned { expires_at },
+            TlsMode::Operator { expires_at },
+            TlsMode::Acme { expires_at },
+            TlsMode::Owner {
+                certificate_sha256: [0xab; 32],
+            },
+        ] {
+            let (name, binding) = mode.encoded();
+            assert_eq!(TlsMode::from_encoded(name, &binding), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn a_non_canonical_or_unknown_encoding_is_refused_naming_it() {
+        for (mode, binding, says) in [
+            ("acme", "2030-01-01T00:00:00+00:00", "RFC 3339 UTC time"),
+            ("self", "2030-01-01T00:00:00.5Z", "RFC 3339 UTC time"),
+            ("operator", "tomorrow", "`tomorrow`"),
+            ("owner", &"AB".repeat(32), "64 lowercase hex digits"),
+            ("owner", "abcd", "64 lowercase hex digits"),
+            (
+                "letsencrypt",
+                "2030-01-01T00:00:00Z",
+                "unknown tls_mode `letsencrypt`",
+            ),
+        ] {
+            let error = TlsMode::from_encoded(mode, binding).unwrap_err();
+            assert!(error.contains(says), "{mode} {binding}: {error}");
+        }
+    }
+
+    #[test]
     fn every_input_changes_the_fingerprint() {
         let base = fingerprint(&sample());
         type Change = Box<dyn Fn(&mut FingerprintInput)>;
@@ -232,6 +342,11 @@ mod tests {
             Box::new(|i| {
                 i.tls = TlsMode::Owner {
                     certificate_sha256: [1; 32],
+                }
+            }),
+            Box::new(|i| {
+                i.tls = TlsMode::Acme {
+                    expires_at: Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap(),
                 }
             }),
             Box::new(|i| i.code_sha256[31] ^= 1),
@@ -267,6 +382,10 @@ mod tests {
         assert_eq!(
             input(TlsOrigin::Operator, expiry).tls,
             TlsMode::Operator { expires_at: expiry }
+        );
+        assert_eq!(
+            input(TlsOrigin::Acme, expiry).tls,
+            TlsMode::Acme { expires_at: expiry }
         );
         let owner = input(TlsOrigin::Owner { leaf_der: b"leaf" }, expiry);
         assert_eq!(

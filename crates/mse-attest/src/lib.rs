@@ -3,12 +3,15 @@
 //!
 //! The core is pure: verification takes certificate bytes, collateral and
 //! "now" and returns a [`verify::Verification`]. Files, devices and the
-//! network stay in [`collateral`] and [`provider`].
+//! network stay in [`collateral`] and [`provider`]. A certificate that
+//! carries no quote (ACME, the owner's) is verified with the node's
+//! [`evidence`].
 
 use std::path::PathBuf;
 
 pub mod collateral;
 pub mod dcap;
+pub mod evidence;
 pub mod fingerprint;
 pub mod pin;
 pub mod provider;
@@ -66,6 +69,19 @@ pub enum AttestError {
         /// The conversion's error.
         #[source]
         source: time::error::ComponentRange,
+    },
+    /// The evidence a node publishes is malformed or unsupported.
+    #[error("evidence: {0}")]
+    Evidence(String),
+    /// The evidence is not JSON of the expected shape.
+    #[error(
+        "evidence: not the JSON a node serves at {}: {source}",
+        evidence::EVIDENCE_PATH
+    )]
+    EvidenceJson {
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
     },
     /// REPORTDATA does not bind the certificate's key.
     #[error("REPORTDATA does not bind the certificate's public key")]

@@ -109,8 +109,8 @@ pub struct Inspected {
     pub not_after: DateTime<Utc>,
 }
 
-/// Extracts the quote and public key of a certificate (DER).
-pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
+/// Parses one DER certificate, with nothing after it.
+pub(crate) fn parse_der(cert_der: &[u8]) -> Result<X509Certificate<'_>, AttestError> {
     let (rest, cert) =
         X509Certificate::from_der(cert_der).map_err(|source| AttestError::NotX509 { source })?;
     if !rest.is_empty() {
@@ -118,6 +118,12 @@ pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
             "trailing bytes after the certificate".into(),
         ));
     }
+    Ok(cert)
+}
+
+/// Extracts the quote and public key of a certificate (DER).
+pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
+    let cert = parse_der(cert_der)?;
     let quote_bytes = cert
         .extensions()
         .iter()

@@ -1,6 +1,7 @@
-//! Verifying an RA-TLS certificate: every check is run and reported, and the
-//! certificate is verified only when all of them pass. Pure: certificate
-//! bytes, expectations, collateral and "now" in; a report out.
+//! Verifying an RA-TLS certificate, or a certificate without a quote with the
+//! node's evidence ([`crate::evidence`]): every check is run and reported,
+//! and the certificate is verified only when all of them pass. Pure:
+//! certificate bytes, expectations, collateral and "now" in; a report out.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -34,8 +35,9 @@ pub enum Status {
 /// One named check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `quote_present`, `report_data_binding`, `debug_disabled`, `mr_signer`,
-    /// `mr_enclave`, `quote_signature` or `tcb`.
+    /// `quote_present`, `report_data_binding`, `evidence_inputs` (evidence
+    /// only), `debug_disabled`, `mr_signer`, `mr_enclave`, `quote_signature`
+    /// or `tcb`.
     pub name: &'static str,
     /// Its outcome.
     pub status: Status,
@@ -128,15 +130,17 @@ impl Report {
     }
 }
 
-const ALL_CHECKS: [&str; 7] = [
-    "quote_present",
-    "report_data_binding",
+/// The checks every quote gets after its binding (and any extra checks).
+const QUOTE_CHECKS: [&str; 5] = [
     "debug_disabled",
     "mr_signer",
     "mr_enclave",
     "quote_signature",
     "tcb",
 ];
+
+/// A check of the parsed quote: its detail when it passes, why when it fails.
+pub(crate) type QuoteCheck<'a> = &'a dyn Fn(&Quote) -> Result<String, String>;
 
 /// Parses the list of revoked quote keys (`{"revoked": ["<hex>", …]}`, as
 /// `GET /simulation-revoked` answers).
@@ -164,8 +168,42 @@ pub const NO_COLLATERAL: &str = "no collateral: give a PCCS URL or a collateral 
 
 /// Verifies an RA-TLS certificate (DER). `collateral` is the collateral for
 /// SGX quotes, or why there is none (reported in the checks that need it).
+/// The checks, in order: `quote_present`, `report_data_binding`,
+/// `debug_disabled`, `mr_signer`, `mr_enclave`, `quote_signature`, `tcb`.
 pub fn verify_certificate(
     cert_der: &[u8],
+    policy: &Policy,
+    collateral: Result<&Collateral, &str>,
+    now: DateTime<Utc>,
+) -> Verification {
+    let inspected = ratls::inspect(cert_der).map_err(|e| e.to_string());
+    let binding = |quote: &Quote| match &inspected {
+        Ok(inspected) => ratls::check_binding(quote, &inspected.public_key)
+            .map(|_| "REPORTDATA binds the certificate's public key".to_string())
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why.clone()),
+    };
+    verify_quote(
+        inspected
+            .as_ref()
+            .map(|i| &i.quote_bytes[..])
+            .map_err(Clone::clone),
+        &binding,
+        &[],
+        policy,
+        collateral,
+        now,
+    )
+}
+
+/// Every check of a quote, each reported: `quote_present` (`quote_bytes` is
+/// there and parses), `report_data_binding` (`binding`), the `extra` checks
+/// in order, then [`QUOTE_CHECKS`]. When there is no quote, every check after
+/// `quote_present` fails with "no quote to check".
+pub(crate) fn verify_quote(
+    quote_bytes: Result<&[u8], String>,
+    binding: QuoteCheck<'_>,
+    extra: &[(&'static str, QuoteCheck<'_>)],
     policy: &Policy,
     collateral: Result<&Collateral, &str>,
     now: DateTime<Utc>,
@@ -181,15 +219,19 @@ pub fn verify_certificate(
         advisories: Vec::new(),
         checks: Vec::new(),
     };
-    let parsed = ratls::inspect(cert_der).and_then(|inspected| {
-        let quote = Quote::parse(&inspected.quote_bytes)?;
-        Ok((inspected, quote))
+    let parsed = quote_bytes.and_then(|bytes| {
+        Quote::parse(bytes)
+            .map(|quote| (bytes, quote))
+            .map_err(|e| e.to_string())
     });
-    let (inspected, quote) = match parsed {
+    let (quote_bytes, quote) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => {
-            report.push("quote_present", Status::Failed, e.to_string());
-            for name in &ALL_CHECKS[1..] {
+        Err(why) => {
+            report.push("quote_present", Status::Failed, why);
+            let names = std::iter::once("report_data_binding")
+                .chain(extra.iter().map(|(name, _)| *name))
+                .chain(QUOTE_CHECKS);
+            for name in names {
                 report.push(name, Status::Failed, "no quote to check");
             }
             out.checks = report.checks;
@@ -199,14 +241,12 @@ pub fn verify_certificate(
     report.push(
         "quote_present",
         Status::Passed,
-        format!("SGX quote v3, {} bytes", inspected.quote_bytes.len()),
+        format!("SGX quote v3, {} bytes", quote_bytes.len()),
     );
-    report.result(
-        "report_data_binding",
-        ratls::check_binding(&quote, &inspected.public_key)
-            .map(|_| "REPORTDATA binds the certificate's public key".to_string())
-            .map_err(|e| e.to_string()),
-    );
+    report.result("report_data_binding", binding(&quote));
+    for (name, check) in extra {
+        report.result(name, check(&quote));
+    }
     let body = &quote.body;
     out.mr_enclave = Some(hex::encode(body.mr_enclave()));
     out.mr_signer = Some(hex::encode(body.mr_signer()));
@@ -258,7 +298,7 @@ pub fn verify_certificate(
 
     signature_and_tcb(
         &quote,
-        &inspected.quote_bytes,
+        quote_bytes,
         policy,
         collateral,
         now,
