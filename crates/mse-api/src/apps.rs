@@ -81,11 +81,15 @@ pub enum CertificateOrigin {
     /// The platform's certificate (`--untrusted-ssl`).
     #[serde(rename = "operator")]
     Operator,
+    /// A certificate from the platform's ACME CA (browser-trusted), whose
+    /// key the node made and holds (zero trust).
+    #[serde(rename = "acme")]
+    Acme,
 }
 
 /// A certificate origin that is none of `self`, `owner` and `operator`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown certificate origin `{0}`: expected self, owner or operator")]
+#[error("unknown certificate origin `{0}`: expected self, owner, operator or acme")]
 pub struct UnknownCertificateOrigin(pub String);
 
 impl CertificateOrigin {
@@ -95,6 +99,7 @@ impl CertificateOrigin {
             CertificateOrigin::SelfSigned => "self",
             CertificateOrigin::Owner => "owner",
             CertificateOrigin::Operator => "operator",
+            CertificateOrigin::Acme => "acme",
         }
     }
 
@@ -104,6 +109,7 @@ impl CertificateOrigin {
             CertificateOrigin::SelfSigned,
             CertificateOrigin::Owner,
             CertificateOrigin::Operator,
+            CertificateOrigin::Acme,
         ]
         .into_iter()
         .find(|o| o.as_str() == text)
@@ -182,6 +188,10 @@ pub struct App {
     /// it is placed.
     #[serde(default)]
     pub node: Option<String>,
+    /// The certificate its node serves, for ACME and owner apps: issuer,
+    /// end of validity, and the last error obtaining or renewing it.
+    #[serde(default)]
+    pub certificate: Option<crate::event::ServedCertificate>,
 }
 
 impl App {
@@ -243,6 +253,10 @@ pub struct DeployConfig {
     /// Operator mode: serve with the platform's certificate at the proxy.
     #[serde(default)]
     pub untrusted_ssl: bool,
+    /// Zero trust without a browser-trusted certificate: keep the node's
+    /// RA-TLS certificate even where the platform has an ACME CA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_acme: bool,
 }
 
 /// The owner's domain and certificate chain (never its key).
@@ -346,6 +360,7 @@ mod tests {
             expires_at: 9,
             sandbox: None,
             limits: None,
+            certificate: None,
             node: None,
         }
     }
@@ -368,18 +383,19 @@ mod tests {
     }
 
     #[test]
-    fn certificate_origins_are_self_owner_and_operator_and_nothing_else() {
+    fn certificate_origins_are_self_owner_operator_and_acme_and_nothing_else() {
         for (origin, text) in [
             (CertificateOrigin::SelfSigned, "self"),
             (CertificateOrigin::Owner, "owner"),
             (CertificateOrigin::Operator, "operator"),
+            (CertificateOrigin::Acme, "acme"),
         ] {
             assert_eq!(CertificateOrigin::parse(text), Ok(origin));
             assert_eq!(origin.to_string(), text);
             assert_eq!(serde_json::to_value(origin).unwrap(), text);
         }
         let error = CertificateOrigin::parse("Self").unwrap_err().to_string();
-        assert!(error.contains("`Self`") && error.contains("self, owner or operator"));
+        assert!(error.contains("`Self`") && error.contains("self, owner, operator or acme"));
     }
 
     #[test]
@@ -391,8 +407,9 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        assert_eq!(keys.len(), 24, "{keys:?}");
+        assert_eq!(keys.len(), 25, "{keys:?}");
         assert_eq!(value["limits"], serde_json::Value::Null);
+        assert_eq!(value["certificate"], serde_json::Value::Null);
         assert_eq!(value["node"], serde_json::Value::Null);
         assert_eq!(value["status"], "running");
         assert_eq!(value["certificate_origin"], "self");
@@ -440,9 +457,11 @@ mod tests {
             expiration_date: None,
             ssl: None,
             untrusted_ssl: false,
+            no_acme: false,
         };
         let value = serde_json::to_value(&config).unwrap();
         assert!(value.get("ssl").is_none() && value.get("expiration_date").is_none());
+        assert!(value.get("no_acme").is_none());
         assert_eq!(value["untrusted_ssl"], false);
         let mut extra = value.clone();
         extra["code_secret_key"] = serde_json::json!("00");

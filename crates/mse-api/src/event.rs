@@ -47,6 +47,26 @@ pub struct Event {
     /// 1 core (cgroup v1)`, or `UNLIMITED: why` (`initializing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<String>,
+    /// The certificate the node serves the app with, when the node holds it
+    /// apart from the app (an ACME or the owner's certificate): on
+    /// `running`, and on every `running` line after a renewal or a failed
+    /// attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<ServedCertificate>,
+}
+
+/// The certificate a node serves, as `mse status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedCertificate {
+    /// The issuer's distinguished name (the node itself for its RA-TLS
+    /// certificate).
+    pub issuer: String,
+    /// The end of its validity, RFC 3339.
+    pub not_after: String,
+    /// Why the last attempt to obtain or renew a certificate failed, in
+    /// words for the owner; `None` once one succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Event {
@@ -62,6 +82,7 @@ impl Event {
             sandbox: None,
             listen: None,
             limits: None,
+            certificate: None,
         }
     }
 

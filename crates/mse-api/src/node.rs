@@ -204,6 +204,25 @@ pub enum AppTls {
     },
     /// The operator's proxy terminates TLS; the node serves plain HTTP.
     Operator,
+    /// The node's RA-TLS certificate until its ACME CA issues one for the
+    /// same key, which the node obtains and renews itself.
+    Acme(AcmeCa),
+}
+
+/// The platform's ACME CA, as nodes need it (`mse-server
+/// --acme-directory`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeCa {
+    /// The ACME directory URL.
+    pub directory: String,
+    /// PEM roots for the ACME server's own HTTPS; `None`: the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_pem: Option<String>,
+    /// The validity to ask for, seconds (for CAs that honour an order's
+    /// `notAfter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u64>,
 }
 
 /// An app a host is to start.

@@ -171,6 +171,51 @@ pub fn server_certificate(
     Ok(cert)
 }
 
+/// The most bytes of an evidence document read.
+const MAX_EVIDENCE: u64 = 64 * 1024;
+
+/// What `host:port` publishes at [`mse_attest::evidence::EVIDENCE_PATH`],
+/// over TLS pinned to `cert_der` (the certificate it just served): the
+/// evidence of the node holding that certificate's key. `Ok(None)` when it
+/// publishes none (404).
+pub fn evidence(
+    host: &str,
+    port: u16,
+    overrides: &[Override],
+    cert_der: &[u8],
+) -> anyhow::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
+    let addrs = resolve_with(host, port, overrides)?;
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve_to_addrs(host, &addrs)
+        .connect_timeout(TIMEOUT)
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot set up the TLS client")?;
+    let url = format!(
+        "https://{host}:{port}{}",
+        mse_attest::evidence::EVIDENCE_PATH
+    );
+    let response = http
+        .get(&url)
+        .send()
+        .with_context(|| format!("cannot fetch {url}"))?;
+    match response.status() {
+        reqwest::StatusCode::OK => {}
+        reqwest::StatusCode::NOT_FOUND => return Ok(None),
+        status => return Err(anyhow!("{url} answered {status}")),
+    }
+    let mut body = Vec::new();
+    response
+        .take(MAX_EVIDENCE + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("cannot read {url}"))?;
+    Ok(Some(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -625,7 +625,7 @@ fn ctrl_c_during_a_deploy_names_the_app_left_behind_and_how_to_stop_it() {
 }
 
 #[test]
-fn verifying_an_ssl_app_says_it_serves_its_owners_certificate_which_app_users_cannot_verify() {
+fn verifying_an_ssl_app_checks_the_owners_certificate_against_the_nodes_evidence() {
     let platform = Platform::start();
     let (ctx, app) = owner(&platform, "store");
     let domain = "store.example.test";
@@ -633,22 +633,53 @@ fn verifying_an_ssl_app_says_it_serves_its_owners_certificate_which_app_users_ca
     let out = deploy_ok(&platform, &ctx, &app, &[]);
     assert_eq!(out["certificate_origin"], "owner");
 
-    // An app user with no account reaches the app's own domain, which has
-    // no DNS record yet, with --resolve.
+    // An app user reaches the app's own domain, which has no DNS record
+    // yet, with --resolve: with no account, nothing says which platform
+    // signs or that simulation is fine, and those checks fail, but the
+    // owner's certificate is the one the node's quote binds.
     let port = proxy_port(&platform);
+    let target = format!("{domain}:{port}");
+    let resolve = format!("{domain}:{port}:127.0.0.1");
     let user = TestContext::new();
     let (code, stdout, stderr) = run_in(
         &user,
         &user.work(),
-        &[
-            "verify",
-            &format!("{domain}:{port}"),
-            "--resolve",
-            &format!("{domain}:{port}:127.0.0.1"),
-        ],
+        &["verify", &target, "--resolve", &resolve],
     );
     assert_eq!(code, 1, "{stdout}{stderr}");
-    let text = format!("{stdout}{stderr}").replace(&port.to_string(), "[PORT]");
-    insta::assert_snapshot!("verify_ssl_app", text);
+    assert!(
+        stdout.contains(&format!(
+            "against the evidence at https://{target}/.well-known/mse-evidence"
+        )),
+        "{stdout}"
+    );
+    for passed in ["quote_present", "report_data_binding", "evidence_inputs"] {
+        assert!(
+            stdout.contains(&format!("✓ {passed}")),
+            "{passed}: {stdout}"
+        );
+    }
+    for failed in ["mr_signer", "quote_signature"] {
+        assert!(
+            stdout.contains(&format!("✗ {failed}")),
+            "{failed}: {stdout}"
+        );
+    }
     assert!(!user.work().join("cert.pem").exists(), "nothing is saved");
+
+    // Its owner, with the platform's keys and its fingerprint, verifies it.
+    let (code, stdout, stderr) = run_in(
+        &ctx,
+        &ctx.work(),
+        &[
+            "verify",
+            &target,
+            "--resolve",
+            &resolve,
+            "--fingerprint",
+            out["fingerprint"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("issued by CN=Owner Test CA"), "{stdout}");
 }

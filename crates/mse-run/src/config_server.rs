@@ -82,7 +82,7 @@ pub enum Outcome {
 /// Serves the configuration protocol on `listener` until a configuration is
 /// accepted, `stop` says why to stop, or `timeout` passes.
 pub async fn serve(
-    listener: TcpListener,
+    listener: &TcpListener,
     tls: Arc<rustls::ServerConfig>,
     waiting: Arc<Waiting>,
     stop: &mut watch::Receiver<Option<String>>,

@@ -2,6 +2,8 @@
 //! events it prints and the bounded app log. The `mse-run` binary is the
 //! runtime itself; the client and the node runner use these types.
 
+pub mod acme;
+pub mod front;
 pub mod limits;
 pub mod logs;
 pub mod protocol;

@@ -113,6 +113,27 @@ pub struct Args {
     /// Serve the app over plain HTTP (TLS ends at the platform's proxy)
     #[arg(long, group = "tls")]
     pub no_ssl: bool,
+    /// Serve the app with a browser-trusted certificate from this ACME
+    /// directory (with --ratls): its key is the node's RA-TLS key, the node
+    /// answers the CA's TLS-ALPN-01 challenge on --listen itself, renews it
+    /// two thirds into its validity, and publishes its evidence at
+    /// /.well-known/mse-evidence; the RA-TLS certificate is served until
+    /// the first one is issued
+    #[arg(long, value_name = "URL", requires_all = ["ratls", "acme_account"])]
+    pub acme_directory: Option<String>,
+    /// Trust these PEM roots for the ACME server's own HTTPS [default: the
+    /// system's]
+    #[arg(long, value_name = "PEM", requires = "acme_directory")]
+    pub acme_ca_bundle: Option<PathBuf>,
+    /// This node host's ACME account key (PKCS#8 PEM, made, mode 0600,
+    /// when missing)
+    #[arg(long, value_name = "FILE", requires = "acme_directory")]
+    pub acme_account: Option<PathBuf>,
+    /// Ask the CA for certificates valid this many seconds (an order's
+    /// `notAfter`), for CAs that honour it [default: the CA's choice]
+    #[arg(long, value_name = "SECONDS", requires = "acme_directory",
+          value_parser = clap::value_parser!(u64).range(30..=31_536_000))]
+    pub acme_lifetime: Option<u64>,
     /// The app's expiry with --no-ssl (and, optionally, --certificate)
     #[arg(long, value_name = "EXPIRY", value_parser = parse_expiry, conflicts_with = "ratls")]
     pub expires_at: Option<DateTime<Utc>>,

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
+use mse_api::event::ServedCertificate;
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
+use mse_run::acme::{self, Challenges};
+use mse_run::front::{self, Backend, Front, Presented};
 use mse_run::limits;
 use mse_run::logs::LogSink;
 use mse_run::sandbox::{self, Confinement, Decision, Identity, Policy};
@@ -57,6 +60,9 @@ struct Prepared {
     sandbox: Decision,
     /// The app server's memory and CPU limits.
     limits: limits::Applied,
+    /// What the node publishes beside a certificate that carries no quote
+    /// (ACME and owner modes), JSON.
+    evidence: Option<bytes::Bytes>,
 }
 
 struct Dirs {
@@ -92,7 +98,18 @@ enum TlsSetup {
         leaf_der: Vec<u8>,
         leaf: Box<mse_config::tls::Leaf>,
     },
+    /// The RA-TLS certificate first, then one from an ACME CA for the same
+    /// key, both served by the node's front.
+    Acme(acme::Settings),
     Plain,
+}
+
+impl TlsSetup {
+    /// True when the node's front serves the app (the app server then
+    /// listens on a loopback port of its own).
+    fn fronted(&self) -> bool {
+        matches!(self, TlsSetup::Owner { .. } | TlsSetup::Acme(_))
+    }
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -207,40 +224,53 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     let code_sha256 = sha256_file(&args.code)
         .map_err(|e| invalid(format!("cannot read the code {}: {e}", args.code.display())))?;
 
-    let (tls, expires_at) = if let Some(expiry) = args.ratls {
-        (TlsSetup::RaTls, expiry)
-    } else if let Some(path) = &args.certificate {
-        let chain_pem = read_text(path, "certificate")?;
-        let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
-            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-        if !mse_config::tls::domain_matches(&args.domain, &leaf.dns_names) {
-            return Err(invalid(format!(
-                "{} is not valid for {} (it names {})",
-                path.display(),
-                args.domain,
-                leaf.dns_names.join(", ")
-            )));
-        }
-        let leaf_der = mse_attest::ratls::pem_to_der(chain_pem.as_bytes())
-            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-        let expiry = args
-            .expires_at
-            .unwrap_or(leaf.not_after)
-            .min(leaf.not_after);
-        (
-            TlsSetup::Owner {
-                chain_pem,
-                leaf_der,
-                leaf: Box::new(leaf),
-            },
-            expiry,
-        )
-    } else {
-        let expiry = args
-            .expires_at
-            .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
-        (TlsSetup::Plain, expiry)
-    };
+    let (tls, expires_at) =
+        if let (Some(expiry), Some(directory)) = (args.ratls, &args.acme_directory) {
+            let account_key = args
+                .acme_account
+                .clone()
+                .ok_or_else(|| invalid("--acme-directory needs --acme-account"))?;
+            let settings = acme::Settings {
+                directory: directory.clone(),
+                ca_bundle: args.acme_ca_bundle.clone(),
+                account_key,
+                lifetime: args.acme_lifetime.map(Duration::from_secs),
+            };
+            (TlsSetup::Acme(settings), expiry)
+        } else if let Some(expiry) = args.ratls {
+            (TlsSetup::RaTls, expiry)
+        } else if let Some(path) = &args.certificate {
+            let chain_pem = read_text(path, "certificate")?;
+            let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            if !mse_config::tls::domain_matches(&args.domain, &leaf.dns_names) {
+                return Err(invalid(format!(
+                    "{} is not valid for {} (it names {})",
+                    path.display(),
+                    args.domain,
+                    leaf.dns_names.join(", ")
+                )));
+            }
+            let leaf_der = mse_attest::ratls::pem_to_der(chain_pem.as_bytes())
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            let expiry = args
+                .expires_at
+                .unwrap_or(leaf.not_after)
+                .min(leaf.not_after);
+            (
+                TlsSetup::Owner {
+                    chain_pem,
+                    leaf_der,
+                    leaf: Box::new(leaf),
+                },
+                expiry,
+            )
+        } else {
+            let expiry = args
+                .expires_at
+                .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
+            (TlsSetup::Plain, expiry)
+        };
     if expires_at <= now {
         return Err(invalid(format!("the app's expiry {expires_at} is past")));
     }
@@ -248,9 +278,10 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     let origin = match &tls {
         TlsSetup::RaTls => TlsOrigin::SelfSigned,
         TlsSetup::Owner { leaf_der, .. } => TlsOrigin::Owner { leaf_der },
+        TlsSetup::Acme(_) => TlsOrigin::Acme,
         TlsSetup::Plain => TlsOrigin::Operator,
     };
-    let fingerprint = fingerprint(&FingerprintInput::new(
+    let input = FingerprintInput::new(
         Runtime {
             image: &args.image,
             spec_digest: &spec.digest(),
@@ -264,7 +295,8 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         origin,
         expires_at,
         code_sha256,
-    ));
+    );
+    let fingerprint = fingerprint(&input);
     let provider: Box<dyn QuoteProvider> = match args.quote_provider {
         Provider::Simulation => {
             let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));
@@ -326,6 +358,7 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
             .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
     std::fs::write(args.work_dir.join("ratls.pem"), &ratls.cert_pem)
         .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
+    let evidence = evidence(&tls, &ratls, &input, provider.as_ref())?;
 
     let cache = EnvCache::new(&args.cache_dir).with_installer(
         args.installer
@@ -362,7 +395,38 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         cache,
         sandbox,
         limits,
+        evidence,
     })
+}
+
+/// The evidence of a fronted app: the quote that binds the key of the
+/// certificate it serves (for ACME, the RA-TLS certificate's own quote, as
+/// the key is the same), with what the fingerprint is computed from.
+fn evidence(
+    tls: &TlsSetup,
+    ratls: &mse_attest::ratls::RaTls,
+    input: &FingerprintInput,
+    provider: &dyn QuoteProvider,
+) -> Result<Option<bytes::Bytes>, Failure> {
+    use mse_attest::evidence::{key_bits, key_report_data, Evidence};
+    let quote = match tls {
+        TlsSetup::Acme(_) => {
+            mse_attest::ratls::inspect(&ratls.cert_der)
+                .map_err(|e| Failure::Error(format!("cannot read the RA-TLS quote: {e}")))?
+                .quote_bytes
+        }
+        TlsSetup::Owner { leaf_der, .. } => {
+            let bits =
+                key_bits(leaf_der).map_err(|e| invalid(format!("the owner's certificate: {e}")))?;
+            provider
+                .quote(&key_report_data(&bits))
+                .map_err(|e| Failure::Error(format!("cannot quote the owner's key: {e}")))?
+        }
+        TlsSetup::RaTls | TlsSetup::Plain => return Ok(None),
+    };
+    Ok(Some(bytes::Bytes::from(
+        Evidence::new(&quote, input).to_json(),
+    )))
 }
 
 /// The app's cgroup with the limits of `--memory-mb` and `--cores`, or why
@@ -530,7 +594,7 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     emit(&event);
 
     let timeout = args.config_timeout.map(Duration::from_secs);
-    let accepted = match config_server::serve(listener, tls, waiting, &mut stop, timeout).await {
+    let accepted = match config_server::serve(&listener, tls, waiting, &mut stop, timeout).await {
         Outcome::Accepted(accepted) => accepted,
         Outcome::Stopped(reason) => return Ok(reason),
         Outcome::TimedOut => bail!(
@@ -538,18 +602,35 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
             args.config_timeout.unwrap_or_default()
         ),
     };
-    start_app(args, prepared, accepted, listen, &mut stop).await
+    start_app(args, prepared, accepted, listener, &mut stop).await
+}
+
+/// A loopback address for a fronted app server: a port free now, on the
+/// loopback address of the node's family.
+fn app_backend(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let ip = match listen.ip() {
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .context("cannot find a loopback port for the app server")?;
+    probe
+        .local_addr()
+        .context("cannot find a loopback port for the app server")
 }
 
 async fn start_app(
     args: &Args,
     prepared: &Prepared,
     accepted: Accepted,
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
     let log = &prepared.log;
     let dirs = &prepared.dirs;
+    let listen = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let secrets_path = dirs.home.join(".cache/mse/secrets.json");
     if let Some(secrets) = &accepted.app_secrets {
         if let Some(parent) = secrets_path.parent() {
@@ -560,25 +641,37 @@ async fn start_app(
             .context("cannot write the app's secrets")?;
     }
 
-    let (serving, pinned) = match &prepared.tls {
-        TlsSetup::Plain => (Serving::Plain, None),
-        TlsSetup::RaTls => {
-            let serving = write_tls(dirs, &prepared.ratls.cert_pem, &prepared.ratls.key_pem)?;
-            (serving, Some(prepared.ratls.cert_der.clone()))
-        }
-        TlsSetup::Owner {
-            chain_pem,
-            leaf_der,
-            ..
-        } => {
+    // What the front presents first: the owner's certificate, or the
+    // RA-TLS certificate until the CA issues one.
+    let first = match &prepared.tls {
+        TlsSetup::Owner { chain_pem, .. } => {
             let key = accepted
                 .ssl_private_key
                 .as_ref()
                 .ok_or_else(|| anyhow!("the owner's private key is missing"))?;
-            (write_tls(dirs, chain_pem, key)?, Some(leaf_der.clone()))
+            Some(owner_key(chain_pem, key)?)
         }
+        TlsSetup::Acme(_) => Some(ratls_key(&prepared.ratls)?),
+        TlsSetup::RaTls | TlsSetup::Plain => None,
     };
     drop(accepted);
+    // The app server serves the RA-TLS certificate: to its clients, or
+    // behind the front (on a loopback port) to the front alone.
+    let (serving, pinned) = match &prepared.tls {
+        TlsSetup::Plain => (Serving::Plain, None),
+        TlsSetup::RaTls | TlsSetup::Owner { .. } | TlsSetup::Acme(_) => {
+            let serving = write_tls(dirs, &prepared.ratls.cert_pem, &prepared.ratls.key_pem)?;
+            (serving, Some(prepared.ratls.cert_der.clone()))
+        }
+    };
+    let socket = if prepared.tls.fronted() {
+        Some(app_backend(listen)?)
+    } else {
+        None
+    };
+    // Fronted, the listener stays the node's; otherwise it closes here, so
+    // that the app server can listen on its port.
+    let listener = socket.as_ref().map(|_| listener);
     let owner = app_owner(&prepared.sandbox);
     if let Some(uid) = owner {
         // The app's own uid owns its folders; the work folder above them
@@ -649,7 +742,8 @@ async fn start_app(
         app.extra_paths.push(site);
     }
 
-    let mut command = app.server(&listen.to_string(), &serving);
+    let bind = socket.unwrap_or(listen).to_string();
+    let mut command = app.server(&bind, &serving);
     command
         .process_group(0)
         .stdin(Stdio::null())
@@ -661,7 +755,7 @@ async fn start_app(
     let policy = Policy {
         read,
         write: vec![dirs.home.clone(), dirs.tmp.clone()],
-        bind_tcp: vec![listen.port()],
+        bind_tcp: vec![socket.unwrap_or(listen).port()],
     };
     // In its cgroup first (while this process's privileges still hold), so
     // the limits bind the app server from its first instruction.
@@ -715,7 +809,35 @@ async fn start_app(
     }
     drop(chunks);
     log.note(&format!("app server started (pid {pid})"));
-    let outcome = supervise(args, log, pid, &mut child, pinned, listen, stop).await;
+    // The listener serves the front now (fronted apps), or is closed so
+    // that the app server has the port.
+    let probe_at = socket.unwrap_or_else(|| loopback(listen));
+    let (certificate, tasks) = match (first, socket, listener) {
+        (Some(first), Some(socket), Some(listener)) => start_front(
+            args,
+            prepared,
+            listener,
+            first,
+            socket,
+            pinned.clone(),
+            stop,
+        )?,
+        _ => (watch::channel(None).1, Vec::new()),
+    };
+    let outcome = supervise(
+        args,
+        log,
+        pid,
+        &mut child,
+        pinned,
+        probe_at,
+        certificate,
+        stop,
+    )
+    .await;
+    for task in tasks {
+        task.abort();
+    }
     // Every line the app wrote is in the log before the final state is told
     // (the app's group is gone, so its pipes are closed).
     let _ = tokio::time::timeout(
@@ -728,16 +850,17 @@ async fn start_app(
 
 /// Waits until the app is healthy, reports it running, and watches it until
 /// it stops by itself (an error) or is told to stop (the reason).
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     args: &Args,
     log: &LogSink,
     pid: u32,
     child: &mut tokio::process::Child,
     pinned: Option<Vec<u8>>,
-    listen: SocketAddr,
+    probe_at: SocketAddr,
+    mut certificate: watch::Receiver<Option<ServedCertificate>>,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
-    let probe_addr = loopback(listen);
     let client =
         pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1)));
     let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
@@ -747,26 +870,26 @@ async fn supervise(
             terminate(pid, child).await;
             bail!("the app exited ({status}) before it became healthy; see its log");
         }
-        let answered =
-            match probe(probe_addr, &args.domain, &args.healthcheck, client.clone()).await {
-                Some(status) if status.is_success() => break,
-                // The app runs, and has no such route: waiting cannot help.
-                Some(status)
-                    if matches!(
-                        status,
-                        hyper::StatusCode::NOT_FOUND | hyper::StatusCode::METHOD_NOT_ALLOWED
-                    ) =>
-                {
-                    terminate(pid, child).await;
-                    bail!(
+        let answered = match probe(&probe_at, &args.domain, &args.healthcheck, client.clone()).await
+        {
+            Some(status) if status.is_success() => break,
+            // The app runs, and has no such route: waiting cannot help.
+            Some(status)
+                if matches!(
+                    status,
+                    hyper::StatusCode::NOT_FOUND | hyper::StatusCode::METHOD_NOT_ALLOWED
+                ) =>
+            {
+                terminate(pid, child).await;
+                bail!(
                     "health check GET {} answered {status}: `healthcheck_endpoint` in mse.toml \
                      must name a GET route of the app that answers 2xx",
                     args.healthcheck
                 );
-                }
-                Some(_) => true,
-                None => false,
-            };
+            }
+            Some(_) => true,
+            None => false,
+        };
         if answered {
             pause = (pause * 3 / 2).min(HEALTH_MAX_INTERVAL);
         }
@@ -789,12 +912,38 @@ async fn supervise(
         }
     }
     log.note("app healthy");
+    // A node that obtains its certificate says `running` once it has one,
+    // or once it failed to (it then serves its RA-TLS certificate).
+    let obtained = certificate.wait_for(|c| c.is_some());
+    let first = tokio::select! {
+        first = obtained => first.ok().and_then(|c| c.clone()),
+        changed = stop.changed() => {
+            if let (Ok(()), Some(reason)) = (changed, stop.borrow().clone()) {
+                terminate(pid, child).await;
+                return Ok(reason);
+            }
+            None
+        }
+    };
     let mut running = Event::new(State::Running, Utc::now());
     running.pid = Some(pid);
+    running.certificate = first;
     emit(&running);
 
+    // Until no certificate can come any more (its sender is gone).
+    let mut watching = true;
     loop {
         tokio::select! {
+            changed = certificate.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let mut update = Event::new(State::Running, Utc::now());
+                update.pid = Some(pid);
+                update.certificate = certificate.borrow_and_update().clone();
+                emit(&update);
+            }
             status = child.wait() => {
                 terminate(pid, child).await;
                 let status = status.context("cannot watch the app")?;
@@ -807,6 +956,191 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// The owner's chain with the key that came with the configuration.
+fn owner_key(chain_pem: &str, key_pem: &str) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("the owner's certificate chain")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the owner's key")?;
+    acme::certified_key(chain, key)
+        .context("the owner's private key does not match the owner's certificate")
+}
+
+/// The RA-TLS certificate and key, as the front presents them.
+fn ratls_key(ratls: &mse_attest::ratls::RaTls) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let key = PrivateKeyDer::from_pem_slice(ratls.key_pem.as_bytes()).context("the RA-TLS key")?;
+    acme::certified_key(vec![CertificateDer::from(ratls.cert_der.clone())], key)
+        .context("the RA-TLS certificate")
+}
+
+/// What `mse status` shows of a certificate (DER).
+fn served(cert_der: &[u8], error: Option<String>) -> ServedCertificate {
+    let (issuer, not_after) = match x509_parser::parse_x509_certificate(cert_der) {
+        Ok((_, cert)) => (
+            cert.issuer().to_string(),
+            DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+        ),
+        Err(_) => (String::new(), String::new()),
+    };
+    ServedCertificate {
+        issuer,
+        not_after,
+        error,
+    }
+}
+
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
+
+/// Starts the node's front on `listener` and, in ACME mode, the task that
+/// obtains and renews its certificate. Returns what the front serves, as it
+/// changes.
+fn start_front(
+    args: &Args,
+    prepared: &Prepared,
+    listener: tokio::net::TcpListener,
+    first: rustls::sign::CertifiedKey,
+    socket: SocketAddr,
+    pinned: Option<Vec<u8>>,
+    stop: &watch::Receiver<Option<String>>,
+) -> anyhow::Result<(watch::Receiver<Option<ServedCertificate>>, Tasks)> {
+    let pinned = pinned.ok_or_else(|| anyhow!("the app server has no certificate to pin"))?;
+    let initial = match &prepared.tls {
+        TlsSetup::Owner { leaf_der, .. } => Some(served(leaf_der, None)),
+        _ => None,
+    };
+    let (sender, receiver) = watch::channel(initial);
+    let challenges = Arc::new(Challenges::default());
+    let presented = Arc::new(Presented::new(first, challenges.clone()));
+    let front = Arc::new(Front {
+        tls: Arc::new(front::server_config(presented.clone())),
+        backend: Backend {
+            addr: socket,
+            tls: Arc::new(mse_attest::pin::client_config(
+                &pinned,
+                mse_attest::tls::HTTP1,
+            )),
+            domain: args.domain.clone(),
+        },
+        evidence: prepared.evidence.clone().unwrap_or_default(),
+    });
+    let mut front_stop = stop.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        front::serve(&listener, front, &mut front_stop).await;
+    })];
+    if let TlsSetup::Acme(settings) = &prepared.tls {
+        let key = rcgen::KeyPair::from_pem(&prepared.ratls.key_pem)
+            .map_err(|e| anyhow!("the RA-TLS key: {e}"))?;
+        let renewal = Renewal {
+            settings: settings.clone(),
+            domain: args.domain.clone(),
+            key,
+            key_pem: zeroize::Zeroizing::new(prepared.ratls.key_pem.clone()),
+            ratls_der: prepared.ratls.cert_der.clone(),
+            expires_at: prepared.expires_at,
+            challenges,
+            presented,
+            log: prepared.log.clone(),
+            sender,
+        };
+        tasks.push(tokio::spawn(renewal.run()));
+    } else {
+        // The owner's certificate never changes: keep the channel open.
+        tasks.push(tokio::spawn(async move {
+            sender.closed().await;
+        }));
+    }
+    Ok((receiver, tasks))
+}
+
+/// The first wait after a failed attempt; each next one is twice as long.
+const RETRY_FIRST: Duration = Duration::from_secs(30);
+/// The longest wait between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// Obtains the app's certificate over ACME and renews it until the app
+/// expires.
+struct Renewal {
+    settings: acme::Settings,
+    domain: String,
+    key: rcgen::KeyPair,
+    key_pem: zeroize::Zeroizing<String>,
+    ratls_der: Vec<u8>,
+    expires_at: DateTime<Utc>,
+    challenges: Arc<Challenges>,
+    presented: Arc<Presented>,
+    log: Arc<LogSink>,
+    sender: watch::Sender<Option<ServedCertificate>>,
+}
+
+impl Renewal {
+    async fn run(self) {
+        let mut retry = RETRY_FIRST;
+        // What is served now: the RA-TLS certificate until one is issued.
+        let mut current = self.ratls_der.clone();
+        loop {
+            let started = Instant::now();
+            match self.attempt().await {
+                Ok(issued) => {
+                    let leaf = issued.chain[0].to_vec();
+                    let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes());
+                    match key.map_err(|e| e.to_string()).and_then(|key| {
+                        acme::certified_key(issued.chain.clone(), key).map_err(|e| e.to_string())
+                    }) {
+                        Ok(certified) => self.presented.replace(certified),
+                        Err(why) => {
+                            self.log
+                                .note(&format!("ACME: the issued certificate is unusable: {why}"));
+                            let _ = self.sender.send(Some(served(&current, Some(why))));
+                            tokio::time::sleep(retry).await;
+                            retry = (retry * 2).min(RETRY_MAX);
+                            continue;
+                        }
+                    }
+                    current = leaf;
+                    retry = RETRY_FIRST;
+                    let renew_at = issued.renew_at();
+                    self.log.note(&format!(
+                        "ACME: certificate for {} issued by {} in {} ms, valid until {}; renewal at {}",
+                        self.domain,
+                        issued.issuer,
+                        started.elapsed().as_millis(),
+                        issued.not_after,
+                        renew_at
+                    ));
+                    let _ = self.sender.send(Some(served(&current, None)));
+                    if renew_at >= self.expires_at {
+                        // The app ends before the certificate needs renewing.
+                        return self.sender.closed().await;
+                    }
+                    tokio::time::sleep((renew_at - Utc::now()).to_std().unwrap_or_default()).await;
+                }
+                Err(e) => {
+                    let wait = if e.is_rate_limit() { RETRY_MAX } else { retry };
+                    let why = format!("{e}; next attempt in {} s", wait.as_secs());
+                    self.log.note(&format!("ACME: {why}"));
+                    let _ = self.sender.send(Some(served(&current, Some(why))));
+                    tokio::time::sleep(wait).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Result<acme::Issued, acme::AcmeError> {
+        let mut client = acme::Client::connect(&self.settings).await?;
+        self.log.note(&format!(
+            "ACME: account {} at {}",
+            client.account_url(),
+            self.settings.directory
+        ));
+        client
+            .obtain(&self.domain, &self.key, &self.challenges, Utc::now())
+            .await
     }
 }
 
@@ -852,13 +1186,31 @@ async fn terminate(pid: u32, child: &mut tokio::process::Child) {
 
 /// What `GET path` answers; `None` when nothing answers (yet).
 async fn probe(
-    addr: SocketAddr,
+    addr: &SocketAddr,
     domain: &str,
     path: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Option<hyper::StatusCode> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        probe_over(stream, domain, path, tls).await
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn probe_over<S>(
+    stream: S,
+    domain: &str,
+    path: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Option<hyper::StatusCode>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
         let status = match tls {
             Some(config) => {
                 let name = rustls::pki_types::ServerName::try_from(domain.to_string()).ok()?;
@@ -871,11 +1223,7 @@ async fn probe(
             None => get_status(stream, domain, path).await?,
         };
         Some(status)
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .ok()
-        .flatten()
+    }
 }
 
 async fn get_status<S>(stream: S, domain: &str, path: &str) -> Option<hyper::StatusCode>

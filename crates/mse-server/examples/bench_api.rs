@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         node_options: Default::default(),
         capacity: mse_server::machine_capacity(),
         lease_secs: 30,
+        acme: None,
     };
     let (state, token) = mse_server::open(&settings).await?;
     let token = token.expect("a new platform has an admin token");

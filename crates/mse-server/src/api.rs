@@ -47,6 +47,9 @@ pub struct AppState {
     pub cache: mse_runtime::EnvCache,
     /// The operator's catalog, as last read.
     pub catalog: crate::catalog::Cached,
+    /// The platform's ACME CA: zero-trust apps get a browser-trusted
+    /// certificate from it, unless deployed with `no_acme`.
+    pub acme: Option<mse_api::node::AcmeCa>,
 }
 
 /// Shared state.

@@ -333,6 +333,9 @@ pub async fn create(
             ssl.domain_name.to_ascii_lowercase(),
         ),
         (None, true) => (CertificateOrigin::Operator, uuid_domain.clone()),
+        (None, false) if state.acme.is_some() && !config.no_acme => {
+            (CertificateOrigin::Acme, uuid_domain.clone())
+        }
         (None, false) => (CertificateOrigin::SelfSigned, uuid_domain.clone()),
     };
     let dir = app_dir(&state.data.root, &id);

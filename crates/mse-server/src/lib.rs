@@ -50,6 +50,8 @@ pub struct Settings {
     pub capacity: mse_api::node::Capacity,
     /// How long a renewal of a node's lease lasts, seconds.
     pub lease_secs: i64,
+    /// The platform's ACME CA, when it has one.
+    pub acme: Option<mse_api::node::AcmeCa>,
 }
 
 /// What this machine has: its memory (MB) and cores, the default capacity
@@ -227,6 +229,7 @@ pub async fn open_as(
         options: settings.node_options,
         capacity: settings.capacity,
         lease_secs: settings.lease_secs,
+        acme: settings.acme.clone(),
     };
     let routes = Arc::new(runner::Routes::default());
     if roles.proxy {
@@ -259,6 +262,7 @@ pub async fn open_as(
             cache: mse_runtime::EnvCache::new(&settings.cache_dir)
                 .with_installer(settings.installer.clone()),
             catalog,
+            acme: settings.acme.clone(),
         }),
         admin_token,
     ))

@@ -78,6 +78,24 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(3..=3600))]
     node_lease: u64,
+    /// An ACME directory (RFC 8555; Let's Encrypt's
+    /// https://acme-v02.api.letsencrypt.org/directory in production): each
+    /// zero-trust app's node then obtains a browser-trusted certificate for
+    /// its domain itself, with a key that never leaves it, answering the
+    /// CA's TLS-ALPN-01 challenge through the proxy (which must be reached
+    /// on port 443 at the app's domain), unless deployed with `mse deploy
+    /// --no-acme`
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// PEM roots to trust the ACME server's own HTTPS with (a test CA's)
+    /// [default: the system's]
+    #[arg(long, value_name = "PEM", requires = "acme_directory")]
+    acme_ca_bundle: Option<PathBuf>,
+    /// Ask the ACME CA for certificates valid this many seconds (an order's
+    /// `notAfter`; Pebble honours it, Let's Encrypt refuses it) (30-31536000)
+    #[arg(long, value_name = "SECS", requires = "acme_directory",
+          value_parser = clap::value_parser!(u64).range(30..=31_536_000))]
+    acme_lifetime: Option<u64>,
     /// Memory apps may take on this node, MB [default: this machine's]
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     memory_mb: Option<u64>,
@@ -183,6 +201,32 @@ impl Args {
         self.installer
             .clone()
             .unwrap_or_else(mse_runtime::Installer::detect)
+    }
+
+    /// The ACME CA of `--acme-directory`, its bundle read and checked.
+    fn acme(&self) -> anyhow::Result<Option<mse_api::node::AcmeCa>> {
+        let Some(directory) = &self.acme_directory else {
+            return Ok(None);
+        };
+        if !directory.starts_with("https://") || directory.parse::<hyper::Uri>().is_err() {
+            anyhow::bail!("--acme-directory `{directory}` is not an https:// URL");
+        }
+        let ca_bundle_pem = match &self.acme_ca_bundle {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read --acme-ca-bundle {}: {e}", path.display())
+                })?;
+                mse_attest::ratls::pem_to_der(pem.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("--acme-ca-bundle {}: {e}", path.display()))?;
+                Some(pem)
+            }
+            None => None,
+        };
+        Ok(Some(mse_api::node::AcmeCa {
+            directory: directory.clone(),
+            ca_bundle_pem,
+            lifetime_secs: self.acme_lifetime,
+        }))
     }
 
     /// `--memory-mb` and `--cores`, each else the machine's.
@@ -424,6 +468,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         },
         capacity: args.capacity(),
         lease_secs: i64::try_from(args.node_lease).unwrap_or(30),
+        acme: args.acme()?,
     };
     let (state, admin_token) = mse_server::open_as(&settings, roles, &node_id).await?;
     if let Some(token) = admin_token {

@@ -386,7 +386,12 @@ async fn work(
                 size
             }
         };
-        start.push(crate::runner::assignment(&app, size.0, size.1));
+        start.push(crate::runner::assignment(
+            &app,
+            size.0,
+            size.1,
+            state.acme.as_ref(),
+        ));
     }
     Ok(LeaseGranted {
         lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),

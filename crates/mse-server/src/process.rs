@@ -107,6 +107,9 @@ pub const LOGS: &str = "logs";
 pub const QUOTE_KEYS: &str = "quote-keys";
 /// A host's folder of the packages it fetched (mode 0700).
 pub const PACKAGES: &str = "packages";
+/// The folder of this machine's ACME account key and of the CA bundles of
+/// the ACME server (mode 0700).
+pub const ACME: &str = "acme";
 
 impl NodeProcesses {
     /// The node processes of a machine set up as `config` says.
@@ -259,6 +262,31 @@ impl NodeProcesses {
             (AppTls::Owner { .. }, None) => anyhow::bail!("the owner's certificate is missing"),
             (AppTls::Operator, _) => command.args(["--no-ssl", "--expires-at", &expiry]),
             (AppTls::RaTls, _) => command.args(["--ratls", &expiry]),
+            (AppTls::Acme(ca), _) => {
+                let dir = config.nodes_dir.join(ACME);
+                create_private_dir(&dir)?;
+                command
+                    .args(["--ratls", &expiry])
+                    .arg("--acme-directory")
+                    .arg(&ca.directory)
+                    .arg("--acme-account")
+                    .arg(dir.join("account.pem"));
+                if let Some(pem) = &ca.ca_bundle_pem {
+                    // Named by its content: bundles never change under a
+                    // running node.
+                    let digest =
+                        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pem.as_bytes()));
+                    let path = dir.join(format!("ca-{}.pem", &digest[..16]));
+                    if !path.exists() {
+                        std::fs::write(&path, pem)?;
+                    }
+                    command.arg("--acme-ca-bundle").arg(path);
+                }
+                if let Some(lifetime) = ca.lifetime_secs {
+                    command.arg("--acme-lifetime").arg(lifetime.to_string());
+                }
+                &mut command
+            }
         };
         command
             .stdin(Stdio::null())
@@ -428,7 +456,7 @@ impl NodeProcesses {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().to_string();
-            let ours = [LOGS, QUOTE_KEYS, PACKAGES].contains(&id.as_str());
+            let ours = [LOGS, QUOTE_KEYS, PACKAGES, ACME].contains(&id.as_str());
             if !entry.path().is_dir() || ours || keep.contains(&id) || self.has_node(&id) {
                 continue;
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mse_api::event::{Event, State};
-use mse_api::node::{AppTls, Assignment, Capacity};
+use mse_api::node::{AcmeCa, AppTls, Assignment, Capacity};
 
 use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
 use crate::store::{App, CertificateOrigin, NodeHolder, Status, Store};
@@ -69,6 +69,8 @@ pub struct RunnerConfig {
     pub capacity: Capacity,
     /// How long a renewal of this node's lease lasts, seconds.
     pub lease_secs: i64,
+    /// The platform's ACME CA, when it has one.
+    pub acme: Option<AcmeCa>,
 }
 
 impl RunnerConfig {
@@ -120,14 +122,19 @@ pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
     data_dir.join("apps").join(id)
 }
 
-/// What a node runs of a stored app, with its resource's memory and cores.
-pub fn assignment(app: &App, memory_mb: u64, cores: u64) -> Assignment {
-    let tls = match app.spec.certificate_origin {
-        CertificateOrigin::Owner => AppTls::Owner {
+/// What a node runs of a stored app, with its resource's memory and cores
+/// and the platform's ACME CA.
+pub fn assignment(app: &App, memory_mb: u64, cores: u64, acme: Option<&AcmeCa>) -> Assignment {
+    let tls = match (app.spec.certificate_origin, acme) {
+        (CertificateOrigin::Owner, _) => AppTls::Owner {
             chain_pem: app.spec.ssl_certificate.clone().unwrap_or_default(),
         },
-        CertificateOrigin::Operator => AppTls::Operator,
-        CertificateOrigin::SelfSigned => AppTls::RaTls,
+        (CertificateOrigin::Operator, _) => AppTls::Operator,
+        (CertificateOrigin::Acme, Some(ca)) => AppTls::Acme(ca.clone()),
+        // Deployed while the platform had an ACME CA, started without one:
+        // its node's fingerprint then differs from the one its owner
+        // expects, and the deployment fails its verification.
+        (CertificateOrigin::Acme, None) | (CertificateOrigin::SelfSigned, _) => AppTls::RaTls,
     };
     Assignment {
         app: app.id.clone(),
@@ -283,6 +290,7 @@ impl Runner {
             app,
             u64::try_from(resource.memory_mb).unwrap_or(0),
             u64::try_from(resource.cores).unwrap_or(0),
+            self.inner.config.acme.as_ref(),
         );
         let owner_chain =
             matches!(assignment.tls, AppTls::Owner { .. }).then(|| dir.join("owner.pem"));
@@ -625,6 +633,14 @@ pub async fn apply_event(
             }
         }
         State::Running => {
+            // Stored before the status, so whoever sees `running` sees the
+            // certificate too; later `running` lines (a renewal, a failed
+            // attempt) only update it.
+            if let Some(certificate) = &event.certificate {
+                if let Ok(json) = serde_json::to_string(certificate) {
+                    let _ = store.set_certificate(&app.id, &json).await;
+                }
+            }
             let running = store
                 .transition(&app.id, Status::Running, None, now())
                 .await

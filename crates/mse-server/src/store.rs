@@ -610,6 +610,10 @@ pub struct App {
     /// The memory and CPU limits its node applies (`UNLIMITED: …` where it
     /// applies none), once the node said.
     pub limits: Option<String>,
+    /// The certificate its node serves it with, as the node last reported
+    /// it (JSON of `mse_api::event::ServedCertificate`), for ACME and owner
+    /// apps.
+    pub certificate: Option<String>,
     /// Its node's address, while it has one.
     pub node_addr: Option<String>,
     /// Its node's process, while it has one.
@@ -624,7 +628,7 @@ const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.co
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
-    a.node_owner, a.stop_requested_at, a.sandbox, a.limits \
+    a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate \
     FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
@@ -669,6 +673,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         expires_at: row.try_get("expires_at")?,
         sandbox: row.try_get("sandbox")?,
         limits: row.try_get("limits")?,
+        certificate: row.try_get("certificate")?,
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
@@ -1038,6 +1043,16 @@ impl Store {
     pub async fn set_limits(&self, id: &str, limits: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE apps SET limits = $1 WHERE id = $2")
             .bind(limits)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the certificate an app's node serves (JSON).
+    pub async fn set_certificate(&self, id: &str, certificate: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET certificate = $1 WHERE id = $2")
+            .bind(certificate)
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -34,6 +34,12 @@ impl From<&store::App> for apps::App {
             sandbox: app.sandbox.clone(),
             limits: app.limits.clone(),
             node: app.node_owner.clone(),
+            // Written by this server from a node's event: an unreadable one
+            // is shown as none.
+            certificate: app
+                .certificate
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
         }
     }
 }

@@ -604,7 +604,26 @@ fn certificate_line(app: &App) -> String {
         CertificateOrigin::Operator => {
             "operator: the platform's certificate (--untrusted-ssl)".into()
         }
+        CertificateOrigin::Acme => "acme: a browser-trusted certificate whose key only the node \
+             holds (verify it with `mse verify DOMAIN`)"
+            .into(),
     }
+}
+
+/// What the node serves, as it last said: issuer and end of validity, and
+/// why the last attempt to obtain or renew a certificate failed.
+fn served_lines(app: &App) -> Vec<(&'static str, String)> {
+    let Some(served) = &app.certificate else {
+        return Vec::new();
+    };
+    let mut rows = vec![
+        ("issuer", served.issuer.clone()),
+        ("cert expiry", served.not_after.clone()),
+    ];
+    if let Some(error) = &served.error {
+        rows.push(("cert error", error.clone()));
+    }
+    rows
 }
 
 /// What to say next to the URL of an app whose domain names another uuid
@@ -649,6 +668,9 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
         ("healthcheck", app.healthcheck_endpoint.clone()),
         ("uuid", app.id.clone()),
         ("certificate", certificate_line(app)),
+    ];
+    rows.extend(served_lines(app));
+    rows.extend([
         ("enclave size", app.enclave_size.clone()),
         (
             "cores",
@@ -671,7 +693,7 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
                 .clone()
                 .unwrap_or_else(|| "not reported yet".to_string()),
         ),
-    ];
+    ]);
     if let Some(reason) = &app.reason {
         rows.push(("reason", reason.clone()));
     }

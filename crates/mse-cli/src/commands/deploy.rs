@@ -33,11 +33,13 @@ use crate::{fetch, render};
     after_help = "Steps: check mse.toml, check the project and resource, replace a live \
 app of the same name (asked, or -y), encrypt the code, upload it, wait for the node, verify its \
 certificate (attestation), send it the code key and secrets over TLS pinned to that certificate, \
-wait until the app serves, save the context. With --json, progress goes to stderr and stdout \
+wait until the app serves, check the certificate a browser sees against the node's evidence (ACME \
+and [ssl] apps whose domain resolves), save the context. With --json, progress goes to stderr and stdout \
 carries one JSON object: uuid, name, project, domain_name, config_domain_name, url, resolves \
 (whether this machine's resolver knows the URL's name; when it does not, a warning says what to \
 do), status, expires_at, certificate_origin, fingerprint, verified, tee, sandbox (how the node \
-confines the app), cert_path, context_path, timings."
+confines the app), certificate (issuer, not_after and error of the certificate the node serves, \
+ACME and [ssl] apps), browser_verified, cert_path, context_path, timings."
 )]
 pub struct Args {
     /// The configuration file [default: ./mse.toml]
@@ -52,6 +54,11 @@ pub struct Args {
     /// Let the platform serve the app with its own certificate (operator mode)
     #[arg(long)]
     untrusted_ssl: bool,
+    /// Keep the node's self-signed RA-TLS certificate where the platform would obtain a
+    /// browser-trusted one over ACME (zero trust either way; only `mse verify` and clients given
+    /// the RA-TLS certificate can then open the app)
+    #[arg(long, conflicts_with = "untrusted_ssl")]
+    no_acme: bool,
     /// Accept a node in the simulation TEE (no hardware protection) for this deployment
     #[arg(long)]
     allow_simulation: bool,
@@ -82,6 +89,11 @@ struct JsonOutput {
     verified: bool,
     tee: Option<Tee>,
     sandbox: Option<String>,
+    /// The certificate the node serves (ACME, owner): issuer, expiry, error.
+    certificate: Option<mse_api::event::ServedCertificate>,
+    /// Whether the certificate a browser sees was verified against the
+    /// node's evidence (ACME and owner apps whose domain resolves).
+    browser_verified: Option<bool>,
     cert_path: Option<PathBuf>,
     context_path: PathBuf,
     timings: serde_json::Map<String, serde_json::Value>,
@@ -171,7 +183,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
 
     steps.start("config", "Checking mse.toml");
     let config = load_valid_config(args.path.as_deref(), args.untrusted_ssl)?;
-    let origin = if args.untrusted_ssl {
+    // What was asked; for zero trust the platform says whether the node
+    // gets an ACME certificate (it has an ACME CA) or keeps its RA-TLS one.
+    let asked = if args.untrusted_ssl {
         CertificateOrigin::Operator
     } else if config.ssl.is_some() {
         CertificateOrigin::Owner
@@ -190,7 +204,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         "app `{}`, project `{}`, {} certificate",
         config.name,
         config.project,
-        origin_words(origin)
+        origin_words(asked)
     ));
 
     steps.start("project", "Checking the project and the resource");
@@ -293,6 +307,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         expiration_date: config.expiration_date,
         ssl: ssl.clone(),
         untrusted_ssl: args.untrusted_ssl,
+        no_acme: args.no_acme,
     };
     let created = client
         .deploy(&deploy_config, &tar_path)
@@ -304,6 +319,24 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         })?;
     let app = &created.app;
     left.set(app);
+    let origin = app.certificate_origin;
+    let expected_origin = match asked {
+        CertificateOrigin::SelfSigned if args.no_acme => origin == CertificateOrigin::SelfSigned,
+        CertificateOrigin::SelfSigned => {
+            matches!(
+                origin,
+                CertificateOrigin::SelfSigned | CertificateOrigin::Acme
+            )
+        }
+        asked => origin == asked,
+    };
+    if !expected_origin {
+        return Err(Failure::Other(anyhow!(
+            "the platform set the app up with {} certificate, not {} as asked",
+            origin_words(origin),
+            origin_words(asked)
+        )));
+    }
     if app.code_sha256 != hex::encode(packed.sha256) {
         return Err(Failure::Other(anyhow!(
             "the platform stored a different package (sha256 {}) than the one sent",
@@ -368,6 +401,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let tls = match (origin, &owner_der) {
         (_, Some(leaf_der)) => TlsOrigin::Owner { leaf_der },
         (CertificateOrigin::Operator, _) => TlsOrigin::Operator,
+        (CertificateOrigin::Acme, _) => TlsOrigin::Acme,
         _ => TlsOrigin::SelfSigned,
     };
     let expected = fingerprint(&FingerprintInput::new(
@@ -507,6 +541,23 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         app.healthcheck_endpoint
     ));
 
+    // The certificate a browser sees, checked against the node's evidence.
+    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
+    let browser = match origin {
+        CertificateOrigin::Acme | CertificateOrigin::Owner if !args.no_verify && resolves => {
+            Some(verify_served(
+                &app,
+                origin,
+                port,
+                expected,
+                allow_simulation,
+                &profile,
+                steps,
+            )?)
+        }
+        _ => None,
+    };
+
     steps.start("context", "Saving the context");
     let context = Context {
         version: mse_package::context::CONTEXT_VERSION.into(),
@@ -536,6 +587,10 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let cert_path = match origin {
         CertificateOrigin::SelfSigned => Some(("cert.pem", verify::pem_encode(&cert_der))),
         CertificateOrigin::Operator => Some(("operator-ca.pem", profile.operator_ca.clone())),
+        // Served with a certificate of a CA the user's tools know, or the
+        // RA-TLS certificate still (the ACME CA failed).
+        CertificateOrigin::Acme if browser.as_ref().is_some_and(|b| b.issued) => None,
+        CertificateOrigin::Acme => Some(("cert.pem", verify::pem_encode(&cert_der))),
         CertificateOrigin::Owner => None,
     }
     .map(|(name, pem)| -> Result<PathBuf, Failure> {
@@ -548,7 +603,6 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     left.clear();
 
     let url = profile.app_url(&app.domain_name);
-    let (resolves, advice) = profile.reachability(&app.domain_name, &app.config_domain_name);
     if let Some(advice) = &advice {
         eprint!("{} {advice}", render::warning_prefix());
     }
@@ -576,6 +630,8 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             verified,
             tee,
             sandbox: app.sandbox.clone(),
+            certificate: app.certificate.clone(),
+            browser_verified: browser.as_ref().map(|b| b.issued),
             cert_path,
             context_path: context_dir,
             timings,
@@ -612,6 +668,24 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     if let Some(sandbox) = &app.sandbox {
         println!("  sandbox      {sandbox}");
     }
+    if let Some(certificate) = &app.certificate {
+        println!(
+            "  certificate  {}, until {}",
+            certificate.issuer, certificate.not_after
+        );
+        if let Some(error) = &certificate.error {
+            println!("               {} {error}", render::warning_prefix());
+        }
+    }
+    if let Some(browser) = &browser {
+        if browser.issued {
+            println!(
+                "  browser      {url} (its certificate's key is the attested node's, verified \
+                 against {})",
+                browser.evidence_url
+            );
+        }
+    }
     println!("  context      {}", context_dir.display());
     println!(
         "Let app users verify it: `mse context --export {}` gives them the context, to use with \
@@ -641,7 +715,92 @@ fn origin_words(origin: CertificateOrigin) -> &'static str {
         CertificateOrigin::SelfSigned => "the node's RA-TLS",
         CertificateOrigin::Owner => "your own",
         CertificateOrigin::Operator => "the platform's",
+        CertificateOrigin::Acme => "a browser-trusted (ACME)",
     }
+}
+
+/// What deploy checked of the certificate a browser sees.
+struct Browser {
+    /// The certificate is one the CA issued (not the RA-TLS one).
+    issued: bool,
+    /// Where the evidence was read.
+    evidence_url: String,
+}
+
+/// Checks the certificate `app`'s domain serves against its node's
+/// evidence, as `mse verify DOMAIN` would.
+fn verify_served(
+    app: &App,
+    origin: CertificateOrigin,
+    port: u16,
+    expected: [u8; 32],
+    allow_simulation: bool,
+    profile: &crate::profile::Profile,
+    steps: &mut Steps,
+) -> Result<Browser, Failure> {
+    steps.start("browser", "Verifying the certificate a browser sees");
+    let served = fetch::server_certificate(&app.domain_name, port, &[])?;
+    let policy = Policy {
+        mr_signer: Some(profile.mr_signer()?),
+        mr_enclave: Some(expected),
+        accepted_tcb: Vec::new(),
+        allow_simulation,
+        simulation_ca: Some(profile.simulation_ca_der()?),
+        simulation_revoked: if allow_simulation {
+            Some(profile.simulation_revoked()?)
+        } else {
+            None
+        },
+    };
+    let now = Utc::now();
+    if origin == CertificateOrigin::Acme && mse_attest::ratls::inspect(&served).is_ok() {
+        // The ACME CA failed: the node still serves its RA-TLS certificate,
+        // verified before the configuration was sent.
+        let why = app
+            .certificate
+            .as_ref()
+            .and_then(|c| c.error.clone())
+            .unwrap_or_else(|| "no certificate yet".into());
+        steps.warn(&format!(
+            "the node serves its RA-TLS certificate: the ACME CA gave none ({why})"
+        ));
+        return Ok(Browser {
+            issued: false,
+            evidence_url: String::new(),
+        });
+    }
+    let (verification, evidence_url) = verify::verify_with_evidence(
+        &app.domain_name,
+        port,
+        &[],
+        &served,
+        &policy,
+        verify::Collateral::default(),
+        now,
+    )?;
+    if !verification.verified {
+        let failed: Vec<String> = verification
+            .checks
+            .iter()
+            .filter(|c| c.status == mse_attest::verify::Status::Failed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        return Err(Failure::Other(anyhow!(
+            "the certificate {} serves is not the attested node's:\n  {}",
+            app.domain_name,
+            failed.join("\n  ")
+        )));
+    }
+    let issuer = x509_parser::parse_x509_certificate(&served)
+        .map(|(_, cert)| cert.issuer().to_string())
+        .unwrap_or_default();
+    steps.done(&format!(
+        "issued by {issuer}, its key bound by the node's quote"
+    ));
+    Ok(Browser {
+        issued: true,
+        evidence_url,
+    })
 }
 
 fn short(hex: &str) -> &str {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use chrono::Utc;
+use mse_attest::evidence::{verify_evidence, Evidence};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{verify_certificate, Policy, Status, Tee, Verification};
 use mse_package::context::{CertificateOrigin, Context};
@@ -21,11 +22,15 @@ pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 /// Arguments of `mse verify`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Checks: quote_present, report_data_binding, debug_disabled, mr_signer, \
-mr_enclave (skipped, with a warning, with --skip-fingerprint or when no fingerprint is given), \
-quote_signature, tcb. The exit code is 0 only when every check passes; the verified certificate \
-is then saved for `curl --cacert`. An `[ssl]` app serves its owner's certificate, which carries \
-no attestation quote: it cannot be verified from its certificate."
+    after_help = "Checks: quote_present, report_data_binding, evidence_inputs (certificates \
+without a quote only), debug_disabled, mr_signer, mr_enclave (skipped, with a warning, with --skip-fingerprint or when no fingerprint is given), \
+quote_signature, tcb. The exit code is 0 only when every check passes; a verified RA-TLS \
+certificate is then saved for `curl --cacert`. A certificate that carries no quote (a \
+browser-trusted ACME certificate, or the owner's certificate of an `[ssl]` app) is checked \
+against the evidence its node publishes at https://DOMAIN/.well-known/mse-evidence: the quote \
+there must bind exactly the key of the certificate DOMAIN serves (check report_data_binding), \
+and the fingerprint inputs published beside it must give the quote's MRENCLAVE (check \
+evidence_inputs); a certificate served by anything else than the attested node fails."
 )]
 pub struct Args {
     /// The app to verify; its certificate is fetched over TLS (SNI = DOMAIN)
@@ -112,10 +117,13 @@ pub fn fingerprint_input(
                 .ok_or_else(|| missing("owner certificate"))?;
             Some(mse_attest::ratls::pem_to_der(pem.as_bytes()).map_err(|e| e.to_string())?)
         }
-        CertificateOrigin::SelfSigned | CertificateOrigin::Operator => None,
+        CertificateOrigin::SelfSigned | CertificateOrigin::Operator | CertificateOrigin::Acme => {
+            None
+        }
     };
     let origin = match (instance.ssl_certificate_origin, &owner_der) {
         (CertificateOrigin::Operator, _) => TlsOrigin::Operator,
+        (CertificateOrigin::Acme, _) => TlsOrigin::Acme,
         (_, Some(leaf_der)) => TlsOrigin::Owner { leaf_der },
         (_, None) => TlsOrigin::SelfSigned,
     };
@@ -187,6 +195,10 @@ struct JsonOutput<'a> {
     advisories: &'a [String],
     checks: Vec<JsonCheck<'a>>,
     cert_path: Option<PathBuf>,
+    /// Where the evidence came from, when the certificate carries no quote.
+    evidence_url: Option<String>,
+    /// The served certificate's issuer.
+    certificate_issuer: Option<String>,
 }
 
 /// The collateral to check a certificate's quote with: none for a quote
@@ -203,6 +215,16 @@ pub fn collateral_for(
     let quote_bytes = mse_attest::ratls::inspect(cert_der)
         .map(|i| i.quote_bytes)
         .ok();
+    collateral_for_quote(quote_bytes, pccs_url, file, now)
+}
+
+/// [`collateral_for`] a quote (`None`: there is none to check).
+pub fn collateral_for_quote(
+    quote_bytes: Option<Vec<u8>>,
+    pccs_url: Option<&str>,
+    file: Option<&Path>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Result<mse_attest::verify::Collateral, String>, Failure> {
     let needs_collateral = quote_bytes
         .as_deref()
         .and_then(|bytes| mse_attest::quote::Quote::parse(bytes).ok())
@@ -226,21 +248,72 @@ pub fn collateral_for(
         .map_err(|e| format!("{e}; pass --collateral FILE or another --pccs-url")))
 }
 
+/// Where collateral for SGX quotes comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Collateral<'a> {
+    /// The PCCS [default: Intel's].
+    pub pccs_url: Option<&'a str>,
+    /// A collateral file instead.
+    pub file: Option<&'a Path>,
+}
+
+/// Verifies `cert_der`, the certificate `host:port` served without a
+/// quote, against the evidence that server publishes. Returns the report
+/// and the evidence's URL; an error when it publishes none.
+pub fn verify_with_evidence(
+    host: &str,
+    port: u16,
+    overrides: &[fetch::Override],
+    cert_der: &[u8],
+    policy: &Policy,
+    collateral: Collateral<'_>,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Verification, String), Failure> {
+    let url = format!(
+        "https://{host}:{port}{}",
+        mse_attest::evidence::EVIDENCE_PATH
+    );
+    let Some(bytes) = fetch::evidence(host, port, overrides, cert_der)? else {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "{host}:{port} serves a certificate without an attestation quote and publishes no \
+             evidence at {url}: nothing binds that certificate to an attested node (it may be \
+             served by the platform's proxy or by another server); nothing was saved"
+        )));
+    };
+    let evidence = Evidence::parse(&bytes)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("the evidence at {url}: {e}")))?;
+    let collateral = collateral_for_quote(
+        evidence.quote_bytes().ok(),
+        collateral.pccs_url,
+        collateral.file,
+        now,
+    )?;
+    let verification = verify_evidence(
+        cert_der,
+        &evidence,
+        host,
+        policy,
+        collateral.as_ref().map_err(String::as_str),
+        now,
+    );
+    Ok((verification, url))
+}
+
 /// Runs `mse verify`.
 pub fn run(args: Args) -> CmdResult {
     let now = Utc::now();
-    let (cert_der, source) = match (&args.cert, &args.target) {
+    let (cert_der, source, dialled) = match (&args.cert, &args.target) {
         (Some(path), _) => {
             let pem = read(&absolute(path)?, "certificate")?;
             let der = mse_attest::ratls::pem_to_der(&pem)
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
-            (der, path.display().to_string())
+            (der, path.display().to_string(), None)
         }
         (None, Some(target)) => {
             let (host, port) =
                 fetch::split_target(target).map_err(|e| Failure::Invalid(e.to_string()))?;
             let der = fetch::server_certificate(&host, port, &args.resolve)?;
-            (der, format!("{host}:{port}"))
+            (der, format!("{host}:{port}"), Some((host, port)))
         }
         (None, None) => return Err(Failure::Invalid("give DOMAIN[:PORT] or --cert FILE".into())),
     };
@@ -323,23 +396,52 @@ pub fn run(args: Args) -> CmdResult {
         simulation_revoked,
     };
 
-    let collateral = collateral_for(
-        &cert_der,
-        args.pccs_url.as_deref(),
-        args.collateral.as_deref(),
-        now,
-    )?;
-    let mut verification = verify_certificate(
-        &cert_der,
-        &policy,
-        collateral.as_ref().map_err(String::as_str),
-        now,
-    );
-    // An owner's certificate ([ssl] apps) or any other plain certificate.
+    // A certificate without a quote (ACME, an owner's, or any other) is
+    // checked against the evidence its server publishes, when it was
+    // fetched from a domain.
     let no_quote = matches!(
         mse_attest::ratls::inspect(&cert_der),
         Err(mse_attest::AttestError::NoQuote)
     );
+    let mut evidence_url = None;
+    let mut verification = match (&dialled, no_quote) {
+        (Some((host, port)), true) => {
+            let collateral = Collateral {
+                pccs_url: args.pccs_url.as_deref(),
+                file: args.collateral.as_deref(),
+            };
+            let (verification, url) = verify_with_evidence(
+                host,
+                *port,
+                &args.resolve,
+                &cert_der,
+                &policy,
+                collateral,
+                now,
+            )?;
+            evidence_url = Some(url);
+            verification
+        }
+        _ => {
+            let collateral = collateral_for(
+                &cert_der,
+                args.pccs_url.as_deref(),
+                args.collateral.as_deref(),
+                now,
+            )?;
+            verify_certificate(
+                &cert_der,
+                &policy,
+                collateral.as_ref().map_err(String::as_str),
+                now,
+            )
+        }
+    };
+    let certificate_issuer = x509_parser::parse_x509_certificate(&cert_der)
+        .ok()
+        .map(|(_, cert)| cert.issuer().to_string());
+    // Only a quote-less certificate that was not fetched is left unchecked.
+    let no_quote = no_quote && evidence_url.is_none();
     if args.skip_fingerprint {
         for check in &mut verification.checks {
             if check.name == "mr_enclave" && check.status == Status::Skipped {
@@ -349,7 +451,9 @@ pub fn run(args: Args) -> CmdResult {
         }
     }
 
-    let cert_path = if verification.verified {
+    // A verified RA-TLS certificate is its own trust anchor for curl; an
+    // ACME or owner's certificate chains to a CA the user's tools know.
+    let cert_path = if verification.verified && evidence_url.is_none() {
         let path = absolute(&args.output)?;
         let pem = pem_encode(&cert_der);
         std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
@@ -378,6 +482,8 @@ pub fn run(args: Args) -> CmdResult {
                 })
                 .collect(),
             cert_path: cert_path.clone(),
+            evidence_url: evidence_url.clone(),
+            certificate_issuer: certificate_issuer.clone(),
         };
         println!(
             "{}",
@@ -390,6 +496,9 @@ pub fn run(args: Args) -> CmdResult {
             cert_path.as_deref(),
             &args,
             no_quote,
+            evidence_url
+                .as_deref()
+                .map(|url| (url, certificate_issuer.as_deref().unwrap_or("?"))),
         );
     }
     if no_quote {
@@ -398,10 +507,9 @@ pub fn run(args: Args) -> CmdResult {
             None => format!("{source} is a certificate"),
         };
         return Err(Failure::Other(anyhow::anyhow!(
-            "{what} without an attestation quote: it is an `[ssl]` app, \
-             served with its owner's own certificate (owner mode), or not an MSE app at all. App \
-             users cannot verify such an app from its certificate (evidence for `[ssl]` apps is \
-             planned); nothing was saved"
+            "{what} without an attestation quote: an ACME or an `[ssl]` app's certificate, or \
+             not an MSE app at all. Verify it by its domain (`mse verify DOMAIN`), which checks \
+             it against the evidence its node publishes; nothing was saved"
         )));
     }
     if verification.verified {
@@ -433,8 +541,15 @@ fn print_human(
     cert_path: Option<&Path>,
     args: &Args,
     no_quote: bool,
+    evidence: Option<(&str, &str)>,
 ) {
-    println!("Verifying the certificate of {source}");
+    match evidence {
+        Some((url, issuer)) => {
+            println!("Verifying the certificate of {source} (issued by {issuer})");
+            println!("  against the evidence at {url}");
+        }
+        None => println!("Verifying the certificate of {source}"),
+    }
     // Without a quote, every other check only says there is nothing to check.
     let shown = if no_quote {
         &v.checks[..1]
@@ -484,6 +599,22 @@ fn print_human(
             "{} SIMULATION — no hardware protection: this app does not run in an SGX enclave; its host can read its code and secrets",
             render::warning_prefix()
         );
+    }
+    if let (true, Some((_, issuer)), Some(target)) = (v.verified, evidence, &args.target) {
+        let tee = match v.tee {
+            Some(Tee::Sgx) => "an SGX enclave",
+            _ => "the simulation TEE",
+        };
+        let verified = if skipped {
+            "Verified, except the code it runs"
+        } else {
+            "Verified"
+        };
+        println!(
+            "{verified}: the certificate {target} serves (issued by {issuer}) has the key of the \
+             node's quote; the app runs in {tee}."
+        );
+        println!("  Open it in a browser: https://{target}/");
     }
     if let Some(path) = cert_path {
         let tee = match v.tee {

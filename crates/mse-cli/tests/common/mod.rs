@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod deploy;
 pub mod platform;
 
@@ -10,6 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
+
+/// The `mse` binary: Cargo's for tests, the workspace's for examples.
+pub fn mse_binary() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_mse") {
+        Some(path) => path.into(),
+        None => mse_testkit::workspace_binary("mse"),
+    }
+}
 
 /// A temporary home with `MSE_CONF_PATH` inside it, and a working directory.
 pub struct TestContext {
@@ -50,7 +59,7 @@ impl TestContext {
 
     /// `mse` run in `dir`, as a plain process (to spawn, signal, stream).
     pub fn mse_process_in(&self, dir: &Path) -> std::process::Command {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mse"));
+        let mut cmd = std::process::Command::new(mse_binary());
         cmd.current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -34,6 +34,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
             cores: 1024,
         },
         lease_secs: 30,
+        acme: None,
     }
 }
 
