@@ -429,18 +429,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         (false, None)
     } else {
         steps.start("verify", "Verifying the node (remote attestation)");
-        let policy = Policy {
-            mr_signer: Some(profile.mr_signer()?),
-            mr_enclave: Some(expected),
-            accepted_tcb: Vec::new(),
-            allow_simulation,
-            simulation_ca: Some(profile.simulation_ca_der()?),
-            simulation_revoked: if allow_simulation {
-                Some(profile.simulation_revoked()?)
-            } else {
-                None
-            },
-        };
+        let policy = policy(&profile, expected, allow_simulation)?;
         let now = Utc::now();
         let collateral = verify::collateral_for(&cert_der, None, None, now)?;
         let verification = verify_certificate(
@@ -719,6 +708,27 @@ fn origin_words(origin: CertificateOrigin) -> &'static str {
     }
 }
 
+/// What deploy expects of its node: the platform's MRSIGNER, the
+/// fingerprint it computed, simulation as the profile or flag allows.
+fn policy(
+    profile: &Profile,
+    expected: [u8; 32],
+    allow_simulation: bool,
+) -> Result<Policy, Failure> {
+    Ok(Policy {
+        mr_signer: Some(profile.mr_signer()?),
+        mr_enclave: Some(expected),
+        accepted_tcb: Vec::new(),
+        allow_simulation,
+        simulation_ca: Some(profile.simulation_ca_der()?),
+        simulation_revoked: if allow_simulation {
+            Some(profile.simulation_revoked()?)
+        } else {
+            None
+        },
+    })
+}
+
 /// What deploy checked of the certificate a browser sees.
 struct Browser {
     /// The certificate is one the CA issued (not the RA-TLS one).
@@ -735,23 +745,12 @@ fn verify_served(
     port: u16,
     expected: [u8; 32],
     allow_simulation: bool,
-    profile: &crate::profile::Profile,
+    profile: &Profile,
     steps: &mut Steps,
 ) -> Result<Browser, Failure> {
     steps.start("browser", "Verifying the certificate a browser sees");
     let served = fetch::server_certificate(&app.domain_name, port, &[])?;
-    let policy = Policy {
-        mr_signer: Some(profile.mr_signer()?),
-        mr_enclave: Some(expected),
-        accepted_tcb: Vec::new(),
-        allow_simulation,
-        simulation_ca: Some(profile.simulation_ca_der()?),
-        simulation_revoked: if allow_simulation {
-            Some(profile.simulation_revoked()?)
-        } else {
-            None
-        },
-    };
+    let policy = policy(profile, expected, allow_simulation)?;
     let now = Utc::now();
     if origin == CertificateOrigin::Acme && mse_attest::ratls::inspect(&served).is_ok() {
         // The ACME CA failed: the node still serves its RA-TLS certificate,

@@ -600,16 +600,16 @@ fn print_human(
             render::warning_prefix()
         );
     }
+    let tee = match v.tee {
+        Some(Tee::Sgx) => "an SGX enclave",
+        _ => "the simulation TEE",
+    };
+    let verified = if skipped {
+        "Verified, except the code it runs"
+    } else {
+        "Verified"
+    };
     if let (true, Some((_, issuer)), Some(target)) = (v.verified, evidence, &args.target) {
-        let tee = match v.tee {
-            Some(Tee::Sgx) => "an SGX enclave",
-            _ => "the simulation TEE",
-        };
-        let verified = if skipped {
-            "Verified, except the code it runs"
-        } else {
-            "Verified"
-        };
         println!(
             "{verified}: the certificate {target} serves (issued by {issuer}) has the key of the \
              node's quote; the app runs in {tee}."
@@ -617,15 +617,6 @@ fn print_human(
         println!("  Open it in a browser: https://{target}/");
     }
     if let Some(path) = cert_path {
-        let tee = match v.tee {
-            Some(Tee::Sgx) => "an SGX enclave",
-            _ => "the simulation TEE",
-        };
-        let verified = if skipped {
-            "Verified, except the code it runs"
-        } else {
-            "Verified"
-        };
         println!(
             "{verified}: the app runs in {tee}. Certificate saved to {}",
             path.display()
