@@ -104,6 +104,7 @@ step "mse status $uuid"
 
 step "mse list"
 "$mse" list
+echo "(the same apps in the web console: http://127.0.0.1:$api_port/console/, signed in with the token of mse login)"
 
 step "mse stop $uuid"
 "$mse" stop "$uuid"

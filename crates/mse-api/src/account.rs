@@ -19,6 +19,16 @@ pub struct User {
     pub created_at: i64,
 }
 
+/// A user with the resources granted to it (`GET /users`, admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGrants {
+    /// The user.
+    #[serde(flatten)]
+    pub user: User,
+    /// The resources granted to it.
+    pub grants: Vec<String>,
+}
+
 /// The body of `POST /users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -192,6 +192,10 @@ pub struct App {
     /// end of validity, and the last error obtaining or renewing it.
     #[serde(default)]
     pub certificate: Option<crate::event::ServedCertificate>,
+    /// The fingerprint (MRENCLAVE, hex) its node reported when it started:
+    /// the node's claim, which `mse verify --fingerprint` checks.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 impl App {
@@ -361,6 +365,7 @@ mod tests {
             sandbox: None,
             limits: None,
             certificate: None,
+            fingerprint: None,
             node: None,
         }
     }
@@ -407,7 +412,7 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
-        assert_eq!(keys.len(), 25, "{keys:?}");
+        assert_eq!(keys.len(), 26, "{keys:?}");
         assert_eq!(value["limits"], serde_json::Value::Null);
         assert_eq!(value["certificate"], serde_json::Value::Null);
         assert_eq!(value["node"], serde_json::Value::Null);

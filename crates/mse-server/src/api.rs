@@ -323,6 +323,7 @@ pub fn operations() -> Vec<Operation> {
             .token()
             .bytes(mse_api::node::MAX_LOG_CHUNK)
             .query("replace", json!({"type": "boolean"})),
+        op(get.clone(), "/users", "Every user with the resources granted to it (admin)", list_users).token(),
         op(post.clone(), "/users", "Create a user and its first token (admin)", create_user)
             .token()
             .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),
@@ -456,6 +457,7 @@ pub fn router(state: Shared) -> Router {
                 ));
             router.route(operation.path, route)
         })
+        .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
         })
@@ -615,6 +617,23 @@ async fn operator_ca(State(state): State<Shared>) -> Response {
 
 async fn me(caller: Caller) -> Json<mse_api::account::User> {
     Json((&caller.0).into())
+}
+
+async fn list_users(
+    State(state): State<Shared>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<mse_api::account::UserGrants>>> {
+    require_admin(&caller)?;
+    let users = state.store.users_with_grants().await?;
+    Ok(Json(
+        users
+            .iter()
+            .map(|(user, grants)| mse_api::account::UserGrants {
+                user: user.into(),
+                grants: grants.clone(),
+            })
+            .collect(),
+    ))
 }
 
 async fn create_user(

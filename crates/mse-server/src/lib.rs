@@ -7,6 +7,7 @@ pub mod apps;
 pub mod backend;
 pub mod bounds;
 pub mod catalog;
+pub mod console;
 pub mod datadir;
 pub mod http_server;
 pub mod limits;

@@ -122,6 +122,11 @@ pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
     data_dir.join("apps").join(id)
 }
 
+/// True for 64 hex digits (a SHA-256), as a node reports its fingerprint.
+fn is_hex_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// What a node runs of a stored app, with its resource's memory and cores
 /// and the platform's ACME CA.
 pub fn assignment(app: &App, memory_mb: u64, cores: u64, acme: Option<&AcmeCa>) -> Assignment {
@@ -617,6 +622,9 @@ pub async fn apply_event(
             }
             if let Some(limits) = &event.limits {
                 let _ = store.set_limits(&app.id, limits).await;
+            }
+            if let Some(fingerprint) = event.fingerprint.as_deref().filter(|f| is_hex_digest(f)) {
+                let _ = store.set_fingerprint(&app.id, fingerprint).await;
             }
             if store
                 .transition(&app.id, Status::Initializing, None, now())

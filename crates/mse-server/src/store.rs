@@ -614,6 +614,8 @@ pub struct App {
     /// it (JSON of `mse_api::event::ServedCertificate`), for ACME and owner
     /// apps.
     pub certificate: Option<String>,
+    /// The fingerprint (hex) its node reported when it started.
+    pub fingerprint: Option<String>,
     /// Its node's address, while it has one.
     pub node_addr: Option<String>,
     /// Its node's process, while it has one.
@@ -628,7 +630,7 @@ const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.co
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
-    a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate \
+    a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate, a.fingerprint \
     FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
@@ -674,6 +676,7 @@ fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         sandbox: row.try_get("sandbox")?,
         limits: row.try_get("limits")?,
         certificate: row.try_get("certificate")?,
+        fingerprint: row.try_get("fingerprint")?,
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
@@ -1047,6 +1050,40 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Records the fingerprint an app's node reported (hex).
+    pub async fn set_fingerprint(&self, id: &str, fingerprint: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE apps SET fingerprint = $1 WHERE id = $2")
+            .bind(fingerprint)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every user, by name, with the resources granted to each.
+    pub async fn users_with_grants(&self) -> Result<Vec<(User, Vec<String>)>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, is_admin, created_at FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let grants = sqlx::query("SELECT user_id, resource FROM grants ORDER BY resource")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_user: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for row in &grants {
+            by_user
+                .entry(row.try_get("user_id")?)
+                .or_default()
+                .push(row.try_get("resource")?);
+        }
+        rows.iter()
+            .map(|row| {
+                let user = user(row)?;
+                let grants = by_user.remove(&user.id).unwrap_or_default();
+                Ok((user, grants))
+            })
+            .collect()
     }
 
     /// Records the certificate an app's node serves (JSON).

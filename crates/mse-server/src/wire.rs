@@ -40,6 +40,7 @@ impl From<&store::App> for apps::App {
                 .certificate
                 .as_deref()
                 .and_then(|json| serde_json::from_str(json).ok()),
+            fingerprint: app.fingerprint.clone(),
         }
     }
 }
