@@ -20,7 +20,7 @@ use mse_api::event::{Event, State};
 use mse_api::node::{AcmeCa, AppTls, Assignment, Capacity};
 
 use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
-use crate::store::{App, CertificateOrigin, NodeHolder, Status, Store};
+use crate::store::{App, CertificateOrigin, NodeHolder, Reported, Status, Store};
 
 pub use crate::routes::{Route, RouteMode, Routes};
 
@@ -618,13 +618,17 @@ pub async fn apply_event(
             };
             let _ = store.set_node_addr(&app.id, &addr.to_string()).await;
             if let Some(sandbox) = &event.sandbox {
-                let _ = store.set_sandbox(&app.id, sandbox).await;
+                let _ = store
+                    .set_reported(&app.id, Reported::Sandbox, sandbox)
+                    .await;
             }
             if let Some(limits) = &event.limits {
-                let _ = store.set_limits(&app.id, limits).await;
+                let _ = store.set_reported(&app.id, Reported::Limits, limits).await;
             }
             if let Some(fingerprint) = event.fingerprint.as_deref().filter(|f| is_hex_digest(f)) {
-                let _ = store.set_fingerprint(&app.id, fingerprint).await;
+                let _ = store
+                    .set_reported(&app.id, Reported::Fingerprint, fingerprint)
+                    .await;
             }
             if store
                 .transition(&app.id, Status::Initializing, None, now())
@@ -646,7 +650,9 @@ pub async fn apply_event(
             // attempt) only update it.
             if let Some(certificate) = &event.certificate {
                 if let Ok(json) = serde_json::to_string(certificate) {
-                    let _ = store.set_certificate(&app.id, &json).await;
+                    let _ = store
+                        .set_reported(&app.id, Reported::Certificate, &json)
+                        .await;
                 }
             }
             let running = store

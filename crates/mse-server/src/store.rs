@@ -525,6 +525,19 @@ impl Store {
     }
 }
 
+/// What a node reports of its app, each in a column of the app's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// How it confines the app (`sandbox`).
+    Sandbox,
+    /// The limits it applies (`limits`).
+    Limits,
+    /// The certificate it serves, JSON (`certificate`).
+    Certificate,
+    /// The fingerprint its quote carries, hex (`fingerprint`).
+    Fingerprint,
+}
+
 /// An app's state: the API's, stored by its name.
 pub use mse_api::apps::AppStatus as Status;
 
@@ -1032,30 +1045,21 @@ impl Store {
         Ok(())
     }
 
-    /// Records how the app's node confines it.
-    pub async fn set_sandbox(&self, id: &str, sandbox: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE apps SET sandbox = $1 WHERE id = $2")
-            .bind(sandbox)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Records the limits an app's node applies.
-    pub async fn set_limits(&self, id: &str, limits: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE apps SET limits = $1 WHERE id = $2")
-            .bind(limits)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Records the fingerprint an app's node reported (hex).
-    pub async fn set_fingerprint(&self, id: &str, fingerprint: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE apps SET fingerprint = $1 WHERE id = $2")
-            .bind(fingerprint)
+    /// Records what an app's node reported of it.
+    pub async fn set_reported(
+        &self,
+        id: &str,
+        what: Reported,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let sql = match what {
+            Reported::Sandbox => "UPDATE apps SET sandbox = $1 WHERE id = $2",
+            Reported::Limits => "UPDATE apps SET limits = $1 WHERE id = $2",
+            Reported::Certificate => "UPDATE apps SET certificate = $1 WHERE id = $2",
+            Reported::Fingerprint => "UPDATE apps SET fingerprint = $1 WHERE id = $2",
+        };
+        sqlx::query(sql)
+            .bind(value)
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -1084,16 +1088,6 @@ impl Store {
                 Ok((user, grants))
             })
             .collect()
-    }
-
-    /// Records the certificate an app's node serves (JSON).
-    pub async fn set_certificate(&self, id: &str, certificate: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE apps SET certificate = $1 WHERE id = $2")
-            .bind(certificate)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Deletes a stopped or failed app; false when it is live or missing.
