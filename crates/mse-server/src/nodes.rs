@@ -386,12 +386,15 @@ async fn work(
                 size
             }
         };
-        start.push(crate::runner::assignment(
-            &app,
-            size.0,
-            size.1,
-            state.acme.as_ref(),
-        ));
+        match crate::runner::assignment(&app, size.0, size.1, state.acme.as_ref()) {
+            Ok(assignment) => start.push(assignment),
+            Err(why) => {
+                state
+                    .store
+                    .transition(&app.id, Status::OnError, Some(why), at)
+                    .await?;
+            }
+        }
     }
     Ok(LeaseGranted {
         lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),

@@ -127,21 +127,32 @@ fn is_hex_digest(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Why an app deployed for an ACME certificate cannot start.
+pub const NO_ACME_CA: &str = "the app was deployed for a browser-trusted (ACME) certificate, but \
+     the platform has no ACME CA any more (mse-server --acme-directory): start it with one, or \
+     deploy the app again (with --no-acme to keep the RA-TLS certificate)";
+
 /// What a node runs of a stored app, with its resource's memory and cores
-/// and the platform's ACME CA.
-pub fn assignment(app: &App, memory_mb: u64, cores: u64, acme: Option<&AcmeCa>) -> Assignment {
+/// and the platform's ACME CA; an error (what the app's status will say)
+/// when it cannot run as it was deployed.
+pub fn assignment(
+    app: &App,
+    memory_mb: u64,
+    cores: u64,
+    acme: Option<&AcmeCa>,
+) -> Result<Assignment, &'static str> {
     let tls = match (app.spec.certificate_origin, acme) {
         (CertificateOrigin::Owner, _) => AppTls::Owner {
             chain_pem: app.spec.ssl_certificate.clone().unwrap_or_default(),
         },
         (CertificateOrigin::Operator, _) => AppTls::Operator,
         (CertificateOrigin::Acme, Some(ca)) => AppTls::Acme(ca.clone()),
-        // Deployed while the platform had an ACME CA, started without one:
-        // its node's fingerprint then differs from the one its owner
-        // expects, and the deployment fails its verification.
-        (CertificateOrigin::Acme, None) | (CertificateOrigin::SelfSigned, _) => AppTls::RaTls,
+        // Its fingerprint names ACME: a node with the RA-TLS certificate
+        // alone would fail its owner's verification for no clear reason.
+        (CertificateOrigin::Acme, None) => return Err(NO_ACME_CA),
+        (CertificateOrigin::SelfSigned, _) => AppTls::RaTls,
     };
-    Assignment {
+    Ok(Assignment {
         app: app.id.clone(),
         domain: app.domain_name.clone(),
         application: app.spec.python_application.clone(),
@@ -154,7 +165,7 @@ pub fn assignment(app: &App, memory_mb: u64, cores: u64, acme: Option<&AcmeCa>) 
         package_bytes: u64::try_from(app.spec.code_bytes).unwrap_or(0),
         memory_mb,
         cores,
-    }
+    })
 }
 
 /// The events of one app's local node, applied to the store and the
@@ -296,7 +307,8 @@ impl Runner {
             u64::try_from(resource.memory_mb).unwrap_or(0),
             u64::try_from(resource.cores).unwrap_or(0),
             self.inner.config.acme.as_ref(),
-        );
+        )
+        .map_err(|why| anyhow::anyhow!(why))?;
         let owner_chain =
             matches!(assignment.tls, AppTls::Owner { .. }).then(|| dir.join("owner.pem"));
         let launch = Launch {
