@@ -27,6 +27,8 @@ pub struct RaTls {
     pub cert_der: Vec<u8>,
     /// The private key, PKCS#8 PEM. Never logged.
     pub key_pem: String,
+    /// The quote in its extension, which binds its key.
+    pub quote: Vec<u8>,
 }
 
 impl std::fmt::Debug for RaTls {
@@ -77,7 +79,10 @@ pub fn create(
     params.not_before = to_offset(now - chrono::Duration::minutes(1))?;
     params.not_after = to_offset(not_after)?;
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(QUOTE_OID, quote)];
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        QUOTE_OID,
+        quote.clone(),
+    )];
     let cert = params
         .self_signed(&key)
         .map_err(|source| AttestError::CertificateBuild {
@@ -88,6 +93,7 @@ pub fn create(
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
         key_pem: key.serialize_pem(),
+        quote,
     })
 }
 
@@ -119,6 +125,11 @@ pub(crate) fn parse_der(cert_der: &[u8]) -> Result<X509Certificate<'_>, AttestEr
         ));
     }
     Ok(cert)
+}
+
+/// The issuer of a certificate (DER), as a distinguished name.
+pub fn issuer(cert_der: &[u8]) -> Result<String, AttestError> {
+    Ok(parse_der(cert_der)?.issuer().to_string())
 }
 
 /// Extracts the quote and public key of a certificate (DER).

@@ -65,6 +65,17 @@ pub struct Policy {
     pub simulation_revoked: Option<Vec<[u8; 32]>>,
 }
 
+impl Verification {
+    /// The checks that failed, each as `name: detail`.
+    pub fn failures(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Failed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect()
+    }
+}
+
 impl Policy {
     /// True when a TCB status passes: `UpToDate`, or one the user named.
     pub fn accepts(&self, status: &str) -> bool {

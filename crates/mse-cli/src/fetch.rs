@@ -171,9 +171,6 @@ pub fn server_certificate(
     Ok(cert)
 }
 
-/// The most bytes of an evidence document read.
-const MAX_EVIDENCE: u64 = 64 * 1024;
-
 /// What `host:port` publishes at [`mse_attest::evidence::EVIDENCE_PATH`],
 /// over TLS pinned to `cert_der` (the certificate it just served): the
 /// evidence of the node holding that certificate's key. `Ok(None)` when it
@@ -210,7 +207,9 @@ pub fn evidence(
     }
     let mut body = Vec::new();
     response
-        .take(MAX_EVIDENCE + 1)
+        // One byte more than an evidence may have, so that a larger one
+        // is refused as such.
+        .take(mse_attest::evidence::MAX_LEN as u64 + 1)
         .read_to_end(&mut body)
         .with_context(|| format!("cannot read {url}"))?;
     Ok(Some(body))

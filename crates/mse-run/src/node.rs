@@ -410,11 +410,7 @@ fn evidence(
 ) -> Result<Option<bytes::Bytes>, Failure> {
     use mse_attest::evidence::{key_bits, key_report_data, Evidence};
     let quote = match tls {
-        TlsSetup::Acme(_) => {
-            mse_attest::ratls::inspect(&ratls.cert_der)
-                .map_err(|e| Failure::Error(format!("cannot read the RA-TLS quote: {e}")))?
-                .quote_bytes
-        }
+        TlsSetup::Acme(_) => ratls.quote.clone(),
         TlsSetup::Owner { leaf_der, .. } => {
             let bits =
                 key_bits(leaf_der).map_err(|e| invalid(format!("the owner's certificate: {e}")))?;
@@ -1112,7 +1108,13 @@ impl Renewal {
                         issued.not_after,
                         renew_at
                     ));
-                    let _ = self.sender.send(Some(served(&current, None)));
+                    let _ = self.sender.send(Some(ServedCertificate {
+                        issuer: issued.issuer.clone(),
+                        not_after: issued
+                            .not_after
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        error: None,
+                    }));
                     if renew_at >= self.expires_at {
                         // The app ends before the certificate needs renewing.
                         return self.sender.closed().await;

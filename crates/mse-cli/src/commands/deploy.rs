@@ -439,12 +439,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             now,
         );
         if !verification.verified {
-            let failed: Vec<String> = verification
-                .checks
-                .iter()
-                .filter(|c| c.status == mse_attest::verify::Status::Failed)
-                .map(|c| format!("{}: {}", c.name, c.detail))
-                .collect();
+            let failed = verification.failures();
             let mut message = format!(
                 "the node failed verification, so it was sent nothing:\n  {}",
                 failed.join("\n  ")
@@ -578,7 +573,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         CertificateOrigin::Operator => Some(("operator-ca.pem", profile.operator_ca.clone())),
         // Served with a certificate of a CA the user's tools know, or the
         // RA-TLS certificate still (the ACME CA failed).
-        CertificateOrigin::Acme if browser.as_ref().is_some_and(|b| b.issued) => None,
+        CertificateOrigin::Acme if browser.as_ref().is_some_and(Browser::issued) => None,
         CertificateOrigin::Acme => Some(("cert.pem", verify::pem_encode(&cert_der))),
         CertificateOrigin::Owner => None,
     }
@@ -620,7 +615,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
             tee,
             sandbox: app.sandbox.clone(),
             certificate: app.certificate.clone(),
-            browser_verified: browser.as_ref().map(|b| b.issued),
+            browser_verified: browser.as_ref().map(Browser::issued),
             cert_path,
             context_path: context_dir,
             timings,
@@ -667,11 +662,10 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         }
     }
     if let Some(browser) = &browser {
-        if browser.issued {
+        if let Some(evidence_url) = &browser.evidence_url {
             println!(
                 "  browser      {url} (its certificate's key is the attested node's, verified \
-                 against {})",
-                browser.evidence_url
+                 against {evidence_url})"
             );
         }
     }
@@ -729,12 +723,18 @@ fn policy(
     })
 }
 
-/// What deploy checked of the certificate a browser sees.
+/// What deploy checked of the certificate a browser sees: where the
+/// evidence that verified it was read, or `None` when the node still
+/// serves its RA-TLS certificate (the CA issued none).
 struct Browser {
-    /// The certificate is one the CA issued (not the RA-TLS one).
-    issued: bool,
-    /// Where the evidence was read.
-    evidence_url: String,
+    evidence_url: Option<String>,
+}
+
+impl Browser {
+    /// The certificate is one the CA issued, verified against the evidence.
+    fn issued(&self) -> bool {
+        self.evidence_url.is_some()
+    }
 }
 
 /// Checks the certificate `app`'s domain serves against its node's
@@ -763,10 +763,7 @@ fn verify_served(
         steps.warn(&format!(
             "the node serves its RA-TLS certificate: the ACME CA gave none ({why})"
         ));
-        return Ok(Browser {
-            issued: false,
-            evidence_url: String::new(),
-        });
+        return Ok(Browser { evidence_url: None });
     }
     let (verification, evidence_url) = verify::verify_with_evidence(
         &app.domain_name,
@@ -778,27 +775,19 @@ fn verify_served(
         now,
     )?;
     if !verification.verified {
-        let failed: Vec<String> = verification
-            .checks
-            .iter()
-            .filter(|c| c.status == mse_attest::verify::Status::Failed)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect();
+        let failed = verification.failures();
         return Err(Failure::Other(anyhow!(
             "the certificate {} serves is not the attested node's:\n  {}",
             app.domain_name,
             failed.join("\n  ")
         )));
     }
-    let issuer = x509_parser::parse_x509_certificate(&served)
-        .map(|(_, cert)| cert.issuer().to_string())
-        .unwrap_or_default();
+    let issuer = mse_attest::ratls::issuer(&served).unwrap_or_default();
     steps.done(&format!(
         "issued by {issuer}, its key bound by the node's quote"
     ));
     Ok(Browser {
-        issued: true,
-        evidence_url,
+        evidence_url: Some(evidence_url),
     })
 }
 

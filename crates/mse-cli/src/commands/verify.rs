@@ -437,9 +437,7 @@ pub fn run(args: Args) -> CmdResult {
             )
         }
     };
-    let certificate_issuer = x509_parser::parse_x509_certificate(&cert_der)
-        .ok()
-        .map(|(_, cert)| cert.issuer().to_string());
+    let certificate_issuer = mse_attest::ratls::issuer(&cert_der).ok();
     // Only a quote-less certificate that was not fetched is left unchecked.
     let no_quote = no_quote && evidence_url.is_none();
     if args.skip_fingerprint {
