@@ -444,35 +444,14 @@ async fn a_node_is_reached_through_the_proxy_by_its_domain() {
 
 #[tokio::test]
 async fn an_app_deployed_for_acme_is_not_started_without_an_acme_ca_and_says_why() {
-    use mse_server::store::{AppSpec, CertificateOrigin, NewApp};
+    use mse_server::store::CertificateOrigin;
     let platform = common::platform().await;
     let (user_id, _) = platform.user("alice").await;
     let store = &platform.state.store;
     let project = store.project(&user_id, "default").await.unwrap().unwrap();
-    let id = mse_server::store::new_id();
-    store
-        .insert_app(&NewApp {
-            id: id.clone(),
-            project_id: project.id.clone(),
-            domain: format!("{id}.localhost"),
-            config_domain: format!("{id}.localhost"),
-            spec: AppSpec {
-                name: "browser".into(),
-                resource: "free".into(),
-                docker: common::IMAGE.into(),
-                python_application: "app:app".into(),
-                healthcheck_endpoint: "/health".into(),
-                certificate_origin: CertificateOrigin::Acme,
-                ssl_certificate: None,
-                code_sha256: "00".repeat(32),
-                code_bytes: 0,
-                enclave_size: "1G".into(),
-            },
-            created_at: 1,
-            expires_at: i64::MAX / 2,
-        })
-        .await
-        .unwrap();
+    let new = common::new_app(&project.id, "browser", CertificateOrigin::Acme, 1);
+    let id = new.id.clone();
+    store.insert_app(&new).await.unwrap();
     let app = store.app(&id).await.unwrap().unwrap();
     assert_eq!(
         mse_server::runner::assignment(&app, 512, 1, None).unwrap_err(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use mse_server::store::{AppSpec, NewApp, NodeHolder, Status, Store};
+use mse_server::store::{NodeHolder, Status, Store};
 
 /// How many apps each race runs over.
 const APPS: usize = 24;
@@ -27,30 +27,14 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
     let project = first.project(&user.id, "default").await.unwrap().unwrap();
     let mut ids = Vec::new();
     for i in 0..APPS {
-        let id = mse_server::store::new_id();
-        first
-            .insert_app(&NewApp {
-                id: id.clone(),
-                project_id: project.id.clone(),
-                domain: format!("{id}.localhost"),
-                config_domain: format!("{id}.localhost"),
-                spec: AppSpec {
-                    name: format!("app-{i}"),
-                    resource: "free".into(),
-                    docker: common::IMAGE.into(),
-                    python_application: "app:app".into(),
-                    healthcheck_endpoint: "/health".into(),
-                    certificate_origin: mse_server::store::CertificateOrigin::SelfSigned,
-                    ssl_certificate: None,
-                    code_sha256: "00".repeat(32),
-                    code_bytes: 0,
-                    enclave_size: "1G".into(),
-                },
-                created_at: i as i64,
-                expires_at: i64::MAX / 2,
-            })
-            .await
-            .unwrap();
+        let app = common::new_app(
+            &project.id,
+            &format!("app-{i}"),
+            mse_server::store::CertificateOrigin::SelfSigned,
+            i as i64,
+        );
+        let id = app.id.clone();
+        first.insert_app(&app).await.unwrap();
         ids.push(id);
     }
     (first, second, ids)

@@ -636,3 +636,34 @@ pub fn owner_certificate(domain: &str) -> (String, String, Vec<u8>) {
     let cert = params.self_signed(&key).unwrap();
     (cert.pem(), key.serialize_pem(), cert.der().to_vec())
 }
+
+/// A stored app of the scaffold's shape, on resource `free`, for tests that
+/// write the store directly.
+pub fn new_app(
+    project_id: &str,
+    name: &str,
+    origin: mse_server::store::CertificateOrigin,
+    created_at: i64,
+) -> mse_server::store::NewApp {
+    let id = mse_server::store::new_id();
+    mse_server::store::NewApp {
+        project_id: project_id.to_string(),
+        domain: format!("{id}.localhost"),
+        config_domain: format!("{id}.localhost"),
+        id,
+        spec: mse_server::store::AppSpec {
+            name: name.to_string(),
+            resource: "free".into(),
+            docker: IMAGE.into(),
+            python_application: "app:app".into(),
+            healthcheck_endpoint: "/health".into(),
+            certificate_origin: origin,
+            ssl_certificate: None,
+            code_sha256: "00".repeat(32),
+            code_bytes: 0,
+            enclave_size: "1G".into(),
+        },
+        created_at,
+        expires_at: i64::MAX / 2,
+    }
+}
