@@ -117,8 +117,9 @@ fn a_browser_opens_a_zero_trust_app_with_no_warning_and_its_key_is_the_attested_
     let warned = untrusting.open(&url, None).expect("Chromium runs");
     assert!(
         warned.certificate_error().is_some(),
-        "an untrusted certificate is refused: {}",
-        warned.dom
+        "an untrusted certificate is refused: {:?}\n{}",
+        warned.load_error,
+        warned.log
     );
 
     // An app user checks the page's certificate against the evidence.

@@ -56,21 +56,69 @@ async fn connect_from(source: [u8; 4], port: u16) -> std::io::Result<TcpStream> 
         .await
 }
 
+/// How the server ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    /// An orderly close (FIN).
+    Orderly,
+    /// A reset: the server closed it with the client's bytes unread, as it
+    /// does when it refuses a connection.
+    Reset,
+}
+
 /// Reads until the peer closes (or resets) the connection, within `limit`;
-/// returns what arrived and when it closed, `None` if it did not.
-async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Instant)> {
+/// returns what arrived and how it closed, `None` if it did not.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Closed)> {
     let mut got = Vec::new();
-    let read = tokio::time::timeout(limit, async {
+    tokio::time::timeout(limit, async {
         let mut buf = [0u8; 1024];
         loop {
             match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break Closed::Orderly,
+                Err(_) => break Closed::Reset,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
     })
-    .await;
-    read.ok().map(|()| (got, Instant::now()))
+    .await
+    .ok()
+    .map(|closed| (got, closed))
+}
+
+/// How many connections from `source` to the loopback `port` the process
+/// `pid` holds open now (accepted: one of its descriptors), from the
+/// kernel's socket table.
+fn held_from(pid: u32, port: u16, source: [u8; 4]) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let target = target.to_string_lossy().into_owned();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let local = format!(":{port:04X}");
+    let remote = format!("{:08X}:", u32::from_ne_bytes(source));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 9
+                && fields[1].ends_with(&local)
+                && fields[2].starts_with(&remote)
+                && fields[3] == "01"
+                && inodes.contains(fields[9])
+        })
+        .count()
 }
 
 /// `GET /health` from `source`: its status and how long it took.
@@ -84,14 +132,16 @@ async fn timed_health(source: [u8; 4], port: u16) -> (u16, Value, Duration) {
 async fn idle_connections_do_not_starve_health_or_deploys() {
     const IDLE: usize = 3_000;
     const PER_SOURCE: usize = 64;
-    const HEADER_TIMEOUT: Duration = Duration::from_secs(6);
+    // Longer than opening the connections takes on a loaded machine, so
+    // that the cap is full when the extra connection comes.
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
     let limit = raise_open_files_limit();
     assert!(
         limit > IDLE as u64 + 200,
         "RLIMIT_NOFILE hard limit {limit}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let (_server, port, token) = api_server(
+    let (server, port, token) = api_server(
         &dir.path().join("data"),
         &[
             "--api-header-timeout",
@@ -104,15 +154,22 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
 
     // The attack: thousands of connections from one address, each with a
     // header that never ends.
+    // What the server holds is read from the kernel's socket tables as
+    // the attack goes on: how long anything takes decides nothing.
+    let server_pid = server.child.id();
+    let mut most_held = 0;
     let opened = Instant::now();
     let mut idle = Vec::with_capacity(IDLE);
-    for _ in 0..IDLE {
+    for i in 0..IDLE {
         let mut stream = connect_from([127, 0, 0, 1], port).await.unwrap();
         stream
             .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
             .await
             .unwrap();
         idle.push(stream);
+        if i % 100 == 99 {
+            most_held = most_held.max(held_from(server_pid, port, [127, 0, 0, 1]));
+        }
     }
     let opened_in = opened.elapsed();
     let watchers: Vec<_> = idle
@@ -130,7 +187,8 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
         "{IDLE} idle connections opened in {opened_in:?}; /health from 127.0.0.2 took {took:?}"
     );
     assert_eq!(status, 200, "{body}");
-    assert!(took < Duration::from_secs(2), "/health took {took:?}");
+    // Starved, it would wait for the header timeout to free the slots.
+    assert!(took < HEADER_TIMEOUT, "/health took {took:?}");
     let (status, me) = http_from(OTHER, port, "GET", "/me", &token, None).await;
     assert_eq!((status, me["name"].as_str()), (200, Some("admin")), "{me}");
     let config = deploy_config("still-deploys", json!({}));
@@ -150,6 +208,11 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
     assert_eq!(status, 201, "{app}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // The attacker's own address is at its cap: a clear 503, not a hang.
+    let held_now = held_from(server_pid, port, [127, 0, 0, 1]);
+    assert_eq!(
+        held_now, PER_SOURCE,
+        "the server holds its cap from one address"
+    );
     let mut refused = connect_from([127, 0, 0, 1], port).await.unwrap();
     let (answer, _) = closed_within(&mut refused, Duration::from_secs(5))
         .await
@@ -159,34 +222,29 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
         answer.starts_with("HTTP/1.1 503") && answer.contains("too many connections"),
         "{answer}"
     );
+    // While connections pour in, a sample may also count the one the
+    // server is refusing at that instant (accepted, answered 503, closed).
+    eprintln!("at most {most_held} of {IDLE} held at once from one address while they came");
+    assert!(
+        most_held <= PER_SOURCE + 2,
+        "{most_held} connections held from one address"
+    );
 
-    // Held connections are closed by the header timeout; the rest were
-    // refused at once.
-    // (A refused connection is answered 503, or reset, at once; under a
-    // loaded machine "at once" can take a while, so what tells a held one
-    // is having lasted to the header timeout.)
-    let mut held = 0;
+    // Every connection is closed by the server in the end: refused with a
+    // 503 (or reset, its bytes unread), or, held, by the header timeout.
     for watcher in watchers {
-        let (answer, closed_at) = watcher
+        let (answer, closed) = watcher
             .await
             .unwrap()
             .expect("every idle connection is closed by the server");
-        let open_for = closed_at.duration_since(opened);
-        let refused = answer.starts_with(b"HTTP/1.1 503")
-            || open_for < HEADER_TIMEOUT - Duration::from_millis(500);
-        if !refused {
-            held += 1;
+        if !answer.starts_with(b"HTTP/1.1 503") && closed == Closed::Orderly {
             assert!(
-                open_for <= HEADER_TIMEOUT + opened_in + Duration::from_secs(5),
-                "a partial header was held for {open_for:?}"
+                answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+                "a held connection is closed by the header timeout: {}",
+                String::from_utf8_lossy(&answer)
             );
         }
     }
-    eprintln!("{held} of {IDLE} held until the header timeout");
-    assert!(
-        (1..=PER_SOURCE).contains(&held),
-        "{held} connections held from one address"
-    );
     // And the attacker's address is served again once they are gone.
     let (status, _, _) = timed_health([127, 0, 0, 1], port).await;
     assert_eq!(status, 200);

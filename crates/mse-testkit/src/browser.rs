@@ -1,16 +1,16 @@
-//! A real browser for tests: headless Chromium, run once per page.
+//! A real browser for tests: headless Chromium (Debian's), driven by
+//! Playwright for Python from the shared test environment, run once per page.
 //!
 //! A [`Browser`] owns a temporary home whose NSS database (`~/.pki/nssdb`,
 //! where Chromium on Linux reads locally trusted roots) holds the one root
-//! the test chose, or none. [`Browser::open`] runs Chromium on one URL and
-//! returns the page's DOM after load, a 1280×800 screenshot, and the load
-//! error Chromium reports, if any.
+//! the test chose, or none. [`Browser::open`] loads one URL and returns the
+//! page's DOM after load, a 1280×800 screenshot, and the network error the
+//! browser reported for the navigation, if any.
 //!
-//! With a certificate it does not trust, headless Chromium shows no
-//! interstitial: the DOM is empty and it writes
-//! `Page load failed: net::ERR_CERT_AUTHORITY_INVALID` (or another
-//! `net::ERR_CERT_*` code) to its standard error, which
-//! [`Page::certificate_error`] reports; it takes no screenshot then.
+//! The verdict is the browser's own: the failure Playwright reports for the
+//! main navigation request (`net::ERR_CERT_AUTHORITY_INVALID`, or another
+//! `net::ERR_CERT_*` code), never the text of an error page, which changes
+//! from one Chromium release to the next.
 
 use std::fs::{self, File};
 use std::io::BufReader;
@@ -29,6 +29,9 @@ pub const CHROMIUM_ENV: &str = "MSE_TEST_CHROMIUM";
 /// The programs this module runs, for a test's check that they are installed.
 pub const PROGRAMS: [&str; 2] = ["chromium", "certutil"];
 
+/// The Playwright script that loads one page and reports the browser's verdict.
+const SCRIPT: &str = include_str!("browser.py");
+
 /// How long one page may take, Chromium's start included.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,16 +44,18 @@ pub struct Browser {
 /// A page as Chromium loaded it.
 #[derive(Debug)]
 pub struct Page {
-    /// The DOM after load (`--dump-dom`); empty when the load failed.
+    /// The DOM after load; empty when the load failed.
     pub dom: String,
     /// The screenshot (PNG), inside the [`Browser`]'s folder: it lasts as
     /// long as the browser. `None` when the load failed. [`Page::save_screenshot`] copies it out.
     pub screenshot: Option<PathBuf>,
     /// The network error that stopped the load, such as
-    /// `net::ERR_CERT_AUTHORITY_INVALID`.
+    /// `net::ERR_CERT_AUTHORITY_INVALID`, as the browser reported it.
     pub load_error: Option<String>,
-    /// What Chromium wrote to its standard error, for a failing test's
-    /// message.
+    /// The HTTP status of the loaded page (`None` when the load failed).
+    pub status: Option<u16>,
+    /// What the browser and its driver wrote to their standard error, for
+    /// a failing test's message.
     pub log: String,
 }
 
@@ -89,46 +94,25 @@ impl Browser {
         let run = self.runs.fetch_add(1, Ordering::Relaxed);
         let dir = self.home.path().join(format!("run-{run}"));
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let dom_path = dir.join("dom.html");
-        let log_path = dir.join("chromium.log");
-        let screenshot = dir.join("screenshot.png");
+        let script = dir.join("browser.py");
+        fs::write(&script, SCRIPT).with_context(|| format!("cannot write {}", script.display()))?;
+        let out_path = dir.join("result.json");
+        let log_path = dir.join("browser.log");
 
-        let program = std::env::var_os(CHROMIUM_ENV)
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "chromium".into());
-        let mut command = Command::new(&program);
-        command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1280,800",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .arg(format!("--screenshot={}", screenshot.display()));
+        let mut command = Command::new(crate::python());
+        command.arg(&script).arg(url).arg(&dir);
         if let Some((name, addr)) = resolve {
-            command.arg(format!("--host-resolver-rules=MAP {name} {addr}"));
+            command.arg(format!("MAP {name} {addr}"));
         }
         command
-            .arg(url)
             .env("HOME", self.home.path())
             .stdin(Stdio::null())
-            .stdout(File::create(&dom_path)?)
+            .stdout(File::create(&out_path)?)
             .stderr(File::create(&log_path)?)
             .process_group(0);
-        let mut child = command.spawn().with_context(|| {
-            format!(
-                "cannot run {} (on Debian: apt-get install chromium)",
-                program.to_string_lossy()
-            )
-        })?;
+        let mut child = command
+            .spawn()
+            .context("cannot run the browser script with the test Python environment")?;
         let deadline = Instant::now() + PAGE_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait()? {
@@ -139,7 +123,8 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        // Chromium's helpers share its process group; none may outlive it.
+        // Chromium and Playwright's driver share the script's process
+        // group; none may outlive it.
         kill_group(child.id());
         let _ = child.wait();
 
@@ -147,37 +132,35 @@ impl Browser {
         let Some(status) = status else {
             bail!("Chromium did not finish loading {url} within {PAGE_TIMEOUT:?}:\n{log}");
         };
+        let out = fs::read_to_string(&out_path).unwrap_or_default();
         if !status.success() {
-            bail!("Chromium failed on {url} ({status}):\n{log}");
+            bail!(
+                "the browser failed on {url} ({status}; on Debian: apt-get install chromium):\n{log}{out}"
+            );
         }
-        let dom = fs::read_to_string(&dom_path)
-            .with_context(|| format!("cannot read {}", dom_path.display()))?;
+        let report: serde_json::Value = serde_json::from_str(&out)
+            .with_context(|| format!("the browser script printed no report:\n{out}\n{log}"))?;
+        let screenshot = dir.join("screenshot.png");
         Ok(Page {
-            dom,
-            screenshot: screenshot.exists().then_some(screenshot),
-            load_error: load_error(&log),
+            dom: report["dom"].as_str().unwrap_or_default().to_string(),
+            screenshot: (report["screenshot"] == true && screenshot.exists()).then_some(screenshot),
+            load_error: report["load_error"].as_str().map(str::to_string),
+            status: report["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok()),
             log,
         })
     }
 }
 
 impl Page {
-    /// The certificate error that stopped the load (`net::ERR_CERT_…`), or
-    /// the interstitial's error code if Chromium showed one.
+    /// The certificate error that stopped the load (`net::ERR_CERT_…`), as
+    /// the browser reported it.
     pub fn certificate_error(&self) -> Option<String> {
-        if let Some(error) = self
-            .load_error
+        self.load_error
             .as_ref()
             .filter(|e| e.starts_with("net::ERR_CERT_"))
-        {
-            return Some(error.clone());
-        }
-        let start = self.dom.find("NET::ERR_CERT_")?;
-        let code: String = self.dom[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        Some(code)
+            .cloned()
     }
 
     /// Copies the screenshot to `dest` (its folder is created), for a test's
@@ -228,14 +211,6 @@ pub fn png_is_blank(path: &Path) -> anyhow::Result<bool> {
         .all(|row| row[..row_bytes].chunks(pixel).all(|p| p == first)))
 }
 
-/// The error of Chromium's `Page load failed: …` line.
-fn load_error(log: &str) -> Option<String> {
-    log.lines().find_map(|line| {
-        let (_, error) = line.split_once("Page load failed: ")?;
-        Some(error.trim().to_string())
-    })
-}
-
 fn certutil(args: &[&str]) -> anyhow::Result<()> {
     let output = Command::new("certutil")
         .args(args)
@@ -266,17 +241,19 @@ fn kill_group(pgid: u32) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_certificate_load_failure_is_a_certificate_error() {
-        let log = "[1:1:ERROR:net/socket/ssl_client_socket_impl.cc:949] handshake failed\n\
-                   [1:1:ERROR:components/headless/command_handler/headless_command_handler.cc:403] \
-                   Page load failed: net::ERR_CERT_AUTHORITY_INVALID\n";
-        let page = Page {
+    fn failed(error: &str) -> Page {
+        Page {
             dom: String::new(),
             screenshot: None,
-            load_error: load_error(log),
-            log: log.to_string(),
-        };
+            load_error: Some(error.to_string()),
+            status: None,
+            log: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_load_failure_is_a_certificate_error() {
+        let page = failed("net::ERR_CERT_AUTHORITY_INVALID");
         assert_eq!(
             page.certificate_error().as_deref(),
             Some("net::ERR_CERT_AUTHORITY_INVALID")
@@ -309,16 +286,7 @@ mod tests {
 
     #[test]
     fn another_load_failure_is_no_certificate_error() {
-        let page = Page {
-            dom: String::new(),
-            screenshot: None,
-            load_error: load_error("Page load failed: net::ERR_NAME_NOT_RESOLVED"),
-            log: String::new(),
-        };
-        assert_eq!(
-            page.load_error.as_deref(),
-            Some("net::ERR_NAME_NOT_RESOLVED")
-        );
+        let page = failed("net::ERR_NAME_NOT_RESOLVED");
         assert_eq!(page.certificate_error(), None);
     }
 }

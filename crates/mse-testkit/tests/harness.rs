@@ -130,6 +130,7 @@ fn chromium_trusting_the_root_shows_the_page_without_certificate_error() {
     let page = browser.open(&url, Some(("app.localhost", addr))).unwrap();
     assert_eq!(page.certificate_error(), None, "{}", page.log);
     assert_eq!(page.load_error, None, "{}", page.log);
+    assert_eq!(page.status, Some(200), "{}", page.log);
     assert!(page.dom.contains(PAGE_TEXT), "{}\n{}", page.dom, page.log);
     let artifact = mse_testkit::artifacts_dir("harness").join("trusted-page.png");
     page.save_screenshot(&artifact).unwrap();
@@ -156,5 +157,6 @@ fn chromium_trusting_nothing_reports_a_certificate_error() {
         "{}",
         page.log
     );
+    assert_eq!(page.status, None, "no page was loaded: {}", page.log);
     assert!(!page.dom.contains(PAGE_TEXT), "{}", page.dom);
 }
