@@ -60,6 +60,20 @@ def bind(port):
         s.close()
 
 
+def chmod(path):
+    # To the mode it has: harmless if it were allowed.
+    return os.chmod(path, os.stat(path).st_mode & 0o7777)
+
+
+def unix(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return s.recv(64)
+    finally:
+        s.close()
+
+
 @app.route("/attack", methods=["POST"])
 def attack():
     plan = request.get_json()
@@ -74,6 +88,14 @@ def attack():
         out["signal %d" % pid] = attempt(lambda: os.kill(pid, 0))
     for port in plan["bind"]:
         out["bind %d" % port] = attempt(lambda: bind(port))
+    for path in plan["chmod"]:
+        out["chmod " + path] = attempt(lambda: chmod(path))
+    for path in plan["unix"]:
+        out["unix " + path] = attempt(lambda: unix(path))
+    # The shared install of its requirements.txt is the node's, not its own.
+    import six
+    out["chmod its shared requirements"] = attempt(lambda: chmod(six.__file__))
+    out["uid 0"] = attempt(lambda: 1 // int(os.getuid() == 0))
     return {"attempts": out, "environ": dict(os.environ)}
 
 
@@ -84,6 +106,11 @@ def own():
         "secrets": attempt(lambda: read(os.environ["SECRETS_PATH"])),
         "home": attempt(lambda: write(os.path.join(home, "note.txt"))),
         "tmp": attempt(lambda: write(os.path.join(tmp, "scratch.csv"))),
+        "private /tmp": attempt(
+            lambda: write("/tmp/upload.bin")
+            and os.path.exists(os.path.join(tmp, "upload.bin"))
+            or 1 // 0
+        ),
         "code": attempt(lambda: read(os.path.join(os.environ["MODULE_PATH"], "app.py"))),
         "devnull": attempt(lambda: write(os.devnull)),
         "cpus": attempt(lambda: 1 // (os.cpu_count() or 0)),
@@ -218,6 +245,7 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
     // The attacker: another ordinary user, deploying through `mse deploy`.
     let (mallory, _) = user(&platform, "mallory");
     let hostile = write_app(&mallory, "hostile", HOSTILE_APP, Some(&json!({"own": 1})));
+    std::fs::write(hostile.join("mse_src/requirements.txt"), "six==1.16.0\n").unwrap();
     let hostile_out = deploy_ok(&platform, &mallory, &hostile, &[]);
     assert!(
         hostile_out["sandbox"]
@@ -239,9 +267,19 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
     // What its own sandbox leaves it: its secrets, home, temporary folder
     // and code (so the attempts below can succeed when nothing stops them).
     let own = post_app(&platform, &hostile_out, "/own", &json!({}));
-    for what in ["secrets", "home", "tmp", "code", "devnull", "cpus"] {
+    for what in [
+        "secrets",
+        "home",
+        "tmp",
+        "private /tmp",
+        "code",
+        "devnull",
+        "cpus",
+    ] {
         assert_eq!(own[what]["ok"], true, "the app uses its own {what}: {own}");
     }
+    // The host's /tmp is not the app's: what it writes there lands in its own.
+    assert!(!Path::new("/tmp/upload.bin").exists());
 
     let cache = mse_testkit::runtime_cache_dir();
     let envs: Vec<PathBuf> = std::fs::read_dir(cache.join("envs"))
@@ -275,16 +313,42 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         data.clone(),
         nodes.clone(),
         victim_node.clone(),
-        PathBuf::from("/tmp"),
         PathBuf::from("/proc"),
         victim.root.path().to_path_buf(),
     ];
     let mut write = vec![
         data.join("planted"),
         victim_node.join("home/planted"),
-        PathBuf::from(format!("/tmp/planted-{}", std::process::id())),
         cache.join("planted"),
     ];
+    // Files of the platform and of the victim, and the shared runtime.
+    let chmod = [
+        victim_node.join("app"),
+        victim_node.join("app/app.py"),
+        data.join("admin.token"),
+        std::fs::canonicalize(envs[0].join("venv/bin/python")).unwrap(),
+        mse_testkit::workspace_binary("mse-run"),
+    ];
+    // A UNIX socket that trusts its peers (as PostgreSQL's peer
+    // authentication does), open to every user, and the database's own.
+    let socket_path = PathBuf::from(format!("/run/mse-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket_path);
+    let listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    listener.set_nonblocking(true).unwrap();
+    let mut unix = vec![socket_path.clone()];
+    unix.extend(
+        [
+            "/var/run/postgresql/.s.PGSQL.5432",
+            "/run/dbus/system_bus_socket",
+        ]
+        .map(PathBuf::from)
+        .into_iter()
+        .filter(|p| p.exists()),
+    );
     write.extend(envs.iter().map(|env| env.join("venv/planted.py")));
     // Nothing of an earlier run may pass for a write of this one.
     for planted in &write {
@@ -296,18 +360,48 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
         "write": write.iter().map(|p| path(p)).collect::<Vec<_>>(),
         "signal": [platform.pid(), victim_runtime[0]],
         "bind": [free_port()],
+        "chmod": chmod.iter().map(|p| path(p)).collect::<Vec<_>>(),
+        "unix": unix.iter().map(|p| path(p)).collect::<Vec<_>>(),
     });
     let answer = post_app(&platform, &hostile_out, "/attack", &plan);
 
     let attempts = answer["attempts"].as_object().unwrap();
     assert_eq!(
         attempts.len(),
-        read.len() + list.len() + write.len() + 3,
+        read.len() + list.len() + write.len() + chmod.len() + unix.len() + 5,
         "every attempt was made: {answer}"
     );
+    assert!(
+        listener.accept().is_err(),
+        "no app connected to the UNIX socket"
+    );
+    // Refused, not missing: the app saw each file and socket it attacked
+    // outside the host's /tmp (its own /tmp hides the test platform's
+    // folders, which are there).
+    for target in chmod.iter().chain(&unix).filter(|t| !t.starts_with("/tmp")) {
+        let error = attempts
+            .iter()
+            .find(|(what, _)| what.ends_with(&path(target)))
+            .map(|(_, outcome)| outcome["error"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("PermissionError") || error.contains("Read-only"),
+            "{}: {error}",
+            target.display()
+        );
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    // In the app's own mount namespace the nodes folder holds only the way
+    // to its own folders: listing it shows its own uuid, never another's.
+    let own_way = format!("list {}", path(&nodes));
     let succeeded: Vec<_> = attempts
         .iter()
-        .filter(|(_, outcome)| outcome["ok"] != false)
+        .filter(|(what, outcome)| {
+            outcome["ok"] != false
+                && !(**what == own_way
+                    && outcome["value"].as_str()
+                        == Some(&format!("[{:?}]", hostile_id).replace('"', "'")))
+        })
         .map(|(what, outcome)| format!("{what} -> {outcome}"))
         .collect();
     assert!(

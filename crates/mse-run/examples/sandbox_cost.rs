@@ -23,9 +23,6 @@ fn main() -> ExitCode {
         sandbox::Offered {
             landlock_abi: sandbox::landlock_abi(),
             root: sandbox::running_as_root(),
-            reachable_unprivileged: sandbox::python_paths(&python)
-                .iter()
-                .all(|p| sandbox::reachable_by_others(p)),
         },
         sandbox::app_uid("00000000-0000-4000-8000-000000000000"),
     );
@@ -45,6 +42,8 @@ fn main() -> ExitCode {
         read,
         write: vec![tmp.clone()],
         bind_tcp: vec![],
+        private_tmp: None,
+        open_files: None,
     };
 
     let import = "import flask, hypercorn.asyncio, hypercorn.config";

@@ -2,8 +2,11 @@
 //! for the owner's [`ConfigRequest`], checks it, decrypts the code, and hands
 //! the rest of the configuration to the runtime. See [`mse_run::protocol`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +18,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mse_package::CodeKey;
 use mse_run::logs::LogSink;
-use mse_run::protocol::{ConfigAnswer, ConfigRequest, MAX_BODY, STATUS_HEADER, WAITING};
+use mse_run::protocol::{
+    ConfigAnswer, ConfigRequest, MAX_BODY, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE,
+    MAX_REFUSAL_NOTES, STATUS_HEADER, WAITING,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Notify};
 use zeroize::Zeroizing;
@@ -38,6 +44,7 @@ pub struct Waiting {
     pub log: Arc<LogSink>,
     accepted: Mutex<Option<Accepted>>,
     done: Notify,
+    refusals: AtomicU32,
 }
 
 impl Waiting {
@@ -57,6 +64,7 @@ impl Waiting {
             log,
             accepted: Mutex::new(None),
             done: Notify::new(),
+            refusals: AtomicU32::new(0),
         }
     }
 }
@@ -96,6 +104,8 @@ pub async fn serve(
         }
     };
     tokio::pin!(deadline);
+    let local = listener.local_addr().ok();
+    let open = Arc::new(std::sync::Mutex::new(Connections::default()));
     loop {
         tokio::select! {
             _ = waiting.done.notified() => {
@@ -104,10 +114,20 @@ pub async fn serve(
                 }
             }
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
+                let Some(slot) = Connections::take(&open, peer.ip()) else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let waiting = waiting.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
+                    // Another tenant's app on this host is no client of the
+                    // configuration protocol: only the proxy, the owner and
+                    // the platform are.
+                    if local.is_some_and(|local| from_an_app(peer, local)) {
+                        return;
+                    }
                     let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
                         return;
                     };
@@ -178,9 +198,21 @@ async fn handle(req: Request<Incoming>, waiting: Arc<Waiting>) -> Result<Answer,
         Method::POST => {
             let (status, body) = configure(req, &waiting).await;
             match &body.error {
-                Some(error) => waiting
-                    .log
-                    .note(&format!("configuration refused ({status}): {error}")),
+                // A fixed reason: the request's own words never reach the
+                // log (the client gets them in the answer).
+                Some(_) => {
+                    let n = waiting.refusals.fetch_add(1, Ordering::Relaxed);
+                    if n < MAX_REFUSAL_NOTES {
+                        waiting.log.note(&format!(
+                            "configuration refused ({status}): {}",
+                            refusal_reason(status)
+                        ));
+                    } else if n == MAX_REFUSAL_NOTES {
+                        waiting
+                            .log
+                            .note("further refused configurations are not noted");
+                    }
+                }
                 None => waiting.log.note("configuration accepted"),
             }
             (status, body)
@@ -188,6 +220,124 @@ async fn handle(req: Request<Incoming>, waiting: Arc<Waiting>) -> Result<Answer,
         _ => refuse(StatusCode::METHOD_NOT_ALLOWED, "use GET / or POST /"),
     };
     Ok(answer(status, &body))
+}
+
+/// What the log says of a refused configuration, by status.
+fn refusal_reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "malformed request",
+        StatusCode::UNAUTHORIZED => "uuid mismatch",
+        StatusCode::CONFLICT => "configured already",
+        StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+        StatusCode::UNPROCESSABLE_ENTITY => "the key or the owner's private key does not fit",
+        _ => "refused",
+    }
+}
+
+/// The connections open now, in total and by source address.
+#[derive(Debug, Default)]
+struct Connections {
+    total: u32,
+    by_source: HashMap<IpAddr, u32>,
+}
+
+/// One open connection's place, given back when dropped.
+struct Slot {
+    open: Arc<std::sync::Mutex<Connections>>,
+    source: IpAddr,
+}
+
+impl Connections {
+    /// A place for a connection from `source`, or `None` over a cap.
+    fn take(open: &Arc<std::sync::Mutex<Connections>>, source: IpAddr) -> Option<Slot> {
+        let mut connections = open.lock().ok()?;
+        let from_source = connections.by_source.get(&source).copied().unwrap_or(0);
+        if connections.total >= MAX_CONNECTIONS || from_source >= MAX_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        connections.total += 1;
+        connections.by_source.insert(source, from_source + 1);
+        Some(Slot {
+            open: open.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut connections) = self.open.lock() {
+            connections.total = connections.total.saturating_sub(1);
+            if let Some(n) = connections.by_source.get_mut(&self.source) {
+                *n -= 1;
+                if *n == 0 {
+                    connections.by_source.remove(&self.source);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the connection from `peer` to `local` was opened by an app's
+/// process on this host (its socket belongs to an app's or an installer's
+/// uid, as the kernel's socket table says).
+fn from_an_app(peer: SocketAddr, local: SocketAddr) -> bool {
+    let (peer, local) = (unmapped(peer), unmapped(local));
+    let file = match peer {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let Ok(table) = std::fs::read_to_string(file) else {
+        return false;
+    };
+    socket_owner(&table, peer, local).is_some_and(|uid| {
+        let apps = mse_run::sandbox::APP_UID_BASE
+            ..mse_run::sandbox::INSTALLER_UID_BASE + mse_run::sandbox::INSTALLER_UID_SPAN;
+        apps.contains(&uid)
+    })
+}
+
+/// `addr` with an IPv4-mapped IPv6 address as the IPv4 one.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// An address as the kernel's socket table writes it: the address's 32-bit
+/// words in the host's byte order, then the port, in hexadecimal.
+fn table_address(addr: SocketAddr) -> String {
+    let words: Vec<[u8; 4]> = match addr.ip() {
+        IpAddr::V4(ip) => vec![ip.octets()],
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+    };
+    let mut text: String = words
+        .into_iter()
+        .map(|w| format!("{:08X}", u32::from_ne_bytes(w)))
+        .collect();
+    text.push_str(&format!(":{:04X}", addr.port()));
+    text
+}
+
+/// The uid owning the socket from `from` to `to` in a `/proc/net/tcp`
+/// table (pure).
+fn socket_owner(table: &str, from: SocketAddr, to: SocketAddr) -> Option<u32> {
+    let (from, to) = (table_address(from), table_address(to));
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
+        (local.eq_ignore_ascii_case(&from) && remote.eq_ignore_ascii_case(&to))
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
 }
 
 async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, ConfigAnswer) {
@@ -315,4 +465,76 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
             error: None,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0 100 0 0 10 0
+   1: 0100007F:D431 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 1610612741        0 101 1 0 20 4 30 10 -1
+   2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0 20 4 30 10 -1
+";
+
+    #[test]
+    fn the_owner_of_a_loopback_connection_is_read_from_the_socket_table() {
+        let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let client: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+        assert_eq!(socket_owner(TABLE, client, server), Some(1_610_612_741));
+        assert_eq!(socket_owner(TABLE, server, client), Some(0));
+        let stranger: SocketAddr = "198.18.0.9:54321".parse().unwrap();
+        assert_eq!(socket_owner(TABLE, stranger, server), None);
+    }
+
+    #[test]
+    fn a_real_loopback_connection_of_this_process_is_found_with_its_uid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(
+            socket_owner(&table, peer, listener.local_addr().unwrap()),
+            Some(uid)
+        );
+        assert!(!from_an_app(peer, listener.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn connections_are_capped_per_source_and_in_total_and_given_back() {
+        let open = Arc::new(std::sync::Mutex::new(Connections::default()));
+        let one: IpAddr = "198.18.0.1".parse().unwrap();
+        let mut held: Vec<Slot> = (0..MAX_CONNECTIONS_PER_SOURCE)
+            .map(|_| Connections::take(&open, one).unwrap())
+            .collect();
+        assert!(Connections::take(&open, one).is_none(), "per source");
+        held.pop();
+        assert!(Connections::take(&open, one).is_some(), "given back");
+        drop(held);
+        let mut all = Vec::new();
+        for i in 0..MAX_CONNECTIONS {
+            let source = IpAddr::from([198, 18, 1, (i % 250) as u8]);
+            all.extend(Connections::take(&open, source));
+        }
+        assert_eq!(all.len(), MAX_CONNECTIONS as usize);
+        assert!(Connections::take(&open, "198.18.2.1".parse().unwrap()).is_none());
+        drop(all);
+        assert_eq!(open.lock().unwrap().total, 0);
+    }
+
+    #[test]
+    fn refusals_are_logged_with_a_fixed_reason() {
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::CONFLICT,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ] {
+            assert!(refusal_reason(status).chars().all(|c| !c.is_control()));
+        }
+    }
 }

@@ -1,8 +1,10 @@
-//! Memory and CPU limits of an app: a cgroup of its own (v2, or v1's
-//! `memory` and `cpu` controllers) that its server joins before it execs,
-//! so the app and every process it starts are counted from their first
-//! instruction. Where the kernel offers no writable cgroup, the app runs
-//! without limits and its status says why.
+//! Limits of an app: memory, CPU and processes through a cgroup of its own
+//! (v2, or v1's `memory`, `cpu` and `pids` controllers) that its server
+//! joins before it execs, so the app and every process it starts are
+//! counted from their first instruction; open files by `RLIMIT_NOFILE`; the
+//! bytes of its home and temporary folder by a size-capped tmpfs on each
+//! (its pages count against the app's memory too). Where the kernel offers
+//! no writable cgroup, the limits cannot hold and the status says why.
 
 use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, RawFd};
@@ -24,15 +26,43 @@ pub struct Limits {
     pub memory_mb: Option<u64>,
     /// The most CPU time, in cores.
     pub cores: Option<u32>,
+    /// The most processes and threads at once.
+    pub pids: Option<u64>,
+    /// The most files one process holds open.
+    pub open_files: Option<u64>,
+    /// The most bytes its home, and its temporary folder, each hold, in MB.
+    pub disk_mb: Option<u64>,
 }
 
+/// Processes and threads per MB of memory (a thread needs at least a few
+/// hundred kB of stack and heap): 256 for 512 MB.
+const PIDS_PER_MB: u64 = 2;
+/// Bounds of the process limit, whatever the memory.
+const PIDS_BOUNDS: (u64, u64) = (64, 4096);
+/// Open files per process.
+pub const OPEN_FILES: u64 = 4096;
+
 impl Limits {
-    /// True when nothing is limited.
-    pub fn is_empty(&self) -> bool {
-        self.memory_mb.is_none() && self.cores.is_none()
+    /// The limits of a resource of `memory_mb` and `cores`: the processes
+    /// and disk follow from the memory (disk: half of it for the home, and
+    /// for the temporary folder; tmpfs pages count as memory); open files
+    /// are always capped.
+    pub fn for_resource(memory_mb: Option<u64>, cores: Option<u32>) -> Limits {
+        Limits {
+            memory_mb,
+            cores,
+            pids: memory_mb.map(|mb| (mb / PIDS_PER_MB).clamp(PIDS_BOUNDS.0, PIDS_BOUNDS.1)),
+            open_files: Some(OPEN_FILES),
+            disk_mb: memory_mb.map(|mb| (mb / 2).max(1)),
+        }
     }
 
-    /// `memory 512 MB, 1 core`.
+    /// True when nothing is limited.
+    pub fn is_empty(&self) -> bool {
+        self.memory_mb.is_none() && self.cores.is_none() && self.pids.is_none()
+    }
+
+    /// `memory 512 MB, 1 core, 256 processes, 4096 open files, disk 256 MB`.
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         if let Some(mb) = self.memory_mb {
@@ -40,6 +70,15 @@ impl Limits {
         }
         if let Some(cores) = self.cores {
             parts.push(format!("{cores} core{}", if cores == 1 { "" } else { "s" }));
+        }
+        if let Some(pids) = self.pids {
+            parts.push(format!("{pids} processes"));
+        }
+        if let Some(files) = self.open_files {
+            parts.push(format!("{files} open files"));
+        }
+        if let Some(mb) = self.disk_mb {
+            parts.push(format!("disk {mb} MB for home, {mb} MB for tmp"));
         }
         parts.join(", ")
     }
@@ -50,12 +89,15 @@ impl Limits {
 pub enum Hierarchy {
     /// The unified hierarchy, mounted here.
     V2(PathBuf),
-    /// Version 1: the folders of this process's `memory` and `cpu` cgroups.
+    /// Version 1: the folders of this process's `memory`, `cpu` and `pids`
+    /// cgroups.
     V1 {
         /// This process's memory cgroup.
         memory: Option<PathBuf>,
         /// This process's cpu cgroup.
         cpu: Option<PathBuf>,
+        /// This process's pids cgroup.
+        pids: Option<PathBuf>,
     },
 }
 
@@ -81,11 +123,11 @@ pub fn detect() -> Result<Hierarchy, String> {
         let nested = path.map(|p| mount.join(p.trim_start_matches('/')));
         Some(nested.filter(|p| p.is_dir()).unwrap_or(mount))
     };
-    let (memory, cpu) = (v1_dir("memory"), v1_dir("cpu"));
-    if memory.is_none() && cpu.is_none() {
+    let (memory, cpu, pids) = (v1_dir("memory"), v1_dir("cpu"), v1_dir("pids"));
+    if memory.is_none() && cpu.is_none() && pids.is_none() {
         return Err("no cgroup file system at /sys/fs/cgroup".into());
     }
-    Ok(Hierarchy::V1 { memory, cpu })
+    Ok(Hierarchy::V1 { memory, cpu, pids })
 }
 
 /// An app's cgroup: made with its limits, joined by the app server before
@@ -180,6 +222,9 @@ impl Cgroup {
                 if limits.cores.is_some() {
                     controllers.push("+cpu");
                 }
+                if limits.pids.is_some() {
+                    controllers.push("+pids");
+                }
                 write(&parent, "cgroup.subtree_control", &controllers.join(" "))?;
                 let dir = parent.join(name);
                 make_dir(&dir)?;
@@ -194,9 +239,12 @@ impl Cgroup {
                     let quota = u64::from(cores) * CPU_PERIOD_US;
                     write(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
                 }
+                if let Some(pids) = limits.pids {
+                    write(&dir, "pids.max", &pids.to_string())?;
+                }
                 "cgroup v2"
             }
-            Hierarchy::V1 { memory, cpu } => {
+            Hierarchy::V1 { memory, cpu, pids } => {
                 let mut made = |base: &Option<PathBuf>, controller: &str| {
                     let base = base.as_ref().ok_or_else(|| {
                         format!("no `{controller}` cgroup controller in /sys/fs/cgroup")
@@ -222,6 +270,10 @@ impl Cgroup {
                     let quota = u64::from(cores) * CPU_PERIOD_US;
                     write(&dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
                     write(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
+                }
+                if let Some(max) = limits.pids {
+                    let dir = made(pids, "pids")?;
+                    write(&dir, "pids.max", &max.to_string())?;
                 }
                 "cgroup v1"
             }
@@ -302,7 +354,7 @@ pub fn remove_leftover(name: &str) {
     }
     let dirs = match detect() {
         Ok(Hierarchy::V2(root)) => vec![root.join(FOLDER).join(name)],
-        Ok(Hierarchy::V1 { memory, cpu }) => [memory, cpu]
+        Ok(Hierarchy::V1 { memory, cpu, pids }) => [memory, cpu, pids]
             .into_iter()
             .flatten()
             .map(|base| base.join(FOLDER).join(name))
@@ -327,24 +379,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn processes_and_disk_follow_the_memory_within_bounds() {
+        let small = Limits::for_resource(Some(16), None);
+        assert_eq!((small.pids, small.disk_mb), (Some(64), Some(8)));
+        let large = Limits::for_resource(Some(65_536), Some(8));
+        assert_eq!((large.pids, large.disk_mb), (Some(4096), Some(32_768)));
+        assert!(Limits::for_resource(None, None).is_empty());
+    }
+
+    #[test]
     fn limits_are_described_as_applied_or_why_not() {
         let none = apply(Limits::default(), "x", Err("unused".into()));
         assert_eq!(
             none.describe(),
             "UNLIMITED: no --memory-mb or --cores given"
         );
-        let limits = Limits {
-            memory_mb: Some(512),
-            cores: Some(1),
-        };
+        let limits = Limits::for_resource(Some(512), Some(1));
         let refused = apply(limits, "x", Err("no cgroup file system".into()));
         assert_eq!(refused.describe(), "UNLIMITED: no cgroup file system");
-        assert_eq!(limits.describe(), "memory 512 MB, 1 core");
-        let two = Limits {
-            memory_mb: None,
-            cores: Some(2),
-        };
-        assert_eq!(two.describe(), "2 cores");
+        assert_eq!(
+            limits.describe(),
+            "memory 512 MB, 1 core, 256 processes, 4096 open files, disk 256 MB for home, \
+             256 MB for tmp"
+        );
+        let two = Limits::for_resource(None, Some(2));
+        assert_eq!(two.describe(), "2 cores, 4096 open files");
     }
 
     #[test]
@@ -353,11 +412,9 @@ mod tests {
         let hierarchy = Hierarchy::V1 {
             memory: Some(dir.path().to_path_buf()),
             cpu: None,
+            pids: None,
         };
-        let limits = Limits {
-            memory_mb: Some(64),
-            cores: Some(1),
-        };
+        let limits = Limits::for_resource(Some(64), Some(1));
         // The memory folder is a plain one: its limit file cannot be written.
         let applied = apply(limits, "app", Ok(hierarchy));
         assert!(

@@ -164,6 +164,9 @@ fn main() -> ExitCode {
     // The code key, the app's secrets and the TLS key pass through this
     // process: nothing of the same user may trace it or read its memory.
     mse_run::sandbox::make_undumpable();
+    // While this process has one thread: what it mounts for its app is its
+    // own and goes with it.
+    mse_run::sandbox::enter_own_mount_namespace();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

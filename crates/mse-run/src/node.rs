@@ -58,7 +58,9 @@ struct Prepared {
     cache: EnvCache,
     /// How the app's processes are confined.
     sandbox: Decision,
-    /// The app server's memory and CPU limits.
+    /// The app's limits, as asked.
+    asked: limits::Limits,
+    /// The app server's memory, CPU and process limits.
     limits: limits::Applied,
     /// What the node publishes beside a certificate that carries no quote
     /// (ACME and owner modes), JSON.
@@ -376,13 +378,29 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     .map_err(|e| Failure::Error(e.to_string()))?;
     let (env, cache) = env;
 
-    let sandbox = decide_sandbox(args, &env, cache.installer());
+    let sandbox = decide_sandbox(args);
     match &sandbox {
         Decision::Refuse(why) => return Err(Failure::Error(why.clone())),
         decision => log.note(&format!("sandbox: {}", sandbox::describe(decision))),
     }
-    let limits = app_limits(args);
+    let asked = limits::Limits::for_resource(args.memory_mb, args.cores);
+    let mut limits = app_limits(args, asked);
+    // The home and the temporary folder hold at most their share of bytes.
+    if let (Some(mb), limits::Applied::Limited(_)) = (asked.disk_mb, &limits) {
+        for dir in [&dirs.home, &dirs.tmp] {
+            if let Err(why) = sandbox::mount_private_tmpfs(dir, mb, app_owner(&sandbox)) {
+                limits = limits::Applied::Unlimited(why);
+                break;
+            }
+        }
+    }
     log.note(&format!("limits: {}", limits.describe()));
+    if let (limits::Applied::Unlimited(why), sandbox::Mode::Required) = (&limits, args.sandbox) {
+        return Err(Failure::Error(format!(
+            "cannot limit the app: {why}; the operator can run apps without limits with \
+             --sandbox best-effort"
+        )));
+    }
 
     Ok(Prepared {
         log,
@@ -394,6 +412,7 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         env,
         cache,
         sandbox,
+        asked,
         limits,
         evidence,
     })
@@ -427,11 +446,7 @@ fn evidence(
 
 /// The app's cgroup with the limits of `--memory-mb` and `--cores`, or why
 /// it runs without.
-fn app_limits(args: &Args) -> limits::Applied {
-    let asked = limits::Limits {
-        memory_mb: args.memory_mb,
-        cores: args.cores,
-    };
+fn app_limits(args: &Args, asked: limits::Limits) -> limits::Applied {
     if asked.is_empty() {
         return limits::Applied::NotAsked;
     }
@@ -450,26 +465,10 @@ fn app_limits(args: &Args) -> limits::Applied {
 }
 
 /// How to confine this app, from what the kernel and this process offer.
-fn decide_sandbox(
-    args: &Args,
-    env: &mse_runtime::Environment,
-    installer: &mse_runtime::Installer,
-) -> Decision {
-    let root = sandbox::running_as_root();
-    let reachable = root
-        && sandbox::python_paths(&env.python)
-            .iter()
-            .all(|p| sandbox::reachable_by_others(p))
-        && args
-            .work_dir
-            .parent()
-            .is_some_and(sandbox::traversable_by_others)
-        && sandbox::traversable_by_others(&args.cache_dir)
-        && installer.program().is_none_or(sandbox::reachable_by_others);
+fn decide_sandbox(args: &Args) -> Decision {
     let offered = sandbox::Offered {
         landlock_abi: sandbox::landlock_abi(),
-        root,
-        reachable_unprivileged: reachable,
+        root: sandbox::running_as_root(),
     };
     sandbox::decide(args.sandbox, offered, sandbox::app_uid(&args.uuid))
 }
@@ -694,15 +693,27 @@ async fn start_app(
         let env = prepared.env.clone();
         let note_log = log.clone();
         let decision = prepared.sandbox.clone();
-        let (home, tmp) = (dirs.home.clone(), dirs.tmp.clone());
         let installer = cache.installer().program().map(Path::to_path_buf);
         let site = tokio::task::spawn_blocking(move || {
-            let mut confine = |pip: &mut std::process::Command, site: &Path| {
-                if let Some(uid) = owner {
-                    sandbox::chown_tree(site, uid).map_err(|e| e.to_string())?;
-                }
+            // The installer runs as a uid of its own (never the app's: what
+            // it builds is shared by every app of the same requirements, and
+            // is the node's once built), with a scratch home of its own.
+            let mut confine = |pip: &mut std::process::Command, site: &Path, scratch: &Path| {
+                let identity = match &decision {
+                    Decision::Confine {
+                        identity: Identity::Uid(_),
+                        ..
+                    } => {
+                        let uid = sandbox::installer_uid(site);
+                        for dir in [site, scratch] {
+                            sandbox::chown_tree(dir, uid).map_err(|e| e.to_string())?;
+                        }
+                        Some(uid)
+                    }
+                    _ => None,
+                };
                 let mut read = runtime_read_paths(&env);
-                read.extend(site.parent().map(Path::to_path_buf));
+                read.extend(site.parent().map(|dir| dir.join(mse_package::REQUIREMENTS)));
                 read.extend(installer.clone());
                 for (key, value) in pip_environment() {
                     if matches!(key.as_str(), "PIP_CERT" | "PIP_FIND_LINKS") {
@@ -716,19 +727,25 @@ async fn start_app(
                 }
                 let policy = Policy {
                     read,
-                    write: vec![site.to_path_buf(), home.clone(), tmp.clone()],
+                    write: vec![site.to_path_buf(), scratch.to_path_buf()],
                     bind_tcp: Vec::new(),
+                    private_tmp: identity.map(|_| scratch.to_path_buf()),
+                    open_files: Some(limits::OPEN_FILES),
                 };
                 pip.env_clear()
                     .env("PATH", mse_runtime::CLEAN_PATH)
                     .env("LANG", "C.UTF-8")
-                    .env("HOME", &home)
-                    .env("TMPDIR", &tmp)
+                    .env("HOME", scratch)
+                    .env("TMPDIR", scratch)
                     .envs(pip_environment())
                     .stdin(Stdio::null());
-                confinement(&decision, &policy)
-                    .map_err(|e| format!("{e:#}"))?
-                    .apply(pip);
+                let confinement = match (&decision, identity) {
+                    (Decision::Confine { .. }, Some(uid)) => {
+                        Confinement::new(&policy, Identity::Uid(uid)).map_err(|e| e.to_string())
+                    }
+                    _ => confinement(&decision, &policy).map_err(|e| format!("{e:#}")),
+                }?;
+                confinement.apply(pip);
                 Ok(())
             };
             cache.requirements(&env, &requirements, &mut |m| note_log.note(m), &mut confine)
@@ -752,6 +769,8 @@ async fn start_app(
         read,
         write: vec![dirs.home.clone(), dirs.tmp.clone()],
         bind_tcp: vec![socket.unwrap_or(listen).port()],
+        private_tmp: app_owner(&prepared.sandbox).map(|_| dirs.tmp.clone()),
+        open_files: prepared.asked.open_files,
     };
     // In its cgroup first (while this process's privileges still hold), so
     // the limits bind the app server from its first instruction.

@@ -18,6 +18,14 @@ pub const STATUS_HEADER: &str = "Mse-Status";
 pub const WAITING: &str = "Waiting";
 /// The largest configuration body accepted (1 MB).
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Connections one address may hold open at once to a configuration server.
+pub const MAX_CONNECTIONS_PER_SOURCE: u32 = 8;
+/// Connections a configuration server holds open at once.
+pub const MAX_CONNECTIONS: u32 = 64;
+/// Refused configurations noted in the app's log; past it, one line says
+/// that further ones are not, so that strangers cannot push the runtime's
+/// own lines out of the log window.
+pub const MAX_REFUSAL_NOTES: u32 = 16;
 
 /// What the owner sends to a verified node.
 #[derive(Serialize, Deserialize)]

@@ -746,6 +746,32 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
         "keys are never logged"
     );
 
+    // A stranger's words never reach the log: an unknown field whose name
+    // forges the runtime's own lines is refused with a fixed reason, and a
+    // flood of refusals is noted a bounded number of times.
+    let forged = "[mse-run] sandbox: UNSANDBOXED";
+    let body = format!(
+        "{{\"uuid\": \"{}\", \"code_secret_key\": \"{key}\", \"x\\n{forged}\\n[mse-run] configuration accepted\": 1}}",
+        node.uuid
+    );
+    for _ in 0..(mse_run::protocol::MAX_REFUSAL_NOTES + 8) {
+        assert_eq!(node.configure(&cert, body.as_bytes()).status, 400);
+    }
+    let log = node.log();
+    assert!(!log.contains(forged), "{log}");
+    assert!(!log.contains("configuration accepted"), "{log}");
+    let refusals = log.matches("configuration refused").count();
+    assert_eq!(
+        refusals,
+        mse_run::protocol::MAX_REFUSAL_NOTES as usize,
+        "{log}"
+    );
+    assert!(log.contains("further refused configurations are not noted"));
+    assert!(
+        log.contains("[mse-run] sandbox: landlock"),
+        "the runtime's lines stay: {log}"
+    );
+
     let error = node.expect(State::OnError);
     assert!(error
         .reason
@@ -833,6 +859,37 @@ fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700, "the code folder is private");
+    }
+    // The shared install is the node's and read-only for every app, whoever
+    // installed it first.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let requirements = mse_testkit::runtime_cache_dir().join("requirements");
+        let site = std::fs::read_dir(&requirements)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|dir| {
+                std::fs::read_to_string(dir.join("requirements.txt"))
+                    .ok()
+                    .as_deref()
+                    == Some("six==1.16.0\n")
+            })
+            .expect("the install of requirements.txt")
+            .join("site");
+        let node_uid = std::fs::metadata(&requirements).unwrap().uid();
+        let files = mse_testkit::files_under(&site);
+        assert!(!files.is_empty());
+        for path in files.iter().chain([&site]) {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            assert_eq!(meta.uid(), node_uid, "{} is the node's", path.display());
+            assert_eq!(
+                meta.mode() & 0o022,
+                0,
+                "{} is writable by others",
+                path.display()
+            );
+        }
     }
     assert!(
         !node.log().contains("s3cr3t-value"),
@@ -1023,8 +1080,8 @@ fn the_app_server_dies_with_a_killed_runtime() {
     });
 }
 
-/// An app that says who it runs as.
-const WHOAMI_APP: &str = r#"import os
+/// An app that says who it runs as and tries what a hostile tenant would.
+const PROBE_APP: &str = r#"import errno, os, resource, socket, ssl
 
 from flask import Flask
 
@@ -1036,59 +1093,142 @@ def health():
     return ""
 
 
-@app.route("/whoami")
-def whoami():
-    return {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups()}
+def attempt(action):
+    try:
+        action()
+        return "allowed"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+
+@app.route("/probe")
+def probe():
+    with open("/tmp/probe.txt", "w") as f:
+        f.write("in the app's own /tmp")
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "groups": os.getgroups(),
+        "tmp_is_own": os.path.exists(os.path.join(os.environ["TMP_PATH"], "probe.txt")),
+        "unix_socket": attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)),
+        "diag_socket": attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)),
+        "socketpair": attempt(lambda: socket.socketpair()),
+        "chown_own": attempt(lambda: os.chown("/tmp/probe.txt", os.getuid(), os.getgid())),
+        "setuid_bit": attempt(lambda: os.chmod("/tmp/probe.txt", 0o4755)),
+        "chmod_own": attempt(lambda: os.chmod("/tmp/probe.txt", 0o600)),
+        "xattr": attempt(lambda: os.setxattr("/tmp/probe.txt", "user.mse", b"1")),
+        "chmod_runtime": attempt(lambda: os.chmod(os.path.realpath(os.__file__), 0o777)),
+        "list_root": attempt(lambda: os.listdir("/root")),
+        "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+@app.route("/handshake/<int:port>")
+def handshake(port):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with context.wrap_socket(raw) as tls:
+                return {"handshake": "ok", "version": tls.version()}
+    except (OSError, ssl.SSLError) as e:
+        return {"handshake": type(e).__name__}
 "#;
 
 #[test]
-fn under_root_an_app_whose_runtime_others_can_reach_runs_as_a_uid_of_its_own() {
+fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_socket() {
     if !mse_run::sandbox::running_as_root() {
         eprintln!("skipped: only a node running as root gives apps a uid of their own");
         return;
     }
-    // A runtime every user can reach: Debian's Python, in a cache of its own
-    // under the (world-traversable) target folder, and a work folder whose
-    // parents let others through.
-    let cache = mse_testkit::runtime_cache_dir().with_file_name("test-cache-system-python");
-    let package = package(&[("app.py", WHOAMI_APP)]);
-    let mut node = Node::start_with(
-        &package,
-        Tls::SelfSigned(in_an_hour()),
-        &[],
-        |command, dir| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            command
-                .env("MSE_CACHE_DIR", &cache)
-                .env("PYTHON", "/usr/bin/python3");
-        },
-    );
+    // The test runtime lives wherever the machine keeps it (under /root on
+    // a machine whose Python is pyenv's): nothing is opened for the app.
+    let package = package(&[("app.py", PROBE_APP)]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
     let uid = mse_run::sandbox::app_uid(&node.uuid);
     let secrets = serde_json::json!({"k": "v"});
     let event = node.expect(State::Initializing);
     let sandbox = event.sandbox.unwrap_or_default();
     assert!(
-        sandbox.starts_with("landlock ABI") && sandbox.contains(&format!("uid {uid},")),
+        sandbox.starts_with("landlock ABI")
+            && sandbox.contains("seccomp")
+            && sandbox.contains(&format!("uid {uid}, private /tmp")),
         "{sandbox}"
     );
     let cert = node.configure_waiting_ok(&package, serde_json::json!({"app_secrets": secrets}));
     node.expect(State::Running);
-    let seen = node.get_json(&cert, "/whoami");
-    assert_eq!(seen["uid"], uid);
-    assert_eq!(seen["gid"], uid);
+    let seen = node.get_json(&cert, "/probe");
+    assert_ne!(seen["uid"], 0, "{seen}");
+    assert_eq!(seen["uid"], uid, "{seen}");
+    assert_eq!(seen["gid"], uid, "{seen}");
     assert_eq!(
         seen["groups"],
         serde_json::json!([]),
         "no supplementary group"
+    );
+    assert_eq!(
+        seen["tmp_is_own"], true,
+        "/tmp is the app's own folder: {seen}"
+    );
+    assert_eq!(seen["unix_socket"], "EPERM", "{seen}");
+    assert_eq!(seen["diag_socket"], "EPERM", "{seen}");
+    assert_eq!(
+        seen["socketpair"], "allowed",
+        "asyncio needs socketpair: {seen}"
+    );
+    assert_eq!(seen["chown_own"], "EPERM", "{seen}");
+    assert_eq!(seen["setuid_bit"], "EPERM", "{seen}");
+    assert_eq!(seen["chmod_own"], "allowed", "its own files: {seen}");
+    assert_eq!(seen["xattr"], "EPERM", "{seen}");
+    assert_ne!(
+        seen["chmod_runtime"], "allowed",
+        "the shared runtime: {seen}"
+    );
+    assert_ne!(seen["list_root"], "allowed", "{seen}");
+    assert_eq!(
+        seen["open_files"],
+        mse_run::limits::OPEN_FILES,
+        "the default cap: {seen}"
     );
     {
         use std::os::unix::fs::MetadataExt;
         let secrets = std::fs::metadata(node.work.join("home/.cache/mse/secrets.json")).unwrap();
         assert_eq!((secrets.uid(), secrets.mode() & 0o777), (uid, 0o600));
     }
+    // What the app wrote in /tmp is in its own temporary folder, gone at stop.
+    assert!(node.work.join("tmp/probe.txt").exists());
     node.stop();
     assert!(!node.work.join("home").exists());
+    assert!(!node.work.join("tmp").exists());
+}
+
+#[test]
+fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
+    if !mse_run::sandbox::running_as_root() {
+        eprintln!("skipped: only a node running as root gives apps a uid of their own");
+        return;
+    }
+    // The victim waits for its configuration.
+    let victim_package = scaffold();
+    let victim = Node::start(&victim_package, Tls::SelfSigned(in_an_hour()), &[]);
+    victim.expect(State::Initializing);
+    // The hostile tenant's app runs beside it.
+    let package = package(&[("app.py", PROBE_APP)]);
+    let hostile = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    let cert = hostile.configure_ok(&package, serde_json::json!({}));
+    hostile.expect(State::Running);
+    // It can make TLS connections (to its own server)...
+    let own = hostile.get_json(&cert, &format!("/handshake/{}", hostile.addr.port()));
+    assert_eq!(own["handshake"], "ok", "{own}");
+    // ...but the victim's configuration server closes on it at once.
+    let theirs = hostile.get_json(&cert, &format!("/handshake/{}", victim.addr.port()));
+    assert_ne!(theirs["handshake"], "ok", "{theirs}");
+    // The owner (or the proxy) still reaches it, and it still waits.
+    let victim_cert = victim.capture_certificate();
+    victim.assert_waiting(&victim_cert);
+    victim.configure_waiting_ok(&victim_package, serde_json::json!({}));
+    victim.expect(State::Running);
 }
 
 /// Whether this machine lets this process make cgroups, or why not.
@@ -1142,9 +1282,10 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
     );
     let initializing = node.expect(State::Initializing);
     let limits = initializing.limits.clone().unwrap_or_default();
+    let asked = "memory 160 MB, 1 core, 80 processes, 4096 open files, disk 80 MB for home, \
+                 80 MB for tmp";
     assert!(
-        limits == "memory 160 MB, 1 core (cgroup v1)"
-            || limits == "memory 160 MB, 1 core (cgroup v2)",
+        limits == format!("{asked} (cgroup v1)") || limits == format!("{asked} (cgroup v2)"),
         "{limits}"
     );
     node.configure_waiting_ok(&package, serde_json::json!({}));
@@ -1166,6 +1307,7 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
     let cpu =
         read("cpu.cfs_quota_us").or_else(|| read("cpu.max").map(|m| m.replace(" 100000", "")));
     assert_eq!(cpu.as_deref(), Some("100000"));
+    assert_eq!(read("pids.max").as_deref(), Some("80"));
 
     // Within the limit, the app answers.
     let within = http(node.addr, &get("/alloc/16", &node.domain));
@@ -1189,6 +1331,94 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
     for dir in &dirs {
         assert!(!dir.exists(), "the cgroup {} is left", dir.display());
     }
+}
+
+/// An app that starts threads and writes bytes until the kernel says no.
+const GREEDY_APP: &str = r#"import errno, os, threading, time
+
+from flask import Flask
+
+app = Flask(__name__)
+stop = threading.Event()
+
+
+@app.route("/health")
+def health():
+    return ""
+
+
+@app.route("/threads/<int:n>")
+def threads(n):
+    started = 0
+    try:
+        for _ in range(n):
+            threading.Thread(target=stop.wait, daemon=True).start()
+            started += 1
+    except RuntimeError:
+        pass
+    stop.set()
+    return {"started": started}
+
+
+@app.route("/fill/<where>/<int:mb>")
+def fill(where, mb):
+    folder = os.environ["HOME"] if where == "home" else "/tmp"
+    written = 0
+    try:
+        with open(os.path.join(folder, "fill.bin"), "wb") as f:
+            for _ in range(mb):
+                f.write(b"x" * (1024 * 1024))
+                f.flush()
+                written += 1
+    except OSError as e:
+        return {"written_mb": written, "error": errno.errorcode.get(e.errno)}
+    finally:
+        os.remove(os.path.join(folder, "fill.bin"))
+    return {"written_mb": written, "error": None}
+"#;
+
+#[test]
+fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
+    if let Err(why) = cgroups_writable() {
+        eprintln!("SKIPPED: this machine offers no writable cgroup file system ({why})");
+        return;
+    }
+    let package = package(&[("app.py", GREEDY_APP)]);
+    let mut node = Node::start(
+        &package,
+        Tls::Plain(in_an_hour()),
+        &["--memory-mb", "256", "--cores", "1"],
+    );
+    node.configure_ok(&package, serde_json::json!({}));
+    node.expect(State::Running);
+    let get_json = |path: &str| {
+        let answer = http(node.addr, &get(path, &node.domain));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap()
+    };
+    // 128 processes and threads at most (256 MB): asking for 1,000 threads
+    // gets fewer than that.
+    let threads = get_json("/threads/1000");
+    let started = threads["started"].as_u64().unwrap();
+    assert!((1..128).contains(&started), "{threads}");
+    // 128 MB each for the home and /tmp: 200 MB do not fit, 16 MB do.
+    for place in ["home", "tmp"] {
+        let over = get_json(&format!("/fill/{place}/200"));
+        assert_eq!(over["error"], "ENOSPC", "{place}: {over}");
+        assert!(
+            over["written_mb"].as_u64().unwrap() <= 128,
+            "{place}: {over}"
+        );
+        let within = get_json(&format!("/fill/{place}/16"));
+        assert_eq!(
+            within["error"],
+            serde_json::Value::Null,
+            "{place}: {within}"
+        );
+    }
+    // Still serving.
+    assert_eq!(http(node.addr, &get("/health", &node.domain)).status, 200);
+    node.stop();
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! file lock so two processes never build the same one at once.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -246,15 +247,19 @@ impl EnvCache {
     /// the environment and the requirements), to put on `PYTHONPATH`.
     ///
     /// The installer reads a copy of the file kept beside that folder and
-    /// runs in it; `confine` gets the command and the folder it installs into
-    /// before it runs (a node confines it as it confines the app: the
-    /// installer runs the packages' build code, and the file is the tenant's).
+    /// runs in it; `confine` gets the command, the folder it installs into
+    /// and an empty scratch folder (its home and temporary folder, removed
+    /// after) before it runs (a node confines it as it confines the app: the
+    /// installer runs the packages' build code, and the file is the
+    /// tenant's). Once installed, the folder is given to the owner of the
+    /// cache and made read-only for everyone else, whoever ran the
+    /// installer: every app of the same requirements shares it.
     pub fn requirements(
         &self,
         env: &Environment,
         requirements: &Path,
         progress: &mut dyn FnMut(&str),
-        confine: &mut dyn FnMut(&mut Command, &Path) -> Result<(), String>,
+        confine: &mut dyn FnMut(&mut Command, &Path, &Path) -> Result<(), String>,
     ) -> Result<PathBuf, RuntimeError> {
         let text = std::fs::read(requirements)
             .map_err(|e| RuntimeError::Build(format!("{}: {e}", requirements.display())))?;
@@ -266,7 +271,11 @@ impl EnvCache {
             .join("requirements")
             .join(hex::encode(h.finalize()));
         let ready = dir.join(".ready");
-        if ready.exists() {
+        // `.sealed`: made the cache owner's after the install (an install
+        // of an earlier version, which left it to its installer, is sealed
+        // on its next use).
+        let sealed = dir.join(".sealed");
+        if ready.exists() && sealed.exists() {
             return Ok(dir.join("site"));
         }
         std::fs::create_dir_all(&dir)
@@ -276,6 +285,7 @@ impl EnvCache {
             progress(&format!("installing {}", requirements.display()));
             let site = dir.join("site");
             let _ = std::fs::remove_dir_all(&site);
+            let _ = std::fs::remove_file(&sealed);
             let copy = dir.join("requirements.txt");
             let build = |e: std::io::Error| RuntimeError::Build(format!("{}: {e}", dir.display()));
             std::fs::write(&copy, &text).map_err(build)?;
@@ -300,14 +310,44 @@ impl EnvCache {
             if matches!(installer, Installer::Uv(_)) {
                 install.arg("--no-cache");
             }
-            confine(&mut install, &site).map_err(RuntimeError::Build)?;
-            run(&mut install)?;
+            let scratch = dir.join("scratch");
+            let _ = std::fs::remove_dir_all(&scratch);
+            std::fs::create_dir_all(&scratch).map_err(build)?;
+            confine(&mut install, &site, &scratch).map_err(RuntimeError::Build)?;
+            let installed = run(&mut install);
+            let _ = std::fs::remove_dir_all(&scratch);
+            installed?;
             std::fs::write(&ready, b"")
                 .map_err(|e| RuntimeError::Build(format!("{}: {e}", ready.display())))?;
+        }
+        if !sealed.exists() {
+            let build = |e: std::io::Error| RuntimeError::Build(format!("{}: {e}", dir.display()));
+            let owner = std::fs::metadata(&dir).map_err(build)?;
+            seal(&dir.join("site"), owner.uid(), owner.gid()).map_err(build)?;
+            std::fs::write(&sealed, b"").map_err(build)?;
         }
         drop(lock);
         Ok(dir.join("site"))
     }
+}
+
+/// Gives `path` and everything under it to `uid`:`gid`, without a write
+/// bit for the group or others, nor a set-user-ID or set-group-ID bit.
+fn seal(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o755;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            seal(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 fn has_pip(python: &Path) -> bool {

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> CmdResult {
     if requirements.is_file() {
         app.extra_paths.push(
             cache
-                .requirements(&env, &requirements, &mut progress, &mut |_, _| Ok(()))
+                .requirements(&env, &requirements, &mut progress, &mut |_, _, _| Ok(()))
                 .map_err(|e| Failure::Other(e.into()))?,
         );
     }
