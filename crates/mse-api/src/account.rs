@@ -17,6 +17,10 @@ pub struct User {
     pub is_admin: bool,
     /// Creation, Unix seconds.
     pub created_at: i64,
+    /// Whether an administrator disabled it: its tokens are refused and its
+    /// apps were stopped until an administrator enables it again.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// A user with the resources granted to it (`GET /users`, admin).
@@ -69,6 +73,61 @@ pub struct NewGrant {
     pub resource: String,
 }
 
+/// What a token may do. Each scope allows what the one before it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Reading only: `GET` requests.
+    Read,
+    /// Everything its user may do but administer the platform: deploy,
+    /// stop, remove, make and revoke tokens.
+    Deploy,
+    /// Everything, administration included (an administrator's token; a
+    /// user's token of this scope has a user's power).
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, from the narrowest.
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Deploy, Scope::Admin];
+
+    /// Its name on the wire: `read`, `deploy` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Deploy => "deploy",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope of this name.
+    pub fn parse(name: &str) -> Result<Scope, String> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == name)
+            .ok_or_else(|| format!("unknown scope `{name}`: the scopes are read, deploy and admin"))
+    }
+
+    /// Whether a token of this scope may do what `needed` allows.
+    pub fn covers(self, needed: Scope) -> bool {
+        self >= needed
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Scope, String> {
+        Scope::parse(name)
+    }
+}
+
 /// An API token's public side (`GET /tokens`); the secret is shown once,
 /// and stored hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,14 +138,26 @@ pub struct Token {
     pub name: String,
     /// Creation, Unix seconds.
     pub created_at: i64,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it stops working, Unix seconds; `None`: when revoked.
+    pub expires_at: Option<i64>,
 }
 
 /// The body of `POST /tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// The name to give it.
     pub name: String,
+    /// Seconds it lives from now; [default: as long as the token making it,
+    /// within the platform's maximum]. Kept as sent, for the server to say
+    /// when it is out of bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<serde_json::Number>,
+    /// What it may do [default: what the token making it may].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
 }
 
 /// The answer to `POST /tokens`: the token and its secret, shown this once.
@@ -209,12 +280,15 @@ mod tests {
                 id: "t1".into(),
                 name: "ci".into(),
                 created_at: 3,
+                scope: Scope::Read,
+                expires_at: Some(60),
             },
             secret: "mse_secret".into(),
         };
         assert_eq!(
             serde_json::to_value(&created).unwrap(),
-            serde_json::json!({"id": "t1", "name": "ci", "created_at": 3, "token": "mse_secret"})
+            serde_json::json!({"id": "t1", "name": "ci", "created_at": 3, "scope": "read",
+                "expires_at": 60, "token": "mse_secret"})
         );
         assert!(!format!("{created:?}").contains("mse_secret"));
         let user = UserCreated {
@@ -223,6 +297,7 @@ mod tests {
                 name: "bob".into(),
                 is_admin: false,
                 created_at: 1,
+                disabled: false,
             },
             secret: "mse_other".into(),
         };
@@ -230,6 +305,23 @@ mod tests {
         assert_eq!(value["token"], "mse_other");
         assert_eq!(value["is_admin"], false);
         assert!(!format!("{user:?}").contains("mse_other"));
+    }
+
+    #[test]
+    fn scopes_are_ordered_and_named_on_the_wire() {
+        assert!(Scope::Admin.covers(Scope::Deploy) && Scope::Deploy.covers(Scope::Read));
+        assert!(!Scope::Read.covers(Scope::Deploy) && !Scope::Deploy.covers(Scope::Admin));
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
+            assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
+        }
+        assert!(Scope::parse("write")
+            .unwrap_err()
+            .contains("read, deploy and admin"));
+        let body: NewToken =
+            serde_json::from_str(r#"{"name": "ci", "scope": "read", "expires_in": 60}"#).unwrap();
+        assert_eq!(body.scope, Some(Scope::Read));
+        assert!(serde_json::from_str::<NewToken>(r#"{"name": "ci", "user": "x"}"#).is_err());
     }
 
     #[test]

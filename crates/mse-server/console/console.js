@@ -87,11 +87,17 @@ async function api(method, path, body) {
   } catch (e) {
     throw new ApiError(0, `the platform does not answer (${e.message})`);
   }
+  const text = await response.text();
   if (response.status === 401) {
-    signOut("Your token was refused (revoked or wrong): sign in again.");
+    let reason = "revoked or wrong";
+    try {
+      reason = JSON.parse(text).error || reason;
+    } catch (_) {
+      /* not JSON: keep the general reason */
+    }
+    signOut(`Your token was refused (${reason}): sign in again.`);
     throw new ApiError(401, "signed out");
   }
-  const text = await response.text();
   if (!response.ok) {
     let message = `${method} ${path} answered ${response.status}`;
     try {
@@ -430,6 +436,15 @@ async function projectsPage() {
 
 async function tokensPage() {
   const name = el("input", { id: "token-name", required: true });
+  const scope = el(
+    "select",
+    { id: "token-scope" },
+    el("option", { value: "", text: "as this token's" }),
+    el("option", { value: "read", text: "read (GET requests only)" }),
+    el("option", { value: "deploy", text: "deploy" }),
+    ...(state.me && state.me.is_admin ? [el("option", { value: "admin", text: "admin" })] : []),
+  );
+  const expiresIn = el("input", { id: "token-expires-in", type: "number", min: "1", step: "1" });
   const created = el("div", { id: "token-created", role: "status" });
   const body = el("tbody");
   const refresh = async () => {
@@ -440,7 +455,9 @@ async function tokensPage() {
           "tr",
           {},
           el("td", { text: t.name }),
+          el("td", { text: t.scope }),
           el("td", { text: utc(t.created_at) }),
+          el("td", { text: t.expires_at === null ? "when revoked" : utc(t.expires_at) }),
           el(
             "td",
             {},
@@ -465,7 +482,7 @@ async function tokensPage() {
   };
   page(
     "Tokens",
-    table("Your tokens", ["Name", "Created", ""], [body]),
+    table("Your tokens", ["Name", "Scope", "Created", "Expires", ""], [body]),
     el(
       "form",
       {
@@ -473,8 +490,12 @@ async function tokensPage() {
         onsubmit: async (event) => {
           event.preventDefault();
           try {
-            const answer = await api("POST", "/tokens", { name: name.value.trim() });
+            const request = { name: name.value.trim() };
+            if (scope.value) request.scope = scope.value;
+            if (expiresIn.value) request.expires_in = Number(expiresIn.value);
+            const answer = await api("POST", "/tokens", request);
             name.value = "";
+            expiresIn.value = "";
             created.replaceChildren(
               el("p", { text: "Your new token, shown this once: copy it now." }),
               el("code", { id: "new-token-secret", text: answer.token }),
@@ -488,6 +509,10 @@ async function tokensPage() {
       el("h2", { text: "New token" }),
       el("label", { for: "token-name", text: "Name" }),
       name,
+      el("label", { for: "token-scope", text: "Scope" }),
+      scope,
+      el("label", { for: "token-expires-in", text: "Expires in (seconds; empty: as this token)" }),
+      expiresIn,
       el("button", { type: "submit", text: "Create" }),
     ),
     created,
@@ -503,11 +528,27 @@ function cores(n) {
 
 async function usersPage() {
   const users = await api("GET", "/users");
+  const toggle = (u) =>
+    el("button", {
+      type: "button",
+      text: u.disabled ? "Enable" : "Disable",
+      "aria-label": `${u.disabled ? "Enable" : "Disable"} user ${u.name}`,
+      hidden: u.id === state.me.id,
+      onclick: async () => {
+        if (!u.disabled && !window.confirm(`Disable ${u.name}? Its tokens are refused at once and its live apps stop.`)) return;
+        try {
+          await api("POST", `/users/${encodeURIComponent(u.id)}/${u.disabled ? "enable" : "disable"}`);
+          await usersPage();
+        } catch (e) {
+          showError(e.message);
+        }
+      },
+    });
   page(
     "Users",
     table(
       "Every user and the resources granted to it",
-      ["Name", "Admin", "Grants", "Created"],
+      ["Name", "Admin", "Grants", "Created", "Disabled", ""],
       users.map((u) =>
         el(
           "tr",
@@ -516,6 +557,8 @@ async function usersPage() {
           el("td", { text: u.is_admin ? "yes" : "no" }),
           el("td", { text: u.grants.length ? u.grants.join(", ") : "—" }),
           el("td", { text: utc(u.created_at) }),
+          el("td", { text: u.disabled ? "yes" : "no" }),
+          el("td", {}, toggle(u)),
         ),
       ),
     ),

@@ -34,12 +34,16 @@ async fn main() -> anyhow::Result<()> {
         capacity: mse_server::machine_capacity(),
         lease_secs: 30,
         acme: None,
+        max_token_lifetime: None,
     };
     let (state, token) = mse_server::open(&settings).await?;
     let token = token.expect("a new platform has an admin token");
     let admin = state
         .store
-        .user_by_token_hash(&mse_server::api::token_hash(&token))
+        .user_by_token_hash(
+            &mse_server::api::token_hash(&token),
+            chrono::Utc::now().timestamp(),
+        )
         .await?
         .expect("the admin");
     let project = state

@@ -11,15 +11,13 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use mse_api::account::{
-    NewGrant, NewProject, NewResource, NewToken, NewUser, TokenCreated, UserCreated,
-};
+use mse_api::account::{NewGrant, NewProject, NewResource, NewToken, NewUser, Scope, UserCreated};
 use mse_api::error::ErrorBody;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::datadir::DataDir;
-use crate::store::{is_conflict, Store, StoreError, User};
+use crate::store::{is_conflict, Store, StoreError, Token, User};
 use crate::wire;
 
 /// What every handler sees.
@@ -50,6 +48,9 @@ pub struct AppState {
     /// The platform's ACME CA: zero-trust apps get a browser-trusted
     /// certificate from it, unless deployed with `no_acme`.
     pub acme: Option<mse_api::node::AcmeCa>,
+    /// The longest a token made through the API lives, seconds; `None`:
+    /// until revoked, unless its maker asks for less.
+    pub max_token_lifetime: Option<i64>,
 }
 
 /// Shared state.
@@ -73,6 +74,16 @@ impl ApiError {
 
     fn not_found(what: &str) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -110,17 +121,20 @@ fn new_token() -> String {
     format!("mse_{}", hex::encode(bytes))
 }
 
-/// Gives `user_id` a new token named `name`: stores its hash and returns it
-/// with its secret, which exists nowhere else.
+/// Gives `user_id` a new token named `name`, of this scope and working
+/// until `expires_at` (`None`: until revoked): stores its hash and returns
+/// it with its secret, which exists nowhere else.
 pub async fn issue_token(
     store: &Store,
     user_id: &str,
     name: &str,
+    scope: Scope,
+    expires_at: Option<i64>,
     now: i64,
-) -> Result<(crate::store::Token, String), StoreError> {
+) -> Result<(Token, String), StoreError> {
     let secret = new_token();
     let token = store
-        .add_token(user_id, name, &token_hash(&secret), now)
+        .add_token(user_id, name, &token_hash(&secret), scope, expires_at, now)
         .await?;
     Ok((token, secret))
 }
@@ -129,8 +143,28 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The authenticated caller.
-pub struct Caller(pub User);
+/// A time for people: `2026-05-01 12:00:00 UTC`.
+fn utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(
+        || format!("{at} (Unix seconds)"),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// The authenticated caller: its user and the token it called with.
+///
+/// The user's `is_admin` is what this token may do: true only for an
+/// administrator's token of scope `admin` (the user's own flag is
+/// [`Grant::admin_user`]), so every check of it honours the scope.
+pub struct Caller(pub User, pub Grant);
+
+/// The token a caller called with.
+pub struct Grant {
+    /// The token.
+    pub token: Token,
+    /// Whether its user administers the platform (whatever the scope).
+    pub admin_user: bool,
+}
 
 impl FromRequestParts<Shared> for Caller {
     type Rejection = ApiError;
@@ -142,18 +176,64 @@ impl FromRequestParts<Shared> for Caller {
                 "missing or invalid token: send `Authorization: Bearer <token>` (see `mse login`)",
             )
         };
-        let token = parts
+        let secret = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or_else(missing)?;
-        let user = state
+        let (mut user, token) = state
             .store
-            .user_by_token_hash(&token_hash(token))
+            .token_by_hash(&token_hash(secret))
             .await?
             .ok_or_else(missing)?;
-        Ok(Caller(user))
+        if user.disabled_at.is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "user disabled: an administrator disabled `{}`, and its tokens are refused \
+                     until one enables it again (`POST /users/{}/enable`)",
+                    user.name, user.id
+                ),
+            ));
+        }
+        if let Some(at) = token.expires_at.filter(|at| *at <= now()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "token `{}` expired at {}: use another token, make a new one with a token \
+                     that works (`POST /tokens`, or the console's Tokens page), or ask an \
+                     administrator for one (`POST /users/{}/tokens`)",
+                    token.name,
+                    utc(at),
+                    user.id
+                ),
+            ));
+        }
+        let needed = needed_scope(&parts.method);
+        if !token.scope.covers(needed) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this token's scope is `{}`, which allows GET requests only; {} needs scope \
+                     `{needed}`: use a token of that scope",
+                    token.scope, parts.method
+                ),
+            ));
+        }
+        let admin_user = user.is_admin;
+        user.is_admin = admin_user && token.scope == Scope::Admin;
+        Ok(Caller(user, Grant { token, admin_user }))
+    }
+}
+
+/// The scope a request of this method needs of its token (an
+/// administrator's routes need `admin` besides: [`require_admin`]).
+fn needed_scope(method: &Method) -> Scope {
+    if method == Method::GET || method == Method::HEAD {
+        Scope::Read
+    } else {
+        Scope::Deploy
     }
 }
 
@@ -168,6 +248,15 @@ fn bearer_token(value: &str) -> Option<&str> {
 pub(crate) fn require_admin(caller: &Caller) -> ApiResult<()> {
     if caller.0.is_admin {
         Ok(())
+    } else if caller.1.admin_user {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token's scope is `{}`; administering the platform needs scope `admin`: \
+                 use an administrator's token of scope admin",
+                caller.1.token.scope
+            ),
+        ))
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -288,6 +377,21 @@ pub fn operations() -> Vec<Operation> {
     let delete = Method::DELETE;
     let put = Method::PUT;
     let named = || object(&[("name", text())], &[]);
+    let new_token = || {
+        object(
+            &[("name", text())],
+            &[
+                (
+                    "expires_in",
+                    crate::bounds::integer_schema(&crate::bounds::TOKEN_LIFETIME_SECS),
+                ),
+                (
+                    "scope",
+                    json!({"type": "string", "enum": Scope::ALL.map(Scope::as_str)}),
+                ),
+            ],
+        )
+    };
     let count_or_null =
         |max: u64| json!({"type": ["integer", "null"], "minimum": 0, "maximum": max});
     vec![
@@ -331,11 +435,17 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/users/{id}/grants", "Grant a resource to a user (admin)", grant)
             .token()
             .json(object(&[("resource", text())], &[])),
-        op(get.clone(), "/tokens", "The caller's tokens", list_tokens).token(),
-        op(post.clone(), "/tokens", "Create a token; its secret is shown once", create_token)
+        op(post.clone(), "/users/{id}/disable", "Disable a user: its tokens are refused at once and its live apps stop (admin)", crate::tokens::disable).token(),
+        op(post.clone(), "/users/{id}/enable", "Enable a disabled user: its working tokens are accepted again (admin)", crate::tokens::enable).token(),
+        op(get.clone(), "/users/{id}/tokens", "A user's working tokens (admin)", crate::tokens::list_of_user).token(),
+        op(post.clone(), "/users/{id}/tokens", "Create a token for a user; its secret is shown once (admin)", crate::tokens::create_for_user)
             .token()
-            .json(named()),
-        op(delete.clone(), "/tokens/{id}", "Revoke one of the caller's tokens", revoke_token).token(),
+            .json(new_token()),
+        op(get.clone(), "/tokens", "The caller's working tokens: scope and expiry", crate::tokens::list).token(),
+        op(post.clone(), "/tokens", "Create a token, within the scope and lifetime of the calling one; its secret is shown once", crate::tokens::create)
+            .token()
+            .json(new_token()),
+        op(delete.clone(), "/tokens/{id}", "Revoke one of the caller's tokens (admin: anyone's)", crate::tokens::revoke).token(),
         op(get.clone(), "/projects", "The caller's projects", list_projects).token(),
         op(post.clone(), "/projects", "Create a project", create_project)
             .token()
@@ -441,18 +551,27 @@ async fn openapi_json() -> Response {
 }
 
 /// The API's router: every entry of [`operations`], a JSON 404 for any
-/// other path, and every error answered as `{"error": "…"}`.
+/// other path, a 400 for a query parameter an entry does not declare, and
+/// every error answered as `{"error": "…"}`.
 pub fn router(state: Shared) -> Router {
     operations()
         .into_iter()
         .fold(Router::new(), |router, operation| {
             let limit = operation.body_limit;
+            let declared: Arc<[&'static str]> =
+                operation.query.iter().map(|(name, _)| *name).collect();
             let route = operation
                 .route
                 .layer(axum::extract::DefaultBodyLimit::max(limit))
                 .layer(axum::middleware::map_request(
                     move |request: axum::extract::Request| async move {
                         refuse_oversized(request, limit)
+                    },
+                ))
+                .layer(axum::middleware::map_request(
+                    move |request: axum::extract::Request| {
+                        let declared = declared.clone();
+                        async move { refuse_unknown_query(request, &declared) }
                     },
                 ));
             router.route(operation.path, route)
@@ -463,6 +582,45 @@ pub fn router(state: Shared) -> Router {
         })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// The longest part of an unknown query parameter's name an answer repeats.
+const MAX_ECHOED_NAME: usize = 64;
+
+/// Answers 400 to a request whose query names a parameter its operation
+/// does not declare (`declared`), rather than ignoring it: a client's typo
+/// or a guess at a hidden filter (`?user=`) is told, not silently served
+/// something else. A query that does not parse is the handler's to refuse.
+fn refuse_unknown_query(
+    request: axum::extract::Request,
+    declared: &[&str],
+) -> Result<axum::extract::Request, ApiError> {
+    let Some(query) = request.uri().query() else {
+        return Ok(request);
+    };
+    let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+        return Ok(request);
+    };
+    let Some((unknown, _)) = pairs
+        .iter()
+        .find(|(name, _)| !declared.contains(&name.as_str()))
+    else {
+        return Ok(request);
+    };
+    let shown: String = unknown
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_ECHOED_NAME)
+        .collect();
+    let takes = if declared.is_empty() {
+        "this route takes no query parameters".to_string()
+    } else {
+        format!("this route takes: {}", declared.join(", "))
+    };
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("unknown query parameter `{shown}`; {takes} (see /openapi.json)"),
+    ))
 }
 
 /// Answers 413 at once to a request whose `Content-Length` is over
@@ -654,7 +812,20 @@ async fn create_user(
         }
         Err(e) => return Err(e.into()),
     };
-    let (_, secret) = issue_token(&state.store, &user.id, "first", at).await?;
+    let first = NewToken {
+        name: "first".to_string(),
+        expires_in: None,
+        scope: None,
+    };
+    let (scope, expires_at) = crate::tokens::terms(
+        &caller.1.token,
+        crate::tokens::widest_scope(user.is_admin),
+        &first,
+        state.max_token_lifetime,
+        at,
+    )?;
+    let (_, secret) =
+        issue_token(&state.store, &user.id, &first.name, scope, expires_at, at).await?;
     Ok((
         StatusCode::CREATED,
         Json(UserCreated {
@@ -679,41 +850,6 @@ async fn grant(
     }
     state.store.grant(&id, &body.resource).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_tokens(
-    State(state): State<Shared>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<mse_api::account::Token>>> {
-    Ok(Json(wire::all(&state.store.tokens(&caller.0.id).await?)))
-}
-
-async fn create_token(
-    State(state): State<Shared>,
-    caller: Caller,
-    Json(body): Json<NewToken>,
-) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
-    check_name("name", &body.name)?;
-    let (token, secret) = issue_token(&state.store, &caller.0.id, &body.name, now()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            token: (&token).into(),
-            secret,
-        }),
-    ))
-}
-
-async fn revoke_token(
-    State(state): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    if state.store.revoke_token(&caller.0.id, &id, now()).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("token"))
-    }
 }
 
 async fn list_projects(

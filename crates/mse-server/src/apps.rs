@@ -394,6 +394,9 @@ pub async fn create(
                 StoreError::NoRoom(refused) => {
                     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
                 }
+                StoreError::UserDisabled => {
+                    ApiError::new(StatusCode::FORBIDDEN, StoreError::UserDisabled.to_string())
+                }
                 e if is_conflict(&e) => conflict(&state, user, &config, &new.domain).await?,
                 e => e.into(),
             });
@@ -516,18 +519,27 @@ pub async fn stop(
             format!("app {id} is {} already", app.status.as_str()),
         ));
     }
-    let at = now().timestamp();
-    if !state
-        .store
-        .request_stop(&id, crate::runner::STOPPED_BY_OWNER, at)
-        .await?
-    {
-        // A node holds it: a node of this process stops it now, another
-        // node process at its next look at the store.
-        state.nodes.stop(&id, crate::runner::STOPPED_BY_OWNER);
-    }
+    stop_app(&state, &id, crate::runner::STOPPED_BY_OWNER).await?;
     let app = own_app(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json((&app).into())))
+}
+
+/// Stops a live app, `reason` saying why: at once when no node took it,
+/// else by its node (one of this process now, another node process or a
+/// remote host at its next look at the store).
+pub async fn stop_app(
+    state: &crate::api::AppState,
+    id: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    if !state
+        .store
+        .request_stop(id, reason, now().timestamp())
+        .await?
+    {
+        state.nodes.stop(id, reason);
+    }
+    Ok(())
 }
 
 /// `DELETE /apps/{id}`: only a stopped or failed app.

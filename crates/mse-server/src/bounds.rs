@@ -15,6 +15,10 @@ pub const DEFAULT_HOURS: RangeInclusive<i64> = 1..=8760 * 10;
 /// Enclave size of a resource, bytes: 1 MiB to 1 TiB.
 pub const ENCLAVE_BYTES: RangeInclusive<u64> = 1 << 20..=1 << 40;
 
+/// A token's lifetime, seconds: up to ten years (`expires_in`, and the
+/// operator's `--max-token-lifetime`).
+pub const TOKEN_LIFETIME_SECS: RangeInclusive<i64> = 1..=86_400 * 3650;
+
 /// Why a number is refused: names the field and its range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -59,9 +63,14 @@ pub fn enclave_size(text: &str) -> Result<u64, OutOfBounds> {
         .ok_or_else(refused)
 }
 
+/// The JSON schema of an integer within `range`.
+pub fn integer_schema(range: &RangeInclusive<i64>) -> Value {
+    json!({"type": "integer", "minimum": range.start(), "maximum": range.end()})
+}
+
 /// The JSON schema of `POST /resources`, with these bounds.
 pub fn resource_schema() -> Value {
-    let integer = |range: &RangeInclusive<i64>| json!({"type": "integer", "minimum": range.start(), "maximum": range.end()});
+    let integer = integer_schema;
     json!({
         "type": "object",
         "properties": {

@@ -21,6 +21,7 @@ pub mod routes;
 pub mod runner;
 pub mod store;
 pub mod tenancy;
+pub mod tokens;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -53,6 +54,10 @@ pub struct Settings {
     pub lease_secs: i64,
     /// The platform's ACME CA, when it has one.
     pub acme: Option<mse_api::node::AcmeCa>,
+    /// The longest a token made through the API lives, seconds (within
+    /// [`bounds::TOKEN_LIFETIME_SECS`]); `None`: until revoked, unless its
+    /// maker asks for less.
+    pub max_token_lifetime: Option<i64>,
 }
 
 /// What this machine has: its memory (MB) and cores, the default capacity
@@ -209,8 +214,17 @@ pub async fn open_as(
     if roles.api && store.user_count().await? == 0 {
         match store.create_user("admin", true, now.timestamp()).await {
             Ok(admin) => {
-                let (_, token) =
-                    api::issue_token(&store, &admin.id, "admin", now.timestamp()).await?;
+                // The operator's own: it lives until revoked, whatever the
+                // longest lifetime of the tokens made through the API.
+                let (_, token) = api::issue_token(
+                    &store,
+                    &admin.id,
+                    "admin",
+                    mse_api::account::Scope::Admin,
+                    None,
+                    now.timestamp(),
+                )
+                .await?;
                 mse_package::context::write_private(&data.path("admin.token"), token.as_bytes())?;
                 admin_token = Some(token);
             }
@@ -264,6 +278,7 @@ pub async fn open_as(
                 .with_installer(settings.installer.clone()),
             catalog,
             acme: settings.acme.clone(),
+            max_token_lifetime: settings.max_token_lifetime,
         }),
         admin_token,
     ))

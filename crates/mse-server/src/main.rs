@@ -172,6 +172,14 @@ struct Args {
     /// header; a body still arriving then is answered 408 (1-86400)
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     api_body_timeout: u64,
+    /// The longest a token made through the API lives, seconds: a token
+    /// asked for without `expires_in` gets this lifetime, one asking for
+    /// more is refused (1-315360000) [default: until revoked]. The first
+    /// admin token (DATA_DIR/admin.token) is the operator's and lives until
+    /// revoked
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(i64).range(mse_server::bounds::TOKEN_LIFETIME_SECS))]
+    max_token_lifetime: Option<i64>,
     /// Connections the API serves at once; more are answered 503 (1-65536)
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     api_max_connections: u64,
@@ -469,6 +477,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         capacity: args.capacity(),
         lease_secs: i64::try_from(args.node_lease).unwrap_or(30),
         acme: args.acme()?,
+        max_token_lifetime: args.max_token_lifetime,
     };
     let (state, admin_token) = mse_server::open_as(&settings, roles, &node_id).await?;
     if let Some(token) = admin_token {

@@ -26,6 +26,8 @@ pub use crate::routes::{Route, RouteMode, Routes};
 
 /// Why an app stopped when its owner asked.
 pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
+/// Why an app stopped when an administrator disabled its owner.
+pub const STOPPED_USER_DISABLED: &str = "stopped: an administrator disabled its owner";
 /// Why an app stopped at its expiry.
 pub const EXPIRED: &str = "expired";
 /// Why a node stopped whose app the store no longer lists as live there.

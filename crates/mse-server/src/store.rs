@@ -28,6 +28,9 @@ pub enum StoreError {
     /// No node has room for a new app.
     #[error("{0}")]
     NoRoom(NoRoom),
+    /// A new app's user is disabled.
+    #[error("user disabled: an administrator disabled this user; ask one to enable it")]
+    UserDisabled,
 }
 
 /// The live apps a user may have unless the operator sets otherwise.
@@ -147,6 +150,9 @@ pub struct User {
     pub is_admin: bool,
     /// Creation, Unix seconds.
     pub created_at: i64,
+    /// When an administrator disabled it, Unix seconds; `None` while
+    /// enabled.
+    pub disabled_at: Option<i64>,
 }
 
 /// An API token's public side (the secret is shown once, stored hashed).
@@ -158,7 +164,14 @@ pub struct Token {
     pub name: String,
     /// Creation, Unix seconds.
     pub created_at: i64,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it stops working, Unix seconds; `None`: when revoked.
+    pub expires_at: Option<i64>,
 }
+
+/// A token's scope: the API's, stored by its name.
+pub use mse_api::account::Scope;
 
 /// A project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,8 +215,24 @@ fn user(row: &AnyRow) -> Result<User, sqlx::Error> {
         name: row.try_get("name")?,
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
         created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
+
+const USER_COLUMNS: &str = "id, name, is_admin, created_at, disabled_at";
+
+fn token(row: &AnyRow) -> Result<Token, sqlx::Error> {
+    let scope: String = row.try_get("scope")?;
+    Ok(Token {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        scope: Scope::parse(&scope).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, name, created_at, scope, expires_at";
 
 fn project(row: &AnyRow) -> Result<Project, sqlx::Error> {
     Ok(Project {
@@ -309,6 +338,7 @@ impl Store {
             name: name.to_string(),
             is_admin,
             created_at: now,
+            disabled_at: None,
         })
     }
 
@@ -320,80 +350,132 @@ impl Store {
             .try_get("n")?)
     }
 
-    /// Stores the hash of a new token of `user_id`.
+    /// Stores the hash of a new token of `user_id`, of this scope, working
+    /// until `expires_at` (`None`: until revoked).
     pub async fn add_token(
         &self,
         user_id: &str,
         name: &str,
         hash: &str,
+        scope: Scope,
+        expires_at: Option<i64>,
         now: i64,
     ) -> Result<Token, StoreError> {
         let id = new_id();
         sqlx::query(
-            "INSERT INTO tokens (id, user_id, name, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO tokens (id, user_id, name, hash, created_at, scope, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(user_id)
         .bind(name)
         .bind(hash)
         .bind(now)
+        .bind(scope.as_str())
+        .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(Token {
             id,
             name: name.to_string(),
             created_at: now,
+            scope,
+            expires_at,
         })
     }
 
-    /// The user holding the live token with this hash.
-    pub async fn user_by_token_hash(&self, hash: &str) -> Result<Option<User>, StoreError> {
+    /// The unrevoked token with this hash and the user holding it (whether
+    /// it expired, or its user is disabled, is the caller's to check).
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(User, Token)>, StoreError> {
         let row = sqlx::query(
-            "SELECT u.id, u.name, u.is_admin, u.created_at FROM tokens t \
-             JOIN users u ON u.id = t.user_id WHERE t.hash = $1 AND t.revoked_at IS NULL",
+            "SELECT u.id, u.name, u.is_admin, u.created_at, u.disabled_at, t.id AS token_id, \
+             t.name AS token_name, t.created_at AS token_created_at, t.scope, t.expires_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = $1 AND t.revoked_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(user).transpose()?)
+        let Some(row) = row else { return Ok(None) };
+        let scope: String = row.try_get("scope")?;
+        let token = Token {
+            id: row.try_get("token_id")?,
+            name: row.try_get("token_name")?,
+            created_at: row.try_get("token_created_at")?,
+            scope: Scope::parse(&scope).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            expires_at: row.try_get("expires_at")?,
+        };
+        Ok(Some((user(&row)?, token)))
     }
 
-    /// The live tokens of a user.
-    pub async fn tokens(&self, user_id: &str) -> Result<Vec<Token>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at FROM tokens WHERE user_id = $1 AND revoked_at IS NULL \
-             ORDER BY created_at, id",
-        )
+    /// The user holding the working token with this hash: unrevoked,
+    /// unexpired at `now`, of an enabled user.
+    pub async fn user_by_token_hash(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self.token_by_hash(hash).await?.and_then(|(user, token)| {
+            (user.disabled_at.is_none() && token.expires_at.is_none_or(|at| at > now))
+                .then_some(user)
+        }))
+    }
+
+    /// The working tokens of a user (unrevoked, unexpired at `now`), oldest
+    /// first.
+    pub async fn tokens(&self, user_id: &str, now: i64) -> Result<Vec<Token>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE user_id = $1 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at, id"
+        ))
         .bind(user_id)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Token {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(rows.iter().map(token).collect::<Result<_, _>>()?)
     }
 
-    /// Revokes a token of `user_id`; false when it has no such live token.
+    /// Revokes an unrevoked token: of `user_id` only, or of anyone when
+    /// `None` (an administrator); false when there is no such token.
     pub async fn revoke_token(
         &self,
-        user_id: &str,
+        user_id: Option<&str>,
         id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
+        let revoke = "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+        let done = match user_id {
+            Some(user_id) => {
+                sqlx::query(&format!("{revoke} AND user_id = $3"))
+                    .bind(now)
+                    .bind(id)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(revoke)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Disables a user (`Some(now)`) or enables it (`None`); false when
+    /// there is no such user.
+    pub async fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -517,7 +599,7 @@ impl Store {
 
     /// A user by id.
     pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT id, name, is_admin, created_at FROM users WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -790,11 +872,16 @@ impl Store {
         let row = sqlx::query(
             "UPDATE users SET max_live_apps = max_live_apps \
              WHERE id = (SELECT user_id FROM projects WHERE id = $1) \
-             RETURNING id, max_live_apps, max_stored_bytes",
+             RETURNING id, max_live_apps, max_stored_bytes, disabled_at",
         )
         .bind(&new.project_id)
         .fetch_one(&mut *tx)
         .await?;
+        // Disabling a user writes this row: a deploy counted after it is
+        // refused, one counted before is live when its apps are stopped.
+        if row.try_get::<Option<i64>, _>("disabled_at")?.is_some() {
+            return Err(StoreError::UserDisabled);
+        }
         let user_id: String = row.try_get("id")?;
         let quota = quota(&row)?;
         let resource_limit: Option<i64> = sqlx::query(
@@ -1068,7 +1155,7 @@ impl Store {
 
     /// Every user, by name, with the resources granted to each.
     pub async fn users_with_grants(&self) -> Result<Vec<(User, Vec<String>)>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, is_admin, created_at FROM users ORDER BY name")
+        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
         let grants = sqlx::query("SELECT user_id, resource FROM grants ORDER BY resource")

@@ -52,6 +52,7 @@ impl From<&store::User> for account::User {
             name: user.name.clone(),
             is_admin: user.is_admin,
             created_at: user.created_at,
+            disabled: user.disabled_at.is_some(),
         }
     }
 }
@@ -62,6 +63,8 @@ impl From<&store::Token> for account::Token {
             id: token.id.clone(),
             name: token.name.clone(),
             created_at: token.created_at,
+            scope: token.scope,
+            expires_at: token.expires_at,
         }
     }
 }

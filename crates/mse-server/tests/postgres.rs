@@ -64,6 +64,53 @@ async fn the_platform_runs_on_postgresql() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
+    // Tokens: scope and expiry stored, listed, revoked by an administrator;
+    // a disabled user's tokens refused, an enabled one's accepted again.
+    let (status, made) = p
+        .post(
+            "/tokens",
+            &bob,
+            json!({"name": "ci", "scope": "read", "expires_in": 600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (_, listed) = p.get(&format!("/users/{bob_id}/tokens"), &p.admin).await;
+    let ci = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(ci["scope"], "read");
+    assert_eq!(
+        ci["expires_at"].as_i64().unwrap(),
+        ci["created_at"].as_i64().unwrap() + 600
+    );
+    let (status, _) = p
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{}", ci["id"].as_str().unwrap()),
+            Some(&p.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = p.get("/me", made["token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = p
+        .post(&format!("/users/{bob_id}/disable"), &p.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = p.get("/me", &bob).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = p
+        .post(&format!("/users/{bob_id}/enable"), &p.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = p.get("/me", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+
     // A restart on the same database keeps the users and makes no new admin.
     let mut again = settings(&p.dir.path().join("data"));
     again.database_url = Some(url);

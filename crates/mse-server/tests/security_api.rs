@@ -818,6 +818,95 @@ async fn uploads_left_by_a_killed_server_are_removed_at_start() {
     assert_eq!(status, 200);
 }
 
+/// A JSON body for [`http`].
+fn json_body(value: Value) -> Option<(String, Vec<u8>)> {
+    Some((
+        "application/json".to_string(),
+        value.to_string().into_bytes(),
+    ))
+}
+
+#[tokio::test]
+async fn the_longest_token_lifetime_bounds_every_token_made_through_the_api() {
+    // Out of its bounds, the flag is refused before anything starts.
+    let dir = tempfile::tempdir().unwrap();
+    let refused = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+        .args(["--max-token-lifetime", "0", "--data-dir"])
+        .arg(dir.path().join("never"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--max-token-lifetime"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!dir.path().join("never").exists());
+
+    let (_server, port, admin) =
+        api_server(&dir.path().join("data"), &["--max-token-lifetime", "3600"]).await;
+    // The operator's own token lives until revoked.
+    let (status, tokens) = http(port, "GET", "/tokens", &admin, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens[0]["expires_at"], Value::Null, "{tokens}");
+    assert_eq!(tokens[0]["scope"], "admin", "{tokens}");
+    // A new user's first token, and any token asked for without an expiry,
+    // get the longest lifetime; asking for more is refused.
+    let (status, user) = http(
+        port,
+        "POST",
+        "/users",
+        &admin,
+        json_body(json!({"name": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{user}");
+    let bob = user["token"].as_str().unwrap().to_string();
+    let (_, tokens) = http(port, "GET", "/tokens", &bob, None).await;
+    let first = &tokens[0];
+    assert_eq!(
+        first["expires_at"].as_i64().unwrap(),
+        first["created_at"].as_i64().unwrap() + 3600,
+        "{tokens}"
+    );
+    let (status, body) = http(
+        port,
+        "POST",
+        "/tokens",
+        &bob,
+        json_body(json!({"name": "long", "expires_in": 3601})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-token-lifetime"),
+        "{body}"
+    );
+    let (status, made) = http(
+        port,
+        "POST",
+        "/tokens",
+        &bob,
+        json_body(json!({"name": "short", "expires_in": 60, "scope": "read"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let read = made["token"].as_str().unwrap();
+    // The read token reads and deploys nothing; bob's first token deploys.
+    let (status, _) = http(port, "GET", "/apps", read, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = http_deploy(port, read, &deploy_config("app", json!({}))).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http_deploy(port, &bob, &deploy_config("app", json!({}))).await;
+    assert_eq!(status, 201, "{body}");
+    // An unknown parameter is refused, over HTTP too.
+    let (status, body) = http(port, "GET", "/tokens?user=admin", &bob, None).await;
+    assert_eq!(status, 400, "{body}");
+}
+
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_in_the_documented_api() {
     let dir = tempfile::tempdir().unwrap();

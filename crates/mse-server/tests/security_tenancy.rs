@@ -841,3 +841,368 @@ async fn a_store_from_before_domain_owners_keeps_each_domain_to_its_first_app() 
     assert_eq!(routes["v-uuid.localhost"].app_id, "v-uuid");
     assert_eq!(routes["shop.example.com"].app_id, "v-shop");
 }
+
+/// `POST /tokens` with `body`: (status, answer).
+async fn make_token(p: &Platform, token: &str, body: Value) -> (StatusCode, Value) {
+    p.post("/tokens", token, body).await
+}
+
+/// The secret of a new token of the caller's, asked for with `body`.
+async fn token_with(p: &Platform, token: &str, body: Value) -> (String, Value) {
+    let (status, made) = make_token(p, token, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    (made["token"].as_str().unwrap().to_string(), made)
+}
+
+#[tokio::test]
+async fn a_stolen_token_mints_nothing_that_outlives_or_exceeds_it_and_a_read_token_changes_nothing()
+{
+    let p = api_only().await;
+    let (_, bob) = p.user("bob").await;
+    let (status, app) = p.deploy(&bob, deploy_config("victim", json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let app_id = app["id"].as_str().unwrap().to_string();
+    // The owner's tokens: one for ten minutes, one reading for ten minutes.
+    let (stolen, made) = token_with(&p, &bob, json!({"name": "ci", "expires_in": 600})).await;
+    assert_eq!(made["scope"], "deploy", "{made}");
+    let expires_at = made["expires_at"].as_i64().unwrap();
+    assert_eq!(expires_at, made["created_at"].as_i64().unwrap() + 600);
+    let (read, made) = token_with(
+        &p,
+        &bob,
+        json!({"name": "dashboard", "scope": "read", "expires_in": 600}),
+    )
+    .await;
+    assert_eq!(made["scope"], "read", "{made}");
+
+    // A thief with the deploy token: nothing longer, nothing wider.
+    for (body, part) in [
+        (json!({"name": "mine", "expires_in": 601}), "never outlives"),
+        (
+            json!({"name": "mine", "expires_in": 86400}),
+            "never outlives",
+        ),
+        (json!({"name": "mine", "scope": "admin"}), "scope"),
+    ] {
+        let (status, refused) = make_token(&p, &stolen, body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}: {refused}");
+        assert!(error(&refused).contains(part), "{body}: {refused}");
+    }
+    // Without an expiry, its own is the most it gets.
+    let (_, made) = token_with(&p, &stolen, json!({"name": "mine"})).await;
+    assert!(made["expires_at"].as_i64().unwrap() <= expires_at, "{made}");
+    assert_eq!(made["scope"], "deploy");
+
+    // A thief with the read token reads, and changes nothing.
+    let (status, apps) = p.get("/apps", &read).await;
+    assert_eq!(status, StatusCode::OK, "{apps}");
+    assert_eq!(apps.as_array().unwrap().len(), 1);
+    let (status, refused) = p.deploy(&read, deploy_config("thief", json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        error(&refused).contains("needs scope `deploy`"),
+        "{refused}"
+    );
+    let (_, tokens) = p.get("/tokens", &bob).await;
+    let owners = tokens[0]["id"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/apps/{app_id}/stop"),
+            Some(json!({})),
+        ),
+        (Method::DELETE, format!("/apps/{app_id}"), None),
+        (Method::DELETE, format!("/tokens/{owners}"), None),
+        (
+            Method::POST,
+            "/tokens".to_string(),
+            Some(json!({"name": "mine"})),
+        ),
+        (
+            Method::POST,
+            "/projects".to_string(),
+            Some(json!({"name": "p2"})),
+        ),
+    ] {
+        let (status, refused) = p.call(method.clone(), &path, Some(&read), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {refused}");
+        assert!(
+            error(&refused).contains("scope is `read`"),
+            "{method} {path}: {refused}"
+        );
+    }
+    // The victim's app is live, and the owner's token works.
+    let (status, app) = p.get(&format!("/apps/{app_id}"), &bob).await;
+    assert_eq!(status, StatusCode::OK, "{app}");
+    assert_eq!(app["status"], "spawning");
+    let (status, tokens) = p.get("/tokens", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(tokens.as_array().unwrap().len(), 4, "{tokens}");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_saying_how_to_get_another() {
+    let p = api_only().await;
+    let (_, bob) = p.user("bob").await;
+    let (short, made) = token_with(&p, &bob, json!({"name": "short", "expires_in": 1})).await;
+    // The expiry is stored as asked.
+    let stored = p
+        .state
+        .store
+        .token_by_hash(&mse_server::api::token_hash(&short))
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    assert_eq!(
+        stored.expires_at,
+        Some(made["created_at"].as_i64().unwrap() + 1)
+    );
+    // Refused once that second is over (a bounded wait on the answer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = p.get("/me", &short).await;
+        if status == StatusCode::UNAUTHORIZED {
+            break body;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token still works 10 s after its expiry"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for part in ["expired at", "POST /tokens", "administrator"] {
+        assert!(error(&refused).contains(part), "`{part}`: {refused}");
+    }
+    // It is no longer listed; the owner's other token works.
+    let (status, tokens) = p.get("/tokens", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tokens
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "short"),
+        "{tokens}"
+    );
+}
+
+#[tokio::test]
+async fn an_administrator_lists_and_revokes_another_users_token_only_with_scope_admin() {
+    let p = api_only().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let (alice_id, alice) = p.user("alice").await;
+    let (_, tokens) = p.get(&format!("/users/{bob_id}/tokens"), &p.admin).await;
+    let listed = tokens.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{tokens}");
+    assert_eq!(listed[0]["scope"], "deploy");
+    let bobs = listed[0]["id"].as_str().unwrap().to_string();
+    // Another user may neither list nor revoke it.
+    let (status, body) = p.get(&format!("/users/{bob_id}/tokens"), &alice).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = p
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{bobs}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Nor may an administrator's token of a narrower scope.
+    let (admin_deploy, _) =
+        token_with(&p, &p.admin, json!({"name": "ops", "scope": "deploy"})).await;
+    let (status, body) = p
+        .get(&format!("/users/{bob_id}/tokens"), &admin_deploy)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(error(&body).contains("needs scope `admin`"), "{body}");
+    let (status, body) = p
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{bobs}"),
+            Some(&admin_deploy),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, me) = p.get("/me", &admin_deploy).await;
+    assert_eq!((status, &me["is_admin"]), (StatusCode::OK, &json!(false)));
+    let (status, _) = p.get("/me", &bob).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The administrator revokes it: refused at once.
+    let (status, body) = p
+        .call(
+            Method::DELETE,
+            &format!("/tokens/{bobs}"),
+            Some(&p.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = p.get("/me", &bob).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (_, tokens) = p.get(&format!("/users/{bob_id}/tokens"), &p.admin).await;
+    assert_eq!(tokens, json!([]));
+    // And makes bob a new one; alice is untouched.
+    let (status, made) = p
+        .post(
+            &format!("/users/{bob_id}/tokens"),
+            &p.admin,
+            json!({"name": "again", "expires_in": 3600}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["scope"], "deploy");
+    let (status, me) = p.get("/me", made["token"].as_str().unwrap()).await;
+    assert_eq!((status, me["name"].as_str()), (StatusCode::OK, Some("bob")));
+    let (status, _) = p.get("/me", &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = p.get(&format!("/users/{alice_id}/tokens"), &p.admin).await;
+    assert_eq!(
+        (status, body.as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_on_every_route() {
+    let p = api_only().await;
+    let (_, bob) = p.user("bob").await;
+    let (status, body) = p.get("/tokens?user=admin", &bob).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error(&body).contains("unknown query parameter `user`")
+            && error(&body).contains("takes no query parameters"),
+        "{body}"
+    );
+    let (status, body) = p.get("/apps?bogus=1", &bob).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        error(&body).contains("`bogus`; this route takes: project, name, status, limit, offset"),
+        "{body}"
+    );
+    // Declared ones are served.
+    let (status, body) = p.get("/apps?project=default&limit=5", &bob).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Every operation, with or without a token, before anything else.
+    for operation in mse_server::api::operations() {
+        let path = operation
+            .path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for token in [None, Some(bob.as_str())] {
+            let (status, body) = p
+                .call(
+                    operation.method.clone(),
+                    &format!("{path}?bogus=1"),
+                    token,
+                    None,
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{} {path}: {body}",
+                operation.method
+            );
+            assert!(
+                error(&body).contains("`bogus`"),
+                "{} {path}: {body}",
+                operation.method
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_users_tokens_stop_at_once_and_its_running_app_stops() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let (alice_id, alice) = p.user("alice").await;
+    let (second, _) = token_with(&p, &bob, json!({"name": "second"})).await;
+    let (status, app, key) = p
+        .deploy_keyed(&bob, deploy_config("victim", json!({})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let app_id = app["id"].as_str().unwrap().to_string();
+    p.configure(&bob, &app, &key, None).await;
+    // Only an administrator disables, and not itself.
+    let (status, body) = p
+        .post(&format!("/users/{alice_id}/disable"), &bob, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (_, me) = p.get("/me", &p.admin).await;
+    let (status, body) = p
+        .post(
+            &format!("/users/{}/disable", me["id"].as_str().unwrap()),
+            &p.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (status, user) = p
+        .post(&format!("/users/{bob_id}/disable"), &p.admin, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["disabled"], true);
+    // Every token of bob's is refused at once.
+    for token in [&bob, &second] {
+        let (status, body) = p.get("/me", token).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(error(&body).contains("user disabled"), "{body}");
+    }
+    let (status, body) = p.deploy(&bob, deploy_config("again", json!({}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Its app stops (its node process ends), saying why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stopped = loop {
+        let app = p.state.store.app(&app_id).await.unwrap().unwrap();
+        if app.status.is_terminal() {
+            break app;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's app still {:?} 60 s after bob was disabled",
+            app.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(stopped.status.as_str(), "stopped");
+    assert!(
+        stopped
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("disabled"),
+        "{:?}",
+        stopped.reason
+    );
+    // Alice is untouched.
+    let (status, _) = p.get("/me", &alice).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, users) = p.get("/users", &p.admin).await;
+    let listed = users.as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|u| u["name"] == "bob" && u["disabled"] == true),
+        "{users}"
+    );
+
+    // Enabled again: its tokens work, its app stays stopped.
+    let (status, user) = p
+        .post(&format!("/users/{bob_id}/enable"), &p.admin, json!({}))
+        .await;
+    assert_eq!((status, &user["disabled"]), (StatusCode::OK, &json!(false)));
+    let (status, app) = p.get(&format!("/apps/{app_id}"), &second).await;
+    assert_eq!(
+        (status, &app["status"]),
+        (StatusCode::OK, &json!("stopped"))
+    );
+}
