@@ -70,6 +70,9 @@ struct Args {
     /// Where runtime environments are built and cached [default: target/test-cache]
     #[arg(long, value_name = "DIR", env = "MSE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// One more argument for mse-run (may repeat), e.g. `--mse-run-arg=--memory-mb=512`
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    mse_run_arg: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -120,6 +123,7 @@ struct Setup {
     quote_key: PathBuf,
     quote_chain: PathBuf,
     signer: PathBuf,
+    mse_run_args: Vec<String>,
 }
 
 /// Runs the rounds and prints the results; true when both targets are met.
@@ -220,6 +224,7 @@ async fn prepare(args: &Args) -> anyhow::Result<Setup> {
         quote_key: write("quote-key.pem", &quote_key)?,
         quote_chain: write("quote-chain.pem", &pck.chain_pem)?,
         signer: write("signer.pub", &signer_pem)?,
+        mse_run_args: args.mse_run_arg.clone(),
         dir,
     })
 }
@@ -347,6 +352,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         .arg(&setup.quote_chain)
         .arg("--signer-key")
         .arg(&setup.signer)
+        .args(&setup.mse_run_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
