@@ -25,8 +25,15 @@ const API_ADDRESS: &str = "198.18.0.1:9444";
 
 /// A platform whose own node has no room, so apps go to joined hosts.
 async fn platform() -> Platform {
+    platform_on(None).await
+}
+
+/// [`platform`] on the store at `database_url` (SQLite in its folder when
+/// `None`).
+async fn platform_on(database_url: Option<String>) -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings(&dir.path().join("data"));
+    settings.database_url = database_url;
     settings.capacity = mse_api::node::Capacity {
         memory_mb: 1,
         cores: 1,
@@ -485,7 +492,15 @@ async fn a_host_is_granted_no_more_than_its_token_allows() {
 
 #[tokio::test]
 async fn a_revoked_host_is_fenced_at_once_and_stays_out() {
-    let p = platform().await;
+    revoked_host_stays_out(platform().await).await;
+}
+
+#[tokio::test]
+async fn a_revoked_host_is_fenced_at_once_and_stays_out_on_postgresql() {
+    revoked_host_stays_out(platform_on(Some(mse_testkit::postgres_database())).await).await;
+}
+
+async fn revoked_host_stays_out(p: Platform) {
     let token = join_token_with(&p, json!({})).await;
     let host = join(&p, &token, "h1", "198.18.0.2").await;
     let id = deploy(&p, "placed").await;
@@ -558,7 +573,15 @@ async fn a_revoked_host_is_fenced_at_once_and_stays_out() {
 
 #[tokio::test]
 async fn a_join_token_joins_at_most_its_count_and_can_be_listed_and_revoked() {
-    let p = platform().await;
+    join_token_count(platform().await).await;
+}
+
+#[tokio::test]
+async fn a_join_token_joins_at_most_its_count_and_can_be_listed_and_revoked_on_postgresql() {
+    join_token_count(platform_on(Some(mse_testkit::postgres_database())).await).await;
+}
+
+async fn join_token_count(p: Platform) {
     let (status, created) = p.post("/nodes/tokens", &p.admin, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let token = created["token"].as_str().unwrap().to_string();
