@@ -868,6 +868,31 @@ mod tests {
     }
 
     #[test]
+    fn status_text_names_the_reporting_node_and_prints_no_control_character() {
+        let mut failed = app("on_error");
+        failed.onerror_at = Some(1_900_000_200);
+        failed.node = Some("h1".into());
+        failed.reason = Some("\u{1b}[2Jforged\u{1b}]0;title\u{7}\nline".into());
+        failed.sandbox = Some("\u{9b}31mlandlock".into());
+        let text = status_text(&failed, None, "https://x.localhost:8443", 1_900_000_300);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("reason        [2Jforged]0;title line\n"),
+            "{text}"
+        );
+        assert!(text.contains("sandbox       31mlandlock\n"), "{text}");
+        assert!(text.contains("node          h1 ("), "{text}");
+        assert!(final_words(&failed).ends_with("([2Jforged]0;title line)"));
+        assert_eq!(
+            strip_controls("a\u{1b}]8;;https://evil.test\u{1b}\\b\r\n\tc"),
+            "a]8;;https://evil.test\\b\n\tc"
+        );
+    }
+
+    #[test]
     fn status_says_when_the_domain_was_kept_from_the_first_deployment() {
         let first = app("running");
         assert_eq!(kept_domain_note(&first), None);
