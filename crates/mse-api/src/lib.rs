@@ -2,8 +2,9 @@
 //! process: the REST API's requests and answers — apps and their status
 //! ([`apps`]), users, tokens, projects, resources and quotas
 //! ([`account`]), the platform's public description ([`platform`]) and the
-//! error body ([`error`]) — the status events a node prints ([`event`]) and
-//! the node-host protocol ([`node`]). The client, the server and the node
+//! error body ([`error`]) — the status events a node prints ([`event`]),
+//! the node-host protocol ([`node`]) and how text others wrote is made safe
+//! to show ([`text`]). The client, the server and the node
 //! hosts all use these, so a field renamed on one side is renamed on every
 //! side; the server maps its store's rows onto them.
 //!
@@ -34,3 +35,4 @@ pub mod error;
 pub mod event;
 pub mod node;
 pub mod platform;
+pub mod text;

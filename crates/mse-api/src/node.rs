@@ -98,7 +98,33 @@ pub struct CreateJoinToken {
     /// Hours it may be used for (1 to 8760; default 24).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_hours: Option<u32>,
+    /// How many hosts (names) it may join (1 to [`MAX_TOKEN_HOSTS`];
+    /// default 1). A host that joins again under its name uses no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hosts: Option<u32>,
+    /// The most memory a host joining with it is granted, MB, whatever it
+    /// declares (default [`DEFAULT_GRANT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u64>,
+    /// The most cores a host joining with it is granted (default
+    /// [`DEFAULT_GRANT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cores: Option<u64>,
+    /// An address the admin approves for its hosts to advertise instead of
+    /// the one their join comes from (a host behind NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<IpAddr>,
 }
+
+/// The most hosts one join token may join.
+pub const MAX_TOKEN_HOSTS: u32 = 1000;
+
+/// What a host is granted at most when its join token names no capacity:
+/// 4096 MB and 4 cores.
+pub const DEFAULT_GRANT: Capacity = Capacity {
+    memory_mb: 4096,
+    cores: 4,
+};
 
 /// The answer of `POST /nodes/tokens`: the token, shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +133,41 @@ pub struct JoinTokenCreated {
     pub token: String,
     /// When it stops being accepted, Unix seconds.
     pub expires_at: i64,
+    /// Its id, as `GET /nodes/tokens` lists it and `DELETE
+    /// /nodes/tokens/{id}` revokes it.
+    #[serde(default)]
+    pub id: String,
+    /// How many hosts it may join.
+    #[serde(default)]
+    pub max_hosts: u32,
+    /// The most a host joining with it is granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Capacity>,
+}
+
+/// A join token, as `GET /nodes/tokens` lists it (admin): never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenInfo {
+    /// Its id (`DELETE /nodes/tokens/{id}` revokes it).
+    pub id: String,
+    /// The admin who made it.
+    pub created_by: String,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// When it stops being accepted, Unix seconds.
+    pub expires_at: i64,
+    /// How many hosts it may join.
+    pub max_hosts: u32,
+    /// The hosts it joined.
+    pub hosts: Vec<String>,
+    /// The most a host joining with it is granted.
+    pub grant: Capacity,
+    /// The address its hosts may advertise besides their join's source.
+    pub advertise: Option<IpAddr>,
+    /// Whether an admin revoked it.
+    pub revoked: bool,
+    /// Whether it joins a host now: not revoked, not expired, not used up.
+    pub usable: bool,
 }
 
 /// What a host offers: the memory and cores apps may take on it.
@@ -125,12 +186,14 @@ pub struct Capacity {
 pub struct JoinRequest {
     /// The join token (`msejoin_…`).
     pub token: String,
-    /// The name the host asks for (1 to 64 letters, digits, `.`, `_`, `-`);
-    /// a host that rejoins asks for its old name.
+    /// The name the host asks for, a host name ([`check_node_id`]); a
+    /// host that rejoins asks for its old name.
     pub name: String,
-    /// The address the proxy reaches the host's apps at.
+    /// The address the proxy reaches the host's apps at: the address the
+    /// join comes from, or the one its token approves.
     pub advertise: IpAddr,
-    /// What apps may take on the host.
+    /// What the host declares apps may take on it; it is granted at most
+    /// what its token allows.
     pub capacity: Capacity,
     /// The host's own quote-signing public key (SubjectPublicKeyInfo, PEM),
     /// which the platform's simulation CA certifies.
@@ -158,6 +221,10 @@ pub struct Joined {
     pub config_timeout_secs: u64,
     /// `required` or `best-effort`.
     pub sandbox: String,
+    /// What the host is granted: what it declared, capped by what its join
+    /// token allows. Placement counts this, not the declaration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
 }
 
 /// `POST /nodes/lease`: the host renews its lease and says what runs.
@@ -298,21 +365,40 @@ pub struct NodeHost {
     pub apps: Vec<String>,
     /// Whether its quote key was revoked.
     pub revoked: bool,
+    /// Whether an admin revoked the host: it is fenced and its name joins
+    /// nothing until an admin allows it (`POST /nodes/{node}/allow`).
+    #[serde(default)]
+    pub barred: bool,
 }
 
-/// Checks a node id: 1 to 64 letters, digits, `.`, `_` or `-`.
+/// Names under `/nodes/` that are routes, never a node's name.
+pub const RESERVED_NODE_NAMES: [&str; 7] = [
+    "tokens", "join", "lease", "catalog", "packages", "events", "logs",
+];
+
+/// Checks a node id as a host name (RFC 1123): dot-separated labels of 1
+/// to 63 letters, digits and `-`, none starting or ending with `-`, at most
+/// 253 characters in all; not one of [`RESERVED_NODE_NAMES`].
 pub fn check_node_id(id: &str) -> Result<(), String> {
-    let valid = (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{id}` is not a node id: 1 to 64 letters, digits, `.`, `_` or `-`"
-        ))
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let shown = crate::text::capped(&crate::text::one_line(id), 80);
+    if id.len() > 253 || !id.split('.').all(label) {
+        return Err(format!(
+            "`{shown}` is not a node id: give a host name (labels of 1 to 63 letters, digits \
+             and `-`, separated by single dots, at most 253 characters)"
+        ));
     }
+    if RESERVED_NODE_NAMES.contains(&id) {
+        return Err(format!(
+            "`{id}` is not a node id: it names a route under /nodes/; give another name"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -327,6 +413,31 @@ mod tests {
         assert!(parsed.pins(b"ca certificate"));
         assert!(!parsed.pins(b"another certificate"));
         assert!(!format!("{parsed:?}").contains(&hex::encode([7u8; 32])));
+    }
+
+    #[test]
+    fn node_ids_are_host_names() {
+        for good in ["local", "n1", "node-a.example", "a", &"x".repeat(63)] {
+            assert_eq!(check_node_id(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../h1",
+            "a..b",
+            "a/b",
+            "-a",
+            "a-",
+            "a_b",
+            "a b",
+            "\u{1b}[2J",
+            &"x".repeat(64),
+            &["a"; 130].join("."),
+            "tokens",
+        ] {
+            assert!(check_node_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

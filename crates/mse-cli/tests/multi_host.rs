@@ -223,7 +223,12 @@ fn data_dir(platform: &Platform) -> PathBuf {
 /// The whole journey on one network: `start` gives the platform (on the API
 /// host, entered by this thread) and the API URLs hosts join.
 fn journey(network: &Network, platform: &Platform, api: &[String], second: Option<&Platform>) {
-    let (status, created) = platform.post(&platform.admin, "/nodes/tokens", json!({}));
+    // One token for both hosts, granting what they declare.
+    let (status, created) = platform.post(
+        &platform.admin,
+        "/nodes/tokens",
+        json!({"max_hosts": 2, "max_memory_mb": 8192, "max_cores": 8}),
+    );
     assert_eq!(status, 201, "POST /nodes/tokens: {created}");
     let token = created["token"].as_str().expect("a token").to_string();
     let n1 = NodeHost::start(network, "n1", api, &token);

@@ -386,6 +386,7 @@ fn serve_proxy(backend: SocketAddr, threads: usize, flavor: ProxyRuntime) -> any
             addr: backend,
             mode: RouteMode::Passthrough,
             app_id: "bench".to_string(),
+            remote: false,
         },
     );
     let limits = ProxyLimits {

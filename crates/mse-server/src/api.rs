@@ -404,9 +404,17 @@ pub fn operations() -> Vec<Operation> {
         op(get.clone(), "/simulation-revoked", "The simulation quote keys the platform revoked: {\"revoked\": [SHA-256 of each PCK's SubjectPublicKeyInfo (DER), hex]}", simulation_revoked),
         op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", operator_ca),
         op(get.clone(), "/me", "The caller", me).token(),
-        op(post.clone(), "/nodes/tokens", "Create a join token for a node host; shown once (admin)", crate::nodes::create_token)
+        op(post.clone(), "/nodes/tokens", "Create a join token for a node host: how many hosts it joins, what it grants each; shown once (admin)", crate::nodes::create_token)
             .token()
-            .json(object(&[], &[("ttl_hours", json!({"type": "integer", "minimum": 1, "maximum": 8760}))])),
+            .json(object(&[], &[
+                ("ttl_hours", json!({"type": "integer", "minimum": 1, "maximum": 8760})),
+                ("max_hosts", json!({"type": "integer", "minimum": 1, "maximum": mse_api::node::MAX_TOKEN_HOSTS})),
+                ("max_memory_mb", json!({"type": "integer", "minimum": 1})),
+                ("max_cores", json!({"type": "integer", "minimum": 1})),
+                ("advertise", text()),
+            ])),
+        op(get.clone(), "/nodes/tokens", "Every join token (never its secret): its hosts, grant, expiry and whether it is usable (admin)", crate::nodes::list_tokens).token(),
+        op(delete.clone(), "/nodes/tokens/{id}", "Revoke a join token: it joins no host after (admin)", crate::nodes::revoke_token).token(),
         op(get.clone(), "/nodes", "Every node: address, lease, capacity, use and apps (admin)", crate::nodes::list).token(),
         op(post.clone(), "/nodes/join", "A node host joins with a join token (node protocol)", crate::nodes::join)
             .json(object(
@@ -431,7 +439,9 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/users", "Create a user and its first token (admin)", create_user)
             .token()
             .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),
-        op(post.clone(), "/nodes/{node}/revoke", "Revoke a node host's simulation quote keys: its quotes stop verifying (admin)", revoke_node).token(),
+        op(post.clone(), "/nodes/{node}/revoke", "Revoke a node host: its quote keys stop verifying; a remote host is fenced (lease and credential end, apps on_error), gets no app and cannot join until allowed (admin)", crate::nodes::revoke).token(),
+        op(post.clone(), "/nodes/{node}/allow", "Let a revoked node host's name join again (admin)", crate::nodes::allow).token(),
+        op(delete.clone(), "/nodes/{node}", "Remove a node host; its apps end first (admin)", crate::nodes::remove).token(),
         op(post.clone(), "/users/{id}/grants", "Grant a resource to a user (admin)", grant)
             .token()
             .json(object(&[("resource", text())], &[])),
@@ -751,22 +761,6 @@ impl From<crate::quote_keys::QuoteKeyError> for ApiError {
 async fn simulation_revoked(State(state): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
     let revoked = crate::quote_keys::revoked(&state.store).await?;
     Ok(Json(json!({ "revoked": revoked })))
-}
-
-async fn revoke_node(
-    State(state): State<Shared>,
-    caller: Caller,
-    Path(node): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
-    require_admin(&caller)?;
-    if !crate::quote_keys::known_node(&state.store, &node).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("node `{node}` never had a quote key certified: check the node id"),
-        ));
-    }
-    let revoked = crate::quote_keys::revoke_node(&state.store, &node, now()).await?;
-    Ok(Json(json!({ "node": node, "revoked_keys": revoked })))
 }
 
 async fn operator_ca(State(state): State<Shared>) -> Response {

@@ -5,6 +5,7 @@
 //! (out of descriptors, …) that slow the loop down instead of ending it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +54,16 @@ impl Default for HttpLimits {
             shutdown_grace: Duration::from_secs(30),
         }
     }
+}
+
+/// The TCP connection a request came over, in the request's extensions:
+/// the true source of a call (what a node host's join is checked against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address of this server the client reached.
+    pub local: SocketAddr,
 }
 
 /// How long the loop pauses after a failed accept (out of descriptors and
@@ -107,19 +118,23 @@ pub async fn serve_tls(
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let Ok(local) = stream.local_addr() else {
+                        continue;
+                    };
+                    let link = Connection { peer, local };
                     let router = router.clone();
                     let limits = limits.clone();
                     let stop = stop.clone();
                     let tls = tls.clone();
                     tasks.spawn(async move {
                         match tls {
-                            None => connection(stream, router, limits, stop).await,
+                            None => connection(stream, link, router, limits, stop).await,
                             Some(acceptor) => {
                                 let handshake = acceptor.accept(stream);
                                 if let Ok(Ok(stream)) =
                                     tokio::time::timeout(limits.header_timeout, handshake).await
                                 {
-                                    connection(stream, router, limits, stop).await;
+                                    connection(stream, link, router, limits, stop).await;
                                 }
                             }
                         }
@@ -147,13 +162,15 @@ pub async fn serve_tls(
 /// Serves one connection until it ends, or gracefully once `stop` turns.
 async fn connection<S>(
     stream: S,
+    link: Connection,
     router: Router,
     limits: HttpLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(link);
         handle(router.clone(), request, limits.body_timeout)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

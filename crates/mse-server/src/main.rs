@@ -537,6 +537,26 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     };
 
     let runner = state.runner.clone();
+    // The platform's own listeners, bound here or in another process: no
+    // route leads to them and no node host advertises their address.
+    let platform_routes = runner.routes();
+    let bound = [
+        listener.as_ref().and_then(|l| l.local_addr().ok()),
+        tls_listener
+            .as_ref()
+            .and_then(|(l, _, _)| l.local_addr().ok()),
+        proxy_listener
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok()),
+    ];
+    let configured = [
+        Some(args.listen_api),
+        args.listen_api_tls,
+        Some(args.listen_proxy),
+    ];
+    for addr in bound.into_iter().chain(configured).flatten() {
+        platform_routes.add_platform_listener(addr);
+    }
     let node = roles.node.then(|| {
         let looking = runner.clone();
         let stopped = until_stopped(stopped.clone());

@@ -261,7 +261,16 @@ impl Host {
                 Err(e) if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) => {
                     anyhow::bail!("cannot join: {e}");
                 }
-                Err(e) if e.status() == Some(reqwest::StatusCode::UNPROCESSABLE_ENTITY) => {
+                Err(e)
+                    if matches!(
+                        e.status(),
+                        Some(
+                            reqwest::StatusCode::UNPROCESSABLE_ENTITY
+                                | reqwest::StatusCode::BAD_REQUEST
+                                | reqwest::StatusCode::FORBIDDEN
+                        )
+                    ) =>
+                {
                     anyhow::bail!("cannot join: {e}");
                 }
                 Err(e) => {
@@ -279,6 +288,16 @@ impl Host {
                 "joined as node `{}` (lease {} s), apps listen on {}",
                 joined.node, joined.lease_secs, self.settings.advertise
             );
+            if let Some(granted) = joined.capacity.filter(|c| *c != self.settings.capacity) {
+                println!(
+                    "the platform grants this host {} MB and {} cores (it offered {} MB and {} \
+                     cores): an admin sets the grant on the join token",
+                    granted.memory_mb,
+                    granted.cores,
+                    self.settings.capacity.memory_mb,
+                    self.settings.capacity.cores
+                );
+            }
             self.clone().lease(&joined).await;
             // Fenced: nothing runs here that the API may place elsewhere.
             self.processes

@@ -12,17 +12,20 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use mse_api::node::{
-    Capacity, CreateJoinToken, EventReport, JoinRequest, JoinToken, JoinTokenCreated, Joined,
-    LeaseGranted, LeaseRequest, NodeHost, StopOrder, MAX_LEASE_WAIT_MS, MAX_LOG_CHUNK,
-    NODE_CREDENTIAL_PREFIX,
+    Capacity, CreateJoinToken, EventReport, JoinRequest, JoinToken, JoinTokenCreated,
+    JoinTokenInfo, Joined, LeaseGranted, LeaseRequest, NodeHost, StopOrder, DEFAULT_GRANT,
+    MAX_LEASE_WAIT_MS, MAX_LOG_CHUNK, MAX_TOKEN_HOSTS, NODE_CREDENTIAL_PREFIX,
 };
 use serde::Deserialize;
 
 use crate::api::{require_admin, ApiError, Caller, Shared};
 use crate::backend::NodeBackend as _;
-use crate::store::nodes::Joined as StoreJoined;
+use crate::http_server::Connection;
+use crate::routes::unroutable;
+use crate::store::nodes::{JoinTokenRow, Joined as StoreJoined, TokenUse};
 use crate::store::{NodeKind, NodeRow, Status};
 
 /// The longest a join token may be valid, hours (a year).
@@ -104,6 +107,16 @@ fn quote_key_error(e: crate::quote_keys::QuoteKeyError) -> ApiError {
     }
 }
 
+/// What a host joining with `token` is granted at most.
+fn grant_of(token: &JoinTokenRow) -> Capacity {
+    let count =
+        |v: Option<i64>, default: u64| v.and_then(|v| u64::try_from(v).ok()).unwrap_or(default);
+    Capacity {
+        memory_mb: count(token.max_memory_mb, DEFAULT_GRANT.memory_mb),
+        cores: count(token.max_cores, DEFAULT_GRANT.cores),
+    }
+}
+
 /// `POST /nodes/tokens` (admin): a join token, shown once.
 pub async fn create_token(
     State(state): State<Shared>,
@@ -111,27 +124,128 @@ pub async fn create_token(
     body: Option<Json<CreateJoinToken>>,
 ) -> Result<(StatusCode, Json<JoinTokenCreated>), ApiError> {
     require_admin(&caller)?;
-    let hours = body.and_then(|Json(b)| b.ttl_hours).unwrap_or(24);
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let hours = request.ttl_hours.unwrap_or(24);
     if !(1..=MAX_TOKEN_HOURS).contains(&hours) {
         return Err(unprocessable(format!(
             "ttl_hours is {hours}: give 1 to {MAX_TOKEN_HOURS}"
         )));
     }
+    let max_hosts = request.max_hosts.unwrap_or(1);
+    if !(1..=MAX_TOKEN_HOSTS).contains(&max_hosts) {
+        return Err(unprocessable(format!(
+            "max_hosts is {max_hosts}: give 1 to {MAX_TOKEN_HOSTS}"
+        )));
+    }
+    for (name, value, max) in [
+        ("max_memory_mb", request.max_memory_mb, MAX_MEMORY_MB),
+        ("max_cores", request.max_cores, MAX_CORES),
+    ] {
+        if let Some(value) = value.filter(|v| !(1..=max).contains(v)) {
+            return Err(unprocessable(format!("{name} is {value}: give 1 to {max}")));
+        }
+    }
+    if let Some(ip) = request.advertise {
+        check_advertisable(&state, ip, None)?;
+    }
     let ca_der = operator_ca_der(&state)?;
     let token = JoinToken::new(rand::random(), &ca_der);
     let at = now();
-    let expires_at = at + i64::from(hours) * 3600;
-    state
-        .store
-        .add_join_token(&token.secret_hash(), &caller.0.id, at, expires_at)
-        .await?;
+    let row = JoinTokenRow {
+        hash: token.secret_hash(),
+        created_by: caller.0.id.clone(),
+        created_at: at,
+        expires_at: at + i64::from(hours) * 3600,
+        max_hosts: i64::from(max_hosts),
+        max_memory_mb: request.max_memory_mb.map(|v| v as i64),
+        max_cores: request.max_cores.map(|v| v as i64),
+        advertise: request.advertise.map(|ip| ip.to_string()),
+        revoked_at: None,
+        hosts: Vec::new(),
+    };
+    state.store.add_join_token(&row).await?;
     Ok((
         StatusCode::CREATED,
         Json(JoinTokenCreated {
             token: token.to_string(),
-            expires_at,
+            expires_at: row.expires_at,
+            id: row.id().to_string(),
+            max_hosts,
+            grant: Some(grant_of(&row)),
         }),
     ))
+}
+
+/// `GET /nodes/tokens` (admin): every join token (never its secret), with
+/// the hosts it joined.
+pub async fn list_tokens(
+    State(state): State<Shared>,
+    caller: Caller,
+) -> Result<Json<Vec<JoinTokenInfo>>, ApiError> {
+    require_admin(&caller)?;
+    let at = now();
+    let tokens = state.store.join_tokens().await?;
+    Ok(Json(
+        tokens
+            .iter()
+            .map(|t| JoinTokenInfo {
+                id: t.id().to_string(),
+                created_by: t.created_by.clone(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                max_hosts: u32::try_from(t.max_hosts).unwrap_or(0),
+                hosts: t.hosts.clone(),
+                grant: grant_of(t),
+                advertise: t.advertise.as_deref().and_then(|a| a.parse().ok()),
+                revoked: t.revoked_at.is_some(),
+                usable: t.usable_at(at),
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /nodes/tokens/{id}` (admin): revokes a join token; it joins no
+/// host after (hosts that joined with it keep their credential: revoke
+/// them with `POST /nodes/{node}/revoke`).
+pub async fn revoke_token(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    if state.store.revoke_join_token(&id, now()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no join token has this id: see `GET /nodes/tokens`",
+        ))
+    }
+}
+
+/// Refuses an address no host may advertise: one that is not a host's
+/// ([`unroutable`]), or the platform's own (a listener's, or the one the
+/// join reached, `local`).
+fn check_advertisable(
+    state: &Shared,
+    ip: std::net::IpAddr,
+    local: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    if let Some(what) = unroutable(ip) {
+        return Err(unprocessable(format!(
+            "advertise is {ip}, {what}: give the address the proxy reaches this host at"
+        )));
+    }
+    let routes = state.nodes.local.routes();
+    if routes.is_platform_address(ip)
+        || local.is_some_and(|l| l.to_canonical() == ip.to_canonical())
+    {
+        return Err(unprocessable(format!(
+            "advertise is {ip}, an address of the platform's own listeners: give the address \
+             the proxy reaches this host at"
+        )));
+    }
+    Ok(())
 }
 
 fn operator_ca_der(state: &Shared) -> Result<Vec<u8>, ApiError> {
@@ -161,6 +275,7 @@ pub async fn list(
     let revoked = crate::quote_keys::revoked_nodes(&state.store)
         .await
         .map_err(quote_key_error)?;
+    let barred = state.store.barred_nodes().await?;
     let hosts = state
         .store
         .nodes()
@@ -182,6 +297,7 @@ pub async fn list(
                     cores: count(n.cores),
                 },
                 revoked: revoked.contains(&n.node.id),
+                barred: barred.contains(&n.node.id),
                 apps: n.apps,
                 node: n.node.id,
             }
@@ -190,54 +306,232 @@ pub async fn list(
     Ok(Json(hosts))
 }
 
+/// The reason of the apps of a host an admin revoked.
+pub const HOST_REVOKED: &str = "node host revoked";
+/// The reason of the apps of a host an admin removed.
+pub const HOST_REMOVED: &str = "node host removed";
+
+/// Ends the live apps of node `node` (`on_error`, `reason`) and their
+/// routes; how many.
+async fn end_apps(state: &Shared, node: &str, reason: &str, at: i64) -> Result<u64, ApiError> {
+    let apps = state.store.node_apps(node).await?;
+    let ended = state.store.fail_node_apps(node, reason, at).await?;
+    let routes = state.nodes.local.routes();
+    for app in &apps {
+        routes.remove_app(&app.id);
+    }
+    if ended > 0 {
+        eprintln!("node `{node}`: {ended} app(s) on_error ({reason})");
+    }
+    Ok(ended)
+}
+
+fn no_such_node(node: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no node `{node}`: see `GET /nodes`"),
+    )
+}
+
+/// `POST /nodes/{node}/revoke` (admin): revokes a node's quote keys (its
+/// quotes stop verifying). A remote host is fenced at once too: its
+/// credential and lease end (its next call is refused), its apps end
+/// `on_error` ("node host revoked"), nothing is placed on it, and its name
+/// joins nothing, with any token, until an admin allows it (`POST
+/// /nodes/{node}/allow`). The platform's own node (`local`) keeps running:
+/// only its keys are revoked.
+pub async fn revoke(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&caller)?;
+    let held = state.store.node(&node).await?;
+    let known = crate::quote_keys::known_node(&state.store, &node)
+        .await
+        .map_err(quote_key_error)?;
+    if !known && held.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("node `{node}` never had a quote key certified: check the node id"),
+        ));
+    }
+    let at = now();
+    if held.as_ref().is_some_and(|n| n.kind == NodeKind::Remote) {
+        // Barred first: from here no placement picks it.
+        state.store.bar_node(&node, at).await?;
+        state.store.fence_remote(&node).await?;
+        end_apps(&state, &node, HOST_REVOKED, at).await?;
+        eprintln!("node host `{node}` revoked: fenced, and barred from joining");
+    }
+    let revoked = crate::quote_keys::revoke_node(&state.store, &node, at)
+        .await
+        .map_err(quote_key_error)?;
+    Ok(Json(
+        serde_json::json!({ "node": node, "revoked_keys": revoked }),
+    ))
+}
+
+/// `POST /nodes/{node}/allow` (admin): lifts the bar of a revoked host's
+/// name: it may join again (with a token that has a use left for it, or
+/// the one it joined with).
+pub async fn allow(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    if state.store.allow_node(&node).await? {
+        eprintln!("node `{node}` allowed to join again");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("node `{node}` is not barred: only a revoked host needs allowing"),
+        ))
+    }
+}
+
+/// `DELETE /nodes/{node}` (admin): removes a remote host: its apps end
+/// first (`on_error`, "node host removed"), then its credential and lease
+/// with it; it may join again with a token. The platform's own node is
+/// removed only once its lease ran out (stop its process first).
+pub async fn remove(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    let held = state
+        .store
+        .node(&node)
+        .await?
+        .ok_or_else(|| no_such_node(&node))?;
+    let at = now();
+    if held.kind == NodeKind::Local && held.live_at(at) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "node `{node}` is a live node process of this platform: stop that process \
+                 first (its apps stop with it), then remove it"
+            ),
+        ));
+    }
+    state.store.fence_remote(&node).await?;
+    end_apps(&state, &node, HOST_REMOVED, at).await?;
+    if !state.store.remove_node(&node).await? {
+        return Err(no_such_node(&node));
+    }
+    eprintln!("node `{node}` removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /nodes/join`: a host joins with a token (or rejoins under its old
-/// name once its lease ran out).
+/// name once its lease ran out). What it says is not believed: it
+/// advertises the address its join comes from (or the one its token
+/// approves), it is granted at most what its token allows, a token joins
+/// at most its count of hosts, and a barred name joins nothing.
 pub async fn join(
     State(state): State<Shared>,
+    link: Option<Extension<Connection>>,
     Json(request): Json<JoinRequest>,
 ) -> Result<Json<Joined>, ApiError> {
-    let refused = || {
+    let refused = |why: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the join token is not valid here (unknown, expired, or of another platform): ask \
-             the operator for a new one (`POST /nodes/tokens`)",
+            format!(
+                "the join token is not valid here ({why}): ask the operator for a new one \
+                 (`POST /nodes/tokens`)"
+            ),
         )
     };
-    let token = JoinToken::parse(&request.token).map_err(|_| refused())?;
+    let unknown = "unknown, expired, or of another platform";
+    let parsed = JoinToken::parse(&request.token).map_err(|_| refused(unknown))?;
     let at = now();
-    if !token.pins(&operator_ca_der(&state)?)
-        || !state
-            .store
-            .join_token_valid(&token.secret_hash(), at)
-            .await?
-    {
-        return Err(refused());
+    if !parsed.pins(&operator_ca_der(&state)?) {
+        return Err(refused(unknown));
     }
-    mse_api::node::check_node_id(&request.name).map_err(unprocessable)?;
+    let token_hash = parsed.secret_hash();
+    let token = match state.store.join_token(&token_hash).await? {
+        Some(token) if token.expires_at > at => token,
+        _ => return Err(refused(unknown)),
+    };
+    if token.revoked_at.is_some() {
+        return Err(refused("an admin revoked it"));
+    }
+    mse_api::node::check_node_id(&request.name)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let name = request.name.clone();
+    if state.store.barred_nodes().await?.contains(&name) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "node `{name}` was revoked: it joins again only once an admin allows it \
+                 (`POST /nodes/{name}/allow`)"
+            ),
+        ));
+    }
+    let Some(Extension(link)) = link else {
+        eprintln!("a join without its connection's addresses: refused");
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the API cannot tell where this join comes from",
+        ));
+    };
     let ip = request.advertise;
-    if ip.is_unspecified() || ip.is_multicast() {
+    let source = link.peer.ip().to_canonical();
+    check_advertisable(&state, ip, Some(link.local.ip()))?;
+    let approved = token
+        .advertise
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+    if ip.to_canonical() != source && approved != Some(ip) {
         return Err(unprocessable(format!(
-            "advertise is {ip}: give the address the proxy reaches this host at"
+            "advertise is {ip} but this join comes from {source}: advertise {source}, or have \
+             an admin approve {ip} for this host's token (`advertise` in `POST /nodes/tokens`)"
         )));
     }
-    let Capacity { memory_mb, cores } = request.capacity;
-    if !(1..=MAX_MEMORY_MB).contains(&memory_mb) || !(1..=MAX_CORES).contains(&cores) {
+    let declared = request.capacity;
+    if !(1..=MAX_MEMORY_MB).contains(&declared.memory_mb)
+        || !(1..=MAX_CORES).contains(&declared.cores)
+    {
         return Err(unprocessable(format!(
-            "capacity is {memory_mb} MB and {cores} cores: give 1 to {MAX_MEMORY_MB} MB and 1 to \
-             {MAX_CORES} cores"
+            "capacity is {} MB and {} cores: give 1 to {MAX_MEMORY_MB} MB and 1 to \
+             {MAX_CORES} cores",
+            declared.memory_mb, declared.cores
         )));
     }
+    // A host offers what it declares, never more than its token grants.
+    let grant = grant_of(&token);
+    let capacity = Capacity {
+        memory_mb: declared.memory_mb.min(grant.memory_mb),
+        cores: declared.cores.min(grant.cores),
+    };
+    let new_use = match state.store.use_join_token(&token_hash, &name, at).await? {
+        TokenUse::Taken { new } => new,
+        TokenUse::UsedUp { hosts } => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the join token joined as many hosts as it may ({}: {}): join again under \
+                     one of those names, or ask the operator for a new token",
+                    hosts.len(),
+                    hosts.join(", ")
+                ),
+            ))
+        }
+    };
     let credential = format!(
         "{NODE_CREDENTIAL_PREFIX}{}",
         hex::encode(rand::random::<[u8; 32]>())
     );
     let row = NodeRow {
-        id: request.name.clone(),
+        id: name.clone(),
         kind: NodeKind::Remote,
-        host: request.name.clone(),
+        host: name.clone(),
         address: Some(ip.to_string()),
-        memory_mb: memory_mb as i64,
-        cores: cores as i64,
+        memory_mb: capacity.memory_mb as i64,
+        cores: capacity.cores as i64,
         lease_secs: state.lease_secs,
         started_at: at,
         seen_at: at,
@@ -249,6 +543,9 @@ pub async fn join(
     {
         StoreJoined::Joined => {}
         StoreJoined::Held(held) => {
+            if new_use {
+                state.store.return_join_token(&token_hash, &name).await?;
+            }
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 format!(
@@ -258,15 +555,14 @@ pub async fn join(
                     held.kind.as_str(),
                     (held.seen_at + held.lease_secs - at).max(0)
                 ),
-            ))
+            ));
         }
     }
     // Certified once the name is the host's: a refused join certifies
     // nothing, and a key that cannot be certified undoes the join.
     let certified = match crate::quote_keys::load_ca(&state.data.root) {
         Ok(ca) => {
-            crate::quote_keys::certify(&state.store, &ca, &request.name, &request.quote_key, at)
-                .await
+            crate::quote_keys::certify(&state.store, &ca, &name, &request.quote_key, at).await
         }
         Err(e) => Err(e),
     };
@@ -275,12 +571,19 @@ pub async fn join(
         Err(e) => {
             state
                 .store
-                .forget_remote(&request.name, &crate::api::token_hash(&credential))
+                .forget_remote(&name, &crate::api::token_hash(&credential))
                 .await?;
+            if new_use {
+                state.store.return_join_token(&token_hash, &name).await?;
+            }
             return Err(quote_key_error(e));
         }
     };
-    eprintln!("node host `{}` joined from {ip}", request.name);
+    eprintln!(
+        "node host `{name}` joined from {}, advertising {ip}; granted {} MB and {} cores \
+         (declared {} MB and {} cores)",
+        link.peer, capacity.memory_mb, capacity.cores, declared.memory_mb, declared.cores
+    );
     let read = |name: &str| {
         std::fs::read_to_string(state.data.path(name)).map_err(|e| {
             eprintln!("cannot read {name}: {e}");
@@ -291,7 +594,7 @@ pub async fn join(
         })
     };
     Ok(Json(Joined {
-        node: request.name,
+        node: name,
         credential,
         lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),
         quote_chain,
@@ -299,6 +602,7 @@ pub async fn join(
         quote_provider: state.quote_provider.clone(),
         config_timeout_secs: state.node_options.config_timeout_secs,
         sandbox: state.node_options.sandbox.as_arg().to_string(),
+        capacity: Some(capacity),
     }))
 }
 
@@ -475,7 +779,53 @@ pub async fn package(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-/// `POST /nodes/events`: an event of an app placed on the caller.
+/// The state an app has once a node reported `state`.
+fn status_of(state: mse_api::event::State) -> Status {
+    use mse_api::event::State;
+    match state {
+        State::Initializing => Status::Initializing,
+        State::Running => Status::Running,
+        State::OnError => Status::OnError,
+        State::Stopped => Status::Stopped,
+    }
+}
+
+/// Whether a host's report of `reported` moves an app that is `from` along
+/// its state machine, or repeats a live state (a certificate renewal's
+/// `running`, a resent `initializing`).
+fn report_moves(from: Status, reported: Status) -> bool {
+    crate::store::may_move(from, reported) || (from == reported && !from.is_terminal())
+}
+
+/// `event` with its texts as the API keeps what a host says: each on one
+/// line, without control characters, bounded.
+fn cleaned(mut event: mse_api::event::Event) -> mse_api::event::Event {
+    use mse_api::text::status_text;
+    for text in [
+        &mut event.reason,
+        &mut event.sandbox,
+        &mut event.limits,
+        &mut event.fingerprint,
+        &mut event.certificate_sha256,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *text = status_text(text);
+    }
+    event.time = status_text(&event.time);
+    if let Some(certificate) = &mut event.certificate {
+        certificate.issuer = status_text(&certificate.issuer);
+        certificate.not_after = status_text(&certificate.not_after);
+        if let Some(error) = &mut certificate.error {
+            *error = status_text(error);
+        }
+    }
+    event
+}
+
+/// `POST /nodes/events`: an event of an app placed on the caller. It only
+/// moves the app along its state machine: a terminal app stays as it is.
 pub async fn event(
     State(state): State<Shared>,
     NodeCaller(node): NodeCaller,
@@ -485,21 +835,47 @@ pub async fn event(
         return Err(lease_over(&node.id));
     }
     let app = placed_app(&state, &node, &report.app).await?;
+    let reported = status_of(report.event.status);
+    if !report_moves(app.status, reported) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "app {} is {}: a report of {} does not move it (an app goes spawning → \
+                 initializing → running → stopped or on_error, never back); stop its node",
+                app.id,
+                app.status.as_str(),
+                reported.as_str()
+            ),
+        ));
+    }
+    let report = EventReport {
+        event: cleaned(report.event),
+        ..report
+    };
     if let Some(listen) = report.event.listen.as_deref() {
         // A host routes the proxy to its own address only: never to the
         // API's machine or a third party.
         let addr: std::net::SocketAddr = listen
             .parse()
             .map_err(|_| unprocessable(format!("listen `{listen}` is not IP:port")))?;
-        if Some(addr.ip().to_string()) != node.address || addr.port() == 0 {
+        let route = crate::routes::Route {
+            addr,
+            mode: crate::routes::RouteMode::Passthrough,
+            app_id: app.id.clone(),
+            remote: true,
+        };
+        if Some(addr.ip().to_string()) != node.address
+            || addr.port() == 0
+            || !state.nodes.local.routes().forwardable(&route)
+        {
             return Err(unprocessable(format!(
-                "listen {addr} is not on this node's advertised address ({})",
+                "listen {addr} is not an app's address on this node's advertised address ({})",
                 node.address.as_deref().unwrap_or("none")
             )));
         }
     }
     let routes = state.nodes.local.routes();
-    crate::runner::apply_event(&state.store, &routes, &app, &report.event).await;
+    crate::runner::apply_event(&state.store, &routes, &app, &report.event, true).await;
     if report.event.status == mse_api::event::State::Initializing && app.status == Status::Spawning
     {
         eprintln!("app {}: initializing on node `{}`", app.id, node.id);
@@ -533,14 +909,15 @@ pub async fn logs(
         ));
     }
     placed_app(&state, &node, &id).await?;
+    // A host's bytes are text for the owner's terminal: no escape sequence.
+    let text = mse_api::text::log_text(&body);
     let path = state.nodes.remote.log_path(&id);
     let dir = state.nodes.remote.logs_dir().to_path_buf();
-    let written =
-        tokio::task::spawn_blocking(move || append_log(&dir, &path, &body, query.replace))
-            .await
-            .map_err(|_| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the log writer failed")
-            })?;
+    let written = tokio::task::spawn_blocking(move || {
+        append_log(&dir, &path, text.as_bytes(), query.replace)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the log writer failed"))?;
     written.map_err(|e| {
         eprintln!("cannot keep a node host's log: {e}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot keep the log")

@@ -411,6 +411,9 @@ pub async fn serve(
         shutdown_grace: at_most_a_year(limits.shutdown_grace),
     };
     let caps = ConnectionCaps::new(limits.max_connections, limits.max_connections_per_source);
+    if let Ok(own) = listener.local_addr() {
+        routes.add_platform_listener(own);
+    }
     let shared = Arc::new(Shared {
         routes,
         acceptor: terminate.map(tokio_rustls::TlsAcceptor::from),
@@ -509,6 +512,16 @@ async fn handle(mut client: TcpStream, shared: &Shared) {
     let Some(route) = route else {
         return refuse(client, ALERT_UNRECOGNIZED_NAME).await;
     };
+    // Defence in depth: whatever a host got into the table, the proxy
+    // never connects to a platform listener, nor a remote host's app to
+    // this machine or a link-local address.
+    if !shared.routes.forwardable(&route) {
+        eprintln!(
+            "proxy: app {} leads to {}, a platform listener or no host's address: refused",
+            route.app_id, route.addr
+        );
+        return refuse(client, ALERT_INTERNAL_ERROR).await;
+    }
     match route.mode {
         RouteMode::Passthrough => {
             let Some(mut node) = connect(route.addr, &shared.limits).await else {

@@ -3,9 +3,14 @@
 //! state changes, and a proxy following the store loads every node's routes
 //! from it (every few hundred milliseconds, and at once for a server name it
 //! does not know).
+//!
+//! A route never leads to a platform listener (the API's, the proxy's), nor
+//! an app of a remote host to an address that is not a host's (loopback,
+//! link-local, …): [`Routes::forwardable`], which the proxy asks before
+//! each connection.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
@@ -32,6 +37,37 @@ pub struct Route {
     pub mode: RouteMode,
     /// The app.
     pub app_id: String,
+    /// Served by a remote node host (not this platform's machine).
+    pub remote: bool,
+}
+
+/// Why no node host may be reached at `ip`, if so: it names this machine
+/// (loopback), a link (link-local, the cloud metadata service's
+/// 169.254.169.254 among them), no one (unspecified) or many (multicast,
+/// broadcast).
+pub fn unroutable(ip: IpAddr) -> Option<&'static str> {
+    match ip.to_canonical() {
+        ip if ip.is_loopback() => Some("a loopback address"),
+        ip if ip.is_unspecified() => Some("the unspecified address"),
+        ip if ip.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some("a link-local address"),
+        _ => None,
+    }
+}
+
+/// Whether a listener bound to `listener` receives what is sent to `ip`:
+/// the same address, or, for a listener on every address, any address of
+/// this machine (one a socket can be bound to).
+fn listens_on(listener: IpAddr, ip: IpAddr) -> bool {
+    let listener = listener.to_canonical();
+    if listener.is_unspecified() {
+        return ip.is_loopback()
+            || ip.is_unspecified()
+            || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok();
+    }
+    listener == ip
 }
 
 /// The shortest time between two loads from the store, so that unknown
@@ -47,6 +83,8 @@ pub struct Routes {
     stored: RwLock<HashMap<String, Route>>,
     /// The store to load from, when following one.
     source: OnceLock<Source>,
+    /// The platform's own listeners (API, proxy): no route leads there.
+    platform: RwLock<Vec<SocketAddr>>,
 }
 
 #[derive(Debug)]
@@ -57,6 +95,40 @@ struct Source {
 }
 
 impl Routes {
+    /// Records a listener of the platform (the API's, the proxy's): no
+    /// route leads to it, and no host advertises its address.
+    pub fn add_platform_listener(&self, addr: SocketAddr) {
+        if let Ok(mut platform) = self.platform.write() {
+            platform.push(addr);
+        }
+    }
+
+    /// Whether `ip` is an address a platform listener listens on (any
+    /// address of this machine, for a listener on every address).
+    pub fn is_platform_address(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        let Ok(platform) = self.platform.read() else {
+            return true;
+        };
+        platform.iter().any(|l| listens_on(l.ip(), ip))
+    }
+
+    /// Whether the proxy may forward to `route`: never to a platform
+    /// listener, and a remote host's app never to an [`unroutable`]
+    /// address.
+    pub fn forwardable(&self, route: &Route) -> bool {
+        let ip = route.addr.ip().to_canonical();
+        if route.remote && unroutable(ip).is_some() {
+            return false;
+        }
+        let Ok(platform) = self.platform.read() else {
+            return false;
+        };
+        !platform
+            .iter()
+            .any(|l| l.port() == route.addr.port() && listens_on(l.ip(), ip))
+    }
+
     /// The route of a server name, from what is known now.
     pub fn get(&self, name: &str) -> Option<Route> {
         let name = name.to_ascii_lowercase();
@@ -182,6 +254,7 @@ pub fn table(apps: &[RoutedApp]) -> HashMap<String, Route> {
         addr,
         mode,
         app_id: app.id.clone(),
+        remote: app.remote,
     };
     for (app, addr) in routable.iter().filter(|(app, _)| !app.running) {
         table
@@ -213,6 +286,7 @@ mod tests {
             node_addr: "127.0.0.1:4000".to_string(),
             running,
             operator_tls,
+            remote: false,
         }
     }
 
@@ -259,6 +333,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             mode: RouteMode::Passthrough,
             app_id: "x".to_string(),
+            remote: false,
         };
         routes
             .stored
@@ -279,6 +354,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             mode: RouteMode::Passthrough,
             app_id: app_id.to_string(),
+            remote: false,
         };
         routes.set("cfg.test", route("x"));
         routes
@@ -293,5 +369,46 @@ mod tests {
         );
         routes.unset("cfg.test", "x");
         assert!(routes.get("cfg.test").is_none(), "gone from both layers");
+    }
+
+    #[test]
+    fn no_route_leads_to_a_platform_listener_nor_a_remote_app_to_this_machine() {
+        let routes = Routes::default();
+        routes.add_platform_listener("127.0.0.1:9443".parse().unwrap());
+        routes.add_platform_listener("0.0.0.0:8443".parse().unwrap());
+        routes.add_platform_listener("198.18.0.1:9444".parse().unwrap());
+        let route = |addr: &str, remote: bool| Route {
+            addr: addr.parse().unwrap(),
+            mode: RouteMode::Terminate,
+            app_id: "x".to_string(),
+            remote,
+        };
+        for (addr, remote) in [
+            ("127.0.0.1:9443", false),
+            ("[::ffff:127.0.0.1]:9443", false),
+            ("127.0.0.1:8443", false),
+            ("198.18.0.1:9444", true),
+            ("127.0.0.1:4000", true),
+            ("[::1]:4000", true),
+            ("169.254.169.254:80", true),
+            ("[fe80::1]:4000", true),
+            ("0.0.0.0:4000", true),
+            ("224.0.0.1:4000", true),
+            ("255.255.255.255:4000", true),
+        ] {
+            assert!(!routes.forwardable(&route(addr, remote)), "{addr}");
+        }
+        for (addr, remote) in [
+            ("127.0.0.1:4000", false),
+            ("198.18.0.7:4000", true),
+            ("10.9.9.9:4000", true),
+            // Another machine's port that a listener on every address of
+            // this one uses too.
+            ("192.0.2.7:8443", true),
+        ] {
+            assert!(routes.forwardable(&route(addr, remote)), "{addr}");
+        }
+        assert!(routes.is_platform_address("198.18.0.1".parse().unwrap()));
+        assert!(!routes.is_platform_address("198.18.0.2".parse().unwrap()));
     }
 }

@@ -180,7 +180,9 @@ struct StoreSink {
 
 impl EventSink for StoreSink {
     fn report(&self, event: Event) -> BoxFuture<'_, Option<String>> {
-        Box::pin(async move { apply_event(&self.store, &self.routes, &self.app, &event).await })
+        Box::pin(
+            async move { apply_event(&self.store, &self.routes, &self.app, &event, false).await },
+        )
     }
 }
 
@@ -611,13 +613,15 @@ pub async fn reap_lost_nodes(store: &Store, except: Option<&str>, now: i64) {
     }
 }
 
-/// Applies a node's status event to the store and the routing table.
-/// `Some(reason)` when the node must be stopped.
+/// Applies a node's status event to the store and the routing table
+/// (`remote`: the node is a remote host). `Some(reason)` when the node must
+/// be stopped.
 pub async fn apply_event(
     store: &Store,
     routes: &Routes,
     app: &App,
     event: &Event,
+    remote: bool,
 ) -> Option<String> {
     let reason = event.reason.as_deref();
     let addr: Option<SocketAddr> = event.listen.as_deref().and_then(|l| l.parse().ok());
@@ -653,6 +657,7 @@ pub async fn apply_event(
                     addr,
                     mode: RouteMode::Passthrough,
                     app_id: app.id.clone(),
+                    remote,
                 };
                 routes.set(&app.config_domain_name, route.clone());
                 routes.set(&app.domain_name, route);
@@ -692,6 +697,7 @@ pub async fn apply_event(
                             addr,
                             mode: RouteMode::Terminate,
                             app_id: app.id.clone(),
+                            remote,
                         },
                     );
                 }

@@ -636,6 +636,13 @@ fn sources(to: Status) -> &'static [&'static str] {
     }
 }
 
+/// Whether an app may move from state `from` to state `to` (spawning →
+/// initializing → running → stopped or on_error; nothing leaves a terminal
+/// state).
+pub fn may_move(from: Status, to: Status) -> bool {
+    sources(to).contains(&from.as_str())
+}
+
 /// The column stamped when an app reaches state `to`.
 fn stamp(to: Status) -> Option<&'static str> {
     match to {
@@ -1218,6 +1225,8 @@ pub struct RoutedApp {
     pub running: bool,
     /// `--untrusted-ssl`: the proxy terminates TLS once it runs.
     pub operator_tls: bool,
+    /// Its node is a remote host.
+    pub remote: bool,
 }
 
 /// The roles in separate processes: nodes claim apps, the API records stop
@@ -1305,9 +1314,11 @@ impl Store {
     /// oldest first.
     pub async fn routed_apps(&self) -> Result<Vec<RoutedApp>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, domain, config_domain, node_addr, status, certificate_origin FROM apps \
-             WHERE status IN ('initializing', 'running') AND node_addr IS NOT NULL \
-             ORDER BY created_at, id",
+            "SELECT a.id, a.domain, a.config_domain, a.node_addr, a.status, \
+             a.certificate_origin, n.kind AS node_kind FROM apps a \
+             LEFT JOIN nodes n ON n.id = a.node_owner \
+             WHERE a.status IN ('initializing', 'running') AND a.node_addr IS NOT NULL \
+             ORDER BY a.created_at, a.id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1320,6 +1331,8 @@ impl Store {
                     node_addr: row.try_get("node_addr")?,
                     running: row.try_get::<String, _>("status")? == "running",
                     operator_tls: certificate_origin(row)? == CertificateOrigin::Operator,
+                    remote: row.try_get::<Option<String>, _>("node_kind")?.as_deref()
+                        == Some("remote"),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -198,6 +198,7 @@ fn route(addr: SocketAddr, mode: RouteMode, app_id: &str) -> Route {
         addr,
         mode,
         app_id: app_id.to_string(),
+        remote: false,
     }
 }
 

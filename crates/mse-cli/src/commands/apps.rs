@@ -13,6 +13,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
 use mse_api::account::Resource;
 use mse_api::apps::{App, AppStatus, CertificateOrigin, ListQuery};
+use mse_api::text::{one_line, strip_controls};
 use mse_config::datetime::display_utc;
 use mse_package::context::{check_id, ContextStore};
 use serde::Serialize;
@@ -37,8 +38,9 @@ const STOP_PACE: Pace = Pace::Backoff {
 /// The fields of `--json` output, for the help texts.
 const JSON_FIELDS: &str = "uuid, name, project, url, domain_name, config_domain_name, resource, \
 python_application, docker, healthcheck_endpoint, certificate_origin, enclave_size, code_sha256, \
-status, status_at, reason, created_at, ready_at, stopped_at, onerror_at, expires_at \
-(times are RFC 3339, UTC; absent ones are null)";
+status, status_at, reason, created_at, ready_at, stopped_at, onerror_at, expires_at, sandbox, \
+node (the node host it was placed on, the only one whose reports move its status) (times are \
+RFC 3339, UTC; absent ones are null)";
 
 /// Arguments of `mse list`.
 #[derive(Debug, clap::Args)]
@@ -232,7 +234,7 @@ pub fn logs(args: LogsArgs) -> CmdResult {
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        print_raw(&text)?;
+        print_log(&text)?;
         return Ok(());
     }
 
@@ -249,7 +251,7 @@ pub fn logs(args: LogsArgs) -> CmdResult {
                 render::warning_prefix()
             );
         }
-        if !print_raw(&fresh.text)? {
+        if !print_log(&fresh.text)? {
             return Ok(());
         }
         if app.is_final() {
@@ -416,9 +418,12 @@ fn remove_context(id: &str) -> CmdResult {
     Ok(())
 }
 
-/// Writes log text to stdout as is; false when the reader went away (a
-/// closed pipe, as with `| head`), which ends the command quietly.
-fn print_raw(text: &str) -> Result<bool, Failure> {
+/// Writes log text to stdout without its control characters (newlines and
+/// tabs kept: no escape sequence of an app or a node host reaches the
+/// terminal); false when the reader went away (a closed pipe, as with `|
+/// head`), which ends the command quietly.
+fn print_log(text: &str) -> Result<bool, Failure> {
+    let text = strip_controls(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
@@ -462,6 +467,7 @@ struct AppView {
     onerror_at: Option<String>,
     expires_at: Option<String>,
     sandbox: Option<String>,
+    node: Option<String>,
 }
 
 impl AppView {
@@ -489,6 +495,7 @@ impl AppView {
             onerror_at: app.onerror_at.and_then(rfc3339),
             expires_at: rfc3339(app.expires_at),
             sandbox: app.sandbox.clone(),
+            node: app.node.clone(),
         }
     }
 }
@@ -578,7 +585,7 @@ fn final_words(app: &App) -> String {
     };
     let text = format!("{what} at {}", utc(app.status_time()));
     match &app.reason {
-        Some(reason) => format!("{text} ({reason})"),
+        Some(reason) => format!("{text} ({})", one_line(reason)),
         None => text,
     }
 }
@@ -697,9 +704,17 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
     if let Some(reason) = &app.reason {
         rows.push(("reason", reason.clone()));
     }
+    rows.push((
+        "node",
+        match &app.node {
+            Some(node) => format!("{node} (the node host whose reports are shown above)"),
+            None => "not placed yet".to_string(),
+        },
+    ));
+    // What a node host reported is its text: never a terminal's command.
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
-        .map(|(k, v)| format!("{k:<width$}  {v}\n"))
+        .map(|(k, v)| format!("{k:<width$}  {}\n", one_line(v)))
         .collect()
 }
 
@@ -850,6 +865,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cores         unknown"), "{text}");
+    }
+
+    #[test]
+    fn status_text_names_the_reporting_node_and_prints_no_control_character() {
+        let mut failed = app("on_error");
+        failed.onerror_at = Some(1_900_000_200);
+        failed.node = Some("h1".into());
+        failed.reason = Some("\u{1b}[2Jforged\u{1b}]0;title\u{7}\nline".into());
+        failed.sandbox = Some("\u{9b}31mlandlock".into());
+        let text = status_text(&failed, None, "https://x.localhost:8443", 1_900_000_300);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("reason        [2Jforged]0;title line\n"),
+            "{text}"
+        );
+        assert!(text.contains("sandbox       31mlandlock\n"), "{text}");
+        assert!(text.contains("node          h1 ("), "{text}");
+        assert!(final_words(&failed).ends_with("([2Jforged]0;title line)"));
+        assert_eq!(
+            strip_controls("a\u{1b}]8;;https://evil.test\u{1b}\\b\r\n\tc"),
+            "a]8;;https://evil.test\\b\n\tc"
+        );
     }
 
     #[test]

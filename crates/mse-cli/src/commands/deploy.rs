@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use chrono::{DateTime, Utc};
 use mse_api::apps::{App, AppStatus, DeployConfig, DeploySsl, ListQuery};
+use mse_api::text::{one_line, strip_controls};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{verify_certificate, Policy, Tee};
 use mse_config::AppConfig;
@@ -383,8 +384,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         .filter(|s| s.starts_with("UNSANDBOXED"))
     {
         Some(unsandboxed) => steps.warn(&format!(
-            "{waiting}; the platform runs this app without a sandbox ({unsandboxed}): other \
-             tenants' apps on its node host may reach its files"
+            "{waiting}; the platform runs this app without a sandbox ({}): other \
+             tenants' apps on its node host may reach its files",
+            one_line(unsandboxed)
         )),
         None => steps.done(&waiting),
     }
@@ -650,15 +652,20 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         (false, _) => println!("  TEE          NOT VERIFIED (--no-verify)"),
     }
     if let Some(sandbox) = &app.sandbox {
-        println!("  sandbox      {sandbox}");
+        println!("  sandbox      {}", one_line(sandbox));
     }
     if let Some(certificate) = &app.certificate {
         println!(
             "  certificate  {}, until {}",
-            certificate.issuer, certificate.not_after
+            one_line(&certificate.issuer),
+            one_line(&certificate.not_after)
         );
         if let Some(error) = &certificate.error {
-            println!("               {} {error}", render::warning_prefix());
+            println!(
+                "               {} {}",
+                render::warning_prefix(),
+                one_line(error)
+            );
         }
     }
     if let Some(browser) = &browser {
@@ -912,7 +919,7 @@ fn wait_for(
     if let Some(left) = left {
         left.ended();
     }
-    let logs = client.logs(id).unwrap_or_default();
+    let logs = strip_controls(&client.logs(id).unwrap_or_default());
     let tail: Vec<&str> = logs.lines().rev().take(20).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(Failure::Other(anyhow!(
@@ -920,7 +927,7 @@ fn wait_for(
         app.status,
         app.reason
             .as_deref()
-            .map(|r| format!(": {r}"))
+            .map(|r| format!(": {}", one_line(r)))
             .unwrap_or_default(),
         if tail.is_empty() {
             "(none)".to_string()

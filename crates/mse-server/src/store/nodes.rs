@@ -173,9 +173,21 @@ pub fn least_loaded(nodes: &[NodeUsage], memory_mb: i64, cores: i64) -> Option<&
         })
 }
 
-async fn usage_of(conn: &mut sqlx::AnyConnection, now: i64) -> Result<Vec<NodeUsage>, StoreError> {
+/// The nodes whose lease is current at `now` (every node for a `now` far in
+/// the past), with what their live apps take; without the barred ones
+/// when `placeable`.
+async fn usage_of(
+    conn: &mut sqlx::AnyConnection,
+    now: i64,
+    placeable: bool,
+) -> Result<Vec<NodeUsage>, StoreError> {
+    let unbarred = if placeable {
+        " AND id NOT IN (SELECT node FROM node_bars)"
+    } else {
+        ""
+    };
     let nodes = sqlx::query(&format!(
-        "SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at + lease_secs >= $1 ORDER BY id"
+        "SELECT {NODE_COLUMNS} FROM nodes WHERE seen_at + lease_secs >= $1{unbarred} ORDER BY id"
     ))
     .bind(now)
     .fetch_all(&mut *conn)
@@ -220,7 +232,7 @@ pub(super) async fn place(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    let nodes = usage_of(tx, now).await?;
+    let nodes = usage_of(tx, now, true).await?;
     match least_loaded(&nodes, memory_mb, cores) {
         Some(chosen) => Ok(chosen.node.id.clone()),
         None => Err(StoreError::NoRoom(NoRoom {
@@ -240,6 +252,85 @@ pub(super) async fn place(
     }
 }
 
+/// A join token, as the store keeps it: its secret's hash, never the
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenRow {
+    /// SHA-256 (hex) of its secret.
+    pub hash: String,
+    /// The admin who made it.
+    pub created_by: String,
+    /// When, Unix seconds.
+    pub created_at: i64,
+    /// When it stops being accepted, Unix seconds.
+    pub expires_at: i64,
+    /// How many hosts it may join.
+    pub max_hosts: i64,
+    /// The most memory a host joining with it is granted, MB (`None`: the
+    /// default).
+    pub max_memory_mb: Option<i64>,
+    /// The most cores a host joining with it is granted (`None`: the
+    /// default).
+    pub max_cores: Option<i64>,
+    /// The address its hosts may advertise besides their join's source.
+    pub advertise: Option<String>,
+    /// When an admin revoked it.
+    pub revoked_at: Option<i64>,
+    /// The hosts it joined, by name.
+    pub hosts: Vec<String>,
+}
+
+impl JoinTokenRow {
+    /// Its public id: the first 16 hex digits of its hash.
+    pub fn id(&self) -> &str {
+        self.hash.get(..TOKEN_ID_LEN).unwrap_or(&self.hash)
+    }
+
+    /// Whether it joins a new host at `now`.
+    pub fn usable_at(&self, now: i64) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at > now
+            && (self.hosts.len() as i64) < self.max_hosts
+    }
+}
+
+/// The length of a join token's id (hex digits of its hash).
+const TOKEN_ID_LEN: usize = 16;
+
+const TOKEN_COLUMNS: &str = "hash, created_by, created_at, expires_at, max_hosts, \
+    max_memory_mb, max_cores, advertise, revoked_at";
+
+fn join_token_row(row: &AnyRow) -> Result<JoinTokenRow, sqlx::Error> {
+    Ok(JoinTokenRow {
+        hash: row.try_get("hash")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        max_hosts: row.try_get("max_hosts")?,
+        max_memory_mb: row.try_get("max_memory_mb")?,
+        max_cores: row.try_get("max_cores")?,
+        advertise: row.try_get("advertise")?,
+        revoked_at: row.try_get("revoked_at")?,
+        hosts: Vec::new(),
+    })
+}
+
+/// How taking a use of a join token for a host went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The host may join: `new` when this join used one more of the token
+    /// (else the host joined with it before).
+    Taken {
+        /// A use was taken now.
+        new: bool,
+    },
+    /// The token joined as many hosts as it may.
+    UsedUp {
+        /// The hosts it joined.
+        hosts: Vec<String>,
+    },
+}
+
 /// How a remote host's join went in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Joined {
@@ -250,37 +341,204 @@ pub enum Joined {
 }
 
 impl Store {
-    /// Records a join token (its hash), usable until `expires_at`.
-    pub async fn add_join_token(
-        &self,
-        hash: &str,
-        created_by: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO node_tokens (hash, created_by, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(hash)
-        .bind(created_by)
-        .bind(now)
-        .bind(expires_at)
+    /// Records a join token (`token.hash`; its hosts are ignored).
+    pub async fn add_join_token(&self, token: &JoinTokenRow) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO node_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&token.hash)
+        .bind(&token.created_by)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(token.max_hosts)
+        .bind(token.max_memory_mb)
+        .bind(token.max_cores)
+        .bind(token.advertise.clone())
+        .bind(token.revoked_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Whether a join token of this hash exists and has not expired.
-    pub async fn join_token_valid(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM node_tokens WHERE hash = $1 AND expires_at > $2",
+    /// Every join token with the hosts it joined, newest first.
+    pub async fn join_tokens(&self) -> Result<Vec<JoinTokenRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM node_tokens ORDER BY created_at DESC, hash"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tokens = rows
+            .iter()
+            .map(join_token_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let uses =
+            sqlx::query("SELECT token_hash, node FROM node_token_uses ORDER BY joined_at, node")
+                .fetch_all(&self.pool)
+                .await?;
+        for row in &uses {
+            let hash: String = row.try_get("token_hash")?;
+            if let Some(token) = tokens.iter_mut().find(|t| t.hash == hash) {
+                token.hosts.push(row.try_get("node")?);
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// The join token of this hash, with the hosts it joined.
+    pub async fn join_token(&self, hash: &str) -> Result<Option<JoinTokenRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM node_tokens WHERE hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut token = join_token_row(&row)?;
+        let uses = sqlx::query(
+            "SELECT node FROM node_token_uses WHERE token_hash = $1 ORDER BY joined_at, node",
         )
         .bind(hash)
-        .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+        token.hosts = uses
+            .iter()
+            .map(|row| row.try_get("node"))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(token))
+    }
+
+    /// Revokes the join token of id `id` (the first hex digits of its
+    /// hash): it joins nothing after. False when no token has this id.
+    pub async fn revoke_join_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE node_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE substr(hash, 1, 16) = $2",
+        )
+        .bind(now)
+        .bind(id.to_ascii_lowercase())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Takes a use of join token `hash` for host `node`: a host that joined
+    /// with it before takes none; a new host takes one while the token has
+    /// some left. One use at a time (the token's row is locked first), so
+    /// concurrent joins never exceed its count.
+    pub async fn use_join_token(
+        &self,
+        hash: &str,
+        node: &str,
+        now: i64,
+    ) -> Result<TokenUse, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE node_tokens SET max_hosts = max_hosts WHERE hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        let max_hosts: i64 = sqlx::query("SELECT max_hosts FROM node_tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("max_hosts")?;
+        let hosts: Vec<String> = sqlx::query(
+            "SELECT node FROM node_token_uses WHERE token_hash = $1 ORDER BY joined_at, node",
+        )
+        .bind(hash)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get("node"))
+        .collect::<Result<_, _>>()?;
+        if hosts.iter().any(|h| h == node) {
+            tx.commit().await?;
+            return Ok(TokenUse::Taken { new: false });
+        }
+        if hosts.len() as i64 >= max_hosts {
+            tx.commit().await?;
+            return Ok(TokenUse::UsedUp { hosts });
+        }
+        sqlx::query(
+            "INSERT INTO node_token_uses (token_hash, node, joined_at) VALUES ($1, $2, $3)",
+        )
+        .bind(hash)
+        .bind(node)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(TokenUse::Taken { new: true })
+    }
+
+    /// Gives back the use of join token `hash` that host `node` took (a
+    /// join undone).
+    pub async fn return_join_token(&self, hash: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM node_token_uses WHERE token_hash = $1 AND node = $2")
+            .bind(hash)
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Bars node name `node`: no placement on it, no join under it, until
+    /// [`Store::allow_node`].
+    pub async fn bar_node(&self, node: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO node_bars (node, barred_at) VALUES ($1, $2) ON CONFLICT (node) DO NOTHING",
+        )
+        .bind(node)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Lifts the bar of node name `node`; false when it was not barred.
+    pub async fn allow_node(&self, node: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM node_bars WHERE node = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The barred node names.
+    pub async fn barred_nodes(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT node FROM node_bars")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get("node"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Ends remote host `id`'s lease and credential at once: its next call
+    /// is refused, and no placement counts it live.
+    pub async fn fence_remote(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE nodes SET credential_hash = NULL, seen_at = 0, lease_secs = 0 \
+             WHERE id = $1 AND kind = 'remote'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes node `id` from the store (its apps must have ended).
+    pub async fn remove_node(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A node by id.
@@ -307,7 +565,7 @@ impl Store {
     pub async fn nodes(&self) -> Result<Vec<NodeUsage>, StoreError> {
         // Every node, live or not: a lease far in the past still lists.
         let mut conn = self.pool.acquire().await?;
-        usage_of(&mut conn, i64::MIN / 2).await
+        usage_of(&mut conn, i64::MIN / 2, false).await
     }
 
     /// Makes a remote host the holder of node id `row.id` with a new

@@ -1,0 +1,97 @@
+//! Text that others wrote, made safe to store and to print: a node host's
+//! log lines and status texts, shown to an app's owner by the API and the
+//! `mse` client. Control characters (C0 but newline and tab, DEL, C1) are
+//! removed, so no escape sequence (screen clearing, window titles, OSC-8
+//! links, cursor moves) reaches a terminal; what was around them stays.
+
+/// The longest status text a host may report (a reason, a sandbox or
+/// limits line, a certificate's issuer or error), in bytes.
+pub const MAX_STATUS_TEXT: usize = 1024;
+
+/// Whether `c` is removed from text shown to a terminal: C0 controls, DEL
+/// and C1 controls (U+0080 to U+009F).
+fn is_removed(c: char) -> bool {
+    c.is_control()
+}
+
+/// `text` without control characters, keeping newlines and tabs (log
+/// lines).
+pub fn strip_controls(text: &str) -> String {
+    text.chars()
+        .filter(|&c| c == '\n' || c == '\t' || !is_removed(c))
+        .collect()
+}
+
+/// Log bytes as text without control characters (newlines and tabs kept);
+/// bytes that are not UTF-8 become U+FFFD.
+pub fn log_text(bytes: &[u8]) -> String {
+    strip_controls(&String::from_utf8_lossy(bytes))
+}
+
+/// `text` on one line: newlines and tabs become spaces, other control
+/// characters are removed (status texts, names).
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\t' | '\r' => Some(' '),
+            c if is_removed(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…`
+/// where it was cut.
+pub fn capped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    const MORE: &str = "…";
+    let mut end = max.saturating_sub(MORE.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &text[..end])
+}
+
+/// A status text a host reported, as the API keeps it: on one line, with no
+/// control character, at most [`MAX_STATUS_TEXT`] bytes.
+pub fn status_text(text: &str) -> String {
+    capped(&one_line(text), MAX_STATUS_TEXT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_lose_their_escape_and_text_stays() {
+        let hostile = "a\x1b[2Jb\x1b]0;owned\x07c\x1b]8;;https://evil.test\x1b\\link\x1b]8;;\x1b\\d\u{9b}31me\r\n\tf\x7f\0";
+        let clean = strip_controls(hostile);
+        assert!(!clean
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'));
+        assert_eq!(
+            clean,
+            "a[2Jb]0;ownedc]8;;https://evil.test\\link]8;;\\d31me\n\tf"
+        );
+        assert_eq!(one_line("x\ny\tz\x1b[1m"), "x y z[1m");
+    }
+
+    #[test]
+    fn log_bytes_that_are_not_utf8_are_replaced_and_c1_is_removed() {
+        // U+009B (CSI) in UTF-8, and a lone 0x9b byte.
+        let bytes = b"a\xc2\x9b2Jb\x9bc\xff\n";
+        assert_eq!(log_text(bytes), "a2Jb\u{fffd}c\u{fffd}\n");
+    }
+
+    #[test]
+    fn long_texts_are_capped_on_a_character_boundary() {
+        assert_eq!(capped("short", 10), "short");
+        let long = "é".repeat(100);
+        let cut = capped(&long, 11);
+        assert!(cut.len() <= 11, "{cut}");
+        assert!(cut.ends_with('…'));
+        assert_eq!(status_text(&"x".repeat(5000)).len(), MAX_STATUS_TEXT);
+    }
+}
