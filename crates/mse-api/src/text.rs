@@ -28,6 +28,29 @@ pub fn log_text(bytes: &[u8]) -> String {
     strip_controls(&String::from_utf8_lossy(bytes))
 }
 
+/// Log bytes as they stream in (an app's output, cut anywhere): without C0
+/// controls but newline and tab, DEL, nor the C1 controls that UTF-8 writes
+/// as `0xC2 0x80..=0x9F` within the chunk. Everything else, invalid UTF-8
+/// included, is kept as it is (a C1 cut between two chunks stays, for
+/// [`log_text`] to remove where the log is read).
+pub fn strip_control_bytes(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)) {
+            i += 2;
+            continue;
+        }
+        let c0 = b < 0x20 && b != b'\n' && b != b'\t';
+        if !(c0 || b == 0x7F) {
+            out.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
 /// `text` on one line: newlines and tabs become spaces, other control
 /// characters are removed (status texts, names).
 pub fn one_line(text: &str) -> String {
@@ -63,6 +86,18 @@ pub fn status_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_bytes_lose_their_controls_and_keep_the_rest() {
+        let raw = "a\x1b[2Jb\x1b]0;title\x07c\u{9b}31md\r\n\té\u{7f}".as_bytes();
+        let clean = strip_control_bytes(raw);
+        assert_eq!(String::from_utf8(clean).unwrap(), "a[2Jb]0;titlec31md\n\té");
+        // A character cut between chunks is not harmed.
+        let mut cut = strip_control_bytes(b"x\xC2");
+        cut.extend(strip_control_bytes(b"\xA3y"));
+        assert_eq!(String::from_utf8(cut).unwrap(), "x£y");
+        assert_eq!(strip_control_bytes(b"\xff\xfe ok"), b"\xff\xfe ok");
+    }
 
     #[test]
     fn escape_sequences_lose_their_escape_and_text_stays() {

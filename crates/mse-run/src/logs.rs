@@ -70,10 +70,12 @@ impl LogSink {
 
     /// Appends `bytes`.
     pub fn write(&self, bytes: &[u8]) {
+        // No escape sequence of the app's reaches its owner's terminal.
+        let bytes = mse_api::text::strip_control_bytes(bytes);
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        self.append(&mut state, bytes);
+        self.append(&mut state, &bytes);
     }
 
     /// Appends one line from the runtime itself, marked as such, on a line
@@ -83,6 +85,7 @@ impl LogSink {
             return;
         };
         let start = if state.line_start { "" } else { "\n" };
+        let line = mse_api::text::one_line(line);
         self.append(
             &mut state,
             format!("{start}{NODE_PREFIX}{line}\n").as_bytes(),
@@ -243,6 +246,27 @@ mod tests {
         assert_eq!(window(shown.as_bytes()), shown.as_bytes(), "stable");
         // A short log is shown as it is, unfinished last line included.
         assert_eq!(window(b"a\nb"), b"a\nb");
+    }
+
+    #[test]
+    fn no_control_character_enters_the_log_and_a_note_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let sink = LogSink::create(&path).unwrap();
+        sink.write(
+            "\x1b[2J\x1b]0;owned\x07\x1b]8;;https://x\x1b\\link\u{9b}1m done\r\n".as_bytes(),
+        );
+        sink.note("refused\n[mse-run] sandbox: UNSANDBOXED");
+        let shown = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        let runtime_lines = shown
+            .lines()
+            .filter(|l| l.starts_with("[mse-run] "))
+            .count();
+        assert_eq!(runtime_lines, 1, "{shown:?}");
     }
 
     #[test]
