@@ -53,10 +53,17 @@ free_port() {
 api_port="$(free_port)"
 proxy_port="$(free_port)"
 
-step "Starting a local platform: mse-server --data-dir $work/data"
+# Apps get a uid, a mount namespace and limits of their own only from a
+# platform running as root; as another user, say so and opt out explicitly.
+sandbox=required
+if [ "$(id -u)" != 0 ]; then
+    sandbox=best-effort
+    echo "note: not root, so apps run as your user, without a uid, a private /tmp or limits of their own (--sandbox best-effort); run as root for the full sandbox" >&2
+fi
+step "Starting a local platform: mse-server --data-dir $work/data --sandbox $sandbox"
 "$bin/mse-server" --data-dir "$work/data" \
     --listen-api "127.0.0.1:$api_port" --listen-proxy "127.0.0.1:$proxy_port" \
-    --quote-provider simulation >"$work/server.log" 2>&1 &
+    --quote-provider simulation --sandbox "$sandbox" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do
     if grep -q '^proxy listening' "$work/server.log" 2>/dev/null; then break; fi

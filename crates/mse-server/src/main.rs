@@ -158,10 +158,12 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 180,
           value_parser = clap::value_parser!(u64).range(10..=86_400))]
     config_timeout: u64,
-    /// `required`: every app runs sandboxed (Landlock, and a uid of its own
-    /// when the platform runs as root), and an app that cannot be is refused;
-    /// `best-effort`: the operator's explicit opt-out, running apps
-    /// unsandboxed where this kernel offers no sandbox (their status says so)
+    /// `required`: every app runs sandboxed (Landlock, seccomp, a uid, a
+    /// mount namespace, a private /tmp and limits of its own: the platform
+    /// must run as root), and an app that cannot be is refused;
+    /// `best-effort`: the operator's explicit opt-out, running apps with
+    /// what this machine allows (as the platform's user when it is not
+    /// root; unsandboxed without Landlock), their status saying so
     #[arg(long, value_enum, value_name = "MODE", default_value = "required")]
     sandbox: mse_run::sandbox::Mode,
     /// Seconds a client of the API has to send a request's header (from
