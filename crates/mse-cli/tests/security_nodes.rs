@@ -213,6 +213,11 @@ fn assert_no_plaintext(platform: &Platform, node: &Path) {
     );
 }
 
+/// `path` as the process `pid` sees it (in its mount namespace).
+fn seen_by(pid: i32, path: &Path) -> PathBuf {
+    Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
+}
+
 fn path(p: &Path) -> String {
     p.to_string_lossy().to_string()
 }
@@ -535,8 +540,13 @@ fn after_a_sigkill_of_the_platform_it_restarts_at_once_its_nodes_die_and_no_plai
     let out = deploy_ok(&platform, &owner, &code, &[]);
     let id = out["uuid"].as_str().unwrap().to_string();
     let node = platform.nodes_dir().join(&id);
-    assert!(node.join("home/.cache/mse/secrets.json").is_file());
-    assert_eq!(pids_with(&["mse-run", &id]).len(), 1);
+    let runtime = pids_with(&["mse-run", &id]);
+    assert_eq!(runtime.len(), 1);
+    // The secrets are in the node's home: a tmpfs of the node's own mount
+    // namespace, seen through its root.
+    let secrets = node.join("home/.cache/mse/secrets.json");
+    assert!(seen_by(runtime[0], &secrets).is_file());
+    assert!(!secrets.exists(), "the home is the node's alone");
 
     // Killed, and still a zombie while the new process starts: the restart
     // is not refused for a node id "held" by the dead process.

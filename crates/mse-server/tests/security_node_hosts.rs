@@ -626,10 +626,20 @@ async fn join_token_count(p: Platform) {
     assert_eq!(mine["usable"], false, "{mine}");
     assert_eq!(mine["revoked"], false, "{mine}");
 
-    let spare = join_token_with(&p, json!({"max_hosts": 3})).await;
+    let (status, created) = p
+        .post("/nodes/tokens", &p.admin, json!({"max_hosts": 3}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let spare = created["token"].as_str().unwrap().to_string();
+    let spare_id = created["id"].as_str().unwrap().to_string();
     let (_, listed) = p.get("/nodes/tokens", &p.admin).await;
-    let spare_id = listed[0]["id"].as_str().unwrap().to_string();
-    assert_eq!(listed[0]["usable"], true, "{listed}");
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == spare_id.as_str())
+        .unwrap_or_else(|| panic!("{spare_id} is listed: {listed}"));
+    assert_eq!(entry["usable"], true, "{listed}");
     let (status, _) = p
         .call(
             Method::DELETE,
@@ -663,8 +673,14 @@ async fn join_token_count(p: Platform) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(error(&body).contains("revoked"), "{body}");
     let (_, listed) = p.get("/nodes/tokens", &p.admin).await;
-    assert_eq!(listed[0]["revoked"], true, "{listed}");
-    assert_eq!(listed[0]["usable"], false, "{listed}");
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == spare_id.as_str())
+        .unwrap_or_else(|| panic!("{spare_id} is listed: {listed}"));
+    assert_eq!(entry["revoked"], true, "{listed}");
+    assert_eq!(entry["usable"], false, "{listed}");
 }
 
 /// Joins `requests` at once; their statuses.
