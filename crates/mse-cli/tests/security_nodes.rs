@@ -268,6 +268,13 @@ fn a_hostile_app_finds_no_platform_key_token_or_other_tenants_secret() {
             .any(|l| l.starts_with("sandbox") && l.contains("landlock ABI")),
         "`mse status` says how the app is confined:\n{status}"
     );
+    assert!(
+        status.lines().any(|l| l.starts_with("limits")
+            && l.contains("processes")
+            && l.contains("open files")
+            && l.contains("disk")),
+        "`mse status` says the app's limits:\n{status}"
+    );
 
     // What its own sandbox leaves it: its secrets, home, temporary folder
     // and code (so the attempts below can succeed when nothing stops them).

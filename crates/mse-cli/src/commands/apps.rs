@@ -700,6 +700,12 @@ fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> S
                 .clone()
                 .unwrap_or_else(|| "not reported yet".to_string()),
         ),
+        (
+            "limits",
+            app.limits
+                .clone()
+                .unwrap_or_else(|| "not reported yet".to_string()),
+        ),
     ]);
     if let Some(reason) = &app.reason {
         rows.push(("reason", reason.clone()));
@@ -874,6 +880,7 @@ mod tests {
         failed.node = Some("h1".into());
         failed.reason = Some("\u{1b}[2Jforged\u{1b}]0;title\u{7}\nline".into());
         failed.sandbox = Some("\u{9b}31mlandlock".into());
+        failed.limits = Some("memory 512 MB, 256 processes".into());
         let text = status_text(&failed, None, "https://x.localhost:8443", 1_900_000_300);
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
@@ -884,6 +891,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sandbox       31mlandlock\n"), "{text}");
+        assert!(
+            text.contains("limits        memory 512 MB, 256 processes\n"),
+            "{text}"
+        );
         assert!(text.contains("node          h1 ("), "{text}");
         assert!(final_words(&failed).ends_with("([2Jforged]0;title line)"));
         assert_eq!(
