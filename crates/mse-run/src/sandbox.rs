@@ -187,32 +187,6 @@ pub fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Whether a user that owns none of the files can read `path` (a file or a
-/// folder) and traverse every folder above it.
-pub fn reachable_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(path) = std::fs::canonicalize(path) else {
-        return false;
-    };
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return false;
-    };
-    let mode = meta.permissions().mode();
-    let own = if meta.is_dir() { 0o005 } else { 0o004 };
-    mode & own == own && path.parent().is_none_or(traversable_by_others)
-}
-
-/// Whether a user that owns none of the folders can pass through `dir` and
-/// every folder above it.
-pub fn traversable_by_others(dir: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(dir) = std::fs::canonicalize(dir) else {
-        return false;
-    };
-    dir.ancestors()
-        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
-}
-
 /// What a confined process may touch.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
