@@ -615,13 +615,7 @@ async fn join_token_count(p: Platform) {
     assert_eq!(status, StatusCode::OK, "{listed}");
     let secret = JoinToken::parse(&token).unwrap();
     assert!(!listed.to_string().contains(&hex::encode(secret.secret)));
-    let mine = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let mine = listed_token(&listed, &id);
     assert_eq!(mine["hosts"], json!(["h1"]), "{mine}");
     assert_eq!(mine["usable"], false, "{mine}");
     assert_eq!(mine["revoked"], false, "{mine}");
@@ -633,12 +627,7 @@ async fn join_token_count(p: Platform) {
     let spare = created["token"].as_str().unwrap().to_string();
     let spare_id = created["id"].as_str().unwrap().to_string();
     let (_, listed) = p.get("/nodes/tokens", &p.admin).await;
-    let entry = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == spare_id.as_str())
-        .unwrap_or_else(|| panic!("{spare_id} is listed: {listed}"));
+    let entry = listed_token(&listed, &spare_id);
     assert_eq!(entry["usable"], true, "{listed}");
     let (status, _) = p
         .call(
@@ -673,14 +662,20 @@ async fn join_token_count(p: Platform) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(error(&body).contains("revoked"), "{body}");
     let (_, listed) = p.get("/nodes/tokens", &p.admin).await;
-    let entry = listed
+    let entry = listed_token(&listed, &spare_id);
+    assert_eq!(entry["revoked"], true, "{listed}");
+    assert_eq!(entry["usable"], false, "{listed}");
+}
+
+/// The join token `id` in the answer of `GET /nodes/tokens` (tokens made
+/// in the same second list in any order).
+fn listed_token<'a>(listed: &'a Value, id: &str) -> &'a Value {
+    listed
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["id"] == spare_id.as_str())
-        .unwrap_or_else(|| panic!("{spare_id} is listed: {listed}"));
-    assert_eq!(entry["revoked"], true, "{listed}");
-    assert_eq!(entry["usable"], false, "{listed}");
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("{id} is listed: {listed}"))
 }
 
 /// Joins `requests` at once; their statuses.
