@@ -33,7 +33,16 @@ pub fn log_text(bytes: &[u8]) -> String {
 /// as `0xC2 0x80..=0x9F` within the chunk. Everything else, invalid UTF-8
 /// included, is kept as it is (a C1 cut between two chunks stays, for
 /// [`log_text`] to remove where the log is read).
-pub fn strip_control_bytes(bytes: &[u8]) -> Vec<u8> {
+pub fn strip_control_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let control = |(i, &b): (usize, &u8)| {
+        (b < 0x20 && b != b'\n' && b != b'\t')
+            || b == 0x7F
+            || (b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)))
+    };
+    // Most output has none: it is written as it came.
+    if !bytes.iter().enumerate().any(control) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -48,7 +57,7 @@ pub fn strip_control_bytes(bytes: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// `text` on one line: newlines and tabs become spaces, other control
@@ -91,12 +100,15 @@ mod tests {
     fn streamed_bytes_lose_their_controls_and_keep_the_rest() {
         let raw = "a\x1b[2Jb\x1b]0;title\x07c\u{9b}31md\r\n\té\u{7f}".as_bytes();
         let clean = strip_control_bytes(raw);
-        assert_eq!(String::from_utf8(clean).unwrap(), "a[2Jb]0;titlec31md\n\té");
+        assert_eq!(
+            std::str::from_utf8(&clean).unwrap(),
+            "a[2Jb]0;titlec31md\n\té"
+        );
         // A character cut between chunks is not harmed.
-        let mut cut = strip_control_bytes(b"x\xC2");
-        cut.extend(strip_control_bytes(b"\xA3y"));
+        let mut cut = strip_control_bytes(b"x\xC2").into_owned();
+        cut.extend_from_slice(&strip_control_bytes(b"\xA3y"));
         assert_eq!(String::from_utf8(cut).unwrap(), "x£y");
-        assert_eq!(strip_control_bytes(b"\xff\xfe ok"), b"\xff\xfe ok");
+        assert_eq!(&*strip_control_bytes(b"\xff\xfe ok"), b"\xff\xfe ok");
     }
 
     #[test]
