@@ -181,21 +181,20 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
         })
         .collect();
 
-    // Meanwhile another client is served at once: health, and a deploy.
+    // Meanwhile another client is served: health, and a deploy, while the
+    // attack still holds the server's every place for its address (checked
+    // after them, from the socket tables: no time decides).
     let (status, body, took) = timed_health(OTHER, port).await;
     eprintln!(
         "{IDLE} idle connections opened in {opened_in:?}; /health from 127.0.0.2 took {took:?}"
     );
     assert_eq!(status, 200, "{body}");
-    // Starved, it would wait for the header timeout to free the slots.
-    assert!(took < HEADER_TIMEOUT, "/health took {took:?}");
     let (status, me) = http_from(OTHER, port, "GET", "/me", &token, None).await;
     assert_eq!((status, me["name"].as_str()), (200, Some("admin")), "{me}");
     let config = deploy_config("still-deploys", json!({}));
     let (code, _) = common::scaffold_package();
     let config_text = config.to_string();
     let body = common::multipart(&[("config", config_text.as_bytes()), ("code", &code)]);
-    let started = Instant::now();
     let (status, app) = http_from(
         OTHER,
         port,
@@ -206,8 +205,8 @@ async fn idle_connections_do_not_starve_health_or_deploys() {
     )
     .await;
     assert_eq!(status, 201, "{app}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    // The attacker's own address is at its cap: a clear 503, not a hang.
+    // The attack was holding its cap all along; and its own address gets
+    // a clear 503, not a hang.
     let held_now = held_from(server_pid, port, [127, 0, 0, 1]);
     assert_eq!(
         held_now, PER_SOURCE,
