@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
         ..Policy::default()
     };
     let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let v = verify_certificate(data, &policy, None, now);
+    let v = verify_certificate(data, &policy, Err(mse_attest::verify::NO_COLLATERAL), now);
     assert!(!v.verified);
 });

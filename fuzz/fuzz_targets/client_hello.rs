@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mse_server::proxy::{parse_client_hello, Hello, HelloError, MAX_HELLO_BYTES};
+use mse_sni::{parse_client_hello, Hello, HelloError, MAX_HELLO_BYTES};
 
 /// `payload` as handshake records of `size` bytes.
 fn records(payload: &[u8], size: usize) -> Vec<u8> {

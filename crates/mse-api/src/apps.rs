@@ -115,6 +115,22 @@ impl CertificateOrigin {
         .find(|o| o.as_str() == text)
         .ok_or_else(|| UnknownCertificateOrigin(text.to_string()))
     }
+
+    /// Who provides the certificate of an app deployed with these choices:
+    /// the owner's `[ssl]` certificate when it has one, else the platform's
+    /// (`--untrusted-ssl`), else a certificate from the platform's ACME CA
+    /// when `acme` (the platform has one and the owner did not refuse it
+    /// with `--no-acme`), else the node's own RA-TLS certificate. The
+    /// platform decides with it, and the client checks the platform's
+    /// answer with it.
+    pub fn chosen(owner_ssl: bool, untrusted_ssl: bool, acme: bool) -> Self {
+        match (owner_ssl, untrusted_ssl, acme) {
+            (true, _, _) => CertificateOrigin::Owner,
+            (false, true, _) => CertificateOrigin::Operator,
+            (false, false, true) => CertificateOrigin::Acme,
+            (false, false, false) => CertificateOrigin::SelfSigned,
+        }
+    }
 }
 
 impl fmt::Display for CertificateOrigin {
@@ -338,6 +354,15 @@ fn offset_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owners_certificate_wins_then_the_operators_then_acme() {
+        use CertificateOrigin::*;
+        assert_eq!(CertificateOrigin::chosen(true, true, true), Owner);
+        assert_eq!(CertificateOrigin::chosen(false, true, true), Operator);
+        assert_eq!(CertificateOrigin::chosen(false, false, true), Acme);
+        assert_eq!(CertificateOrigin::chosen(false, false, false), SelfSigned);
+    }
 
     fn app(status: AppStatus) -> App {
         App {

@@ -36,12 +36,16 @@ async fn main() -> anyhow::Result<()> {
         acme: None,
         max_token_lifetime: None,
     };
-    let (state, token) = mse_server::open(&settings).await?;
+    let mse_server::Opened {
+        state,
+        admin_token: token,
+        ..
+    } = mse_server::open(&settings).await?;
     let token = token.expect("a new platform has an admin token");
     let admin = state
         .store
         .user_by_token_hash(
-            &mse_server::api::token_hash(&token),
+            &mse_server::state::auth::token_hash(&token),
             chrono::Utc::now().timestamp(),
         )
         .await?
@@ -57,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         .store
         .set_user_quota(
             &admin.id,
-            &mse_server::store::QuotaChange {
+            &mse_server::domain::accounts::QuotaChange {
                 max_live_apps: Some(Some(i64::try_from(apps)?)),
                 max_stored_bytes: None,
             },
@@ -70,18 +74,19 @@ async fn main() -> anyhow::Result<()> {
         let id = mse_server::store::new_id();
         state
             .store
-            .insert_app(&mse_server::store::NewApp {
+            .insert_app(&mse_server::domain::app::NewApp {
                 id: id.clone(),
                 project_id: project.id.clone(),
                 domain: format!("{id}.localhost"),
                 config_domain: format!("{id}.localhost"),
-                spec: mse_server::store::AppSpec {
+                spec: mse_server::domain::app::AppSpec {
                     name: format!("app-{i}"),
                     resource: "free".into(),
                     docker: "ghcr.io/cosmian/mse-flask:20230124182826".into(),
                     python_application: "app:app".into(),
                     healthcheck_endpoint: "/health".into(),
-                    certificate_origin: mse_server::store::CertificateOrigin::SelfSigned,
+                    certificate_origin:
+                        mse_server::domain::lifecycle::CertificateOrigin::SelfSigned,
                     ssl_certificate: None,
                     code_sha256: "00".repeat(32),
                     code_bytes: 0,
@@ -97,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         .store
         .user_apps(
             &admin.id,
-            &mse_server::store::AppFilter {
+            &mse_server::domain::app::AppFilter {
                 name: Some("app-4242".into()),
                 ..Default::default()
             },

@@ -1,5 +1,5 @@
 //! Throughput and latency of TLS passthrough through our SNI proxy
-//! (`mse_server::proxy`) against nginx's `stream` module with `ssl_preread`,
+//! (`mse_server::roles::proxy`) against nginx's `stream` module with `ssl_preread`,
 //! in front of the same TLS backend, with the same client, in the same run.
 //!
 //! Four processes: this one is the load generator; it starts the backend (a
@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use mse_server::proxy::{self, ProxyLimits};
-use mse_server::runner::{Route, RouteMode, Routes};
+use mse_server::domain::routing::{Route, RouteMode};
+use mse_server::roles::proxy::{self, ProxyLimits};
+use mse_server::state::Routes;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite};

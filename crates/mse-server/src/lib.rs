@@ -1,28 +1,30 @@
 //! The platform: the control plane's store and REST API, the SNI proxy, the
 //! node runner, and the operator's data folder. The `mse-server` binary runs
 //! them, all in one process or each role in its own ([`Roles`]).
+//!
+//! The crate is built in floors, each importing only from the floors below
+//! it (`tests/floors.rs` checks it; `docs/architecture.md` draws it):
+//!
+//! 1. [`domain`]: the rules, free of I/O (lifecycle, quotas, placement,
+//!    routing, bounds) and the types the store maps its rows onto;
+//! 2. [`store`] (SQL only) and [`data`] (the operator's files);
+//! 3. [`state`]: what handlers share, the one error type, the caller, the
+//!    routing table and the seam to where apps run;
+//! 4. [`api`]: the handlers by resource, and the table that routes to them;
+//! 5. [`roles`]: the local runner, the proxy, a node host's loop, the HTTP
+//!    server;
+//! 6. this module and `main`, which wire them together.
+
+pub mod domain;
+
+pub mod data;
+pub mod store;
+
+pub mod state;
 
 pub mod api;
-pub mod apps;
-pub mod backend;
-pub mod bounds;
-pub mod catalog;
-pub mod console;
-pub mod datadir;
-pub mod http_server;
-pub mod limits;
-pub mod node_host;
-pub mod nodes;
-pub mod operator_tls;
-pub mod process;
-pub mod proxy;
-pub mod quote_keys;
-pub mod routes;
-pub mod runner;
-pub mod store;
-pub mod tenancy;
-pub mod tokens;
-pub mod wire;
+
+pub mod roles;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,28 +77,7 @@ pub fn machine_capacity() -> mse_api::node::Capacity {
     mse_api::node::Capacity { memory_mb, cores }
 }
 
-/// How this platform's nodes run apps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeOptions {
-    /// How long a node waits for its configuration before it stops and its
-    /// app ends `on_error` (seconds).
-    pub config_timeout_secs: u64,
-    /// Whether an app that cannot be sandboxed may run unsandboxed.
-    pub sandbox: mse_run::sandbox::Mode,
-}
-
-/// Bounds of [`NodeOptions::config_timeout_secs`].
-pub const CONFIG_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
-
-impl Default for NodeOptions {
-    /// 180 s to be configured (as the original platform), sandbox required.
-    fn default() -> Self {
-        NodeOptions {
-            config_timeout_secs: 180,
-            sandbox: mse_run::sandbox::Mode::Required,
-        }
-    }
-}
+pub use domain::nodes::{NodeOptions, CONFIG_TIMEOUT_SECS};
 
 /// The platform's roles. A process plays one or more; processes sharing a
 /// store (and, for SQLite, a data folder) make one platform.
@@ -165,7 +146,7 @@ pub use mse_api::node::check_node_id;
 
 /// Initialises (first start) or opens the platform with every role, as node
 /// [`DEFAULT_NODE_ID`]: see [`open_as`].
-pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<String>)> {
+pub async fn open(settings: &Settings) -> anyhow::Result<Opened> {
     open_as(settings, Roles::ALL, DEFAULT_NODE_ID).await
 }
 
@@ -178,29 +159,28 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(api::Shared, Option<St
 /// `on_error` ("node lost"): their nodes died with the previous process.
 /// Without it, the state's runner is detached and starts nothing. With the
 /// proxy role, the routing table follows the store.
-pub async fn open_as(
-    settings: &Settings,
-    roles: Roles,
-    node_id: &str,
-) -> anyhow::Result<(api::Shared, Option<String>)> {
+pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow::Result<Opened> {
     use anyhow::Context as _;
     check_node_id(node_id).map_err(anyhow::Error::msg)?;
     let now = chrono::Utc::now();
     // Held until the store is ready: processes starting together wait here.
     let root = settings.data_dir.clone();
-    let _lock = tokio::task::spawn_blocking(move || datadir::lock(&root))
+    let _lock = tokio::task::spawn_blocking(move || data::dir::lock(&root))
         .await
         .context("cannot lock the data folder")??;
-    let data = datadir::init(&settings.data_dir, &settings.base_domain, now)?;
+    let data = data::dir::init(&settings.data_dir, &settings.base_domain, now)?;
+    if let Some(what) = data::catalog::install_default(&data.root)? {
+        println!("{what}: {}", data.path(data::catalog::FILE).display());
+    }
     // Checked before anything serves; kept for the requests that need it.
-    let catalog = catalog::Cached::default();
+    let catalog = data::catalog::Cached::default();
     catalog.get(&data.root).map_err(|e| {
         anyhow::anyhow!(
             "{e}\n(the format is in docs/catalog.md; move the file away to start from the default)"
         )
     })?;
     if roles.api {
-        datadir::clean_incoming(&settings.data_dir)?;
+        data::dir::clean_incoming(&settings.data_dir)?;
     }
     let url = match &settings.database_url {
         Some(url) => url.clone(),
@@ -208,7 +188,7 @@ pub async fn open_as(
     };
     let store = store::Store::open(&url).await?;
     if roles.api {
-        tenancy::record_package_sizes(&store, &data.root).await?;
+        api::tenancy::record_package_sizes(&store, &data.root).await?;
     }
     let mut admin_token = None;
     if roles.api && store.user_count().await? == 0 {
@@ -216,7 +196,7 @@ pub async fn open_as(
             Ok(admin) => {
                 // The operator's own: it lives until revoked, whatever the
                 // longest lifetime of the tokens made through the API.
-                let (_, token) = api::issue_token(
+                let (_, token) = state::auth::issue_token(
                     &store,
                     &admin.id,
                     "admin",
@@ -233,7 +213,7 @@ pub async fn open_as(
             Err(e) => return Err(e.into()),
         }
     }
-    let config = runner::RunnerConfig {
+    let config = roles::runner::RunnerConfig {
         mse_run: settings.mse_run.clone(),
         data_dir: settings.data_dir.clone(),
         cache_dir: settings.cache_dir.clone(),
@@ -246,40 +226,54 @@ pub async fn open_as(
         lease_secs: settings.lease_secs,
         acme: settings.acme.clone(),
     };
-    let routes = Arc::new(runner::Routes::default());
+    let routes = Arc::new(state::Routes::default());
     if roles.proxy {
         routes.follow(store.clone());
     }
     let runner = if roles.node {
-        let runner = runner::Runner::new(store.clone(), config, routes);
+        let runner = roles::runner::Runner::new(store.clone(), config, routes.clone());
         runner.register().await?;
         runner.recover().await?;
         runner.make_quote_key().await?;
         runner
     } else {
-        runner::Runner::detached(store.clone(), config, routes)
+        roles::runner::Runner::detached(store.clone(), config, routes.clone())
     };
     let remote_logs = data.path("node-logs");
-    Ok((
-        Arc::new(api::AppState {
-            store,
-            data,
-            base_domain: settings.base_domain.clone(),
-            nodes: backend::Nodes {
-                local: runner.clone(),
-                remote: Arc::new(backend::RemoteHosts::new(remote_logs)),
-            },
-            runner,
-            lease_secs: settings.lease_secs,
-            node_options: settings.node_options,
-            proxy_port: std::sync::atomic::AtomicU16::new(0),
-            quote_provider: settings.quote_provider.clone(),
-            cache: mse_runtime::EnvCache::new(&settings.cache_dir)
-                .with_installer(settings.installer.clone()),
-            catalog,
-            acme: settings.acme.clone(),
-            max_token_lifetime: settings.max_token_lifetime,
-        }),
+    let state = Arc::new(state::AppState {
+        store,
+        data,
+        base_domain: settings.base_domain.clone(),
+        routes,
+        nodes: state::Nodes {
+            local: Arc::new(runner.clone()),
+            remote: Arc::new(state::backend::RemoteHosts::new(remote_logs)),
+        },
+        lease_secs: settings.lease_secs,
+        node_options: settings.node_options,
+        proxy_port: std::sync::atomic::AtomicU16::new(0),
+        quote_provider: settings.quote_provider.clone(),
+        cache: mse_runtime::EnvCache::new(&settings.cache_dir)
+            .with_installer(settings.installer.clone()),
+        catalog,
+        acme: settings.acme.clone(),
+        max_token_lifetime: settings.max_token_lifetime,
+    });
+    Ok(Opened {
+        state,
+        runner,
         admin_token,
-    ))
+    })
+}
+
+/// An opened platform: what its processes share, and its runner.
+#[derive(Debug)]
+pub struct Opened {
+    /// What every handler sees.
+    pub state: state::Shared,
+    /// This process's node runner (detached without the node role).
+    pub runner: roles::runner::Runner,
+    /// On the first start of an API, the admin token (also written to
+    /// `admin.token`, mode 0600).
+    pub admin_token: Option<String>,
 }

@@ -180,7 +180,7 @@ struct Args {
     /// admin token (DATA_DIR/admin.token) is the operator's and lives until
     /// revoked
     #[arg(long, value_name = "SECS",
-          value_parser = clap::value_parser!(i64).range(mse_server::bounds::TOKEN_LIFETIME_SECS))]
+          value_parser = clap::value_parser!(i64).range(mse_server::domain::bounds::TOKEN_LIFETIME_SECS))]
     max_token_lifetime: Option<i64>,
     /// Connections the API serves at once; more are answered 503 (1-65536)
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
@@ -351,10 +351,10 @@ async fn host(args: Args) -> anyhow::Result<()> {
     }
     let name = match args.node_id.clone() {
         Some(id) => id,
-        None => mse_server::runner::host_name(),
+        None => mse_server::roles::runner::host_name(),
     };
     mse_server::check_node_id(&name).map_err(anyhow::Error::msg)?;
-    let settings = mse_server::node_host::HostSettings {
+    let settings = mse_server::roles::node_host::HostSettings {
         api: args.join.clone(),
         token,
         name,
@@ -372,7 +372,7 @@ async fn host(args: Args) -> anyhow::Result<()> {
         settings.capacity.memory_mb,
         settings.capacity.cores
     );
-    mse_server::node_host::run(settings, stop_signal()).await?;
+    mse_server::roles::node_host::run(settings, stop_signal()).await?;
     println!("stopped");
     Ok(())
 }
@@ -446,14 +446,14 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     );
     // The flags' ranges make these conversions lossless.
     let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    let api_limits = mse_server::http_server::HttpLimits {
+    let api_limits = mse_server::roles::http_server::HttpLimits {
         header_timeout: Duration::from_secs(args.api_header_timeout),
         body_timeout: Duration::from_secs(args.api_body_timeout),
         max_connections: count(args.api_max_connections),
         max_connections_per_source: count(args.api_max_connections_per_source),
         ..Default::default()
     };
-    let proxy_limits = mse_server::proxy::ProxyLimits {
+    let proxy_limits = mse_server::roles::proxy::ProxyLimits {
         max_connections: count(args.proxy_max_connections),
         max_connections_per_source: count(args.proxy_max_connections_per_source),
         ..Default::default()
@@ -481,7 +481,11 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         acme: args.acme()?,
         max_token_lifetime: args.max_token_lifetime,
     };
-    let (state, admin_token) = mse_server::open_as(&settings, roles, &node_id).await?;
+    let mse_server::Opened {
+        state,
+        runner,
+        admin_token,
+    } = mse_server::open_as(&settings, roles, &node_id).await?;
     if let Some(token) = admin_token {
         println!("admin token: {token}");
         println!(
@@ -506,8 +510,11 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
                     names.push(addr.ip().to_string());
                 }
             }
-            let config =
-                mse_server::operator_tls::api_server_config(&data_dir, &names, chrono::Utc::now())?;
+            let config = mse_server::data::operator_tls::api_server_config(
+                &data_dir,
+                &names,
+                chrono::Utc::now(),
+            )?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
@@ -521,7 +528,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(args.listen_proxy)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen_proxy))?,
-            mse_server::proxy::load_terminate_config(&data_dir, &args.base_domain)?,
+            mse_server::roles::proxy::load_terminate_config(&data_dir, &args.base_domain)?,
         )),
         false => None,
     };
@@ -538,7 +545,6 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         let _ = receiver.wait_for(|stop| *stop).await;
     };
 
-    let runner = state.runner.clone();
     // The platform's own listeners, bound here or in another process: no
     // route leads to them and no node host advertises their address.
     let platform_routes = runner.routes();
@@ -588,7 +594,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
                 "proxy listening on {address} (apps at https://<uuid>.{}{public})",
                 args.base_domain
             );
-            let serving = tokio::spawn(mse_server::proxy::serve(
+            let serving = tokio::spawn(mse_server::roles::proxy::serve(
                 proxy_listener,
                 routes,
                 Some(terminate),
@@ -610,7 +616,9 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             // deploy of an image being built waits on its lock.
             let catalog = state.catalog.get(&state.data.root)?;
             let cache = state.cache.clone();
-            std::thread::spawn(move || mse_server::catalog::prepare(&catalog.catalog, &cache));
+            std::thread::spawn(move || {
+                mse_server::data::catalog::prepare(&catalog.catalog, &cache)
+            });
         }
     }
     // The port clients reach apps on, as `GET /platform` tells them: the
@@ -633,7 +641,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             loop {
                 ticker.tick().await;
                 let now = chrono::Utc::now().timestamp();
-                mse_server::runner::reap_lost_nodes(&store, None, now).await;
+                mse_server::state::events::reap_lost_nodes(&store, None, now).await;
             }
         })
     });
@@ -644,7 +652,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
                 names.join(", ")
             );
         }
-        tokio::spawn(mse_server::http_server::serve_tls(
+        tokio::spawn(mse_server::roles::http_server::serve_tls(
             listener,
             mse_server::api::router(state.clone()),
             api_limits.clone(),
@@ -655,7 +663,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     match listener {
         Some(listener) => {
             println!("API listening on http://{}", listener.local_addr()?);
-            mse_server::http_server::serve(
+            mse_server::roles::http_server::serve(
                 listener,
                 mse_server::api::router(state),
                 api_limits,

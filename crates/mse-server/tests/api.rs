@@ -37,12 +37,14 @@ async fn first_start_initialises_the_data_dir_and_a_restart_keeps_everything() {
     drop(p.router);
     drop(p.state);
 
-    let (state, token) = mse_server::open(&settings(&data)).await.unwrap();
-    assert!(token.is_none(), "the admin token is made once");
+    let opened = mse_server::open(&settings(&data)).await.unwrap();
+    assert!(opened.admin_token.is_none(), "the admin token is made once");
+    let state = opened.state;
     let again = Platform {
         dir: p.dir,
         router: mse_server::api::router(state.clone()),
         state,
+        runner: opened.runner,
         admin: p.admin,
     };
     assert_eq!(

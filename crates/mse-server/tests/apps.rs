@@ -256,8 +256,7 @@ async fn a_node_starts_reports_initializing_keeps_logs_stops_and_never_comes_bac
         .await;
     let route = p
         .state
-        .runner
-        .routes()
+        .routes
         .get(&format!("{id}.localhost"))
         .expect("the proxy knows the node");
     assert!(
@@ -280,11 +279,7 @@ async fn a_node_starts_reports_initializing_keeps_logs_stops_and_never_comes_bac
     let stopped = p.stop_app(&bob, id).await;
     assert!(stopped["stopped_at"].as_i64().is_some());
     assert!(
-        p.state
-            .runner
-            .routes()
-            .get(&format!("{id}.localhost"))
-            .is_none(),
+        p.state.routes.get(&format!("{id}.localhost")).is_none(),
         "route removed"
     );
     let (status, _) = p.post(&format!("/apps/{id}/stop"), &bob, json!({})).await;
@@ -292,7 +287,7 @@ async fn a_node_starts_reports_initializing_keeps_logs_stops_and_never_comes_bac
     assert!(
         !p.state
             .store
-            .transition(id, mse_server::store::Status::Running, None, 0)
+            .transition(id, mse_server::domain::lifecycle::Status::Running, None, 0)
             .await
             .unwrap(),
         "no way back from stopped"
@@ -351,12 +346,16 @@ async fn after_a_restart_apps_whose_node_is_gone_are_on_error_and_their_node_is_
         .unwrap();
 
     // A second platform on the same folder, as after a crash and restart.
-    let (restarted, token) = mse_server::open(&settings(&p.dir.path().join("data")))
+    let mse_server::Opened {
+        state: restarted,
+        admin_token: token,
+        ..
+    } = mse_server::open(&settings(&p.dir.path().join("data")))
         .await
         .unwrap();
     assert!(token.is_none());
     let app = restarted.store.app(&id).await.unwrap().unwrap();
-    assert_eq!(app.status, mse_server::store::Status::OnError);
+    assert_eq!(app.status, mse_server::domain::lifecycle::Status::OnError);
     assert_eq!(app.reason.as_deref(), Some("node lost"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -384,7 +383,7 @@ async fn an_app_past_its_expiry_is_stopped_and_says_expired() {
         json!({"resource": "standard"}),
     )
     .await;
-    let reaper = p.state.runner.clone();
+    let reaper = p.runner.clone();
     tokio::spawn(async move { reaper.reap(std::time::Duration::from_millis(200)).await });
     let soon = chrono::Utc::now() + chrono::Duration::seconds(4);
     let (status, app) = p
@@ -414,11 +413,11 @@ async fn a_node_is_reached_through_the_proxy_by_its_domain() {
     let (_, bob) = p.user("bob").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
-    tokio::spawn(mse_server::proxy::serve(
+    tokio::spawn(mse_server::roles::proxy::serve(
         listener,
-        p.state.runner.routes(),
+        p.state.routes.clone(),
         None,
-        mse_server::proxy::ProxyLimits::default(),
+        mse_server::roles::proxy::ProxyLimits::default(),
         std::future::pending(),
     ));
     let (_, app) = p.deploy(&bob, deploy_config("proxied", json!({}))).await;
@@ -444,7 +443,7 @@ async fn a_node_is_reached_through_the_proxy_by_its_domain() {
 
 #[tokio::test]
 async fn an_app_deployed_for_acme_is_not_started_without_an_acme_ca_and_says_why() {
-    use mse_server::store::CertificateOrigin;
+    use mse_server::domain::lifecycle::CertificateOrigin;
     let platform = common::platform().await;
     let (user_id, _) = platform.user("alice").await;
     let store = &platform.state.store;
@@ -454,14 +453,14 @@ async fn an_app_deployed_for_acme_is_not_started_without_an_acme_ca_and_says_why
     store.insert_app(&new).await.unwrap();
     let app = store.app(&id).await.unwrap().unwrap();
     assert_eq!(
-        mse_server::runner::assignment(&app, 512, 1, None).unwrap_err(),
-        mse_server::runner::NO_ACME_CA
+        mse_server::domain::assignment::assignment(&app, 512, 1, None).unwrap_err(),
+        mse_server::domain::assignment::NO_ACME_CA
     );
     let ca = mse_api::node::AcmeCa {
         directory: "https://acme.example.test/dir".into(),
         ca_bundle_pem: None,
         lifetime_secs: None,
     };
-    let assignment = mse_server::runner::assignment(&app, 512, 1, Some(&ca)).unwrap();
+    let assignment = mse_server::domain::assignment::assignment(&app, 512, 1, Some(&ca)).unwrap();
     assert_eq!(assignment.tls, mse_api::node::AppTls::Acme(ca));
 }

@@ -8,7 +8,9 @@ mod common;
 
 use std::collections::HashSet;
 
-use mse_server::store::{NodeHolder, Status, Store};
+use mse_server::domain::app::NodeHolder;
+use mse_server::domain::lifecycle::Status;
+use mse_server::store::Store;
 
 /// How many apps each race runs over.
 const APPS: usize = 24;
@@ -19,7 +21,7 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
     let first = Store::open(url).await.unwrap();
     let second = Store::open(url).await.unwrap();
     let user = first.create_user("bob", false, 0).await.unwrap();
-    let room = mse_server::store::QuotaChange {
+    let room = mse_server::domain::accounts::QuotaChange {
         max_live_apps: Some(Some(APPS as i64)),
         max_stored_bytes: None,
     };
@@ -30,7 +32,7 @@ async fn two_processes(url: &str) -> (Store, Store, Vec<String>) {
         let app = common::new_app(
             &project.id,
             &format!("app-{i}"),
-            mse_server::store::CertificateOrigin::SelfSigned,
+            mse_server::domain::lifecycle::CertificateOrigin::SelfSigned,
             i as i64,
         );
         let id = app.id.clone();
@@ -206,7 +208,7 @@ async fn apps_of_a_node_whose_lease_ran_out_are_lost_and_others_are_not() {
 async fn a_proxy_following_the_store_finds_an_app_the_moment_the_store_has_it() {
     let dir = tempfile::tempdir().unwrap();
     let (store, other, ids) = two_processes(&sqlite_url(&dir)).await;
-    let routes = mse_server::runner::Routes::default();
+    let routes = mse_server::state::Routes::default();
     routes.follow(store.clone());
     routes.load().await.unwrap();
     let name = format!("{}.localhost", ids[0]);

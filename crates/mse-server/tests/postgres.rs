@@ -56,7 +56,7 @@ async fn the_platform_runs_on_postgresql() {
     assert!(!p
         .state
         .store
-        .transition(id, mse_server::store::Status::Running, None, 0)
+        .transition(id, mse_server::domain::lifecycle::Status::Running, None, 0)
         .await
         .unwrap());
     let (status, _) = p
@@ -114,7 +114,11 @@ async fn the_platform_runs_on_postgresql() {
     // A restart on the same database keeps the users and makes no new admin.
     let mut again = settings(&p.dir.path().join("data"));
     again.database_url = Some(url);
-    let (state, token) = mse_server::open(&again).await.unwrap();
+    let mse_server::Opened {
+        state,
+        admin_token: token,
+        ..
+    } = mse_server::open(&again).await.unwrap();
     assert!(token.is_none());
     assert_eq!(state.store.user_count().await.unwrap(), 3);
 }

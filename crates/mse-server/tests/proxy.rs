@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mse_server::proxy::{self, ProxyLimits};
-use mse_server::runner::{Route, RouteMode, Routes};
+use mse_server::domain::routing::{Route, RouteMode};
+use mse_server::roles::proxy::{self, ProxyLimits};
+use mse_server::state::Routes;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -716,7 +717,7 @@ async fn shutdown_cuts_connections_still_live_after_the_grace_period() {
 
 mod parser {
     use super::*;
-    use mse_server::proxy::{parse_client_hello, Hello, HelloError, MAX_HELLO_BYTES};
+    use mse_sni::{parse_client_hello, Hello, HelloError, MAX_HELLO_BYTES};
 
     fn complete(name: Option<&str>) -> Result<Hello, HelloError> {
         Ok(Hello::Complete {

@@ -97,8 +97,7 @@ async fn keys_and_secrets_reach_only_the_verified_node_never_the_control_plane()
     // The owner's side: verify the node, then send the secrets to it alone.
     let route = p
         .state
-        .runner
-        .routes()
+        .routes
         .get(app["config_domain_name"].as_str().unwrap())
         .unwrap();
     let cert = capture(route.addr).await;

@@ -661,7 +661,7 @@ async fn uploads_over_the_cap_duplicate_parts_and_empty_packages_are_refused() {
         "POST /apps HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         common::multipart_type(),
-        mse_server::apps::MAX_UPLOAD + 1
+        mse_server::api::apps::MAX_UPLOAD + 1
     );
     let (status, _, body) = raw(port, head.as_bytes()).await;
     assert_eq!(status, 413, "{body}");
@@ -751,7 +751,7 @@ async fn a_resource_out_of_range_in_an_older_store_fails_deploys_cleanly() {
     let p = common::platform().await;
     p.state
         .store
-        .create_resource(&mse_server::store::Resource {
+        .create_resource(&mse_server::domain::accounts::Resource {
             name: "old".into(),
             memory_mb: 512,
             cores: 1,
@@ -803,7 +803,7 @@ async fn uploads_left_by_a_killed_server_are_removed_at_start() {
     std::fs::write(incoming.join("partial-upload"), b"half a tarball").unwrap();
     std::fs::create_dir_all(incoming.join("odd-folder")).unwrap();
     // A live upload of another process holds its file locked: it stays.
-    let (live, _file) = mse_server::datadir::create_incoming(&data).unwrap();
+    let (live, _file) = mse_server::data::dir::create_incoming(&data).unwrap();
 
     let mut server =
         ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);

@@ -16,7 +16,7 @@ use axum::http::{Method, Request, StatusCode};
 use common::{deploy_config, Platform};
 use http_body_util::BodyExt;
 use mse_api::node::JoinToken;
-use mse_server::http_server::Connection;
+use mse_server::state::Connection;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -38,11 +38,16 @@ async fn platform_on(database_url: Option<String>) -> Platform {
         memory_mb: 1,
         cores: 1,
     };
-    let (state, token) = mse_server::open(&settings).await.unwrap();
+    let mse_server::Opened {
+        state,
+        runner,
+        admin_token: token,
+    } = mse_server::open(&settings).await.unwrap();
     Platform {
         dir,
         router: mse_server::api::router(state.clone()),
         state,
+        runner,
         admin: token.unwrap(),
     }
 }
@@ -307,7 +312,10 @@ async fn a_host_reaches_only_its_own_apps_and_points_the_proxy_only_at_itself() 
     }
     let stored = p.state.store.app(&id).await.unwrap().unwrap();
     assert_eq!(stored.node_addr, None);
-    assert_eq!(stored.status, mse_server::store::Status::Spawning);
+    assert_eq!(
+        stored.status,
+        mse_server::domain::lifecycle::Status::Spawning
+    );
     let (status, _) = p
         .post("/nodes/events", mine, event(&format!("{my_address}:4000")))
         .await;
@@ -317,7 +325,10 @@ async fn a_host_reaches_only_its_own_apps_and_points_the_proxy_only_at_itself() 
         stored.node_addr.as_deref(),
         Some(&*format!("{my_address}:4000"))
     );
-    assert_eq!(stored.status, mse_server::store::Status::Initializing);
+    assert_eq!(
+        stored.status,
+        mse_server::domain::lifecycle::Status::Initializing
+    );
 
     // Logs: of its own apps only, and bounded.
     let (status, _) = p
@@ -379,8 +390,7 @@ async fn a_host_advertises_only_the_address_its_join_comes_from() {
     let token = join_token(&p).await;
     // A listener of the platform, as `mse-server` records its own.
     p.state
-        .runner
-        .routes()
+        .routes
         .add_platform_listener("198.18.0.50:9443".parse().unwrap());
     let api_ip = API_ADDRESS.split(':').next().unwrap();
     // (source, advertised): the attacks of a host holding a valid token.
@@ -520,7 +530,7 @@ async fn revoked_host_stays_out(p: Platform) {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(p.state.runner.routes().get(&domain).is_some());
+    assert!(p.state.routes.get(&domain).is_some());
 
     let (status, _) = p.post("/nodes/h1/revoke", &p.admin, json!({})).await;
     assert_eq!(status, StatusCode::OK);
@@ -536,7 +546,7 @@ async fn revoked_host_stays_out(p: Platform) {
     let app = app_status(&p, &id).await;
     assert_eq!(app["status"], "on_error", "{app}");
     assert_eq!(app["reason"], "node host revoked", "{app}");
-    assert!(p.state.runner.routes().get(&domain).is_none());
+    assert!(p.state.routes.get(&domain).is_none());
     let listed = listed_node(&p, "h1").await.unwrap();
     assert_eq!(listed["barred"], true, "{listed}");
     assert_eq!(listed["live"], false, "{listed}");

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use axum::http::{Method, StatusCode};
 use common::{deploy_config, owner_certificate, pinned_request, platform, platform_as, Platform};
-use mse_server::store::{AppSpec, NewApp, Store, StoreError};
+use mse_server::domain::app::{AppSpec, NewApp};
+use mse_server::store::{Store, StoreError};
 use serde_json::{json, Value};
 
 /// A platform whose process is the API alone: deploys are stored as
@@ -94,7 +95,7 @@ async fn another_users_custom_domain_is_refused_and_its_owner_keeps_serving_it()
         .wait_app(&bob, app["id"].as_str().unwrap(), "still running", |_| true)
         .await;
     assert_eq!(app["status"], "running");
-    let route = p.state.runner.routes().get("shop.example.com").unwrap();
+    let route = p.state.routes.get("shop.example.com").unwrap();
     assert_eq!(route.app_id, app["id"].as_str().unwrap());
     serves(proxy, "shop.example.com", &der).await;
     let (_, mine) = p.get("/domains", &bob).await;
@@ -142,7 +143,7 @@ async fn an_app_uuid_domain_or_any_name_under_the_base_domain_is_refused_as_a_cu
     let id = app["id"].as_str().unwrap();
     let (_, app) = p.get(&format!("/apps/{id}"), &bob).await;
     assert_eq!(app["status"], "running");
-    assert_eq!(p.state.runner.routes().get(&domain).unwrap().app_id, id);
+    assert_eq!(p.state.routes.get(&domain).unwrap().app_id, id);
     serves(proxy, &domain, &ratls).await;
     p.stop_app(&bob, id).await;
 }
@@ -200,7 +201,7 @@ async fn a_redeploy_of_the_same_name_keeps_its_custom_domain_and_its_route() {
         a["status"] == "initializing"
     })
     .await;
-    let route = p.state.runner.routes().get("again.example.com").unwrap();
+    let route = p.state.routes.get("again.example.com").unwrap();
     assert_eq!(route.app_id, second_id, "the domain leads to the new app");
     p.stop_app(&bob, second_id).await;
 }
@@ -269,7 +270,8 @@ fn new_app(project_id: &str, name: &str, domain: &str, origin: &str) -> NewApp {
             docker: common::IMAGE.into(),
             python_application: "app:app".into(),
             healthcheck_endpoint: "/health".into(),
-            certificate_origin: mse_server::store::CertificateOrigin::parse(origin).unwrap(),
+            certificate_origin: mse_server::domain::lifecycle::CertificateOrigin::parse(origin)
+                .unwrap(),
             ssl_certificate: None,
             code_sha256: "00".repeat(32),
             code_bytes: 1000,
@@ -288,7 +290,7 @@ async fn two_processes(url: &str) -> (Store, Store, String, String, String) {
     let second = Store::open(url).await.unwrap();
     let bob = first.create_user("bob", false, 0).await.unwrap();
     let mallory = first.create_user("mallory", false, 0).await.unwrap();
-    let room = mse_server::store::QuotaChange {
+    let room = mse_server::domain::accounts::QuotaChange {
         max_live_apps: Some(Some(100)),
         max_stored_bytes: None,
     };
@@ -594,7 +596,7 @@ async fn insert_race(a: &Store, b: &Store, project: &str) -> usize {
 /// apps, then against a resource's limit of 6: exactly the room left wins.
 async fn quota_race(url: &str) {
     let (a, b, bob, mallory, bob_user) = two_processes(url).await;
-    let three = mse_server::store::QuotaChange {
+    let three = mse_server::domain::accounts::QuotaChange {
         max_live_apps: Some(Some(3)),
         max_stored_bytes: None,
     };
@@ -837,7 +839,7 @@ async fn a_store_from_before_domain_owners_keeps_each_domain_to_its_first_app() 
         .find(|d| d.name == "shop.example.com")
         .unwrap();
     assert_eq!(shop.user_name, "victim");
-    let routes = mse_server::routes::table(&store.routed_apps().await.unwrap());
+    let routes = mse_server::domain::routing::table(&store.routed_apps().await.unwrap());
     assert_eq!(routes["v-uuid.localhost"].app_id, "v-uuid");
     assert_eq!(routes["shop.example.com"].app_id, "v-shop");
 }
@@ -949,7 +951,7 @@ async fn an_expired_token_is_refused_saying_how_to_get_another() {
     let stored = p
         .state
         .store
-        .token_by_hash(&mse_server::api::token_hash(&short))
+        .token_by_hash(&mse_server::state::auth::token_hash(&short))
         .await
         .unwrap()
         .unwrap()

@@ -13,7 +13,9 @@ use tower::ServiceExt;
 pub struct Platform {
     pub dir: tempfile::TempDir,
     pub router: Router,
-    pub state: mse_server::api::Shared,
+    pub state: mse_server::state::Shared,
+    /// Its node runner.
+    pub runner: mse_server::roles::runner::Runner,
     pub admin: String,
 }
 
@@ -48,11 +50,16 @@ pub async fn platform_on(database_url: Option<String>) -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&dir.path().join("data"));
     settings.database_url = database_url;
-    let (state, token) = mse_server::open(&settings).await.unwrap();
+    let mse_server::Opened {
+        state,
+        runner,
+        admin_token: token,
+    } = mse_server::open(&settings).await.unwrap();
     Platform {
         dir,
         router: mse_server::api::router(state.clone()),
         state,
+        runner,
         admin: token.expect("a first start creates the admin token"),
     }
 }
@@ -239,7 +246,11 @@ impl Platform {
 pub async fn platform_as(roles: mse_server::Roles) -> Platform {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(&dir.path().join("data"));
-    let (state, token) = mse_server::open_as(&settings, roles, mse_server::DEFAULT_NODE_ID)
+    let mse_server::Opened {
+        state,
+        runner,
+        admin_token: token,
+    } = mse_server::open_as(&settings, roles, mse_server::DEFAULT_NODE_ID)
         .await
         .unwrap();
     if !roles.node {
@@ -249,6 +260,7 @@ pub async fn platform_as(roles: mse_server::Roles) -> Platform {
         dir,
         router: mse_server::api::router(state.clone()),
         state,
+        runner,
         admin: token.expect("a first start creates the admin token"),
     }
 }
@@ -256,7 +268,7 @@ pub async fn platform_as(roles: mse_server::Roles) -> Platform {
 /// Leases node `parked` for an hour, with room for any app.
 pub async fn park_a_node(store: &mse_server::store::Store) {
     let now = chrono::Utc::now().timestamp();
-    let holder = mse_server::store::NodeHolder {
+    let holder = mse_server::domain::app::NodeHolder {
         id: "parked".into(),
         host: "nowhere".into(),
         pid: 0,
@@ -572,7 +584,7 @@ impl Platform {
         self.wait_app(token, id, "initializing", |a| a["status"] == "initializing")
             .await;
         let config_domain = app["config_domain_name"].as_str().unwrap();
-        let route = self.state.runner.routes().get(config_domain).unwrap();
+        let route = self.state.routes.get(config_domain).unwrap();
         let cert = capture_certificate(route.addr, config_domain).await;
         let mut body = json!({"uuid": id, "code_secret_key": key.to_hex(), "app_secrets": {}});
         if let Some(pem) = ssl_private_key {
@@ -617,11 +629,11 @@ impl Platform {
     pub async fn proxy(&self) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(mse_server::proxy::serve(
+        tokio::spawn(mse_server::roles::proxy::serve(
             listener,
-            self.state.runner.routes(),
+            self.state.routes.clone(),
             None,
-            mse_server::proxy::ProxyLimits::default(),
+            mse_server::roles::proxy::ProxyLimits::default(),
             std::future::pending(),
         ));
         addr
@@ -643,16 +655,16 @@ pub fn owner_certificate(domain: &str) -> (String, String, Vec<u8>) {
 pub fn new_app(
     project_id: &str,
     name: &str,
-    origin: mse_server::store::CertificateOrigin,
+    origin: mse_server::domain::lifecycle::CertificateOrigin,
     created_at: i64,
-) -> mse_server::store::NewApp {
+) -> mse_server::domain::app::NewApp {
     let id = mse_server::store::new_id();
-    mse_server::store::NewApp {
+    mse_server::domain::app::NewApp {
         project_id: project_id.to_string(),
         domain: format!("{id}.localhost"),
         config_domain: format!("{id}.localhost"),
         id,
-        spec: mse_server::store::AppSpec {
+        spec: mse_server::domain::app::AppSpec {
             name: name.to_string(),
             resource: "free".into(),
             docker: IMAGE.into(),

@@ -10,28 +10,23 @@
 //! it does the same for the apps of any node whose lease ran out.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mse_api::event::{Event, State};
-use mse_api::node::{AcmeCa, AppTls, Assignment, Capacity};
+use mse_api::event::Event;
+use mse_api::node::{AcmeCa, AppTls, Capacity};
 
-use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
-use crate::store::{App, CertificateOrigin, NodeHolder, Reported, Status, Store};
-
-pub use crate::routes::{Route, RouteMode, Routes};
-
-/// Why an app stopped when its owner asked.
-pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
-/// Why an app stopped when an administrator disabled its owner.
-pub const STOPPED_USER_DISABLED: &str = "stopped: an administrator disabled its owner";
-/// Why an app stopped at its expiry.
-pub const EXPIRED: &str = "expired";
-/// Why a node stopped whose app the store no longer lists as live there.
-pub const NO_LONGER_LIVE: &str = "stopped (no longer live in the store)";
+use super::process::{EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
+use crate::data::dir::app_dir;
+use crate::domain::app::{App, NodeHolder};
+use crate::domain::assignment::assignment;
+use crate::domain::lifecycle::{Status, EXPIRED, NODE_LOST, NO_LONGER_LIVE, STOPPED_BY_OWNER};
+use crate::state::backend::{BoxFuture, NodeBackend};
+use crate::state::events::{apply_event, reap_lost_nodes};
+use crate::state::Routes;
+use crate::store::Store;
 
 /// A node id whose lease was not renewed for this long is gone, unless the
 /// operator sets another (seconds).
@@ -66,7 +61,7 @@ pub struct RunnerConfig {
     /// sharing the store).
     pub node_id: String,
     /// How nodes run apps (configuration deadline, sandbox).
-    pub options: crate::NodeOptions,
+    pub options: crate::domain::nodes::NodeOptions,
     /// What apps may take of this machine.
     pub capacity: Capacity,
     /// How long a renewal of this node's lease lasts, seconds.
@@ -80,7 +75,7 @@ impl RunnerConfig {
     /// folder (node processes of one machine share that folder).
     fn quote_key_dir(&self) -> PathBuf {
         self.nodes_dir
-            .join(crate::process::QUOTE_KEYS)
+            .join(crate::roles::process::QUOTE_KEYS)
             .join(&self.node_id)
     }
 
@@ -117,57 +112,6 @@ struct Inner {
     /// This host's name and this process's id, as the node lease names them.
     host: String,
     pid: i64,
-}
-
-/// The folder of an app's files on this host.
-pub fn app_dir(data_dir: &std::path::Path, id: &str) -> PathBuf {
-    data_dir.join("apps").join(id)
-}
-
-/// True for 64 hex digits (a SHA-256), as a node reports its fingerprint.
-fn is_hex_digest(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Why an app deployed for an ACME certificate cannot start.
-pub const NO_ACME_CA: &str = "the app was deployed for a browser-trusted (ACME) certificate, but \
-     the platform has no ACME CA any more (mse-server --acme-directory): start it with one, or \
-     deploy the app again (with --no-acme to keep the RA-TLS certificate)";
-
-/// What a node runs of a stored app, with its resource's memory and cores
-/// and the platform's ACME CA; an error (what the app's status will say)
-/// when it cannot run as it was deployed.
-pub fn assignment(
-    app: &App,
-    memory_mb: u64,
-    cores: u64,
-    acme: Option<&AcmeCa>,
-) -> Result<Assignment, &'static str> {
-    let tls = match (app.spec.certificate_origin, acme) {
-        (CertificateOrigin::Owner, _) => AppTls::Owner {
-            chain_pem: app.spec.ssl_certificate.clone().unwrap_or_default(),
-        },
-        (CertificateOrigin::Operator, _) => AppTls::Operator,
-        (CertificateOrigin::Acme, Some(ca)) => AppTls::Acme(ca.clone()),
-        // Its fingerprint names ACME: a node with the RA-TLS certificate
-        // alone would fail its owner's verification for no clear reason.
-        (CertificateOrigin::Acme, None) => return Err(NO_ACME_CA),
-        (CertificateOrigin::SelfSigned, _) => AppTls::RaTls,
-    };
-    Ok(Assignment {
-        app: app.id.clone(),
-        domain: app.domain_name.clone(),
-        application: app.spec.python_application.clone(),
-        image: app.spec.docker.clone(),
-        enclave_size: app.spec.enclave_size.clone(),
-        healthcheck: app.spec.healthcheck_endpoint.clone(),
-        tls,
-        expires_at: app.expires_at,
-        package_sha256: app.spec.code_sha256.clone(),
-        package_bytes: u64::try_from(app.spec.code_bytes).unwrap_or(0),
-        memory_mb,
-        cores,
-    })
 }
 
 /// The events of one app's local node, applied to the store and the
@@ -360,7 +304,7 @@ impl Runner {
     }
 
     /// At start, with simulated quotes: makes this host's quote key and has
-    /// it certified under this node's id ([`crate::quote_keys::certify`]),
+    /// it certified under this node's id ([`crate::data::quote_keys::certify`]),
     /// both kept in the nodes' folder (mode 0600) for its nodes to sign
     /// quotes with. The nodes never get the simulation CA's key.
     pub async fn make_quote_key(&self) -> anyhow::Result<()> {
@@ -370,8 +314,8 @@ impl Runner {
         }
         let key = mse_attest::simulation::QuoteKey::generate();
         let chain = {
-            let ca = crate::quote_keys::load_ca(&config.data_dir)?;
-            crate::quote_keys::certify(
+            let ca = crate::data::quote_keys::load_ca(&config.data_dir)?;
+            crate::data::quote_keys::certify(
                 &self.inner.store,
                 &ca,
                 self.node_id(),
@@ -383,7 +327,7 @@ impl Runner {
         };
         let dir = config.quote_key_dir();
         for folder in [dir.parent().unwrap_or(&dir), &dir] {
-            crate::process::create_private_dir(folder)?;
+            crate::roles::process::create_private_dir(folder)?;
         }
         let files = config.quote_files();
         for (path, text) in [(&files.key, key.key_pem()?), (&files.chain, chain)] {
@@ -563,7 +507,7 @@ impl Runner {
             // stops cannot turn the app into anything else.
             self.inner
                 .store
-                .transition(&app.id, Status::OnError, Some("node lost"), now())
+                .transition(&app.id, Status::OnError, Some(NODE_LOST), now())
                 .await?;
             if let Some(pid) = app.node_pid.and_then(|p| i32::try_from(p).ok()) {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -603,122 +547,6 @@ impl Runner {
     }
 }
 
-/// Marks the live apps of nodes (other than `except`) whose lease ran out
-/// `on_error` ("node lost"), saying so in the log.
-pub async fn reap_lost_nodes(store: &Store, except: Option<&str>, now: i64) {
-    match store.fail_lost_nodes(except.unwrap_or(""), now).await {
-        Ok(0) => {}
-        Ok(n) => eprintln!("{n} app(s) lost their node (its lease ran out)"),
-        Err(e) => eprintln!("the store failed while looking for lost nodes: {e}"),
-    }
-}
-
-/// Applies a node's status event to the store and the routing table
-/// (`remote`: the node is a remote host). `Some(reason)` when the node must
-/// be stopped.
-pub async fn apply_event(
-    store: &Store,
-    routes: &Routes,
-    app: &App,
-    event: &Event,
-    remote: bool,
-) -> Option<String> {
-    let reason = event.reason.as_deref();
-    let addr: Option<SocketAddr> = event.listen.as_deref().and_then(|l| l.parse().ok());
-    match event.status {
-        State::Initializing => {
-            let Some(addr) = addr else {
-                let why = "the node did not say where it listens";
-                let _ = store
-                    .transition(&app.id, Status::OnError, Some(why), now())
-                    .await;
-                return Some(why.to_string());
-            };
-            let _ = store.set_node_addr(&app.id, &addr.to_string()).await;
-            if let Some(sandbox) = &event.sandbox {
-                let _ = store
-                    .set_reported(&app.id, Reported::Sandbox, sandbox)
-                    .await;
-            }
-            if let Some(limits) = &event.limits {
-                let _ = store.set_reported(&app.id, Reported::Limits, limits).await;
-            }
-            if let Some(fingerprint) = event.fingerprint.as_deref().filter(|f| is_hex_digest(f)) {
-                let _ = store
-                    .set_reported(&app.id, Reported::Fingerprint, fingerprint)
-                    .await;
-            }
-            if store
-                .transition(&app.id, Status::Initializing, None, now())
-                .await
-                .unwrap_or(false)
-            {
-                let route = Route {
-                    addr,
-                    mode: RouteMode::Passthrough,
-                    app_id: app.id.clone(),
-                    remote,
-                };
-                routes.set(&app.config_domain_name, route.clone());
-                routes.set(&app.domain_name, route);
-            }
-        }
-        State::Running => {
-            // Stored before the status, so whoever sees `running` sees the
-            // certificate too; later `running` lines (a renewal, a failed
-            // attempt) only update it.
-            if let Some(certificate) = &event.certificate {
-                if let Ok(json) = serde_json::to_string(certificate) {
-                    let _ = store
-                        .set_reported(&app.id, Reported::Certificate, &json)
-                        .await;
-                }
-            }
-            let running = store
-                .transition(&app.id, Status::Running, None, now())
-                .await
-                .unwrap_or(false);
-            if running && app.config_domain_name != app.domain_name {
-                // Configured: only the app's domain leads to it now (see
-                // `routes::table`).
-                routes.unset(&app.config_domain_name, &app.id);
-            }
-            if running && app.spec.certificate_origin == CertificateOrigin::Operator {
-                let stored = store.app(&app.id).await.ok().flatten();
-                let addr = addr.or_else(|| {
-                    stored
-                        .and_then(|a| a.node_addr)
-                        .and_then(|a| a.parse().ok())
-                });
-                if let Some(addr) = addr {
-                    routes.set(
-                        &app.domain_name,
-                        Route {
-                            addr,
-                            mode: RouteMode::Terminate,
-                            app_id: app.id.clone(),
-                            remote,
-                        },
-                    );
-                }
-            }
-        }
-        State::OnError => {
-            routes.remove_app(&app.id);
-            let _ = store
-                .transition(&app.id, Status::OnError, reason, now())
-                .await;
-        }
-        State::Stopped => {
-            routes.remove_app(&app.id);
-            let _ = store
-                .transition(&app.id, Status::Stopped, reason, now())
-                .await;
-        }
-    }
-    None
-}
-
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -753,5 +581,27 @@ fn runs_this_binary(pid: i64) -> Option<bool> {
         Ok(exe) => Some(std::env::current_exe().is_ok_and(|me| me == exe)),
         Err(_) if proc.exists() => None,
         Err(_) => Some(false),
+    }
+}
+
+impl NodeBackend for Runner {
+    fn start<'a>(&'a self, app: &'a App) -> BoxFuture<'a, ()> {
+        Box::pin(Runner::start(self, app))
+    }
+
+    fn stop(&self, app: &str, reason: &str) -> bool {
+        self.stop_because(app, reason)
+    }
+
+    fn log_path(&self, app: &str) -> PathBuf {
+        Runner::log_path(self, app)
+    }
+
+    fn forget(&self, app: &str) {
+        self.forget_node(app);
+    }
+
+    fn holds(&self, node_owner: Option<&str>) -> bool {
+        self.runs_nodes() && node_owner.is_none_or(|o| o == self.node_id())
     }
 }

@@ -5,7 +5,6 @@
 //! (out of descriptors, …) that slow the loop down instead of ending it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +22,8 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt as _;
 
-use crate::api::ApiError;
-use crate::limits::{at_most_a_year, ConnectionCaps, Refused};
+use crate::roles::limits::{at_most_a_year, ConnectionCaps, Refused};
+use crate::state::{ApiError, Connection};
 
 /// The API server's timeouts and limits.
 #[derive(Debug, Clone)]
@@ -54,16 +53,6 @@ impl Default for HttpLimits {
             shutdown_grace: Duration::from_secs(30),
         }
     }
-}
-
-/// The TCP connection a request came over, in the request's extensions:
-/// the true source of a call (what a node host's join is checked against).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Connection {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The address of this server the client reached.
-    pub local: SocketAddr,
 }
 
 /// How long the loop pauses after a failed accept (out of descriptors and

@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use mse_api::apps::{CertificateOrigin, Created, DeployConfig, ListQuery};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiError, Caller, Shared};
-use crate::runner::app_dir;
-use crate::store::{
-    is_conflict, App, AppFilter, AppSpec, NewApp, Placement, Quota, QuotaExceeded, QuotaKind,
-    StoreError, Usage,
-};
+use crate::data::dir::app_dir;
+use crate::domain::app::{App, AppFilter, AppSpec, NewApp};
+use crate::domain::nodes::Placement;
+use crate::domain::quota::{Quota, QuotaExceeded, QuotaKind, Usage};
+use crate::state::{ApiError, Caller, Shared};
+use crate::store::{is_conflict, StoreError};
 
 /// The largest configuration part accepted.
 const MAX_CONFIG: usize = 1024 * 1024;
@@ -24,7 +24,7 @@ const MAX_CONFIG: usize = 1024 * 1024;
 pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
 
 fn unprocessable(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    ApiError::unprocessable(message)
 }
 
 fn now() -> DateTime<Utc> {
@@ -57,18 +57,12 @@ struct Code {
 /// 400 (a malformed or cut-short upload).
 fn upload_error(what: &str, e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is over {} MiB; make the code smaller (.mseignore)",
-                MAX_UPLOAD >> 20
-            ),
-        )
+        ApiError::too_large(format!(
+            "the upload is over {} MiB; make the code smaller (.mseignore)",
+            MAX_UPLOAD >> 20
+        ))
     } else {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{what}: {}", e.body_text()),
-        )
+        ApiError::bad_request(format!("{what}: {}", e.body_text()))
     }
 }
 
@@ -80,10 +74,8 @@ async fn read_parts(
     mut multipart: Multipart,
     room: (Quota, Usage),
 ) -> Result<(DeployConfig, Code), ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
-    let storage = |e: std::io::Error| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"))
-    };
+    let bad = |m: String| ApiError::bad_request(m);
+    let storage = |e: std::io::Error| ApiError::internal(format!("storage: {e}"));
     let mut config = None;
     let mut upload = None;
     while let Some(mut field) = multipart
@@ -115,10 +107,7 @@ async fn read_parts(
             {
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() > MAX_CONFIG {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "the config part is over 1 MB",
-                    ));
+                    return Err(ApiError::too_large("the config part is over 1 MB"));
                 }
             }
             config =
@@ -127,7 +116,7 @@ async fn read_parts(
                 })?);
         } else {
             let (path, file) =
-                crate::datadir::create_incoming(&state.data.root).map_err(storage)?;
+                crate::data::dir::create_incoming(&state.data.root).map_err(storage)?;
             let mut guard = Upload { path, keep: false };
             let (quota, usage) = room;
             let room = quota.max_stored_bytes.saturating_sub(usage.stored_bytes);
@@ -155,7 +144,7 @@ async fn read_parts(
                 }
             }
             if bytes > room {
-                return Err(crate::tenancy::over_quota(&QuotaExceeded {
+                return Err(crate::api::tenancy::over_quota(&QuotaExceeded {
                     kind: QuotaKind::StoredBytes,
                     limit: quota.max_stored_bytes,
                     used: usage.stored_bytes,
@@ -193,16 +182,11 @@ async fn check_has_code(path: &std::path::Path) -> Result<(), ApiError> {
              Python files (check code.location and .mseignore)",
         )),
         Ok(Ok(Ok(_))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the `code` part is not a code package: {e}"),
-        )),
-        Ok(Err(e)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storage: {e}"),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        Ok(Ok(Err(e))) => Err(ApiError::bad_request(format!(
+            "the `code` part is not a code package: {e}"
+        ))),
+        Ok(Err(e)) => Err(ApiError::internal(format!("storage: {e}"))),
+        Err(_) => Err(ApiError::internal(
             "reading the upload stopped unexpectedly",
         )),
     }
@@ -221,7 +205,7 @@ pub async fn create(
         .store
         .user_quota(&user.id)
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the caller is gone"))?;
+        .ok_or_else(|| ApiError::unauthorized("the caller is gone"))?;
     let (config, code) = read_parts(&state, multipart, room).await?;
     let Code {
         mut upload,
@@ -246,7 +230,7 @@ pub async fn create(
             config.docker
         )));
     }
-    let catalog = crate::catalog::load(&state)?;
+    let catalog = state.current_catalog()?;
     let runtime = catalog
         .catalog
         .find(&config.docker)
@@ -259,27 +243,24 @@ pub async fn create(
         .project(&user.id, &config.project)
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("project `{}` not found; create it first", config.project),
-            )
+            ApiError::not_found(format!(
+                "project `{}` not found; create it first",
+                config.project
+            ))
         })?;
     let resource = match state.store.resource(&user.id, &config.resource).await? {
         Some(resource) => resource,
         None if state.store.resource_exists(&config.resource).await? => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "resource `{}` is not granted to you; use `free` or ask the operator",
-                    config.resource
-                ),
-            ))
+            return Err(ApiError::forbidden(format!(
+                "resource `{}` is not granted to you; use `free` or ask the operator",
+                config.resource
+            )))
         }
         None => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("resource `{}` not found", config.resource),
-            ))
+            return Err(ApiError::not_found(format!(
+                "resource `{}` not found",
+                config.resource
+            )))
         }
     };
 
@@ -293,7 +274,7 @@ pub async fn create(
         (Some(ssl), false) => {
             mse_config::fields::check_domain_name(&ssl.domain_name)
                 .map_err(|e| unprocessable(format!("ssl.domain_name: {e}")))?;
-            crate::tenancy::check_custom_domain(&ssl.domain_name, &state.base_domain)
+            crate::api::tenancy::check_custom_domain(&ssl.domain_name, &state.base_domain)
                 .map_err(unprocessable)?;
             let leaf = mse_config::tls::parse_chain(ssl.certificate.as_bytes())
                 .map_err(|e| unprocessable(format!("ssl.certificate: {e}")))?;
@@ -327,20 +308,17 @@ pub async fn create(
 
     let id = crate::store::new_id();
     let uuid_domain = format!("{id}.{}", state.base_domain);
-    let (origin, domain) = match (&config.ssl, config.untrusted_ssl) {
-        (Some(ssl), _) => (
-            CertificateOrigin::Owner,
-            ssl.domain_name.to_ascii_lowercase(),
-        ),
-        (None, true) => (CertificateOrigin::Operator, uuid_domain.clone()),
-        (None, false) if state.acme.is_some() && !config.no_acme => {
-            (CertificateOrigin::Acme, uuid_domain.clone())
-        }
-        (None, false) => (CertificateOrigin::SelfSigned, uuid_domain.clone()),
+    let origin = CertificateOrigin::chosen(
+        config.ssl.is_some(),
+        config.untrusted_ssl,
+        state.acme.is_some() && !config.no_acme,
+    );
+    let domain = match &config.ssl {
+        Some(ssl) => ssl.domain_name.to_ascii_lowercase(),
+        None => uuid_domain.clone(),
     };
     let dir = app_dir(&state.data.root, &id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}")))?;
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(format!("storage: {e}")))?;
     let stored = (|| -> std::io::Result<()> {
         std::fs::rename(&upload.path, dir.join("code.tar"))?;
         upload.keep = true;
@@ -351,10 +329,7 @@ pub async fn create(
     })();
     if let Err(e) = stored {
         let _ = std::fs::remove_dir_all(&dir);
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storage: {e}"),
-        ));
+        return Err(ApiError::internal(format!("storage: {e}")));
     }
 
     let new = NewApp {
@@ -389,13 +364,11 @@ pub async fn create(
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(match e {
-                StoreError::DomainTaken(name) => crate::tenancy::domain_taken(&name),
-                StoreError::Quota(refused) => crate::tenancy::over_quota(&refused),
-                StoreError::NoRoom(refused) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refused.to_string())
-                }
+                StoreError::DomainTaken(name) => crate::api::tenancy::domain_taken(&name),
+                StoreError::Quota(refused) => crate::api::tenancy::over_quota(&refused),
+                StoreError::NoRoom(refused) => ApiError::unavailable(refused.to_string()),
                 StoreError::UserDisabled => {
-                    ApiError::new(StatusCode::FORBIDDEN, StoreError::UserDisabled.to_string())
+                    ApiError::forbidden(StoreError::UserDisabled.to_string())
                 }
                 e if is_conflict(&e) => conflict(&state, user, &config, &new.domain).await?,
                 e => e.into(),
@@ -418,7 +391,7 @@ pub async fn create(
 /// its domain.
 async fn conflict(
     state: &Shared,
-    user: &crate::store::User,
+    user: &crate::domain::accounts::User,
     config: &DeployConfig,
     domain: &str,
 ) -> Result<ApiError, ApiError> {
@@ -463,7 +436,7 @@ async fn conflict(
             config.name
         )
     };
-    Ok(ApiError::new(StatusCode::CONFLICT, message))
+    Ok(ApiError::conflict(message))
 }
 
 async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiError> {
@@ -471,7 +444,7 @@ async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiEr
         .store
         .user_app(&caller.0.id, id)
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("app {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("app {id} not found")))
 }
 
 /// `GET /apps/{id}`.
@@ -493,7 +466,7 @@ pub async fn list(
     // Read here rather than by axum's extractor, so that the message is the
     // parameter's own (which one is wrong, and what it takes).
     let query: ListQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let filter = AppFilter {
         project: query.project,
         name: query.name,
@@ -501,7 +474,7 @@ pub async fn list(
         limit: query.limit,
         offset: query.offset,
     };
-    Ok(Json(crate::wire::all(
+    Ok(Json(super::wire::all(
         &state.store.user_apps(&caller.0.id, &filter).await?,
     )))
 }
@@ -514,12 +487,12 @@ pub async fn stop(
 ) -> Result<(StatusCode, Json<mse_api::apps::App>), ApiError> {
     let app = own_app(&state, &caller, &id).await?;
     if app.status.is_terminal() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("app {id} is {} already", app.status.as_str()),
-        ));
+        return Err(ApiError::conflict(format!(
+            "app {id} is {} already",
+            app.status.as_str()
+        )));
     }
-    stop_app(&state, &id, crate::runner::STOPPED_BY_OWNER).await?;
+    stop_app(&state, &id, crate::domain::lifecycle::STOPPED_BY_OWNER).await?;
     let app = own_app(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json((&app).into())))
 }
@@ -528,7 +501,7 @@ pub async fn stop(
 /// else by its node (one of this process now, another node process or a
 /// remote host at its next look at the store).
 pub async fn stop_app(
-    state: &crate::api::AppState,
+    state: &crate::state::AppState,
     id: &str,
     reason: &str,
 ) -> Result<(), ApiError> {
@@ -550,10 +523,10 @@ pub async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let app = own_app(&state, &caller, &id).await?;
     if !app.status.is_terminal() || !state.store.delete_app(&id).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("app {id} is {}: stop it first", app.status.as_str()),
-        ));
+        return Err(ApiError::conflict(format!(
+            "app {id} is {}: stop it first",
+            app.status.as_str()
+        )));
     }
     let _ = std::fs::remove_dir_all(app_dir(&state.data.root, &id));
     state.nodes.forget(&id);

@@ -10,15 +10,11 @@ use axum::Json;
 use mse_api::account::{Domain, QuotaUse, Resource};
 use serde_json::Value;
 
-use crate::api::{require_admin, ApiError, Caller, Shared};
-use crate::store::{QuotaChange, QuotaExceeded, Store};
-use crate::wire;
-
-/// The highest live-app count the operator may set (a user's or a
-/// resource's).
-pub const MAX_LIVE_APPS_BOUND: i64 = 10_000;
-/// The highest stored-bytes quota the operator may set: 1 TiB.
-pub const MAX_STORED_BYTES_BOUND: i64 = 1 << 40;
+use crate::api::wire;
+use crate::domain::accounts::QuotaChange;
+use crate::domain::quota::{QuotaExceeded, MAX_LIVE_APPS_BOUND, MAX_STORED_BYTES_BOUND};
+use crate::state::{require_admin, ApiError, Caller, Shared};
+use crate::store::Store;
 
 /// Checks that a custom domain is not the platform's: the base domain and
 /// every name under it are apps' and configuration domains.
@@ -37,19 +33,16 @@ pub fn check_custom_domain(name: &str, base_domain: &str) -> Result<(), String> 
 
 /// The refusal of a deploy of another account's domain.
 pub fn domain_taken(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!(
-            "domain {name} belongs to another account; its owner or the operator can release \
+    ApiError::conflict(format!(
+        "domain {name} belongs to another account; its owner or the operator can release \
              it (the operator: `DELETE /domains/{name}`)"
-        ),
-    )
+    ))
 }
 
 /// The refusal of a deploy over a quota: 403, naming the quota, its use and
 /// how to free some.
 pub fn over_quota(refused: &QuotaExceeded) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, refused.to_string())
+    ApiError::forbidden(refused.to_string())
 }
 
 /// A JSON object body, or a 400 saying what is wrong with it.
@@ -57,7 +50,7 @@ fn object(
     body: Result<Json<Value>, JsonRejection>,
     fields: &[&str],
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let bad = |m: String| ApiError::bad_request(m);
     let fields_text = fields.join(", ");
     let Json(body) = body.map_err(|e| bad(format!("{}: send a JSON object", e.body_text())))?;
     let Value::Object(map) = body else {
@@ -89,10 +82,9 @@ fn bounded(
             .filter(|n| (0..=max).contains(n))
             .map(|n| Some(Some(n)))
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("{field} must be an integer from 0 to {max}, or null, not `{value}`"),
-                )
+                ApiError::bad_request(format!(
+                    "{field} must be an integer from 0 to {max}, or null, not `{value}`"
+                ))
             }),
     }
 }
@@ -119,10 +111,9 @@ pub async fn release_domain(
     if state.store.release_domain(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("domain {name} belongs to nobody; see GET /domains"),
-        ))
+        Err(ApiError::not_found(format!(
+            "domain {name} belongs to nobody; see GET /domains"
+        )))
     }
 }
 
@@ -131,7 +122,7 @@ async fn quota_view(store: &Store, id: &str) -> Result<Json<QuotaUse>, ApiError>
         .user_quota(id)
         .await?
         .map(|(quota, usage)| Json(wire::quota_use(&quota, &usage)))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "user not found"))
+        .ok_or_else(|| ApiError::not_found("user not found"))
 }
 
 /// `GET /users/{id}/quota`: an administrator, or the user itself.
@@ -141,7 +132,7 @@ pub async fn get_quota(
     Path(id): Path<String>,
 ) -> Result<Json<QuotaUse>, ApiError> {
     if !caller.0.is_admin && caller.0.id != id {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "user not found"));
+        return Err(ApiError::not_found("user not found"));
     }
     quota_view(&state.store, &id).await
 }
@@ -162,7 +153,7 @@ pub async fn set_quota(
         max_stored_bytes: bounded(&map, "max_stored_bytes", MAX_STORED_BYTES_BOUND)?,
     };
     if !state.store.set_user_quota(&id, &change).await? {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "user not found"));
+        return Err(ApiError::not_found("user not found"));
     }
     quota_view(&state.store, &id).await
 }
@@ -179,31 +170,20 @@ pub async fn set_resource_quota(
     require_admin(&caller)?;
     let map = object(body, &["max_live_apps"])?;
     let limit = bounded(&map, "max_live_apps", MAX_LIVE_APPS_BOUND)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "missing max_live_apps: an integer from 0 to {MAX_LIVE_APPS_BOUND}, or null for \
+        ApiError::bad_request(format!(
+            "missing max_live_apps: an integer from 0 to {MAX_LIVE_APPS_BOUND}, or null for \
                  no limit"
-            ),
-        )
+        ))
     })?;
     if !state.store.set_resource_limit(&name, limit).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("resource `{name}` not found"),
-        ));
+        return Err(ApiError::not_found(format!("resource `{name}` not found")));
     }
     state
         .store
         .any_resource(&name)
         .await?
         .map(|resource| Json((&resource).into()))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("resource `{name}` not found"),
-            )
-        })
+        .ok_or_else(|| ApiError::not_found(format!("resource `{name}` not found")))
 }
 
 /// Records the package size of the apps stored before sizes were, from
@@ -214,7 +194,7 @@ pub async fn record_package_sizes(
     data_dir: &std::path::Path,
 ) -> Result<(), crate::store::StoreError> {
     for id in store.apps_without_code_bytes().await? {
-        let path = crate::runner::app_dir(data_dir, &id).join("code.tar");
+        let path = crate::data::dir::app_dir(data_dir, &id).join("code.tar");
         let bytes = std::fs::metadata(path)
             .map(|m| i64::try_from(m.len()).unwrap_or(i64::MAX))
             .unwrap_or(0);

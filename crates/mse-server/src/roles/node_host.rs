@@ -21,7 +21,8 @@ use mse_api::node::{
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::process::{BoxFuture, EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
+use crate::roles::process::{EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
+use crate::state::backend::BoxFuture;
 
 /// How long a lease call may wait for work, at most, milliseconds (and at
 /// most a sixth of the lease: a host fences itself when no call sent in the
@@ -197,25 +198,25 @@ pub async fn run(
         installer: settings.installer.clone(),
         nodes_dir: nodes_dir.clone(),
         quote_provider: "simulation".into(),
-        options: crate::NodeOptions::default(),
+        options: crate::domain::nodes::NodeOptions::default(),
         catalog: nodes_dir.join("catalog.toml"),
         signer_pub: nodes_dir.join("signer.pub"),
         quote: QuoteFiles {
             key: nodes_dir
-                .join(crate::process::QUOTE_KEYS)
+                .join(crate::roles::process::QUOTE_KEYS)
                 .join("quote-key.pem"),
             chain: nodes_dir
-                .join(crate::process::QUOTE_KEYS)
+                .join(crate::roles::process::QUOTE_KEYS)
                 .join("quote-chain.pem"),
         },
         listen_ip: settings.advertise,
     });
     processes.create_dirs()?;
     processes.remove_leftovers(&Default::default());
-    crate::process::create_private_dir(&nodes_dir.join(crate::process::QUOTE_KEYS))?;
-    let packages_dir = nodes_dir.join(crate::process::PACKAGES);
+    crate::roles::process::create_private_dir(&nodes_dir.join(crate::roles::process::QUOTE_KEYS))?;
+    let packages_dir = nodes_dir.join(crate::roles::process::PACKAGES);
     let _ = std::fs::remove_dir_all(&packages_dir);
-    crate::process::create_private_dir(&packages_dir)?;
+    crate::roles::process::create_private_dir(&packages_dir)?;
     let host = Arc::new(Host {
         link,
         processes,
@@ -340,7 +341,7 @@ impl Host {
         };
         self.processes.configure(
             &joined.quote_provider,
-            crate::NodeOptions {
+            crate::domain::nodes::NodeOptions {
                 config_timeout_secs: joined.config_timeout_secs.clamp(10, 86_400),
                 sandbox,
             },

@@ -2,14 +2,18 @@
 //! places each app on a node in the store, then starts, stops and reads it
 //! through the backend of that node: the local runner (one `mse-run` per app
 //! on this machine) or the remote node hosts (which learn their apps from
-//! their lease and report back over the node protocol, `crate::nodes`).
+//! their lease and report back over the node protocol, `crate::api::nodes`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::process::BoxFuture;
-use crate::runner::Runner;
-use crate::store::App;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::domain::app::App;
+
+/// A boxed future, for the object-safe traits of this crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where apps' nodes run, as the API drives them.
 pub trait NodeBackend: Send + Sync + std::fmt::Debug {
@@ -24,23 +28,11 @@ pub trait NodeBackend: Send + Sync + std::fmt::Debug {
     fn log_path(&self, app: &str) -> PathBuf;
     /// Removes what this backend keeps of a removed app.
     fn forget(&self, app: &str);
-}
-
-impl NodeBackend for Runner {
-    fn start<'a>(&'a self, app: &'a App) -> BoxFuture<'a, ()> {
-        Box::pin(Runner::start(self, app))
-    }
-
-    fn stop(&self, app: &str, reason: &str) -> bool {
-        self.stop_because(app, reason)
-    }
-
-    fn log_path(&self, app: &str) -> PathBuf {
-        Runner::log_path(self, app)
-    }
-
-    fn forget(&self, app: &str) {
-        self.forget_node(app);
+    /// Whether this backend runs the node of an app placed on node
+    /// `node_owner` (`None`: not placed yet).
+    fn holds(&self, node_owner: Option<&str>) -> bool {
+        let _ = node_owner;
+        false
     }
 }
 
@@ -101,8 +93,8 @@ impl NodeBackend for RemoteHosts {
 /// Every backend of this process, and which one an app's node is on.
 #[derive(Debug, Clone)]
 pub struct Nodes {
-    /// This machine's runner.
-    pub local: Runner,
+    /// This machine's runner (`crate::roles::runner`).
+    pub local: Arc<dyn NodeBackend>,
     /// The remote hosts (and the node processes of other machines' stores).
     pub remote: Arc<RemoteHosts>,
 }
@@ -110,9 +102,8 @@ pub struct Nodes {
 impl Nodes {
     /// The backend of the node an app was placed on.
     pub fn backend(&self, node_owner: Option<&str>) -> &dyn NodeBackend {
-        let here = self.local.runs_nodes() && node_owner.is_none_or(|o| o == self.local.node_id());
-        if here {
-            &self.local
+        if self.local.holds(node_owner) {
+            self.local.as_ref()
         } else {
             self.remote.as_ref()
         }
@@ -125,7 +116,7 @@ impl Nodes {
 
     /// Asks an app's node to stop, wherever it runs.
     pub fn stop(&self, app: &str, reason: &str) {
-        if !NodeBackend::stop(&self.local, app, reason) {
+        if !self.local.stop(app, reason) {
             NodeBackend::stop(self.remote.as_ref(), app, reason);
         }
     }

@@ -4,10 +4,10 @@
 
 use mse_api::{account, apps};
 
-use crate::store;
+use crate::domain::{accounts, app as stored, quota};
 
-impl From<&store::App> for apps::App {
-    fn from(app: &store::App) -> Self {
+impl From<&stored::App> for apps::App {
+    fn from(app: &stored::App) -> Self {
         let spec = &app.spec;
         apps::App {
             id: app.id.clone(),
@@ -34,19 +34,14 @@ impl From<&store::App> for apps::App {
             sandbox: app.sandbox.clone(),
             limits: app.limits.clone(),
             node: app.node_owner.clone(),
-            // Written by this server from a node's event: an unreadable one
-            // is shown as none.
-            certificate: app
-                .certificate
-                .as_deref()
-                .and_then(|json| serde_json::from_str(json).ok()),
+            certificate: app.certificate.clone(),
             fingerprint: app.fingerprint.clone(),
         }
     }
 }
 
-impl From<&store::User> for account::User {
-    fn from(user: &store::User) -> Self {
+impl From<&accounts::User> for account::User {
+    fn from(user: &accounts::User) -> Self {
         account::User {
             id: user.id.clone(),
             name: user.name.clone(),
@@ -57,8 +52,8 @@ impl From<&store::User> for account::User {
     }
 }
 
-impl From<&store::Token> for account::Token {
-    fn from(token: &store::Token) -> Self {
+impl From<&accounts::Token> for account::Token {
+    fn from(token: &accounts::Token) -> Self {
         account::Token {
             id: token.id.clone(),
             name: token.name.clone(),
@@ -69,8 +64,8 @@ impl From<&store::Token> for account::Token {
     }
 }
 
-impl From<&store::Project> for account::Project {
-    fn from(project: &store::Project) -> Self {
+impl From<&accounts::Project> for account::Project {
+    fn from(project: &accounts::Project) -> Self {
         account::Project {
             id: project.id.clone(),
             name: project.name.clone(),
@@ -79,8 +74,8 @@ impl From<&store::Project> for account::Project {
     }
 }
 
-impl From<&store::Resource> for account::Resource {
-    fn from(resource: &store::Resource) -> Self {
+impl From<&accounts::Resource> for account::Resource {
+    fn from(resource: &accounts::Resource) -> Self {
         account::Resource {
             name: resource.name.clone(),
             memory_mb: resource.memory_mb,
@@ -93,8 +88,8 @@ impl From<&store::Resource> for account::Resource {
     }
 }
 
-impl From<&store::Domain> for account::Domain {
-    fn from(domain: &store::Domain) -> Self {
+impl From<&accounts::Domain> for account::Domain {
+    fn from(domain: &accounts::Domain) -> Self {
         account::Domain {
             name: domain.name.clone(),
             user_id: domain.user_id.clone(),
@@ -105,7 +100,7 @@ impl From<&store::Domain> for account::Domain {
 }
 
 /// A user's quota and its use, as the API shows them.
-pub fn quota_use(quota: &store::Quota, usage: &store::Usage) -> account::QuotaUse {
+pub fn quota_use(quota: &quota::Quota, usage: &quota::Usage) -> account::QuotaUse {
     account::QuotaUse {
         max_live_apps: quota.max_live_apps,
         max_stored_bytes: quota.max_stored_bytes,

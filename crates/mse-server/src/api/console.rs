@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::Shared;
+use crate::state::Shared;
 
 /// The page.
-const INDEX: &str = include_str!("../console/index.html");
+const INDEX: &str = include_str!("../../console/index.html");
 /// Its script.
-const SCRIPT: &str = include_str!("../console/console.js");
+const SCRIPT: &str = include_str!("../../console/console.js");
 /// Its style sheet.
-const STYLE: &str = include_str!("../console/console.css");
+const STYLE: &str = include_str!("../../console/console.css");
 
 /// What the browser may load and run for a console page.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -201,10 +201,6 @@ pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Resul
         write_public(&wildcard, &cert)?;
     }
 
-    if let Some(what) = crate::catalog::install_default(root)? {
-        println!("{what}: {}", root.join(crate::catalog::FILE).display());
-    }
-
     Ok(DataDir {
         root: root.to_path_buf(),
         signer_pub_pem: read(&signer_pub)?,
@@ -259,4 +255,20 @@ fn wildcard_new(
         .signed_by(&key, &issuer)
         .context("cannot sign the wildcard certificate")?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The folder of an app's files on this host.
+pub fn app_dir(data_dir: &Path, id: &str) -> PathBuf {
+    data_dir.join("apps").join(id)
+}
+
+/// Creates a folder only this process's user reads (0700).
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .with_context(|| format!("cannot create {}", dir.display()))
 }

@@ -1,5 +1,5 @@
 //! The platform's image catalog: the operator's `catalog.toml`, published at
-//! `GET /catalog` for clients (which use it for `validate`, `test`, the
+//! `GET /catalog` (`crate::api::catalog`) for clients (which use it for `validate`, `test`, the
 //! pre-check and the fingerprint), checked at deploy, and prepared in the
 //! background at start so the first deploy of a default image does not wait.
 
@@ -7,14 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use mse_runtime::{Catalog, EnvCache};
 use sha2::{Digest, Sha256};
-
-use crate::api::{ApiError, Shared};
 
 /// The catalog file in the data folder.
 pub const FILE: &str = "catalog.toml";
@@ -41,7 +35,7 @@ pub fn install_default(root: &Path) -> anyhow::Result<Option<&'static str>> {
         Ok(old) => {
             let digest = hex::encode(Sha256::digest(&old));
             if SUPERSEDED_DEFAULTS.contains(&digest.as_str()) {
-                crate::datadir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
+                super::dir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
                 Ok(Some(
                     "replaced the previous default catalog with the current one",
                 ))
@@ -50,7 +44,7 @@ pub fn install_default(root: &Path) -> anyhow::Result<Option<&'static str>> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            crate::datadir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
+            super::dir::write_public(&path, mse_runtime::DEFAULT_CATALOG)?;
             Ok(Some("wrote the default catalog"))
         }
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
@@ -100,39 +94,6 @@ impl Cached {
         *last = Some((stamp, published.clone()));
         Ok(published)
     }
-}
-
-/// The catalog, for a handler: a broken file is the operator's problem, a 500.
-pub fn load(state: &Shared) -> Result<Arc<Published>, ApiError> {
-    state.catalog.get(&state.data.root).map_err(|e| {
-        eprintln!("{e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the platform's image catalog is broken; the operator must fix catalog.toml",
-        )
-    })
-}
-
-/// `GET /catalog`: the catalog with its digest, also as the `ETag`; a
-/// client that sends the digest it has in `If-None-Match` gets 304 while it
-/// is current.
-pub async fn get(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let current = load(&state)?;
-    let etag = format!("\"{}\"", current.digest);
-    let etag_value = HeaderValue::from_str(&etag)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bad digest"))?;
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
-    }
-    let published = mse_runtime::PublishedCatalog {
-        digest: current.digest.clone(),
-        images: current.catalog.images.clone(),
-    };
-    Ok(([(header::ETAG, etag_value)], Json(published)).into_response())
 }
 
 /// Builds the environment of every image marked `prepare`, one after the

@@ -80,7 +80,7 @@ pub fn resource_schema() -> Value {
             "enclave_size": {"type": "string", "pattern": "^[1-9][0-9]*[MG]$"},
             "default_hours": integer(&DEFAULT_HOURS),
             "public": {"type": "boolean"},
-            "max_live_apps": {"type": ["integer", "null"], "minimum": 0, "maximum": crate::tenancy::MAX_LIVE_APPS_BOUND},
+            "max_live_apps": {"type": ["integer", "null"], "minimum": 0, "maximum": super::quota::MAX_LIVE_APPS_BOUND},
         },
         "required": ["name", "memory_mb", "cores", "enclave_size", "default_hours"],
         "additionalProperties": false,

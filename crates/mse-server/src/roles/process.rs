@@ -5,10 +5,8 @@
 //! in where the events go (the store, or the API over TLS).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +16,7 @@ use mse_api::event::{Event, State};
 use mse_api::node::{AppTls, Assignment};
 use tokio::io::AsyncBufReadExt;
 
-/// A boxed future, as the sink's methods return.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::state::backend::BoxFuture;
 
 /// Where a node's status events go.
 pub trait EventSink: Send + Sync + 'static {
@@ -42,7 +39,7 @@ pub struct ProcessConfig {
     /// `simulation` or `gramine`.
     pub quote_provider: String,
     /// How nodes run apps.
-    pub options: crate::NodeOptions,
+    pub options: crate::domain::nodes::NodeOptions,
     /// The runtime catalog (TOML).
     pub catalog: PathBuf,
     /// The enclave-signing public key (PEM).
@@ -91,7 +88,7 @@ struct Inner {
     config: ProcessConfig,
     /// The quote provider and node options in force (a host learns them
     /// as it joins).
-    runtime: Mutex<(String, crate::NodeOptions)>,
+    runtime: Mutex<(String, crate::domain::nodes::NodeOptions)>,
     /// The live nodes' process ids.
     pids: Mutex<HashMap<String, u32>>,
     /// Apps whose node is being started (not yet in `pids`).
@@ -127,7 +124,7 @@ impl NodeProcesses {
 
     /// Sets the quote provider and the node options of the nodes started
     /// from now on.
-    pub fn configure(&self, quote_provider: &str, options: crate::NodeOptions) {
+    pub fn configure(&self, quote_provider: &str, options: crate::domain::nodes::NodeOptions) {
         if let Ok(mut runtime) = self.inner.runtime.lock() {
             *runtime = (quote_provider.to_string(), options);
         }
@@ -475,16 +472,7 @@ fn poisoned() -> anyhow::Error {
     anyhow::anyhow!("a node table lock was poisoned")
 }
 
-/// Creates a folder only this process's user reads (0700).
-pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
+pub use crate::data::dir::create_private_dir;
 
 /// Removes a node's folder: what it decrypted first, then the rest.
 pub fn remove_node_dir(dir: &Path) {

@@ -8,9 +8,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use mse_api::account::{NewToken, Scope, TokenCreated};
 
-use crate::api::{issue_token, require_admin, ApiError, Caller, Shared};
-use crate::store::{AppFilter, Token, User};
-use crate::wire;
+use crate::api::wire;
+use crate::domain::accounts::{Token, User};
+use crate::domain::app::AppFilter;
+use crate::state::auth::issue_token;
+use crate::state::{require_admin, ApiError, Caller, Shared};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -46,50 +48,46 @@ pub fn terms(
 ) -> ApiResult<(Scope, Option<i64>)> {
     let scope = body.scope.unwrap_or(maker.scope.min(widest));
     if !maker.scope.covers(scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this token's scope is `{}`: a token never makes one that may do more than \
+        return Err(ApiError::forbidden(format!(
+            "this token's scope is `{}`: a token never makes one that may do more than \
                  itself; ask for scope {} or less, or use a token of scope `{scope}`",
-                maker.scope, maker.scope
-            ),
-        ));
+            maker.scope, maker.scope
+        )));
     }
     if !widest.covers(scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("scope `{scope}` is for administrators' tokens: ask for scope read or deploy"),
-        ));
+        return Err(ApiError::forbidden(format!(
+            "scope `{scope}` is for administrators' tokens: ask for scope read or deploy"
+        )));
     }
     let asked = body
         .expires_in
         .as_ref()
-        .map(|n| crate::bounds::integer("expires_in", n, &crate::bounds::TOKEN_LIFETIME_SECS))
+        .map(|n| {
+            crate::domain::bounds::integer(
+                "expires_in",
+                n,
+                &crate::domain::bounds::TOKEN_LIFETIME_SECS,
+            )
+        })
         .transpose()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.0))?;
+        .map_err(|e| ApiError::bad_request(e.0))?;
     if let (Some(asked), Some(max)) = (asked, max_lifetime) {
         if asked > max {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "expires_in {asked} s is over this platform's longest token lifetime, \
+            return Err(ApiError::bad_request(format!(
+                "expires_in {asked} s is over this platform's longest token lifetime, \
                      {max} s (the operator's --max-token-lifetime): ask for at most {max}"
-                ),
-            ));
+            )));
         }
     }
     let mut expires_at = asked.or(max_lifetime).map(|s| now.saturating_add(s));
     if let Some(limit) = maker.expires_at {
         match expires_at {
             Some(at) if at > limit && asked.is_some() => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "a token never outlives the token that makes it, and this one expires \
+                return Err(ApiError::forbidden(format!(
+                    "a token never outlives the token that makes it, and this one expires \
                          in {} s: ask for expires_in of at most that",
-                        limit.saturating_sub(now).max(0)
-                    ),
-                ))
+                    limit.saturating_sub(now).max(0)
+                )))
             }
             Some(at) => expires_at = Some(at.min(limit)),
             None => expires_at = Some(limit),
@@ -99,8 +97,7 @@ pub fn terms(
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
-    mse_config::fields::check_name("name", name)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
+    mse_config::fields::check_name("name", name).map_err(ApiError::unprocessable)
 }
 
 /// Makes `user` a token asked for with `body`, with the caller's token.
@@ -162,8 +159,7 @@ pub async fn revoke(
     if state.store.revoke_token(owner, &id, now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        Err(ApiError::not_found(
             "token not found: see GET /tokens for the ids of your working tokens",
         ))
     }
@@ -171,10 +167,9 @@ pub async fn revoke(
 
 async fn user(state: &Shared, id: &str) -> ApiResult<User> {
     state.store.user(id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("user `{id}` not found: see GET /users for the users' ids"),
-        )
+        ApiError::not_found(format!(
+            "user `{id}` not found: see GET /users for the users' ids"
+        ))
     })
 }
 
@@ -212,8 +207,7 @@ pub async fn disable(
     require_admin(&caller)?;
     let target = user(&state, &id).await?;
     if target.id == caller.0.id {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::conflict(
             "you cannot disable yourself: another administrator can",
         ));
     }
@@ -226,7 +220,12 @@ pub async fn disable(
         .user_apps(&target.id, &AppFilter::default())
         .await?;
     for app in apps.iter().filter(|app| !app.status.is_terminal()) {
-        crate::apps::stop_app(&state, &app.id, crate::runner::STOPPED_USER_DISABLED).await?;
+        crate::api::apps::stop_app(
+            &state,
+            &app.id,
+            crate::domain::lifecycle::STOPPED_USER_DISABLED,
+        )
+        .await?;
     }
     Ok(Json((&user(&state, &id).await?).into()))
 }

@@ -1,0 +1,141 @@
+//! An app as deployed and as it lives: what the store keeps of it.
+
+use mse_api::event::ServedCertificate;
+
+use super::lifecycle::{CertificateOrigin, Status, EXPIRED, NO_LONGER_LIVE, STOPPED_BY_OWNER};
+
+/// What an app is, as deployed: the same before and after it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// Its name.
+    pub name: String,
+    /// Its resource.
+    pub resource: String,
+    /// Its runtime image.
+    pub docker: String,
+    /// `module:variable`.
+    pub python_application: String,
+    /// Its health check path.
+    pub healthcheck_endpoint: String,
+    /// Who provides its certificate (the `certificate_origin` column).
+    pub certificate_origin: CertificateOrigin,
+    /// The owner's certificate chain (PEM), owner mode.
+    pub ssl_certificate: Option<String>,
+    /// SHA-256 (hex) of the encrypted code.
+    pub code_sha256: String,
+    /// The size of the encrypted code, bytes: what it counts in its user's
+    /// stored bytes.
+    pub code_bytes: i64,
+    /// Enclave size (from the resource).
+    pub enclave_size: String,
+}
+
+/// An app, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Its uuid.
+    pub id: String,
+    /// Its project's name.
+    pub project: String,
+    /// Where users reach it.
+    pub domain_name: String,
+    /// Where its configuration server is reached.
+    pub config_domain_name: String,
+    /// What was deployed.
+    pub spec: AppSpec,
+    /// Its state.
+    pub status: Status,
+    /// Why it failed or stopped.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it became `running`.
+    pub ready_at: Option<i64>,
+    /// When it stopped.
+    pub stopped_at: Option<i64>,
+    /// When it failed.
+    pub onerror_at: Option<i64>,
+    /// When it expires.
+    pub expires_at: i64,
+    /// How its node confines it (`UNSANDBOXED: …` where it does not), once
+    /// the node said.
+    pub sandbox: Option<String>,
+    /// The memory and CPU limits its node applies (`UNLIMITED: …` where it
+    /// applies none), once the node said.
+    pub limits: Option<String>,
+    /// The certificate its node serves it with, as the node last reported
+    /// it, for ACME and owner
+    /// apps.
+    pub certificate: Option<ServedCertificate>,
+    /// The fingerprint (hex) its node reported when it started.
+    pub fingerprint: Option<String>,
+    /// Its node's address, while it has one.
+    pub node_addr: Option<String>,
+    /// Its node's process, while it has one.
+    pub node_pid: Option<i64>,
+    /// The node (its id) it was placed on; `None` until one has it.
+    pub node_owner: Option<String>,
+    /// When a stop was asked for, if one was.
+    pub stop_requested_at: Option<i64>,
+}
+
+/// What a new app is made of.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    /// Its uuid.
+    pub id: String,
+    /// Its project.
+    pub project_id: String,
+    /// The domain to give it when its name has none yet in the project.
+    pub domain: String,
+    /// Its configuration domain.
+    pub config_domain: String,
+    /// What is deployed.
+    pub spec: AppSpec,
+    /// Creation, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Filters of an app listing.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    /// Project name.
+    pub project: Option<String>,
+    /// App name.
+    pub name: Option<String>,
+    /// Status.
+    pub status: Option<Status>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+    /// Skip this many first (paging: `offset` = the count already read).
+    pub offset: Option<u32>,
+}
+
+/// Who holds a node id: the node process that runs the apps claimed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHolder {
+    /// The node id (`--node-id`).
+    pub id: String,
+    /// The host the process runs on.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: i64,
+    /// When it took the id, Unix seconds.
+    pub started_at: i64,
+    /// When it last renewed its lease, Unix seconds.
+    pub seen_at: i64,
+}
+
+/// Why the node running an app must stop it at `now` (Unix seconds), if it
+/// must: `app` is the app as the store lists it among its node's live
+/// apps, `None` when it is not listed there any more.
+pub fn stop_reason(app: Option<&App>, now: i64) -> Option<&'static str> {
+    match app {
+        Some(app) if app.stop_requested_at.is_some() => Some(STOPPED_BY_OWNER),
+        Some(app) if app.expires_at <= now => Some(EXPIRED),
+        Some(_) => None,
+        None => Some(NO_LONGER_LIVE),
+    }
+}
