@@ -394,7 +394,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         host: domain,
         tls: Arc::new(mse_attest::pin::client_config(&cert, ALPN)),
     };
-    let body = serde_json::to_vec(&mse_run::protocol::ConfigRequest {
+    let body = serde_json::to_vec(&mse_api::config::ConfigRequest {
         uuid: uuid.clone(),
         code_secret_key: setup.key.to_hex(),
         ssl_private_key: None,

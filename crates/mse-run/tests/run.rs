@@ -732,7 +732,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     for (what, body, status) in cases {
         let answer = node.configure(&cert, &body);
         assert_eq!(answer.status, status, "{what}: {}", answer.text());
-        let error: mse_run::protocol::ConfigAnswer = serde_json::from_slice(&answer.body).unwrap();
+        let error: mse_api::config::ConfigAnswer = serde_json::from_slice(&answer.body).unwrap();
         assert!(error.error.is_some(), "{what}: the answer says why");
         node.assert_waiting(&cert);
         assert!(
@@ -754,7 +754,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
         "{{\"uuid\": \"{}\", \"code_secret_key\": \"{key}\", \"x\\n{forged}\\n[mse-run] configuration accepted\": 1}}",
         node.uuid
     );
-    for _ in 0..(mse_run::protocol::MAX_REFUSAL_NOTES + 8) {
+    for _ in 0..(mse_api::config::MAX_REFUSAL_NOTES + 8) {
         assert_eq!(node.configure(&cert, body.as_bytes()).status, 400);
     }
     let log = node.log();
@@ -763,7 +763,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     let refusals = log.matches("configuration refused").count();
     assert_eq!(
         refusals,
-        mse_run::protocol::MAX_REFUSAL_NOTES as usize,
+        mse_api::config::MAX_REFUSAL_NOTES as usize,
         "{log}"
     );
     assert!(log.contains("further refused configurations are not noted"));
