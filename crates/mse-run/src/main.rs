@@ -48,7 +48,8 @@ fn read_launch(path: &Path) -> Result<Launch, String> {
     read.map_err(|e| format!("cannot read the launch description from {name}: {e}"))?;
     if text.len() as u64 >= MAX_LAUNCH {
         return Err(format!(
-            "the launch description in {name} is larger than {MAX_LAUNCH} bytes"
+            "the launch description in {name} is {MAX_LAUNCH} bytes or more (a few kB are \
+             expected)"
         ));
     }
     Launch::from_json(&text).map_err(|e| format!("the launch description in {name}: {e}"))

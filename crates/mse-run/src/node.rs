@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
 use mse_api::event::ServedCertificate;
+use mse_api::launch::{Launch, Quotes, Tls};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
@@ -28,7 +29,6 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::config_server::{self, Accepted, Outcome, Waiting};
-use mse_api::launch::{Launch, Quotes, Tls};
 
 /// How long the app gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -249,6 +249,7 @@ async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failur
         .clone();
     let code_sha256 = sha256_file(&app.code)
         .map_err(|e| invalid(format!("cannot read the code {}: {e}", app.code.display())))?;
+    let installer = installer(launch)?;
 
     let (tls, expires_at) = match &launch.tls {
         Tls::Acme {
@@ -377,7 +378,7 @@ async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failur
         .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
     let evidence = evidence(&tls, &ratls, &input, provider.as_ref())?;
 
-    let cache = EnvCache::new(&launch.runtime.cache_dir).with_installer(installer(launch)?);
+    let cache = EnvCache::new(&launch.runtime.cache_dir).with_installer(installer);
     let build_log = log.clone();
     let env = tokio::task::spawn_blocking(move || {
         cache
