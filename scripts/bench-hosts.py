@@ -131,7 +131,7 @@ def cmd_rss(out, uuids_file, host_pids):
         children.setdefault(ppid, []).append(pid)
     apps = {}
     for uuid in uuids:
-        needle = b"--uuid\0" + uuid.encode() + b"\0"
+        needle = b"/" + uuid.encode() + b"/launch.json\0"
         roots = [pid for pid, (_, _, cmdline) in table.items()
                  if needle in cmdline + b"\0" and b"mse-run" in cmdline]
         tree, todo = set(), list(roots)

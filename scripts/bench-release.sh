@@ -92,8 +92,8 @@ for side in base this; do
         base) runner="$base_target/release/mse-run" ;;
         this) runner="$target/release/mse-run" ;;
     esac
-    "$target/release/examples/load" --mse-run "$runner" --mse-run-arg=--memory-mb=512 \
-        --mse-run-arg=--cores=1 -d 5 -r 2 >"$work/load-$side.txt" 2>&1 || true
+    "$target/release/examples/load" --mse-run "$runner" --memory-mb 512 \
+        --cores 1 -d 5 -r 2 >"$work/load-$side.txt" 2>&1 || true
 done
 
 python3 - "$work" "$deploys" "$rev" <<'EOF'

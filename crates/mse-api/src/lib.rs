@@ -3,10 +3,12 @@
 //! ([`apps`]), users, tokens, projects, resources and quotas
 //! ([`account`]), the platform's public description ([`platform`]) and the
 //! error body ([`error`]) — the status events a node prints ([`event`]),
-//! the node-host protocol ([`node`]) and how text others wrote is made safe
-//! to show ([`text`]). The client, the server and the node
-//! hosts all use these, so a field renamed on one side is renamed on every
-//! side; the server maps its store's rows onto them.
+//! the node-host protocol ([`node`]), how a node is started ([`launch`]),
+//! the configuration an owner hands a verified node ([`config`]), what is
+//! shown of an app's log ([`logs`]) and how text others wrote is made safe
+//! to show ([`text`]). The client, the server and the node hosts all use
+//! these, so a field renamed on one side is renamed on every side; the
+//! server maps its store's rows onto them.
 //!
 //! ```
 //! use mse_api::apps::{App, AppStatus};
@@ -31,8 +33,11 @@
 
 pub mod account;
 pub mod apps;
+pub mod config;
 pub mod error;
 pub mod event;
+pub mod launch;
+pub mod logs;
 pub mod node;
 pub mod platform;
 pub mod text;

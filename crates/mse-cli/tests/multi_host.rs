@@ -316,7 +316,7 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
     wait_for("n1's nodes gone", Duration::from_secs(15), || {
         on_n1
             .iter()
-            .all(|id| processes_naming(&format!("--uuid\0{id}")).is_empty())
+            .all(|id| processes_naming(&format!("/{id}/launch.json")).is_empty())
             .then_some(())
     });
     for out in outs

@@ -203,7 +203,7 @@ fn pids_with(words: &[&str]) -> Vec<i32> {
 /// Nothing a node decrypted is left: no private folder of `node`, and the
 /// secret in no file of the nodes' folder.
 fn assert_no_plaintext(platform: &Platform, node: &Path) {
-    for dir in mse_run::workdir::private_dirs(node) {
+    for dir in mse_api::launch::private_dirs(node) {
         assert!(!dir.exists(), "{} is left", dir.display());
     }
     assert_nowhere_in(

@@ -117,7 +117,8 @@ fn node_command_line(id: &str) -> String {
             continue;
         };
         let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if line.contains("mse-run") && line.contains(&format!("--uuid {id}")) {
+        let launch = format!("/{id}/{}", mse_api::launch::LAUNCH_FILE);
+        if line.contains("mse-run") && line.contains(&launch) {
             return line;
         }
     }
@@ -141,8 +142,21 @@ fn node_folders_and_the_node_command_line_hold_no_simulation_ca_key() {
     let ca_key = std::fs::read_to_string(data.join("simulation-ca.key")).unwrap();
     let line = node_command_line(&id);
     assert!(!line.contains("simulation-ca"), "{line}");
-    assert!(line.contains("--simulation-quote-key"), "{line}");
     assert!(!line.contains(ca_key.trim()), "{line}");
+    // The node is told its host's quote key, in the launch file its command
+    // line names.
+    let launch_file = line
+        .split(' ')
+        .find(|arg| arg.ends_with(mse_api::launch::LAUNCH_FILE))
+        .unwrap();
+    let launch_text = std::fs::read_to_string(launch_file).unwrap();
+    let mode = std::fs::metadata(launch_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{launch_file}");
+    let launch = mse_api::launch::Launch::from_json(&launch_text).unwrap();
+    let mse_api::launch::Quotes::Simulation { quote_key, .. } = &launch.quotes else {
+        panic!("the node is told no quote key: {launch_text}");
+    };
+    assert!(!launch_text.contains("simulation-ca"), "{launch_text}");
 
     // Neither the PEM nor any line of its body is in the nodes' folder.
     let nodes = platform.nodes_dir();
@@ -162,7 +176,7 @@ fn node_folders_and_the_node_command_line_hold_no_simulation_ca_key() {
     assert_eq!(keys.len(), 1, "one quote key for node `local`: {keys:?}");
     let mode = std::fs::metadata(&keys[0]).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{}", keys[0].display());
-    assert!(line.contains(&keys[0].display().to_string()), "{line}");
+    assert_eq!(quote_key, &keys[0], "{launch_text}");
     assert!(Path::new(&keys[0]).starts_with(&nodes));
     let _: Value = platform.stop_app(&token, &id);
 }

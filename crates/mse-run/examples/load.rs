@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use bytes::Bytes;
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use mse_api::launch::{self, Launch};
 use mse_package::{CodeKey, Nonces};
 use mse_run::status::{Event, State};
 use sha2::{Digest as _, Sha256};
@@ -70,9 +71,12 @@ struct Args {
     /// Where runtime environments are built and cached [default: target/test-cache]
     #[arg(long, value_name = "DIR", env = "MSE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// One more argument for mse-run (may repeat), e.g. `--mse-run-arg=--memory-mb=512`
-    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
-    mse_run_arg: Vec<String>,
+    /// The most memory the app may use under mse-run, MB [default: no limit]
+    #[arg(long, value_name = "N")]
+    memory_mb: Option<std::num::NonZeroU64>,
+    /// The most CPU time the app gets under mse-run, in cores [default: no limit]
+    #[arg(long, value_name = "N")]
+    cores: Option<std::num::NonZeroU32>,
 }
 
 fn main() -> ExitCode {
@@ -123,7 +127,7 @@ struct Setup {
     quote_key: PathBuf,
     quote_chain: PathBuf,
     signer: PathBuf,
-    mse_run_args: Vec<String>,
+    limits: launch::Limits,
 }
 
 /// Runs the rounds and prints the results; true when both targets are met.
@@ -224,7 +228,10 @@ async fn prepare(args: &Args) -> anyhow::Result<Setup> {
         quote_key: write("quote-key.pem", &quote_key)?,
         quote_chain: write("quote-chain.pem", &pck.chain_pem)?,
         signer: write("signer.pub", &signer_pem)?,
-        mse_run_args: args.mse_run_arg.clone(),
+        limits: launch::Limits {
+            memory_mb: args.memory_mb,
+            cores: args.cores,
+        },
         dir,
     })
 }
@@ -332,27 +339,45 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
     let uuid = random_uuid();
     let domain = format!("{uuid}.localhost");
     let addr = free_addr()?;
-    let expiry =
-        (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let expires_at = DateTime::from_timestamp(Utc::now().timestamp() + 3600, 0)
+        .ok_or_else(|| anyhow!("the clock is out of range"))?;
+    let launch = Launch {
+        app: launch::App {
+            uuid: uuid.clone(),
+            application: APPLICATION.into(),
+            domain: domain.clone(),
+            code: setup.code.clone(),
+            healthcheck: "/health".into(),
+        },
+        runtime: launch::Runtime {
+            image: IMAGE.into(),
+            enclave_size: "1G".into(),
+            catalog: None,
+            cache_dir: setup.cache_dir.clone(),
+            installer: None,
+        },
+        node: launch::Node {
+            listen: addr,
+            work_dir: work.clone(),
+            log_file: None,
+        },
+        timeouts: launch::Timeouts::default(),
+        sandbox: launch::Sandbox::default(),
+        limits: setup.limits,
+        quotes: launch::Quotes::Simulation {
+            quote_key: setup.quote_key.clone(),
+            quote_chain: setup.quote_chain.clone(),
+            signer_key: setup.signer.clone(),
+        },
+        tls: launch::Tls::Ratls { expires_at },
+    };
+    let launch_file = setup.dir.path().join(format!("launch-{round}.json"));
+    std::fs::write(&launch_file, launch.to_json())
+        .with_context(|| format!("cannot write {}", launch_file.display()))?;
     let mut command = Command::new(&setup.mse_run);
     command
-        .args(["--uuid", &uuid, "--application", APPLICATION])
-        .args(["--domain", &domain, "--image", IMAGE])
-        .arg("--code")
-        .arg(&setup.code)
-        .arg("--cache-dir")
-        .arg(&setup.cache_dir)
-        .args(["--listen", &addr.to_string()])
-        .arg("--work-dir")
-        .arg(&work)
-        .args(["--ratls", &expiry, "--quote-provider", "simulation"])
-        .arg("--simulation-quote-key")
-        .arg(&setup.quote_key)
-        .arg("--simulation-quote-chain")
-        .arg(&setup.quote_chain)
-        .arg("--signer-key")
-        .arg(&setup.signer)
-        .args(&setup.mse_run_args)
+        .arg("--launch")
+        .arg(&launch_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -394,7 +419,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         host: domain,
         tls: Arc::new(mse_attest::pin::client_config(&cert, ALPN)),
     };
-    let body = serde_json::to_vec(&mse_run::protocol::ConfigRequest {
+    let body = serde_json::to_vec(&mse_api::config::ConfigRequest {
         uuid: uuid.clone(),
         code_secret_key: setup.key.to_hex(),
         ssl_private_key: None,

@@ -16,12 +16,12 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use mse_package::CodeKey;
-use mse_run::logs::LogSink;
-use mse_run::protocol::{
+use mse_api::config::{
     ConfigAnswer, ConfigRequest, MAX_BODY, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE,
     MAX_REFUSAL_NOTES, STATUS_HEADER, WAITING,
 };
+use mse_package::CodeKey;
+use mse_run::logs::LogSink;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Notify};
 use zeroize::Zeroizing;

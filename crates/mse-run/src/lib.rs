@@ -1,12 +1,12 @@
-//! The node runtime's shared parts: the configuration protocol, the status
-//! events it prints and the bounded app log. The `mse-run` binary is the
-//! runtime itself; the client and the node runner use these types.
+//! The node runtime's parts: the ACME client, the TLS front, the app's
+//! limits and sandbox, the bounded app log and the work folder. The
+//! `mse-run` binary is the runtime itself; the node runner uses its log
+//! reader, its limits and its work folder's cleanup.
 
 pub mod acme;
 pub mod front;
 pub mod limits;
 pub mod logs;
-pub mod protocol;
 pub mod sandbox;
 /// The status events, whose home is the wire-types crate.
 pub use mse_api::event as status;

@@ -5,159 +5,54 @@
 mod config_server;
 mod node;
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
 use clap::Parser;
+use mse_api::launch::Launch;
 
 /// Runs one encrypted app: RA-TLS configuration server, decryption, app server.
 ///
-/// Status changes are printed on standard output as JSON lines
-/// (`initializing`, `running`, `on_error`, `stopped`); the app's output and
-/// access log go to the log file, kept to its last 64 kB.
+/// What to run is one launch description (JSON, docs/run.md): the app, its
+/// runtime, where to listen and keep files, the sandbox and limits, the
+/// quote provider and the TLS mode. Status changes are printed on standard
+/// output as JSON lines (`initializing`, `running`, `on_error`, `stopped`);
+/// the app's output and access log go to the log file, kept to its last
+/// 64 kB.
 #[derive(Debug, Parser)]
 #[command(name = "mse-run", version)]
-pub struct Args {
-    /// The app's uuid (the configuration must name it)
-    #[arg(long)]
-    pub uuid: String,
-    /// The app, as `module:variable`
-    #[arg(long, value_name = "MODULE:VARIABLE")]
-    pub application: String,
-    /// The app's domain: the certificate's subject alternative name
-    #[arg(long)]
-    pub domain: String,
-    /// The encrypted code tarball
+struct Args {
+    /// The launch description (JSON); `-` reads it from standard input
     #[arg(long, value_name = "FILE")]
-    pub code: PathBuf,
-    /// The runtime image (`code.docker`), looked up in the catalog
-    #[arg(long, value_name = "REF")]
-    pub image: String,
-    /// The runtime catalog [default: the built-in one]
-    #[arg(long, value_name = "FILE")]
-    pub catalog: Option<PathBuf>,
-    /// Where runtime environments are built and cached
-    #[arg(long, value_name = "DIR", env = "MSE_CACHE_DIR")]
-    pub cache_dir: PathBuf,
-    /// What installs packages: `uv` (on PATH), `pip`, or the path of a uv
-    /// binary [default: $MSE_UV, else uv on PATH, else pip]
-    #[arg(long, value_name = "uv|pip|FILE", value_parser = mse_runtime::Installer::parse)]
-    pub installer: Option<mse_runtime::Installer>,
-    /// The enclave size, as the platform names it (part of the fingerprint)
-    #[arg(long, default_value = "1G")]
-    pub enclave_size: String,
-    /// Address to listen on, first for the configuration, then for the app
-    /// (port 0: a free port, told in the `initializing` event)
-    #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// A private folder for the app (created, mode 0700)
-    #[arg(long, value_name = "DIR")]
-    pub work_dir: PathBuf,
-    /// The log file [default: WORK_DIR/app.log]
-    #[arg(long, value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-    /// The app's health check path, polled until it answers 2xx (404 or 405,
-    /// no such GET route, ends the node at once)
-    #[arg(long, default_value = "/health")]
-    pub healthcheck: String,
-    /// Seconds to wait for the app to become healthy
-    #[arg(long, default_value_t = 120)]
-    pub health_timeout: u64,
-    /// Seconds to wait for the configuration [default: until expiry]
-    #[arg(long)]
-    pub config_timeout: Option<u64>,
-    /// `required`: confine the app (Landlock, its own uid where this runs as
-    /// root) or refuse to start it; `best-effort`: the operator's explicit
-    /// opt-out, running the app unconfined, and saying so, where this kernel
-    /// offers no sandbox
-    #[arg(long, value_enum, default_value = "required", env = "MSE_SANDBOX")]
-    pub sandbox: mse_run::sandbox::Mode,
-
-    /// The most memory the app server and every process it starts may use,
-    /// in MB (a cgroup of its own; without limits, said so, where the
-    /// kernel offers no writable cgroup)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub memory_mb: Option<u64>,
-    /// The most CPU time the app gets, in cores (as --memory-mb)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub cores: Option<u32>,
-
-    /// Where quotes come from
-    #[arg(long, value_enum, default_value = "simulation")]
-    pub quote_provider: Provider,
-    /// This node host's quote-signing key (P-256, PKCS#8 PEM), `simulation`
-    /// only
-    #[arg(long, value_name = "FILE")]
-    pub simulation_quote_key: Option<PathBuf>,
-    /// The certificate chain of that key (PCK leaf, then the platform's
-    /// simulation CA; PEM), as the platform certified it, `simulation` only
-    #[arg(long, value_name = "FILE")]
-    pub simulation_quote_chain: Option<PathBuf>,
-    /// The operator's enclave-signing key (RSA-3072, PEM), `simulation` only: sets MRSIGNER
-    #[arg(long, value_name = "PEM")]
-    pub signer_key: Option<PathBuf>,
-    /// Root of the attestation device, `gramine` only
-    #[arg(long, value_name = "DIR", default_value = "/dev/attestation")]
-    pub attestation_root: PathBuf,
-
-    /// Serve the app with the RA-TLS certificate, valid until EXPIRY
-    /// (RFC 3339 or Unix seconds)
-    #[arg(long, value_name = "EXPIRY", value_parser = parse_expiry,
-          group = "tls", required_unless_present_any = ["certificate", "no_ssl"])]
-    pub ratls: Option<DateTime<Utc>>,
-    /// Serve the app with the owner's certificate chain (PEM); its key comes
-    /// with the configuration
-    #[arg(long, value_name = "PEM", group = "tls")]
-    pub certificate: Option<PathBuf>,
-    /// Serve the app over plain HTTP (TLS ends at the platform's proxy)
-    #[arg(long, group = "tls")]
-    pub no_ssl: bool,
-    /// Serve the app with a browser-trusted certificate from this ACME
-    /// directory (with --ratls): its key is the node's RA-TLS key, the node
-    /// answers the CA's TLS-ALPN-01 challenge on --listen itself, renews it
-    /// two thirds into its validity, and publishes its evidence at
-    /// /.well-known/mse-evidence; the RA-TLS certificate is served until
-    /// the first one is issued
-    #[arg(long, value_name = "URL", requires_all = ["ratls", "acme_account"])]
-    pub acme_directory: Option<String>,
-    /// Trust these PEM roots for the ACME server's own HTTPS [default: the
-    /// system's]
-    #[arg(long, value_name = "PEM", requires = "acme_directory")]
-    pub acme_ca_bundle: Option<PathBuf>,
-    /// This node host's ACME account key (PKCS#8 PEM, made, mode 0600,
-    /// when missing)
-    #[arg(long, value_name = "FILE", requires = "acme_directory")]
-    pub acme_account: Option<PathBuf>,
-    /// Ask the CA for certificates valid this many seconds (an order's
-    /// `notAfter`), for CAs that honour it [default: the CA's choice]
-    #[arg(long, value_name = "SECONDS", requires = "acme_directory",
-          value_parser = clap::value_parser!(u64).range(30..=31_536_000))]
-    pub acme_lifetime: Option<u64>,
-    /// The app's expiry with --no-ssl (and, optionally, --certificate)
-    #[arg(long, value_name = "EXPIRY", value_parser = parse_expiry, conflicts_with = "ratls")]
-    pub expires_at: Option<DateTime<Utc>>,
+    launch: PathBuf,
 }
 
-/// Where quotes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Provider {
-    /// No hardware: quotes certified by the platform's simulation CA
-    Simulation,
-    /// Real SGX through Gramine's /dev/attestation
-    Gramine,
-}
+/// The largest launch description read (a few kB in practice).
+const MAX_LAUNCH: u64 = 1024 * 1024;
 
-fn parse_expiry(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(seconds) = text.parse::<i64>() {
-        return DateTime::from_timestamp(seconds, 0)
-            .ok_or_else(|| format!("{seconds} is out of range"));
+/// Reads and checks the launch description at `path` (`-`: standard input).
+fn read_launch(path: &Path) -> Result<Launch, String> {
+    let stdin = path == Path::new("-");
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let mut text = String::new();
+    let read = if stdin {
+        std::io::stdin().take(MAX_LAUNCH).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_LAUNCH).read_to_string(&mut text))
+    };
+    read.map_err(|e| format!("cannot read the launch description from {name}: {e}"))?;
+    if text.len() as u64 >= MAX_LAUNCH {
+        return Err(format!(
+            "the launch description in {name} is {MAX_LAUNCH} bytes or more (a few kB are \
+             expected)"
+        ));
     }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!("`{text}` is neither RFC 3339 (2026-12-01T12:00:00Z) nor Unix seconds")
-        })
+    Launch::from_json(&text).map_err(|e| format!("the launch description in {name}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -168,6 +63,13 @@ fn main() -> ExitCode {
     // own and goes with it.
     mse_run::sandbox::enter_own_mount_namespace();
     let args = Args::parse();
+    let launch = match read_launch(&args.launch) {
+        Ok(launch) => launch,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(node::INVALID);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -179,5 +81,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(node::run(args))
+    runtime.block_on(node::run(launch))
 }

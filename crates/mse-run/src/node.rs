@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
 use mse_api::event::ServedCertificate;
+use mse_api::launch::{Launch, Quotes, Tls};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::provider::{GramineProvider, QuoteProvider};
 use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
@@ -28,7 +29,6 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::config_server::{self, Accepted, Outcome, Waiting};
-use crate::{Args, Provider};
 
 /// How long the app gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -43,8 +43,8 @@ const HEALTH_MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// The `User-Agent` of the health checks, as the access log shows it.
 const HEALTH_USER_AGENT: &str = "mse-run health check";
 
-/// Exit code for invalid arguments or files.
-const INVALID: u8 = 2;
+/// Exit code for an invalid launch description or files.
+pub(crate) const INVALID: u8 = 2;
 
 /// Everything known before the configuration arrives.
 struct Prepared {
@@ -77,7 +77,7 @@ struct Dirs {
 
 impl Dirs {
     fn new(work_dir: &Path) -> Self {
-        let [app, home, tmp, tls] = mse_run::workdir::private_dirs(work_dir);
+        let [app, home, tmp, tls] = mse_api::launch::private_dirs(work_dir);
         Dirs {
             work: work_dir.to_path_buf(),
             app,
@@ -114,7 +114,7 @@ impl TlsSetup {
     }
 }
 
-pub async fn run(args: Args) -> ExitCode {
+pub async fn run(launch: Launch) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
     let now = Utc::now();
     // Signals are handled from the start: a node stopped while it prepares
@@ -127,7 +127,7 @@ pub async fn run(args: Args) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let prepared = tokio::select! {
-        prepared = prepare(&args, now) => prepared,
+        prepared = prepare(&launch, now) => prepared,
         _ = term.recv() => return stopped_early("SIGTERM"),
         _ = int.recv() => return stopped_early("SIGINT"),
     };
@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let signals = Signals { term, int };
     let log = prepared.log.clone();
-    let outcome = life(&args, &prepared, signals).await;
+    let outcome = life(&launch, &prepared, signals).await;
     prepared.dirs.clean();
     if let limits::Applied::Limited(cgroup) = &mut prepared.limits {
         cgroup.remove();
@@ -209,56 +209,83 @@ fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
-    mse_config::fields::check_domain_name(&args.domain)
-        .map_err(|e| invalid(format!("--domain: {e}")))?;
-    mse_config::fields::PythonApplication::parse(&args.application)
-        .map_err(|e| invalid(format!("--application: {e}")))?;
-    let catalog = match &args.catalog {
+/// What installs the app's packages, as the launch names it.
+fn installer(launch: &Launch) -> Result<mse_runtime::Installer, Failure> {
+    use mse_api::launch::Installer;
+    Ok(match &launch.runtime.installer {
+        None => mse_runtime::Installer::detect(),
+        Some(Installer::Pip) => mse_runtime::Installer::Pip,
+        Some(Installer::Uv) => mse_runtime::Installer::parse("uv")
+            .map_err(|e| invalid(format!("runtime.installer: {e}")))?,
+        Some(Installer::UvAt(path)) => {
+            use std::os::unix::fs::PermissionsExt as _;
+            let executable = std::fs::metadata(path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if !executable {
+                return Err(invalid(format!(
+                    "runtime.installer: {} is not an executable uv binary",
+                    path.display()
+                )));
+            }
+            mse_runtime::Installer::Uv(path.clone())
+        }
+    })
+}
+
+async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failure> {
+    let app = &launch.app;
+    mse_config::fields::check_domain_name(&app.domain)
+        .map_err(|e| invalid(format!("app.domain: {e}")))?;
+    mse_config::fields::PythonApplication::parse(&app.application)
+        .map_err(|e| invalid(format!("app.application: {e}")))?;
+    let catalog = match &launch.runtime.catalog {
         Some(path) => Catalog::parse(&path.display().to_string(), &read_text(path, "catalog")?)
             .map_err(|e| invalid(e.to_string()))?,
         None => Catalog::default_catalog(),
     };
     let spec = catalog
-        .find(&args.image)
+        .find(&launch.runtime.image)
         .map_err(|e| invalid(e.to_string()))?
         .clone();
-    let code_sha256 = sha256_file(&args.code)
-        .map_err(|e| invalid(format!("cannot read the code {}: {e}", args.code.display())))?;
+    let code_sha256 = sha256_file(&app.code)
+        .map_err(|e| invalid(format!("cannot read the code {}: {e}", app.code.display())))?;
+    let installer = installer(launch)?;
 
-    let (tls, expires_at) =
-        if let (Some(expiry), Some(directory)) = (args.ratls, &args.acme_directory) {
-            let account_key = args
-                .acme_account
-                .clone()
-                .ok_or_else(|| invalid("--acme-directory needs --acme-account"))?;
+    let (tls, expires_at) = match &launch.tls {
+        Tls::Acme {
+            expires_at,
+            directory,
+            account_key,
+            ca_bundle,
+            lifetime,
+        } => {
             let settings = acme::Settings {
                 directory: directory.clone(),
-                ca_bundle: args.acme_ca_bundle.clone(),
-                account_key,
-                lifetime: args.acme_lifetime.map(Duration::from_secs),
+                ca_bundle: ca_bundle.clone(),
+                account_key: account_key.clone(),
+                lifetime: *lifetime,
             };
-            (TlsSetup::Acme(settings), expiry)
-        } else if let Some(expiry) = args.ratls {
-            (TlsSetup::RaTls, expiry)
-        } else if let Some(path) = &args.certificate {
+            (TlsSetup::Acme(settings), *expires_at)
+        }
+        Tls::Ratls { expires_at } => (TlsSetup::RaTls, *expires_at),
+        Tls::Owner {
+            certificate: path,
+            expires_at,
+        } => {
             let chain_pem = read_text(path, "certificate")?;
             let leaf = mse_config::tls::parse_chain(chain_pem.as_bytes())
                 .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-            if !mse_config::tls::domain_matches(&args.domain, &leaf.dns_names) {
+            if !mse_config::tls::domain_matches(&app.domain, &leaf.dns_names) {
                 return Err(invalid(format!(
                     "{} is not valid for {} (it names {})",
                     path.display(),
-                    args.domain,
+                    app.domain,
                     leaf.dns_names.join(", ")
                 )));
             }
             let leaf_der = mse_attest::ratls::pem_to_der(chain_pem.as_bytes())
                 .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-            let expiry = args
-                .expires_at
-                .unwrap_or(leaf.not_after)
-                .min(leaf.not_after);
+            let expiry = expires_at.unwrap_or(leaf.not_after).min(leaf.not_after);
             (
                 TlsSetup::Owner {
                     chain_pem,
@@ -267,12 +294,9 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
                 },
                 expiry,
             )
-        } else {
-            let expiry = args
-                .expires_at
-                .ok_or_else(|| invalid("--no-ssl needs --expires-at"))?;
-            (TlsSetup::Plain, expiry)
-        };
+        }
+        Tls::Plain { expires_at } => (TlsSetup::Plain, *expires_at),
+    };
     if expires_at <= now {
         return Err(invalid(format!("the app's expiry {expires_at} is past")));
     }
@@ -285,35 +309,26 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     };
     let input = FingerprintInput::new(
         Runtime {
-            image: &args.image,
+            image: &launch.runtime.image,
             spec_digest: &spec.digest(),
-            enclave_size: &args.enclave_size,
+            enclave_size: &launch.runtime.enclave_size,
         },
         AppIdentity {
-            uuid: &args.uuid,
-            domain: &args.domain,
-            python_application: &args.application,
+            uuid: &app.uuid,
+            domain: &app.domain,
+            python_application: &app.application,
         },
         origin,
         expires_at,
         code_sha256,
     );
     let fingerprint = fingerprint(&input);
-    let provider: Box<dyn QuoteProvider> = match args.quote_provider {
-        Provider::Simulation => {
-            let need = |flag: &str| invalid(format!("the simulation provider needs {flag}"));
-            let key = args
-                .simulation_quote_key
-                .as_deref()
-                .ok_or_else(|| need("--simulation-quote-key"))?;
-            let chain = args
-                .simulation_quote_chain
-                .as_deref()
-                .ok_or_else(|| need("--simulation-quote-chain"))?;
-            let signer = args
-                .signer_key
-                .as_deref()
-                .ok_or_else(|| need("--signer-key"))?;
+    let provider: Box<dyn QuoteProvider> = match &launch.quotes {
+        Quotes::Simulation {
+            quote_key: key,
+            quote_chain: chain,
+            signer_key: signer,
+        } => {
             let pck = SimulatedPck::new(
                 QuoteKey::from_pem(&read_text(key, "simulation quote key")?)
                     .map_err(|e| invalid(format!("{}: {e}", key.display())))?,
@@ -325,48 +340,45 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
                     .map_err(|e| invalid(format!("{}: {e}", signer.display())))?;
             Box::new(SimulationProvider::new(pck, fingerprint, mr_signer))
         }
-        Provider::Gramine => {
-            let provider = GramineProvider::new(&args.attestation_root);
+        Quotes::Gramine { attestation_root } => {
+            let provider = GramineProvider::new(attestation_root);
             if !provider.available() {
                 return Err(invalid(format!(
-                    "no attestation device at {} (is this a Gramine SGX enclave? use \
-                     --quote-provider simulation otherwise)",
-                    args.attestation_root.display()
+                    "no attestation device at {} (is this a Gramine SGX enclave? use the \
+                     `simulation` quote provider otherwise)",
+                    attestation_root.display()
                 )));
             }
             Box::new(provider)
         }
     };
 
-    create_private_dir(&args.work_dir)
-        .map_err(|e| invalid(format!("cannot create {}: {e}", args.work_dir.display())))?;
-    let dirs = Dirs::new(&args.work_dir);
+    let work_dir = &launch.node.work_dir;
+    create_private_dir(work_dir)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", work_dir.display())))?;
+    let dirs = Dirs::new(work_dir);
     dirs.clean();
     for dir in [&dirs.home, &dirs.tmp, &dirs.tls] {
         create_private_dir(dir)
             .map_err(|e| Failure::Error(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let log_path = args
+    let log_path = launch
+        .node
         .log_file
         .clone()
-        .unwrap_or_else(|| args.work_dir.join("app.log"));
+        .unwrap_or_else(|| work_dir.join("app.log"));
     let log = Arc::new(
         LogSink::create(&log_path)
             .map_err(|e| invalid(format!("cannot create {}: {e}", log_path.display())))?,
     );
 
-    let ratls =
-        mse_attest::ratls::create(&args.domain, expires_at, None, provider.as_ref(), now)
-            .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
-    std::fs::write(args.work_dir.join("ratls.pem"), &ratls.cert_pem)
+    let ratls = mse_attest::ratls::create(&app.domain, expires_at, None, provider.as_ref(), now)
+        .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
+    std::fs::write(work_dir.join("ratls.pem"), &ratls.cert_pem)
         .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
     let evidence = evidence(&tls, &ratls, &input, provider.as_ref())?;
 
-    let cache = EnvCache::new(&args.cache_dir).with_installer(
-        args.installer
-            .clone()
-            .unwrap_or_else(mse_runtime::Installer::detect),
-    );
+    let cache = EnvCache::new(&launch.runtime.cache_dir).with_installer(installer);
     let build_log = log.clone();
     let env = tokio::task::spawn_blocking(move || {
         cache
@@ -378,13 +390,16 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
     .map_err(|e| Failure::Error(e.to_string()))?;
     let (env, cache) = env;
 
-    let sandbox = decide_sandbox(args);
+    let sandbox = decide_sandbox(launch);
     match &sandbox {
         Decision::Refuse(why) => return Err(Failure::Error(why.clone())),
         decision => log.note(&format!("sandbox: {}", sandbox::describe(decision))),
     }
-    let asked = limits::Limits::for_resource(args.memory_mb, args.cores);
-    let mut limits = app_limits(args, asked);
+    let asked = limits::Limits::for_resource(
+        launch.limits.memory_mb.map(|mb| mb.get()),
+        launch.limits.cores.map(|cores| cores.get()),
+    );
+    let mut limits = app_limits(&app.uuid, asked);
     // The home and the temporary folder hold at most their share of bytes.
     if let (Some(mb), limits::Applied::Limited(_)) = (asked.disk_mb, &limits) {
         for dir in [&dirs.home, &dirs.tmp] {
@@ -395,7 +410,9 @@ async fn prepare(args: &Args, now: DateTime<Utc>) -> Result<Prepared, Failure> {
         }
     }
     log.note(&format!("limits: {}", limits.describe()));
-    if let (limits::Applied::Unlimited(why), sandbox::Mode::Required) = (&limits, args.sandbox) {
+    if let (limits::Applied::Unlimited(why), sandbox::Mode::Required) =
+        (&limits, sandbox::Mode::from(launch.sandbox))
+    {
         return Err(Failure::Error(format!(
             "cannot limit the app: {why}; the operator can run apps without limits with \
              --sandbox best-effort"
@@ -444,33 +461,32 @@ fn evidence(
     )))
 }
 
-/// The app's cgroup with the limits of `--memory-mb` and `--cores`, or why
-/// it runs without.
-fn app_limits(args: &Args, asked: limits::Limits) -> limits::Applied {
+/// The app's cgroup with the limits the launch asks for, or why it runs
+/// without.
+fn app_limits(uuid: &str, asked: limits::Limits) -> limits::Applied {
     if asked.is_empty() {
         return limits::Applied::NotAsked;
     }
     // The uuid names the cgroup folder when it is a plain one.
-    let name = if !args.uuid.is_empty()
-        && args
-            .uuid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        args.uuid.clone()
+    let name = if !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        uuid.to_string()
     } else {
-        hex::encode(&Sha256::digest(args.uuid.as_bytes())[..16])
+        hex::encode(&Sha256::digest(uuid.as_bytes())[..16])
     };
     limits::apply(asked, &name, limits::detect())
 }
 
 /// How to confine this app, from what the kernel and this process offer.
-fn decide_sandbox(args: &Args) -> Decision {
+fn decide_sandbox(launch: &Launch) -> Decision {
     let offered = sandbox::Offered {
         landlock_abi: sandbox::landlock_abi(),
         root: sandbox::running_as_root(),
     };
-    sandbox::decide(args.sandbox, offered, sandbox::app_uid(&args.uuid))
+    sandbox::decide(
+        launch.sandbox.into(),
+        offered,
+        sandbox::app_uid(&launch.app.uuid),
+    )
 }
 
 /// What the app's own processes may read besides their own folders: the
@@ -549,13 +565,14 @@ fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::Serve
 
 /// Waits for the configuration, runs the app until told to stop. Returns why
 /// it stopped, or the error.
-async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Result<String> {
+async fn life(launch: &Launch, prepared: &Prepared, signals: Signals) -> anyhow::Result<String> {
     let log = &prepared.log;
     let mut stop = stop_signals(signals, prepared.expires_at);
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listen = launch.node.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    // The address it got (`--listen` may name port 0): the app is served
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    // The address it got (`node.listen` may name port 0): the app is served
     // there too, and the event tells it.
     let listen = listener
         .local_addr()
@@ -569,8 +586,8 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
         _ => None,
     };
     let waiting = Arc::new(Waiting::new(
-        args.uuid.clone(),
-        args.code.clone(),
+        launch.app.uuid.clone(),
+        launch.app.code.clone(),
         prepared.dirs.app.clone(),
         owner,
         log.clone(),
@@ -588,16 +605,16 @@ async fn life(args: &Args, prepared: &Prepared, signals: Signals) -> anyhow::Res
     ));
     emit(&event);
 
-    let timeout = args.config_timeout.map(Duration::from_secs);
+    let timeout = launch.timeouts.config;
     let accepted = match config_server::serve(&listener, tls, waiting, &mut stop, timeout).await {
         Outcome::Accepted(accepted) => accepted,
         Outcome::Stopped(reason) => return Ok(reason),
         Outcome::TimedOut => bail!(
             "no valid configuration arrived within {} s",
-            args.config_timeout.unwrap_or_default()
+            timeout.unwrap_or_default().as_secs()
         ),
     };
-    start_app(args, prepared, accepted, listener, &mut stop).await
+    start_app(launch, prepared, accepted, listener, &mut stop).await
 }
 
 /// A loopback address for a fronted app server: a port free now, on the
@@ -615,7 +632,7 @@ fn app_backend(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 }
 
 async fn start_app(
-    args: &Args,
+    launch: &Launch,
     prepared: &Prepared,
     accepted: Accepted,
     listener: tokio::net::TcpListener,
@@ -672,8 +689,11 @@ async fn start_app(
         // The app's own uid owns its folders; the work folder above them
         // only lets it through.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o711))
-            .context("cannot open the work folder to the app's user")?;
+        std::fs::set_permissions(
+            &launch.node.work_dir,
+            std::fs::Permissions::from_mode(0o711),
+        )
+        .context("cannot open the work folder to the app's user")?;
         for dir in [&dirs.app, &dirs.home, &dirs.tmp, &dirs.tls] {
             if dir.exists() {
                 sandbox::chown_tree(dir, uid)
@@ -682,7 +702,7 @@ async fn start_app(
         }
     }
 
-    let mut app = App::new(&prepared.env, &args.application, &dirs.app, &dirs.tmp);
+    let mut app = App::new(&prepared.env, &launch.app.application, &dirs.app, &dirs.tmp);
     app.secrets_path = Some(secrets_path);
     app.home = Some(dirs.home.clone());
     app.clean_env = true;
@@ -829,7 +849,7 @@ async fn start_app(
     let probe_at = socket.unwrap_or_else(|| loopback(listen));
     let (certificate, tasks) = match (first, socket, listener) {
         (Some(first), Some(socket), Some(listener)) => start_front(
-            args,
+            launch,
             prepared,
             listener,
             first,
@@ -840,7 +860,7 @@ async fn start_app(
         _ => (watch::channel(None).1, Vec::new()),
     };
     let outcome = supervise(
-        args,
+        launch,
         log,
         pid,
         &mut child,
@@ -867,7 +887,7 @@ async fn start_app(
 /// it stops by itself (an error) or is told to stop (the reason).
 #[allow(clippy::too_many_arguments)]
 async fn supervise(
-    args: &Args,
+    launch: &Launch,
     log: &LogSink,
     pid: u32,
     child: &mut tokio::process::Child,
@@ -878,14 +898,20 @@ async fn supervise(
 ) -> anyhow::Result<String> {
     let client =
         pinned.map(|der| Arc::new(mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1)));
-    let deadline = Instant::now() + Duration::from_secs(args.health_timeout);
+    let deadline = Instant::now() + launch.timeouts.health;
     let mut pause = HEALTH_FIRST_INTERVAL;
     loop {
         if let Some(status) = child.try_wait()? {
             terminate(pid, child).await;
             bail!("the app exited ({status}) before it became healthy; see its log");
         }
-        let answered = match probe(&probe_at, &args.domain, &args.healthcheck, client.clone()).await
+        let answered = match probe(
+            &probe_at,
+            &launch.app.domain,
+            &launch.app.healthcheck,
+            client.clone(),
+        )
+        .await
         {
             Some(status) if status.is_success() => break,
             // The app runs, and has no such route: waiting cannot help.
@@ -899,7 +925,7 @@ async fn supervise(
                 bail!(
                     "health check GET {} answered {status}: `healthcheck_endpoint` in mse.toml \
                      must name a GET route of the app that answers 2xx",
-                    args.healthcheck
+                    launch.app.healthcheck
                 );
             }
             Some(_) => true,
@@ -912,8 +938,8 @@ async fn supervise(
             terminate(pid, child).await;
             bail!(
                 "the app did not answer {} within {} s",
-                args.healthcheck,
-                args.health_timeout
+                launch.app.healthcheck,
+                launch.timeouts.health.as_secs()
             );
         }
         tokio::select! {
@@ -1015,7 +1041,7 @@ type Tasks = Vec<tokio::task::JoinHandle<()>>;
 /// obtains and renews its certificate. Returns what the front serves, as it
 /// changes.
 fn start_front(
-    args: &Args,
+    launch: &Launch,
     prepared: &Prepared,
     listener: tokio::net::TcpListener,
     first: rustls::sign::CertifiedKey,
@@ -1039,7 +1065,7 @@ fn start_front(
                 &pinned,
                 mse_attest::tls::HTTP1,
             )),
-            domain: args.domain.clone(),
+            domain: launch.app.domain.clone(),
         },
         evidence: prepared.evidence.clone().unwrap_or_default(),
     });
@@ -1052,7 +1078,7 @@ fn start_front(
             .map_err(|e| anyhow!("the RA-TLS key: {e}"))?;
         let renewal = Renewal {
             settings: settings.clone(),
-            domain: args.domain.clone(),
+            domain: launch.app.domain.clone(),
             key,
             key_pem: zeroize::Zeroizing::new(prepared.ratls.key_pem.clone()),
             ratls_der: prepared.ratls.cert_der.clone(),

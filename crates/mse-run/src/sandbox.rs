@@ -72,6 +72,24 @@ impl Mode {
     }
 }
 
+impl From<mse_api::launch::Sandbox> for Mode {
+    fn from(sandbox: mse_api::launch::Sandbox) -> Self {
+        match sandbox {
+            mse_api::launch::Sandbox::Required => Mode::Required,
+            mse_api::launch::Sandbox::BestEffort => Mode::BestEffort,
+        }
+    }
+}
+
+impl From<Mode> for mse_api::launch::Sandbox {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Required => mse_api::launch::Sandbox::Required,
+            Mode::BestEffort => mse_api::launch::Sandbox::BestEffort,
+        }
+    }
+}
+
 /// What the kernel and the node's identity offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offered {

@@ -7,15 +7,9 @@
 //! start of the platform after a crash. The log stays (`mse-server` keeps
 //! it outside the work folder, and removes the work folder itself).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The private folders of a work folder.
-pub const PRIVATE: [&str; 4] = ["app", "home", "tmp", "tls"];
-
-/// The private folders under `work_dir`.
-pub fn private_dirs(work_dir: &Path) -> [PathBuf; 4] {
-    PRIVATE.map(|name| work_dir.join(name))
-}
+use mse_api::launch::private_dirs;
 
 /// Removes the private folders under `work_dir` (what is not there is fine).
 pub fn wipe(work_dir: &Path) {

@@ -10,7 +10,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use mse_api::launch::{self, Launch};
 use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use mse_attest::simulation::SimulationCa;
 use mse_attest::verify::{verify_certificate, Policy, NO_COLLATERAL};
@@ -84,10 +85,6 @@ enum Tls {
     Plain(DateTime<Utc>),
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -108,8 +105,8 @@ struct Node {
 }
 
 impl Node {
-    fn start(package: &Package, tls: Tls, extra: &[&str]) -> Node {
-        Self::start_with(package, tls, extra, |_, _| {})
+    fn start(package: &Package, tls: Tls, edit: impl FnOnce(&mut Launch)) -> Node {
+        Self::start_with(package, tls, edit, |_, _| {})
     }
 
     /// [`Node::start`], letting `configure` change the command (and its
@@ -117,7 +114,7 @@ impl Node {
     fn start_with(
         package: &Package,
         tls: Tls,
-        extra: &[&str],
+        edit: impl FnOnce(&mut Launch),
         configure: impl FnOnce(&mut Command, &Path),
     ) -> Node {
         let dir = tempfile::tempdir().unwrap();
@@ -145,34 +142,47 @@ impl Node {
         let domain = format!("{uuid}.localhost");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let work = dir.path().join("work");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mse-run"));
-        command
-            .args([
-                "--uuid",
-                &uuid,
-                "--application",
-                "app:app",
-                "--domain",
-                &domain,
-            ])
-            .arg("--code")
-            .arg(&package.code)
-            .args(["--image", IMAGE])
-            .args(["--listen", &addr.to_string()])
-            .arg("--work-dir")
-            .arg(&work)
-            .arg("--simulation-quote-key")
-            .arg(&quote_key)
-            .arg("--simulation-quote-chain")
-            .arg(&quote_chain)
-            .arg("--signer-key")
-            .arg(&signer);
-        match tls {
-            Tls::SelfSigned(expiry) => command.args(["--ratls", &rfc3339(expiry)]),
-            Tls::Owner(pem) => command.arg("--certificate").arg(pem),
-            Tls::Plain(expiry) => command.args(["--no-ssl", "--expires-at", &rfc3339(expiry)]),
+        let mut launch = Launch {
+            app: launch::App {
+                uuid: uuid.clone(),
+                application: "app:app".into(),
+                domain: domain.clone(),
+                code: package.code.clone(),
+                healthcheck: "/health".into(),
+            },
+            runtime: launch::Runtime {
+                image: IMAGE.into(),
+                enclave_size: "1G".into(),
+                catalog: None,
+                cache_dir: mse_testkit::runtime_cache_dir(),
+                installer: None,
+            },
+            node: launch::Node {
+                listen: addr,
+                work_dir: work.clone(),
+                log_file: None,
+            },
+            timeouts: launch::Timeouts::default(),
+            sandbox: launch::Sandbox::default(),
+            limits: launch::Limits::default(),
+            quotes: launch::Quotes::Simulation {
+                quote_key,
+                quote_chain,
+                signer_key: signer,
+            },
+            tls: match tls {
+                Tls::SelfSigned(expires_at) => launch::Tls::Ratls { expires_at },
+                Tls::Owner(certificate) => launch::Tls::Owner {
+                    certificate,
+                    expires_at: None,
+                },
+                Tls::Plain(expires_at) => launch::Tls::Plain { expires_at },
+            },
         };
-        command.args(extra);
+        edit(&mut launch);
+        let launch_file = write("launch.json", &launch.to_json());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mse-run"));
+        command.arg("--launch").arg(&launch_file);
         for (key, value) in mse_testkit::runtime_env() {
             if command.get_envs().all(|(k, _)| k != key) {
                 command.env(key, value);
@@ -500,7 +510,7 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
 ) {
     let package = scaffold();
     let expiry = in_an_hour();
-    let mut node = Node::start(&package, Tls::SelfSigned(expiry), &[]);
+    let mut node = Node::start(&package, Tls::SelfSigned(expiry), |_| {});
     let initializing = node.expect(State::Initializing);
 
     let cert = node.capture_certificate();
@@ -571,7 +581,7 @@ fn owner_certificate_mode_needs_the_matching_key_and_serves_the_owner_certificat
     let owner_cert = params.self_signed(&owner_key).unwrap();
     let cert_path = dir.path().join("owner.pem");
     std::fs::write(&cert_path, owner_cert.pem()).unwrap();
-    let node = Node::start(&package, Tls::Owner(cert_path), &[]);
+    let node = Node::start(&package, Tls::Owner(cert_path), |_| {});
     let initializing = node.expect(State::Initializing);
     let ratls = node.capture_certificate();
     let expected = expected_fingerprint(
@@ -621,7 +631,7 @@ fn owner_certificate_mode_needs_the_matching_key_and_serves_the_owner_certificat
 fn no_ssl_mode_serves_plain_http_after_an_ratls_configuration_and_stops_at_expiry() {
     let package = scaffold();
     let expiry = DateTime::from_timestamp(Utc::now().timestamp() + 30, 0).unwrap();
-    let mut node = Node::start(&package, Tls::Plain(expiry), &[]);
+    let mut node = Node::start(&package, Tls::Plain(expiry), |_| {});
     let initializing = node.expect(State::Initializing);
     let ratls = node.capture_certificate();
     let expected = expected_fingerprint(&node, &package, TlsMode::Operator { expires_at: expiry });
@@ -676,11 +686,9 @@ fn tamper(code: &Path) {
 fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     let package = scaffold();
     tamper(&package.code);
-    let mut node = Node::start(
-        &package,
-        Tls::SelfSigned(in_an_hour()),
-        &["--config-timeout", "20"],
-    );
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
+        l.timeouts.config = Some(Duration::from_secs(20))
+    });
     node.expect(State::Initializing);
     let cert = node.capture_certificate();
     let key = package.key.to_hex();
@@ -732,7 +740,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     for (what, body, status) in cases {
         let answer = node.configure(&cert, &body);
         assert_eq!(answer.status, status, "{what}: {}", answer.text());
-        let error: mse_run::protocol::ConfigAnswer = serde_json::from_slice(&answer.body).unwrap();
+        let error: mse_api::config::ConfigAnswer = serde_json::from_slice(&answer.body).unwrap();
         assert!(error.error.is_some(), "{what}: the answer says why");
         node.assert_waiting(&cert);
         assert!(
@@ -754,7 +762,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
         "{{\"uuid\": \"{}\", \"code_secret_key\": \"{key}\", \"x\\n{forged}\\n[mse-run] configuration accepted\": 1}}",
         node.uuid
     );
-    for _ in 0..(mse_run::protocol::MAX_REFUSAL_NOTES + 8) {
+    for _ in 0..(mse_api::config::MAX_REFUSAL_NOTES + 8) {
         assert_eq!(node.configure(&cert, body.as_bytes()).status, 400);
     }
     let log = node.log();
@@ -763,7 +771,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     let refusals = log.matches("configuration refused").count();
     assert_eq!(
         refusals,
-        mse_run::protocol::MAX_REFUSAL_NOTES as usize,
+        mse_api::config::MAX_REFUSAL_NOTES as usize,
         "{log}"
     );
     assert!(log.contains("further refused configurations are not noted"));
@@ -783,11 +791,9 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
 #[test]
 fn a_package_with_no_encrypted_file_accepts_no_key_and_the_node_keeps_waiting() {
     let package = package(&[("requirements.txt", "flask\n")]);
-    let node = Node::start(
-        &package,
-        Tls::SelfSigned(in_an_hour()),
-        &["--config-timeout", "60"],
-    );
+    let node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
+        l.timeouts.config = Some(Duration::from_secs(60))
+    });
     node.expect(State::Initializing);
     let cert = node.capture_certificate();
     for key in [package.key.clone(), CodeKey::generate()] {
@@ -836,7 +842,7 @@ async def app(scope, receive, send):
 #[test]
 fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
     let package = package(&[("app.py", ASGI_APP), ("requirements.txt", "six==1.16.0\n")]);
-    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let secrets = serde_json::json!({"api_token": "s3cr3t-value", "nested": {"n": 1}});
     let cert = node.configure_ok(&package, serde_json::json!({"app_secrets": secrets}));
     node.expect(State::Running);
@@ -905,7 +911,7 @@ fn an_app_that_fails_at_import_is_on_error_with_its_traceback() {
         "app.py",
         "from flask import Flask\napp = Flask(__name__)\nraise RuntimeError('boom at import')\n",
     )]);
-    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
     let error = node.expect(State::OnError);
     assert!(error.reason.unwrap().contains("before it became healthy"));
@@ -925,11 +931,10 @@ fn a_health_check_route_the_app_lacks_fails_the_node_at_once() {
         ("/nope", "404 Not Found"),
         ("/submit", "405 Method Not Allowed"),
     ] {
-        let mut node = Node::start(
-            &package,
-            Tls::SelfSigned(in_an_hour()),
-            &["--healthcheck", path, "--health-timeout", "60"],
-        );
+        let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
+            l.app.healthcheck = path.into();
+            l.timeouts.health = Duration::from_secs(60);
+        });
         node.configure_ok(&package, serde_json::json!({}));
         let configured = Instant::now();
         let error = node.expect(State::OnError);
@@ -955,11 +960,9 @@ fn a_health_check_route_the_app_lacks_fails_the_node_at_once() {
 fn an_unhealthy_app_is_polled_ever_more_gently_until_its_health_timeout() {
     let app = "from flask import Flask\napp = Flask(__name__)\n\n\n@app.get('/health')\ndef health():\n    return 'not yet', 503\n";
     let package = package(&[("app.py", app)]);
-    let mut node = Node::start(
-        &package,
-        Tls::SelfSigned(in_an_hour()),
-        &["--health-timeout", "8"],
-    );
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
+        l.timeouts.health = Duration::from_secs(8)
+    });
     node.configure_ok(&package, serde_json::json!({}));
     let error = node.expect(State::OnError);
     assert!(
@@ -994,7 +997,7 @@ fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
         "{SCAFFOLD_APP}\n\n@app.get('/crash')\ndef crash():\n    import os, traceback\n    try:\n        raise RuntimeError('boom at runtime')\n    except RuntimeError:\n        traceback.print_exc()\n    os._exit(3)\n"
     );
     let package = package(&[("app.py", &app)]);
-    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
     let running = node.expect(State::Running);
     let mut stream = TcpStream::connect(node.addr).unwrap();
@@ -1010,67 +1013,76 @@ fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
 fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     let package = scaffold();
     let dir = tempfile::tempdir().unwrap();
-    let base = |image: &str, extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_mse-run"))
-            .args([
-                "--uuid",
-                "u",
-                "--application",
-                "app:app",
-                "--domain",
-                "a.localhost",
-            ])
-            .arg("--code")
-            .arg(&package.code)
-            .args(["--image", image, "--listen", "127.0.0.1:1"])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .arg("--work-dir")
-            .arg(dir.path().join("work"))
-            .args(extra)
-            .output()
+    let simulation = serde_json::json!({
+        "provider": "simulation",
+        "quote_key": dir.path().join("quote-key.pem"),
+        "quote_chain": dir.path().join("quote-chain.pem"),
+        "signer_key": dir.path().join("signer.pub"),
+    });
+    let ratls = |expiry: &str| serde_json::json!({"mode": "ratls", "expires_at": expiry});
+    // The launch description on standard input.
+    let base = |image: &str, quotes: &serde_json::Value, tls: serde_json::Value| {
+        let launch = serde_json::json!({
+            "app": {"uuid": "u", "application": "app:app", "domain": "a.localhost",
+                    "code": package.code},
+            "runtime": {"image": image, "cache_dir": dir.path().join("cache")},
+            "node": {"listen": "127.0.0.1:1", "work_dir": dir.path().join("work")},
+            "quotes": quotes,
+            "tls": tls,
+        });
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mse-run"))
+            .args(["--launch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(launch.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
         assert!(output.stdout.is_empty(), "no status is reported");
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let (code, err) = base(IMAGE, &["--ratls", "2001-01-01T00:00:00Z"]);
+    let (code, err) = base(IMAGE, &simulation, ratls("2001-01-01T00:00:00Z"));
     assert_eq!(code, Some(2));
     assert!(err.contains("is past"), "{err}");
-    let (code, err) = base(IMAGE, &["--ratls", "in a while"]);
+    let (code, err) = base(IMAGE, &simulation, ratls("in a while"));
     assert_eq!(code, Some(2));
     assert!(err.contains("RFC 3339"), "{err}");
-    let (code, err) = base(
-        IMAGE,
-        &[
-            "--quote-provider",
-            "gramine",
-            "--attestation-root",
-            "/nonexistent",
-            "--ratls",
-            "2099-01-01T00:00:00Z",
-        ],
-    );
+    let gramine = serde_json::json!({"provider": "gramine", "attestation_root": "/nonexistent"});
+    let (code, err) = base(IMAGE, &gramine, ratls("2099-01-01T00:00:00Z"));
     assert_eq!(code, Some(2));
     assert!(
         err.contains("no attestation device at /nonexistent"),
         "{err}"
     );
-    let (code, err) = base(IMAGE, &["--ratls", "2099-01-01T00:00:00Z"]);
+    let no_key = serde_json::json!({"provider": "simulation"});
+    let (code, err) = base(IMAGE, &no_key, ratls("2099-01-01T00:00:00Z"));
     assert_eq!(code, Some(2));
-    assert!(err.contains("needs --simulation-quote-key"), "{err}");
-    let (code, err) = base("docker.io/other:1", &["--ratls", "2099-01-01T00:00:00Z"]);
+    assert!(err.contains("quotes: missing field `quote_key`"), "{err}");
+    let (code, err) = base(
+        "docker.io/other:1",
+        &simulation,
+        ratls("2099-01-01T00:00:00Z"),
+    );
     assert_eq!(code, Some(2));
     assert!(err.contains("not in the runtime catalog"), "{err}");
+    let mut typo = ratls("2099-01-01T00:00:00Z");
+    typo["expiry"] = "2099-01-01T00:00:00Z".into();
+    let (code, err) = base(IMAGE, &simulation, typo);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("unknown field `expiry`"), "{err}");
     assert!(!dir.path().join("work").exists(), "nothing was created");
 }
 
 #[test]
 fn the_app_server_dies_with_a_killed_runtime() {
     let package = scaffold();
-    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
     let pid = node.expect(State::Running).pid.unwrap();
     node.child.kill().unwrap();
@@ -1145,7 +1157,7 @@ fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_
     // The test runtime lives wherever the machine keeps it (under /root on
     // a machine whose Python is pyenv's): nothing is opened for the app.
     let package = package(&[("app.py", PROBE_APP)]);
-    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let uid = mse_run::sandbox::app_uid(&node.uuid);
     let secrets = serde_json::json!({"k": "v"});
     let event = node.expect(State::Initializing);
@@ -1211,11 +1223,11 @@ fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
     }
     // The victim waits for its configuration.
     let victim_package = scaffold();
-    let victim = Node::start(&victim_package, Tls::SelfSigned(in_an_hour()), &[]);
+    let victim = Node::start(&victim_package, Tls::SelfSigned(in_an_hour()), |_| {});
     victim.expect(State::Initializing);
     // The hostile tenant's app runs beside it.
     let package = package(&[("app.py", PROBE_APP)]);
-    let hostile = Node::start(&package, Tls::SelfSigned(in_an_hour()), &[]);
+    let hostile = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let cert = hostile.configure_ok(&package, serde_json::json!({}));
     hostile.expect(State::Running);
     // It can make TLS connections (to its own server)...
@@ -1275,11 +1287,10 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
         "{SCAFFOLD_APP}\n\n@app.get('/alloc/<int:mb>')\ndef alloc(mb):\n    data = b'x' * (mb * 1024 * 1024)\n    return str(len(data))\n"
     );
     let package = package(&[("app.py", &app)]);
-    let mut node = Node::start(
-        &package,
-        Tls::Plain(in_an_hour()),
-        &["--memory-mb", "160", "--cores", "1"],
-    );
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |l| {
+        l.limits.memory_mb = std::num::NonZeroU64::new(160);
+        l.limits.cores = std::num::NonZeroU32::new(1);
+    });
     let initializing = node.expect(State::Initializing);
     let limits = initializing.limits.clone().unwrap_or_default();
     let asked = "memory 160 MB, 1 core, 80 processes, 4096 open files, disk 80 MB for home, \
@@ -1384,11 +1395,10 @@ fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
         return;
     }
     let package = package(&[("app.py", GREEDY_APP)]);
-    let mut node = Node::start(
-        &package,
-        Tls::Plain(in_an_hour()),
-        &["--memory-mb", "256", "--cores", "1"],
-    );
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |l| {
+        l.limits.memory_mb = std::num::NonZeroU64::new(256);
+        l.limits.cores = std::num::NonZeroU32::new(1);
+    });
     node.configure_ok(&package, serde_json::json!({}));
     node.expect(State::Running);
     let get_json = |path: &str| {
@@ -1424,7 +1434,7 @@ fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
 #[test]
 fn without_limits_the_status_says_the_app_is_unlimited() {
     let package = scaffold();
-    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), &[]);
+    let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
     let initializing = node.expect(State::Initializing);
     assert_eq!(
         initializing.limits.as_deref(),

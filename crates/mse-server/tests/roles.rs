@@ -25,7 +25,9 @@ fn node_processes(app_id: &str) -> Vec<u32> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         let is_node = args.first().is_some_and(|exe| exe.ends_with(b"mse-run"));
-        let names_app = args.contains(&app_id.as_bytes());
+        // Its launch file is in the app's folder.
+        let launch = format!("/{app_id}/{}", mse_api::launch::LAUNCH_FILE);
+        let names_app = args.iter().any(|a| a.ends_with(launch.as_bytes()));
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         if is_node && names_app && !stat.contains(") Z ") {
             pids.push(pid);

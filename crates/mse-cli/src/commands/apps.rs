@@ -751,7 +751,7 @@ impl LogFollower {
         } else {
             // The window slid: what it kept of the runtime's lines was
             // printed when they came; the lines after the marker are whole.
-            let body_start = mse_run::logs::after_kept(window.as_bytes());
+            let body_start = mse_api::logs::after_kept(window.as_bytes());
             match overlap(&self.printed, &window[body_start..]) {
                 Some(length) => (body_start + length, false),
                 None => (body_start, true),
@@ -793,7 +793,7 @@ fn overlap(printed: &str, body: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mse_run::logs::DROPPED;
+    use mse_api::logs::DROPPED;
 
     fn app(status: &str) -> App {
         serde_json::from_value(serde_json::json!({
@@ -1069,10 +1069,10 @@ mod tests {
             let end = (written + step).min(stream.len());
             file.extend_from_slice(&stream[written..end]);
             written = end;
-            if file.len() as u64 >= 2 * mse_run::logs::KEEP {
-                file = mse_run::logs::window(&file);
+            if file.len() as u64 >= 2 * mse_api::logs::KEEP {
+                file = mse_api::logs::window(&file);
             }
-            let window = mse_run::logs::window(&file);
+            let window = mse_api::logs::window(&file);
             let fresh = follower.update(&String::from_utf8_lossy(&window), written == stream.len());
             assert!(
                 !fresh.gap,

@@ -957,7 +957,7 @@ fn send_configuration(
         .timeout(Duration::from_secs(60))
         .build()
         .context("cannot set up the TLS client")?;
-    let request = mse_run::protocol::ConfigRequest {
+    let request = mse_api::config::ConfigRequest {
         uuid: uuid.to_string(),
         code_secret_key: key.to_hex(),
         ssl_private_key,
@@ -973,7 +973,7 @@ fn send_configuration(
     if status.is_success() {
         return Ok(());
     }
-    let answer: Option<mse_run::protocol::ConfigAnswer> = response.json().ok();
+    let answer: Option<mse_api::config::ConfigAnswer> = response.json().ok();
     let why = answer
         .and_then(|a| a.error)
         .unwrap_or_else(|| format!("HTTP {status}"));

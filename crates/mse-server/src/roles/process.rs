@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mse_api::event::{Event, State};
+use mse_api::launch::{Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, LAUNCH_FILE};
 use mse_api::node::{AppTls, Assignment};
 use tokio::io::AsyncBufReadExt;
 
@@ -202,90 +204,19 @@ impl NodeProcesses {
             .map(|r| r.clone())
             .map_err(|_| poisoned())?;
         create_private_dir(&self.logs_dir())?;
+        let description = self.describe(&launch, &quote_provider, options)?;
+        // Written once, in the node's own folder (mode 0700), for the node to
+        // read at start: its command line then names the app's folder, and
+        // the file shows an operator what the node was started with.
+        let work_dir = self.node_dir(&app.app);
+        create_private_dir(&work_dir)?;
+        let launch_file = work_dir.join(LAUNCH_FILE);
+        mse_package::context::write_private(&launch_file, description.to_json().as_bytes())
+            .with_context(|| format!("cannot write {}", launch_file.display()))?;
         let mut command = tokio::process::Command::new(&config.mse_run);
         command
-            .arg("--uuid")
-            .arg(&app.app)
-            .arg("--application")
-            .arg(&app.application)
-            .arg("--domain")
-            .arg(&app.domain)
-            .arg("--code")
-            .arg(&launch.package)
-            .arg("--image")
-            .arg(&app.image)
-            .arg("--catalog")
-            .arg(&config.catalog)
-            .arg("--cache-dir")
-            .arg(&config.cache_dir)
-            .arg("--installer")
-            .arg(config.installer.as_arg())
-            .arg("--enclave-size")
-            .arg(&app.enclave_size)
-            // A port of its own choosing, told in its first event: no other
-            // process can take it between a choice here and its bind there.
-            .arg("--listen")
-            .arg(std::net::SocketAddr::new(config.listen_ip, 0).to_string())
-            .arg("--work-dir")
-            .arg(self.node_dir(&app.app))
-            .arg("--log-file")
-            .arg(self.log_path(&app.app))
-            .arg("--healthcheck")
-            .arg(&app.healthcheck)
-            .arg("--quote-provider")
-            .arg(&quote_provider)
-            .arg("--simulation-quote-key")
-            .arg(&config.quote.key)
-            .arg("--simulation-quote-chain")
-            .arg(&config.quote.chain)
-            .arg("--signer-key")
-            .arg(&config.signer_pub)
-            .arg("--config-timeout")
-            .arg(options.config_timeout_secs.to_string())
-            .arg("--sandbox")
-            .arg(options.sandbox.as_arg());
-        if app.memory_mb > 0 {
-            command.arg("--memory-mb").arg(app.memory_mb.to_string());
-        }
-        if app.cores > 0 {
-            command.arg("--cores").arg(app.cores.to_string());
-        }
-        let expiry = app.expires_at.to_string();
-        match (&app.tls, &launch.owner_chain) {
-            (AppTls::Owner { .. }, Some(chain)) => command
-                .arg("--certificate")
-                .arg(chain)
-                .args(["--expires-at", &expiry]),
-            (AppTls::Owner { .. }, None) => anyhow::bail!("the owner's certificate is missing"),
-            (AppTls::Operator, _) => command.args(["--no-ssl", "--expires-at", &expiry]),
-            (AppTls::RaTls, _) => command.args(["--ratls", &expiry]),
-            (AppTls::Acme(ca), _) => {
-                let dir = config.nodes_dir.join(ACME);
-                create_private_dir(&dir)?;
-                command
-                    .args(["--ratls", &expiry])
-                    .arg("--acme-directory")
-                    .arg(&ca.directory)
-                    .arg("--acme-account")
-                    .arg(dir.join("account.pem"));
-                if let Some(pem) = &ca.ca_bundle_pem {
-                    // Named by its content: bundles never change under a
-                    // running node.
-                    let digest =
-                        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pem.as_bytes()));
-                    let path = dir.join(format!("ca-{}.pem", &digest[..16]));
-                    if !path.exists() {
-                        std::fs::write(&path, pem)?;
-                    }
-                    command.arg("--acme-ca-bundle").arg(path);
-                }
-                if let Some(lifetime) = ca.lifetime_secs {
-                    command.arg("--acme-lifetime").arg(lifetime.to_string());
-                }
-                &mut command
-            }
-        };
-        command
+            .arg("--launch")
+            .arg(&launch_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -302,9 +233,13 @@ impl NodeProcesses {
                 }
             });
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", config.mse_run.display()))?;
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                remove_node_dir(&work_dir);
+                return Err(e).with_context(|| format!("cannot run {}", config.mse_run.display()));
+            }
+        };
         let pid = child.id().context("the node has no pid")?;
         if let Ok(mut pids) = self.inner.pids.lock() {
             pids.insert(app.app.clone(), pid);
@@ -364,6 +299,107 @@ impl NodeProcesses {
             }
         });
         Ok(pid)
+    }
+
+    /// What the node of `launch` is told to run: the app, this machine's
+    /// runtime, files and quote provider, and the node options in force.
+    fn describe(
+        &self,
+        launch: &Launch,
+        quote_provider: &str,
+        options: crate::NodeOptions,
+    ) -> anyhow::Result<mse_api::launch::Launch> {
+        let config = &self.inner.config;
+        let app = &launch.assignment;
+        let expires_at = chrono::DateTime::from_timestamp(app.expires_at, 0)
+            .with_context(|| format!("the app's expiry {} is out of range", app.expires_at))?;
+        let tls = match (&app.tls, &launch.owner_chain) {
+            (AppTls::Owner { .. }, Some(chain)) => Tls::Owner {
+                certificate: chain.clone(),
+                expires_at: Some(expires_at),
+            },
+            (AppTls::Owner { .. }, None) => anyhow::bail!("the owner's certificate is missing"),
+            (AppTls::Operator, _) => Tls::Plain { expires_at },
+            (AppTls::RaTls, _) => Tls::Ratls { expires_at },
+            (AppTls::Acme(ca), _) => {
+                let dir = config.nodes_dir.join(ACME);
+                create_private_dir(&dir)?;
+                let ca_bundle = match &ca.ca_bundle_pem {
+                    Some(pem) => {
+                        // Named by its content: bundles never change under a
+                        // running node.
+                        let digest =
+                            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(pem.as_bytes()));
+                        let path = dir.join(format!("ca-{}.pem", &digest[..16]));
+                        if !path.exists() {
+                            std::fs::write(&path, pem)?;
+                        }
+                        Some(path)
+                    }
+                    None => None,
+                };
+                Tls::Acme {
+                    expires_at,
+                    directory: ca.directory.clone(),
+                    account_key: dir.join("account.pem"),
+                    ca_bundle,
+                    lifetime: ca.lifetime_secs.map(Duration::from_secs),
+                }
+            }
+        };
+        let quotes = match quote_provider {
+            "simulation" => Quotes::Simulation {
+                quote_key: config.quote.key.clone(),
+                quote_chain: config.quote.chain.clone(),
+                signer_key: config.signer_pub.clone(),
+            },
+            "gramine" => Quotes::Gramine {
+                attestation_root: DEFAULT_ATTESTATION_ROOT.into(),
+            },
+            other => anyhow::bail!("unknown quote provider `{other}`"),
+        };
+        let cores = u32::try_from(app.cores)
+            .with_context(|| format!("{} cores is more than a node can be given", app.cores))?;
+        let description = mse_api::launch::Launch {
+            app: mse_api::launch::App {
+                uuid: app.app.clone(),
+                application: app.application.clone(),
+                domain: app.domain.clone(),
+                code: launch.package.clone(),
+                healthcheck: app.healthcheck.clone(),
+            },
+            runtime: mse_api::launch::Runtime {
+                image: app.image.clone(),
+                enclave_size: app.enclave_size.clone(),
+                catalog: Some(config.catalog.clone()),
+                cache_dir: config.cache_dir.clone(),
+                installer: Some(match &config.installer {
+                    mse_runtime::Installer::Uv(path) => Installer::UvAt(path.clone()),
+                    mse_runtime::Installer::Pip => Installer::Pip,
+                }),
+            },
+            node: mse_api::launch::Node {
+                // A port of its own choosing, told in its first event: no
+                // other process can take it between a choice here and its
+                // bind there.
+                listen: std::net::SocketAddr::new(config.listen_ip, 0),
+                work_dir: self.node_dir(&app.app),
+                log_file: Some(self.log_path(&app.app)),
+            },
+            timeouts: mse_api::launch::Timeouts {
+                config: Some(Duration::from_secs(options.config_timeout_secs)),
+                ..Default::default()
+            },
+            sandbox: options.sandbox.into(),
+            limits: mse_api::launch::Limits {
+                memory_mb: NonZeroU64::new(app.memory_mb),
+                cores: NonZeroU32::new(cores),
+            },
+            quotes,
+            tls,
+        };
+        description.check()?;
+        Ok(description)
     }
 
     /// Why the platform asked this app's node to stop, if it did.
@@ -478,4 +514,141 @@ pub use crate::data::dir::create_private_dir;
 pub fn remove_node_dir(dir: &Path) {
     mse_run::workdir::wipe(dir);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mse_api::node::AcmeCa;
+
+    fn processes(nodes_dir: &Path) -> NodeProcesses {
+        NodeProcesses::new(ProcessConfig {
+            mse_run: "/nonexistent/mse-run".into(),
+            cache_dir: "/var/cache/mse".into(),
+            installer: mse_runtime::Installer::Pip,
+            nodes_dir: nodes_dir.to_path_buf(),
+            quote_provider: "simulation".into(),
+            options: crate::NodeOptions::default(),
+            catalog: "/data/catalog.toml".into(),
+            signer_pub: "/data/signer.pub".into(),
+            quote: QuoteFiles {
+                key: "/nodes/quote-keys/local/quote-key.pem".into(),
+                chain: "/nodes/quote-keys/local/quote-chain.pem".into(),
+            },
+            listen_ip: "127.0.0.1".parse().unwrap(),
+        })
+    }
+
+    fn launch(tls: AppTls) -> Launch {
+        Launch {
+            assignment: Assignment {
+                app: "a1".into(),
+                domain: "a1.localhost".into(),
+                application: "app:app".into(),
+                image: "ghcr.io/cosmian/mse-flask:20230124182826".into(),
+                enclave_size: "1G".into(),
+                healthcheck: "/health".into(),
+                tls,
+                expires_at: 4_000_000_000,
+                package_sha256: "00".into(),
+                package_bytes: 1,
+                memory_mb: 512,
+                cores: 0,
+            },
+            package: "/data/apps/a1/code.tar".into(),
+            owner_chain: None,
+        }
+    }
+
+    #[test]
+    fn a_node_is_described_from_its_assignment_and_this_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let processes = processes(dir.path());
+        let options = crate::NodeOptions::default();
+        let described = processes
+            .describe(&launch(AppTls::RaTls), "simulation", options)
+            .unwrap();
+        assert_eq!(described.app.uuid, "a1");
+        assert_eq!(described.app.code, Path::new("/data/apps/a1/code.tar"));
+        assert_eq!(described.node.work_dir, dir.path().join("a1"));
+        assert_eq!(
+            described.node.log_file,
+            Some(dir.path().join(LOGS).join("a1.log"))
+        );
+        assert_eq!(described.node.listen.port(), 0);
+        assert_eq!(described.runtime.installer, Some(Installer::Pip));
+        assert_eq!(described.limits.memory_mb, NonZeroU64::new(512));
+        assert_eq!(described.limits.cores, None, "0 cores: no limit");
+        assert_eq!(
+            described.timeouts.config,
+            Some(Duration::from_secs(options.config_timeout_secs))
+        );
+        assert_eq!(
+            described.tls,
+            Tls::Ratls {
+                expires_at: chrono::DateTime::from_timestamp(4_000_000_000, 0).unwrap()
+            }
+        );
+        let Quotes::Simulation { quote_key, .. } = &described.quotes else {
+            panic!("{described:?}");
+        };
+        assert_eq!(
+            quote_key,
+            Path::new("/nodes/quote-keys/local/quote-key.pem")
+        );
+        let gramine = processes
+            .describe(&launch(AppTls::RaTls), "gramine", options)
+            .unwrap();
+        assert!(matches!(gramine.quotes, Quotes::Gramine { .. }));
+        assert!(processes
+            .describe(&launch(AppTls::RaTls), "sgx", options)
+            .is_err());
+    }
+
+    #[test]
+    fn an_acme_node_gets_its_ca_bundle_as_a_file_and_an_owner_node_its_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let processes = processes(dir.path());
+        let options = crate::NodeOptions::default();
+        let acme = AppTls::Acme(AcmeCa {
+            directory: "https://acme.test/dir".into(),
+            ca_bundle_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            lifetime_secs: Some(600),
+        });
+        let described = processes
+            .describe(&launch(acme), "simulation", options)
+            .unwrap();
+        let Tls::Acme {
+            account_key,
+            ca_bundle: Some(bundle),
+            lifetime,
+            ..
+        } = &described.tls
+        else {
+            panic!("{described:?}");
+        };
+        assert_eq!(account_key, &dir.path().join(ACME).join("account.pem"));
+        assert_eq!(
+            std::fs::read_to_string(bundle).unwrap(),
+            "-----BEGIN CERTIFICATE-----\n"
+        );
+        assert_eq!(*lifetime, Some(Duration::from_secs(600)));
+
+        let owner = AppTls::Owner {
+            chain_pem: "PEM".into(),
+        };
+        assert!(processes
+            .describe(&launch(owner.clone()), "simulation", options)
+            .is_err());
+        let mut with_chain = launch(owner);
+        with_chain.owner_chain = Some("/data/apps/a1/owner.pem".into());
+        let described = processes
+            .describe(&with_chain, "simulation", options)
+            .unwrap();
+        assert!(matches!(
+            described.tls,
+            Tls::Owner { ref certificate, expires_at: Some(_) }
+                if certificate == Path::new("/data/apps/a1/owner.pem")
+        ));
+    }
 }

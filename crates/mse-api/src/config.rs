@@ -1,5 +1,7 @@
-//! The configuration protocol between the owner's client and a waiting node,
-//! spoken over TLS to the node's RA-TLS certificate.
+//! The configuration hand-over between the owner's client and a waiting
+//! node, spoken over TLS to the node's RA-TLS certificate once the client
+//! has verified it: the code key, the owner's TLS key and the app's secrets,
+//! which nothing else carries.
 //!
 //! - `GET /` answers 200 with the header `Mse-Status: Waiting` while the node
 //!   waits for its configuration.
