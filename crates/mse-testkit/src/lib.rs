@@ -147,19 +147,30 @@ fn run(command: &mut Command) -> Result<(), String> {
 /// # if std::env::var_os("CI").is_none() { a_test_that_needs_root(); }
 /// ```
 pub fn require(test: &str, needs: Result<(), String>) -> bool {
-    let Err(missing) = needs else {
-        return true;
-    };
     let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    match runs(test, needs, ci) {
+        Ok(runs) => runs,
+        Err(skipped) => {
+            // Written straight to the standard error, which the test
+            // harness does not capture, so the skip shows in a normal run.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{skipped}");
+            false
+        }
+    }
+}
+
+/// [`require`]'s decision: `Ok(true)` when the test runs, `Err` with the
+/// line that says it skipped; panics under `ci` when something is missing.
+fn runs(test: &str, needs: Result<(), String>, ci: bool) -> Result<bool, String> {
+    let Err(missing) = needs else {
+        return Ok(true);
+    };
     assert!(
         !ci,
         "{test}: {missing} (CI is set, so the test cannot be skipped)"
     );
-    // Written straight to the standard error, which the test harness does
-    // not capture, so the skip shows in a normal test run.
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{test}: skipped: {missing}");
-    false
+    Err(format!("{test}: skipped: {missing}"))
 }
 
 /// Whether every program of `programs` is on `PATH`: [`require`] with the
@@ -453,4 +464,29 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
             fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn a_test_with_what_it_needs_runs_under_ci_and_elsewhere() {
+        assert_eq!(runs("t", Ok(()), true), Ok(true));
+        assert_eq!(runs("t", Ok(()), false), Ok(true));
+    }
+
+    #[test]
+    fn a_test_missing_something_skips_saying_what_outside_ci() {
+        assert_eq!(
+            runs("t", Err("not running as root".into()), false),
+            Err("t: skipped: not running as root".into())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "t: not running as root (CI is set, so the test cannot be skipped)")]
+    fn a_test_missing_something_fails_under_ci_saying_what() {
+        let _ = runs("t", Err("not running as root".into()), true);
+    }
 }

@@ -142,3 +142,42 @@ fn timed_out(what: &str, timeout: Duration, seen: Option<String>) -> ! {
         None => panic!("timed out after {timeout:?} waiting until {what}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn until_returns_the_value_once_the_condition_holds() {
+        let mut looks = 0;
+        let value = until("the third look", Duration::from_secs(5), || {
+            looks += 1;
+            (looks == 3).then_some(looks * 10)
+        });
+        assert_eq!(value, 30);
+    }
+
+    #[test]
+    #[should_panic(expected = "waiting until the answer is 42; last seen: 41")]
+    fn until_names_what_it_waited_for_and_the_last_thing_seen() {
+        until("the answer is 42", Duration::from_millis(120), || {
+            Err::<(), _>(41)
+        });
+    }
+
+    #[test]
+    fn within_gives_nothing_once_the_time_is_up() {
+        assert_eq!(within(Duration::from_millis(60), || false), None);
+        assert_eq!(within(Duration::ZERO, || true), Some(()));
+    }
+
+    #[test]
+    fn exit_returns_how_the_process_ended() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        let status = exit("sh exits", &mut child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(3));
+    }
+}
