@@ -16,6 +16,7 @@ use common::deploy::{
 };
 use common::platform::{user, Platform};
 use mse_testkit::browser::Browser;
+use mse_testkit::wait;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -296,31 +297,30 @@ fn renewal_replaces_the_certificate_and_the_app_stays_reachable() {
         .to_string();
     let root = acme.pebble.root_pem().unwrap();
 
-    // Called every 250 ms until the node reports another certificate, at
-    // most 60 s: every call answers.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Called again and again until the node reports another certificate,
+    // at most 60 s: every call answers.
     let mut calls = 0;
-    let renewed = loop {
-        let answer = try_https_get(trusting(&root), &host, acme.port, "/");
-        assert_eq!(
-            answer.as_ref().map(|(s, b)| (*s, b.as_str())),
-            Ok((200, "Hello world")),
-            "call {calls} during renewal\n{}",
-            acme.platform.output()
-        );
-        calls += 1;
-        let app = acme.platform.app(&token, &id);
-        let until = app["certificate"]["not_after"].as_str().unwrap_or_default();
-        if until != first_until {
-            break app;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no renewal within 60 s: {app}\n{}",
-            acme.pebble.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let renewed = wait::until(
+        "the certificate is renewed",
+        Duration::from_secs(60),
+        || {
+            let answer = try_https_get(trusting(&root), &host, acme.port, "/");
+            assert_eq!(
+                answer.as_ref().map(|(s, b)| (*s, b.as_str())),
+                Ok((200, "Hello world")),
+                "call {calls} during renewal\n{}",
+                acme.platform.output()
+            );
+            calls += 1;
+            let app = acme.platform.app(&token, &id);
+            let until = app["certificate"]["not_after"].as_str().unwrap_or_default();
+            if until != first_until {
+                Ok(app)
+            } else {
+                Err(format!("{app}\n{}", acme.pebble.log()))
+            }
+        },
+    );
     assert!(renewed["certificate"]["error"].is_null(), "{renewed}");
     let second = served_certificate(&host, acme.port);
     assert_ne!(first, second, "a new certificate is served");

@@ -13,11 +13,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::deploy::{call_app, deploy_ok};
-use common::platform::{user, Platform};
+use common::platform::{user, Platform, PlatformExt};
 use common::{texts, TestContext};
 use mse_package::context::{
     CertificateOrigin, Context, ContextConfig, ContextInstance, ContextStore,
 };
+use mse_testkit::wait;
 use serde_json::Value;
 
 /// `mse ARGS` as `ctx`: (exit code, stdout, stderr).
@@ -169,9 +170,11 @@ fn list_shows_live_apps_newest_first_and_all_adds_the_stopped_ones() {
     // The platform keeps times in seconds: the second app must come a
     // second later to be the newer one.
     let created = first["created_at"].as_i64().unwrap();
-    while chrono::Utc::now().timestamp() <= created {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::until(
+        "the clock is a second past the first app's",
+        Duration::from_secs(5),
+        || chrono::Utc::now().timestamp() > created,
+    );
     let first = id_of(&first);
     let second = id_of(&platform.deploy_scaffold(&alice, &token, "second"));
 
@@ -482,17 +485,12 @@ fn logs_print_the_node_log_and_follow_ends_when_the_app_stops() {
     let id = id_of(&platform.deploy_scaffold(&alice, &token, "hello"));
     platform.wait_initializing(&token, &id);
     // The node writes its log as it goes: wait (bounded) for a first line.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let log = loop {
+    let log = wait::until("the node writes its log", Duration::from_secs(60), || {
         let (status, log) = platform.get(&token, &format!("/apps/{id}/logs"));
         assert_eq!(status, 200);
         let log = log.as_str().unwrap_or_default().to_string();
-        if !log.is_empty() {
-            break log;
-        }
-        assert!(Instant::now() < deadline, "the node wrote no log");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (!log.is_empty()).then_some(log)
+    });
 
     let (code, stdout, stderr) = run(&alice, &["logs", &id]);
     assert_eq!(code, 0, "{stderr}");
@@ -524,17 +522,11 @@ fn logs_print_the_node_log_and_follow_ends_when_the_app_stops() {
         .expect("--follow prints the log there is");
     assert_eq!(first, first_line);
     platform.stop_app(&token, &id);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = follow.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = follow.kill();
-            panic!("mse logs --follow did not end after the app stopped");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait::exit(
+        "mse logs --follow ends after the app stopped",
+        &mut follow,
+        Duration::from_secs(30),
+    );
     assert!(status.success(), "{status}");
     let mut all = vec![first];
     // The reader ends with the process's output.
@@ -586,19 +578,15 @@ fn a_long_log_starts_with_the_nodes_own_lines_then_whole_lines() {
     assert_eq!(call_app(&platform, &out, "/flood"), (200, "flooded".into()));
 
     // The app's lines reach the log through a pipe: wait (bounded) for the last.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
+    let log = wait::until("the flood reaches the log", Duration::from_secs(30), || {
         let (code, stdout, stderr) = run(&alice, &["logs", &id]);
         assert_eq!(code, 0, "{stderr}");
         if stdout.contains("flood 3999 ") {
-            break stdout;
+            Ok(stdout)
+        } else {
+            Err(stdout)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the flood never reached the log: {stdout}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     assert!(log.len() <= 64 * 1024, "{}", log.len());
     let lines: Vec<&str> = log.lines().collect();
     let marker = lines

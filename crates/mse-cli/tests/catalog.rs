@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::deploy::*;
 use common::platform::{user, Platform};
+use mse_testkit::wait;
 use serde_json::Value;
 
 const SEED: &str = "ghcr.io/cosmian/mse-flask:20230124182826";
@@ -121,31 +122,34 @@ fn a_platform_prepares_its_default_images_at_start_into_mse_cache_dir() {
     .unwrap();
     let prepared: Vec<_> = catalog.images.iter().filter(|i| i.prepare).collect();
     assert!(prepared.iter().any(|i| i.reference == SEED));
-    let deadline = Instant::now() + Duration::from_secs(600);
     let total = prepared.len();
-    loop {
-        let output = platform.output();
-        let done = (1..=total)
-            .filter(|n| {
-                output.lines().any(|l| {
-                    l.starts_with(&format!("runtime image {n}/{total} ")) && l.contains(": ready")
+    wait::until(
+        "the catalog's images are prepared",
+        Duration::from_secs(600),
+        || {
+            let output = platform.output();
+            let done = (1..=total)
+                .filter(|n| {
+                    output.lines().any(|l| {
+                        l.starts_with(&format!("runtime image {n}/{total} "))
+                            && l.contains(": ready")
+                    })
                 })
-            })
-            .count();
-        if done == total {
+                .count();
+            if done == total {
+                assert!(
+                    output.contains(&format!("{SEED}: building its environment with uv")),
+                    "{output}"
+                );
+                return Ok(());
+            }
             assert!(
-                output.contains(&format!("{SEED}: building its environment with uv")),
-                "{output}"
+                !output.contains("its first deploy will try again"),
+                "a build failed:\n{output}"
             );
-            break;
-        }
-        assert!(
-            !output.contains("its first deploy will try again"),
-            "a build failed:\n{output}"
-        );
-        assert!(Instant::now() < deadline, "not prepared in time:\n{output}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            Err(format!("{done} of {total} ready:\n{output}"))
+        },
+    );
     for image in &prepared {
         let ready = cache
             .path()

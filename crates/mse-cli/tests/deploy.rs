@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::deploy::*;
 use common::platform::{login, Platform};
 use common::{texts, TestContext};
+use mse_testkit::wait;
 use serde_json::{json, Value};
 
 /// Fields `mse deploy --json` documents.
@@ -248,17 +249,14 @@ fn redeploying_a_name_is_refused_without_a_terminal_and_replaced_with_yes_keepin
     let own_name = second["config_domain_name"].as_str().unwrap();
     // A proxy's load of the store that began before the app ran may route
     // it for one more load (200 ms).
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        match try_https_get(pinned(&pem), own_name, proxy_port(&platform), "/health") {
-            Err(e) if e.contains("UnrecognisedName") => break,
-            other => assert!(
-                std::time::Instant::now() < deadline,
-                "{own_name} still answers: {other:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::until(
+        &format!("{own_name} leads nowhere"),
+        Duration::from_secs(2),
+        || match try_https_get(pinned(&pem), own_name, proxy_port(&platform), "/health") {
+            Err(e) if e.contains("UnrecognisedName") => Ok(()),
+            other => Err(format!("{own_name} still answers: {other:?}")),
+        },
+    );
     let (code, stdout, stderr) = run_in(&ctx, &app, &["status", second_id]);
     assert_eq!(code, 0, "{stderr}");
     let url = second["url"].as_str().unwrap();

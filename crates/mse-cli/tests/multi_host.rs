@@ -9,13 +9,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::deploy::*;
 use common::platform::{login, Platform};
 use common::TestContext;
 use mse_testkit::netns::Network;
+use mse_testkit::platform::{self, Server};
+use mse_testkit::wait;
 use serde_json::{json, Value};
 
 /// The lease of these tests' nodes, seconds: short, so a cut is seen soon.
@@ -25,9 +26,10 @@ const TLS_PORT: u16 = 9444;
 
 /// A node host process on a host of the network.
 struct NodeHost {
-    child: Child,
+    /// Stopped when dropped, before its folder is removed (the fields are
+    /// dropped in order).
+    _server: Server,
     nodes_dir: tempfile::TempDir,
-    output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl NodeHost {
@@ -37,97 +39,21 @@ impl NodeHost {
             .prefix("mse-host-")
             .tempdir()
             .expect("a temporary folder");
-        let mut command = Command::new(mse_testkit::workspace_binary("mse-server"));
-        command
-            .envs(mse_testkit::runtime_env())
-            .args(["--roles", "node", "--node-id", host])
-            .arg("--join")
-            .arg(api.join(","))
-            .args(["--node-token", token])
-            .arg("--advertise")
-            .arg(network.address(host).to_string())
-            .arg("--nodes-dir")
-            .arg(nodes_dir.path())
-            .arg("--cache-dir")
-            .arg(mse_testkit::runtime_cache_dir())
-            .arg("--mse-run")
-            .arg(mse_testkit::workspace_binary("mse-run"))
-            .args(["--cores", "8", "--memory-mb", "8192"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut command = platform::command(None, &["--roles", "node", "--node-id", host], |c| {
+            c.arg("--join")
+                .arg(api.join(","))
+                .args(["--node-token", token])
+                .arg("--advertise")
+                .arg(network.address(host).to_string())
+                .arg("--nodes-dir")
+                .arg(nodes_dir.path())
+                .args(["--cores", "8", "--memory-mb", "8192"]);
+        });
         network.on(host, &mut command);
-        let mut child = command.spawn().expect("mse-server starts");
-        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    if let Ok(mut output) = output.lock() {
-                        output.push_str(&line);
-                        output.push('\n');
-                    }
-                }
-            });
-        }
         NodeHost {
-            child,
+            _server: Server::start(command),
             nodes_dir,
-            output,
         }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().map(|o| o.clone()).unwrap_or_default()
-    }
-}
-
-impl Drop for NodeHost {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- node host output ---\n{}", self.output());
-        }
-        // SAFETY: signalling the child this test started.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` every 100 ms until it gives a value, at most `timeout`.
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -233,7 +159,7 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
     let token = created["token"].as_str().expect("a token").to_string();
     let n1 = NodeHost::start(network, "n1", api, &token);
     let n2 = NodeHost::start(network, "n2", api, &token);
-    wait_for("both hosts live", Duration::from_secs(60), || {
+    wait::until("both hosts live", Duration::from_secs(60), || {
         (live(platform, "n1") && live(platform, "n2")).then_some(())
     });
     let listed = nodes(platform);
@@ -278,7 +204,7 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
         }
     }
     // `mse logs` of an app on another machine.
-    let logs = wait_for("the logs of an app on n1", Duration::from_secs(20), || {
+    let logs = wait::until("the logs of an app on n1", Duration::from_secs(20), || {
         let (code, stdout, _) = run_in(&ctx, &ctx.work(), &["logs", &on_n1[0]]);
         (code == 0 && stdout.contains("[mse-run]")).then_some(stdout)
     });
@@ -313,7 +239,7 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
         lost_after <= Duration::from_secs(6 + 4),
         "lost after {lost_after:?}, the lease is {LEASE} s"
     );
-    wait_for("n1's nodes gone", Duration::from_secs(15), || {
+    wait::until("n1's nodes gone", Duration::from_secs(15), || {
         on_n1
             .iter()
             .all(|id| processes_naming(&format!("/{id}/launch.json")).is_empty())
@@ -334,7 +260,7 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
     // The link is back: n1 joins again and takes the next app (it is the
     // least loaded).
     network.restore("n1");
-    wait_for("n1 live again", Duration::from_secs(30), || {
+    wait::until("n1 live again", Duration::from_secs(30), || {
         live(platform, "n1").then_some(())
     });
     let out = deploy(platform, &ctx, "five");

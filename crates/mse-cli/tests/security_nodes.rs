@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::deploy::{assert_nowhere_in, call_app, deploy_ok};
-use common::platform::{login, user, Platform};
+use common::platform::{login, user, Platform, PlatformExt};
 use common::TestContext;
+use mse_testkit::wait;
 use serde_json::{json, Value};
 
 /// An environment variable of the platform's process that no app may see.
@@ -470,11 +471,9 @@ fn an_unconfigured_node_stops_at_its_configuration_deadline_and_says_why() {
     );
     assert!(started.elapsed() < Duration::from_secs(40));
     // Its node reported why, then ends (its app's cgroup removed first).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pids_with(&["mse-run", &id]).is_empty() {
-        assert!(Instant::now() < deadline, "its node is still there");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::until("its node ends", Duration::from_secs(10), || {
+        pids_with(&["mse-run", &id]).is_empty()
+    });
 }
 
 #[test]
@@ -525,14 +524,14 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
     assert_no_plaintext(&platform, &node);
     assert!(!node.exists(), "its folder goes");
     assert!(platform.log_file(&id).is_file(), "the log stays");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !mse_testkit::live_group_members(group).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the app server, or a process it started, outlived its runtime"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(
+        "the app server, and every process it started, end with its runtime",
+        Duration::from_secs(30),
+        || match mse_testkit::live_group_members(group) {
+            left if left.is_empty() => Ok(()),
+            left => Err(format!("still running: {left:?}")),
+        },
+    );
     for cgroup in &cgroups {
         assert!(!cgroup.exists(), "its cgroup {} is left", cgroup.display());
     }
@@ -567,11 +566,11 @@ fn after_a_sigkill_of_the_platform_it_restarts_at_once_its_nodes_die_and_no_plai
 
     // The node died with the platform, its app server with it, and what it
     // decrypted is gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pids_with(&["mse-run", &id]).is_empty() {
-        assert!(Instant::now() < deadline, "the node outlived its platform");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::until(
+        "the node ends with its platform",
+        Duration::from_secs(30),
+        || pids_with(&["mse-run", &id]).is_empty(),
+    );
     assert!(pids_with(&["hypercorn", &node.to_string_lossy()]).is_empty());
     assert_no_plaintext(&platform, &node);
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use common::deploy::{assert_nowhere_in, deploy_ok, run_in};
-use common::platform::{login, user, Platform};
+use common::platform::{login, user, Platform, PlatformExt};
 use common::TestContext;
 use serde_json::{json, Value};
 

@@ -6,9 +6,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{texts, TestContext};
+use mse_testkit::wait;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -43,28 +44,12 @@ fn mse_test(ctx: &TestContext, dir: &std::path::Path, port: u16) -> Child {
 
 /// Waits until the app answers `/`, or the process ends, within `limit`.
 fn wait_until_serving(child: &mut Child, port: u16, limit: Duration) -> Option<(String, String)> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(answer) = get(port, "/") {
-            return Some(answer);
-        }
-        if child.try_wait().unwrap().is_some() {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    // Done with the answer, or with none once the process has ended.
+    wait::within(limit, || match get(port, "/") {
+        Some(answer) => Some(Some(answer)),
+        None => child.try_wait().unwrap().map(|_| None),
+    })
+    .flatten()
 }
 
 #[test]
@@ -99,8 +84,11 @@ fn mse_test_serves_the_app_with_its_requirements_and_stops_on_ctrl_c() {
 
     // Ctrl-C: mse stops the server and exits cleanly.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status =
-        wait_exit(&mut child, Duration::from_secs(20)).expect("mse test stops after Ctrl-C");
+    let status = wait::exit(
+        "mse test stops after Ctrl-C",
+        &mut child,
+        Duration::from_secs(20),
+    );
     assert!(status.success(), "{status:?}");
     assert!(
         get(port, "/").is_none(),
@@ -168,7 +156,11 @@ fn mse_test_of_an_ssl_app_says_the_ssl_section_is_not_used_locally_without_namin
     let mut child = mse_test(&ctx, &app, port);
     let answer = wait_until_serving(&mut child, port, Duration::from_secs(300));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    wait_exit(&mut child, Duration::from_secs(20)).expect("mse test stops after Ctrl-C");
+    wait::exit(
+        "mse test stops after Ctrl-C",
+        &mut child,
+        Duration::from_secs(20),
+    );
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(answer.is_some(), "the app is served: {stderr}");

@@ -17,6 +17,7 @@ use mse_attest::simulation::SimulationCa;
 use mse_attest::verify::{verify_certificate, Policy, NO_COLLATERAL};
 use mse_package::{CodeKey, Nonces};
 use mse_run::status::{Event, State};
+use mse_testkit::wait;
 use sha2::{Digest, Sha256};
 
 const IMAGE: &str = "ghcr.io/cosmian/mse-flask:20230124182826";
@@ -235,14 +236,7 @@ impl Node {
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "mse-run did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait::exit("mse-run exits", &mut self.child, WAIT)
     }
 
     /// The certificate of the configuration server, captured on first contact.
@@ -328,10 +322,10 @@ impl Drop for Node {
             unsafe {
                 libc::kill(self.child.id() as i32, libc::SIGTERM);
             }
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let child = &mut self.child;
+            let _ = wait::within(Duration::from_secs(20), || {
+                child.try_wait().ok().flatten().is_some()
+            });
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -497,14 +491,6 @@ fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigterm_leaving_no_process(
 ) {
@@ -552,9 +538,11 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
     let mut stream = TcpStream::connect(node.addr).unwrap();
     connection.complete_io(&mut stream).unwrap();
     assert_eq!(connection.alpn_protocol(), Some(&b"h2"[..]));
-    wait_until("the access log shows the request", || {
-        node.log().contains("\"GET / 1.1\" 200")
-    });
+    wait::until(
+        "the access log shows the request",
+        Duration::from_secs(30),
+        || node.log().contains("\"GET / 1.1\" 200"),
+    );
 
     let pid = running.pid.unwrap();
     node.stop();
@@ -1087,9 +1075,11 @@ fn the_app_server_dies_with_a_killed_runtime() {
     let pid = node.expect(State::Running).pid.unwrap();
     node.child.kill().unwrap();
     node.child.wait().unwrap();
-    wait_until("no process of the app's group is left", || {
-        mse_testkit::live_group_members(pid).is_empty()
-    });
+    wait::until(
+        "no process of the app's group is left",
+        Duration::from_secs(30),
+        || mse_testkit::live_group_members(pid).is_empty(),
+    );
 }
 
 /// An app that says who it runs as and tries what a hostile tenant would.
@@ -1150,8 +1140,10 @@ def handshake(port):
 
 #[test]
 fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_socket() {
-    if !mse_run::sandbox::running_as_root() {
-        eprintln!("skipped: only a node running as root gives apps a uid of their own");
+    if !mse_testkit::require(
+        "under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_socket",
+        running_as_root(),
+    ) {
         return;
     }
     // The test runtime lives wherever the machine keeps it (under /root on
@@ -1217,8 +1209,10 @@ fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_
 
 #[test]
 fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
-    if !mse_run::sandbox::running_as_root() {
-        eprintln!("skipped: only a node running as root gives apps a uid of their own");
+    if !mse_testkit::require(
+        "another_apps_configuration_server_is_closed_to_an_app_on_the_same_host",
+        running_as_root(),
+    ) {
         return;
     }
     // The victim waits for its configuration.
@@ -1243,8 +1237,25 @@ fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
     victim.expect(State::Running);
 }
 
+/// Whether this process runs as root, or why a test that needs it cannot run.
+fn running_as_root() -> Result<(), String> {
+    if mse_run::sandbox::running_as_root() {
+        Ok(())
+    } else {
+        Err(
+            "not running as root (only a node running as root gives apps a uid of their own)"
+                .into(),
+        )
+    }
+}
+
 /// Whether this machine lets this process make cgroups, or why not.
 fn cgroups_writable() -> Result<(), String> {
+    cgroups_probe()
+        .map_err(|why| format!("this machine offers no writable cgroup file system ({why})"))
+}
+
+fn cgroups_probe() -> Result<(), String> {
     let base = match mse_run::limits::detect()? {
         mse_run::limits::Hierarchy::V2(root) => root,
         mse_run::limits::Hierarchy::V1 { memory, .. } => {
@@ -1279,8 +1290,10 @@ fn cgroup_dirs_of(pid: u32, name: &str) -> Vec<PathBuf> {
 
 #[test]
 fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_at_the_end() {
-    if let Err(why) = cgroups_writable() {
-        eprintln!("SKIPPED: this machine offers no writable cgroup file system ({why})");
+    if !mse_testkit::require(
+        "an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_at_the_end",
+        cgroups_writable(),
+    ) {
         return;
     }
     let app = format!(
@@ -1390,8 +1403,10 @@ def fill(where, mb):
 
 #[test]
 fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
-    if let Err(why) = cgroups_writable() {
-        eprintln!("SKIPPED: this machine offers no writable cgroup file system ({why})");
+    if !mse_testkit::require(
+        "an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits",
+        cgroups_writable(),
+    ) {
         return;
     }
     let package = package(&[("app.py", GREEDY_APP)]);

@@ -5,6 +5,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{deploy_config, multipart, platform, scaffold_package, settings, Platform};
+use mse_testkit::wait;
 use serde_json::{json, Value};
 
 fn app_folders(p: &Platform) -> Vec<String> {
@@ -357,19 +358,17 @@ async fn after_a_restart_apps_whose_node_is_gone_are_on_error_and_their_node_is_
     let app = restarted.store.app(&id).await.unwrap().unwrap();
     assert_eq!(app.status, mse_server::domain::lifecycle::Status::OnError);
     assert_eq!(app.reason.as_deref(), Some("node lost"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        // The old node may linger as a zombie of the first platform until reaped.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old node still runs"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait::until_async(
+        "the old node ends",
+        std::time::Duration::from_secs(30),
+        async || {
+            // The old node may linger as a zombie of the first platform
+            // until reaped.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || stat.contains(") Z ")
+        },
+    )
+    .await;
     let _ = scaffold_package;
 }
 

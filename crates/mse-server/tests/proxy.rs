@@ -12,6 +12,7 @@ use std::time::Duration;
 use mse_server::domain::routing::{Route, RouteMode};
 use mse_server::roles::proxy::{self, ProxyLimits};
 use mse_server::state::Routes;
+use mse_testkit::wait;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, RootCertStore, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -530,16 +531,10 @@ async fn connections_over_the_cap_are_closed_at_once() {
 
     // One leaves: a place frees up.
     drop(first);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut tls = loop {
-        match tls_connect(proxy.addr, client_config(ca.roots()), "a.apps.test").await {
-            Ok(tls) => break tls,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("no place freed up: {e}"),
-        }
-    };
+    let mut tls = wait::until_async("a place frees up", WAIT, async || {
+        tls_connect(proxy.addr, client_config(ca.roots()), "a.apps.test").await
+    })
+    .await;
     assert_eq!(echo(&mut tls, b"in").await, b"in");
 }
 
@@ -665,14 +660,10 @@ async fn shutdown_stops_accepting_and_lets_live_connections_finish() {
     assert_eq!(echo(&mut live, b"before").await, b"before");
 
     proxy.shutdown();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while TcpStream::connect(proxy.addr).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the proxy still accepts"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait::until_async("the proxy stops accepting", WAIT, async || {
+        TcpStream::connect(proxy.addr).await.is_err()
+    })
+    .await;
 
     // The live connection goes on, and the proxy waits for it.
     assert_eq!(echo(&mut live, b"after").await, b"after");

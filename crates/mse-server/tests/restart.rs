@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{deploy_config, http, http_deploy, http_wait_app, ServerProcess};
+use common::{deploy_config, http, http_deploy, http_wait_app};
+use mse_testkit::platform::Server;
 use serde_json::json;
 
 /// Starts `mse-server` with every role on `data`.
-fn start(data: &std::path::Path) -> ServerProcess {
-    ServerProcess::spawn(
+fn start(data: &std::path::Path) -> Server {
+    Server::spawn(
         data,
         &[
             "--listen-api",
@@ -32,14 +33,13 @@ async fn a_server_killed_mid_deploy_restarts_cleanly_and_the_app_is_not_stuck() 
     let id = app["id"].as_str().unwrap().to_string();
 
     // Killed at once: the node is spawning or initializing.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     drop(server);
 
-    let mut server = start(&data);
+    let server = start(&data);
     let port = server.api_port();
     assert!(
-        !server.seen.iter().any(|l| l.starts_with("admin token")),
+        !server.seen().iter().any(|l| l.starts_with("admin token")),
         "no second admin"
     );
     let (status, app) = http(port, "GET", &format!("/apps/{id}"), &token, None).await;
@@ -83,7 +83,7 @@ async fn node_folders_left_from_before_are_removed_at_start_and_their_logs_kept(
     )
     .unwrap();
 
-    let mut server = start(&data);
+    let server = start(&data);
     // Listening: the node role has recovered by then.
     server.api_port();
     assert!(!nodes.join(id).exists(), "the node's folder is removed");

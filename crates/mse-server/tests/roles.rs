@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{deploy_config, http, http_deploy, http_wait_app, ServerProcess, PROCESS_WAIT};
+use common::{deploy_config, http, http_deploy, http_wait_app, PROCESS_WAIT};
+use mse_testkit::platform::Server;
+use mse_testkit::wait;
 use serde_json::json;
 
 /// The store of a data folder, opened as one more process would.
@@ -54,9 +56,9 @@ async fn api_node_and_proxy_as_three_processes_deploy_route_and_stop_an_app() {
     let data = dir.path().join("data");
     // Started together on a new data folder: one of them creates it, the
     // others wait and share it.
-    let mut api = ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
-    let mut node = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "n1"]);
-    let mut proxy = ServerProcess::spawn(
+    let mut api = Server::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let mut node = Server::spawn(&data, &["--roles", "node", "--node-id", "n1"]);
+    let mut proxy = Server::spawn(
         &data,
         &["--roles", "proxy", "--listen-proxy", "127.0.0.1:0"],
     );
@@ -66,12 +68,15 @@ async fn api_node_and_proxy_as_three_processes_deploy_route_and_stop_an_app() {
     let proxy_addr = proxy.proxy_addr();
     for (what, process) in [("node", &node), ("proxy", &proxy)] {
         assert!(
-            !process.seen.iter().any(|l| l.starts_with("API listening")),
+            !process
+                .seen()
+                .iter()
+                .any(|l| l.starts_with("API listening")),
             "the {what} serves no API"
         );
     }
-    assert!(!node.seen.iter().any(|l| l.starts_with("proxy listening")));
-    assert!(!node.seen.iter().any(|l| l.starts_with("admin token")));
+    assert!(!node.seen().iter().any(|l| l.starts_with("proxy listening")));
+    assert!(!node.seen().iter().any(|l| l.starts_with("admin token")));
 
     let (status, app) = http_deploy(port, &token, &deploy_config("split", json!({}))).await;
     assert_eq!(status, 201, "{app}");
@@ -109,15 +114,13 @@ async fn api_node_and_proxy_as_three_processes_deploy_route_and_stop_an_app() {
     assert_eq!(status, 202, "{stopping}");
     let stopped = http_wait_app(port, &token, &id, "stopped", |a| a["status"] == "stopped").await;
     assert!(stopped["stopped_at"].as_i64().is_some(), "{stopped}");
-    let deadline = std::time::Instant::now() + PROCESS_WAIT;
-    while !node_processes(&id).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the node still runs");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait::until_async("the node ends", PROCESS_WAIT, async || {
+        node_processes(&id).is_empty()
+    })
+    .await;
     // …and the proxy forgets the route (within its refresh): the name is
     // unknown again.
-    let deadline = std::time::Instant::now() + PROCESS_WAIT;
-    loop {
+    wait::until_async("the proxy forgets the name", PROCESS_WAIT, async || {
         let alert = match through_proxy(proxy_addr, &domain).await {
             Ok(_) => None,
             Err(e) => e
@@ -127,14 +130,12 @@ async fn api_node_and_proxy_as_three_processes_deploy_route_and_stop_an_app() {
         };
         let unknown = rustls::Error::AlertReceived(rustls::AlertDescription::UnrecognisedName);
         if alert.as_ref() == Some(&unknown) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("the proxy still knows the name: {alert:?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the proxy still knows the name: {alert:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     for (what, process) in [
         ("api", &mut api),
@@ -154,7 +155,7 @@ async fn an_api_alone_refuses_deploys_saying_how_to_add_a_node_and_a_node_starte
 {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut api = ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let mut api = Server::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
     let port = api.api_port();
     let token = api.admin_token();
 
@@ -169,7 +170,7 @@ async fn an_api_alone_refuses_deploys_saying_how_to_add_a_node_and_a_node_starte
     assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
 
     // A node started later takes the next deploy.
-    let mut node = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "late"]);
+    let mut node = Server::spawn(&data, &["--roles", "node", "--node-id", "late"]);
     node.wait_line("node `late` running apps");
     let (status, placed) = http_deploy(port, &token, &deploy_config("waits", json!({}))).await;
     assert_eq!(status, 201, "{placed}");
@@ -193,24 +194,17 @@ async fn an_api_alone_refuses_deploys_saying_how_to_add_a_node_and_a_node_starte
 async fn two_node_processes_never_both_run_an_app_and_a_node_id_has_one_holder() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut api = ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let mut api = Server::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
     let port = api.api_port();
     let token = api.admin_token();
-    let mut a = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "a"]);
-    let mut b = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "b"]);
+    let mut a = Server::spawn(&data, &["--roles", "node", "--node-id", "a"]);
+    let mut b = Server::spawn(&data, &["--roles", "node", "--node-id", "b"]);
     a.wait_line("node `a` running apps");
     b.wait_line("node `b` running apps");
 
     // A second process under a held node id is refused.
-    let mut twin = ServerProcess::spawn(&data, &["--roles", "node", "--node-id", "a"]);
-    let deadline = std::time::Instant::now() + PROCESS_WAIT;
-    let status = loop {
-        if let Some(status) = twin.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "the twin still runs");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let mut twin = Server::spawn(&data, &["--roles", "node", "--node-id", "a"]);
+    let status = wait::exit("the twin ends", &mut twin.child, PROCESS_WAIT);
     assert!(!status.success());
 
     let mut ids = Vec::new();

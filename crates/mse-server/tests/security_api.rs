@@ -7,7 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{deploy_config, http, http_deploy, http_from, http_wait_app, ServerProcess};
+use common::{deploy_config, http, http_deploy, http_from, http_wait_app};
+use mse_testkit::platform::{self, Server};
+use mse_testkit::wait;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -34,10 +36,10 @@ fn raise_open_files_limit() -> u64 {
 /// Starts `mse-server` playing only the API on a free port, with `args`;
 /// deploys are placed on a parked node (a lease nobody serves), so they
 /// stay `spawning` and start no node.
-async fn api_server(data: &std::path::Path, args: &[&str]) -> (ServerProcess, u16, String) {
+async fn api_server(data: &std::path::Path, args: &[&str]) -> (Server, u16, String) {
     let mut all = vec!["--roles", "api", "--listen-api", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let mut server = ServerProcess::spawn(data, &all);
+    let server = Server::spawn(data, &all);
     let port = server.api_port();
     let token = server.admin_token();
     let url = format!("sqlite://{}", data.join("mse.db").display());
@@ -269,7 +271,7 @@ async fn running_out_of_descriptors_neither_spins_nor_stops_the_api() {
     let data = dir.path().join("data");
     // Caps above the descriptor limit, as an operator might set them: the
     // accept loop meets EMFILE.
-    let mut server = ServerProcess::spawn_with(
+    let mut server = Server::spawn_with(
         &data,
         &[
             "--roles",
@@ -325,19 +327,19 @@ async fn running_out_of_descriptors_neither_spins_nor_stops_the_api() {
 
     // The header timeout frees the descriptors; the API answers again.
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answered =
-            tokio::time::timeout(Duration::from_secs(5), timed_health(OTHER, port)).await;
-        if let Ok((200, _, _)) = answered {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the API never answered again: {answered:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until_async(
+        "the API answers again",
+        Duration::from_secs(30),
+        async || {
+            let answered =
+                tokio::time::timeout(Duration::from_secs(5), timed_health(OTHER, port)).await;
+            match answered {
+                Ok((200, _, _)) => Ok(()),
+                _ => Err(format!("{answered:?}")),
+            }
+        },
+    )
+    .await;
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "the server is alive"
@@ -419,7 +421,7 @@ async fn one_source_holding_its_share_of_the_proxy_does_not_lock_out_another() {
     const PER_SOURCE: usize = 32;
     raise_open_files_limit();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(
+    let server = Server::spawn(
         &dir.path().join("data"),
         &[
             "--listen-api",
@@ -474,14 +476,12 @@ async fn one_source_holding_its_share_of_the_proxy_does_not_lock_out_another() {
     }
     drop(held);
     // Once the attacker lets go, its address is served again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hello_through([127, 0, 0, 1], proxy, &name).await != Some(22) {
-        assert!(
-            Instant::now() < deadline,
-            "the attacker's slots were never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_async(
+        "the attacker's slots are freed",
+        Duration::from_secs(10),
+        async || hello_through([127, 0, 0, 1], proxy, &name).await == Some(22),
+    )
+    .await;
 }
 
 /// A raw HTTP/1.1 exchange with the API: (status, headers, body as JSON).
@@ -805,8 +805,7 @@ async fn uploads_left_by_a_killed_server_are_removed_at_start() {
     // A live upload of another process holds its file locked: it stays.
     let (live, _file) = mse_server::data::dir::create_incoming(&data).unwrap();
 
-    let mut server =
-        ServerProcess::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
+    let server = Server::spawn(&data, &["--roles", "api", "--listen-api", "127.0.0.1:0"]);
     let port = server.api_port();
     let left: Vec<_> = std::fs::read_dir(&incoming)
         .unwrap()
@@ -829,11 +828,13 @@ fn json_body(value: Value) -> Option<(String, Vec<u8>)> {
 async fn the_longest_token_lifetime_bounds_every_token_made_through_the_api() {
     // Out of its bounds, the flag is refused before anything starts.
     let dir = tempfile::tempdir().unwrap();
-    let refused = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
-        .args(["--max-token-lifetime", "0", "--data-dir"])
-        .arg(dir.path().join("never"))
-        .output()
-        .unwrap();
+    let refused = platform::command(
+        Some(&dir.path().join("never")),
+        &["--max-token-lifetime", "0"],
+        |_| {},
+    )
+    .output()
+    .unwrap();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("--max-token-lifetime"),
@@ -924,14 +925,11 @@ async fn schemathesis_finds_no_server_error_in_the_documented_api() {
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", schemathesis.display()));
     // Its own time budget is 60 s; never wait past twice that.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while run.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = run.kill();
-            panic!("schemathesis ran past its time budget");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::exit(
+        "schemathesis ends within its time budget",
+        &mut run,
+        Duration::from_secs(120),
+    );
     let output = run.wait_with_output().unwrap();
     let report = format!(
         "{}{}",

@@ -3,11 +3,10 @@
 //! anything, naming every problem; an older default nobody edited is
 //! moved to the current default; an edited one is kept as it is.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::ServerProcess;
+use mse_testkit::platform::{self, Server};
+use mse_testkit::wait;
 
 /// The default catalog of earlier versions: unpinned, unlocked.
 const OLD_DEFAULT: &str = r#"# Runtime images the platform approves, each mapped to the Python environment
@@ -44,26 +43,17 @@ fn a_broken_catalog_stops_the_server_at_start_naming_every_problem() {
          \"flask==2.2.2 --index-url=http://198.18.0.1/\"]\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(server_args())
+    let mut child = platform::command(Some(&data), &server_args(), |_| {})
         .args(["--no-prepare"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server kept running on a broken catalog");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait::exit(
+        "the server stops on a broken catalog",
+        &mut child,
+        Duration::from_secs(60),
+    );
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -84,7 +74,7 @@ fn an_unedited_old_default_is_moved_to_the_current_default_and_an_edited_catalog
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("catalog.toml"), OLD_DEFAULT).unwrap();
-    let mut server = ServerProcess::spawn(&data, &server_args());
+    let server = Server::spawn(&data, &server_args());
     server.api_port(); // started
     drop(server);
     assert_eq!(
@@ -94,7 +84,7 @@ fn an_unedited_old_default_is_moved_to_the_current_default_and_an_edited_catalog
 
     let edited = format!("# the operator's own\n{}", mse_runtime::DEFAULT_CATALOG);
     std::fs::write(data.join("catalog.toml"), &edited).unwrap();
-    let mut server = ServerProcess::spawn(&data, &server_args());
+    let server = Server::spawn(&data, &server_args());
     server.api_port(); // started
     drop(server);
     assert_eq!(

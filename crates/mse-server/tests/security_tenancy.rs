@@ -12,6 +12,7 @@ use axum::http::{Method, StatusCode};
 use common::{deploy_config, owner_certificate, pinned_request, platform, platform_as, Platform};
 use mse_server::domain::app::{AppSpec, NewApp};
 use mse_server::store::{Store, StoreError};
+use mse_testkit::wait;
 use serde_json::{json, Value};
 
 /// A platform whose process is the API alone: deploys are stored as
@@ -961,19 +962,19 @@ async fn an_expired_token_is_refused_saying_how_to_get_another() {
         Some(made["created_at"].as_i64().unwrap() + 1)
     );
     // Refused once that second is over (a bounded wait on the answer).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let refused = loop {
-        let (status, body) = p.get("/me", &short).await;
-        if status == StatusCode::UNAUTHORIZED {
-            break body;
-        }
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the token still works 10 s after its expiry"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let refused = wait::until_async(
+        "the token is refused after its expiry",
+        std::time::Duration::from_secs(10),
+        async || {
+            let (status, body) = p.get("/me", &short).await;
+            if status == StatusCode::UNAUTHORIZED {
+                return Some(body);
+            }
+            assert_eq!(status, StatusCode::OK, "{body}");
+            None
+        },
+    )
+    .await;
     for part in ["expired at", "POST /tokens", "administrator"] {
         assert!(error(&refused).contains(part), "`{part}`: {refused}");
     }
@@ -1162,19 +1163,19 @@ async fn a_disabled_users_tokens_stop_at_once_and_its_running_app_stops() {
     let (status, body) = p.deploy(&bob, deploy_config("again", json!({}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Its app stops (its node process ends), saying why.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let stopped = loop {
-        let app = p.state.store.app(&app_id).await.unwrap().unwrap();
-        if app.status.is_terminal() {
-            break app;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bob's app still {:?} 60 s after bob was disabled",
-            app.status
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let stopped = wait::until_async(
+        "bob's app stops after bob was disabled",
+        std::time::Duration::from_secs(60),
+        async || {
+            let app = p.state.store.app(&app_id).await.unwrap().unwrap();
+            if app.status.is_terminal() {
+                Ok(app)
+            } else {
+                Err(format!("{:?}", app.status))
+            }
+        },
+    )
+    .await;
     assert_eq!(stopped.status.as_str(), "stopped");
     assert!(
         stopped

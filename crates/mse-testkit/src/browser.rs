@@ -19,9 +19,11 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+
+use crate::wait;
 
 /// Environment variable naming the Chromium program (`chromium` otherwise).
 pub const CHROMIUM_ENV: &str = "MSE_TEST_CHROMIUM";
@@ -113,16 +115,7 @@ impl Browser {
         let mut child = command
             .spawn()
             .context("cannot run the browser script with the test Python environment")?;
-        let deadline = Instant::now() + PAGE_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait::within(PAGE_TIMEOUT, || child.try_wait().transpose()).transpose()?;
         // Chromium and Playwright's driver share the script's process
         // group; none may outlive it.
         kill_group(child.id());

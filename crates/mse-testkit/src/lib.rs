@@ -1,18 +1,27 @@
 //! Helpers shared by the test suites.
 //!
+//! [`platform`] starts the real `mse-server` binary the way an operator
+//! does (a whole [`platform::Platform`] in a temporary folder, or single
+//! [`platform::Server`] processes playing some roles) and reaches it the
+//! way a client does. [`wait`] is every bounded wait of the tests: a
+//! condition polled until it holds, failing with what it waited for and
+//! what it saw last.
+//!
 //! [`python`] gives every test the same Python virtual environment, built once
 //! from `tests/python-requirements.txt` under `target/test-python` and guarded
 //! by a file lock, so parallel tests never build it twice.
 //!
 //! [`pebble`] runs a real ACME certificate authority, [`browser`] a real
-//! headless browser, and [`tls`] makes the certificates they trust;
-//! [`programs_present`] decides whether a test that needs such programs
-//! runs.
+//! headless browser, and [`tls`] makes the certificates they trust.
+//! [`require`] decides whether a test that needs something of the machine
+//! (programs such as these, root, cgroups) runs: under `CI` it must.
 
 pub mod browser;
 pub mod netns;
 pub mod pebble;
+pub mod platform;
 pub mod tls;
+pub mod wait;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -114,12 +123,58 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Whether every program of `programs` is on `PATH`.
+/// Whether a test runs, given what it `needs` of the machine: `Ok`, or
+/// `Err` saying what is missing (a program, root, a writable cgroup).
 ///
-/// When one is missing, a test returns early (prints that it skipped) on a
-/// developer's machine, but panics under `CI` (set and neither empty,
-/// `0` nor `false`): there the programs must be installed (`scripts/test.sh`
-/// installs them), and a skipped test would prove nothing.
+/// When something is missing, the test returns early (prints that it
+/// skipped, and why) on a developer's machine, but panics under `CI` (set
+/// and neither empty, `0` nor `false`): there everything must be in place
+/// (`scripts/test.sh` installs the programs and runs as root), and a
+/// skipped test would prove nothing.
+///
+/// ```
+/// fn a_test_that_needs_root() {
+///     // SAFETY: geteuid has no preconditions.
+///     let root = unsafe { libc::geteuid() } == 0;
+///     if !mse_testkit::require(
+///         "a_test_that_needs_root",
+///         if root { Ok(()) } else { Err("not running as root".into()) },
+///     ) {
+///         return;
+///     }
+///     // … what needs root.
+/// }
+/// # if std::env::var_os("CI").is_none() { a_test_that_needs_root(); }
+/// ```
+pub fn require(test: &str, needs: Result<(), String>) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    match runs(test, needs, ci) {
+        Ok(runs) => runs,
+        Err(skipped) => {
+            // Written straight to the standard error, which the test
+            // harness does not capture, so the skip shows in a normal run.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{skipped}");
+            false
+        }
+    }
+}
+
+/// [`require`]'s decision: `Ok(true)` when the test runs, `Err` with the
+/// line that says it skipped; panics under `ci` when something is missing.
+fn runs(test: &str, needs: Result<(), String>, ci: bool) -> Result<bool, String> {
+    let Err(missing) = needs else {
+        return Ok(true);
+    };
+    assert!(
+        !ci,
+        "{test}: {missing} (CI is set, so the test cannot be skipped)"
+    );
+    Err(format!("{test}: skipped: {missing}"))
+}
+
+/// Whether every program of `programs` is on `PATH`: [`require`] with the
+/// missing ones.
 pub fn programs_present(test: &str, programs: &[&str]) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let missing: Vec<&str> = programs
@@ -129,24 +184,12 @@ pub fn programs_present(test: &str, programs: &[&str]) -> bool {
             !std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program)))
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    assert!(
-        !ci,
-        "{test}: {} missing on PATH (CI is set, so the test cannot be skipped)",
-        missing.join(", ")
-    );
-    // Written straight to the standard error, which the test harness does
-    // not capture, so the skip shows in a normal test run.
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: skipped, {} missing on PATH",
-        missing.join(", ")
-    );
-    false
+    let needs = if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} missing on PATH", missing.join(", ")))
+    };
+    require(test, needs)
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -421,4 +464,29 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
             fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn a_test_with_what_it_needs_runs_under_ci_and_elsewhere() {
+        assert_eq!(runs("t", Ok(()), true), Ok(true));
+        assert_eq!(runs("t", Ok(()), false), Ok(true));
+    }
+
+    #[test]
+    fn a_test_missing_something_skips_saying_what_outside_ci() {
+        assert_eq!(
+            runs("t", Err("not running as root".into()), false),
+            Err("t: skipped: not running as root".into())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "t: not running as root (CI is set, so the test cannot be skipped)")]
+    fn a_test_missing_something_fails_under_ci_saying_what() {
+        let _ = runs("t", Err("not running as root".into()), true);
+    }
 }

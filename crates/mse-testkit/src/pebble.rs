@@ -29,11 +29,12 @@ use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
 use crate::tls::{https_get, TestCa};
+use crate::wait;
 
 /// How Pebble is started.
 #[derive(Debug, Clone)]
@@ -80,7 +81,6 @@ pub struct Pebble {
 pub const PROGRAMS: [&str; 2] = ["pebble", "pebble-challtestsrv"];
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
 
 impl Pebble {
     /// Starts `pebble-challtestsrv` and `pebble` and waits (up to 20 s) until
@@ -195,38 +195,41 @@ impl Pebble {
     }
 
     fn wait_ready(&mut self, dns_management: u16) -> Result<(), StartError> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let (mut last, mut dns_up) = (String::new(), false);
+        let ended = wait::within(START_TIMEOUT, || {
             for (name, child, log) in [
                 ("pebble-challtestsrv", &mut self.dns, "challtestsrv.log"),
                 ("pebble", &mut self.pebble, "pebble.log"),
             ] {
-                if let Some(status) = child.try_wait().context("cannot watch Pebble")? {
-                    let tail = log_tail(&self.dir.path().join(log));
-                    let error = anyhow::anyhow!("{name} exited at start ({status}):\n{tail}");
-                    return Err(if tail.contains("address already in use") {
-                        StartError::PortTaken(error)
-                    } else {
-                        StartError::Other(error)
-                    });
-                }
+                let status = match child.try_wait().context("cannot watch Pebble") {
+                    Ok(None) => continue,
+                    Ok(Some(status)) => status,
+                    Err(e) => return Some(Err(StartError::Other(e))),
+                };
+                let tail = log_tail(&self.dir.path().join(log));
+                let error = anyhow::anyhow!("{name} exited at start ({status}):\n{tail}");
+                return Some(Err(if tail.contains("address already in use") {
+                    StartError::PortTaken(error)
+                } else {
+                    StartError::Other(error)
+                }));
             }
-            let dns_up = TcpStream::connect(("127.0.0.1", dns_management)).is_ok();
-            let last = match https_get(self.listen, "127.0.0.1", "/dir", &self.ca_pem) {
-                Ok(response) if response.status == 200 && dns_up => return Ok(()),
+            dns_up = TcpStream::connect(("127.0.0.1", dns_management)).is_ok();
+            last = match https_get(self.listen, "127.0.0.1", "/dir", &self.ca_pem) {
+                Ok(response) if response.status == 200 && dns_up => return Some(Ok(())),
                 Ok(response) => format!("status {}", response.status),
                 Err(e) => format!("{e:#}"),
             };
-            if Instant::now() >= deadline {
-                return Err(StartError::Other(anyhow::anyhow!(
-                    "Pebble's directory {} did not answer within {START_TIMEOUT:?} \
-                     (last answer: {last}; DNS server up: {dns_up}):\n{}",
-                    self.directory_url(),
-                    self.log()
-                )));
-            }
-            std::thread::sleep(POLL);
-        }
+            None
+        });
+        ended.unwrap_or_else(|| {
+            Err(StartError::Other(anyhow::anyhow!(
+                "Pebble's directory {} did not answer within {START_TIMEOUT:?} \
+                 (last answer: {last}; DNS server up: {dns_up}):\n{}",
+                self.directory_url(),
+                self.log()
+            )))
+        })
     }
 
     /// The ACME directory URL (`https://127.0.0.1:PORT/dir`).

@@ -1,5 +1,6 @@
 //! Helpers of the mse-server tests: a platform in a temporary data folder,
-//! driven in-process.
+//! driven in-process, and raw HTTP to a real `mse-server` process
+//! ([`mse_testkit::platform::Server`]).
 
 #![allow(dead_code)]
 
@@ -7,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use mse_testkit::wait;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -223,19 +225,16 @@ impl Platform {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-        loop {
+        wait::until_async(what, std::time::Duration::from_secs(300), async || {
             let (status, app) = self.get(&format!("/apps/{id}"), token).await;
             assert_eq!(status, StatusCode::OK, "{app}");
             if done(&app) {
-                return app;
+                Ok(app)
+            } else {
+                Err(app)
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting until {what}: {app}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -282,154 +281,8 @@ pub async fn park_a_node(store: &mse_server::store::Store) {
         .unwrap();
 }
 
-/// A real `mse-server` process. Dropped, it gets SIGTERM (so it stops its
-/// nodes), then SIGKILL if it is still there after a while.
-pub struct ServerProcess {
-    pub child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    /// Every line of its standard output read so far.
-    pub seen: Vec<String>,
-}
-
 /// The bound on every wait of a process test.
 pub const PROCESS_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
-
-impl ServerProcess {
-    /// Starts `mse-server` on the data folder `data` (nodes, cache and
-    /// `mse-run` as the other tests have them) with `args` added.
-    pub fn spawn(data: &std::path::Path, args: &[&str]) -> ServerProcess {
-        Self::spawn_with(data, args, |_| {})
-    }
-
-    /// [`ServerProcess::spawn`], with `configure` applied to the command
-    /// before it starts (limits, environment).
-    pub fn spawn_with(
-        data: &std::path::Path,
-        args: &[&str],
-        configure: impl FnOnce(&mut std::process::Command),
-    ) -> ServerProcess {
-        use std::io::BufRead;
-        let mut command = std::process::Command::new(mse_testkit::workspace_binary("mse-server"));
-        configure(&mut command);
-        let mut child = command
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--nodes-dir")
-            .arg(data.with_extension("nodes"))
-            .envs(mse_testkit::runtime_env())
-            .arg("--cache-dir")
-            .arg(mse_testkit::runtime_cache_dir())
-            .arg("--mse-run")
-            .arg(mse_testkit::workspace_binary("mse-run"))
-            .args(["--cores", "64"])
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    // Nobody listens any more: keep draining the pipe.
-                    continue;
-                }
-            }
-        });
-        ServerProcess {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads its output until a line starts with `prefix` (bounded); returns
-    /// that line. Panics if the process ends first.
-    pub fn wait_line(&mut self, prefix: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return line.clone();
-        }
-        let deadline = std::time::Instant::now() + PROCESS_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "mse-server never printed `{prefix}…` ({e}); it printed {:?}; exit: {:?}",
-                    self.seen,
-                    self.child.try_wait()
-                ),
-            }
-        }
-    }
-
-    /// The port of its REST API.
-    pub fn api_port(&mut self) -> u16 {
-        let line = self.wait_line("API listening on http://");
-        let addr = line.trim_start_matches("API listening on http://");
-        addr.parse::<std::net::SocketAddr>().unwrap().port()
-    }
-
-    /// The address of its proxy.
-    pub fn proxy_addr(&mut self) -> std::net::SocketAddr {
-        let line = self.wait_line("proxy listening on ");
-        let addr = line["proxy listening on ".len()..]
-            .split(' ')
-            .next()
-            .unwrap();
-        addr.parse().unwrap()
-    }
-
-    /// The admin token it printed (first start of an API).
-    pub fn admin_token(&mut self) -> String {
-        let line = self.wait_line("admin token: ");
-        line.trim_start_matches("admin token: ").to_string()
-    }
-
-    /// Sends SIGTERM and waits (bounded) until it exits; returns how.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling the child this helper started.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mse-server did not stop on SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: signalling the child this helper started.
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One HTTP/1.1 request to an API on the loopback: (status, JSON body, or
 /// the body as a JSON string when it is not JSON).
@@ -503,19 +356,16 @@ pub async fn http_wait_app(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = std::time::Instant::now() + PROCESS_WAIT;
-    loop {
+    wait::until_async(what, PROCESS_WAIT, async || {
         let (status, app) = http(port, "GET", &format!("/apps/{id}"), token, None).await;
         assert_eq!(status, 200, "{app}");
         if done(&app) {
-            return app;
+            Ok(app)
+        } else {
+            Err(app)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}: {app}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// The certificate the TLS server at `addr` shows for server name `name`,
