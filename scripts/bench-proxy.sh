@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of TLS passthrough through the SNI proxy (mse_server::proxy)
+# Benchmark of TLS passthrough through the SNI proxy (mse_server::roles::proxy)
 # against nginx's stream module with ssl_preread, in front of the same TLS
 # backend, with the same client, in the same run (release build): req/s and
 # p50/p99 latency in keep-alive mode and with a new TLS connection per request,

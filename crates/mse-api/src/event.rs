@@ -4,25 +4,17 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The states a node reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// The configuration server waits for the owner.
-    Initializing,
-    /// The app answers its health check.
-    Running,
-    /// Something failed; `reason` says what (terminal).
-    OnError,
-    /// Stopped on request or at expiry (terminal).
-    Stopped,
-}
+use crate::apps::AppStatus;
 
 /// One status line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The new state.
-    pub status: State,
+    /// The new state: `initializing` (the configuration server waits for
+    /// the owner), `running` (the app answers its health check), `on_error`
+    /// (something failed; `reason` says what) or `stopped` (on request or at
+    /// expiry). A node never reports `spawning`, the platform's own state of
+    /// an app it has not started yet.
+    pub status: AppStatus,
     /// When, RFC 3339.
     pub time: String,
     /// Why (`on_error`, `stopped`).
@@ -71,7 +63,7 @@ pub struct ServedCertificate {
 
 impl Event {
     /// An event with no details.
-    pub fn new(status: State, now: DateTime<Utc>) -> Self {
+    pub fn new(status: AppStatus, now: DateTime<Utc>) -> Self {
         Event {
             status,
             time: now.to_rfc3339_opts(SecondsFormat::Secs, true),

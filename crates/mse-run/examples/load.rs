@@ -23,9 +23,10 @@ use clap::Parser;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use mse_api::apps::AppStatus;
 use mse_api::launch::{self, Launch};
 use mse_package::{CodeKey, Nonces};
-use mse_run::status::{Event, State};
+use mse_run::status::Event;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -394,7 +395,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
     let mut events = BufReader::new(stdout).lines();
     let log_path = work.join("app.log");
 
-    let initializing = next_event(&mut events, State::Initializing, &log_path).await?;
+    let initializing = next_event(&mut events, AppStatus::Initializing, &log_path).await?;
     let expected_sha256 = initializing
         .certificate_sha256
         .ok_or_else(|| anyhow!("the initializing event has no certificate_sha256"))?;
@@ -432,7 +433,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
             String::from_utf8_lossy(&answer)
         );
     }
-    next_event(&mut events, State::Running, &log_path).await?;
+    next_event(&mut events, AppStatus::Running, &log_path).await?;
 
     let sample = measure(&target, load).await;
     stop_node(&mut server, &mut events).await;
@@ -457,7 +458,7 @@ fn random_uuid() -> String {
 /// The next status event of mse-run, which must be `state`.
 async fn next_event(
     events: &mut Lines<BufReader<ChildStdout>>,
-    state: State,
+    state: AppStatus,
     log_path: &Path,
 ) -> anyhow::Result<Event> {
     let line = tokio::time::timeout(READY_TIMEOUT, events.next_line())
@@ -557,7 +558,9 @@ async fn stop_node(server: &mut Server, events: &mut Lines<BufReader<ChildStdout
     while let Ok(Ok(Some(line))) = tokio::time::timeout(STOP_TIMEOUT, events.next_line()).await {
         last = serde_json::from_str::<Event>(&line).ok();
     }
-    let clean = last.as_ref().is_some_and(|e| e.status == State::Stopped)
+    let clean = last
+        .as_ref()
+        .is_some_and(|e| e.status == AppStatus::Stopped)
         && status.is_some_and(|s| s.success());
     if !clean {
         eprintln!(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use chrono::{DateTime, Utc};
+use mse_api::apps::AppStatus;
 use mse_api::event::ServedCertificate;
 use mse_api::launch::{Launch, Quotes, Tls};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
@@ -20,7 +21,7 @@ use mse_run::front::{self, Backend, Front, Presented};
 use mse_run::limits;
 use mse_run::logs::LogSink;
 use mse_run::sandbox::{self, Confinement, Decision, Identity, Policy};
-use mse_run::status::{emit, Event, State};
+use mse_run::status::{emit, Event};
 use mse_runtime::{App, Catalog, EnvCache, Serving};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -139,7 +140,7 @@ pub async fn run(launch: Launch) -> ExitCode {
         }
         Err(Failure::Error(message)) => {
             eprintln!("error: {message}");
-            emit(&Event::new(State::OnError, Utc::now()).because(message));
+            emit(&Event::new(AppStatus::OnError, Utc::now()).because(message));
             return ExitCode::FAILURE;
         }
     };
@@ -153,21 +154,21 @@ pub async fn run(launch: Launch) -> ExitCode {
     match outcome {
         Ok(reason) => {
             log.note(&format!("stopped: {reason}"));
-            emit(&Event::new(State::Stopped, Utc::now()).because(reason));
+            emit(&Event::new(AppStatus::Stopped, Utc::now()).because(reason));
             ExitCode::SUCCESS
         }
         Err(e) => {
             let reason = format!("{e:#}");
             log.note(&format!("error: {reason}"));
             eprintln!("error: {reason}");
-            emit(&Event::new(State::OnError, Utc::now()).because(reason));
+            emit(&Event::new(AppStatus::OnError, Utc::now()).because(reason));
             ExitCode::FAILURE
         }
     }
 }
 
 fn stopped_early(signal: &str) -> ExitCode {
-    emit(&Event::new(State::Stopped, Utc::now()).because(signal));
+    emit(&Event::new(AppStatus::Stopped, Utc::now()).because(signal));
     ExitCode::SUCCESS
 }
 
@@ -592,7 +593,7 @@ async fn life(launch: &Launch, prepared: &Prepared, signals: Signals) -> anyhow:
         owner,
         log.clone(),
     ));
-    let mut event = Event::new(State::Initializing, Utc::now());
+    let mut event = Event::new(AppStatus::Initializing, Utc::now());
     event.fingerprint = Some(hex::encode(prepared.fingerprint));
     event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));
     event.sandbox = Some(sandbox::describe(&prepared.sandbox));
@@ -966,7 +967,7 @@ async fn supervise(
             None
         }
     };
-    let mut running = Event::new(State::Running, Utc::now());
+    let mut running = Event::new(AppStatus::Running, Utc::now());
     running.pid = Some(pid);
     running.certificate = first;
     emit(&running);
@@ -980,7 +981,7 @@ async fn supervise(
                     watching = false;
                     continue;
                 }
-                let mut update = Event::new(State::Running, Utc::now());
+                let mut update = Event::new(AppStatus::Running, Utc::now());
                 update.pid = Some(pid);
                 update.certificate = certificate.borrow_and_update().clone();
                 emit(&update);

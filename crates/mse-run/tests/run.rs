@@ -11,12 +11,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use mse_api::apps::AppStatus;
 use mse_api::launch::{self, Launch};
 use mse_attest::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use mse_attest::simulation::SimulationCa;
 use mse_attest::verify::{verify_certificate, Policy, NO_COLLATERAL};
 use mse_package::{CodeKey, Nonces};
-use mse_run::status::{Event, State};
+use mse_run::status::Event;
 use mse_testkit::wait;
 use sha2::{Digest, Sha256};
 
@@ -220,7 +221,7 @@ impl Node {
     }
 
     /// The next event, which must have `state`.
-    fn expect(&self, state: State) -> Event {
+    fn expect(&self, state: AppStatus) -> Event {
         let event = self.events.recv_timeout(WAIT).unwrap_or_else(|_| {
             panic!(
                 "no status event within {WAIT:?} (waiting for {state:?}); log:\n{}",
@@ -274,7 +275,7 @@ impl Node {
     /// Waits for the configuration server, configures the node with the
     /// package's key and `extra` fields, and returns its RA-TLS certificate.
     fn configure_ok(&self, package: &Package, extra: serde_json::Value) -> Vec<u8> {
-        self.expect(State::Initializing);
+        self.expect(AppStatus::Initializing);
         self.configure_waiting_ok(package, extra)
     }
 
@@ -309,7 +310,7 @@ impl Node {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        let event = self.expect(State::Stopped);
+        let event = self.expect(AppStatus::Stopped);
         assert!(self.wait_exit().success());
         event
     }
@@ -497,7 +498,7 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
     let package = scaffold();
     let expiry = in_an_hour();
     let mut node = Node::start(&package, Tls::SelfSigned(expiry), |_| {});
-    let initializing = node.expect(State::Initializing);
+    let initializing = node.expect(AppStatus::Initializing);
 
     let cert = node.capture_certificate();
     let expected =
@@ -526,7 +527,7 @@ fn ratls_mode_is_verified_configured_serves_the_scaffolded_app_and_stops_on_sigt
     );
     assert_eq!(accepted.status, 200, "{}", accepted.text());
     assert_eq!(accepted.header("mse-status"), None);
-    let running = node.expect(State::Running);
+    let running = node.expect(AppStatus::Running);
 
     // The app is served with the RA-TLS certificate, over HTTP/1.1 and HTTP/2.
     let pinned = Arc::new(mse_attest::pin::client_config(&cert, &[b"http/1.1"]));
@@ -570,7 +571,7 @@ fn owner_certificate_mode_needs_the_matching_key_and_serves_the_owner_certificat
     let cert_path = dir.path().join("owner.pem");
     std::fs::write(&cert_path, owner_cert.pem()).unwrap();
     let node = Node::start(&package, Tls::Owner(cert_path), |_| {});
-    let initializing = node.expect(State::Initializing);
+    let initializing = node.expect(AppStatus::Initializing);
     let ratls = node.capture_certificate();
     let expected = expected_fingerprint(
         &node,
@@ -605,7 +606,7 @@ fn owner_certificate_mode_needs_the_matching_key_and_serves_the_owner_certificat
         serde_json::json!({"ssl_private_key": owner_key.serialize_pem()}),
     );
     assert_eq!(node.configure(&ratls, &body).status, 200);
-    node.expect(State::Running);
+    node.expect(AppStatus::Running);
     let pinned = Arc::new(mse_attest::pin::client_config(
         owner_cert.der(),
         &[b"http/1.1"],
@@ -620,7 +621,7 @@ fn no_ssl_mode_serves_plain_http_after_an_ratls_configuration_and_stops_at_expir
     let package = scaffold();
     let expiry = DateTime::from_timestamp(Utc::now().timestamp() + 30, 0).unwrap();
     let mut node = Node::start(&package, Tls::Plain(expiry), |_| {});
-    let initializing = node.expect(State::Initializing);
+    let initializing = node.expect(AppStatus::Initializing);
     let ratls = node.capture_certificate();
     let expected = expected_fingerprint(&node, &package, TlsMode::Operator { expires_at: expiry });
     assert_eq!(
@@ -633,11 +634,11 @@ fn no_ssl_mode_serves_plain_http_after_an_ratls_configuration_and_stops_at_expir
         &node.config_body(&package.key, serde_json::json!({})),
     );
     assert_eq!(accepted.status, 200);
-    let running = node.expect(State::Running);
+    let running = node.expect(AppStatus::Running);
     let hello = http(node.addr, &get("/", &node.domain));
     assert_eq!((hello.status, hello.text().as_str()), (200, "Hello world"));
 
-    let stopped = node.expect(State::Stopped);
+    let stopped = node.expect(AppStatus::Stopped);
     assert_eq!(stopped.reason.as_deref(), Some("expired"));
     assert!(Utc::now() >= expiry);
     assert!(node.wait_exit().success());
@@ -677,7 +678,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
         l.timeouts.config = Some(Duration::from_secs(20))
     });
-    node.expect(State::Initializing);
+    node.expect(AppStatus::Initializing);
     let cert = node.capture_certificate();
     let key = package.key.to_hex();
     let other_key = CodeKey::generate().to_hex();
@@ -768,7 +769,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
         "the runtime's lines stay: {log}"
     );
 
-    let error = node.expect(State::OnError);
+    let error = node.expect(AppStatus::OnError);
     assert!(error
         .reason
         .unwrap()
@@ -782,7 +783,7 @@ fn a_package_with_no_encrypted_file_accepts_no_key_and_the_node_keeps_waiting() 
     let node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
         l.timeouts.config = Some(Duration::from_secs(60))
     });
-    node.expect(State::Initializing);
+    node.expect(AppStatus::Initializing);
     let cert = node.capture_certificate();
     for key in [package.key.clone(), CodeKey::generate()] {
         let answer = node.configure(&cert, &node.config_body(&key, serde_json::json!({})));
@@ -833,7 +834,7 @@ fn an_asgi_app_gets_its_secrets_requirements_and_environment() {
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let secrets = serde_json::json!({"api_token": "s3cr3t-value", "nested": {"n": 1}});
     let cert = node.configure_ok(&package, serde_json::json!({"app_secrets": secrets}));
-    node.expect(State::Running);
+    node.expect(AppStatus::Running);
 
     let seen = node.get_json(&cert, "/secrets");
     assert_eq!(seen["secrets"], secrets);
@@ -901,7 +902,7 @@ fn an_app_that_fails_at_import_is_on_error_with_its_traceback() {
     )]);
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
-    let error = node.expect(State::OnError);
+    let error = node.expect(AppStatus::OnError);
     assert!(error.reason.unwrap().contains("before it became healthy"));
     let log = node.log();
     assert!(
@@ -925,7 +926,7 @@ fn a_health_check_route_the_app_lacks_fails_the_node_at_once() {
         });
         node.configure_ok(&package, serde_json::json!({}));
         let configured = Instant::now();
-        let error = node.expect(State::OnError);
+        let error = node.expect(AppStatus::OnError);
         assert!(
             configured.elapsed() < Duration::from_secs(30),
             "not after the health timeout: {:?}",
@@ -952,7 +953,7 @@ fn an_unhealthy_app_is_polled_ever_more_gently_until_its_health_timeout() {
         l.timeouts.health = Duration::from_secs(8)
     });
     node.configure_ok(&package, serde_json::json!({}));
-    let error = node.expect(State::OnError);
+    let error = node.expect(AppStatus::OnError);
     assert!(
         error
             .reason
@@ -987,10 +988,10 @@ fn an_app_that_crashes_while_running_is_on_error_with_its_traceback() {
     let package = package(&[("app.py", &app)]);
     let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
-    let running = node.expect(State::Running);
+    let running = node.expect(AppStatus::Running);
     let mut stream = TcpStream::connect(node.addr).unwrap();
     stream.write_all(&get("/crash", &node.domain)).unwrap();
-    let error = node.expect(State::OnError);
+    let error = node.expect(AppStatus::OnError);
     assert!(error.reason.unwrap().contains("stopped by itself"));
     assert!(node.log().contains("RuntimeError: boom at runtime"));
     assert_eq!(node.wait_exit().code(), Some(1));
@@ -1072,7 +1073,7 @@ fn the_app_server_dies_with_a_killed_runtime() {
     let package = scaffold();
     let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
     node.configure_ok(&package, serde_json::json!({}));
-    let pid = node.expect(State::Running).pid.unwrap();
+    let pid = node.expect(AppStatus::Running).pid.unwrap();
     node.child.kill().unwrap();
     node.child.wait().unwrap();
     wait::until(
@@ -1152,7 +1153,7 @@ fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let uid = mse_run::sandbox::app_uid(&node.uuid);
     let secrets = serde_json::json!({"k": "v"});
-    let event = node.expect(State::Initializing);
+    let event = node.expect(AppStatus::Initializing);
     let sandbox = event.sandbox.unwrap_or_default();
     assert!(
         sandbox.starts_with("landlock ABI")
@@ -1161,7 +1162,7 @@ fn under_root_every_app_runs_as_a_uid_of_its_own_with_a_private_tmp_and_no_unix_
         "{sandbox}"
     );
     let cert = node.configure_waiting_ok(&package, serde_json::json!({"app_secrets": secrets}));
-    node.expect(State::Running);
+    node.expect(AppStatus::Running);
     let seen = node.get_json(&cert, "/probe");
     assert_ne!(seen["uid"], 0, "{seen}");
     assert_eq!(seen["uid"], uid, "{seen}");
@@ -1218,12 +1219,12 @@ fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
     // The victim waits for its configuration.
     let victim_package = scaffold();
     let victim = Node::start(&victim_package, Tls::SelfSigned(in_an_hour()), |_| {});
-    victim.expect(State::Initializing);
+    victim.expect(AppStatus::Initializing);
     // The hostile tenant's app runs beside it.
     let package = package(&[("app.py", PROBE_APP)]);
     let hostile = Node::start(&package, Tls::SelfSigned(in_an_hour()), |_| {});
     let cert = hostile.configure_ok(&package, serde_json::json!({}));
-    hostile.expect(State::Running);
+    hostile.expect(AppStatus::Running);
     // It can make TLS connections (to its own server)...
     let own = hostile.get_json(&cert, &format!("/handshake/{}", hostile.addr.port()));
     assert_eq!(own["handshake"], "ok", "{own}");
@@ -1234,7 +1235,7 @@ fn another_apps_configuration_server_is_closed_to_an_app_on_the_same_host() {
     let victim_cert = victim.capture_certificate();
     victim.assert_waiting(&victim_cert);
     victim.configure_waiting_ok(&victim_package, serde_json::json!({}));
-    victim.expect(State::Running);
+    victim.expect(AppStatus::Running);
 }
 
 /// Whether this process runs as root, or why a test that needs it cannot run.
@@ -1304,7 +1305,7 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
         l.limits.memory_mb = std::num::NonZeroU64::new(160);
         l.limits.cores = std::num::NonZeroU32::new(1);
     });
-    let initializing = node.expect(State::Initializing);
+    let initializing = node.expect(AppStatus::Initializing);
     let limits = initializing.limits.clone().unwrap_or_default();
     let asked = "memory 160 MB, 1 core, 80 processes, 4096 open files, disk 80 MB for home, \
                  80 MB for tmp";
@@ -1313,7 +1314,7 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
         "{limits}"
     );
     node.configure_waiting_ok(&package, serde_json::json!({}));
-    let pid = node.expect(State::Running).pid.unwrap();
+    let pid = node.expect(AppStatus::Running).pid.unwrap();
 
     // The app server runs in its own cgroup, with the limits asked for.
     let dirs = cgroup_dirs_of(pid, &node.uuid);
@@ -1342,7 +1343,7 @@ fn an_app_over_its_memory_limit_is_killed_within_it_it_runs_and_its_cgroup_goes_
     // Past it, the kernel kills the app server.
     let mut stream = TcpStream::connect(node.addr).unwrap();
     stream.write_all(&get("/alloc/1024", &node.domain)).unwrap();
-    let error = node.expect(State::OnError);
+    let error = node.expect(AppStatus::OnError);
     assert!(
         error
             .reason
@@ -1415,7 +1416,7 @@ fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
         l.limits.cores = std::num::NonZeroU32::new(1);
     });
     node.configure_ok(&package, serde_json::json!({}));
-    node.expect(State::Running);
+    node.expect(AppStatus::Running);
     let get_json = |path: &str| {
         let answer = http(node.addr, &get(path, &node.domain));
         assert_eq!(answer.status, 200, "{}", answer.text());
@@ -1450,7 +1451,7 @@ fn an_app_cannot_start_more_processes_or_write_more_bytes_than_its_limits() {
 fn without_limits_the_status_says_the_app_is_unlimited() {
     let package = scaffold();
     let mut node = Node::start(&package, Tls::Plain(in_an_hour()), |_| {});
-    let initializing = node.expect(State::Initializing);
+    let initializing = node.expect(AppStatus::Initializing);
     assert_eq!(
         initializing.limits.as_deref(),
         Some("UNLIMITED: no --memory-mb or --cores given")

@@ -402,17 +402,6 @@ pub async fn package(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-/// The state an app has once a node reported `state`.
-fn status_of(state: mse_api::event::State) -> Status {
-    use mse_api::event::State;
-    match state {
-        State::Initializing => Status::Initializing,
-        State::Running => Status::Running,
-        State::OnError => Status::OnError,
-        State::Stopped => Status::Stopped,
-    }
-}
-
 /// `event` with its texts as the API keeps what a host says: each on one
 /// line, without control characters, bounded.
 fn cleaned(mut event: mse_api::event::Event) -> mse_api::event::Event {
@@ -451,7 +440,7 @@ pub async fn event(
         return Err(lease_over(&node.id));
     }
     let app = placed_app(&state, &node, &report.app).await?;
-    let reported = status_of(report.event.status);
+    let reported = report.event.status;
     if !crate::domain::lifecycle::report_moves(app.status, reported) {
         return Err(ApiError::conflict(format!(
             "app {} is {}: a report of {} does not move it (an app goes spawning → \
@@ -489,8 +478,7 @@ pub async fn event(
     }
     let routes = state.routes.clone();
     crate::state::events::apply_event(&state.store, &routes, &app, &report.event, true).await;
-    if report.event.status == mse_api::event::State::Initializing && app.status == Status::Spawning
-    {
+    if report.event.status == Status::Initializing && app.status == Status::Spawning {
         eprintln!("app {}: initializing on node `{}`", app.id, node.id);
     }
     Ok(StatusCode::NO_CONTENT)

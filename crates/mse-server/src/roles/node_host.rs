@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mse_api::event::{Event, State};
+use mse_api::apps::AppStatus;
+use mse_api::event::Event;
 use mse_api::node::{
     AppTls, Assignment, Capacity, EventReport, JoinRequest, JoinToken, Joined, LeaseGranted,
     LeaseRequest, MAX_LOG_CHUNK,
@@ -471,14 +472,14 @@ impl Host {
         let launch = match self.fetch(&assignment).await {
             Ok(launch) => launch,
             Err(e) => {
-                let event = Event::new(State::OnError, chrono::Utc::now())
+                let event = Event::new(AppStatus::OnError, chrono::Utc::now())
                     .because(format!("cannot fetch the app's package: {e:#}"));
                 sink.report(event).await;
                 return;
             }
         };
         if let Err(e) = self.processes.spawn(launch, sink.clone()).await {
-            let event = Event::new(State::OnError, chrono::Utc::now())
+            let event = Event::new(AppStatus::OnError, chrono::Utc::now())
                 .because(format!("cannot start the node: {e:#}"));
             sink.report(event).await;
         }
@@ -597,7 +598,7 @@ struct ApiSink {
 impl EventSink for ApiSink {
     fn report(&self, event: Event) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move {
-            let terminal = matches!(event.status, State::Stopped | State::OnError);
+            let terminal = matches!(event.status, AppStatus::Stopped | AppStatus::OnError);
             if terminal {
                 // Its last lines reach the API before its last state does.
                 self.host.send_logs(Some(&self.app)).await;

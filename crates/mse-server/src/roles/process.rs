@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mse_api::event::{Event, State};
+use mse_api::apps::AppStatus;
+use mse_api::event::Event;
 use mse_api::launch::{Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, LAUNCH_FILE};
 use mse_api::node::{AppTls, Assignment};
 use tokio::io::AsyncBufReadExt;
@@ -254,14 +255,14 @@ impl NodeProcesses {
                 let Ok(mut event) = serde_json::from_str::<Event>(&line) else {
                     continue;
                 };
-                if event.status == State::Stopped {
+                if event.status == AppStatus::Stopped {
                     // The platform's reason when it asked (the node only saw
                     // a signal), else the node's own (its expiry).
                     if let Some(asked) = processes.asked(&id) {
                         event.reason = Some(asked);
                     }
                 }
-                ended |= matches!(event.status, State::Stopped | State::OnError);
+                ended |= matches!(event.status, AppStatus::Stopped | AppStatus::OnError);
                 if let Some(why) = sink.report(event).await {
                     processes.stop_once(&id, &why);
                 }
@@ -288,12 +289,11 @@ impl NodeProcesses {
             if !ended || asked.is_some() {
                 let now = chrono::Utc::now();
                 let event = match (asked, status) {
-                    (Some(reason), _) => Event::new(State::Stopped, now).because(reason),
-                    (None, Ok(s)) => Event::new(State::OnError, now)
+                    (Some(reason), _) => Event::new(AppStatus::Stopped, now).because(reason),
+                    (None, Ok(s)) => Event::new(AppStatus::OnError, now)
                         .because(format!("the node ended ({s}) without reporting why")),
-                    (None, Err(e)) => {
-                        Event::new(State::OnError, now).because(format!("the node was lost: {e}"))
-                    }
+                    (None, Err(e)) => Event::new(AppStatus::OnError, now)
+                        .because(format!("the node was lost: {e}")),
                 };
                 sink.report(event).await;
             }

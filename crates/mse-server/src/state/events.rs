@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use mse_api::event::{Event, State};
+use mse_api::event::Event;
 
 use super::routes::Routes;
 use crate::domain::app::App;
@@ -34,7 +34,10 @@ pub async fn apply_event(
     let reason = event.reason.as_deref();
     let addr: Option<SocketAddr> = event.listen.as_deref().and_then(|l| l.parse().ok());
     match event.status {
-        State::Initializing => {
+        // Not a node's to say: the platform's state of an app no node has
+        // started yet.
+        Status::Spawning => {}
+        Status::Initializing => {
             let Some(addr) = addr else {
                 let why = "the node did not say where it listens";
                 let _ = store
@@ -71,7 +74,7 @@ pub async fn apply_event(
                 routes.set(&app.domain_name, route);
             }
         }
-        State::Running => {
+        Status::Running => {
             // Stored before the status, so whoever sees `running` sees the
             // certificate too; later `running` lines (a renewal, a failed
             // attempt) only update it.
@@ -107,13 +110,13 @@ pub async fn apply_event(
                 }
             }
         }
-        State::OnError => {
+        Status::OnError => {
             routes.remove_app(&app.id);
             let _ = store
                 .transition(&app.id, Status::OnError, reason, now())
                 .await;
         }
-        State::Stopped => {
+        Status::Stopped => {
             routes.remove_app(&app.id);
             let _ = store
                 .transition(&app.id, Status::Stopped, reason, now())
