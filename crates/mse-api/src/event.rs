@@ -1,7 +1,7 @@
 //! Status events: what a node reports of its app, one JSON object a line on
 //! `mse-run`'s standard output, and forwarded by node hosts to the API.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Timelike as _, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::apps::AppStatus;
@@ -15,8 +15,9 @@ pub struct Event {
     /// expiry). A node never reports `spawning`, the platform's own state of
     /// an app it has not started yet.
     pub status: AppStatus,
-    /// When, RFC 3339.
-    pub time: String,
+    /// When, RFC 3339 on the wire (whole seconds, UTC).
+    #[serde(with = "rfc3339_seconds")]
+    pub time: DateTime<Utc>,
     /// Why (`on_error`, `stopped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -66,7 +67,8 @@ impl Event {
     pub fn new(status: AppStatus, now: DateTime<Utc>) -> Self {
         Event {
             status,
-            time: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            // Whole seconds, as the wire carries it.
+            time: now.with_nanosecond(0).unwrap_or(now),
             reason: None,
             fingerprint: None,
             certificate_sha256: None,
@@ -92,4 +94,55 @@ pub fn emit(event: &Event) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// A time as RFC 3339 in whole seconds, UTC (`2026-05-01T12:00:00Z`): how
+/// status lines have always written it.
+mod rfc3339_seconds {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_line_round_trips_with_its_time_in_whole_seconds() {
+        let now = DateTime::parse_from_rfc3339("2026-05-01T12:00:00.75Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let event = Event::new(AppStatus::Running, now);
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(line.contains(r#""time":"2026-05-01T12:00:00Z""#), "{line}");
+        assert!(line.contains(r#""status":"running""#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), event);
+    }
+
+    #[test]
+    fn a_status_line_with_a_bad_time_is_refused_naming_it() {
+        let error = serde_json::from_str::<Event>(r#"{"status":"running","time":"yesterday"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`yesterday` is not an RFC 3339 time"),
+            "{error}"
+        );
+    }
 }

@@ -418,7 +418,6 @@ fn cleaned(mut event: mse_api::event::Event) -> mse_api::event::Event {
     {
         *text = status_text(text);
     }
-    event.time = status_text(&event.time);
     if let Some(certificate) = &mut event.certificate {
         certificate.issuer = status_text(&certificate.issuer);
         certificate.not_after = status_text(&certificate.not_after);
