@@ -16,7 +16,7 @@ pub struct Event {
     /// an app it has not started yet.
     pub status: AppStatus,
     /// When, RFC 3339 on the wire (whole seconds, UTC).
-    #[serde(with = "rfc3339_seconds")]
+    #[serde(with = "crate::launch::rfc3339")]
     pub time: DateTime<Utc>,
     /// Why (`on_error`, `stopped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,29 +94,6 @@ pub fn emit(event: &Event) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-/// A time as RFC 3339 in whole seconds, UTC (`2026-05-01T12:00:00Z`): how
-/// status lines have always written it.
-mod rfc3339_seconds {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        time: &DateTime<Utc>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time: {e}")))
-    }
 }
 
 #[cfg(test)]

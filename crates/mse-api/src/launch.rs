@@ -418,8 +418,8 @@ mod opt_secs {
     }
 }
 
-/// A time as RFC 3339 text.
-mod rfc3339 {
+/// A time as RFC 3339 text (whole seconds when it has no fraction).
+pub(crate) mod rfc3339 {
     use super::*;
 
     pub fn serialize<S: Serializer>(

@@ -94,40 +94,31 @@ fn crate_paths(line: &str) -> Vec<Vec<String>> {
         let after = &rest[at + "crate::".len()..];
         if let Some(group) = after.strip_prefix('{') {
             let inner = group.split('}').next().unwrap_or("");
-            for item in inner.split(',') {
-                let segments: Vec<String> = item
-                    .trim()
-                    .split("::")
-                    .take(2)
-                    .map(|s| {
-                        s.chars()
-                            .take_while(|c| c.is_alphanumeric() || *c == '_')
-                            .collect()
-                    })
-                    .filter(|s: &String| !s.is_empty())
-                    .collect();
-                if !segments.is_empty() {
-                    found.push(segments);
-                }
-            }
+            found.extend(inner.split(',').map(|item| segments(item.trim())));
         } else {
-            let segments: Vec<String> = after
-                .split("::")
-                .take(2)
-                .map(|s| {
-                    s.chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect()
-                })
-                .filter(|s: &String| !s.is_empty())
-                .collect();
-            if !segments.is_empty() {
-                found.push(segments);
-            }
+            found.push(segments(after));
         }
         rest = after;
     }
+    found.retain(|path| !path.is_empty());
     found
+}
+
+/// The first two segments of a path (`state::ApiError` of
+/// `state::ApiError::new(…)`), each an identifier.
+fn segments(path: &str) -> Vec<String> {
+    path.split("::")
+        .take(2)
+        .map(identifier)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The identifier `text` starts with.
+fn identifier(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
 }
 
 /// Every file with its module and code lines.
@@ -214,11 +205,7 @@ fn the_modules_of_one_floor_import_each_other_without_a_circle() {
             for item in line
                 .split("super::")
                 .skip(1)
-                .map(|rest| {
-                    rest.chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect::<String>()
-                })
+                .map(identifier)
                 .filter(|s| !s.is_empty())
             {
                 if module.len() >= 2 {
@@ -294,11 +281,7 @@ fn handlers_never_import_the_router_that_routes_to_them() {
         for (n, line) in code_lines(&text) {
             let mut paths: Vec<Vec<String>> = crate_paths(line);
             for rest in line.split("super::").skip(1) {
-                let item: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                paths.push(vec!["api".to_string(), item]);
+                paths.push(vec!["api".to_string(), identifier(rest)]);
             }
             for path in paths.iter().filter(|p| p[0] == "api") {
                 if target_module(path).len() < 2 {

@@ -307,7 +307,7 @@ impl NodeProcesses {
         &self,
         launch: &Launch,
         quote_provider: &str,
-        options: crate::NodeOptions,
+        options: crate::domain::nodes::NodeOptions,
     ) -> anyhow::Result<mse_api::launch::Launch> {
         let config = &self.inner.config;
         let app = &launch.assignment;
@@ -528,7 +528,7 @@ mod tests {
             installer: mse_runtime::Installer::Pip,
             nodes_dir: nodes_dir.to_path_buf(),
             quote_provider: "simulation".into(),
-            options: crate::NodeOptions::default(),
+            options: crate::domain::nodes::NodeOptions::default(),
             catalog: "/data/catalog.toml".into(),
             signer_pub: "/data/signer.pub".into(),
             quote: QuoteFiles {
@@ -564,7 +564,7 @@ mod tests {
     fn a_node_is_described_from_its_assignment_and_this_machine() {
         let dir = tempfile::tempdir().unwrap();
         let processes = processes(dir.path());
-        let options = crate::NodeOptions::default();
+        let options = crate::domain::nodes::NodeOptions::default();
         let described = processes
             .describe(&launch(AppTls::RaTls), "simulation", options)
             .unwrap();
@@ -609,7 +609,7 @@ mod tests {
     fn an_acme_node_gets_its_ca_bundle_as_a_file_and_an_owner_node_its_chain() {
         let dir = tempfile::tempdir().unwrap();
         let processes = processes(dir.path());
-        let options = crate::NodeOptions::default();
+        let options = crate::domain::nodes::NodeOptions::default();
         let acme = AppTls::Acme(AcmeCa {
             directory: "https://acme.test/dir".into(),
             ca_bundle_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
