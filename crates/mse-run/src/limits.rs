@@ -156,7 +156,9 @@ impl Applied {
     /// or `UNLIMITED: why`.
     pub fn describe(&self) -> String {
         match self {
-            Applied::NotAsked => "UNLIMITED: no --memory-mb or --cores given".into(),
+            Applied::NotAsked => {
+                "UNLIMITED: the launch description names no memory or cores".into()
+            }
             Applied::Limited(cgroup) => cgroup.description.clone(),
             Applied::Unlimited(why) => format!("UNLIMITED: {why}"),
         }
@@ -392,7 +394,7 @@ mod tests {
         let none = apply(Limits::default(), "x", Err("unused".into()));
         assert_eq!(
             none.describe(),
-            "UNLIMITED: no --memory-mb or --cores given"
+            "UNLIMITED: the launch description names no memory or cores"
         );
         let limits = Limits::for_resource(Some(512), Some(1));
         let refused = apply(limits, "x", Err("no cgroup file system".into()));

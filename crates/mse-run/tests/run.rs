@@ -1454,7 +1454,7 @@ fn without_limits_the_status_says_the_app_is_unlimited() {
     let initializing = node.expect(AppStatus::Initializing);
     assert_eq!(
         initializing.limits.as_deref(),
-        Some("UNLIMITED: no --memory-mb or --cores given")
+        Some("UNLIMITED: the launch description names no memory or cores")
     );
     node.stop();
 }

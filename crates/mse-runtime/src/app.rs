@@ -113,8 +113,8 @@ impl App {
     /// in its own process: no worker process is spawned that could outlive
     /// it. hypercorn 0.15 and later do that with `--workers 0`; older ones,
     /// as in the early 2023 images, always serve from worker processes from
-    /// their command line, so their worker is run directly
-    /// ([`LEGACY_SERVER`]).
+    /// their command line, so their worker is run directly (by a short
+    /// Python script given to `python -c`).
     pub fn server(&self, bind: &str, serving: &Serving) -> Command {
         let mut command = self.python();
         if matches!(hypercorn_version(&self.python), Some((0, minor)) if minor < 15) {
