@@ -57,7 +57,7 @@ pub struct Settings {
     /// The platform's ACME CA, when it has one.
     pub acme: Option<mse_api::node::AcmeCa>,
     /// The longest a token made through the API lives, seconds (within
-    /// [`bounds::TOKEN_LIFETIME_SECS`]); `None`: until revoked, unless its
+    /// [`domain::bounds::TOKEN_LIFETIME_SECS`]); `None`: until revoked, unless its
     /// maker asks for less.
     pub max_token_lifetime: Option<i64>,
 }

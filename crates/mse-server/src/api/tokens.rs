@@ -1,7 +1,7 @@
 //! API tokens and who may use them: a token's scope and lifetime, the rule
 //! that a token never makes one that outlives it or may do more, and an
 //! administrator's hold on every user's tokens (list, revoke, disable the
-//! user). The caller's token is checked in [`crate::api::Caller`].
+//! user). The caller's token is checked in [`crate::state::Caller`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
