@@ -309,8 +309,9 @@ pub struct Assignment {
     pub healthcheck: String,
     /// Its TLS.
     pub tls: AppTls,
-    /// When it expires, Unix seconds.
-    pub expires_at: i64,
+    /// When it expires (Unix seconds on the wire).
+    #[serde(with = "chrono::serde::ts_seconds")]
+    pub expires_at: chrono::DateTime<chrono::Utc>,
     /// SHA-256 (hex) of its encrypted package: `GET /nodes/packages/{sha256}`.
     pub package_sha256: String,
     /// The package's size, bytes.

@@ -92,8 +92,10 @@ async fn main() -> anyhow::Result<()> {
                     code_bytes: 0,
                     enclave_size: "1G".into(),
                 },
-                created_at: now - (apps - i) as i64,
-                expires_at: now + 3600,
+                created_at: chrono::DateTime::from_timestamp(now - (apps - i) as i64, 0)
+                    .expect("a time of this century"),
+                expires_at: chrono::DateTime::from_timestamp(now + 3600, 0)
+                    .expect("a time of this century"),
             })
             .await?;
     }

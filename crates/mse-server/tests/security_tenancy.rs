@@ -278,8 +278,9 @@ fn new_app(project_id: &str, name: &str, domain: &str, origin: &str) -> NewApp {
             code_bytes: 1000,
             enclave_size: "1G".into(),
         },
-        created_at: 0,
-        expires_at: i64::MAX / 2,
+        created_at: chrono::DateTime::UNIX_EPOCH,
+        // Far in the future: never expires in a test.
+        expires_at: chrono::DateTime::from_timestamp(8_000_000_000, 0).unwrap(),
     }
 }
 

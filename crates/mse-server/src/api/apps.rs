@@ -349,8 +349,8 @@ pub async fn create(
             code_bytes,
             enclave_size: resource.enclave_size,
         },
-        created_at: created.timestamp(),
-        expires_at: expires_at.timestamp(),
+        created_at: created,
+        expires_at,
     };
     // Placed as it is stored, on the least loaded node with room for its
     // resource; the node's backend starts it.

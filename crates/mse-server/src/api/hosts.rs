@@ -295,14 +295,7 @@ async fn work(
         .collect();
     let mut stop = Vec::new();
     for id in running {
-        let reason = match live.get(id) {
-            Some(app) if app.stop_requested_at.is_some() => {
-                Some(crate::domain::lifecycle::STOPPED_BY_OWNER)
-            }
-            Some(app) if app.expires_at <= at => Some(crate::domain::lifecycle::EXPIRED),
-            Some(_) => None,
-            None => Some(crate::domain::lifecycle::NO_LONGER_LIVE),
-        };
+        let reason = crate::domain::app::stop_reason(live.get(id), at_time(at));
         if let Some(reason) = reason {
             stop.push(StopOrder {
                 app: id.clone(),
@@ -546,4 +539,10 @@ fn append_log(
         std::fs::write(path, kept)?;
     }
     Ok(())
+}
+
+/// Unix seconds as a time (the epoch for one out of range, which no app
+/// expires before).
+fn at_time(at: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(at, 0).unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 //! An app as deployed and as it lives: what the store keeps of it.
 
+use chrono::{DateTime, Utc};
 use mse_api::event::ServedCertificate;
 
 use super::lifecycle::{CertificateOrigin, Status, EXPIRED, NO_LONGER_LIVE, STOPPED_BY_OWNER};
@@ -48,15 +49,15 @@ pub struct App {
     /// Why it failed or stopped.
     pub reason: Option<String>,
     /// Unix seconds.
-    pub created_at: i64,
+    pub created_at: DateTime<Utc>,
     /// When it became `running`.
-    pub ready_at: Option<i64>,
+    pub ready_at: Option<DateTime<Utc>>,
     /// When it stopped.
-    pub stopped_at: Option<i64>,
+    pub stopped_at: Option<DateTime<Utc>>,
     /// When it failed.
-    pub onerror_at: Option<i64>,
+    pub onerror_at: Option<DateTime<Utc>>,
     /// When it expires.
-    pub expires_at: i64,
+    pub expires_at: DateTime<Utc>,
     /// How its node confines it (`UNSANDBOXED: …` where it does not), once
     /// the node said.
     pub sandbox: Option<String>,
@@ -76,7 +77,7 @@ pub struct App {
     /// The node (its id) it was placed on; `None` until one has it.
     pub node_owner: Option<String>,
     /// When a stop was asked for, if one was.
-    pub stop_requested_at: Option<i64>,
+    pub stop_requested_at: Option<DateTime<Utc>>,
 }
 
 /// What a new app is made of.
@@ -93,9 +94,9 @@ pub struct NewApp {
     /// What is deployed.
     pub spec: AppSpec,
     /// Creation, Unix seconds.
-    pub created_at: i64,
+    pub created_at: DateTime<Utc>,
     /// Expiry, Unix seconds.
-    pub expires_at: i64,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Filters of an app listing.
@@ -128,14 +129,68 @@ pub struct NodeHolder {
     pub seen_at: i64,
 }
 
-/// Why the node running an app must stop it at `now` (Unix seconds), if it
+/// Why the node running an app must stop it at `now`, if it
 /// must: `app` is the app as the store lists it among its node's live
 /// apps, `None` when it is not listed there any more.
-pub fn stop_reason(app: Option<&App>, now: i64) -> Option<&'static str> {
+pub fn stop_reason(app: Option<&App>, now: DateTime<Utc>) -> Option<&'static str> {
     match app {
         Some(app) if app.stop_requested_at.is_some() => Some(STOPPED_BY_OWNER),
         Some(app) if app.expires_at <= now => Some(EXPIRED),
         Some(_) => None,
         None => Some(NO_LONGER_LIVE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(expires_at: i64, stop_requested: bool) -> App {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        App {
+            id: "a".into(),
+            project: "default".into(),
+            domain_name: "a.localhost".into(),
+            config_domain_name: "cfg-a.localhost".into(),
+            spec: AppSpec {
+                name: "a".into(),
+                resource: "free".into(),
+                docker: "image:1".into(),
+                python_application: "app:app".into(),
+                healthcheck_endpoint: "/".into(),
+                certificate_origin: CertificateOrigin::SelfSigned,
+                ssl_certificate: None,
+                code_sha256: "00".repeat(32),
+                code_bytes: 0,
+                enclave_size: "1G".into(),
+            },
+            status: Status::Running,
+            reason: None,
+            created_at: at(0),
+            ready_at: None,
+            stopped_at: None,
+            onerror_at: None,
+            expires_at: at(expires_at),
+            sandbox: None,
+            limits: None,
+            certificate: None,
+            fingerprint: None,
+            node_addr: None,
+            node_pid: None,
+            node_owner: None,
+            stop_requested_at: stop_requested.then(|| at(5)),
+        }
+    }
+
+    #[test]
+    fn a_node_stops_an_app_its_owner_stopped_one_past_its_expiry_and_one_no_longer_listed() {
+        let now = DateTime::from_timestamp(100, 0).unwrap();
+        assert_eq!(stop_reason(Some(&app(200, false)), now), None);
+        assert_eq!(
+            stop_reason(Some(&app(200, true)), now),
+            Some(STOPPED_BY_OWNER)
+        );
+        assert_eq!(stop_reason(Some(&app(100, false)), now), Some(EXPIRED));
+        assert_eq!(stop_reason(None, now), Some(NO_LONGER_LIVE));
     }
 }

@@ -311,8 +311,7 @@ impl NodeProcesses {
     ) -> anyhow::Result<mse_api::launch::Launch> {
         let config = &self.inner.config;
         let app = &launch.assignment;
-        let expires_at = chrono::DateTime::from_timestamp(app.expires_at, 0)
-            .with_context(|| format!("the app's expiry {} is out of range", app.expires_at))?;
+        let expires_at = app.expires_at;
         let tls = match (&app.tls, &launch.owner_chain) {
             (AppTls::Owner { .. }, Some(chain)) => Tls::Owner {
                 certificate: chain.clone(),
@@ -549,7 +548,7 @@ mod tests {
                 enclave_size: "1G".into(),
                 healthcheck: "/health".into(),
                 tls,
-                expires_at: 4_000_000_000,
+                expires_at: chrono::DateTime::from_timestamp(4_000_000_000, 0).unwrap(),
                 package_sha256: "00".into(),
                 package_bytes: 1,
                 memory_mb: 512,

@@ -536,7 +536,7 @@ impl Runner {
             let Ok(apps) = store.live_apps().await else {
                 continue;
             };
-            for app in apps.iter().filter(|a| a.expires_at <= at) {
+            for app in apps.iter().filter(|a| a.expires_at.timestamp() <= at) {
                 if self.has_node(&app.id) {
                     self.stop_once(&app.id, EXPIRED);
                 } else if app.node_owner.is_none() {

@@ -123,7 +123,7 @@ impl Store {
             )
             .bind(&domain)
             .bind(&user_id)
-            .bind(new.created_at)
+            .bind(new.created_at.timestamp())
             .execute(&mut *tx)
             .await?;
             let owner: String = sqlx::query("SELECT user_id FROM domains WHERE name = $1")
@@ -174,8 +174,8 @@ impl Store {
         .bind(new.spec.code_bytes)
         .bind(&new.spec.enclave_size)
         .bind(Status::Spawning.as_str())
-        .bind(new.created_at)
-        .bind(new.expires_at)
+        .bind(new.created_at.timestamp())
+        .bind(new.expires_at.timestamp())
         .bind(node_owner)
         .execute(&mut *tx)
         .await?;

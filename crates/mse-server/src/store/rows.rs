@@ -4,6 +4,8 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::accounts::{Project, Resource, Scope, Token, User};
 use crate::domain::app::{App, AppSpec};
 use crate::domain::lifecycle::{CertificateOrigin, Status};
@@ -99,11 +101,11 @@ pub(super) fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         status: Status::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
         reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-        ready_at: row.try_get("ready_at")?,
-        stopped_at: row.try_get("stopped_at")?,
-        onerror_at: row.try_get("onerror_at")?,
-        expires_at: row.try_get("expires_at")?,
+        created_at: time(row, "created_at")?,
+        ready_at: optional_time(row, "ready_at")?,
+        stopped_at: optional_time(row, "stopped_at")?,
+        onerror_at: optional_time(row, "onerror_at")?,
+        expires_at: time(row, "expires_at")?,
         sandbox: row.try_get("sandbox")?,
         limits: row.try_get("limits")?,
         // Written by the store from a node's event (`Store::set_certificate`):
@@ -115,7 +117,7 @@ pub(super) fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,
-        stop_requested_at: row.try_get("stop_requested_at")?,
+        stop_requested_at: optional_time(row, "stop_requested_at")?,
     })
 }
 
@@ -146,4 +148,23 @@ pub(super) fn usage(row: &AnyRow) -> Result<Usage, sqlx::Error> {
         live_apps: row.try_get("live_apps")?,
         stored_bytes: row.try_get("stored_bytes")?,
     })
+}
+
+/// A time column (Unix seconds) as a time, or a decode error naming it.
+pub(super) fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    let seconds: i64 = row.try_get(column)?;
+    DateTime::from_timestamp(seconds, 0).ok_or_else(|| {
+        sqlx::Error::Decode(format!("column {column}: {seconds} is not a time").into())
+    })
+}
+
+/// A time column that may be NULL.
+pub(super) fn optional_time(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    match row.try_get::<Option<i64>, _>(column)? {
+        Some(_) => time(row, column).map(Some),
+        None => Ok(None),
+    }
 }

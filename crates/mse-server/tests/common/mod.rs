@@ -526,7 +526,8 @@ pub fn new_app(
             code_bytes: 0,
             enclave_size: "1G".into(),
         },
-        created_at,
-        expires_at: i64::MAX / 2,
+        created_at: chrono::DateTime::from_timestamp(created_at, 0).unwrap(),
+        // Far in the future: never expires in a test.
+        expires_at: chrono::DateTime::from_timestamp(8_000_000_000, 0).unwrap(),
     }
 }
