@@ -104,6 +104,7 @@ impl Drop for NodeHost {
             eprintln!("--- node host output ---\n{}", self.output());
         }
         // SAFETY: signalling the child this test started.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }

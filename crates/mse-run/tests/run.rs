@@ -2,6 +2,9 @@
 //! TLS, the real binary. Every test waits on status events with bounded
 //! timeouts.
 
+// The tests signal the processes they start (libc::kill).
+#![allow(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

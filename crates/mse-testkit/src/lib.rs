@@ -9,6 +9,9 @@
 //! [`programs_present`] decides whether a test that needs such programs
 //! runs.
 
+// The helpers ask the C library for the uid and enter network namespaces.
+#![allow(unsafe_code)]
+
 pub mod browser;
 pub mod netns;
 pub mod pebble;

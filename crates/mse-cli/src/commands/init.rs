@@ -203,7 +203,7 @@ pub fn gather(
                     question.default,
                     question.check,
                     base,
-                )?
+                )?;
             }
             None => match question.default {
                 Some(default) => *slot = default.to_string(),

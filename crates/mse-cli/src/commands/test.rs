@@ -127,6 +127,7 @@ pub fn run(args: Args) -> CmdResult {
 fn terminate(child: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: sending a signal to our own child process.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }

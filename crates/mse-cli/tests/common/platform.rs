@@ -218,6 +218,7 @@ impl Platform {
     /// once on the same data folder with the same `configure`.
     pub fn crash_and_restart(&mut self, configure: impl FnOnce(&mut Command)) {
         // SAFETY: killing the child this platform started.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL);
         }
@@ -410,6 +411,7 @@ impl Drop for Platform {
             let _ = crashed.wait();
         }
         // SAFETY: signalling the child this platform started.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
