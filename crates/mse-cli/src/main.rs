@@ -1,5 +1,9 @@
 //! `mse`: the app owner's and app user's command line.
 
+// First, so that the commands see its macros.
+#[macro_use]
+mod out;
+
 mod api;
 mod catalog;
 mod commands;
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            if !matches!(failure, Failure::Reported) {
+            if !matches!(failure, Failure::Reported | Failure::ClosedOutput) {
                 eprintln!("{} {failure}", render::error_prefix());
             }
             ExitCode::from(failure.code())
