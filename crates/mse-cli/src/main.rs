@@ -15,6 +15,7 @@ mod profile;
 mod progress;
 mod reach;
 mod render;
+mod views;
 
 use std::process::ExitCode;
 
