@@ -501,6 +501,30 @@ mod tests {
     }
 
     #[test]
+    fn status_json_has_every_field_of_the_app_and_what_its_node_reported() {
+        let mut running = app("running");
+        running.limits = Some("memory 512 MB".into());
+        running.fingerprint = Some("ab".repeat(32));
+        let view = StatusView {
+            app: AppView::new(&running, "https://x.localhost:8443".into()),
+            cores: Some(1),
+            memory_mb: Some(512),
+            expires_in_seconds: 60,
+            resolves: true,
+        };
+        let value = serde_json::to_value(&view).unwrap();
+        let app_fields = serde_json::to_value(&view.app).unwrap();
+        for field in app_fields.as_object().unwrap().keys() {
+            assert!(value.get(field).is_some(), "status --json lacks `{field}`");
+        }
+        for field in ["limits", "certificate", "fingerprint", "cores", "resolves"] {
+            assert!(value.get(field).is_some(), "status --json lacks `{field}`");
+        }
+        assert_eq!(value["fingerprint"], "ab".repeat(32));
+        assert_eq!(value["certificate"], serde_json::Value::Null);
+    }
+
+    #[test]
     fn app_ids_are_checked_and_lower_cased() {
         assert_eq!(
             app_id("0B1C2D3E-4F50-6172-8394-A5B6C7D8E9F0").unwrap(),
