@@ -1,7 +1,7 @@
 //! Standard output. Commands write through `out!` and `outln!`, which
-//! return an error where `print!` would panic: when the reader went away (`mse list | head -1`), the write fails
-//! with [`Failure::ClosedOutput`], and `main` ends the command quietly with
-//! exit code 0.
+//! return an error where `print!` would panic: when the reader went away
+//! (`mse list | head -1`), the write fails with [`Failure::ClosedOutput`],
+//! and `main` ends the command quietly with exit code 0.
 
 use std::fmt;
 use std::io::{self, Write as _};
