@@ -75,9 +75,10 @@ pub struct AppFiles {
 impl AppFiles {
     /// Reads the files `config` names.
     pub fn read(config: &AppConfig) -> Result<AppFiles, Failure> {
+        let secrets = read_secrets(config)?;
         let (ssl, ssl_key) = read_ssl(config)?;
         Ok(AppFiles {
-            secrets: read_secrets(config)?,
+            secrets,
             ssl,
             ssl_key,
         })
