@@ -317,6 +317,25 @@ mod tests {
             plan(&["--untrusted-ssl"], "").asked,
             CertificateOrigin::Operator
         );
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut owned = config("");
+        owned.ssl = Some(mse_config::SslConfig {
+            domain_name: "app.example.com".into(),
+            private_key: "/proj/key.pem".into(),
+            certificate: "/proj/cert.pem".into(),
+            certificate_not_before: now,
+            certificate_not_after: now,
+        });
+        let flags = |extra: &[&str]| Flags::resolve(&args(extra), &profile("gramine", false));
+        let owner = Plan::new(flags(&[]).unwrap(), owned.clone(), AppFiles::default());
+        assert_eq!(owner.asked, CertificateOrigin::Owner);
+        assert!(!owner.accepts_origin(CertificateOrigin::Acme));
+        let operator = Plan::new(
+            flags(&["--untrusted-ssl"]).unwrap(),
+            owned,
+            AppFiles::default(),
+        );
+        assert_eq!(operator.asked, CertificateOrigin::Operator);
     }
 
     #[test]
