@@ -62,6 +62,9 @@ fi
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast --failure-output final
+    # nextest does not run doctests (the examples in the crates' docs).
+    echo "==> doctests"
+    cargo test --workspace --doc --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi

@@ -1,5 +1,6 @@
 //! Collateral for SGX quotes: from a JSON file, or from a PCCS (v4 API), cached
-//! on disk until its nextUpdate. This is the only part that touches the network.
+//! on disk until its nextUpdate. This is the only part that touches the network,
+//! and only with the `pccs` feature ([`fetch_pccs`]).
 
 use std::path::{Path, PathBuf};
 
@@ -108,6 +109,7 @@ impl Cache {
 }
 
 /// Fetches collateral for `quote` from the PCCS at `pccs_url` (v4 API paths).
+#[cfg(feature = "pccs")]
 pub fn fetch_pccs(pccs_url: &str, quote: &[u8]) -> Result<Collateral, AttestError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,6 +6,47 @@
 //! network stay in [`collateral`] and [`provider`]. A certificate that
 //! carries no quote (ACME, the owner's) is verified with the node's
 //! [`evidence`].
+//!
+//! Collateral for genuine SGX quotes is read from a file, or with the `pccs`
+//! feature (on by default) fetched from a PCCS by [`collateral::fetch_pccs`];
+//! without that feature the crate has no HTTP client and no async runtime.
+//!
+//! # Example
+//!
+//! A node in the simulation TEE makes an RA-TLS certificate whose quote binds
+//! its key; a verifier that pins the platform's simulation CA and expects
+//! the app's measurements accepts it, and refuses it for another app:
+//!
+//! ```
+//! use chrono::Utc;
+//! use mse_attest::simulation::{SimulationCa, SimulationProvider};
+//! use mse_attest::verify::{verify_certificate, Policy, Tee, NO_COLLATERAL};
+//!
+//! let now = Utc::now();
+//! let ca = SimulationCa::generate(now)?;
+//! let (mr_enclave, mr_signer) = ([7; 32], [9; 32]);
+//! let node = SimulationProvider::new(ca.issue_pck("host-1", now)?, mr_enclave, mr_signer);
+//! let cert = mse_attest::ratls::create("app.localhost", now + chrono::Duration::hours(4), None, &node, now)?;
+//!
+//! let policy = Policy {
+//!     mr_signer: Some(mr_signer),
+//!     mr_enclave: Some(mr_enclave),
+//!     accepted_tcb: Vec::new(),
+//!     allow_simulation: true,
+//!     simulation_ca: Some(ca.cert_der().to_vec()),
+//!     simulation_revoked: Some(Vec::new()),
+//! };
+//! let verification = verify_certificate(&cert.cert_der, &policy, Err(NO_COLLATERAL), now);
+//! assert!(verification.verified, "{:?}", verification.failures());
+//! assert_eq!(verification.tee, Some(Tee::Simulation));
+//!
+//! // Another app's fingerprint: the quote does not match it.
+//! let other = Policy { mr_enclave: Some([8; 32]), ..policy };
+//! let verification = verify_certificate(&cert.cert_der, &other, Err(NO_COLLATERAL), now);
+//! assert!(!verification.verified);
+//! assert!(verification.failures()[0].starts_with("mr_enclave"));
+//! # Ok::<(), mse_attest::AttestError>(())
+//! ```
 
 use std::path::PathBuf;
 

@@ -531,6 +531,7 @@ fn mr_signer_is_the_sha256_of_the_little_endian_modulus() {
 }
 
 /// Percent-encodes a header value the way a PCCS sends issuer chains.
+#[cfg(feature = "pccs")]
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -544,6 +545,7 @@ fn percent_encode(text: &str) -> String {
 
 /// A local PCCS serving the v4 API from the dcap-qvl sample collateral, for
 /// a bounded number of requests. Returns its base URL and the paths it served.
+#[cfg(feature = "pccs")]
 fn fake_pccs(
     collateral: Collateral,
     requests: usize,
@@ -627,6 +629,7 @@ fn fake_pccs(
 }
 
 #[test]
+#[cfg(feature = "pccs")]
 fn collateral_fetched_from_a_pccs_v4_api_verifies_the_sample_quote() {
     let (url, paths) = fake_pccs(sample_collateral(), 8);
     let dir = tempfile::tempdir().unwrap();

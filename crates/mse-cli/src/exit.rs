@@ -16,6 +16,9 @@ pub enum Failure {
     Invalid(String),
     /// Problems were already printed in full; exit 2 without more text.
     Reported,
+    /// The reader of stdout went away (`mse list | head -1`): nothing more
+    /// can be said, and nothing went wrong; exit 0 without a word.
+    ClosedOutput,
     /// Anything else; exit 1.
     Other(anyhow::Error),
 }
@@ -25,6 +28,7 @@ impl Failure {
     pub fn code(&self) -> u8 {
         match self {
             Failure::Invalid(_) | Failure::Reported => INVALID,
+            Failure::ClosedOutput => OK,
             Failure::Other(_) => FAILURE,
         }
     }
@@ -34,7 +38,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Invalid(message) => f.write_str(message),
-            Failure::Reported => Ok(()),
+            Failure::Reported | Failure::ClosedOutput => Ok(()),
             Failure::Other(error) => write!(f, "{error:#}"),
         }
     }

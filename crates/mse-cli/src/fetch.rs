@@ -146,14 +146,11 @@ pub fn server_certificate(
             Err(e) => last_error = Some(e),
         }
     }
-    let mut stream = match stream {
-        Some(s) => s,
-        None => {
-            return Err(anyhow!(
-                "cannot connect to {host}:{port}: {}",
-                last_error.map_or("no address".to_string(), |e| e.to_string())
-            ))
-        }
+    let Some(mut stream) = stream else {
+        return Err(anyhow!(
+            "cannot connect to {host}:{port}: {}",
+            last_error.map_or("no address".to_string(), |e| e.to_string())
+        ));
     };
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;

@@ -1,5 +1,9 @@
 //! `mse`: the app owner's and app user's command line.
 
+// First, so that the commands see its macros.
+#[macro_use]
+mod out;
+
 mod api;
 mod catalog;
 mod commands;
@@ -11,6 +15,7 @@ mod profile;
 mod progress;
 mod reach;
 mod render;
+mod views;
 
 use std::process::ExitCode;
 
@@ -97,7 +102,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            if !matches!(failure, Failure::Reported) {
+            if !matches!(failure, Failure::Reported | Failure::ClosedOutput) {
                 eprintln!("{} {failure}", render::error_prefix());
             }
             ExitCode::from(failure.code())

@@ -609,6 +609,7 @@ fn ctrl_c_during_a_deploy_names_the_app_left_behind_and_how_to_stop_it() {
         }
     }
     // SAFETY: signalling the child this test started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }

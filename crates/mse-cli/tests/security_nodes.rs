@@ -514,6 +514,7 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
         .is_some_and(|l| !l.starts_with("UNLIMITED"));
     assert_eq!(limited, !cgroups.is_empty(), "{cgroups:?}");
     // SAFETY: killing the node runtime this test's platform started.
+    #[allow(unsafe_code)]
     unsafe {
         libc::kill(runtime[0], libc::SIGKILL);
     }

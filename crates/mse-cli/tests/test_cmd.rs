@@ -83,7 +83,11 @@ fn mse_test_serves_the_app_with_its_requirements_and_stops_on_ctrl_c() {
     );
 
     // Ctrl-C: mse stops the server and exits cleanly.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: signalling the child this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT)
+    };
     let status = wait::exit(
         "mse test stops after Ctrl-C",
         &mut child,
@@ -155,7 +159,11 @@ fn mse_test_of_an_ssl_app_says_the_ssl_section_is_not_used_locally_without_namin
     let port = free_port();
     let mut child = mse_test(&ctx, &app, port);
     let answer = wait_until_serving(&mut child, port, Duration::from_secs(300));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // SAFETY: signalling the child this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT)
+    };
     wait::exit(
         "mse test stops after Ctrl-C",
         &mut child,

@@ -115,7 +115,7 @@ impl ExpiryRequest {
         match (self.expiration_date, self.certificate_not_after) {
             (Some(at), _) if at <= now => problems.push(ExpiryProblem::DateInPast { at, now }),
             (None, Some(not_after)) if not_after <= now => {
-                problems.push(ExpiryProblem::CertificateExpired { not_after })
+                problems.push(ExpiryProblem::CertificateExpired { not_after });
             }
             _ => {}
         }

@@ -4,6 +4,38 @@
 //! but `requirements.txt` is `<name>.enc` = nonce ‖ XSalsa20-Poly1305 secretbox,
 //! exactly what `mse_lib_crypto.xsalsa20_poly1305` produces and reads. The same
 //! key, nonces and plaintext always give byte-identical tarballs.
+//!
+//! # Example
+//!
+//! Encrypt a code folder with a new key, check that the package holds no
+//! plaintext, then decrypt it as the node does:
+//!
+//! ```
+//! use mse_package::{pack, unpack, CodeKey, Limits, Nonces};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let code = dir.path().join("code");
+//! std::fs::create_dir(&code)?;
+//! std::fs::write(code.join("app.py"), "SECRET = 'do not read'\n")?;
+//! std::fs::write(code.join("requirements.txt"), "flask\n")?;
+//!
+//! let key = CodeKey::generate();
+//! let mut tar = Vec::new();
+//! let packed = pack(&code, &key, Nonces::Random, &mut tar)?;
+//! assert_eq!(packed.files, 2);
+//! // Only requirements.txt stays plain: the platform installs it.
+//! assert_eq!(packed.nonces.len(), 1);
+//! assert!(!tar.windows(11).any(|w| w == b"do not read"));
+//!
+//! let out = dir.path().join("decrypted");
+//! unpack(&tar[..], &key, &out, Limits::default())?;
+//! assert_eq!(std::fs::read_to_string(out.join("app.py"))?, "SECRET = 'do not read'\n");
+//!
+//! // Another key opens nothing.
+//! let wrong = unpack(&tar[..], &CodeKey::generate(), &dir.path().join("x"), Limits::default());
+//! assert!(wrong.is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod context;
 pub mod crypto;

@@ -207,6 +207,7 @@ fn xor8_avx2(key: &[u32; 8], nonce: &[u32; 2], counter: u64, data: &mut [u8]) {
             let at = l * BLOCK + half * 32;
             let chunk = &mut data[at..at + 32];
             // SAFETY: `chunk` is exactly 32 bytes; loads and stores are unaligned.
+            #[allow(unsafe_code)]
             unsafe {
                 let ptr = chunk.as_mut_ptr().cast::<__m256i>();
                 _mm256_storeu_si256(ptr, _mm256_xor_si256(_mm256_loadu_si256(ptr), keystream));
@@ -231,9 +232,9 @@ fn xor_stream(key: &[u32; 8], nonce: &[u32; 2], counter: u64, data: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        #[allow(unused_unsafe)]
+        #[allow(unused_unsafe, unsafe_code)]
         unsafe {
-            xor_stream_avx2(key, nonce, counter, data)
+            xor_stream_avx2(key, nonce, counter, data);
         };
         return;
     }

@@ -267,7 +267,8 @@ fn ensure_parents(staging: &Path, relative: &Path) -> Result<(), UnpackError> {
                 Ok(meta) if meta.is_dir() => {}
                 Ok(_) => return Err(UnpackError::UnsafePath(relative.display().to_string())),
                 Err(_) => {
-                    create_private_dir(&current).map_err(|e| UnpackError::Io(current.clone(), e))?
+                    create_private_dir(&current)
+                        .map_err(|e| UnpackError::Io(current.clone(), e))?;
                 }
             }
         }

@@ -234,12 +234,9 @@ async fn handle(
     let Some(sender) = held.as_mut() else {
         return Ok(unavailable());
     };
-    let mut response = match sender.send_request(req).await {
-        Ok(response) => response,
-        Err(_) => {
-            *held = None;
-            return Ok(unavailable());
-        }
+    let Ok(mut response) = sender.send_request(req).await else {
+        *held = None;
+        return Ok(unavailable());
     };
     drop(held);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

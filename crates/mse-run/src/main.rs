@@ -2,6 +2,10 @@
 //! certificate, waits for the owner's configuration, decrypts the code and
 //! serves the app.
 
+// The node calls the C library (signals, uids); each unsafe block says why
+// it is sound.
+#![allow(unsafe_code)]
+
 mod config_server;
 mod node;
 

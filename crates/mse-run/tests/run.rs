@@ -2,6 +2,9 @@
 //! TLS, the real binary. Every test waits on status events with bounded
 //! timeouts.
 
+// The tests signal the processes they start (libc::kill).
+#![allow(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -676,7 +679,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
     let package = scaffold();
     tamper(&package.code);
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
-        l.timeouts.config = Some(Duration::from_secs(20))
+        l.timeouts.config = Some(Duration::from_secs(20));
     });
     node.expect(AppStatus::Initializing);
     let cert = node.capture_certificate();
@@ -781,7 +784,7 @@ fn every_refused_configuration_keeps_the_node_waiting_until_its_timeout() {
 fn a_package_with_no_encrypted_file_accepts_no_key_and_the_node_keeps_waiting() {
     let package = package(&[("requirements.txt", "flask\n")]);
     let node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
-        l.timeouts.config = Some(Duration::from_secs(60))
+        l.timeouts.config = Some(Duration::from_secs(60));
     });
     node.expect(AppStatus::Initializing);
     let cert = node.capture_certificate();
@@ -950,7 +953,7 @@ fn an_unhealthy_app_is_polled_ever_more_gently_until_its_health_timeout() {
     let app = "from flask import Flask\napp = Flask(__name__)\n\n\n@app.get('/health')\ndef health():\n    return 'not yet', 503\n";
     let package = package(&[("app.py", app)]);
     let mut node = Node::start(&package, Tls::SelfSigned(in_an_hour()), |l| {
-        l.timeouts.health = Duration::from_secs(8)
+        l.timeouts.health = Duration::from_secs(8);
     });
     node.configure_ok(&package, serde_json::json!({}));
     let error = node.expect(AppStatus::OnError);

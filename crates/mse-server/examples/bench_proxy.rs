@@ -25,6 +25,7 @@
 //! nginx's and its p99 latency at most nginx's (give or take `--tolerance`).
 //! The exit code is 1 when a target is missed, 2 when the benchmark cannot run
 //! or a request failed.
+#![allow(unsafe_code)] // signals and resource limits of the processes it runs; SAFETY at each block
 
 use std::io;
 use std::net::SocketAddr;
@@ -1326,13 +1327,10 @@ async fn keep_alive_loop(
     let mut latencies = Vec::new();
     let mut errors = 0;
     while Instant::now() < end {
-        let mut stream = match timeout(CONNECT_TIMEOUT, open(&client, addr)).await {
-            Ok(Ok(stream)) => stream,
-            _ => {
-                errors += u64::from(in_window(Instant::now()));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
+        let Ok(Ok(mut stream)) = timeout(CONNECT_TIMEOUT, open(&client, addr)).await else {
+            errors += u64::from(in_window(Instant::now()));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         };
         loop {
             let sent = Instant::now();

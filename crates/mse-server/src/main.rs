@@ -252,6 +252,7 @@ impl Args {
 /// Raises this process's soft limit of open files to its hard limit, so the
 /// connection caps, not the descriptor limit, bound the connections; and
 /// warns when the caps could still exhaust it.
+#[allow(unsafe_code)]
 fn raise_open_files_limit(api: Option<u64>, proxy: Option<u64>) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -617,7 +618,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             let catalog = state.catalog.get(&state.data.root)?;
             let cache = state.cache.clone();
             std::thread::spawn(move || {
-                mse_server::data::catalog::prepare(&catalog.catalog, &cache)
+                mse_server::data::catalog::prepare(&catalog.catalog, &cache);
             });
         }
     }

@@ -1,6 +1,7 @@
 //! Attacks by an ordinary user (or anyone on the network) replayed against
 //! the real `mse-server` binary: each test shows the attack now fails and
 //! that legitimate use keeps working.
+#![allow(unsafe_code)] // signals and process limits of what the tests start; SAFETY at each block
 
 mod common;
 

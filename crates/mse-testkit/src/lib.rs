@@ -16,6 +16,9 @@
 //! [`require`] decides whether a test that needs something of the machine
 //! (programs such as these, root, cgroups) runs: under `CI` it must.
 
+// The helpers ask the C library for the uid and enter network namespaces.
+#![allow(unsafe_code)]
+
 pub mod browser;
 pub mod netns;
 pub mod pebble;

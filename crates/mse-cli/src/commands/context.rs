@@ -69,11 +69,11 @@ pub fn run(args: Args) -> CmdResult {
         }
         mse_package::context::write_private(&output, context.to_toml().as_bytes())
             .with_context(|| format!("cannot write {}", output.display()))?;
-        println!(
+        outln!(
             "Exported the context of app {} to {}",
             context.instance.id,
             output.display()
-        );
+        )?;
         eprintln!(
             "{} it holds the code key: share it only with those who may read the code",
             render::warning_prefix()
@@ -100,13 +100,13 @@ pub fn run(args: Args) -> CmdResult {
             return Err(Failure::Invalid("nothing removed".into()));
         }
         store.remove(id).map_err(failure)?;
-        println!("Removed the context of {what}");
+        outln!("Removed the context of {what}")?;
         return Ok(());
     }
     // --purge
     let count = store.list().map_err(failure)?.len();
     if count == 0 {
-        println!("No context to remove in {}", store.root().display());
+        outln!("No context to remove in {}", store.root().display())?;
         return Ok(());
     }
     if !confirm_or_no(
@@ -119,10 +119,10 @@ pub fn run(args: Args) -> CmdResult {
         return Err(Failure::Invalid("nothing removed".into()));
     }
     let removed = store.purge().map_err(failure)?;
-    println!(
+    outln!(
         "Removed {removed} context{}",
         if removed == 1 { "" } else { "s" }
-    );
+    )?;
     Ok(())
 }
 
@@ -144,14 +144,14 @@ fn list(store: &ContextStore, json: bool) -> CmdResult {
                 Err(why) => serde_json::json!({ "path": s.dir, "error": why }),
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&items).context("cannot encode the list")?
-        );
+        )?;
         return Ok(());
     }
     if stored.is_empty() {
-        println!("No context in {}", store.root().display());
+        outln!("No context in {}", store.root().display())?;
         return Ok(());
     }
     let mut rows = vec![[
@@ -184,6 +184,6 @@ fn list(store: &ContextStore, json: bool) -> CmdResult {
             ],
         });
     }
-    print!("{}", render::table(&rows));
+    out!("{}", render::table(&rows))?;
     Ok(())
 }

@@ -203,7 +203,7 @@ pub fn gather(
                     question.default,
                     question.check,
                     base,
-                )?
+                )?;
             }
             None => match question.default {
                 Some(default) => *slot = default.to_string(),
@@ -323,12 +323,12 @@ pub fn run(args: Args) -> CmdResult {
         )));
     }
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-    println!("Wrote {}", path.display());
+    outln!("Wrote {}", path.display())?;
 
     if report.is_valid() {
-        println!("It is valid; `mse validate` shows the resolved configuration.");
+        outln!("It is valid; `mse validate` shows the resolved configuration.")?;
     } else {
-        println!("It is not valid yet; fix what follows, then run `mse validate`.");
+        outln!("It is not valid yet; fix what follows, then run `mse validate`.")?;
         print_diagnostics(&report);
     }
     Ok(())

@@ -120,17 +120,17 @@ pub fn run(args: Args) -> CmdResult {
     };
     let catalog = crate::catalog::refresh(&client)?;
     let path = profile.save()?;
-    println!("Logged in to {url} as {}", user.name);
-    println!(
+    outln!("Logged in to {url} as {}", user.name)?;
+    outln!(
         "  apps are served at {} ({} quotes)",
         profile.app_url(&format!("<uuid>.{}", profile.platform.base_domain)),
         profile.platform.quote_provider
-    );
-    println!(
+    )?;
+    outln!(
         "  profile saved to {} (readable by you only)",
         path.display()
-    );
-    println!(
+    )?;
+    outln!(
         "  image catalog: {} approved image{} (digest {})",
         catalog.catalog.images.len(),
         if catalog.catalog.images.len() == 1 {
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> CmdResult {
             "s"
         },
         &catalog.digest[..catalog.digest.len().min(16)]
-    );
+    )?;
     if args.allow_simulation {
         eprintln!(
             "{} simulation accepted: apps of this platform may run in the simulation TEE, with no \
@@ -161,11 +161,11 @@ pub fn logout(_args: LogoutArgs) -> CmdResult {
     let path = profile::path();
     match std::fs::remove_file(&path) {
         Ok(()) => {
-            println!("Logged out: removed {}", path.display());
+            outln!("Logged out: removed {}", path.display())?;
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("Not logged in: nothing to do");
+            outln!("Not logged in: nothing to do")?;
             Ok(())
         }
         Err(e) => Err(Failure::Other(anyhow!(

@@ -176,21 +176,21 @@ pub fn run(args: Args) -> CmdResult {
             encrypted_files: packed.nonces.len(),
             plaintext_bytes: packed.plaintext_bytes,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).context("cannot encode the output")?
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "Packaged {} files ({} encrypted, {}) from {}",
             packed.files,
             packed.nonces.len(),
             render::bytes(packed.plaintext_bytes),
             config.code.location.display()
-        );
-        println!("  {}", tar_path.display());
-        println!("  sha256 {sha256}");
-        println!("  {} (code key and nonces)", toml_path.display());
+        )?;
+        outln!("  {}", tar_path.display())?;
+        outln!("  sha256 {sha256}")?;
+        outln!("  {} (code key and nonces)", toml_path.display())?;
     }
     Ok(())
 }

@@ -81,7 +81,7 @@ pub fn run(args: Args) -> CmdResult {
     let files = files(&args.name);
     write_all(&dir, &files).with_context(|| format!("cannot create {}", dir.display()))?;
 
-    println!("Created app `{}` in {}:", args.name, dir.display());
+    outln!("Created app `{}` in {}:", args.name, dir.display())?;
     let described = [
         ("mse.toml", "configuration"),
         ("mse_src/app.py", "the Flask application"),
@@ -93,18 +93,18 @@ pub fn run(args: Args) -> CmdResult {
         ("README.md", "next steps"),
     ];
     for (path, what) in described {
-        println!("  {:<32} {what}", format!("{}/{path}", args.name));
+        outln!("  {:<32} {what}", format!("{}/{path}", args.name))?;
     }
-    println!();
-    println!("Next:");
-    println!("  cd {}", args.name);
-    println!("  mse validate          # check mse.toml");
-    println!("  mse test              # run the app on http://localhost:5000");
-    println!("  pytest tests          # test the app (needs flask and pytest)");
-    println!("  mse login --url URL   # once: the platform to deploy to (URL and token from its operator)");
-    println!(
+    outln!()?;
+    outln!("Next:")?;
+    outln!("  cd {}", args.name)?;
+    outln!("  mse validate          # check mse.toml")?;
+    outln!("  mse test              # run the app on http://localhost:5000")?;
+    outln!("  pytest tests          # test the app (needs flask and pytest)")?;
+    outln!("  mse login --url URL   # once: the platform to deploy to (URL and token from its operator)")?;
+    outln!(
         "  mse deploy            # encrypt, upload, verify the node, run the app and print its URL"
-    );
+    )?;
     Ok(())
 }
 

@@ -88,10 +88,10 @@ pub fn run(args: Args) -> CmdResult {
     }
 
     let url = format!("http://localhost:{}", args.port);
-    println!("Serving `{name}` from {} on {url}", location.display());
-    println!("  curl {url}{}", config.code.healthcheck_endpoint);
-    println!("  MSE_APP_URL={url} pytest tests     # from the app's folder");
-    println!("Press Ctrl-C to stop.");
+    outln!("Serving `{name}` from {} on {url}", location.display())?;
+    outln!("  curl {url}{}", config.code.healthcheck_endpoint)?;
+    outln!("  MSE_APP_URL={url} pytest tests     # from the app's folder")?;
+    outln!("Press Ctrl-C to stop.")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -106,7 +106,7 @@ pub fn run(args: Args) -> CmdResult {
         if let Some(status) = child.try_wait().context("cannot watch the app")? {
             let _ = std::fs::remove_dir_all(&tmp);
             if stop.load(Ordering::SeqCst) {
-                println!("Stopped.");
+                outln!("Stopped.")?;
                 return Ok(());
             }
             return Err(Failure::Other(anyhow::anyhow!(
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> CmdResult {
         if stop.load(Ordering::SeqCst) {
             terminate(&mut child);
             let _ = std::fs::remove_dir_all(&tmp);
-            println!("Stopped.");
+            outln!("Stopped.")?;
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -127,6 +127,7 @@ pub fn run(args: Args) -> CmdResult {
 fn terminate(child: &mut std::process::Child) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: sending a signal to our own child process.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(pid, libc::SIGTERM);
         }

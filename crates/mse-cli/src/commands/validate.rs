@@ -87,7 +87,7 @@ pub fn run(args: Args) -> CmdResult {
                 "warnings": [],
                 "config": null,
             });
-            println!("{json:#}");
+            outln!("{json:#}")?;
             return Err(Failure::Reported);
         }
         Err(other) => return Err(other),
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> CmdResult {
         };
         let text = serde_json::to_string_pretty(&json)
             .map_err(|e| Failure::Other(anyhow::anyhow!("cannot encode the report: {e}")))?;
-        println!("{text}");
+        outln!("{text}")?;
         return if report.is_valid() {
             Ok(())
         } else {
@@ -113,10 +113,10 @@ pub fn run(args: Args) -> CmdResult {
     print_diagnostics(&report);
     match &report.config {
         Some(config) => {
-            println!("{} is valid\n", report.path.display());
-            print!("{}", render::config_summary(config));
+            outln!("{} is valid\n", report.path.display())?;
+            out!("{}", render::config_summary(config))?;
             if let Some(origin) = approved_by {
-                println!("  {:<20}approved by {origin}", "image");
+                outln!("  {:<20}approved by {origin}", "image")?;
             }
             Ok(())
         }

@@ -483,10 +483,10 @@ pub fn run(args: Args) -> CmdResult {
             evidence_url: evidence_url.clone(),
             certificate_issuer: certificate_issuer.clone(),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json).context("cannot encode the report")?
-        );
+        )?;
     } else {
         print_human(
             &source,
@@ -497,7 +497,7 @@ pub fn run(args: Args) -> CmdResult {
             evidence_url
                 .as_deref()
                 .map(|url| (url, certificate_issuer.as_deref().unwrap_or("?"))),
-        );
+        )?;
     }
     if no_quote {
         let what = match &args.target {
@@ -540,13 +540,13 @@ fn print_human(
     args: &Args,
     no_quote: bool,
     evidence: Option<(&str, &str)>,
-) {
+) -> CmdResult {
     match evidence {
         Some((url, issuer)) => {
-            println!("Verifying the certificate of {source} (issued by {issuer})");
-            println!("  against the evidence at {url}");
+            outln!("Verifying the certificate of {source} (issued by {issuer})")?;
+            outln!("  against the evidence at {url}")?;
         }
-        None => println!("Verifying the certificate of {source}"),
+        None => outln!("Verifying the certificate of {source}")?,
     }
     // Without a quote, every other check only says there is nothing to check.
     let shown = if no_quote {
@@ -561,13 +561,13 @@ fn print_human(
             Status::Failed => "✗",
             Status::Skipped => "-",
         };
-        println!("  {mark} {:<width$}  {}", check.name, check.detail);
+        outln!("  {mark} {:<width$}  {}", check.name, check.detail)?;
     }
     if let Some(value) = &v.mr_enclave {
-        println!("  MRENCLAVE {value}");
+        outln!("  MRENCLAVE {value}")?;
     }
     if let Some(value) = &v.mr_signer {
-        println!("  MRSIGNER  {value}");
+        outln!("  MRSIGNER  {value}")?;
     }
     if let Some(status) = &v.tcb_status {
         let advisories = if v.advisories.is_empty() {
@@ -575,7 +575,7 @@ fn print_human(
         } else {
             v.advisories.join(", ")
         };
-        println!("  TCB       {status} (advisories: {advisories})");
+        outln!("  TCB       {status} (advisories: {advisories})")?;
     }
     let skipped = v
         .checks
@@ -608,29 +608,30 @@ fn print_human(
         "Verified"
     };
     if let (true, Some((_, issuer)), Some(target)) = (v.verified, evidence, &args.target) {
-        println!(
+        outln!(
             "{verified}: the certificate {target} serves (issued by {issuer}) has the key of the \
              node's quote; the app runs in {tee}."
-        );
-        println!("  Open it in a browser: https://{target}/");
+        )?;
+        outln!("  Open it in a browser: https://{target}/")?;
     }
     if let Some(path) = cert_path {
-        println!(
+        outln!(
             "{verified}: the app runs in {tee}. Certificate saved to {}",
             path.display()
-        );
+        )?;
         if let Some(target) = &args.target {
             let resolve: String = args
                 .resolve
                 .iter()
                 .map(|o| format!(" --resolve {o}"))
                 .collect();
-            println!(
+            outln!(
                 "  curl --cacert {}{resolve} https://{target}/",
                 path.display()
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ mod tests {
     fn a_node_that_is_not_root_refuses_unless_the_operator_opted_out() {
         match decide(Mode::Required, offered(7, false), 42) {
             Decision::Refuse(why) => {
-                assert!(why.contains("root") && why.contains("best-effort"), "{why}")
+                assert!(why.contains("root") && why.contains("best-effort"), "{why}");
             }
             other => panic!("{other:?}"),
         }

@@ -18,10 +18,12 @@ pub(crate) fn check_name(what: &str, name: &str) -> ApiResult<()> {
     mse_config::fields::check_name(what, name).map_err(ApiError::unprocessable)
 }
 
+/// `GET /me`: the caller.
 pub async fn me(caller: Caller) -> Json<mse_api::account::User> {
     Json((&caller.0).into())
 }
 
+/// `GET /users` (admin): every user with the resources granted to it.
 pub async fn list_users(
     State(state): State<Shared>,
     caller: Caller,
@@ -39,6 +41,7 @@ pub async fn list_users(
     ))
 }
 
+/// `POST /users` (admin): a new user and its first token.
 pub async fn create_user(
     State(state): State<Shared>,
     caller: Caller,
@@ -80,6 +83,7 @@ pub async fn create_user(
     ))
 }
 
+/// `POST /users/{id}/grants` (admin): grants a resource to a user.
 pub async fn grant(
     State(state): State<Shared>,
     caller: Caller,
@@ -97,6 +101,7 @@ pub async fn grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /projects`: the caller's projects.
 pub async fn list_projects(
     State(state): State<Shared>,
     caller: Caller,
@@ -104,6 +109,7 @@ pub async fn list_projects(
     Ok(Json(wire::all(&state.store.projects(&caller.0.id).await?)))
 }
 
+/// `POST /projects`: a new project of the caller.
 pub async fn create_project(
     State(state): State<Shared>,
     caller: Caller,
@@ -124,6 +130,7 @@ pub async fn create_project(
     }
 }
 
+/// `GET /projects/{name}`: one of the caller's projects.
 pub async fn get_project(
     State(state): State<Shared>,
     caller: Caller,
@@ -137,6 +144,7 @@ pub async fn get_project(
         .ok_or_else(|| ApiError::not_found(format!("project `{name}` not found")))
 }
 
+/// `GET /resources`: the resources the caller may use.
 pub async fn list_resources(
     State(state): State<Shared>,
     caller: Caller,
@@ -144,6 +152,7 @@ pub async fn list_resources(
     Ok(Json(wire::all(&state.store.resources(&caller.0.id).await?)))
 }
 
+/// `GET /resources/{name}`: one resource the caller may use.
 pub async fn get_resource(
     State(state): State<Shared>,
     caller: Caller,
@@ -157,6 +166,7 @@ pub async fn get_resource(
         .ok_or_else(|| ApiError::not_found(format!("resource `{name}` not found")))
 }
 
+/// `POST /resources` (admin): a new resource, its numbers within their bounds.
 pub async fn create_resource(
     State(state): State<Shared>,
     caller: Caller,

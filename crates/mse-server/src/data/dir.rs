@@ -64,6 +64,7 @@ pub struct DirLock {
 /// other process holding the lock: processes of one platform starting
 /// together (its roles run apart) must not both create its keys or both
 /// migrate its SQLite store.
+#[allow(unsafe_code)]
 pub fn lock(root: &Path) -> anyhow::Result<DirLock> {
     use std::os::unix::fs::DirBuilderExt;
     use std::os::unix::io::AsRawFd;
@@ -94,6 +95,7 @@ pub fn incoming_dir(root: &Path) -> PathBuf {
 /// Creates a new upload file in [`incoming_dir`], locked (`flock`) for as
 /// long as the returned file is open, so [`clean_incoming`] in another
 /// process never removes it.
+#[allow(unsafe_code)]
 pub fn create_incoming(root: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::os::unix::io::AsRawFd;
     let dir = incoming_dir(root);
@@ -115,6 +117,7 @@ pub fn create_incoming(root: &Path) -> std::io::Result<(PathBuf, std::fs::File)>
 /// Removes what interrupted uploads (a killed server) left in
 /// [`incoming_dir`]: every entry no live upload holds locked. Returns how
 /// many were removed.
+#[allow(unsafe_code)]
 pub fn clean_incoming(root: &Path) -> anyhow::Result<usize> {
     use std::os::unix::io::AsRawFd;
     let dir = incoming_dir(root);

@@ -195,6 +195,7 @@ impl NodeProcesses {
         started.map(Some)
     }
 
+    #[allow(unsafe_code)]
     async fn start(&self, launch: Launch, sink: Arc<dyn EventSink>) -> anyhow::Result<u32> {
         let config = &self.inner.config;
         let app = &launch.assignment;
@@ -412,6 +413,7 @@ impl NodeProcesses {
 
     /// Asks an app's node to stop; `reason` is what its state will say. True
     /// when it had one here.
+    #[allow(unsafe_code)]
     pub fn stop(&self, id: &str, reason: &str) -> bool {
         let pid = self.inner.pids.lock().ok().and_then(|p| p.get(id).copied());
         match pid {

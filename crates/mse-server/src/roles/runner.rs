@@ -482,6 +482,7 @@ impl Runner {
     /// After a restart: the live apps this node id holds in the store but
     /// this process has no node for are lost. A node process left from
     /// before is stopped.
+    #[allow(unsafe_code)]
     pub async fn recover(&self) -> anyhow::Result<()> {
         let processes = &self.inner.processes;
         processes.create_dirs()?;
@@ -552,6 +553,7 @@ fn now() -> i64 {
 }
 
 /// This host's name, as node leases name it.
+#[allow(unsafe_code)]
 pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length, which is passed.

@@ -1,0 +1,246 @@
+//! Deploy's exchanges with the platform and the node: waiting on the app's
+//! status, stopping it, verifying the certificates it serves, and sending
+//! the node its configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use chrono::Utc;
+use mse_api::apps::{App, AppStatus};
+use mse_api::text::{one_line, strip_controls};
+use mse_attest::verify::Policy;
+use mse_package::context::CertificateOrigin;
+use mse_package::CodeKey;
+
+use super::LeftBehind;
+use crate::api::Client;
+use crate::commands::verify;
+use crate::exit::{CmdResult, Failure};
+use crate::fetch;
+use crate::poll::{wait_for_status, Pace, WaitError};
+use crate::profile::Profile;
+use crate::progress::Steps;
+
+/// What deploy expects of its node: the platform's MRSIGNER, the
+/// fingerprint it computed, simulation as the profile or flag allows.
+pub fn policy(
+    profile: &Profile,
+    expected: [u8; 32],
+    allow_simulation: bool,
+) -> Result<Policy, Failure> {
+    Ok(Policy {
+        mr_signer: Some(profile.mr_signer()?),
+        mr_enclave: Some(expected),
+        accepted_tcb: Vec::new(),
+        allow_simulation,
+        simulation_ca: Some(profile.simulation_ca_der()?),
+        simulation_revoked: if allow_simulation {
+            Some(profile.simulation_revoked()?)
+        } else {
+            None
+        },
+    })
+}
+
+/// What deploy checked of the certificate a browser sees: where the
+/// evidence that verified it was read, or `None` when the node still
+/// serves its RA-TLS certificate (the CA issued none).
+pub struct Browser {
+    /// Where the evidence that verified it was read.
+    pub evidence_url: Option<String>,
+}
+
+impl Browser {
+    /// The certificate is one the CA issued, verified against the evidence.
+    pub fn issued(&self) -> bool {
+        self.evidence_url.is_some()
+    }
+}
+
+/// Checks the certificate `app`'s domain serves against its node's
+/// evidence, as `mse verify DOMAIN` would.
+pub fn verify_served(
+    app: &App,
+    origin: CertificateOrigin,
+    port: u16,
+    expected: [u8; 32],
+    allow_simulation: bool,
+    profile: &Profile,
+    steps: &mut Steps,
+) -> Result<Browser, Failure> {
+    steps.start("browser", "Verifying the certificate a browser sees");
+    let served = fetch::server_certificate(&app.domain_name, port, &[])?;
+    let policy = policy(profile, expected, allow_simulation)?;
+    let now = Utc::now();
+    if origin == CertificateOrigin::Acme && mse_attest::ratls::inspect(&served).is_ok() {
+        // The ACME CA failed: the node still serves its RA-TLS certificate,
+        // verified before the configuration was sent.
+        let why = app
+            .certificate
+            .as_ref()
+            .and_then(|c| c.error.clone())
+            .unwrap_or_else(|| "no certificate yet".into());
+        steps.warn(&format!(
+            "the node serves its RA-TLS certificate: the ACME CA gave none ({why})"
+        ));
+        return Ok(Browser { evidence_url: None });
+    }
+    let (verification, evidence_url) = verify::verify_with_evidence(
+        &app.domain_name,
+        port,
+        &[],
+        &served,
+        &policy,
+        verify::Collateral::default(),
+        now,
+    )?;
+    if !verification.verified {
+        let failed = verification.failures();
+        return Err(Failure::Other(anyhow!(
+            "the certificate {} serves is not the attested node's:\n  {}",
+            app.domain_name,
+            failed.join("\n  ")
+        )));
+    }
+    let issuer = mse_attest::ratls::issuer(&served).unwrap_or_default();
+    steps.done(&format!(
+        "issued by {issuer}, its key bound by the node's quote"
+    ));
+    Ok(Browser {
+        evidence_url: Some(evidence_url),
+    })
+}
+
+/// The first 16 characters of a hex digest.
+pub fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}
+
+/// Asks the platform to stop app `id` and waits (at most a minute) until
+/// it has.
+pub fn stop_and_wait(client: &Client, id: &str, steps: &mut Steps) -> Result<App, Failure> {
+    client.stop(id)?;
+    wait_for(
+        client,
+        id,
+        &[AppStatus::Stopped, AppStatus::OnError],
+        Duration::from_secs(60),
+        steps,
+        None,
+        None,
+    )
+}
+
+/// How deploy waits: fast at first (a warm start takes well under a
+/// second), then gentler.
+const DEPLOY_PACE: Pace = Pace::FastThenSlow {
+    fast: Duration::from_millis(25),
+    window: Duration::from_secs(5),
+    slow: Duration::from_millis(250),
+};
+
+/// Polls the app until its status is one of `wanted`; fails at once (with
+/// its last logs) when it ends up `on_error` or `stopped` instead, which
+/// `left`, if given, then records. `spawning` is what to say while the node
+/// starts, when there is more to say than that.
+pub fn wait_for(
+    client: &Client,
+    id: &str,
+    wanted: &[AppStatus],
+    timeout: Duration,
+    steps: &mut Steps,
+    spawning: Option<&str>,
+    left: Option<&LeftBehind>,
+) -> Result<App, Failure> {
+    let waited = wait_for_status(
+        || client.app(id),
+        |status| wanted.contains(&status),
+        timeout,
+        DEPLOY_PACE,
+        |app| {
+            steps.update(&match app.status {
+                AppStatus::Spawning => spawning.unwrap_or("the node is starting").to_string(),
+                status => format!("the app is {status}"),
+            });
+        },
+    );
+    let app = match waited {
+        Ok(app) => app,
+        Err(WaitError::Api(e)) => return Err(e.into()),
+        Err(WaitError::TimedOut(app)) => {
+            return Err(Failure::Other(anyhow!(
+                "the app is still {} after {} s (raise --timeout)",
+                app.status,
+                timeout.as_secs()
+            )))
+        }
+    };
+    if wanted.contains(&app.status) {
+        return Ok(app);
+    }
+    if let Some(left) = left {
+        left.ended();
+    }
+    let logs = strip_controls(&client.logs(id).unwrap_or_default());
+    let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(Failure::Other(anyhow!(
+        "the app is {}{}\nits last log lines:\n  {}",
+        app.status,
+        app.reason
+            .as_deref()
+            .map(|r| format!(": {}", one_line(r)))
+            .unwrap_or_default(),
+        if tail.is_empty() {
+            "(none)".to_string()
+        } else {
+            tail.join("\n  ")
+        }
+    )))
+}
+
+/// `POST /` to the node's configuration server over TLS pinned to the
+/// verified certificate.
+pub fn send_configuration(
+    host: &str,
+    port: u16,
+    cert_der: &[u8],
+    uuid: &str,
+    key: &CodeKey,
+    ssl_private_key: Option<String>,
+    app_secrets: Option<serde_json::Value>,
+) -> CmdResult {
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
+    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve_to_addrs(host, &addrs)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot set up the TLS client")?;
+    let request = mse_api::config::ConfigRequest {
+        uuid: uuid.to_string(),
+        code_secret_key: key.to_hex(),
+        ssl_private_key,
+        app_secrets,
+    };
+    let url = format!("https://{host}:{port}/");
+    let response = http
+        .post(&url)
+        .json(&request)
+        .send()
+        .map_err(|e| anyhow!("cannot reach the node's configuration server at {url}: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let answer: Option<mse_api::config::ConfigAnswer> = response.json().ok();
+    let why = answer
+        .and_then(|a| a.error)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Err(Failure::Other(anyhow!(
+        "the node refused its configuration ({status}): {why}"
+    )))
+}
