@@ -1,6 +1,6 @@
 //! The configuration server: over TLS with the RA-TLS certificate, it waits
 //! for the owner's [`ConfigRequest`], checks it, decrypts the code, and hands
-//! the rest of the configuration to the runtime. See [`mse_run::protocol`].
+//! the rest of the configuration to the runtime. See [`mse_api::config`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
