@@ -179,19 +179,21 @@ pub struct App {
     /// Why it failed or stopped.
     #[serde(default)]
     pub reason: Option<String>,
-    /// Creation, Unix seconds.
-    pub created_at: i64,
-    /// When it became `running`, Unix seconds.
-    #[serde(default)]
-    pub ready_at: Option<i64>,
-    /// When it stopped, Unix seconds.
-    #[serde(default)]
-    pub stopped_at: Option<i64>,
-    /// When it failed, Unix seconds.
-    #[serde(default)]
-    pub onerror_at: Option<i64>,
-    /// When it expires, Unix seconds.
-    pub expires_at: i64,
+    /// Creation (Unix seconds on the wire, as every time of an app).
+    #[serde(with = "chrono::serde::ts_seconds")]
+    pub created_at: DateTime<Utc>,
+    /// When it became `running`.
+    #[serde(default, with = "chrono::serde::ts_seconds_option")]
+    pub ready_at: Option<DateTime<Utc>>,
+    /// When it stopped.
+    #[serde(default, with = "chrono::serde::ts_seconds_option")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// When it failed.
+    #[serde(default, with = "chrono::serde::ts_seconds_option")]
+    pub onerror_at: Option<DateTime<Utc>>,
+    /// When it expires.
+    #[serde(with = "chrono::serde::ts_seconds")]
+    pub expires_at: DateTime<Utc>,
     /// How its node confines it (`UNSANDBOXED: …` where it does not), once
     /// the node said.
     #[serde(default)]
@@ -222,7 +224,7 @@ impl App {
 
     /// When the app entered its current status, Unix seconds (its creation
     /// for `spawning` and `initializing`).
-    pub fn status_time(&self) -> i64 {
+    pub fn status_time(&self) -> DateTime<Utc> {
         match self.status {
             AppStatus::Running => self.ready_at,
             AppStatus::Stopped => self.stopped_at,
@@ -364,6 +366,11 @@ mod tests {
         assert_eq!(CertificateOrigin::chosen(false, false, false), SelfSigned);
     }
 
+    /// Unix seconds as a time.
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
     fn app(status: AppStatus) -> App {
         App {
             id: "x".into(),
@@ -382,11 +389,11 @@ mod tests {
             enclave_size: "1G".into(),
             status,
             reason: None,
-            created_at: 1,
-            ready_at: Some(5),
+            created_at: at(1),
+            ready_at: Some(at(5)),
             stopped_at: None,
             onerror_at: None,
-            expires_at: 9,
+            expires_at: at(9),
             sandbox: None,
             limits: None,
             certificate: None,
@@ -445,6 +452,8 @@ mod tests {
         assert_eq!(value["certificate_origin"], "self");
         assert_eq!(value["ssl_certificate"], serde_json::Value::Null);
         assert_eq!(value["stopped_at"], serde_json::Value::Null);
+        assert_eq!(value["created_at"], 1, "Unix seconds on the wire");
+        assert_eq!(value["ready_at"], 5);
         let back: App = serde_json::from_value(value).unwrap();
         assert_eq!(back, app(AppStatus::Running));
     }
@@ -453,12 +462,12 @@ mod tests {
     fn the_status_time_is_that_of_the_current_status_or_the_creation() {
         let mut app = app(AppStatus::Running);
         assert!(!app.is_final());
-        assert_eq!(app.status_time(), 5);
+        assert_eq!(app.status_time(), at(5));
         app.status = AppStatus::OnError;
         assert!(app.is_final());
-        assert_eq!(app.status_time(), 1, "no onerror_at: the creation");
-        app.onerror_at = Some(7);
-        assert_eq!(app.status_time(), 7);
+        assert_eq!(app.status_time(), at(1), "no onerror_at: the creation");
+        app.onerror_at = Some(at(7));
+        assert_eq!(app.status_time(), at(7));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! reads the same in `mse list --json`, `mse status --json` and
 //! `mse deploy --json`, which add their own fields around it.
 
-use chrono::{DateTime, SecondsFormat, TimeZone as _, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use mse_api::apps::{App, AppStatus, CertificateOrigin};
 use mse_api::event::ServedCertificate;
 use serde::Serialize;
@@ -92,13 +92,13 @@ impl AppView {
             enclave_size: app.enclave_size.clone(),
             code_sha256: app.code_sha256.clone(),
             status: app.status,
-            status_at: rfc3339(app.status_time()),
+            status_at: Some(rfc3339(app.status_time())),
             reason: app.reason.clone(),
-            created_at: rfc3339(app.created_at),
-            ready_at: app.ready_at.and_then(rfc3339),
-            stopped_at: app.stopped_at.and_then(rfc3339),
-            onerror_at: app.onerror_at.and_then(rfc3339),
-            expires_at: rfc3339(app.expires_at),
+            created_at: Some(rfc3339(app.created_at)),
+            ready_at: app.ready_at.map(rfc3339),
+            stopped_at: app.stopped_at.map(rfc3339),
+            onerror_at: app.onerror_at.map(rfc3339),
+            expires_at: Some(rfc3339(app.expires_at)),
             sandbox: app.sandbox.clone(),
             limits: app.limits.clone(),
             certificate: app.certificate.clone(),
@@ -108,14 +108,9 @@ impl AppView {
     }
 }
 
-/// A Unix time as a UTC instant, when it is one.
-pub fn instant(unix: i64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_opt(unix, 0).single()
-}
-
-/// A Unix time in RFC 3339 (`2030-01-01T12:00:00Z`).
-pub fn rfc3339(unix: i64) -> Option<String> {
-    instant(unix).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+/// A time in RFC 3339 (`2030-01-01T12:00:00Z`).
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

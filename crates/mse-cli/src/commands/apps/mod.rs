@@ -202,7 +202,7 @@ pub fn status(args: StatusArgs) -> CmdResult {
             app: AppView::new(&app, profile.app_url(&app.domain_name)),
             cores: resource.as_ref().map(|r| r.cores),
             memory_mb: resource.as_ref().map(|r| r.memory_mb),
-            expires_in_seconds: app.expires_at - now,
+            expires_in_seconds: app.expires_at.timestamp() - now,
             resolves,
         };
         return print_json(&view);
@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn the_json_view_has_rfc3339_times_and_the_url() {
         let mut failed = app("on_error");
-        failed.onerror_at = Some(1_900_000_120);
+        failed.onerror_at = chrono::DateTime::from_timestamp(1_900_000_120, 0);
         failed.reason = Some("node lost".into());
         let profile: Profile = toml::from_str(
             r#"

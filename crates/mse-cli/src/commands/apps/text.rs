@@ -1,16 +1,16 @@
 //! The text of `mse list` and `mse status`: plain functions of values.
 
+use chrono::{DateTime, Utc};
 use mse_api::account::Resource;
 use mse_api::apps::{App, AppStatus, CertificateOrigin};
 use mse_api::text::one_line;
 use mse_config::datetime::display_utc;
 
 use crate::render;
-use crate::views::instant;
 
 /// `2030-01-01 12:00:00 UTC`, as the rest of the CLI shows times.
-pub(super) fn utc(unix: i64) -> String {
-    instant(unix).map_or_else(|| format!("{unix} (Unix time)"), |t| display_utc(&t))
+pub(super) fn utc(time: DateTime<Utc>) -> String {
+    display_utc(&time)
 }
 
 /// Newest first; ties by uuid, as the platform orders them.
@@ -145,7 +145,7 @@ pub(super) fn status_text(app: &App, resource: Option<&Resource>, url: &str, now
         format!(
             "{} ({})",
             utc(app.expires_at),
-            remaining(app.expires_at, now)
+            remaining(app.expires_at.timestamp(), now)
         )
     };
     let mut rows: Vec<(&str, String)> = vec![
@@ -266,7 +266,7 @@ mod tests {
         assert!(!text.contains("reason"), "{text}");
 
         let mut stopped = app("stopped");
-        stopped.stopped_at = Some(1_900_000_200);
+        stopped.stopped_at = DateTime::from_timestamp(1_900_000_200, 0);
         stopped.reason = Some("stopped by its owner".into());
         let text = status_text(&stopped, None, "https://x.localhost:8443", 1_900_000_300);
         assert!(
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn status_text_names_the_reporting_node_and_prints_no_control_character() {
         let mut failed = app("on_error");
-        failed.onerror_at = Some(1_900_000_200);
+        failed.onerror_at = DateTime::from_timestamp(1_900_000_200, 0);
         failed.node = Some("h1".into());
         failed.reason = Some("\u{1b}[2Jforged\u{1b}]0;title\u{7}\nline".into());
         failed.sandbox = Some("\u{9b}31mlandlock".into());
@@ -341,7 +341,7 @@ mod tests {
     fn apps_are_listed_newest_first() {
         let mut older = app("running");
         older.id = "00000000-0000-0000-0000-000000000001".into();
-        older.created_at -= 10;
+        older.created_at -= chrono::Duration::seconds(10);
         let newer = app("spawning");
         let mut apps = vec![older, newer];
         sort_newest_first(&mut apps);

@@ -344,8 +344,7 @@ pub fn expected_fingerprint(
     let app = &waiting.app;
     let config = &ctx.plan.config;
     let origin = created.app.certificate_origin;
-    let expires_at = DateTime::from_timestamp(app.expires_at, 0)
-        .ok_or_else(|| anyhow!("the platform gave an invalid expiry {}", app.expires_at))?;
+    let expires_at = app.expires_at;
     let owner_der = match (origin, &ctx.plan.files.ssl) {
         (CertificateOrigin::Owner, Some(ssl)) => Some(
             mse_attest::ratls::pem_to_der(ssl.certificate.as_bytes())
