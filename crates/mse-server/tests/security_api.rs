@@ -110,18 +110,23 @@ fn held_from(pid: u32, port: u16, source: [u8; 4]) -> usize {
     let local = format!(":{port:04X}");
     let remote = format!("{:08X}:", u32::from_ne_bytes(source));
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
+    // Counted by inode: the kernel writes the table in several reads, and
+    // a socket that moves in it while connections come and go can be
+    // written twice.
+    let held: std::collections::HashSet<&str> = table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 9
+            (fields.len() > 9
                 && fields[1].ends_with(&local)
                 && fields[2].starts_with(&remote)
                 && fields[3] == "01"
-                && inodes.contains(fields[9])
+                && inodes.contains(fields[9]))
+            .then_some(fields[9])
         })
-        .count()
+        .collect();
+    held.len()
 }
 
 /// `GET /health` from `source`: its status and how long it took.
