@@ -9,8 +9,8 @@ use mse_api::account::{NewGrant, NewProject, NewResource, NewToken, NewUser, Use
 use super::wire;
 use crate::domain::bounds;
 use crate::domain::quota::MAX_LIVE_APPS_BOUND;
-use crate::state::auth::{issue_token, now};
-use crate::state::{require_admin, ApiError, ApiResult, Caller, Shared};
+use crate::state::auth::issue_token;
+use crate::state::{now, require_admin, ApiError, ApiResult, Caller, Shared};
 use crate::store::is_conflict;
 
 /// Refuses a name that is not one (`what` names the field).

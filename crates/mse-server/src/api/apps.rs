@@ -23,10 +23,6 @@ const MAX_CONFIG: usize = 1024 * 1024;
 /// The largest upload accepted (configuration and code).
 pub const MAX_UPLOAD: usize = 512 * 1024 * 1024;
 
-fn unprocessable(message: impl Into<String>) -> ApiError {
-    ApiError::unprocessable(message)
-}
-
 fn now() -> DateTime<Utc> {
     Utc::now()
 }
@@ -177,7 +173,7 @@ async fn check_has_code(path: &std::path::Path) -> Result<(), ApiError> {
     })
     .await;
     match counted {
-        Ok(Ok(Ok(0))) => Err(unprocessable(
+        Ok(Ok(Ok(0))) => Err(ApiError::unprocessable(
             "the code package holds no encrypted file: package a code folder with the app's \
              Python files (check code.location and .mseignore)",
         )),
@@ -214,17 +210,17 @@ pub async fn create(
     } = code;
     let created = now();
 
-    mse_config::fields::check_name("name", &config.name).map_err(unprocessable)?;
-    mse_config::fields::check_name("project", &config.project).map_err(unprocessable)?;
-    mse_config::fields::check_resource(&config.resource).map_err(unprocessable)?;
+    mse_config::fields::check_name("name", &config.name).map_err(ApiError::unprocessable)?;
+    mse_config::fields::check_name("project", &config.project).map_err(ApiError::unprocessable)?;
+    mse_config::fields::check_resource(&config.resource).map_err(ApiError::unprocessable)?;
     mse_config::fields::PythonApplication::parse(&config.python_application)
-        .map_err(|e| unprocessable(format!("python_application: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("python_application: {e}")))?;
     mse_config::fields::check_healthcheck_endpoint(&config.healthcheck_endpoint)
-        .map_err(|e| unprocessable(format!("healthcheck_endpoint: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("healthcheck_endpoint: {e}")))?;
     let image = mse_config::fields::check_docker(&config.docker)
-        .map_err(|e| unprocessable(format!("docker: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("docker: {e}")))?;
     if !image.is_remote() || !image.is_pinned() {
-        return Err(unprocessable(format!(
+        return Err(ApiError::unprocessable(format!(
             "docker: `{}` must name its registry and be pinned to a tag other than `latest` or to \
              a digest: the fingerprint covers the image, so it must not change under the app",
             config.docker
@@ -234,7 +230,7 @@ pub async fn create(
     let runtime = catalog
         .catalog
         .find(&config.docker)
-        .map_err(|e| unprocessable(format!("docker: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("docker: {e}")))?;
     let runtime_digest = runtime.digest();
     let runtime_ready = state.cache.is_ready(runtime);
 
@@ -266,20 +262,20 @@ pub async fn create(
 
     let owner = match (&config.ssl, config.untrusted_ssl) {
         (Some(_), true) => {
-            return Err(unprocessable(
+            return Err(ApiError::unprocessable(
                 "ssl and untrusted_ssl exclude each other: the owner certificate is ignored \
                  with untrusted_ssl, so send only one",
             ))
         }
         (Some(ssl), false) => {
             mse_config::fields::check_domain_name(&ssl.domain_name)
-                .map_err(|e| unprocessable(format!("ssl.domain_name: {e}")))?;
+                .map_err(|e| ApiError::unprocessable(format!("ssl.domain_name: {e}")))?;
             crate::api::tenancy::check_custom_domain(&ssl.domain_name, &state.base_domain)
-                .map_err(unprocessable)?;
+                .map_err(ApiError::unprocessable)?;
             let leaf = mse_config::tls::parse_chain(ssl.certificate.as_bytes())
-                .map_err(|e| unprocessable(format!("ssl.certificate: {e}")))?;
+                .map_err(|e| ApiError::unprocessable(format!("ssl.certificate: {e}")))?;
             if !mse_config::tls::domain_matches(&ssl.domain_name, &leaf.dns_names) {
-                return Err(unprocessable(format!(
+                return Err(ApiError::unprocessable(format!(
                     "ssl.certificate does not name {}",
                     ssl.domain_name
                 )));
@@ -298,12 +294,14 @@ pub async fn create(
     let expires_at = request
         .expires_at(&config.resource, created, resource.default_hours)
         .map_err(|problem| match problem {
-            mse_config::ExpiryProblem::LifetimeOutOfRange { hours } => unprocessable(format!(
-                "resource `{}`: its default duration ({hours} hours) is out of range; \
+            mse_config::ExpiryProblem::LifetimeOutOfRange { hours } => {
+                ApiError::unprocessable(format!(
+                    "resource `{}`: its default duration ({hours} hours) is out of range; \
                  set expiration_date, or ask the operator to fix the resource",
-                config.resource
-            )),
-            problem => unprocessable(problem.to_string()),
+                    config.resource
+                ))
+            }
+            problem => ApiError::unprocessable(problem.to_string()),
         })?;
 
     let id = crate::store::new_id();

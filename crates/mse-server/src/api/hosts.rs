@@ -24,12 +24,11 @@ use crate::domain::lifecycle::Status;
 use crate::domain::nodes::{Joined as StoreJoined, NodeKind, NodeRow, TokenUse};
 use crate::state::backend::NodeBackend as _;
 use crate::state::Connection;
-use crate::state::{ApiError, Shared};
+use crate::state::{now, ApiError, Shared};
 
 use super::nodes::{
     check_advertisable, grant_of, operator_ca_der, quote_key_error, MAX_CORES, MAX_MEMORY_MB,
 };
-use crate::state::auth::now;
 
 /// A host's copy of an app's log is kept to this size, bytes.
 const MAX_LOG_BYTES: u64 = 1 << 20;

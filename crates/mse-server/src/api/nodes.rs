@@ -14,8 +14,7 @@ use mse_api::node::{
 use crate::domain::lifecycle::{HOST_REMOVED, HOST_REVOKED};
 use crate::domain::nodes::{JoinTokenRow, NodeKind};
 use crate::domain::routing::unroutable;
-use crate::state::auth::now;
-use crate::state::{require_admin, ApiError, Caller, Shared};
+use crate::state::{now, require_admin, ApiError, Caller, Shared};
 
 /// The longest a join token may be valid, hours (a year).
 const MAX_TOKEN_HOURS: u32 = 8760;

@@ -12,13 +12,9 @@ use crate::api::wire;
 use crate::domain::accounts::{Token, User};
 use crate::domain::app::AppFilter;
 use crate::state::auth::issue_token;
-use crate::state::{require_admin, ApiError, Caller, Shared};
+use crate::state::{now, require_admin, ApiError, Caller, Shared};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
 
 /// The widest scope a token of `user` may have: `admin` for an
 /// administrator, `deploy` for anyone else.

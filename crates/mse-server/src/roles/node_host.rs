@@ -214,10 +214,10 @@ pub async fn run(
     });
     processes.create_dirs()?;
     processes.remove_leftovers(&Default::default());
-    crate::roles::process::create_private_dir(&nodes_dir.join(crate::roles::process::QUOTE_KEYS))?;
+    crate::data::dir::create_private_dir(&nodes_dir.join(crate::roles::process::QUOTE_KEYS))?;
     let packages_dir = nodes_dir.join(crate::roles::process::PACKAGES);
     let _ = std::fs::remove_dir_all(&packages_dir);
-    crate::roles::process::create_private_dir(&packages_dir)?;
+    crate::data::dir::create_private_dir(&packages_dir)?;
     let host = Arc::new(Host {
         link,
         processes,

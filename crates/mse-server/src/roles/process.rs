@@ -19,6 +19,7 @@ use mse_api::launch::{Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, LAUNCH_F
 use mse_api::node::{AppTls, Assignment};
 use tokio::io::AsyncBufReadExt;
 
+use crate::data::dir::create_private_dir;
 use crate::state::backend::BoxFuture;
 
 /// Where a node's status events go.
@@ -508,8 +509,6 @@ impl NodeProcesses {
 fn poisoned() -> anyhow::Error {
     anyhow::anyhow!("a node table lock was poisoned")
 }
-
-pub use crate::data::dir::create_private_dir;
 
 /// Removes a node's folder: what it decrypted first, then the rest.
 pub fn remove_node_dir(dir: &Path) {

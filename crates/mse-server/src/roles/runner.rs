@@ -25,7 +25,7 @@ use crate::domain::assignment::assignment;
 use crate::domain::lifecycle::{Status, EXPIRED, NODE_LOST, NO_LONGER_LIVE, STOPPED_BY_OWNER};
 use crate::state::backend::{BoxFuture, NodeBackend};
 use crate::state::events::{apply_event, reap_lost_nodes};
-use crate::state::Routes;
+use crate::state::{now, Routes};
 use crate::store::Store;
 
 /// A node id whose lease was not renewed for this long is gone, unless the
@@ -327,7 +327,7 @@ impl Runner {
         };
         let dir = config.quote_key_dir();
         for folder in [dir.parent().unwrap_or(&dir), &dir] {
-            crate::roles::process::create_private_dir(folder)?;
+            crate::data::dir::create_private_dir(folder)?;
         }
         let files = config.quote_files();
         for (path, text) in [(&files.key, key.key_pem()?), (&files.chain, chain)] {
@@ -546,10 +546,6 @@ impl Runner {
             }
         }
     }
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// This host's name, as node leases name it.

@@ -8,7 +8,7 @@ use mse_api::account::Scope;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult};
-use super::Shared;
+use super::{now, Shared};
 use crate::domain::accounts::{Token, User};
 use crate::store::{Store, StoreError};
 
@@ -39,10 +39,6 @@ pub async fn issue_token(
         .add_token(user_id, name, &token_hash(&secret), scope, expires_at, now)
         .await?;
     Ok((token, secret))
-}
-
-pub(crate) fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// A time for people: `2026-05-01 12:00:00 UTC`.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use mse_api::event::Event;
 
+use super::now;
 use super::routes::Routes;
 use crate::domain::app::App;
 use crate::domain::lifecycle::{is_hex_digest, CertificateOrigin, Status};
@@ -124,8 +125,4 @@ pub async fn apply_event(
         }
     }
     None
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }

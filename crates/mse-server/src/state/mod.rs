@@ -78,3 +78,9 @@ pub struct Connection {
     /// The address of this server the client reached.
     pub local: SocketAddr,
 }
+
+/// Now, in Unix seconds: the clock the handlers, the store's callers and
+/// the runner read.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
