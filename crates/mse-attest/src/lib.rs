@@ -136,7 +136,7 @@ pub enum AttestError {
     /// A file of the quote provider could not be read or written.
     #[error("quote provider: cannot {action} {}: {source}", path.display())]
     ProviderIo {
-        /// `read` or `write`.
+        /// `read`, `write` or `create`.
         action: &'static str,
         /// The file.
         path: PathBuf,

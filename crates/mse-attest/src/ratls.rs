@@ -3,8 +3,10 @@
 //! certificate's public key.
 //!
 //! REPORTDATA[0..32] = SHA-256 of the public key as the 65-byte uncompressed
-//! point (`04 ‖ X ‖ Y`, not the SPKI DER); REPORTDATA[32..64] = the node's
-//! X25519 public key, or zeros.
+//! point (`04 ‖ X ‖ Y`, not the SPKI DER); REPORTDATA[32..64] = what the
+//! provider binds there (the app's fingerprint on TDX and SEV-SNP, see
+//! [`QuoteProvider::app_binding`]), else the node's X25519 public key, or
+//! zeros.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -50,7 +52,8 @@ pub fn report_data(point: &[u8], x25519: Option<&[u8; 32]>) -> [u8; 64] {
 }
 
 /// Creates an RA-TLS certificate for `domain`, valid until `not_after`, with a
-/// quote from `provider` over the new key.
+/// quote from `provider` over the new key (and over the provider's app
+/// binding, when it has one, instead of `x25519`).
 pub fn create(
     domain: &str,
     not_after: DateTime<Utc>,
@@ -64,7 +67,8 @@ pub fn create(
             source,
         }
     })?;
-    let data = report_data(key.public_key_raw(), x25519);
+    let binding = provider.app_binding();
+    let data = report_data(key.public_key_raw(), binding.as_ref().or(x25519));
     let quote = provider.quote(&data)?;
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|source| {
         AttestError::CertificateBuild {

@@ -23,6 +23,7 @@ pub mod browser;
 pub mod netns;
 pub mod pebble;
 pub mod platform;
+pub mod tee;
 pub mod tls;
 pub mod wait;
 

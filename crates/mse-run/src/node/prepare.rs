@@ -266,14 +266,17 @@ fn evidence(
     input: &FingerprintInput,
     provider: &dyn QuoteProvider,
 ) -> Result<Option<bytes::Bytes>, Failure> {
-    use mse_attest::evidence::{key_bits, key_report_data, Evidence};
+    use mse_attest::evidence::{key_bits, Evidence};
     let quote = match tls {
         TlsSetup::Acme(_) => ratls.quote.clone(),
         TlsSetup::Owner { leaf_der, .. } => {
             let bits =
                 key_bits(leaf_der).map_err(|e| invalid(format!("the owner's certificate: {e}")))?;
             provider
-                .quote(&key_report_data(&bits))
+                .quote(&mse_attest::ratls::report_data(
+                    &bits,
+                    provider.app_binding().as_ref(),
+                ))
                 .map_err(|e| Failure::Error(format!("cannot quote the owner's key: {e}")))?
         }
         TlsSetup::RaTls | TlsSetup::Plain => return Ok(None),

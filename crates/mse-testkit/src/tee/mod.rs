@@ -1,0 +1,9 @@
+//! Confidential hardware we do not have, emulated at the kernel's
+//! interface: [`configfs`] serves configfs-tsm (the TDX and SEV-SNP guest
+//! report interface) as a real mounted file system, so a node's provider
+//! runs exactly the code it runs on the hardware.
+//!
+//! Every device here signs under a test root that only the tests trust: no
+//! verifier takes its evidence for hardware.
+
+pub mod configfs;
