@@ -218,6 +218,9 @@ pub struct Resource {
     /// The most live apps on it, every user's together; `None`: no limit.
     #[serde(default)]
     pub max_live_apps: Option<i64>,
+    /// The TEE kinds its apps may run in; none named: every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tees: Vec<crate::tee::Tee>,
 }
 
 /// The body of `POST /resources`. The numbers are kept as sent, for the
@@ -241,6 +244,9 @@ pub struct NewResource {
     /// The most live apps on it, every user's together.
     #[serde(default)]
     pub max_live_apps: Option<i64>,
+    /// The TEE kinds its apps may run in; none named: every kind.
+    #[serde(default)]
+    pub tees: Vec<crate::tee::Tee>,
 }
 
 /// A custom domain and the account it belongs to (`GET /domains`).
@@ -334,6 +340,7 @@ mod tests {
             default_hours: 4,
             public: true,
             max_live_apps: None,
+            tees: Vec::new(),
         };
         let value = serde_json::to_value(&resource).unwrap();
         assert_eq!(value["max_live_apps"], serde_json::Value::Null);

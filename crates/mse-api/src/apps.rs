@@ -214,6 +214,9 @@ pub struct App {
     /// the node's claim, which `mse verify --fingerprint` checks.
     #[serde(default)]
     pub fingerprint: Option<String>,
+    /// The TEE of the node it was placed on; `None` before it is placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tee: Option<crate::tee::Tee>,
 }
 
 impl App {
@@ -399,6 +402,7 @@ mod tests {
             certificate: None,
             fingerprint: None,
             node: None,
+            tee: None,
         }
     }
 

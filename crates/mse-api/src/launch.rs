@@ -54,6 +54,9 @@ pub const LAUNCH_FILE: &str = "launch.json";
 /// The attestation device of a Gramine enclave.
 pub const DEFAULT_ATTESTATION_ROOT: &str = "/dev/attestation";
 
+/// configfs-tsm, where a TDX or SEV-SNP guest asks for its reports.
+pub const DEFAULT_TSM_ROOT: &str = "/sys/kernel/config/tsm";
+
 /// The shortest and longest validity a node may ask its ACME CA for.
 pub const ACME_LIFETIME: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(30)..=Duration::from_secs(365 * 24 * 3600);
@@ -235,10 +238,40 @@ pub enum Quotes {
         #[serde(default = "default_attestation_root")]
         attestation_root: PathBuf,
     },
+    /// A TDX guest, through configfs-tsm.
+    Tdx {
+        /// configfs-tsm's root (the folder holding `report/`).
+        #[serde(default = "default_tsm_root")]
+        tsm_root: PathBuf,
+    },
+    /// An SEV-SNP guest, through configfs-tsm.
+    #[serde(rename = "sev-snp")]
+    SevSnp {
+        /// configfs-tsm's root (the folder holding `report/`).
+        #[serde(default = "default_tsm_root")]
+        tsm_root: PathBuf,
+    },
+}
+
+impl Quotes {
+    /// The kind of TEE these quotes come from.
+    pub fn tee(&self) -> crate::tee::Tee {
+        use crate::tee::Tee;
+        match self {
+            Quotes::Simulation { .. } => Tee::Simulation,
+            Quotes::Gramine { .. } => Tee::Sgx,
+            Quotes::Tdx { .. } => Tee::Tdx,
+            Quotes::SevSnp { .. } => Tee::SevSnp,
+        }
+    }
 }
 
 fn default_attestation_root() -> PathBuf {
     PathBuf::from(DEFAULT_ATTESTATION_ROOT)
+}
+
+fn default_tsm_root() -> PathBuf {
+    PathBuf::from(DEFAULT_TSM_ROOT)
 }
 
 /// How the app's TLS is made; each mode carries the app's expiry (RFC
@@ -636,6 +669,29 @@ mod tests {
             launch.tls.expires_at().unwrap().to_rfc3339(),
             "2098-12-31T22:00:00+00:00"
         );
+    }
+
+    #[test]
+    fn confidential_vm_quotes_name_configfs_tsm_and_their_kind() {
+        let quotes: Quotes = serde_json::from_str(r#"{"provider": "tdx"}"#).unwrap();
+        assert_eq!(
+            quotes,
+            Quotes::Tdx {
+                tsm_root: "/sys/kernel/config/tsm".into()
+            }
+        );
+        assert_eq!(quotes.tee(), crate::tee::Tee::Tdx);
+        let quotes: Quotes =
+            serde_json::from_str(r#"{"provider": "sev-snp", "tsm_root": "/t"}"#).unwrap();
+        assert_eq!(
+            quotes,
+            Quotes::SevSnp {
+                tsm_root: "/t".into()
+            }
+        );
+        assert_eq!(quotes.tee().quote_provider(), "sev-snp");
+        let json = serde_json::to_value(&quotes).unwrap();
+        assert_eq!(json["provider"], "sev-snp");
     }
 
     #[test]

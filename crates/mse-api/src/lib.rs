@@ -5,8 +5,8 @@
 //! error body ([`error`]) — the status events a node prints ([`event`]),
 //! the node-host protocol ([`node`]), how a node is started ([`launch`]),
 //! the configuration an owner hands a verified node ([`config`]), what is
-//! shown of an app's log ([`logs`]) and how text others wrote is made safe
-//! to show ([`text`]). The client, the server and the node hosts all use
+//! shown of an app's log ([`logs`]), the kinds of TEE ([`tee`]) and how
+//! text others wrote is made safe to show ([`text`]). The client, the server and the node hosts all use
 //! these, so a field renamed on one side is renamed on every side; the
 //! server maps its store's rows onto them.
 //!
@@ -40,4 +40,5 @@ pub mod launch;
 pub mod logs;
 pub mod node;
 pub mod platform;
+pub mod tee;
 pub mod text;

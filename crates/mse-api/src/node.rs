@@ -198,6 +198,10 @@ pub struct JoinRequest {
     /// The host's own quote-signing public key (SubjectPublicKeyInfo, PEM),
     /// which the platform's simulation CA certifies.
     pub quote_key: String,
+    /// The TEE the host's nodes run in (a host that says nothing:
+    /// simulation).
+    #[serde(default)]
+    pub tee: crate::tee::Tee,
 }
 
 /// The answer of `POST /nodes/join`.
@@ -215,7 +219,8 @@ pub struct Joined {
     pub quote_chain: String,
     /// The enclave-signing public key (PEM): what MRSIGNER is made of.
     pub signer_pem: String,
-    /// `simulation` or `gramine`.
+    /// The quote provider of the host's TEE, as it stated it:
+    /// `simulation`, `gramine`, `tdx` or `sev-snp`.
     pub quote_provider: String,
     /// Seconds a node waits for its owner's configuration.
     pub config_timeout_secs: u64,
@@ -354,6 +359,9 @@ pub struct NodeHost {
     pub kind: String,
     /// Where the proxy reaches its apps.
     pub address: Option<String>,
+    /// The TEE its apps run in, as it stated when it joined.
+    #[serde(default)]
+    pub tee: crate::tee::Tee,
     /// When its lease ends, Unix seconds.
     pub lease_until: i64,
     /// Whether its lease is current.

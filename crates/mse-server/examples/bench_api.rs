@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: dir.path().join("cache"),
         installer: mse_runtime::Installer::Pip,
         nodes_dir: dir.path().join("nodes"),
-        quote_provider: "simulation".into(),
+        tee: Default::default(),
         node_options: Default::default(),
         capacity: mse_server::machine_capacity(),
         lease_secs: 30,

@@ -46,8 +46,8 @@ pub struct Settings {
     pub installer: mse_runtime::Installer,
     /// Where nodes keep their private folders.
     pub nodes_dir: PathBuf,
-    /// `simulation` or `gramine`.
-    pub quote_provider: String,
+    /// The TEE of this machine's nodes.
+    pub tee: domain::nodes::TeeDevice,
     /// How nodes run apps.
     pub node_options: NodeOptions,
     /// What apps may take of this machine (the node role).
@@ -219,7 +219,7 @@ pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow
         cache_dir: settings.cache_dir.clone(),
         installer: settings.installer.clone(),
         nodes_dir: settings.nodes_dir.clone(),
-        quote_provider: settings.quote_provider.clone(),
+        tee: settings.tee.clone(),
         node_id: node_id.to_string(),
         options: settings.node_options,
         capacity: settings.capacity,
@@ -252,7 +252,7 @@ pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow
         lease_secs: settings.lease_secs,
         node_options: settings.node_options,
         proxy_port: std::sync::atomic::AtomicU16::new(0),
-        quote_provider: settings.quote_provider.clone(),
+        tee: settings.tee.tee,
         cache: mse_runtime::EnvCache::new(&settings.cache_dir)
             .with_installer(settings.installer.clone()),
         catalog,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mse_api::tee::Tee;
 use mse_server::Roles;
 
 /// How often a node process looks for apps to claim and stops to act on.
@@ -150,9 +151,16 @@ struct Args {
     /// the data folder]
     #[arg(long, value_name = "DIR")]
     nodes_dir: Option<PathBuf>,
-    /// Where nodes get their quotes: `simulation` (no hardware) or `gramine`
-    #[arg(long, default_value = "simulation", value_parser = ["simulation", "gramine"])]
+    /// Where nodes get their quotes: `simulation` (no hardware), `gramine`
+    /// (SGX), `tdx` or `sev-snp` (confidential VMs, through configfs-tsm). A
+    /// node host states it when it joins
+    #[arg(long, default_value = "simulation", value_parser = Tee::PROVIDERS)]
     quote_provider: String,
+    /// Where the TEE's device is, when not in its usual place
+    /// (`/dev/attestation` for Gramine, `/sys/kernel/config/tsm` for TDX and
+    /// SEV-SNP): for an emulated device
+    #[arg(long, value_name = "DIR")]
+    tee_device: Option<PathBuf>,
     /// Seconds a node waits for its owner's configuration; then it stops and
     /// the app ends `on_error`, saying so (10 to 86400)
     #[arg(long, value_name = "SECS", default_value_t = 180,
@@ -237,6 +245,16 @@ impl Args {
             ca_bundle_pem,
             lifetime_secs: self.acme_lifetime,
         }))
+    }
+
+    /// The TEE this machine's nodes run in (`--quote-provider`,
+    /// `--tee-device`).
+    fn tee_device(&self) -> mse_server::domain::nodes::TeeDevice {
+        mse_server::domain::nodes::TeeDevice {
+            // The parser accepts only the providers' names.
+            tee: Tee::from_name(&self.quote_provider).unwrap_or_default(),
+            root: self.tee_device.clone(),
+        }
     }
 
     /// `--memory-mb` and `--cores`, each else the machine's.
@@ -365,6 +383,7 @@ async fn host(args: Args) -> anyhow::Result<()> {
         installer: args.installer(),
         mse_run: mse_run_binary(args.mse_run.clone())?,
         capacity: args.capacity(),
+        tee: args.tee_device(),
     };
     println!(
         "node host `{}` joining {} ({} MB, {} cores)",
@@ -472,7 +491,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         database_url: args.database_url.clone(),
         base_domain: args.base_domain.clone(),
         mse_run,
-        quote_provider: args.quote_provider.clone(),
+        tee: args.tee_device(),
         node_options: mse_server::NodeOptions {
             config_timeout_secs: args.config_timeout,
             sandbox: args.sandbox,

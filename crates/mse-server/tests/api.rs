@@ -575,6 +575,64 @@ async fn administrators_create_resources_that_others_see_once_granted() {
 }
 
 #[tokio::test]
+async fn a_resource_names_the_tee_kinds_it_accepts_and_apps_go_only_to_hosts_of_those_kinds() {
+    let p = platform().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let resource = |name: &str, tees: serde_json::Value| {
+        json!({"name": name, "memory_mb": 256, "cores": 1, "enclave_size": "512M",
+               "default_hours": 1, "tees": tees})
+    };
+    let (status, body) = p
+        .post("/resources", &p.admin, resource("odd", json!(["sgx2"])))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`sgx2`"), "{body}");
+    let (status, _) = p.get("/resources/odd", &p.admin).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a refused resource is not created"
+    );
+
+    for (name, tees) in [("tdx-only", json!(["tdx"])), ("sim", json!(["simulation"]))] {
+        let (status, body) = p
+            .post("/resources", &p.admin, resource(name, tees.clone()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        p.post(
+            &format!("/users/{bob_id}/grants"),
+            &p.admin,
+            json!({"resource": name}),
+        )
+        .await;
+        let (_, shown) = p.get(&format!("/resources/{name}"), &bob).await;
+        assert_eq!(shown["tees"], tees, "{shown}");
+    }
+
+    // The platform's only node host is a simulation one.
+    let (status, body) = p
+        .deploy(
+            &bob,
+            common::deploy_config("on-tdx", json!({"resource": "tdx-only"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("accepts (tdx)") && error.contains("(simulation)"),
+        "the refusal names the kinds accepted and running: {error}"
+    );
+    let (status, app) = p
+        .deploy(
+            &bob,
+            common::deploy_config("on-sim", json!({"resource": "sim"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    assert_eq!(app["tee"], "simulation", "{app}");
+}
+
+#[tokio::test]
 async fn apps_page_with_limit_and_offset_newest_first_each_exactly_once() {
     // The API alone: deployed apps wait, `spawning`, and start no node.
     let p = common::platform_as(mse_server::Roles {

@@ -765,6 +765,7 @@ async fn a_resource_out_of_range_in_an_older_store_fails_deploys_cleanly() {
             default_hours: i64::MAX,
             public: true,
             max_live_apps: None,
+            tees: Vec::new(),
         })
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use mse_api::launch::{Launch, Quotes, Tls};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
-use mse_attest::provider::{GramineProvider, QuoteProvider};
+use mse_attest::provider::{GramineProvider, QuoteProvider, TsmKind, TsmProvider};
 use mse_attest::simulation::{QuoteKey, SimulatedPck, SimulationProvider};
 use mse_run::acme;
 use mse_run::limits;
@@ -170,6 +170,19 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
                      `simulation` quote provider otherwise)",
                     attestation_root.display()
                 )));
+            }
+            Box::new(provider)
+        }
+        Quotes::Tdx { tsm_root } | Quotes::SevSnp { tsm_root } => {
+            let kind = match &launch.quotes {
+                Quotes::Tdx { .. } => TsmKind::Tdx,
+                _ => TsmKind::SevSnp,
+            };
+            // Only this runtime reaches configfs-tsm: the app's identity is
+            // bound in REPORTDATA[32..64] (docs/attestation.md).
+            let provider = TsmProvider::new(tsm_root, kind, fingerprint);
+            if let Some(why) = provider.unavailable() {
+                return Err(invalid(why));
             }
             Box::new(provider)
         }

@@ -195,6 +195,12 @@ pub async fn create_resource(
         default_hours,
         public: body.public,
         max_live_apps: body.max_live_apps,
+        tees: {
+            let mut tees = body.tees;
+            tees.sort();
+            tees.dedup();
+            tees
+        },
     };
     match state.store.create_resource(&resource).await {
         Ok(()) => Ok((StatusCode::CREATED, Json((&resource).into()))),

@@ -355,6 +355,7 @@ pub async fn create(
     let placement = Placement::Fit {
         memory_mb: resource.memory_mb,
         cores: resource.cores,
+        tees: resource.tees.clone(),
         now: created.timestamp(),
     };
     let app = match state.store.insert_placed_app(&new, &placement).await {

@@ -171,6 +171,7 @@ pub async fn join(
         kind: NodeKind::Remote,
         host: name.clone(),
         address: Some(ip.to_string()),
+        tee: request.tee,
         memory_mb: capacity.memory_mb as i64,
         cores: capacity.cores as i64,
         lease_secs: state.lease_secs,
@@ -218,9 +219,14 @@ pub async fn join(
         }
     };
     eprintln!(
-        "node host `{name}` joined from {}, advertising {ip}; granted {} MB and {} cores \
+        "node host `{name}` ({}) joined from {}, advertising {ip}; granted {} MB and {} cores \
          (declared {} MB and {} cores)",
-        link.peer, capacity.memory_mb, capacity.cores, declared.memory_mb, declared.cores
+        request.tee,
+        link.peer,
+        capacity.memory_mb,
+        capacity.cores,
+        declared.memory_mb,
+        declared.cores
     );
     let read = |name: &str| {
         std::fs::read_to_string(state.data.path(name)).map_err(|e| {
@@ -234,7 +240,7 @@ pub async fn join(
         lease_secs: u64::try_from(state.lease_secs).unwrap_or(30),
         quote_chain,
         signer_pem: read("signer.pub")?,
-        quote_provider: state.quote_provider.clone(),
+        quote_provider: request.tee.quote_provider().to_string(),
         config_timeout_secs: state.node_options.config_timeout_secs,
         sandbox: state.node_options.sandbox.as_arg().to_string(),
         capacity: Some(capacity),

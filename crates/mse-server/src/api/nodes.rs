@@ -213,6 +213,7 @@ pub async fn list(
                 lease_until: n.node.seen_at.saturating_add(n.node.lease_secs),
                 kind: n.node.kind.as_str().to_string(),
                 address: n.node.address.clone(),
+                tee: n.node.tee,
                 capacity: Capacity {
                     memory_mb: count(n.node.memory_mb),
                     cores: count(n.node.cores),

@@ -44,7 +44,7 @@ pub async fn platform(State(state): State<Shared>) -> Json<mse_api::platform::Pl
     Json(mse_api::platform::Platform {
         base_domain: state.base_domain.clone(),
         proxy_port: state.proxy_port.load(std::sync::atomic::Ordering::Relaxed),
-        quote_provider: state.quote_provider.clone(),
+        quote_provider: state.tee.quote_provider().to_string(),
     })
 }
 

@@ -36,6 +36,7 @@ impl From<&stored::App> for apps::App {
             node: app.node_owner.clone(),
             certificate: app.certificate.clone(),
             fingerprint: app.fingerprint.clone(),
+            tee: app.tee,
         }
     }
 }
@@ -84,6 +85,7 @@ impl From<&accounts::Resource> for account::Resource {
             default_hours: resource.default_hours,
             public: resource.public,
             max_live_apps: resource.max_live_apps,
+            tees: resource.tees.clone(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Resource {
     pub public: bool,
     /// The most live apps on it, every user's together; `None`: no limit.
     pub max_live_apps: Option<i64>,
+    /// The TEE kinds its apps may run in; none named: every kind.
+    pub tees: Vec<mse_api::tee::Tee>,
 }
 
 /// A custom domain and the account it belongs to.

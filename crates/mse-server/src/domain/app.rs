@@ -70,6 +70,8 @@ pub struct App {
     pub certificate: Option<ServedCertificate>,
     /// The fingerprint (hex) its node reported when it started.
     pub fingerprint: Option<String>,
+    /// The TEE of the node it was placed on, once placed.
+    pub tee: Option<mse_api::tee::Tee>,
     /// Its node's address, while it has one.
     pub node_addr: Option<String>,
     /// Its node's process, while it has one.
@@ -171,6 +173,7 @@ mod tests {
             stopped_at: None,
             onerror_at: None,
             expires_at: at(expires_at),
+            tee: None,
             sandbox: None,
             limits: None,
             certificate: None,

@@ -11,6 +11,18 @@ pub struct NodeOptions {
     pub sandbox: mse_run::sandbox::Mode,
 }
 
+/// The TEE a machine's nodes run in, and where its device is: `None`
+/// is the device's usual place (`/dev/attestation` for Gramine,
+/// `/sys/kernel/config/tsm` for TDX and SEV-SNP); tests name an emulated
+/// one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeeDevice {
+    /// The kind.
+    pub tee: mse_api::tee::Tee,
+    /// Where its device is, when not in its usual place.
+    pub root: Option<std::path::PathBuf>,
+}
+
 /// Bounds of [`NodeOptions::config_timeout_secs`].
 pub const CONFIG_TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
 
@@ -55,6 +67,8 @@ pub struct NodeRow {
     pub host: String,
     /// Where the proxy reaches its apps (remote hosts).
     pub address: Option<String>,
+    /// The TEE its apps run in.
+    pub tee: mse_api::tee::Tee,
     /// Memory apps may take on it, MB.
     pub memory_mb: i64,
     /// Cores apps may take on it.
@@ -94,8 +108,10 @@ pub struct NoRoom {
     pub memory_mb: i64,
     /// The app's cores.
     pub cores: i64,
-    /// Each live node: id, free memory (MB), free cores.
-    pub free: Vec<(String, i64, i64)>,
+    /// The TEE kinds the app's resource accepts (none named: every kind).
+    pub tees: Vec<mse_api::tee::Tee>,
+    /// Each live node: id, free memory (MB), free cores, TEE.
+    pub free: Vec<(String, i64, i64, mse_api::tee::Tee)>,
 }
 
 impl std::fmt::Display for NoRoom {
@@ -109,10 +125,30 @@ impl std::fmt::Display for NoRoom {
                  see docs/server.md), then deploy again"
             );
         }
+        if !self
+            .free
+            .iter()
+            .any(|(.., tee)| mse_api::tee::accepts(&self.tees, *tee))
+        {
+            let running: Vec<String> = self
+                .free
+                .iter()
+                .map(|(id, .., tee)| format!("`{id}` ({tee})"))
+                .collect();
+            return write!(
+                f,
+                "no node host of a TEE kind this app's resource accepts ({}) is running; \
+                 running: {}; deploy on a resource that accepts one of those kinds, or ask the \
+                 operator to join a host of an accepted kind",
+                mse_api::tee::join(&self.tees),
+                running.join(", ")
+            );
+        }
         let free: Vec<String> = self
             .free
             .iter()
-            .map(|(id, memory, c)| format!("`{id}` {memory} MB and {c} {}", cores(*c)))
+            .filter(|(.., tee)| mse_api::tee::accepts(&self.tees, *tee))
+            .map(|(id, memory, c, tee)| format!("`{id}` ({tee}) {memory} MB and {c} {}", cores(*c)))
             .collect();
         write!(
             f,
@@ -135,6 +171,8 @@ pub enum Placement {
         memory_mb: i64,
         /// The app's cores.
         cores: i64,
+        /// The TEE kinds its resource accepts (none named: every kind).
+        tees: Vec<mse_api::tee::Tee>,
         /// Now, Unix seconds (which leases are current).
         now: i64,
     },
@@ -142,14 +180,21 @@ pub enum Placement {
     Unclaimed,
 }
 
-/// The least loaded of `nodes` that fits an app of `memory_mb` and `cores`:
-/// the one whose busiest measure (memory or cores, as a share of what it
-/// offers) is lowest once the app is on it; ties go to the first by id.
-pub fn least_loaded(nodes: &[NodeUsage], memory_mb: i64, cores: i64) -> Option<&NodeUsage> {
+/// The least loaded of `nodes` of a kind in `tees` (none named: every
+/// kind) that fits an app of `memory_mb` and `cores`: the one whose busiest
+/// measure (memory or cores, as a share of what it offers) is lowest once
+/// the app is on it; ties go to the first by id.
+pub fn least_loaded<'a>(
+    nodes: &'a [NodeUsage],
+    memory_mb: i64,
+    cores: i64,
+    tees: &[mse_api::tee::Tee],
+) -> Option<&'a NodeUsage> {
     nodes
         .iter()
         .filter(|n| {
-            n.memory_mb.saturating_add(memory_mb) <= n.node.memory_mb
+            mse_api::tee::accepts(tees, n.node.tee)
+                && n.memory_mb.saturating_add(memory_mb) <= n.node.memory_mb
                 && n.cores.saturating_add(cores) <= n.node.cores
         })
         .min_by(|a, b| {
@@ -245,6 +290,7 @@ mod tests {
                 kind: NodeKind::Remote,
                 host: id.into(),
                 address: None,
+                tee: mse_api::tee::Tee::Simulation,
                 memory_mb: memory.1,
                 cores: cores.1,
                 lease_secs: 30,
@@ -265,7 +311,7 @@ mod tests {
             usage("c", (0, 256), (0, 64)),
         ];
         assert_eq!(
-            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            least_loaded(&nodes, 512, 1, &[]).map(|n| n.node.id.as_str()),
             Some("b")
         );
         // c is empty but too small in memory; b is fuller after one more.
@@ -274,7 +320,7 @@ mod tests {
             usage("b", (512, 2048), (1, 4)),
         ];
         assert_eq!(
-            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            least_loaded(&nodes, 512, 1, &[]).map(|n| n.node.id.as_str()),
             Some("a")
         );
     }
@@ -286,10 +332,57 @@ mod tests {
             usage("b", (4096, 8192), (0, 2)),
         ];
         assert_eq!(
-            least_loaded(&nodes, 512, 1).map(|n| n.node.id.as_str()),
+            least_loaded(&nodes, 512, 1, &[]).map(|n| n.node.id.as_str()),
             Some("b")
         );
-        assert_eq!(least_loaded(&nodes, 8192, 1), None);
-        assert_eq!(least_loaded(&[], 1, 1), None);
+        assert_eq!(least_loaded(&nodes, 8192, 1, &[]), None);
+        assert_eq!(least_loaded(&[], 1, 1, &[]), None);
+    }
+
+    #[test]
+    fn only_nodes_of_an_accepted_tee_kind_are_chosen_and_no_room_says_which_run() {
+        use mse_api::tee::Tee;
+        let mut tdx = usage("t", (1024, 2048), (1, 4));
+        tdx.node.tee = Tee::Tdx;
+        let nodes = [usage("s", (0, 2048), (0, 4)), tdx];
+        let pick = |tees: &[Tee]| least_loaded(&nodes, 512, 1, tees).map(|n| n.node.id.clone());
+        assert_eq!(pick(&[]).as_deref(), Some("s"));
+        assert_eq!(pick(&[Tee::Tdx]).as_deref(), Some("t"));
+        assert_eq!(pick(&[Tee::Simulation, Tee::Tdx]).as_deref(), Some("s"));
+        assert_eq!(pick(&[Tee::SevSnp]), None);
+        let refused = NoRoom {
+            memory_mb: 512,
+            cores: 1,
+            tees: vec![Tee::SevSnp],
+            free: vec![
+                ("s".into(), 2048, 4, Tee::Simulation),
+                ("t".into(), 1024, 3, Tee::Tdx),
+            ],
+        }
+        .to_string();
+        assert!(
+            refused.starts_with(
+                "no node host of a TEE kind this app's resource accepts (sev-snp) is running; \
+                 running: `s` (simulation), `t` (tdx)"
+            ),
+            "{refused}"
+        );
+        let full = NoRoom {
+            tees: vec![Tee::Tdx],
+            ..NoRoom {
+                memory_mb: 4096,
+                cores: 1,
+                tees: Vec::new(),
+                free: vec![
+                    ("s".into(), 2048, 4, Tee::Simulation),
+                    ("t".into(), 1024, 3, Tee::Tdx),
+                ],
+            }
+        }
+        .to_string();
+        assert!(
+            full.contains("free now: `t` (tdx) 1024 MB and 3 cores;"),
+            "{full}"
+        );
     }
 }

@@ -57,6 +57,8 @@ pub struct HostSettings {
     pub mse_run: PathBuf,
     /// What apps may take of this host.
     pub capacity: Capacity,
+    /// The TEE this host's nodes run in, which it states when it joins.
+    pub tee: crate::domain::nodes::TeeDevice,
 }
 
 /// The HTTPS client of a host: the join token's CA only.
@@ -198,7 +200,7 @@ pub async fn run(
         cache_dir: settings.cache_dir.clone(),
         installer: settings.installer.clone(),
         nodes_dir: nodes_dir.clone(),
-        quote_provider: "simulation".into(),
+        tee: settings.tee.clone(),
         options: crate::domain::nodes::NodeOptions::default(),
         catalog: nodes_dir.join("catalog.toml"),
         signer_pub: nodes_dir.join("signer.pub"),
@@ -323,6 +325,7 @@ impl Host {
             advertise: self.settings.advertise,
             capacity: self.settings.capacity,
             quote_key: public,
+            tee: self.settings.tee.tee,
         };
         let joined: Joined = self.link.post_json("/nodes/join", &request).await?;
         let local = |e: anyhow::Error| CallError::Answered {
@@ -340,13 +343,10 @@ impl Host {
             "best-effort" => mse_run::sandbox::Mode::BestEffort,
             _ => mse_run::sandbox::Mode::Required,
         };
-        self.processes.configure(
-            &joined.quote_provider,
-            crate::domain::nodes::NodeOptions {
-                config_timeout_secs: joined.config_timeout_secs.clamp(10, 86_400),
-                sandbox,
-            },
-        );
+        self.processes.configure(crate::domain::nodes::NodeOptions {
+            config_timeout_secs: joined.config_timeout_secs.clamp(10, 86_400),
+            sandbox,
+        });
         if let Ok(mut credential) = self.link.credential.write() {
             *credential = Some(joined.credential.clone());
         }

@@ -15,8 +15,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mse_api::apps::AppStatus;
 use mse_api::event::Event;
-use mse_api::launch::{Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, LAUNCH_FILE};
+use mse_api::launch::{
+    Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, DEFAULT_TSM_ROOT, LAUNCH_FILE,
+};
 use mse_api::node::{AppTls, Assignment};
+use mse_api::tee::Tee;
 use tokio::io::AsyncBufReadExt;
 
 use crate::data::dir::create_private_dir;
@@ -40,8 +43,8 @@ pub struct ProcessConfig {
     pub installer: mse_runtime::Installer,
     /// The nodes' private folders (`<uuid>/`) and their logs (`logs/`).
     pub nodes_dir: PathBuf,
-    /// `simulation` or `gramine`.
-    pub quote_provider: String,
+    /// The TEE of this machine's nodes.
+    pub tee: crate::domain::nodes::TeeDevice,
     /// How nodes run apps.
     pub options: crate::domain::nodes::NodeOptions,
     /// The runtime catalog (TOML).
@@ -90,9 +93,8 @@ impl std::fmt::Debug for NodeProcesses {
 
 struct Inner {
     config: ProcessConfig,
-    /// The quote provider and node options in force (a host learns them
-    /// as it joins).
-    runtime: Mutex<(String, crate::domain::nodes::NodeOptions)>,
+    /// The node options in force (a host learns them as it joins).
+    runtime: Mutex<crate::domain::nodes::NodeOptions>,
     /// The live nodes' process ids.
     pids: Mutex<HashMap<String, u32>>,
     /// Apps whose node is being started (not yet in `pids`).
@@ -117,7 +119,7 @@ impl NodeProcesses {
     pub fn new(config: ProcessConfig) -> Self {
         NodeProcesses {
             inner: Arc::new(Inner {
-                runtime: Mutex::new((config.quote_provider.clone(), config.options)),
+                runtime: Mutex::new(config.options),
                 config,
                 pids: Mutex::new(HashMap::new()),
                 starting: Mutex::new(HashSet::new()),
@@ -126,11 +128,10 @@ impl NodeProcesses {
         }
     }
 
-    /// Sets the quote provider and the node options of the nodes started
-    /// from now on.
-    pub fn configure(&self, quote_provider: &str, options: crate::domain::nodes::NodeOptions) {
+    /// Sets the node options of the nodes started from now on.
+    pub fn configure(&self, options: crate::domain::nodes::NodeOptions) {
         if let Ok(mut runtime) = self.inner.runtime.lock() {
-            *runtime = (quote_provider.to_string(), options);
+            *runtime = options;
         }
     }
 
@@ -200,14 +201,9 @@ impl NodeProcesses {
     async fn start(&self, launch: Launch, sink: Arc<dyn EventSink>) -> anyhow::Result<u32> {
         let config = &self.inner.config;
         let app = &launch.assignment;
-        let (quote_provider, options) = self
-            .inner
-            .runtime
-            .lock()
-            .map(|r| r.clone())
-            .map_err(|_| poisoned())?;
+        let options = *self.inner.runtime.lock().map_err(|_| poisoned())?;
         create_private_dir(&self.logs_dir())?;
-        let description = self.describe(&launch, &quote_provider, options)?;
+        let description = self.describe(&launch, &config.tee, options)?;
         // Written once, in the node's own folder (mode 0700), for the node to
         // read at start: its command line then names the app's folder, and
         // the file shows an operator what the node was started with.
@@ -308,7 +304,7 @@ impl NodeProcesses {
     fn describe(
         &self,
         launch: &Launch,
-        quote_provider: &str,
+        tee: &crate::domain::nodes::TeeDevice,
         options: crate::domain::nodes::NodeOptions,
     ) -> anyhow::Result<mse_api::launch::Launch> {
         let config = &self.inner.config;
@@ -348,16 +344,22 @@ impl NodeProcesses {
                 }
             }
         };
-        let quotes = match quote_provider {
-            "simulation" => Quotes::Simulation {
+        let root = |usual: &str| tee.root.clone().unwrap_or_else(|| usual.into());
+        let quotes = match tee.tee {
+            Tee::Simulation => Quotes::Simulation {
                 quote_key: config.quote.key.clone(),
                 quote_chain: config.quote.chain.clone(),
                 signer_key: config.signer_pub.clone(),
             },
-            "gramine" => Quotes::Gramine {
-                attestation_root: DEFAULT_ATTESTATION_ROOT.into(),
+            Tee::Sgx => Quotes::Gramine {
+                attestation_root: root(DEFAULT_ATTESTATION_ROOT),
             },
-            other => anyhow::bail!("unknown quote provider `{other}`"),
+            Tee::Tdx => Quotes::Tdx {
+                tsm_root: root(DEFAULT_TSM_ROOT),
+            },
+            Tee::SevSnp => Quotes::SevSnp {
+                tsm_root: root(DEFAULT_TSM_ROOT),
+            },
         };
         let cores = u32::try_from(app.cores)
             .with_context(|| format!("{} cores is more than a node can be given", app.cores))?;
@@ -527,7 +529,7 @@ mod tests {
             cache_dir: "/var/cache/mse".into(),
             installer: mse_runtime::Installer::Pip,
             nodes_dir: nodes_dir.to_path_buf(),
-            quote_provider: "simulation".into(),
+            tee: Default::default(),
             options: crate::domain::nodes::NodeOptions::default(),
             catalog: "/data/catalog.toml".into(),
             signer_pub: "/data/signer.pub".into(),
@@ -566,7 +568,7 @@ mod tests {
         let processes = processes(dir.path());
         let options = crate::domain::nodes::NodeOptions::default();
         let described = processes
-            .describe(&launch(AppTls::RaTls), "simulation", options)
+            .describe(&launch(AppTls::RaTls), &Default::default(), options)
             .unwrap();
         assert_eq!(described.app.uuid, "a1");
         assert_eq!(described.app.code, Path::new("/data/apps/a1/code.tar"));
@@ -596,13 +598,41 @@ mod tests {
             quote_key,
             Path::new("/nodes/quote-keys/local/quote-key.pem")
         );
+        let device = |tee, root: Option<&str>| crate::domain::nodes::TeeDevice {
+            tee,
+            root: root.map(Into::into),
+        };
         let gramine = processes
-            .describe(&launch(AppTls::RaTls), "gramine", options)
+            .describe(&launch(AppTls::RaTls), &device(Tee::Sgx, None), options)
             .unwrap();
-        assert!(matches!(gramine.quotes, Quotes::Gramine { .. }));
-        assert!(processes
-            .describe(&launch(AppTls::RaTls), "sgx", options)
-            .is_err());
+        assert_eq!(
+            gramine.quotes,
+            Quotes::Gramine {
+                attestation_root: "/dev/attestation".into()
+            }
+        );
+        let tdx = processes
+            .describe(
+                &launch(AppTls::RaTls),
+                &device(Tee::Tdx, Some("/t")),
+                options,
+            )
+            .unwrap();
+        assert_eq!(
+            tdx.quotes,
+            Quotes::Tdx {
+                tsm_root: "/t".into()
+            }
+        );
+        let snp = processes
+            .describe(&launch(AppTls::RaTls), &device(Tee::SevSnp, None), options)
+            .unwrap();
+        assert_eq!(
+            snp.quotes,
+            Quotes::SevSnp {
+                tsm_root: "/sys/kernel/config/tsm".into()
+            }
+        );
     }
 
     #[test]
@@ -616,7 +646,7 @@ mod tests {
             lifetime_secs: Some(600),
         });
         let described = processes
-            .describe(&launch(acme), "simulation", options)
+            .describe(&launch(acme), &Default::default(), options)
             .unwrap();
         let Tls::Acme {
             account_key,
@@ -638,12 +668,12 @@ mod tests {
             chain_pem: "PEM".into(),
         };
         assert!(processes
-            .describe(&launch(owner.clone()), "simulation", options)
+            .describe(&launch(owner.clone()), &Default::default(), options)
             .is_err());
         let mut with_chain = launch(owner);
         with_chain.owner_chain = Some("/data/apps/a1/owner.pem".into());
         let described = processes
-            .describe(&with_chain, "simulation", options)
+            .describe(&with_chain, &Default::default(), options)
             .unwrap();
         assert!(matches!(
             described.tls,

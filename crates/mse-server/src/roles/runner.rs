@@ -55,8 +55,8 @@ pub struct RunnerConfig {
     /// keys) while they run, and the apps' logs (`logs/`): the node's side,
     /// never inside the data folder.
     pub nodes_dir: PathBuf,
-    /// `simulation` or `gramine`.
-    pub quote_provider: String,
+    /// The TEE of this machine's nodes.
+    pub tee: crate::domain::nodes::TeeDevice,
     /// The id this node claims apps under (unique among the node processes
     /// sharing the store).
     pub node_id: String,
@@ -147,7 +147,7 @@ impl Runner {
             cache_dir: config.cache_dir.clone(),
             installer: config.installer.clone(),
             nodes_dir: config.nodes_dir.clone(),
-            quote_provider: config.quote_provider.clone(),
+            tee: config.tee.clone(),
             options: config.options,
             catalog: config.data_dir.join("catalog.toml"),
             signer_pub: config.data_dir.join("signer.pub"),
@@ -309,7 +309,7 @@ impl Runner {
     /// quotes with. The nodes never get the simulation CA's key.
     pub async fn make_quote_key(&self) -> anyhow::Result<()> {
         let config = &self.inner.config;
-        if !self.inner.runs_nodes || config.quote_provider != "simulation" {
+        if !self.inner.runs_nodes || config.tee.tee != mse_api::tee::Tee::Simulation {
             return Ok(());
         }
         let key = mse_attest::simulation::QuoteKey::generate();
@@ -385,6 +385,7 @@ impl Runner {
                 id,
                 i64::try_from(capacity.memory_mb).unwrap_or(i64::MAX),
                 i64::try_from(capacity.cores).unwrap_or(i64::MAX),
+                inner.config.tee.tee,
                 inner.config.lease_secs,
             )
             .await?;

@@ -39,8 +39,8 @@ pub struct AppState {
     pub node_options: crate::domain::nodes::NodeOptions,
     /// The port apps are served on, as clients reach it (0 until known).
     pub proxy_port: std::sync::atomic::AtomicU16,
-    /// Where nodes get their quotes: `simulation` or `gramine`.
-    pub quote_provider: String,
+    /// The TEE of this machine's nodes (the local runner's).
+    pub tee: mse_api::tee::Tee,
     /// The runtime environments.
     pub cache: mse_runtime::EnvCache,
     /// The operator's catalog, as last read.

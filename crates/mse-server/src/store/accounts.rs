@@ -254,7 +254,7 @@ impl Store {
     /// Creates a resource (granted per user unless `public`).
     pub async fn create_resource(&self, r: &Resource) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&r.name)
         .bind(r.memory_mb)
@@ -263,6 +263,7 @@ impl Store {
         .bind(r.default_hours)
         .bind(i64::from(r.public))
         .bind(r.max_live_apps)
+        .bind(mse_api::tee::join(&r.tees))
         .execute(&self.pool)
         .await?;
         Ok(())

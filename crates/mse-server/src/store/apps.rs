@@ -104,13 +104,17 @@ impl Store {
             code_bytes: new.spec.code_bytes,
         })
         .map_err(StoreError::Quota)?;
-        let node_owner = match placement {
+        let (node_owner, tee) = match placement {
             Placement::Fit {
                 memory_mb,
                 cores,
+                tees,
                 now,
-            } => Some(nodes::place(&mut tx, *memory_mb, *cores, *now).await?),
-            Placement::Unclaimed => None,
+            } => {
+                let (node, tee) = nodes::place(&mut tx, *memory_mb, *cores, tees, *now).await?;
+                (Some(node), Some(tee.as_str()))
+            }
+            Placement::Unclaimed => (None, None),
         };
         let mut domain = new.domain.to_ascii_lowercase();
         if new.spec.certificate_origin == CertificateOrigin::Owner {
@@ -155,9 +159,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
              python_application, healthcheck_endpoint, certificate_origin, ssl_certificate, \
-             code_sha256, code_bytes, enclave_size, status, created_at, expires_at, node_owner) \
+             code_sha256, code_bytes, enclave_size, status, created_at, expires_at, node_owner, \
+             tee) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18)",
+             $18, $19)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -177,6 +182,7 @@ impl Store {
         .bind(new.created_at.timestamp())
         .bind(new.expires_at.timestamp())
         .bind(node_owner)
+        .bind(tee)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

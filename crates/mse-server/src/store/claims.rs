@@ -17,7 +17,8 @@ impl Store {
     /// an app whose stop was asked for is not claimed.
     pub async fn claim_app(&self, id: &str, node_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE apps SET node_owner = $1 WHERE id = $2 AND node_owner IS NULL \
+            "UPDATE apps SET node_owner = $1, tee = (SELECT tee FROM nodes WHERE id = $1) \
+             WHERE id = $2 AND node_owner IS NULL \
              AND status = 'spawning' AND stop_requested_at IS NULL",
         )
         .bind(node_id)

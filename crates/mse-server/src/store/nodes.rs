@@ -14,7 +14,7 @@ use crate::domain::nodes::{
 };
 
 const NODE_COLUMNS: &str =
-    "id, kind, host, address, memory_mb, cores, lease_secs, started_at, seen_at";
+    "id, kind, host, address, tee, memory_mb, cores, lease_secs, started_at, seen_at";
 
 fn node(row: &AnyRow) -> Result<NodeRow, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
@@ -27,6 +27,11 @@ fn node(row: &AnyRow) -> Result<NodeRow, sqlx::Error> {
         },
         host: row.try_get("host")?,
         address: row.try_get("address")?,
+        tee: {
+            let tee: String = row.try_get("tee")?;
+            tee.parse()
+                .map_err(|e: String| sqlx::Error::Decode(format!("column tee: {e}").into()))?
+        },
         memory_mb: row.try_get("memory_mb")?,
         cores: row.try_get("cores")?,
         lease_secs: row.try_get("lease_secs")?,
@@ -92,18 +97,20 @@ pub(super) async fn place(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     memory_mb: i64,
     cores: i64,
+    tees: &[mse_api::tee::Tee],
     now: i64,
-) -> Result<String, StoreError> {
+) -> Result<(String, mse_api::tee::Tee), StoreError> {
     sqlx::query("UPDATE nodes SET cores = cores WHERE seen_at + lease_secs >= $1")
         .bind(now)
         .execute(&mut **tx)
         .await?;
     let nodes = usage_of(tx, now, true).await?;
-    match least_loaded(&nodes, memory_mb, cores) {
-        Some(chosen) => Ok(chosen.node.id.clone()),
+    match least_loaded(&nodes, memory_mb, cores, tees) {
+        Some(chosen) => Ok((chosen.node.id.clone(), chosen.node.tee)),
         None => Err(StoreError::NoRoom(NoRoom {
             memory_mb,
             cores,
+            tees: tees.to_vec(),
             free: nodes
                 .iter()
                 .map(|n| {
@@ -111,6 +118,7 @@ pub(super) async fn place(
                         n.node.id.clone(),
                         n.node.memory_mb - n.memory_mb,
                         n.node.cores - n.cores,
+                        n.node.tee,
                     )
                 })
                 .collect(),
@@ -381,7 +389,7 @@ impl Store {
             let done = sqlx::query(
                 "UPDATE nodes SET kind = 'remote', host = $1, pid = 0, address = $2, \
                  memory_mb = $3, cores = $4, lease_secs = $5, credential_hash = $6, \
-                 started_at = $7, seen_at = $7 WHERE id = $8 AND seen_at = $9",
+                 started_at = $7, seen_at = $7, tee = $10 WHERE id = $8 AND seen_at = $9",
             )
             .bind(&row.host)
             .bind(row.address.clone())
@@ -392,6 +400,7 @@ impl Store {
             .bind(now)
             .bind(&row.id)
             .bind(held.seen_at)
+            .bind(row.tee.as_str())
             .execute(&self.pool)
             .await?;
             return Ok(if done.rows_affected() == 1 {
@@ -402,8 +411,8 @@ impl Store {
         }
         let inserted = sqlx::query(
             "INSERT INTO nodes (id, kind, host, pid, address, memory_mb, cores, lease_secs, \
-             credential_hash, started_at, seen_at) \
-             VALUES ($1, 'remote', $2, 0, $3, $4, $5, $6, $7, $8, $8)",
+             credential_hash, started_at, seen_at, tee) \
+             VALUES ($1, 'remote', $2, 0, $3, $4, $5, $6, $7, $8, $8, $9)",
         )
         .bind(&row.id)
         .bind(&row.host)
@@ -413,6 +422,7 @@ impl Store {
         .bind(row.lease_secs)
         .bind(credential_hash)
         .bind(now)
+        .bind(row.tee.as_str())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -455,22 +465,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Sets what a local node offers and how long its lease lasts.
+    /// Sets what a local node offers, its TEE and how long its lease lasts.
     pub async fn set_node_capacity(
         &self,
         id: &str,
         memory_mb: i64,
         cores: i64,
+        tee: mse_api::tee::Tee,
         lease_secs: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE nodes SET kind = 'local', memory_mb = $1, cores = $2, lease_secs = $3, \
-             credential_hash = NULL WHERE id = $4",
+             credential_hash = NULL, tee = $5 WHERE id = $4",
         )
         .bind(memory_mb)
         .bind(cores)
         .bind(lease_secs)
         .bind(id)
+        .bind(tee.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

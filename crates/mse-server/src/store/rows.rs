@@ -53,17 +53,19 @@ pub(super) fn resource(row: &AnyRow) -> Result<Resource, sqlx::Error> {
         default_hours: row.try_get("default_hours")?,
         public: row.try_get::<i64, _>("public")? != 0,
         max_live_apps: row.try_get("max_live_apps")?,
+        tees: mse_api::tee::split(&row.try_get::<String, _>("tees")?)
+            .map_err(|e| sqlx::Error::Decode(format!("column tees: {e}").into()))?,
     })
 }
 
 pub(super) const RESOURCE_COLUMNS: &str =
-    "name, memory_mb, cores, enclave_size, default_hours, public, max_live_apps";
+    "name, memory_mb, cores, enclave_size, default_hours, public, max_live_apps, tees";
 
 pub(super) const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.domain, a.config_domain, \
     a.resource, a.docker, a.python_application, a.healthcheck_endpoint, a.certificate_origin, \
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
-    a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate, a.fingerprint \
+    a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate, a.fingerprint, a.tee \
     FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
@@ -114,6 +116,11 @@ pub(super) fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
             .try_get::<Option<String>, _>("certificate")?
             .and_then(|json| serde_json::from_str(&json).ok()),
         fingerprint: row.try_get("fingerprint")?,
+        // Written by the store from a node's row: an unknown kind reads as
+        // none.
+        tee: row
+            .try_get::<Option<String>, _>("tee")?
+            .and_then(|tee| tee.parse().ok()),
         node_addr: row.try_get("node_addr")?,
         node_pid: row.try_get("node_pid")?,
         node_owner: row.try_get("node_owner")?,

@@ -30,7 +30,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         cache_dir: mse_testkit::runtime_cache_dir(),
         installer: mse_runtime::Installer::Uv(mse_testkit::python_bin_dir().join("uv")),
         nodes_dir: data_dir.with_extension("nodes"),
-        quote_provider: "simulation".to_string(),
+        tee: Default::default(),
         node_options: Default::default(),
         // Room for many apps of one core on this small machine.
         capacity: mse_api::node::Capacity {
@@ -276,7 +276,7 @@ pub async fn park_a_node(store: &mse_server::store::Store) {
     };
     assert!(store.take_node(&holder, None).await.unwrap());
     store
-        .set_node_capacity("parked", 1 << 30, 1 << 16, 3600)
+        .set_node_capacity("parked", 1 << 30, 1 << 16, Default::default(), 3600)
         .await
         .unwrap();
 }

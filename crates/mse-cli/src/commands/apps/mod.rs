@@ -6,7 +6,7 @@
 //! values; the commands only fetch and print.
 
 mod follow;
-mod text;
+pub(crate) mod text;
 
 use std::collections::HashSet;
 use std::time::Duration;

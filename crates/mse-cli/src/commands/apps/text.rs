@@ -137,6 +137,18 @@ pub fn kept_domain_note(app: &App) -> Option<String> {
         })
 }
 
+/// What `mse status` and `mse deploy` say of the TEE an app runs in.
+pub(crate) fn tee_line(tee: Option<mse_api::tee::Tee>) -> String {
+    use mse_api::tee::Tee;
+    match tee {
+        None => "not placed yet".to_string(),
+        Some(Tee::Simulation) => "simulation (no hardware protection)".to_string(),
+        Some(Tee::Sgx) => "sgx (Intel SGX enclave, Gramine)".to_string(),
+        Some(Tee::Tdx) => "tdx (Intel TDX confidential VM)".to_string(),
+        Some(Tee::SevSnp) => "sev-snp (AMD SEV-SNP confidential VM)".to_string(),
+    }
+}
+
 /// The text of `mse status`.
 pub(super) fn status_text(app: &App, resource: Option<&Resource>, url: &str, now: i64) -> String {
     let expires = if app.is_final() {
@@ -206,6 +218,7 @@ pub(super) fn status_text(app: &App, resource: Option<&Resource>, url: &str, now
             None => "not placed yet".to_string(),
         },
     ));
+    rows.push(("tee", tee_line(app.tee)));
     // What a node host reported is its text: never a terminal's command.
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
@@ -242,6 +255,7 @@ mod tests {
             default_hours: 4,
             public: true,
             max_live_apps: None,
+            tees: Vec::new(),
         };
         let text = status_text(
             &app("running"),
@@ -307,6 +321,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("node          h1 ("), "{text}");
+        assert!(text.contains("tee           not placed yet\n"), "{text}");
+        failed.tee = Some(mse_api::tee::Tee::Tdx);
+        let text = status_text(&failed, None, "https://x", 0);
+        assert!(
+            text.contains("tee           tdx (Intel TDX confidential VM)\n"),
+            "{text}"
+        );
         assert!(final_words(&failed).ends_with("([2Jforged]0;title line)"));
         assert_eq!(
             strip_controls("a\u{1b}]8;;https://evil.test\u{1b}\\b\r\n\tc"),

@@ -128,7 +128,10 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
             "  TEE          SIMULATION — no hardware protection (accepted for this platform)"
         )?,
         (true, _) => outln!("  TEE          SGX, verified")?,
-        (false, _) => outln!("  TEE          NOT VERIFIED (--no-verify)")?,
+        (false, _) => outln!(
+            "  TEE          NOT VERIFIED (--no-verify); placed on: {}",
+            crate::commands::apps::text::tee_line(app.tee)
+        )?,
     }
     if let Some(sandbox) = &app.sandbox {
         outln!("  sandbox      {}", one_line(sandbox))?;
