@@ -1,5 +1,6 @@
 //! Attestation: SGX DCAP quotes, RA-TLS certificates in the MSE format,
-//! MRSIGNER, app fingerprints, the simulation TEE and certificate verification.
+//! MRSIGNER, app fingerprints, the simulation TEE, SEV-SNP reports ([`snp`])
+//! and certificate verification.
 //!
 //! The core is pure: verification takes certificate bytes, collateral and
 //! "now" and returns a [`verify::Verification`]. Files, devices and the
@@ -60,6 +61,7 @@ pub mod quote;
 pub mod ratls;
 pub mod signer;
 pub mod simulation;
+pub mod snp;
 pub mod tls;
 pub mod verify;
 
@@ -71,6 +73,12 @@ pub enum AttestError {
     /// The quote is malformed.
     #[error("malformed quote: {0}")]
     Quote(String),
+    /// The bytes are not an SEV-SNP attestation report.
+    #[error("malformed SEV-SNP report: {0}")]
+    SnpReport(String),
+    /// The SEV-SNP certificate chain (PEM or certificate table) is malformed.
+    #[error("SEV-SNP certificate chain: {0}")]
+    SnpChain(String),
     /// The certificate is malformed or not an RA-TLS certificate.
     #[error("certificate: {0}")]
     Certificate(String),

@@ -370,7 +370,8 @@ fn signature_and_tcb(
         Ok(collateral) => collateral,
         Err(why) => return report.unverified(why),
     };
-    let outcome = match crate::dcap::verify(quote_bytes, collateral, now) {
+    let outcome = match crate::dcap::verify(quote_bytes, collateral, &crate::dcap::Root::Intel, now)
+    {
         Ok(outcome) => outcome,
         Err(why) => return report.signature_failed(why),
     };

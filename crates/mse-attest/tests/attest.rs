@@ -62,7 +62,13 @@ fn dcap_sample_quote_parses_with_our_parser() {
 
 #[test]
 fn dcap_sample_has_the_expected_tcb_status_and_advisories() {
-    let outcome = dcap::verify(&sample_quote(), &sample_collateral(), sample_time()).unwrap();
+    let outcome = dcap::verify(
+        &sample_quote(),
+        &sample_collateral(),
+        &dcap::Root::Intel,
+        sample_time(),
+    )
+    .unwrap();
     assert_eq!(outcome.status, "ConfigurationAndSWHardeningNeeded");
     for advisory in ["INTEL-SA-00289", "INTEL-SA-00615"] {
         assert!(
@@ -119,16 +125,22 @@ fn altered_quote_signature_report_body_or_collateral_is_refused() {
     let mut bad_body = quote.clone();
     bad_body[48 + 64] ^= 0x01;
     for altered in [bad_signature, bad_body] {
-        assert!(dcap::verify(&altered, &sample_collateral(), sample_time()).is_err());
+        assert!(dcap::verify(
+            &altered,
+            &sample_collateral(),
+            &dcap::Root::Intel,
+            sample_time()
+        )
+        .is_err());
     }
     let mut collateral = sample_collateral();
     collateral.tcb_info = collateral
         .tcb_info
         .replacen("\"tcbLevels\"", "\"tcbLevels\" ", 1);
-    assert!(dcap::verify(&quote, &collateral, sample_time()).is_err());
+    assert!(dcap::verify(&quote, &collateral, &dcap::Root::Intel, sample_time()).is_err());
     let mut collateral = sample_collateral();
     collateral.qe_identity_signature[3] ^= 0x01;
-    assert!(dcap::verify(&quote, &collateral, sample_time()).is_err());
+    assert!(dcap::verify(&quote, &collateral, &dcap::Root::Intel, sample_time()).is_err());
 }
 
 struct Platform {
@@ -240,7 +252,7 @@ fn simulated_quote_never_verifies_as_sgx() {
     let quote = ratls::inspect(&cert.cert_der).unwrap().quote_bytes;
     // Intel's verifier refuses it at any time, with genuine collateral.
     for at in [sample_time(), now()] {
-        assert!(dcap::verify(&quote, &sample_collateral(), at).is_err());
+        assert!(dcap::verify(&quote, &sample_collateral(), &dcap::Root::Intel, at).is_err());
     }
     // Whatever the policy, the client never reports it as SGX.
     for allow in [false, true] {
@@ -656,7 +668,7 @@ fn collateral_fetched_from_a_pccs_v4_api_verifies_the_sample_quote() {
             .any(|p| p.starts_with("/sgx/certification/v4/qe/identity")),
         "{served:?}"
     );
-    let outcome = dcap::verify(&quote, &collateral, sample_time()).unwrap();
+    let outcome = dcap::verify(&quote, &collateral, &dcap::Root::Intel, sample_time()).unwrap();
     assert_eq!(outcome.status, "ConfigurationAndSWHardeningNeeded");
     // Served from the cache the second time: the PCCS sees no new request.
     cache

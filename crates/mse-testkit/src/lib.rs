@@ -13,6 +13,9 @@
 //!
 //! [`pebble`] runs a real ACME certificate authority, [`browser`] a real
 //! headless browser, and [`tls`] makes the certificates they trust.
+//! [`tee`] emulates confidential hardware: configfs-tsm, Intel's DCAP PKI
+//! (SGX and TDX quotes with their collateral) and AMD's SEV-SNP reports
+//! with their certificates, all under test roots.
 //! [`require`] decides whether a test that needs something of the machine
 //! (programs such as these, root, cgroups) runs: under `CI` it must.
 
