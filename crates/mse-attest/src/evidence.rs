@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{fingerprint, FingerprintInput, TlsMode};
-use crate::quote::Quote;
 use crate::ratls;
-use crate::verify::{verify_quote, Collateral, Policy, QuoteCheck, Verification};
+use crate::verify::{
+    verify_quote, Claims, Collateral, Endorsements, Policy, QuoteCheck, Verification,
+};
 use crate::AttestError;
 
 /// Where a node serves the evidence of an app, on the app's domain.
@@ -197,11 +198,11 @@ pub fn verify_evidence(
 ) -> Verification {
     let quote_bytes = evidence.quote_bytes().map_err(|e| e.to_string());
     let served_key = key_bits(served_cert_der);
-    let binding = |quote: &Quote| {
+    let binding = |claims: &Claims| {
         let key = served_key
             .as_ref()
             .map_err(|e| format!("the certificate served on {domain}: {e}"))?;
-        ratls::check_binding(quote, key)
+        ratls::check_binding(&claims.report_data, key)
             .map(|()| format!("REPORTDATA binds the key of the certificate served on {domain}"))
             .map_err(|_| {
                 format!(
@@ -211,28 +212,29 @@ pub fn verify_evidence(
                 )
             })
     };
-    let inputs = |quote: &Quote| evidence_inputs(&evidence.fingerprint_input, domain, quote);
+    let inputs = |claims: &Claims| evidence_inputs(&evidence.fingerprint_input, domain, claims);
     let extra: [(&'static str, QuoteCheck<'_>); 1] = [("evidence_inputs", &inputs)];
+    let endorsements = collateral.map(|c| Endorsements::Dcap(Box::new(c.clone())));
     verify_quote(
         quote_bytes.as_deref().map_err(Clone::clone),
         &binding,
         &extra,
         policy,
-        collateral,
+        endorsements.as_ref().map_err(|e| *e),
         now,
     )
 }
 
 /// The `evidence_inputs` check: `input` recomputes to the quote's MRENCLAVE,
 /// and names `domain`.
-fn evidence_inputs(input: &EvidenceInput, domain: &str, quote: &Quote) -> Result<String, String> {
+fn evidence_inputs(input: &EvidenceInput, domain: &str, claims: &Claims) -> Result<String, String> {
     let parsed = input.to_input().map_err(|e| e.to_string())?;
     let recomputed = fingerprint(&parsed);
-    let mr_enclave = quote.body.mr_enclave();
+    let (mr_enclave, at) = (claims.fingerprint, claims.fingerprint_at);
     let mut failures = Vec::new();
     if recomputed != mr_enclave {
         failures.push(format!(
-            "the fingerprint {} recomputed from fingerprint_input is not the quote's MRENCLAVE {}",
+            "the fingerprint {} recomputed from fingerprint_input is not the quote's {at} {}",
             hex::encode(recomputed),
             hex::encode(mr_enclave)
         ));
@@ -245,7 +247,7 @@ fn evidence_inputs(input: &EvidenceInput, domain: &str, quote: &Quote) -> Result
     }
     if failures.is_empty() {
         Ok(format!(
-            "fingerprint_input ({} mode, domain {domain}) recomputes to the quote's MRENCLAVE {}",
+            "fingerprint_input ({} mode, domain {domain}) recomputes to the quote's {at} {}",
             input.tls_mode,
             hex::encode(mr_enclave)
         ))

@@ -36,6 +36,7 @@
 //!     allow_simulation: true,
 //!     simulation_ca: Some(ca.cert_der().to_vec()),
 //!     simulation_revoked: Some(Vec::new()),
+//!     ..Policy::default()
 //! };
 //! let verification = verify_certificate(&cert.cert_der, &policy, Err(NO_COLLATERAL), now);
 //! assert!(verification.verified, "{:?}", verification.failures());
@@ -55,6 +56,7 @@ pub mod collateral;
 pub mod dcap;
 pub mod evidence;
 pub mod fingerprint;
+pub mod hardware;
 pub mod pin;
 pub mod provider;
 pub mod quote;

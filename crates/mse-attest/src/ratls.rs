@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::provider::QuoteProvider;
-use crate::quote::Quote;
 use crate::AttestError;
 
 /// OID of the extension holding the raw quote.
@@ -167,9 +166,9 @@ pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
 }
 
 /// Checks that `quote` binds `public_key` (REPORTDATA[0..32]).
-pub fn check_binding(quote: &Quote, public_key: &[u8]) -> Result<(), AttestError> {
+pub fn check_binding(report_data: &[u8; 64], public_key: &[u8]) -> Result<(), AttestError> {
     let expected = Sha256::digest(public_key);
-    if quote.body.report_data()[..32] == expected[..] {
+    if report_data[..32] == expected[..] {
         Ok(())
     } else {
         Err(AttestError::Binding)

@@ -178,6 +178,46 @@ impl fmt::Display for Tcb {
     }
 }
 
+impl std::str::FromStr for Tcb {
+    type Err = String;
+
+    /// Reads what [`Tcb`]'s `Display` writes: `bl=3 tee=0 snp=8 ucode=115`,
+    /// `fmc=N` optional, separated by spaces or commas.
+    fn from_str(text: &str) -> Result<Tcb, String> {
+        let usage = "expected bl=N tee=N snp=N ucode=N [fmc=N], each N from 0 to 255";
+        let mut values: [Option<u8>; 5] = [None; 5];
+        for part in text.split([' ', ',']).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not NAME=N: {usage}"))?;
+            let slot = match name {
+                "bl" => 0,
+                "tee" => 1,
+                "snp" => 2,
+                "ucode" => 3,
+                "fmc" => 4,
+                _ => return Err(format!("unknown TCB component `{name}`: {usage}")),
+            };
+            let value: u8 = value
+                .parse()
+                .map_err(|_| format!("`{part}`: {value} is not from 0 to 255"))?;
+            if values[slot].replace(value).is_some() {
+                return Err(format!("`{name}` is given twice"));
+            }
+        }
+        match values {
+            [Some(bootloader), Some(tee), Some(snp), Some(microcode), fmc] => Ok(Tcb {
+                bootloader,
+                tee,
+                snp,
+                microcode,
+                fmc,
+            }),
+            _ => Err(format!("`{text}` lacks a component: {usage}")),
+        }
+    }
+}
+
 /// A parsed SEV-SNP attestation report (versions 2, 3 and 5): the bytes,
 /// checked for length, version, signature algorithm and signing key, with
 /// typed accessors.
@@ -943,6 +983,31 @@ mod tests {
         bytes[VERSION..VERSION + 4].copy_from_slice(&version.to_le_bytes());
         bytes[SIGNATURE_ALGO..SIGNATURE_ALGO + 4].copy_from_slice(&1u32.to_le_bytes());
         bytes
+    }
+
+    #[test]
+    fn a_tcb_reads_back_from_its_text_and_bad_text_is_refused() {
+        let tcb = Tcb {
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 115,
+            fmc: Some(2),
+        };
+        assert_eq!(tcb.to_string().parse::<Tcb>(), Ok(tcb));
+        assert_eq!(
+            "bl=3,tee=0,snp=8,ucode=115".parse::<Tcb>().map(|t| t.fmc),
+            Ok(None)
+        );
+        for bad in [
+            "",
+            "bl=3 tee=0 snp=8",
+            "bl=300 tee=0 snp=8 ucode=1",
+            "x=1",
+            "bl=1 bl=2",
+        ] {
+            assert!(bad.parse::<Tcb>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,19 +6,14 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use crate::hardware::Endorsements;
 use crate::quote::Quote;
 use crate::ratls;
 use crate::simulation;
 
-/// Which trusted execution environment produced a quote that verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tee {
-    /// Intel SGX hardware, verified against Intel's collateral.
-    Sgx,
-    /// The simulation TEE: no hardware protection.
-    Simulation,
-}
+/// Which trusted execution environment produced the evidence that verified:
+/// the kinds every part of the platform names the same way.
+pub use mse_api::tee::Tee;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,8 +31,9 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     /// `quote_present`, `report_data_binding`, `evidence_inputs` (evidence
-    /// only), `debug_disabled`, `mr_signer`, `mr_enclave`, `quote_signature`
-    /// or `tcb`.
+    /// only), `debug_disabled`, then for SGX `mr_signer` and `mr_enclave`,
+    /// for TDX and SEV-SNP `runtime_measurements` and `fingerprint`, then
+    /// `quote_signature` and `tcb`.
     pub name: &'static str,
     /// Its outcome.
     pub status: Status,
@@ -63,6 +59,26 @@ pub struct Policy {
     /// `GET /simulation-revoked` lists them; `None` (the list is unknown)
     /// refuses every simulated quote.
     pub simulation_revoked: Option<Vec<[u8; 32]>>,
+    /// The roots hardware evidence must chain to: the vendors' unless test
+    /// roots are named, and then every verdict is marked emulated.
+    pub trust: crate::hardware::Trust,
+    /// The runtime's reference measurements for TDX or SEV-SNP evidence
+    /// (`docs/attestation.md`); `None` fails `runtime_measurements`.
+    pub runtime: Option<Reference>,
+    /// SEV-SNP: the lowest TCB components accepted as `UpToDate`.
+    pub snp_min_tcb: Option<crate::snp::Tcb>,
+}
+
+/// The measurements a trusted runtime has on one TEE, by their usual names
+/// (`mr_td`, `rtmr0`, … for TDX; `measurement`, `policy` for SEV-SNP), hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The TEE these measurements are of.
+    pub tee: Tee,
+    /// What names this reference in reports (`tdx reference of IMAGE`).
+    pub name: String,
+    /// Name and expected value of each measurement.
+    pub measurements: Vec<(String, String)>,
 }
 
 impl Verification {
@@ -102,6 +118,17 @@ pub struct Verification {
     pub advisories: Vec<String>,
     /// Every check, in order.
     pub checks: Vec<Check>,
+    /// The evidence verified under a test root: emulated hardware, no
+    /// protection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub emulated: bool,
+    /// SEV-SNP: the reported TCB's components.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcb_components: Option<String>,
+    /// Every other measurement of the evidence by its usual name (`mr_td`,
+    /// `rtmr0`…`rtmr3`, `measurement`, `host_data`, `report_data`, …).
+    #[serde(flatten)]
+    pub measurements: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// Collateral for SGX quotes, as dcap-qvl reads it.
@@ -141,19 +168,60 @@ impl Report {
     }
 }
 
-/// The checks every quote gets after its binding (and any extra checks).
-const QUOTE_CHECKS: [&str; 5] = [
-    "debug_disabled",
-    "mr_signer",
-    "mr_enclave",
-    "quote_signature",
-    "tcb",
-];
+/// What the checks of a piece of evidence read of it, whatever its TEE.
+#[derive(Debug, Clone)]
+pub(crate) struct Claims {
+    /// The 64 bytes of REPORTDATA (REPORT_DATA on SEV-SNP).
+    pub report_data: [u8; 64],
+    /// The app's fingerprint as the evidence carries it: MRENCLAVE on SGX
+    /// (and in simulation), REPORTDATA[32..64] on TDX and SEV-SNP.
+    pub fingerprint: [u8; 32],
+    /// Where the fingerprint is: `MRENCLAVE` or `REPORTDATA[32..64]`.
+    pub fingerprint_at: &'static str,
+}
 
-/// A check of the parsed quote: its detail when it passes, why when it fails.
-pub(crate) type QuoteCheck<'a> = &'a dyn Fn(&Quote) -> Result<String, String>;
+/// A check of the evidence: its detail when it passes, why when it fails.
+pub(crate) type QuoteCheck<'a> = &'a dyn Fn(&Claims) -> Result<String, String>;
 
-/// Parses the list of revoked quote keys (`{"revoked": ["<hex>", …]}`, as
+/// Evidence parsed for verification.
+enum Parsed {
+    /// An SGX quote: Intel's or the simulation's.
+    Sgx(Box<Quote>),
+    /// A TDX quote or an SEV-SNP report.
+    Vm(crate::hardware::Parsed),
+}
+
+impl Parsed {
+    fn read(bytes: &[u8]) -> Result<Parsed, String> {
+        match crate::hardware::kind(bytes)? {
+            Tee::Sgx => Quote::parse(bytes)
+                .map(|quote| Parsed::Sgx(Box::new(quote)))
+                .map_err(|e| e.to_string()),
+            _ => crate::hardware::parse(bytes).map(Parsed::Vm),
+        }
+    }
+
+    fn claims(&self) -> Claims {
+        match self {
+            Parsed::Sgx(quote) => Claims {
+                report_data: quote.body.report_data(),
+                fingerprint: quote.body.mr_enclave(),
+                fingerprint_at: "MRENCLAVE",
+            },
+            Parsed::Vm(parsed) => {
+                let mut fingerprint = [0; 32];
+                fingerprint.copy_from_slice(&parsed.report_data[32..]);
+                Claims {
+                    report_data: parsed.report_data,
+                    fingerprint,
+                    fingerprint_at: "REPORTDATA[32..64]",
+                }
+            }
+        }
+    }
+}
+
+/// Parses the list of revoked quote keys/// Parses the list of revoked quote keys (`{"revoked": ["<hex>", …]}`, as
 /// `GET /simulation-revoked` answers).
 pub fn parse_revoked(json: &[u8]) -> Result<Vec<[u8; 32]>, String> {
     #[derive(serde::Deserialize)]
@@ -178,18 +246,33 @@ pub fn parse_revoked(json: &[u8]) -> Result<Vec<[u8; 32]>, String> {
 pub const NO_COLLATERAL: &str = "no collateral: give a PCCS URL or a collateral file";
 
 /// Verifies an RA-TLS certificate (DER). `collateral` is the collateral for
-/// SGX quotes, or why there is none (reported in the checks that need it).
-/// The checks, in order: `quote_present`, `report_data_binding`,
-/// `debug_disabled`, `mr_signer`, `mr_enclave`, `quote_signature`, `tcb`.
+/// SGX and TDX quotes, or why there is none (reported in the checks that
+/// need it); [`verify_certificate_with`] takes an SEV-SNP chain too.
 pub fn verify_certificate(
     cert_der: &[u8],
     policy: &Policy,
     collateral: Result<&Collateral, &str>,
     now: DateTime<Utc>,
 ) -> Verification {
+    let endorsements = collateral.map(|c| Endorsements::Dcap(Box::new(c.clone())));
+    verify_certificate_with(cert_der, policy, endorsements.as_ref().map_err(|e| *e), now)
+}
+
+/// Verifies an RA-TLS certificate (DER) whose quote (SGX, TDX) or report
+/// (SEV-SNP) is certified by `endorsements`, or why there are none. The
+/// checks, in order: `quote_present`, `report_data_binding`,
+/// `debug_disabled`, then for SGX `mr_signer` and `mr_enclave`, for TDX and
+/// SEV-SNP `runtime_measurements` and `fingerprint`, then `quote_signature`
+/// and `tcb`.
+pub fn verify_certificate_with(
+    cert_der: &[u8],
+    policy: &Policy,
+    endorsements: Result<&Endorsements, &str>,
+    now: DateTime<Utc>,
+) -> Verification {
     let inspected = ratls::inspect(cert_der).map_err(|e| e.to_string());
-    let binding = |quote: &Quote| match &inspected {
-        Ok(inspected) => ratls::check_binding(quote, &inspected.public_key)
+    let binding = |claims: &Claims| match &inspected {
+        Ok(inspected) => ratls::check_binding(&claims.report_data, &inspected.public_key)
             .map(|_| "REPORTDATA binds the certificate's public key".to_string())
             .map_err(|e| e.to_string()),
         Err(why) => Err(why.clone()),
@@ -202,21 +285,33 @@ pub fn verify_certificate(
         &binding,
         &[],
         policy,
-        collateral,
+        endorsements,
         now,
     )
 }
 
-/// Every check of a quote, each reported: `quote_present` (`quote_bytes` is
-/// there and parses), `report_data_binding` (`binding`), the `extra` checks
-/// in order, then [`QUOTE_CHECKS`]. When there is no quote, every check after
-/// `quote_present` fails with "no quote to check".
+/// The checks of an SGX quote after its binding and the extra ones (a TDX
+/// quote or an SEV-SNP report has `runtime_measurements` and `fingerprint`
+/// in place of `mr_signer` and `mr_enclave`).
+const SGX_CHECKS: [&str; 5] = [
+    "debug_disabled",
+    "mr_signer",
+    "mr_enclave",
+    "quote_signature",
+    "tcb",
+];
+
+/// Every check of a piece of evidence, each reported: `quote_present`
+/// (`quote_bytes` is there and parses), `report_data_binding` (`binding`),
+/// the `extra` checks in order, then those of its TEE ([`SGX_CHECKS`]). When
+/// there is no evidence, every check after `quote_present` fails with "no
+/// quote to check".
 pub(crate) fn verify_quote(
     quote_bytes: Result<&[u8], String>,
     binding: QuoteCheck<'_>,
     extra: &[(&'static str, QuoteCheck<'_>)],
     policy: &Policy,
-    collateral: Result<&Collateral, &str>,
+    endorsements: Result<&Endorsements, &str>,
     now: DateTime<Utc>,
 ) -> Verification {
     let mut report = Report { checks: Vec::new() };
@@ -229,19 +324,18 @@ pub(crate) fn verify_quote(
         tcb_status: None,
         advisories: Vec::new(),
         checks: Vec::new(),
+        emulated: false,
+        tcb_components: None,
+        measurements: Default::default(),
     };
-    let parsed = quote_bytes.and_then(|bytes| {
-        Quote::parse(bytes)
-            .map(|quote| (bytes, quote))
-            .map_err(|e| e.to_string())
-    });
-    let (quote_bytes, quote) = match parsed {
+    let parsed = quote_bytes.and_then(|bytes| Parsed::read(bytes).map(|parsed| (bytes, parsed)));
+    let (quote_bytes, parsed) = match parsed {
         Ok(parsed) => parsed,
         Err(why) => {
             report.push("quote_present", Status::Failed, why);
             let names = std::iter::once("report_data_binding")
                 .chain(extra.iter().map(|(name, _)| *name))
-                .chain(QUOTE_CHECKS);
+                .chain(SGX_CHECKS);
             for name in names {
                 report.push(name, Status::Failed, "no quote to check");
             }
@@ -249,19 +343,64 @@ pub(crate) fn verify_quote(
             return out;
         }
     };
+    let claims = parsed.claims();
+    let described = match &parsed {
+        Parsed::Sgx(_) => "SGX quote v3".to_string(),
+        Parsed::Vm(vm) => vm.describe(),
+    };
     report.push(
         "quote_present",
         Status::Passed,
-        format!("SGX quote v3, {} bytes", quote_bytes.len()),
+        format!("{described}, {} bytes", quote_bytes.len()),
     );
-    report.result("report_data_binding", binding(&quote));
+    report.result("report_data_binding", binding(&claims));
     for (name, check) in extra {
-        report.result(name, check(&quote));
+        report.result(name, check(&claims));
     }
+    match &parsed {
+        Parsed::Sgx(quote) => {
+            sgx_checks(quote, policy, &mut out, &mut report);
+            signature_and_tcb(
+                quote,
+                quote_bytes,
+                policy,
+                endorsements,
+                now,
+                &mut out,
+                &mut report,
+            );
+        }
+        Parsed::Vm(vm) => {
+            vm_checks(vm, &claims, policy, &mut out, &mut report);
+            let verdict = crate::hardware::verify(
+                quote_bytes,
+                vm,
+                endorsements,
+                &policy.trust,
+                &|status: &str| policy.accepts(status),
+                policy.snp_min_tcb.as_ref(),
+                now,
+            );
+            record_verdict(vm.tee, verdict, &mut out, &mut report);
+        }
+    }
+    out.checks = report.checks;
+    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
+    out
+}
+
+/// `debug_disabled`, `mr_signer` and `mr_enclave` of an SGX quote.
+fn sgx_checks(quote: &Quote, policy: &Policy, out: &mut Verification, report: &mut Report) {
     let body = &quote.body;
     out.mr_enclave = Some(hex::encode(body.mr_enclave()));
     out.mr_signer = Some(hex::encode(body.mr_signer()));
     out.debug = Some(body.debug());
+    out.measurements
+        .insert("isv_prod_id", body.isv_prod_id().to_string());
+    out.measurements
+        .insert("isv_svn", body.isv_svn().to_string());
+    out.measurements
+        .insert("report_data", hex::encode(body.report_data()));
     report.result(
         "debug_disabled",
         if body.debug() {
@@ -306,28 +445,114 @@ pub(crate) fn verify_quote(
             },
         ),
     }
-
-    signature_and_tcb(
-        &quote,
-        quote_bytes,
-        policy,
-        collateral,
-        now,
-        &mut out,
-        &mut report,
-    );
-    out.checks = report.checks;
-    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
-    out
 }
 
-/// The `quote_signature` and `tcb` checks: the simulation CA for simulated
-/// quotes (when allowed), Intel's chain and collateral otherwise.
+/// `debug_disabled`, `runtime_measurements` and `fingerprint` of a TDX
+/// quote or an SEV-SNP report.
+fn vm_checks(
+    vm: &crate::hardware::Parsed,
+    claims: &Claims,
+    policy: &Policy,
+    out: &mut Verification,
+    report: &mut Report,
+) {
+    out.debug = Some(vm.debug);
+    for (name, value) in &vm.measurements {
+        out.measurements.insert(name, value.clone());
+    }
+    report.result("debug_disabled", vm.debug_off());
+    report.result(
+        "runtime_measurements",
+        match &policy.runtime {
+            None => Err(format!(
+                "no reference measurements of the runtime on {}: the catalog publishes none for \
+                 this image (docs/attestation.md)",
+                vm.tee
+            )),
+            Some(reference) if reference.tee != vm.tee => Err(format!(
+                "the reference ({}) is for {}, the evidence is {}",
+                reference.name, reference.tee, vm.tee
+            )),
+            Some(reference) => {
+                let differ: Vec<String> = reference
+                    .measurements
+                    .iter()
+                    .filter_map(|(name, expected)| match vm.measurement(name) {
+                        Some(found) if found.eq_ignore_ascii_case(expected) => None,
+                        Some(found) => Some(format!("{name} is {found}, expected {expected}")),
+                        None => Some(format!("{name} is not in the evidence")),
+                    })
+                    .collect();
+                if reference.measurements.is_empty() {
+                    Err(format!(
+                        "the reference {} names no measurement",
+                        reference.name
+                    ))
+                } else if differ.is_empty() {
+                    let names: Vec<&str> = reference
+                        .measurements
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect();
+                    Ok(format!("{} equal the {}", names.join(", "), reference.name))
+                } else {
+                    Err(format!("not the {}: {}", reference.name, differ.join("; ")))
+                }
+            }
+        },
+    );
+    match policy.mr_enclave {
+        None => report.push(
+            "fingerprint",
+            Status::Skipped,
+            "no fingerprint given: the app the runtime serves is not checked",
+        ),
+        Some(expected) => report.result(
+            "fingerprint",
+            if expected == claims.fingerprint {
+                Ok(format!(
+                    "{} {} is the expected fingerprint",
+                    claims.fingerprint_at,
+                    hex::encode(expected)
+                ))
+            } else {
+                Err(format!(
+                    "{} {} is not the expected fingerprint {}",
+                    claims.fingerprint_at,
+                    hex::encode(claims.fingerprint),
+                    hex::encode(expected)
+                ))
+            },
+        ),
+    }
+}
+
+/// Records a hardware verdict as the `quote_signature` and `tcb` checks.
+fn record_verdict(
+    tee: Tee,
+    verdict: crate::hardware::Verdict,
+    out: &mut Verification,
+    report: &mut Report,
+) {
+    if verdict.signature.is_ok() {
+        out.tee = Some(tee);
+    }
+    out.emulated = verdict.emulated;
+    out.tcb_status = verdict.tcb_status;
+    out.advisories = verdict.advisories;
+    out.tcb_components = verdict.tcb_components;
+    report.result("quote_signature", verdict.signature);
+    report.result("tcb", verdict.tcb);
+}
+
+/// The `quote_signature` and `tcb` checks of an SGX quote: the simulation
+/// CA for simulated quotes (when allowed), Intel's chain and collateral
+/// otherwise.
 fn signature_and_tcb(
     quote: &Quote,
     quote_bytes: &[u8],
     policy: &Policy,
-    collateral: Result<&Collateral, &str>,
+    endorsements: Result<&Endorsements, &str>,
     now: DateTime<Utc>,
     out: &mut Verification,
     report: &mut Report,
@@ -366,40 +591,86 @@ fn signature_and_tcb(
             Err(why) => report.signature_failed(why),
         };
     }
-    let collateral = match collateral {
-        Ok(collateral) => collateral,
-        Err(why) => return report.unverified(why),
-    };
-    let outcome = match crate::dcap::verify(quote_bytes, collateral, &crate::dcap::Root::Intel, now)
-    {
-        Ok(outcome) => outcome,
+    let parsed = match crate::hardware::parse(quote_bytes) {
+        Ok(parsed) => parsed,
         Err(why) => return report.signature_failed(why),
     };
-    out.tee = Some(Tee::Sgx);
-    report.push(
-        "quote_signature",
-        Status::Passed,
-        "the quote's signature chain verifies up to Intel's SGX root CA",
+    let verdict = crate::hardware::verify(
+        quote_bytes,
+        &parsed,
+        endorsements,
+        &policy.trust,
+        &|status: &str| policy.accepts(status),
+        None,
+        now,
     );
-    let advisories = if outcome.advisories.is_empty() {
-        "no advisories".to_string()
-    } else {
-        format!("advisories {}", outcome.advisories.join(", "))
+    record_verdict(Tee::Sgx, verdict, out, report);
+}
+
+/// Verifies a piece of evidence on its own (an SGX or TDX quote, an
+/// SEV-SNP report, as [`crate::hardware::decode`] reads it): that the
+/// vendor's hardware signed it and its TCB, with no certificate, app or
+/// runtime to compare it with. The checks: `quote_present`,
+/// `debug_disabled`, `quote_signature`, `tcb`; every measurement is
+/// reported by its usual name.
+pub fn verify_raw(
+    bytes: &[u8],
+    policy: &Policy,
+    endorsements: Result<&Endorsements, &str>,
+    now: DateTime<Utc>,
+) -> Verification {
+    let mut report = Report { checks: Vec::new() };
+    let mut out = Verification {
+        verified: false,
+        tee: None,
+        mr_enclave: None,
+        mr_signer: None,
+        debug: None,
+        tcb_status: None,
+        advisories: Vec::new(),
+        checks: Vec::new(),
+        emulated: false,
+        tcb_components: None,
+        measurements: Default::default(),
     };
-    report.result(
-        "tcb",
-        if policy.accepts(&outcome.status) {
-            Ok(format!(
-                "TCB status {} accepted; {advisories}",
-                outcome.status
-            ))
-        } else {
-            Err(format!(
-                "TCB status {} is not accepted (only UpToDate unless named); {advisories}",
-                outcome.status
-            ))
-        },
+    let parsed = match crate::hardware::parse(bytes) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            report.push("quote_present", Status::Failed, why);
+            for name in ["debug_disabled", "quote_signature", "tcb"] {
+                report.push(name, Status::Failed, "no quote to check");
+            }
+            out.checks = report.checks;
+            return out;
+        }
+    };
+    report.push(
+        "quote_present",
+        Status::Passed,
+        format!("{}, {} bytes", parsed.describe(), bytes.len()),
     );
-    out.tcb_status = Some(outcome.status);
-    out.advisories = outcome.advisories;
+    out.debug = Some(parsed.debug);
+    for (name, value) in &parsed.measurements {
+        match *name {
+            "mr_enclave" => out.mr_enclave = Some(value.clone()),
+            "mr_signer" => out.mr_signer = Some(value.clone()),
+            _ => {
+                out.measurements.insert(name, value.clone());
+            }
+        }
+    }
+    report.result("debug_disabled", parsed.debug_off());
+    let verdict = crate::hardware::verify(
+        bytes,
+        &parsed,
+        endorsements,
+        &policy.trust,
+        &|status: &str| policy.accepts(status),
+        policy.snp_min_tcb.as_ref(),
+        now,
+    );
+    record_verdict(parsed.tee, verdict, &mut out, &mut report);
+    out.checks = report.checks;
+    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
+    out
 }

@@ -603,3 +603,299 @@ fn verify_skip_fingerprint_runs_every_other_check_and_reports_mrenclave_skipped_
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
 }
+
+/// Real public evidence, as `mse-attest`'s tests keep it.
+fn evidence_data(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mse-attest/tests/data")
+        .join(path)
+}
+
+/// A time at which all of a DCAP sample's collateral is current: the
+/// latest issue date of its TCB info and QE identity, plus a day.
+fn collateral_time(collateral: &Path) -> String {
+    let value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(collateral).unwrap()).unwrap();
+    let issued = ["tcb_info", "qe_identity"]
+        .iter()
+        .map(|key| {
+            let inner: serde_json::Value =
+                serde_json::from_str(value[key].as_str().unwrap()).unwrap();
+            chrono::DateTime::parse_from_rfc3339(inner["issueDate"].as_str().unwrap()).unwrap()
+        })
+        .max()
+        .unwrap();
+    (issued + Duration::days(1)).to_rfc3339()
+}
+
+/// The Milan SEV-SNP chain as `--collateral` takes it: VCEK, ASK, ARK.
+fn milan_chain_pem() -> String {
+    let vcek = std::fs::read(evidence_data("snp/vcek_milan.der")).unwrap();
+    let mut pem = certificate_pem(&vcek);
+    pem.push_str(&std::fs::read_to_string(evidence_data("snp/ask_ark_milan.pem")).unwrap());
+    pem
+}
+
+fn certificate_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// `mse verify --quote` of evidence with its collateral, as at `at`.
+fn verify_quote(
+    ctx: &TestContext,
+    quote: &Path,
+    collateral: &Path,
+    at: &str,
+    extra: &[&str],
+) -> (std::process::Output, serde_json::Value) {
+    let output = ctx
+        .mse()
+        .args(["verify", "--json", "--quote"])
+        .arg(quote)
+        .arg("--collateral")
+        .arg(collateral)
+        .args(["--at", at])
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = json(&output);
+    (output, report)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {report}"))
+}
+
+#[test]
+fn real_sgx_and_tdx_quotes_verify_with_their_collateral_and_show_their_measurements() {
+    let ctx = TestContext::new();
+    // (sample, TEE, statuses to accept, measurements it must show)
+    let samples: [(&str, &str, &[&str], &[&str]); 3] = [
+        (
+            "sgx_quote",
+            "sgx",
+            &["--accept-tcb", "ConfigurationAndSWHardeningNeeded"],
+            &["mr_enclave", "mr_signer", "report_data"],
+        ),
+        (
+            "tdx_quote",
+            "tdx",
+            &[],
+            &["mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "report_data"],
+        ),
+        (
+            "tdx_quote_td15ex",
+            "tdx",
+            &[],
+            &["mr_td", "rtmr3", "mr_service_td", "report_data"],
+        ),
+    ];
+    for (sample, tee, accept, shown) in samples {
+        let quote = evidence_data(&format!("dcap/{sample}"));
+        let collateral = evidence_data(&format!("dcap/{sample}_collateral.json"));
+        let at = collateral_time(&collateral);
+        let (output, report) = verify_quote(&ctx, &quote, &collateral, &at, accept);
+        assert!(output.status.success(), "{sample}: {report}");
+        assert_eq!(report["verified"], true, "{sample}");
+        assert_eq!(report["tee"], tee, "{sample}");
+        assert!(
+            report.get("emulated").is_none(),
+            "real evidence is not emulated"
+        );
+        for name in shown {
+            assert!(
+                report[name].as_str().is_some_and(|v| !v.is_empty()),
+                "{sample} shows {name}: {report}"
+            );
+        }
+        let names: Vec<&str> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["quote_present", "debug_disabled", "quote_signature", "tcb"]
+        );
+    }
+}
+
+#[test]
+fn the_sgx_sample_fails_tcb_unless_its_status_is_accepted() {
+    let ctx = TestContext::new();
+    let quote = evidence_data("dcap/sgx_quote");
+    let collateral = evidence_data("dcap/sgx_quote_collateral.json");
+    let at = collateral_time(&collateral);
+    let (output, report) = verify_quote(&ctx, &quote, &collateral, &at, &[]);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(check(&report, "quote_signature")["ok"], true);
+    assert_eq!(check(&report, "tcb")["ok"], false);
+    assert!(check(&report, "tcb")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("INTEL-SA-"));
+}
+
+#[test]
+fn tampered_real_quotes_and_collateral_are_refused_naming_the_check() {
+    let ctx = TestContext::new();
+    for sample in ["sgx_quote", "tdx_quote"] {
+        let quote = std::fs::read(evidence_data(&format!("dcap/{sample}"))).unwrap();
+        let collateral = evidence_data(&format!("dcap/{sample}_collateral.json"));
+        let at = collateral_time(&collateral);
+        let accept = ["--accept-tcb", "ConfigurationAndSWHardeningNeeded"];
+        // The measurement (MRENCLAVE or MRTD), the report data, the signature.
+        let (measurement, report_data, signature) = if sample == "sgx_quote" {
+            (48 + 64, 48 + 320, 48 + 384 + 4)
+        } else {
+            (48 + 136, 48 + 520, 48 + 584 + 4)
+        };
+        for (what, at_byte) in [
+            ("measurement", measurement),
+            ("report data", report_data),
+            ("signature", signature),
+        ] {
+            let mut tampered = quote.clone();
+            tampered[at_byte] ^= 1;
+            let path = ctx.work().join(format!("{sample}-{what}"));
+            std::fs::write(&path, &tampered).unwrap();
+            let (output, report) = verify_quote(&ctx, &path, &collateral, &at, &accept);
+            assert_eq!(output.status.code(), Some(1), "{sample} {what}: {report}");
+            assert_eq!(report["verified"], false);
+            assert_eq!(
+                check(&report, "quote_signature")["ok"],
+                false,
+                "{sample} with its {what} changed: {report}"
+            );
+        }
+        // One digit of the signed TCB info changed.
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&collateral).unwrap()).unwrap();
+        let tcb_info = json["tcb_info"].as_str().unwrap().to_string();
+        let digit = tcb_info.find(|c: char| c.is_ascii_digit()).unwrap();
+        let mut changed = tcb_info.into_bytes();
+        changed[digit] = if changed[digit] == b'9' {
+            b'8'
+        } else {
+            changed[digit] + 1
+        };
+        json["tcb_info"] = String::from_utf8(changed).unwrap().into();
+        let bad = ctx.work().join(format!("{sample}-collateral.json"));
+        std::fs::write(&bad, json.to_string()).unwrap();
+        let path = evidence_data(&format!("dcap/{sample}"));
+        let (output, report) = verify_quote(&ctx, &path, &bad, &at, &accept);
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert_eq!(check(&report, "quote_signature")["ok"], false, "{report}");
+    }
+}
+
+#[test]
+fn a_real_sev_snp_report_verifies_up_to_amds_ark_and_tampered_copies_fail() {
+    let ctx = TestContext::new();
+    let chain = ctx.write("milan-chain.pem", &milan_chain_pem());
+    let report_path = evidence_data("snp/report_milan.hex");
+    let at = "2024-01-01T00:00:00Z";
+    let min_tcb = ["--snp-min-tcb", "bl=3 tee=0 snp=8 ucode=115"];
+    let (output, report) = verify_quote(&ctx, &report_path, &chain, at, &min_tcb);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["tee"], "sev-snp");
+    assert_eq!(report["tcb_status"], "UpToDate");
+    assert_eq!(report["tcb_components"], "bl=3 tee=0 snp=8 ucode=115");
+    for name in [
+        "measurement",
+        "host_data",
+        "report_data",
+        "policy",
+        "chip_id",
+    ] {
+        assert!(report[name].is_string(), "{name}: {report}");
+    }
+    assert!(check(&report, "quote_signature")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("AMD's ARK of Milan"));
+
+    // Without a minimum TCB, the status is NoMinimum: refused unless named.
+    let (output, report) = verify_quote(&ctx, &report_path, &chain, at, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(check(&report, "tcb")["ok"], false);
+    let (output, _) = verify_quote(
+        &ctx,
+        &report_path,
+        &chain,
+        at,
+        &["--accept-tcb", "NoMinimum"],
+    );
+    assert!(output.status.success());
+
+    // A byte of the measurement (0x90), the report data (0x50) or the
+    // signature (0x2A0) changed: the signature no longer verifies.
+    let bytes = mse_attest::hardware::decode(&std::fs::read(&report_path).unwrap());
+    for (what, at_byte) in [
+        ("measurement", 0x90),
+        ("report data", 0x50),
+        ("signature", 0x2A0),
+    ] {
+        let mut tampered = bytes.clone();
+        tampered[at_byte] ^= 1;
+        let path = ctx.work().join(format!("snp-{what}.bin"));
+        std::fs::write(&path, &tampered).unwrap();
+        let (output, report) = verify_quote(&ctx, &path, &chain, at, &min_tcb);
+        assert_eq!(output.status.code(), Some(1), "{what}: {report}");
+        assert_eq!(
+            check(&report, "quote_signature")["ok"],
+            false,
+            "{what}: {report}"
+        );
+    }
+    // Outside the VCEK's validity.
+    let (output, report) =
+        verify_quote(&ctx, &report_path, &chain, "2035-01-01T00:00:00Z", &min_tcb);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(check(&report, "quote_signature")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("valid from"));
+}
+
+#[test]
+fn verify_quote_reads_hex_like_binary_and_refuses_what_is_no_evidence() {
+    let ctx = TestContext::new();
+    let collateral = evidence_data("dcap/tdx_quote_collateral.json");
+    let at = collateral_time(&collateral);
+    let binary = std::fs::read(evidence_data("dcap/tdx_quote")).unwrap();
+    let hex_path = ctx.write("tdx_quote.hex", &hex::encode(&binary));
+    let (output, report) = verify_quote(&ctx, &hex_path, &collateral, &at, &[]);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["tee"], "tdx");
+
+    let junk = ctx.write("junk.txt", "hello, world\n");
+    let (output, report) = verify_quote(&ctx, &junk, &collateral, &at, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(check(&report, "quote_present")["ok"], false);
+
+    // An SNP report with Intel's collateral: refused saying what it needs.
+    let chain_for_tdx = ctx.write("chain.pem", &milan_chain_pem());
+    let output = ctx
+        .mse()
+        .args(["verify", "--quote"])
+        .arg(&hex_path)
+        .arg("--collateral")
+        .arg(&chain_for_tdx)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("QuoteCollateralV3"),
+        "{output:?}"
+    );
+}

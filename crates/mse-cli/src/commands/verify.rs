@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use chrono::Utc;
 use mse_attest::evidence::{verify_evidence, Evidence};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
-use mse_attest::verify::{verify_certificate, Policy, Status, Tee, Verification};
+use mse_attest::verify::{
+    verify_certificate, verify_raw, Endorsements, Policy, Status, Tee, Verification,
+};
 use mse_package::context::{CertificateOrigin, Context};
 use serde::Serialize;
 
@@ -24,7 +26,10 @@ pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
 #[command(
     after_help = "Checks: quote_present, report_data_binding, evidence_inputs (certificates \
 without a quote only), debug_disabled, mr_signer, mr_enclave (skipped, with a warning, with --skip-fingerprint or when no fingerprint is given), \
-quote_signature, tcb. The exit code is 0 only when every check passes; a verified RA-TLS \
+quote_signature, tcb; a TDX or SEV-SNP node has runtime_measurements and fingerprint (REPORTDATA[32..64]) \
+in place of mr_signer and mr_enclave. With --quote FILE: quote_present, debug_disabled, quote_signature, \
+tcb, and every measurement by its usual name (mr_enclave, mr_td, rtmr0..rtmr3, measurement, host_data, \
+report_data, ...). The exit code is 0 only when every check passes; a verified RA-TLS \
 certificate is then saved for `curl --cacert`. A certificate that carries no quote (a \
 browser-trusted ACME certificate, or the owner's certificate of an `[ssl]` app) is checked \
 against the evidence its node publishes at https://DOMAIN/.well-known/mse-evidence: the quote \
@@ -36,13 +41,26 @@ pub struct Args {
     /// The app to verify; its certificate is fetched over TLS (SNI = DOMAIN)
     #[arg(
         value_name = "DOMAIN[:PORT]",
-        required_unless_present = "cert",
-        conflicts_with = "cert"
+        required_unless_present_any = ["cert", "quote"],
+        conflicts_with_all = ["cert", "quote"]
     )]
     target: Option<String>,
     /// Verify this certificate (PEM) instead of fetching one
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "quote")]
     cert: Option<PathBuf>,
+    /// Verify this evidence on its own: an SGX or TDX quote or an SEV-SNP report, binary or hex.
+    /// Prints the TEE, every measurement, the report data and the TCB; checks quote_present,
+    /// debug_disabled, quote_signature and tcb
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["fingerprint", "context", "skip_fingerprint", "resolve", "allow_simulation"]
+    )]
+    quote: Option<PathBuf>,
+    /// Verify as at this time (RFC 3339, e.g. 2025-01-31T12:00:00Z) instead of now: for evidence
+    /// and collateral saved earlier
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<chrono::DateTime<Utc>>,
     /// Reach HOST:PORT at ADDR instead of the address the resolver gives, as curl's --resolve
     /// does (e.g. an app's own domain before its DNS record exists); may be repeated
     #[arg(long, value_name = "HOST:PORT:ADDR", conflicts_with = "cert")]
@@ -76,12 +94,18 @@ pub struct Args {
     /// PCCS to fetch collateral from [default: https://api.trustedservices.intel.com]
     #[arg(long, value_name = "URL", conflicts_with = "collateral")]
     pccs_url: Option<String>,
-    /// Read the collateral from this JSON file instead of a PCCS
+    /// Read the collateral from this file instead of a PCCS: for SGX and TDX the JSON of dcap-qvl's
+    /// QuoteCollateralV3; for an SEV-SNP report the PEM chain VCEK (or VLEK), ASK, ARK
     #[arg(long, value_name = "FILE")]
     collateral: Option<PathBuf>,
-    /// TCB statuses to accept besides UpToDate, e.g. SWHardeningNeeded
+    /// TCB statuses to accept besides UpToDate, e.g. SWHardeningNeeded (SEV-SNP without
+    /// --snp-min-tcb: NoMinimum)
     #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
     accept_tcb: Vec<String>,
+    /// SEV-SNP: the lowest TCB that is UpToDate, e.g. "bl=3 tee=0 snp=8 ucode=115"; below it the
+    /// status is OutOfDate
+    #[arg(long, value_name = "TCB")]
+    snp_min_tcb: Option<mse_attest::snp::Tcb>,
     /// Accept a simulated TEE (no hardware protection), reported as such [default: accepted for
     /// the platform of `mse login --allow-simulation`]
     #[arg(long)]
@@ -199,6 +223,45 @@ struct JsonOutput<'a> {
     evidence_url: Option<String>,
     /// The served certificate's issuer.
     certificate_issuer: Option<String>,
+    /// Verified under a test root: emulated hardware.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    emulated: bool,
+    /// SEV-SNP: the reported TCB's components.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcb_components: &'a Option<String>,
+    /// Every other measurement by its usual name.
+    #[serde(flatten)]
+    measurements: &'a std::collections::BTreeMap<&'static str, String>,
+}
+
+impl<'a> JsonOutput<'a> {
+    fn new(verification: &'a Verification) -> JsonOutput<'a> {
+        JsonOutput {
+            verified: verification.verified,
+            tee: verification.tee,
+            mr_enclave: &verification.mr_enclave,
+            mr_signer: &verification.mr_signer,
+            debug: verification.debug,
+            tcb_status: &verification.tcb_status,
+            advisories: &verification.advisories,
+            checks: verification
+                .checks
+                .iter()
+                .map(|c| JsonCheck {
+                    name: c.name,
+                    ok: c.status != Status::Failed,
+                    status: c.status,
+                    detail: &c.detail,
+                })
+                .collect(),
+            cert_path: None,
+            evidence_url: None,
+            certificate_issuer: None,
+            emulated: verification.emulated,
+            tcb_components: &verification.tcb_components,
+            measurements: &verification.measurements,
+        }
+    }
 }
 
 /// The collateral to check a certificate's quote with: none for a quote
@@ -225,10 +288,17 @@ pub fn collateral_for_quote(
     file: Option<&Path>,
     now: chrono::DateTime<Utc>,
 ) -> Result<Result<mse_attest::verify::Collateral, String>, Failure> {
-    let needs_collateral = quote_bytes
-        .as_deref()
-        .and_then(|bytes| mse_attest::quote::Quote::parse(bytes).ok())
-        .is_some_and(|q| !mse_attest::simulation::looks_simulated(&q));
+    // SGX quotes but the simulation's, and TDX quotes, are checked with
+    // Intel's collateral.
+    let needs_collateral =
+        quote_bytes
+            .as_deref()
+            .is_some_and(|bytes| match mse_attest::hardware::kind(bytes) {
+                Ok(Tee::Tdx) => true,
+                Ok(Tee::Sgx) => mse_attest::quote::Quote::parse(bytes)
+                    .is_ok_and(|q| !mse_attest::simulation::looks_simulated(&q)),
+                _ => false,
+            });
     if !needs_collateral {
         return Ok(Err(mse_attest::verify::NO_COLLATERAL.to_string()));
     }
@@ -301,7 +371,10 @@ pub fn verify_with_evidence(
 
 /// Runs `mse verify`.
 pub fn run(args: Args) -> CmdResult {
-    let now = Utc::now();
+    let now = args.at.unwrap_or_else(Utc::now);
+    if let Some(path) = &args.quote {
+        return run_quote(&args, path, now);
+    }
     let (cert_der, source, dialled) = match (&args.cert, &args.target) {
         (Some(path), _) => {
             let pem = read(&absolute(path)?, "certificate")?;
@@ -394,6 +467,8 @@ pub fn run(args: Args) -> CmdResult {
         allow_simulation,
         simulation_ca,
         simulation_revoked,
+        snp_min_tcb: args.snp_min_tcb,
+        ..Policy::default()
     };
 
     // A certificate without a quote (ACME, an owner's, or any other) is
@@ -462,26 +537,10 @@ pub fn run(args: Args) -> CmdResult {
 
     if args.json {
         let json = JsonOutput {
-            verified: verification.verified,
-            tee: verification.tee,
-            mr_enclave: &verification.mr_enclave,
-            mr_signer: &verification.mr_signer,
-            debug: verification.debug,
-            tcb_status: &verification.tcb_status,
-            advisories: &verification.advisories,
-            checks: verification
-                .checks
-                .iter()
-                .map(|c| JsonCheck {
-                    name: c.name,
-                    ok: c.status != Status::Failed,
-                    status: c.status,
-                    detail: &c.detail,
-                })
-                .collect(),
             cert_path: cert_path.clone(),
             evidence_url: evidence_url.clone(),
             certificate_issuer: certificate_issuer.clone(),
+            ..JsonOutput::new(&verification)
         };
         outln!(
             "{}",
@@ -510,6 +569,66 @@ pub fn run(args: Args) -> CmdResult {
              it against the evidence its node publishes; nothing was saved"
         )));
     }
+    verdict(&verification)
+}
+
+/// `mse verify --quote FILE`: the evidence on its own.
+fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult {
+    let bytes = mse_attest::hardware::decode(&read(&absolute(path)?, "evidence")?);
+    let endorsements = match (mse_attest::hardware::kind(&bytes), &args.collateral) {
+        (Err(_), _) => Err("no evidence to check".to_string()),
+        (Ok(tee), Some(file)) => Ok(Endorsements::read(
+            tee,
+            &read(&absolute(file)?, "collateral")?,
+        )
+        .map_err(|e| Failure::Invalid(format!("{}: {e}", file.display())))?),
+        (Ok(Tee::SevSnp), None) => Err(
+            "no certificate chain for the report: give --collateral FILE with the PEM \
+             certificates VCEK (or VLEK), ASK and ARK (AMD's KDS serves them for the report's \
+             chip and TCB)"
+                .to_string(),
+        ),
+        (Ok(_), None) => {
+            collateral_for_quote(Some(bytes.clone()), args.pccs_url.as_deref(), None, now)?
+                .map(|c| Endorsements::Dcap(Box::new(c)))
+        }
+    };
+    let policy = Policy {
+        accepted_tcb: args.accept_tcb.clone(),
+        snp_min_tcb: args.snp_min_tcb,
+        ..Policy::default()
+    };
+    let verification = verify_raw(
+        &bytes,
+        &policy,
+        endorsements.as_ref().map_err(String::as_str),
+        now,
+    );
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&JsonOutput::new(&verification))
+                .context("cannot encode the report")?
+        )?;
+    } else {
+        outln!("Verifying the evidence in {}", path.display())?;
+        print_checks(&verification)?;
+        print_measurements(&verification, true)?;
+        if verification.verified {
+            outln!(
+                "Verified: genuine {} hardware signed this evidence{}.",
+                tee_name(verification.tee),
+                args.at
+                    .map(|at| format!(" (as at {})", at.to_rfc3339()))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    verdict(&verification)
+}
+
+/// The exit of a verification: success exactly when it verified.
+fn verdict(verification: &Verification) -> CmdResult {
     if verification.verified {
         Ok(())
     } else {
@@ -523,6 +642,74 @@ pub fn run(args: Args) -> CmdResult {
             verification.checks.len()
         )))
     }
+}
+
+/// The hardware a TEE kind runs on, in words.
+fn tee_name(tee: Option<Tee>) -> &'static str {
+    match tee {
+        Some(Tee::Sgx) => "Intel SGX",
+        Some(Tee::Tdx) => "Intel TDX",
+        Some(Tee::SevSnp) => "AMD SEV-SNP",
+        _ => "no",
+    }
+}
+
+/// Each check, one a line, marked.
+fn print_checks(v: &Verification) -> CmdResult {
+    let width = v.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in &v.checks {
+        let mark = match check.status {
+            Status::Passed => "✓",
+            Status::Failed => "✗",
+            Status::Skipped => "-",
+        };
+        outln!("  {mark} {:<width$}  {}", check.name, check.detail)?;
+    }
+    Ok(())
+}
+
+/// MRENCLAVE and MRSIGNER, then (with `all`, or for a TDX or SEV-SNP
+/// node) every other measurement, then the TCB.
+fn print_measurements(v: &Verification, all: bool) -> CmdResult {
+    if let Some(value) = &v.mr_enclave {
+        outln!("  MRENCLAVE {value}")?;
+    }
+    if let Some(value) = &v.mr_signer {
+        outln!("  MRSIGNER  {value}")?;
+    }
+    if all || matches!(v.tee, Some(Tee::Tdx | Tee::SevSnp)) {
+        let width = v.measurements.keys().map(|k| k.len()).max().unwrap_or(0);
+        let mut listed: Vec<(&&str, &String)> = v.measurements.iter().collect();
+        let rank = |name: &str| {
+            mse_attest::hardware::MEASUREMENT_NAMES
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or(usize::MAX)
+        };
+        listed.sort_by_key(|(name, _)| rank(name));
+        for (name, value) in listed {
+            outln!("  {name:<width$}  {value}")?;
+        }
+    }
+    if let Some(status) = &v.tcb_status {
+        let advisories = if v.advisories.is_empty() {
+            "none".to_string()
+        } else {
+            v.advisories.join(", ")
+        };
+        outln!("  TCB       {status} (advisories: {advisories})")?;
+    }
+    if let Some(components) = &v.tcb_components {
+        outln!("  TCB components {components}")?;
+    }
+    if v.emulated {
+        eprintln!(
+            "{} EMULATED — the evidence chains to a test root, not to Intel's or AMD's: no \
+             hardware protection",
+            render::warning_prefix()
+        );
+    }
+    Ok(())
 }
 
 /// A certificate (DER) as PEM with LF line endings.
@@ -554,28 +741,12 @@ fn print_human(
     } else {
         &v.checks[..]
     };
-    let width = shown.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for check in shown {
-        let mark = match check.status {
-            Status::Passed => "✓",
-            Status::Failed => "✗",
-            Status::Skipped => "-",
-        };
-        outln!("  {mark} {:<width$}  {}", check.name, check.detail)?;
-    }
-    if let Some(value) = &v.mr_enclave {
-        outln!("  MRENCLAVE {value}")?;
-    }
-    if let Some(value) = &v.mr_signer {
-        outln!("  MRSIGNER  {value}")?;
-    }
-    if let Some(status) = &v.tcb_status {
-        let advisories = if v.advisories.is_empty() {
-            "none".to_string()
-        } else {
-            v.advisories.join(", ")
-        };
-        outln!("  TCB       {status} (advisories: {advisories})")?;
+    print_checks(&Verification {
+        checks: shown.to_vec(),
+        ..v.clone()
+    })?;
+    if !no_quote {
+        print_measurements(v, false)?;
     }
     let skipped = v
         .checks
@@ -600,6 +771,8 @@ fn print_human(
     }
     let tee = match v.tee {
         Some(Tee::Sgx) => "an SGX enclave",
+        Some(Tee::Tdx) => "an Intel TDX trust domain",
+        Some(Tee::SevSnp) => "an AMD SEV-SNP confidential VM",
         _ => "the simulation TEE",
     };
     let verified = if skipped {

@@ -563,6 +563,32 @@ fn qe_prod_id(tee: Tee) -> u16 {
     }
 }
 
+/// An emulated TDX guest at configfs-tsm's interface: each report is a TD
+/// quote of this TD (its MRTD, RTMRs and attributes) with the REPORTDATA
+/// written to `inblob`, signed by the emulated platform.
+pub struct TdxGuest {
+    /// The platform that signs the quotes.
+    pub intel: std::sync::Arc<EmulatedIntel>,
+    /// The TD's MRTD.
+    pub mr_td: [u8; 48],
+    /// RTMR0..3.
+    pub rtmrs: [[u8; 48]; 4],
+    /// The TD attributes ([`TD_ATTRIBUTES`]: not debug).
+    pub td_attributes: [u8; 8],
+}
+
+impl super::configfs::TsmDevice for TdxGuest {
+    fn provider(&self) -> &'static str {
+        "tdx_guest"
+    }
+
+    fn report(&self, inblob: &[u8; 64], _privlevel: u32) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let body = td_report_body(&self.mr_td, &self.rtmrs, &self.td_attributes, inblob);
+        let quote = self.intel.tdx_quote(&body).map_err(|e| e.to_string())?;
+        Ok((quote, Vec::new()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,6 +436,31 @@ fn pem(der: &[u8]) -> String {
     )
 }
 
+/// An emulated SEV-SNP guest at configfs-tsm's interface: each report is
+/// signed by the processor's VCEK for this guest's MEASUREMENT and POLICY,
+/// at the VMPL configfs asks for, and `auxblob` holds the certificate table.
+pub struct SnpGuest {
+    /// The processor.
+    pub snp: std::sync::Arc<EmulatedSnp>,
+    /// The guest's launch measurement.
+    pub measurement: [u8; 48],
+    /// The guest policy (`0x30000`: no debugging, SMT allowed).
+    pub policy: u64,
+}
+
+impl super::configfs::TsmDevice for SnpGuest {
+    fn provider(&self) -> &'static str {
+        "sev_guest"
+    }
+
+    fn report(&self, inblob: &[u8; 64], privlevel: u32) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let report = self
+            .snp
+            .report(inblob, &self.measurement, self.policy, &[0; 32], privlevel);
+        Ok((report, self.snp.auxblob()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

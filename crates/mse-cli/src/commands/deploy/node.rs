@@ -40,6 +40,7 @@ pub fn policy(
         } else {
             None
         },
+        ..Policy::default()
     })
 }
 
