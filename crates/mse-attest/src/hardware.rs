@@ -290,6 +290,49 @@ pub enum Trust {
     },
 }
 
+impl Trust {
+    /// Test roots from PEM certificates: an EC root is the emulated Intel
+    /// root CA (at most one), RSA roots are emulated ARKs.
+    pub fn test_from_pem(text: &str) -> Result<Trust, String> {
+        use x509_parser::prelude::FromDer as _;
+        let mut intel_root_der = None;
+        let mut amd_ark_ders = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
+            let pem = pem.map_err(|e| format!("not PEM: {e}"))?;
+            if pem.label != "CERTIFICATE" {
+                return Err(format!(
+                    "a PEM block labelled {:?}, not CERTIFICATE",
+                    pem.label
+                ));
+            }
+            let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&pem.contents)
+                .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+            let algorithm = cert.public_key().algorithm.algorithm.to_id_string();
+            match algorithm.as_str() {
+                // id-ecPublicKey: Intel's roots are P-256.
+                "1.2.840.10045.2.1" if intel_root_der.is_none() => {
+                    intel_root_der = Some(pem.contents.clone());
+                }
+                "1.2.840.10045.2.1" => {
+                    return Err("two EC roots: give one emulated Intel root CA".into())
+                }
+                // rsaEncryption and RSASSA-PSS: AMD's ARKs are RSA-4096.
+                "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => {
+                    amd_ark_ders.push(pem.contents.clone());
+                }
+                other => return Err(format!("a root with a key of algorithm {other}")),
+            }
+        }
+        if intel_root_der.is_none() && amd_ark_ders.is_empty() {
+            return Err("no certificate".into());
+        }
+        Ok(Trust::Test {
+            intel_root_der,
+            amd_ark_ders,
+        })
+    }
+}
+
 /// The statuses of a TCB a verification accepts.
 pub trait TcbPolicy {
     /// True when `status` passes.

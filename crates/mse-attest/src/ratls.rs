@@ -20,6 +20,14 @@ pub const QUOTE_OID: &[u64] = &[1, 2, 840, 113741, 1337, 6];
 /// The same OID, dotted.
 pub const QUOTE_OID_STR: &str = "1.2.840.113741.1337.6";
 
+/// OID of the extension holding what the TEE gave beside the evidence: on
+/// SEV-SNP the certificate table of configfs-tsm's `auxblob` (VCEK or VLEK,
+/// ASK, ARK), so a verifier needs nothing else to check the report. Under
+/// the quote extension's arc; absent when there is nothing.
+pub const AUX_OID: &[u64] = &[1, 2, 840, 113741, 1337, 6, 1];
+/// The same OID, dotted.
+pub const AUX_OID_STR: &str = "1.2.840.113741.1337.6.1";
+
 /// A freshly made RA-TLS certificate and its private key.
 pub struct RaTls {
     /// The certificate, PEM.
@@ -68,7 +76,8 @@ pub fn create(
     })?;
     let binding = provider.app_binding();
     let data = report_data(key.public_key_raw(), binding.as_ref().or(x25519));
-    let quote = provider.quote(&data)?;
+    let attested = provider.attest(&data)?;
+    let quote = attested.evidence;
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|source| {
         AttestError::CertificateBuild {
             context: Some(format!("invalid domain `{domain}`")),
@@ -86,6 +95,11 @@ pub fn create(
         QUOTE_OID,
         quote.clone(),
     )];
+    if let Some(aux) = attested.aux.filter(|aux| !aux.is_empty()) {
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(AUX_OID, aux));
+    }
     let cert = params
         .self_signed(&key)
         .map_err(|source| AttestError::CertificateBuild {
@@ -110,6 +124,8 @@ pub(crate) fn to_offset(t: DateTime<Utc>) -> Result<time::OffsetDateTime, Attest
 pub struct Inspected {
     /// The raw quote from the extension.
     pub quote_bytes: Vec<u8>,
+    /// What the TEE gave beside it ([`AUX_OID`]), if the certificate has it.
+    pub aux: Option<Vec<u8>>,
     /// The certificate's public key point.
     pub public_key: Vec<u8>,
     /// DNS names of the certificate.
@@ -144,6 +160,11 @@ pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
         .find(|ext| ext.oid.to_id_string() == QUOTE_OID_STR)
         .map(|ext| ext.value.to_vec())
         .ok_or(AttestError::NoQuote)?;
+    let aux = cert
+        .extensions()
+        .iter()
+        .find(|ext| ext.oid.to_id_string() == AUX_OID_STR)
+        .map(|ext| ext.value.to_vec());
     let dns_names = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -158,6 +179,7 @@ pub fn inspect(cert_der: &[u8]) -> Result<Inspected, AttestError> {
     };
     Ok(Inspected {
         quote_bytes,
+        aux,
         public_key: cert.public_key().subject_public_key.data.to_vec(),
         dns_names,
         not_after: DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)

@@ -62,9 +62,11 @@ pub struct Policy {
     /// The roots hardware evidence must chain to: the vendors' unless test
     /// roots are named, and then every verdict is marked emulated.
     pub trust: crate::hardware::Trust,
-    /// The runtime's reference measurements for TDX or SEV-SNP evidence
-    /// (`docs/attestation.md`); `None` fails `runtime_measurements`.
-    pub runtime: Option<Reference>,
+    /// The trusted runtimes' reference measurements for TDX and SEV-SNP
+    /// evidence (`docs/attestation.md`), as the catalog publishes them: the
+    /// evidence passes `runtime_measurements` when it has every measurement
+    /// of one reference of its TEE.
+    pub references: Vec<Reference>,
     /// SEV-SNP: the lowest TCB components accepted as `UpToDate`.
     pub snp_min_tcb: Option<crate::snp::Tcb>,
 }
@@ -463,43 +465,7 @@ fn vm_checks(
     report.result("debug_disabled", vm.debug_off());
     report.result(
         "runtime_measurements",
-        match &policy.runtime {
-            None => Err(format!(
-                "no reference measurements of the runtime on {}: the catalog publishes none for \
-                 this image (docs/attestation.md)",
-                vm.tee
-            )),
-            Some(reference) if reference.tee != vm.tee => Err(format!(
-                "the reference ({}) is for {}, the evidence is {}",
-                reference.name, reference.tee, vm.tee
-            )),
-            Some(reference) => {
-                let differ: Vec<String> = reference
-                    .measurements
-                    .iter()
-                    .filter_map(|(name, expected)| match vm.measurement(name) {
-                        Some(found) if found.eq_ignore_ascii_case(expected) => None,
-                        Some(found) => Some(format!("{name} is {found}, expected {expected}")),
-                        None => Some(format!("{name} is not in the evidence")),
-                    })
-                    .collect();
-                if reference.measurements.is_empty() {
-                    Err(format!(
-                        "the reference {} names no measurement",
-                        reference.name
-                    ))
-                } else if differ.is_empty() {
-                    let names: Vec<&str> = reference
-                        .measurements
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .collect();
-                    Ok(format!("{} equal the {}", names.join(", "), reference.name))
-                } else {
-                    Err(format!("not the {}: {}", reference.name, differ.join("; ")))
-                }
-            }
-        },
+        runtime_measurements(vm, &policy.references),
     );
     match policy.mr_enclave {
         None => report.push(
@@ -524,6 +490,48 @@ fn vm_checks(
                 ))
             },
         ),
+    }
+}
+
+/// The `runtime_measurements` check: one reference of the evidence's TEE
+/// whose every measurement the evidence has.
+fn runtime_measurements(
+    vm: &crate::hardware::Parsed,
+    references: &[Reference],
+) -> Result<String, String> {
+    let mut differences = Vec::new();
+    for reference in references.iter().filter(|r| r.tee == vm.tee) {
+        if reference.measurements.is_empty() {
+            differences.push(format!("the {} names no measurement", reference.name));
+            continue;
+        }
+        let differ: Vec<String> = reference
+            .measurements
+            .iter()
+            .filter_map(|(name, expected)| match vm.measurement(name) {
+                Some(found) if found.eq_ignore_ascii_case(expected) => None,
+                Some(found) => Some(format!("{name} is {found}, expected {expected}")),
+                None => Some(format!("{name} is not in the evidence")),
+            })
+            .collect();
+        if differ.is_empty() {
+            let names: Vec<&str> = reference
+                .measurements
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return Ok(format!("{} equal the {}", names.join(", "), reference.name));
+        }
+        differences.push(format!("not the {}: {}", reference.name, differ.join("; ")));
+    }
+    if differences.is_empty() {
+        Err(format!(
+            "no reference measurements of a runtime on {}: the catalog publishes none \
+             (docs/attestation.md)",
+            vm.tee
+        ))
+    } else {
+        Err(differences.join(" | "))
     }
 }
 

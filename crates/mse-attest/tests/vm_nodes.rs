@@ -80,7 +80,7 @@ fn policy(reference: Reference) -> Policy {
             intel_root_der: Some(intel().root_der()),
             amd_ark_ders: vec![amd().ark_der()],
         },
-        runtime: Some(reference),
+        references: vec![reference],
         snp_min_tcb: Some(mse_attest::snp::Tcb {
             bootloader: 4,
             tee: 0,
@@ -217,7 +217,7 @@ fn a_tdx_node_for_another_fingerprint_or_runtime_or_in_debug_is_refused_naming_t
 
     // No reference at all: refused, saying so.
     let unreferenced = Policy {
-        runtime: None,
+        references: Vec::new(),
         ..policy(tdx_reference())
     };
     let v = verify_certificate_with(&cert, &unreferenced, Ok(&endorsements), Utc::now());

@@ -33,6 +33,62 @@ pub struct ImageSpec {
     pub requested: Vec<String>,
     /// The lock: `name==version --hash=sha256:HEX`, every package installed.
     pub packages: Vec<String>,
+    /// The runtime's reference measurements on each TEE the operator
+    /// supports for this image (docs/attestation.md). Not part of the spec
+    /// digest: they describe the node image, not the environment.
+    #[serde(default, skip_serializing_if = "TeeReferences::is_empty")]
+    pub tee: TeeReferences,
+}
+
+/// Reference measurements of an image's runtime, per TEE.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeeReferences {
+    /// TDX: the node image's MRTD and RTMR0–2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxReference>,
+    /// SEV-SNP: the node image's launch MEASUREMENT and guest POLICY.
+    #[serde(rename = "sev-snp", default, skip_serializing_if = "Option::is_none")]
+    pub sev_snp: Option<SnpReference>,
+}
+
+/// A TDX runtime: 96 hex digits each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxReference {
+    /// MRTD: the TD's firmware.
+    pub mr_td: String,
+    /// RTMR0: the firmware's configuration.
+    pub rtmr0: String,
+    /// RTMR1: kernel and boot loader.
+    pub rtmr1: String,
+    /// RTMR2: command line and initrd.
+    pub rtmr2: String,
+}
+
+/// An SEV-SNP runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpReference {
+    /// MEASUREMENT, 96 hex digits.
+    pub measurement: String,
+    /// The guest POLICY, `0x` and hex digits (debugging must be off).
+    pub policy: String,
+    /// The lowest TCB that is up to date, `bl=N tee=N snp=N ucode=N [fmc=N]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb: Option<String>,
+}
+
+impl TeeReferences {
+    fn is_empty(&self) -> bool {
+        self.tdx.is_none() && self.sev_snp.is_none()
+    }
+}
+
+/// `0x` and hex digits, as a number.
+fn policy_value(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix("0x")?;
+    u64::from_str_radix(digits, 16).ok()
 }
 
 impl ImageSpec {
@@ -65,9 +121,90 @@ impl ImageSpec {
         text
     }
 
+    /// The reference measurements of this image's runtime, as verifiers
+    /// compare them, named `TEE reference of REFERENCE`.
+    pub fn references(&self) -> Vec<mse_attest::verify::Reference> {
+        use mse_attest::verify::{Reference, Tee};
+        let mut references = Vec::new();
+        if let Some(tdx) = &self.tee.tdx {
+            references.push(Reference {
+                tee: Tee::Tdx,
+                name: format!("tdx reference of {}", self.reference),
+                measurements: [
+                    ("mr_td", &tdx.mr_td),
+                    ("rtmr0", &tdx.rtmr0),
+                    ("rtmr1", &tdx.rtmr1),
+                    ("rtmr2", &tdx.rtmr2),
+                ]
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value.to_ascii_lowercase()))
+                .collect(),
+            });
+        }
+        if let Some(snp) = &self.tee.sev_snp {
+            let policy =
+                policy_value(&snp.policy).map_or_else(|| snp.policy.clone(), |p| format!("{p:#x}"));
+            references.push(Reference {
+                tee: Tee::SevSnp,
+                name: format!("sev-snp reference of {}", self.reference),
+                measurements: vec![
+                    (
+                        "measurement".to_string(),
+                        snp.measurement.to_ascii_lowercase(),
+                    ),
+                    ("policy".to_string(), policy),
+                ],
+            });
+        }
+        references
+    }
+
+    /// The SEV-SNP minimum TCB of this image's runtime, if it names one.
+    pub fn snp_min_tcb(&self) -> Option<mse_attest::snp::Tcb> {
+        self.tee.sev_snp.as_ref()?.min_tcb.as_ref()?.parse().ok()
+    }
+
+    /// Problems of the `tee` table, each a sentence.
+    fn tee_problems(&self, problems: &mut Vec<String>) {
+        let name = &self.reference;
+        let hex96 = |what: &str, value: &str, problems: &mut Vec<String>| {
+            if value.len() != 96 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "`{name}`: tee.{what} = \"{value}\" must be 96 hex digits (48 bytes)"
+                ));
+            }
+        };
+        if let Some(tdx) = &self.tee.tdx {
+            hex96("tdx.mr_td", &tdx.mr_td, problems);
+            hex96("tdx.rtmr0", &tdx.rtmr0, problems);
+            hex96("tdx.rtmr1", &tdx.rtmr1, problems);
+            hex96("tdx.rtmr2", &tdx.rtmr2, problems);
+        }
+        if let Some(snp) = &self.tee.sev_snp {
+            hex96("sev-snp.measurement", &snp.measurement, problems);
+            match policy_value(&snp.policy) {
+                None => problems.push(format!(
+                    "`{name}`: tee.sev-snp.policy = \"{}\" must be 0x and hex digits, such as \"0x30000\"",
+                    snp.policy
+                )),
+                Some(policy) if policy & (1 << 19) != 0 => problems.push(format!(
+                    "`{name}`: tee.sev-snp.policy {} allows debugging (bit 19): no app's secrets would be safe",
+                    snp.policy
+                )),
+                Some(_) => {}
+            }
+            if let Some(tcb) = &snp.min_tcb {
+                if let Err(why) = tcb.parse::<mse_attest::snp::Tcb>() {
+                    problems.push(format!("`{name}`: tee.sev-snp.min_tcb: {why}"));
+                }
+            }
+        }
+    }
+
     /// Problems of this entry, each a sentence.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        self.tee_problems(&mut problems);
         let name = &self.reference;
         if self.reference.trim().is_empty() {
             problems.push("an image has an empty `reference`".to_string());
@@ -294,6 +431,63 @@ mod tests {
     }
 
     #[test]
+    fn tee_references_are_read_checked_and_named_by_tee_and_image() {
+        let pin = "a==1 --hash=sha256:".to_string() + &"ab".repeat(32);
+        let entry = |tee: &str| {
+            format!(
+                "[[image]]\nreference = \"r\"\npython = \"3.11\"\npackages = [\"{pin}\"]\n{tee}"
+            )
+        };
+        let good = entry(&format!(
+            "[image.tee.tdx]\nmr_td = \"{a}\"\nrtmr0 = \"{a}\"\nrtmr1 = \"{a}\"\nrtmr2 = \"{a}\"\n\
+             [image.tee.sev-snp]\nmeasurement = \"{b}\"\npolicy = \"0x00030000\"\n\
+             min_tcb = \"bl=3 tee=0 snp=8 ucode=115\"\n",
+            a = "A1".repeat(48),
+            b = "b2".repeat(48)
+        ));
+        let catalog = Catalog::parse("test", &good).unwrap();
+        let image = &catalog.images[0];
+        let references = image.references();
+        assert_eq!(references.len(), 2);
+        assert_eq!(references[0].name, "tdx reference of r");
+        assert_eq!(
+            references[0].measurements[0],
+            ("mr_td".into(), "a1".repeat(48))
+        );
+        assert_eq!(
+            references[1].measurements[1],
+            ("policy".into(), "0x30000".into())
+        );
+        assert_eq!(image.snp_min_tcb().map(|t| t.snp), Some(8));
+        // The references are not part of the environment's digest.
+        let bare = Catalog::parse("test", &entry("")).unwrap();
+        assert_eq!(bare.images[0].digest(), image.digest());
+        assert_ne!(bare.digest(), catalog.digest());
+
+        for (bad, says) in [
+            (
+                "[image.tee.tdx]\nmr_td = \"00\"\nrtmr0 = \"00\"\nrtmr1 = \"00\"\nrtmr2 = \"00\"\n",
+                "96 hex digits",
+            ),
+            (
+                "[image.tee.sev-snp]\nmeasurement = \"00\"\npolicy = \"0x30000\"\n",
+                "96 hex digits",
+            ),
+            ("[image.tee.sev-snp]\npolicy = \"0x30000\"\n", "measurement"),
+            ("[image.tee.sgx2]\nx = \"1\"\n", "sgx2"),
+        ] {
+            let err = Catalog::parse("test", &entry(bad)).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let debug = entry(&format!(
+            "[image.tee.sev-snp]\nmeasurement = \"{}\"\npolicy = \"0xb0000\"\n",
+            "00".repeat(48)
+        ));
+        let err = Catalog::parse("test", &debug).unwrap_err().to_string();
+        assert!(err.contains("allows debugging"), "{err}");
+    }
+
+    #[test]
     fn digest_depends_on_the_environment_not_on_package_order_or_reference() {
         let spec = |reference: &str, python: &str, packages: &[&str]| ImageSpec {
             reference: reference.into(),
@@ -302,6 +496,7 @@ mod tests {
             source: None,
             requested: Vec::new(),
             packages: packages.iter().map(|p| p.to_string()).collect(),
+            tee: TeeReferences::default(),
         };
         let a = spec("r1", "3.11", &["a==1", "b==2"]);
         let b = spec("r2", "3.11", &["b==2", "a==1"]);

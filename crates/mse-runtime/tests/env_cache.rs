@@ -25,6 +25,7 @@ fn tiny_spec() -> ImageSpec {
         source: None,
         requested: Vec::new(),
         packages: Vec::new(),
+        tee: Default::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use mse_attest::evidence::{verify_evidence, Evidence};
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
 use mse_attest::verify::{
-    verify_certificate, verify_raw, Endorsements, Policy, Status, Tee, Verification,
+    verify_certificate_with, verify_raw, Endorsements, Policy, Status, Tee, Verification,
 };
 use mse_package::context::{CertificateOrigin, Context};
 use serde::Serialize;
@@ -103,9 +103,18 @@ pub struct Args {
     #[arg(long, value_name = "STATUS,...", value_delimiter = ',')]
     accept_tcb: Vec<String>,
     /// SEV-SNP: the lowest TCB that is UpToDate, e.g. "bl=3 tee=0 snp=8 ucode=115"; below it the
-    /// status is OutOfDate
+    /// status is OutOfDate [default: the catalog's, for the app's image or the strictest]
     #[arg(long, value_name = "TCB")]
     snp_min_tcb: Option<mse_attest::snp::Tcb>,
+    /// Trust these test roots (PEM: an emulated Intel root CA, emulated AMD ARKs) instead of
+    /// Intel's and AMD's: for emulated hardware only; a verified app is reported EMULATED
+    #[arg(long, value_name = "PEM")]
+    test_roots: Option<PathBuf>,
+    /// The platform's image catalog, as its `GET /catalog` serves it (JSON), for the reference
+    /// measurements of TDX and SEV-SNP runtimes [default: the catalog of `mse login`, else the
+    /// built-in one]
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
     /// Accept a simulated TEE (no hardware protection), reported as such [default: accepted for
     /// the platform of `mse login --allow-simulation`]
     #[arg(long)]
@@ -264,24 +273,12 @@ impl<'a> JsonOutput<'a> {
     }
 }
 
-/// The collateral to check a certificate's quote with: none for a quote
-/// that is not genuine SGX (simulated or unparsable), else from `file`, else
-/// from the PCCS at `pccs_url` (Intel's by default) through the cache under
-/// `$MSE_CONF_PATH/collateral`. An `Err` inside says why there is none; the
-/// verification then fails its `tcb` check with that reason.
-pub fn collateral_for(
-    cert_der: &[u8],
-    pccs_url: Option<&str>,
-    file: Option<&Path>,
-    now: chrono::DateTime<Utc>,
-) -> Result<Result<mse_attest::verify::Collateral, String>, Failure> {
-    let quote_bytes = mse_attest::ratls::inspect(cert_der)
-        .map(|i| i.quote_bytes)
-        .ok();
-    collateral_for_quote(quote_bytes, pccs_url, file, now)
-}
-
-/// [`collateral_for`] a quote (`None`: there is none to check).
+/// The collateral to check a quote with (`None`: there is none): none for
+/// a quote that is not genuine SGX or TDX (simulated, SEV-SNP or
+/// unparsable), else from `file`, else from the PCCS at `pccs_url` (Intel's
+/// by default) through the cache under `$MSE_CONF_PATH/collateral`. An
+/// `Err` inside says why there is none; the verification then fails its
+/// `tcb` check with that reason.
 pub fn collateral_for_quote(
     quote_bytes: Option<Vec<u8>>,
     pccs_url: Option<&str>,
@@ -316,6 +313,106 @@ pub fn collateral_for_quote(
             mse_attest::collateral::fetch_pccs,
         )
         .map_err(|e| format!("{e}; pass --collateral FILE or another --pccs-url")))
+}
+
+/// What certifies the evidence of `cert_der`: Intel's collateral for an
+/// SGX (not simulated) or TDX quote, from `file` or the PCCS as
+/// [`collateral_for_quote`] gets it; for an SEV-SNP report the chain in
+/// `file` (PEM) or, else, the one the certificate carries. An `Err` inside
+/// says why there is none.
+pub fn endorsements_for(
+    cert_der: &[u8],
+    pccs_url: Option<&str>,
+    file: Option<&Path>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Result<Endorsements, String>, Failure> {
+    let Ok(inspected) = mse_attest::ratls::inspect(cert_der) else {
+        return Ok(Err(mse_attest::verify::NO_COLLATERAL.to_string()));
+    };
+    if mse_attest::hardware::kind(&inspected.quote_bytes) != Ok(Tee::SevSnp) {
+        return Ok(
+            collateral_for_quote(Some(inspected.quote_bytes), pccs_url, file, now)?
+                .map(|c| Endorsements::Dcap(Box::new(c))),
+        );
+    }
+    if let Some(path) = file {
+        let bytes = read(&absolute(path)?, "certificate chain")?;
+        return Endorsements::read(Tee::SevSnp, &bytes)
+            .map(Ok)
+            .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())));
+    }
+    Ok(match inspected.aux {
+        Some(table) => mse_attest::snp::Chain::from_auxblob(&table)
+            .map(Endorsements::Snp)
+            .map_err(|e| format!("the certificate's VCEK chain: {e}")),
+        None => Err(
+            "the certificate carries no VCEK chain: give --collateral FILE with the PEM \
+             certificates VCEK (or VLEK), ASK and ARK"
+                .to_string(),
+        ),
+    })
+}
+
+/// What verifies hardware evidence beyond the vendors' roots: the test
+/// roots of `test_roots` (said loudly), and, from `catalog`, the runtimes'
+/// reference measurements and the SEV-SNP minimum TCB of `image` (the
+/// strictest of the catalog's when the image is not known).
+pub fn hardware_policy(
+    catalog: &mse_runtime::Catalog,
+    image: Option<&str>,
+    test_roots: Option<&Path>,
+) -> Result<HardwarePolicy, Failure> {
+    let trust = match test_roots {
+        None => mse_attest::hardware::Trust::Vendors,
+        Some(path) => {
+            let text = String::from_utf8(read(&absolute(path)?, "test roots")?)
+                .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
+            let trust = mse_attest::hardware::Trust::test_from_pem(&text)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
+            eprintln!(
+                "{} trusting the test roots of {} instead of Intel's and AMD's: emulated \
+                 hardware only, no protection",
+                render::warning_prefix(),
+                path.display()
+            );
+            trust
+        }
+    };
+    let references = catalog
+        .images
+        .iter()
+        .flat_map(mse_runtime::ImageSpec::references)
+        .collect();
+    let min_tcb = match image.and_then(|image| catalog.find(image).ok()) {
+        Some(spec) => spec.snp_min_tcb(),
+        None => catalog
+            .images
+            .iter()
+            .filter_map(mse_runtime::ImageSpec::snp_min_tcb)
+            .reduce(|a, b| mse_attest::snp::Tcb {
+                bootloader: a.bootloader.max(b.bootloader),
+                tee: a.tee.max(b.tee),
+                snp: a.snp.max(b.snp),
+                microcode: a.microcode.max(b.microcode),
+                fmc: a.fmc.max(b.fmc),
+            }),
+    };
+    Ok(HardwarePolicy {
+        trust,
+        references,
+        snp_min_tcb: min_tcb,
+    })
+}
+
+/// The parts of a [`Policy`] that only hardware evidence uses.
+#[derive(Debug, Clone, Default)]
+pub struct HardwarePolicy {
+    /// The roots trusted.
+    pub trust: mse_attest::hardware::Trust,
+    /// The runtimes' reference measurements.
+    pub references: Vec<mse_attest::verify::Reference>,
+    /// The SEV-SNP minimum TCB.
+    pub snp_min_tcb: Option<mse_attest::snp::Tcb>,
 }
 
 /// Where collateral for SGX quotes comes from.
@@ -391,6 +488,14 @@ pub fn run(args: Args) -> CmdResult {
         (None, None) => return Err(Failure::Invalid("give DOMAIN[:PORT] or --cert FILE".into())),
     };
 
+    // The app's image, when the context names it.
+    let image = match &args.context {
+        Some(path) => std::fs::read_to_string(absolute(path)?)
+            .ok()
+            .and_then(|text| Context::from_toml(path, &text).ok())
+            .map(|context| context.config.docker),
+        None => None,
+    };
     let mr_enclave = match (&args.fingerprint, &args.context, &args.code) {
         (Some(hex_text), _, _) => {
             let mut value = [0u8; 32];
@@ -460,6 +565,22 @@ pub fn run(args: Args) -> CmdResult {
         }
         (None, _) => None,
     };
+    let catalog = match &args.catalog {
+        Some(path) => {
+            let published: mse_runtime::PublishedCatalog =
+                serde_json::from_slice(&read(&absolute(path)?, "catalog")?).map_err(|e| {
+                    Failure::Invalid(format!(
+                        "{} is not a catalog as GET /catalog serves it: {e}",
+                        path.display()
+                    ))
+                })?;
+            published
+                .into_catalog(&path.display().to_string())
+                .map_err(|e| Failure::Invalid(e.to_string()))?
+        }
+        None => crate::catalog::for_local_use()?.catalog,
+    };
+    let hardware = hardware_policy(&catalog, image.as_deref(), args.test_roots.as_deref())?;
     let policy = Policy {
         mr_signer,
         mr_enclave,
@@ -467,8 +588,9 @@ pub fn run(args: Args) -> CmdResult {
         allow_simulation,
         simulation_ca,
         simulation_revoked,
-        snp_min_tcb: args.snp_min_tcb,
-        ..Policy::default()
+        trust: hardware.trust,
+        references: hardware.references,
+        snp_min_tcb: args.snp_min_tcb.or(hardware.snp_min_tcb),
     };
 
     // A certificate without a quote (ACME, an owner's, or any other) is
@@ -498,16 +620,16 @@ pub fn run(args: Args) -> CmdResult {
             verification
         }
         _ => {
-            let collateral = collateral_for(
+            let endorsements = endorsements_for(
                 &cert_der,
                 args.pccs_url.as_deref(),
                 args.collateral.as_deref(),
                 now,
             )?;
-            verify_certificate(
+            verify_certificate_with(
                 &cert_der,
                 &policy,
-                collateral.as_ref().map_err(String::as_str),
+                endorsements.as_ref().map_err(String::as_str),
                 now,
             )
         }
@@ -517,7 +639,8 @@ pub fn run(args: Args) -> CmdResult {
     let no_quote = no_quote && evidence_url.is_none();
     if args.skip_fingerprint {
         for check in &mut verification.checks {
-            if check.name == "mr_enclave" && check.status == Status::Skipped {
+            if matches!(check.name, "mr_enclave" | "fingerprint") && check.status == Status::Skipped
+            {
                 check.detail =
                     "SKIPPED (--skip-fingerprint): the code the enclave runs is not checked".into();
             }
@@ -593,9 +716,21 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
                 .map(|c| Endorsements::Dcap(Box::new(c)))
         }
     };
+    let trust = match &args.test_roots {
+        None => mse_attest::hardware::Trust::Vendors,
+        Some(_) => {
+            hardware_policy(
+                &mse_runtime::Catalog { images: Vec::new() },
+                None,
+                args.test_roots.as_deref(),
+            )?
+            .trust
+        }
+    };
     let policy = Policy {
         accepted_tcb: args.accept_tcb.clone(),
         snp_min_tcb: args.snp_min_tcb,
+        trust,
         ..Policy::default()
     };
     let verification = verify_raw(
@@ -751,7 +886,7 @@ fn print_human(
     let skipped = v
         .checks
         .iter()
-        .any(|c| c.name == "mr_enclave" && c.status == Status::Skipped);
+        .any(|c| matches!(c.name, "mr_enclave" | "fingerprint") && c.status == Status::Skipped);
     if skipped && args.skip_fingerprint {
         eprintln!(
             "{} MRENCLAVE SKIPPED (--skip-fingerprint): the fingerprint was not checked, so nothing proves which code this app runs, only where it runs",

@@ -58,6 +58,14 @@ pub struct Args {
     /// Accept a node in the simulation TEE (no hardware protection) for this deployment
     #[arg(long)]
     allow_simulation: bool,
+    /// Trust these test roots (PEM: an emulated Intel root CA, emulated AMD ARKs) instead of
+    /// Intel's and AMD's: for emulated hardware only; the node is reported EMULATED
+    #[arg(long, value_name = "PEM")]
+    test_roots: Option<PathBuf>,
+    /// PCCS to fetch the collateral of an SGX or TDX node's quote from [default:
+    /// https://api.trustedservices.intel.com]
+    #[arg(long, value_name = "URL")]
+    pccs_url: Option<String>,
     /// How long to wait for the app to start, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     timeout: u64,
@@ -146,11 +154,18 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let plan = plan::Plan::new(flags, config, files);
     steps::config_checked(&plan, steps);
 
+    let hardware = crate::commands::verify::hardware_policy(
+        &runtime.catalog.catalog,
+        Some(&plan.config.code.docker),
+        args.test_roots.as_deref(),
+    )?;
     let ctx = steps::Deployment {
         client: &client,
         profile: &profile,
         plan: &plan,
         left,
+        hardware,
+        pccs_url: args.pccs_url.clone(),
     };
     steps::check_project_and_resource(&ctx, steps)?;
     steps::replace_live_app(&ctx, steps)?;

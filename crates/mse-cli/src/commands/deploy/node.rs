@@ -28,6 +28,7 @@ pub fn policy(
     profile: &Profile,
     expected: [u8; 32],
     allow_simulation: bool,
+    hardware: &crate::commands::verify::HardwarePolicy,
 ) -> Result<Policy, Failure> {
     Ok(Policy {
         mr_signer: Some(profile.mr_signer()?),
@@ -40,7 +41,9 @@ pub fn policy(
         } else {
             None
         },
-        ..Policy::default()
+        trust: hardware.trust.clone(),
+        references: hardware.references.clone(),
+        snp_min_tcb: hardware.snp_min_tcb,
     })
 }
 
@@ -62,17 +65,21 @@ impl Browser {
 /// Checks the certificate `app`'s domain serves against its node's
 /// evidence, as `mse verify DOMAIN` would.
 pub fn verify_served(
+    ctx: &super::steps::Deployment<'_>,
     app: &App,
     origin: CertificateOrigin,
-    port: u16,
     expected: [u8; 32],
-    allow_simulation: bool,
-    profile: &Profile,
     steps: &mut Steps,
 ) -> Result<Browser, Failure> {
     steps.start("browser", "Verifying the certificate a browser sees");
+    let port = ctx.profile.platform.proxy_port;
     let served = fetch::server_certificate(&app.domain_name, port, &[])?;
-    let policy = policy(profile, expected, allow_simulation)?;
+    let policy = policy(
+        ctx.profile,
+        expected,
+        ctx.plan.flags.allow_simulation,
+        &ctx.hardware,
+    )?;
     let now = Utc::now();
     if origin == CertificateOrigin::Acme && mse_attest::ratls::inspect(&served).is_ok() {
         // The ACME CA failed: the node still serves its RA-TLS certificate,
@@ -93,7 +100,10 @@ pub fn verify_served(
         &[],
         &served,
         &policy,
-        verify::Collateral::default(),
+        verify::Collateral {
+            pccs_url: ctx.pccs_url.as_deref(),
+            file: None,
+        },
         now,
     )?;
     if !verification.verified {

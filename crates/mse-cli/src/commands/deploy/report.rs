@@ -32,6 +32,9 @@ struct JsonOutput {
     resolves: bool,
     verified: bool,
     tee: Option<Tee>,
+    /// The node verified under test roots: emulated hardware.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    emulated: bool,
     /// Whether the certificate a browser sees was verified against the
     /// node's evidence (ACME and owner apps whose domain resolves).
     browser_verified: Option<bool>,
@@ -96,6 +99,7 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
             resolves: served.resolves,
             verified: node.verified,
             tee: node.tee,
+            emulated: node.emulated,
             browser_verified: served.browser.as_ref().map(Browser::issued),
             cert_path: saved.cert_path.clone(),
             context_path: saved.context_dir.clone(),
@@ -127,7 +131,18 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
         (true, Some(Tee::Simulation)) => outln!(
             "  TEE          SIMULATION — no hardware protection (accepted for this platform)"
         )?,
-        (true, _) => outln!("  TEE          SGX, verified")?,
+        (true, tee) => {
+            let kind = match tee {
+                Some(Tee::Tdx) => "Intel TDX",
+                Some(Tee::SevSnp) => "AMD SEV-SNP",
+                _ => "SGX",
+            };
+            if node.emulated {
+                outln!("  TEE          {kind}, EMULATED (test roots) — no hardware protection")?;
+            } else {
+                outln!("  TEE          {kind}, verified")?;
+            }
+        }
         (false, _) => outln!(
             "  TEE          NOT VERIFIED (--no-verify); placed on: {}",
             crate::commands::apps::text::tee_line(app.tee)

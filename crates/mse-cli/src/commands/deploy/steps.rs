@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mse_api::apps::{App, AppStatus, Created, ListQuery};
 use mse_api::text::one_line;
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
-use mse_attest::verify::{verify_certificate, Tee};
+use mse_attest::verify::{verify_certificate_with, Tee};
 use mse_config::AppConfig;
 use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
 use mse_package::{CodeKey, Nonces, Packed};
@@ -36,6 +36,11 @@ pub struct Deployment<'a> {
     pub plan: &'a Plan,
     /// The app left on the platform if a step fails.
     pub left: &'a LeftBehind,
+    /// The roots, runtime references and TCB minimum hardware nodes are
+    /// checked against.
+    pub hardware: crate::commands::verify::HardwarePolicy,
+    /// Where the collateral of SGX and TDX quotes comes from.
+    pub pccs_url: Option<String>,
 }
 
 /// The runtime environment of the app's image, as this client computes it.
@@ -78,6 +83,8 @@ pub struct NodeCheck {
     pub verified: bool,
     /// Which TEE the quote came from, when verified.
     pub tee: Option<Tee>,
+    /// It verified under test roots (`--test-roots`): emulated hardware.
+    pub emulated: bool,
 }
 
 /// Where the app is reached, and the certificate a browser sees there.
@@ -401,17 +408,23 @@ pub fn verify_node(
             cert_der,
             verified: false,
             tee: None,
+            emulated: false,
         });
     }
     steps.start("verify", "Verifying the node (remote attestation)");
     let allow_simulation = plan.flags.allow_simulation;
-    let policy = policy(ctx.profile, expected.fingerprint, allow_simulation)?;
+    let policy = policy(
+        ctx.profile,
+        expected.fingerprint,
+        allow_simulation,
+        &ctx.hardware,
+    )?;
     let now = Utc::now();
-    let collateral = verify::collateral_for(&cert_der, None, None, now)?;
-    let verification = verify_certificate(
+    let endorsements = verify::endorsements_for(&cert_der, ctx.pccs_url.as_deref(), None, now)?;
+    let verification = verify_certificate_with(
         &cert_der,
         &policy,
-        collateral.as_ref().map_err(String::as_str),
+        endorsements.as_ref().map_err(String::as_str),
         now,
     );
     if !verification.verified {
@@ -420,10 +433,10 @@ pub fn verify_node(
             "the node failed verification, so it was sent nothing:\n  {}",
             failed.join("\n  ")
         );
-        let enclave_failed = verification
-            .checks
-            .iter()
-            .any(|c| c.name == "mr_enclave" && c.status == mse_attest::verify::Status::Failed);
+        let enclave_failed = verification.checks.iter().any(|c| {
+            matches!(c.name, "mr_enclave" | "fingerprint")
+                && c.status == mse_attest::verify::Status::Failed
+        });
         if enclave_failed {
             message.push_str(&format!(
                 "\n  this client computed MRENCLAVE with the environment of `{}` in {} \
@@ -464,6 +477,30 @@ pub fn verify_node(
             "SIMULATION accepted, no hardware protection; MRENCLAVE {} matches the code",
             short(&mr_enclave)
         )),
+        Some(Tee::Tdx | Tee::SevSnp) => {
+            let what = if verification.tee == Some(Tee::Tdx) {
+                "Intel TDX trust domain"
+            } else {
+                "AMD SEV-SNP confidential VM"
+            };
+            let runtime = verification
+                .checks
+                .iter()
+                .find(|c| c.name == "runtime_measurements")
+                .map(|c| c.detail.clone())
+                .unwrap_or_default();
+            let message = format!(
+                "genuine {what} ({runtime}); its fingerprint {} matches the code",
+                short(&mr_enclave)
+            );
+            if verification.emulated {
+                steps.warn(&format!(
+                    "EMULATED (test roots), no hardware protection: {message}"
+                ));
+            } else {
+                steps.done(&message);
+            }
+        }
         _ => steps.done(&format!(
             "genuine SGX enclave, MRENCLAVE {} matches the code",
             short(&mr_enclave)
@@ -473,6 +510,7 @@ pub fn verify_node(
         cert_der,
         verified: true,
         tee: verification.tee,
+        emulated: verification.emulated,
     })
 }
 
@@ -539,12 +577,10 @@ pub fn check_served_certificate(
     let browser = match expected.origin {
         CertificateOrigin::Acme | CertificateOrigin::Owner if ctx.plan.flags.verify && resolves => {
             Some(verify_served(
+                ctx,
                 app,
                 expected.origin,
-                ctx.profile.platform.proxy_port,
                 expected.fingerprint,
-                ctx.plan.flags.allow_simulation,
-                ctx.profile,
                 steps,
             )?)
         }
