@@ -52,6 +52,7 @@
 
 use std::path::PathBuf;
 
+pub mod bundle;
 pub mod collateral;
 pub mod dcap;
 pub mod evidence;

@@ -197,6 +197,19 @@ pub fn check_binding(report_data: &[u8; 64], public_key: &[u8]) -> Result<(), At
     }
 }
 
+/// A certificate (DER) as PEM: 64-character lines, LF line endings.
+pub fn der_to_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 /// Converts PEM to DER for the first certificate of a PEM text.
 pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, AttestError> {
     for block in x509_parser::pem::Pem::iter_from_buffer(pem) {
@@ -208,4 +221,20 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, AttestError> {
     Err(AttestError::Certificate(
         "no `BEGIN CERTIFICATE` block".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_is_standard_with_short_lines_and_reads_back() {
+        assert_eq!(
+            der_to_pem(b"Man"),
+            "-----BEGIN CERTIFICATE-----\nTWFu\n-----END CERTIFICATE-----\n"
+        );
+        let long = der_to_pem(&[7u8; 100]);
+        assert!(long.lines().all(|l| l.len() <= 64));
+        assert_eq!(pem_to_der(long.as_bytes()).unwrap(), vec![7u8; 100]);
+    }
 }

@@ -526,7 +526,7 @@ impl Chain {
     pub fn to_pem(&self) -> String {
         [&self.vcek_der, &self.ask_der, &self.ark_der]
             .iter()
-            .map(|der| pem_certificate(der))
+            .map(|der| crate::ratls::der_to_pem(der))
             .collect()
     }
 
@@ -633,18 +633,6 @@ fn le_u32(bytes: &[u8]) -> u32 {
 /// A length written in the table; certificates are a few kilobytes.
 fn u32_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
-}
-
-fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// The ARKs a verification trusts.

@@ -102,7 +102,7 @@ impl Policy {
 }
 
 /// The verification report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Verification {
     /// True exactly when every check passed (or was skipped) and a TEE verified.
     pub verified: bool,
@@ -317,19 +317,7 @@ pub(crate) fn verify_quote(
     now: DateTime<Utc>,
 ) -> Verification {
     let mut report = Report { checks: Vec::new() };
-    let mut out = Verification {
-        verified: false,
-        tee: None,
-        mr_enclave: None,
-        mr_signer: None,
-        debug: None,
-        tcb_status: None,
-        advisories: Vec::new(),
-        checks: Vec::new(),
-        emulated: false,
-        tcb_components: None,
-        measurements: Default::default(),
-    };
+    let mut out = Verification::default();
     let parsed = quote_bytes.and_then(|bytes| Parsed::read(bytes).map(|parsed| (bytes, parsed)));
     let (quote_bytes, parsed) = match parsed {
         Ok(parsed) => parsed,
@@ -628,19 +616,7 @@ pub fn verify_raw(
     now: DateTime<Utc>,
 ) -> Verification {
     let mut report = Report { checks: Vec::new() };
-    let mut out = Verification {
-        verified: false,
-        tee: None,
-        mr_enclave: None,
-        mr_signer: None,
-        debug: None,
-        tcb_status: None,
-        advisories: Vec::new(),
-        checks: Vec::new(),
-        emulated: false,
-        tcb_components: None,
-        measurements: Default::default(),
-    };
+    let mut out = Verification::default();
     let parsed = match crate::hardware::parse(bytes) {
         Ok(parsed) => parsed,
         Err(why) => {

@@ -103,6 +103,18 @@ pub fn refresh(client: &Client) -> Result<Current, Failure> {
     }
 }
 
+/// The catalog with no network at all: the copy saved from the platform of
+/// `mse login`, else the built-in one.
+pub fn without_network() -> Result<Catalog, Failure> {
+    match Profile::load() {
+        Ok(profile) => match read_saved(&profile.url) {
+            Some(saved) => Ok(checked(&profile.url, saved)?.catalog),
+            None => Ok(Catalog::default_catalog()),
+        },
+        Err(_) => Ok(Catalog::default_catalog()),
+    }
+}
+
 /// The catalog for commands that work without the platform (`validate`,
 /// `test`): the platform's, refreshed when it answers; the saved copy when it
 /// does not; the built-in one when not logged in. Each fallback says so.

@@ -62,8 +62,8 @@ enum Command {
     Stop(commands::apps::StopArgs),
     /// Remove a stopped or failed app, and its log, from the platform
     Remove(commands::apps::RemoveArgs),
-    /// Verify that an app runs the expected code in a genuine enclave (no account needed)
-    Verify(commands::verify::Args),
+    /// Verify that an app runs the expected code in a genuine TEE (no account needed), or check a quote
+    Verify(Box<commands::verify::Args>),
     /// List, export or remove the saved deployment contexts
     Context(commands::context::Args),
     /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(args),
         Command::Package(args) => commands::package::run(args),
         Command::Context(args) => commands::context::run(args),
-        Command::Verify(args) => commands::verify::run(args),
+        Command::Verify(args) => commands::verify::run(*args),
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),

@@ -147,7 +147,7 @@ struct Node {
     shown: (&'static str, String),
 }
 
-fn journey(node: Node) {
+fn journey(mut node: Node) {
     let root = node.tsm.root().to_string_lossy().to_string();
     let provider = node.provider;
     let platform = Platform::start_with(|command| {
@@ -258,6 +258,72 @@ fn journey(node: Node) {
     assert_eq!(report[node.shown.0], node.shown.1, "{report}");
     assert_eq!(report["tcb_status"], "UpToDate");
     assert!(stderr.contains("test roots"), "said loudly: {stderr}");
+
+    // The evidence, saved, checks again with no network (the PCCS gone),
+    // and fails once its time is past the certificates' validity.
+    let bundle = user.work().join("evidence.json");
+    let bundle_arg = bundle.to_string_lossy().to_string();
+    let (code, _, stderr) = verify(&[
+        "--test-roots",
+        &user_roots_arg,
+        "--save-evidence",
+        &bundle_arg,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    drop(node.pccs.take());
+    let offline = |extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            "--offline",
+            &bundle_arg,
+            "--context",
+            &exported_arg,
+            "--code",
+            &code_arg,
+            "--catalog",
+            &catalog_arg,
+            "--test-roots",
+            &user_roots_arg,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run_in(&user, &user.work(), &args);
+        let report: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        (code, report)
+    };
+    let (code, report) = offline(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["tee"], provider);
+    let (code, report) = offline(&["--at", "2100-01-01T00:00:00Z"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        checks_failed(&report).contains(&"quote_signature".to_string()),
+        "{report}"
+    );
+    if provider == "tdx" {
+        // One digit of the saved TCB info changed: its signature fails.
+        let mut saved: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+        let tcb_info = saved["collateral"]["tcb_info"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = tcb_info.find(|c: char| c.is_ascii_digit()).unwrap();
+        let mut changed = tcb_info.into_bytes();
+        changed[at] = if changed[at] == b'9' {
+            b'8'
+        } else {
+            changed[at] + 1
+        };
+        saved["collateral"]["tcb_info"] = String::from_utf8(changed).unwrap().into();
+        std::fs::write(&bundle, saved.to_string()).unwrap();
+        let (code, report) = offline(&[]);
+        assert_eq!(code, 1, "{report}");
+        assert!(
+            checks_failed(&report).contains(&"quote_signature".to_string()),
+            "{report}"
+        );
+    }
 
     // Under the vendor's real roots the same node is refused.
     let (code, report, _) = verify(&[]);

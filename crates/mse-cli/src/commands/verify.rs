@@ -41,8 +41,8 @@ pub struct Args {
     /// The app to verify; its certificate is fetched over TLS (SNI = DOMAIN)
     #[arg(
         value_name = "DOMAIN[:PORT]",
-        required_unless_present_any = ["cert", "quote"],
-        conflicts_with_all = ["cert", "quote"]
+        required_unless_present_any = ["cert", "quote", "offline"],
+        conflicts_with_all = ["cert", "quote", "offline"]
     )]
     target: Option<String>,
     /// Verify this certificate (PEM) instead of fetching one
@@ -61,6 +61,19 @@ pub struct Args {
     /// and collateral saved earlier
     #[arg(long, value_name = "RFC3339")]
     at: Option<chrono::DateTime<Utc>>,
+    /// Once verified, save the evidence (the certificate with its quote or report, and the
+    /// collateral or chain that certified it) to this file, to check it again with --offline
+    #[arg(long, value_name = "FILE", conflicts_with = "quote")]
+    save_evidence: Option<PathBuf>,
+    /// Check an evidence bundle saved with --save-evidence, with no network: as at the time it was
+    /// saved, or at --at; the fingerprint and the catalog's references come from this side as for
+    /// DOMAIN
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["cert", "quote", "resolve", "pccs_url", "collateral", "save_evidence"]
+    )]
+    offline: Option<PathBuf>,
     /// Reach HOST:PORT at ADDR instead of the address the resolver gives, as curl's --resolve
     /// does (e.g. an app's own domain before its DNS record exists); may be repeated
     #[arg(long, value_name = "HOST:PORT:ADDR", conflicts_with = "cert")]
@@ -468,24 +481,48 @@ pub fn verify_with_evidence(
 
 /// Runs `mse verify`.
 pub fn run(args: Args) -> CmdResult {
-    let now = args.at.unwrap_or_else(Utc::now);
     if let Some(path) = &args.quote {
-        return run_quote(&args, path, now);
+        return run_quote(&args, path, args.at.unwrap_or_else(Utc::now));
     }
-    let (cert_der, source, dialled) = match (&args.cert, &args.target) {
-        (Some(path), _) => {
+    let bundle = match &args.offline {
+        Some(path) => Some(
+            mse_attest::bundle::Bundle::parse(&read(&absolute(path)?, "evidence bundle")?)
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let now = args
+        .at
+        .or(bundle.as_ref().map(|b| b.verified_at))
+        .unwrap_or_else(Utc::now);
+    let (cert_der, source, dialled) = match (&args.cert, &args.target, &bundle) {
+        (None, None, Some(bundle)) => (
+            bundle.certificate_der().map_err(Failure::Invalid)?,
+            format!(
+                "{} (saved {}, checked as at {})",
+                bundle.source,
+                bundle.verified_at.to_rfc3339(),
+                now.to_rfc3339()
+            ),
+            None,
+        ),
+        (Some(path), _, _) => {
             let pem = read(&absolute(path)?, "certificate")?;
             let der = mse_attest::ratls::pem_to_der(&pem)
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
             (der, path.display().to_string(), None)
         }
-        (None, Some(target)) => {
+        (None, Some(target), _) => {
             let (host, port) =
                 fetch::split_target(target).map_err(|e| Failure::Invalid(e.to_string()))?;
             let der = fetch::server_certificate(&host, port, &args.resolve)?;
             (der, format!("{host}:{port}"), Some((host, port)))
         }
-        (None, None) => return Err(Failure::Invalid("give DOMAIN[:PORT] or --cert FILE".into())),
+        (None, None, None) => {
+            return Err(Failure::Invalid(
+                "give DOMAIN[:PORT], --cert FILE, --quote FILE or --offline FILE".into(),
+            ))
+        }
     };
 
     // The app's image, when the context names it.
@@ -560,7 +597,7 @@ pub fn run(args: Args) -> CmdResult {
             mse_attest::verify::parse_revoked(&read(&absolute(path)?, "revoked quote keys")?)
                 .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
         ),
-        (None, Some(profile)) if args.simulation_ca.is_none() => {
+        (None, Some(profile)) if args.simulation_ca.is_none() && bundle.is_none() => {
             Some(profile.simulation_revoked()?)
         }
         (None, _) => None,
@@ -578,6 +615,7 @@ pub fn run(args: Args) -> CmdResult {
                 .into_catalog(&path.display().to_string())
                 .map_err(|e| Failure::Invalid(e.to_string()))?
         }
+        None if bundle.is_some() => crate::catalog::without_network()?,
         None => crate::catalog::for_local_use()?.catalog,
     };
     let hardware = hardware_policy(&catalog, image.as_deref(), args.test_roots.as_deref())?;
@@ -601,6 +639,8 @@ pub fn run(args: Args) -> CmdResult {
         Err(mse_attest::AttestError::NoQuote)
     );
     let mut evidence_url = None;
+    // What certified the quote, for --save-evidence.
+    let mut used = None;
     let mut verification = match (&dialled, no_quote) {
         (Some((host, port)), true) => {
             let collateral = Collateral {
@@ -620,18 +660,23 @@ pub fn run(args: Args) -> CmdResult {
             verification
         }
         _ => {
-            let endorsements = endorsements_for(
-                &cert_der,
-                args.pccs_url.as_deref(),
-                args.collateral.as_deref(),
-                now,
-            )?;
-            verify_certificate_with(
+            let endorsements = match &bundle {
+                Some(bundle) => bundle.endorsements(),
+                None => endorsements_for(
+                    &cert_der,
+                    args.pccs_url.as_deref(),
+                    args.collateral.as_deref(),
+                    now,
+                )?,
+            };
+            let verification = verify_certificate_with(
                 &cert_der,
                 &policy,
                 endorsements.as_ref().map_err(String::as_str),
                 now,
-            )
+            );
+            used = endorsements.ok();
+            verification
         }
     };
     let certificate_issuer = mse_attest::ratls::issuer(&cert_der).ok();
@@ -649,9 +694,20 @@ pub fn run(args: Args) -> CmdResult {
 
     // A verified RA-TLS certificate is its own trust anchor for curl; an
     // ACME or owner's certificate chains to a CA the user's tools know.
-    let cert_path = if verification.verified && evidence_url.is_none() {
+    if let Some(path) = &args.save_evidence {
+        save_evidence(
+            path,
+            &verification,
+            evidence_url.as_deref(),
+            &source,
+            now,
+            &cert_der,
+            used.as_ref(),
+        )?;
+    }
+    let cert_path = if verification.verified && evidence_url.is_none() && bundle.is_none() {
         let path = absolute(&args.output)?;
-        let pem = pem_encode(&cert_der);
+        let pem = mse_attest::ratls::der_to_pem(&cert_der);
         std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
         Some(path)
     } else {
@@ -693,6 +749,42 @@ pub fn run(args: Args) -> CmdResult {
         )));
     }
     verdict(&verification)
+}
+
+/// `--save-evidence`: the verified certificate and what certified its
+/// quote, as an evidence bundle.
+fn save_evidence(
+    path: &Path,
+    verification: &Verification,
+    evidence_url: Option<&str>,
+    source: &str,
+    now: chrono::DateTime<Utc>,
+    cert_der: &[u8],
+    endorsements: Option<&Endorsements>,
+) -> CmdResult {
+    if let Some(url) = evidence_url {
+        return Err(Failure::Invalid(format!(
+            "--save-evidence keeps RA-TLS certificates; this certificate carries no quote (its \
+             evidence is at {url}), so nothing was saved"
+        )));
+    }
+    if !verification.verified {
+        eprintln!(
+            "the verification failed: no evidence saved to {}",
+            path.display()
+        );
+        return Ok(());
+    }
+    let bundle = mse_attest::bundle::Bundle::new(source, now, cert_der, endorsements);
+    let text = serde_json::to_vec_pretty(&bundle).context("cannot encode the evidence")?;
+    let path = absolute(path)?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "evidence saved to {}: check it again with `mse verify --offline {}`",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// `mse verify --quote FILE`: the evidence on its own.
@@ -847,14 +939,6 @@ fn print_measurements(v: &Verification, all: bool) -> CmdResult {
     Ok(())
 }
 
-/// A certificate (DER) as PEM with LF line endings.
-pub fn pem_encode(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
-
 fn print_human(
     source: &str,
     v: &Verification,
@@ -922,6 +1006,9 @@ fn print_human(
         )?;
         outln!("  Open it in a browser: https://{target}/")?;
     }
+    if v.verified && args.offline.is_some() {
+        outln!("{verified}, offline: the saved evidence shows the app running in {tee}.")?;
+    }
     if let Some(path) = cert_path {
         outln!(
             "{verified}: the app runs in {tee}. Certificate saved to {}",
@@ -940,19 +1027,4 @@ fn print_human(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pem_encoding_is_standard_with_short_lines() {
-        assert_eq!(
-            pem_encode(b"Man"),
-            "-----BEGIN CERTIFICATE-----\nTWFu\n-----END CERTIFICATE-----\n"
-        );
-        let long = pem_encode(&[0u8; 100]);
-        assert!(long.lines().all(|l| l.len() <= 64));
-    }
 }

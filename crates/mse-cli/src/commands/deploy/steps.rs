@@ -634,12 +634,16 @@ pub fn save_context(
         .save(&context, &package.tar_path)
         .map_err(|e| Failure::Other(anyhow!("cannot save the context: {e}")))?;
     let cert_path = match origin {
-        CertificateOrigin::SelfSigned => Some(("cert.pem", verify::pem_encode(&node.cert_der))),
+        CertificateOrigin::SelfSigned => {
+            Some(("cert.pem", mse_attest::ratls::der_to_pem(&node.cert_der)))
+        }
         CertificateOrigin::Operator => Some(("operator-ca.pem", ctx.profile.operator_ca.clone())),
         // Served with a certificate of a CA the user's tools know, or the
         // RA-TLS certificate still (the ACME CA failed).
         CertificateOrigin::Acme if served.browser.as_ref().is_some_and(Browser::issued) => None,
-        CertificateOrigin::Acme => Some(("cert.pem", verify::pem_encode(&node.cert_der))),
+        CertificateOrigin::Acme => {
+            Some(("cert.pem", mse_attest::ratls::der_to_pem(&node.cert_der)))
+        }
         CertificateOrigin::Owner => None,
     }
     .map(|(name, pem)| -> Result<PathBuf, Failure> {
