@@ -287,6 +287,13 @@ pub fn inspect(quote: &[u8]) -> Result<(DcapTee, u16, Measurements), AttestError
             quote.len()
         )));
     }
+    let structural = signature_data_len(tee, &quote[signed_len + 4..expected])?;
+    if structural != auth_len as usize {
+        return Err(malformed(format!(
+            "the signature data says {auth_len} bytes, but what it holds takes {structural}: \
+             a length was changed"
+        )));
+    }
     let parsed = dcap_qvl::quote::Quote::parse(quote)
         .map_err(|e| malformed(format!("signature data: {e:#}")))?;
     let measurements = match (&parsed.report, tee) {
@@ -322,6 +329,28 @@ pub fn inspect(quote: &[u8]) -> Result<(DcapTee, u16, Measurements), AttestError
         (_, DcapTee::Sgx) => return Err(malformed("an SGX quote without an enclave report")),
     };
     Ok((tee, version, measurements))
+}
+
+/// The length the signature data's own fields give it: for SGX (v3) the
+/// signature, attestation key, QE report and its signature, QE
+/// authentication data and certification data; for TDX (v4, v5) the
+/// signature, attestation key and certification data (which wraps the
+/// rest). A signature data length that says more or less than this was
+/// changed: it is not signed, so nothing else would notice.
+fn signature_data_len(tee: DcapTee, data: &[u8]) -> Result<usize, AttestError> {
+    let short = || malformed("the signature data is truncated inside its own fields");
+    let certification_at = match tee {
+        DcapTee::Sgx => {
+            // Signature, key, QE report, its signature, then the QE
+            // authentication data's length and bytes.
+            let auth_at = 64 + 64 + SGX_REPORT_LEN + 64;
+            let auth_len = le_u16(data, auth_at).ok_or_else(short)?;
+            auth_at + 2 + usize::from(auth_len)
+        }
+        DcapTee::Tdx => 64 + 64,
+    };
+    let size = le_u32(data, certification_at + 2).ok_or_else(short)?;
+    Ok(certification_at + 6 + size as usize)
 }
 
 impl Measurements {
