@@ -57,6 +57,11 @@ pub const DEFAULT_ATTESTATION_ROOT: &str = "/dev/attestation";
 /// configfs-tsm, where a TDX or SEV-SNP guest asks for its reports.
 pub const DEFAULT_TSM_ROOT: &str = "/sys/kernel/config/tsm";
 
+/// The environment variable that holds, inside a Gramine enclave, the
+/// fingerprint (hex) of the one app the enclave was built for: set by the
+/// enclave's manifest (`loader.env`), so MRENCLAVE covers it.
+pub const GRAMINE_FINGERPRINT_ENV: &str = "MSE_FINGERPRINT";
+
 /// The shortest and longest validity a node may ask its ACME CA for.
 pub const ACME_LIFETIME: std::ops::RangeInclusive<Duration> =
     Duration::from_secs(30)..=Duration::from_secs(365 * 24 * 3600);

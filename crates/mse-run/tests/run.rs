@@ -1013,7 +1013,10 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     });
     let ratls = |expiry: &str| serde_json::json!({"mode": "ratls", "expires_at": expiry});
     // The launch description on standard input.
-    let base = |image: &str, quotes: &serde_json::Value, tls: serde_json::Value| {
+    let base_with = |image: &str,
+                     quotes: &serde_json::Value,
+                     tls: serde_json::Value,
+                     fingerprint_env: Option<&str>| {
         let launch = serde_json::json!({
             "app": {"uuid": "u", "application": "app:app", "domain": "a.localhost",
                     "code": package.code},
@@ -1022,8 +1025,14 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
             "quotes": quotes,
             "tls": tls,
         });
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mse-run"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mse-run"));
+        command
             .args(["--launch", "-"])
+            .env_remove(mse_api::launch::GRAMINE_FINGERPRINT_ENV);
+        if let Some(value) = fingerprint_env {
+            command.env(mse_api::launch::GRAMINE_FINGERPRINT_ENV, value);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1039,6 +1048,9 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
+    let base = |image: &str, quotes: &serde_json::Value, tls: serde_json::Value| {
+        base_with(image, quotes, tls, None)
+    };
     let (code, err) = base(IMAGE, &simulation, ratls("2001-01-01T00:00:00Z"));
     assert_eq!(code, Some(2));
     assert!(err.contains("is past"), "{err}");
@@ -1051,6 +1063,34 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     assert!(
         err.contains("no attestation device at /nonexistent"),
         "{err}"
+    );
+    // A Gramine enclave whose manifest set no fingerprint, or another app's:
+    // refused before any quote is asked for.
+    let device = dir.path().join("attestation");
+    std::fs::create_dir_all(&device).unwrap();
+    for file in ["quote", "user_report_data"] {
+        std::fs::write(device.join(file), b"").unwrap();
+    }
+    let gramine = serde_json::json!({"provider": "gramine", "attestation_root": device});
+    let (code, err) = base(IMAGE, &gramine, ratls("2099-01-01T00:00:00Z"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("loader.env.MSE_FINGERPRINT"), "{err}");
+    let (code, err) = base_with(
+        IMAGE,
+        &gramine,
+        ratls("2099-01-01T00:00:00Z"),
+        Some(&"00".repeat(32)),
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!("built for the fingerprint {}", "00".repeat(32)))
+            && err.contains("refusing"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(device.join("user_report_data")).unwrap(),
+        b"",
+        "no quote was asked for"
     );
     let no_key = serde_json::json!({"provider": "simulation"});
     let (code, err) = base(IMAGE, &no_key, ratls("2099-01-01T00:00:00Z"));

@@ -44,8 +44,16 @@ const REAP: Duration = Duration::from_secs(5);
 ///   mse-server --roles node --join https://API:9444 --node-token msejoin_… \
 ///     --advertise IP --nodes-dir /var/lib/mse-node
 #[derive(Debug, Parser)]
-#[command(name = "mse-server", version, verbatim_doc_comment)]
+#[command(
+    name = "mse-server",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    /// Operator tools for confidential hardware, instead of serving
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// The roles of this process, comma-separated: `api` (REST API),
     /// `proxy` (SNI proxy), `node` (runs the apps)
     #[arg(long, value_name = "ROLES", default_value = "api,proxy,node", value_parser = Roles::parse)]
@@ -306,8 +314,98 @@ fn raise_open_files_limit(api: Option<u64>, proxy: Option<u64>) {
     }
 }
 
+/// `mse-server tee …`: tools, not a server.
+#[derive(Debug, clap::Subcommand)]
+enum Tool {
+    /// Confidential hardware: what a node host needs to run apps in a TEE
+    #[command(subcommand)]
+    Tee(TeeTool),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TeeTool {
+    /// Print the Gramine manifest of one app's SGX enclave (mse-run, the image's Python
+    /// environment, the app's fingerprint in loader.env.MSE_FINGERPRINT, DEBUG off), to sign with
+    /// gramine-sgx-sign and the operator's key (docs/attestation.md)
+    GramineManifest(GramineManifestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GramineManifestArgs {
+    /// The app's fingerprint, 64 hex digits
+    #[arg(long, value_name = "HEX")]
+    fingerprint: String,
+    /// The enclave size of the app's resource (`512M`, `4G`)
+    #[arg(long, value_name = "SIZE")]
+    enclave_size: String,
+    /// The image's Python environment (absolute)
+    #[arg(long, value_name = "DIR")]
+    python_env: PathBuf,
+    /// The app's work folder on the node host (absolute): the enclave's only untrusted files
+    #[arg(long, value_name = "DIR")]
+    work_dir: PathBuf,
+    /// The mse-run binary [default: the one beside mse-server]
+    #[arg(long, value_name = "FILE")]
+    mse_run: Option<PathBuf>,
+    /// Gramine's runtime folder
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc"
+    )]
+    gramine_runtime: PathBuf,
+    /// Gramine's LibOS
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/usr/lib/x86_64-linux-gnu/gramine/libsysdb.so"
+    )]
+    libos: PathBuf,
+    /// Threads the enclave may run
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_threads: u32,
+    /// Another host path to mount at the same place and trust: the Python interpreter the
+    /// environment was built with and its standard library (may be repeated)
+    #[arg(long, value_name = "PATH")]
+    trusted: Vec<PathBuf>,
+}
+
+/// `mse-server tee gramine-manifest`: the manifest on standard output.
+fn gramine_manifest(args: GramineManifestArgs) -> anyhow::Result<()> {
+    let mut fingerprint = [0u8; 32];
+    hex::decode_to_slice(args.fingerprint.trim(), &mut fingerprint)
+        .map_err(|_| anyhow::anyhow!("--fingerprint must be 64 hex digits"))?;
+    let mse_run = match args.mse_run {
+        Some(path) => path,
+        None => mse_run_binary(None)?,
+    };
+    let text = mse_server::roles::gramine::manifest(&mse_server::roles::gramine::ManifestInputs {
+        fingerprint,
+        enclave_size: args.enclave_size,
+        mse_run,
+        python_env: args.python_env,
+        work_dir: args.work_dir,
+        gramine_runtime: args.gramine_runtime,
+        libos: args.libos,
+        max_threads: args.max_threads,
+        trusted: args.trusted,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    print!("{text}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Tool::Tee(TeeTool::GramineManifest(tool))) = args.tool.take() {
+        return match gramine_manifest(tool) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

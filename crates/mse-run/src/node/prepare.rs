@@ -171,6 +171,24 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
                     attestation_root.display()
                 )));
             }
+            // MRENCLAVE covers the manifest, and so the fingerprint it sets:
+            // an enclave built for another app must not attest for this one
+            // (docs/attestation.md).
+            let variable = mse_api::launch::GRAMINE_FINGERPRINT_ENV;
+            let built_for = std::env::var(variable).map_err(|_| {
+                invalid(format!(
+                    "the enclave's environment has no {variable}: its manifest must set \
+                     loader.env.{variable} to the app's fingerprint (mse-server tee \
+                     gramine-manifest)"
+                ))
+            })?;
+            if !built_for.eq_ignore_ascii_case(&hex::encode(fingerprint)) {
+                return Err(invalid(format!(
+                    "this enclave was built for the fingerprint {built_for}, not for this app's \
+                     {}: refusing to run it",
+                    hex::encode(fingerprint)
+                )));
+            }
             Box::new(provider)
         }
         Quotes::Tdx { tsm_root } | Quotes::SevSnp { tsm_root } => {

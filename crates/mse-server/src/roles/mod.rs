@@ -3,6 +3,7 @@
 //! and the HTTP server with its connection limits. Each builds on the state
 //! floor below it; `main` wires them together.
 
+pub mod gramine;
 pub mod http_server;
 pub mod limits;
 pub mod node_host;
