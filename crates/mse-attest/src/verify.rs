@@ -67,6 +67,9 @@ pub struct Policy {
     /// evidence passes `runtime_measurements` when it has every measurement
     /// of one reference of its TEE.
     pub references: Vec<Reference>,
+    /// Why the catalog's references could not be used (their signature is
+    /// missing or not the platform's), said by `runtime_measurements`.
+    pub references_refused: Option<String>,
     /// SEV-SNP: the lowest TCB components accepted as `UpToDate`.
     pub snp_min_tcb: Option<crate::snp::Tcb>,
 }
@@ -453,7 +456,10 @@ fn vm_checks(
     report.result("debug_disabled", vm.debug_off());
     report.result(
         "runtime_measurements",
-        runtime_measurements(vm, &policy.references),
+        match &policy.references_refused {
+            Some(why) if !policy.references.iter().any(|r| r.tee == vm.tee) => Err(why.clone()),
+            _ => runtime_measurements(vm, &policy.references),
+        },
     );
     match policy.mr_enclave {
         None => report.push(
@@ -514,8 +520,8 @@ fn runtime_measurements(
     }
     if differences.is_empty() {
         Err(format!(
-            "no reference measurements of a runtime on {}: the catalog publishes none \
-             (docs/attestation.md)",
+            "no reference measurements of a runtime on {}: the catalog used publishes none \
+             (docs/attestation.md; an app user gives the platform's with `mse verify --catalog`)",
             vm.tee
         ))
     } else {

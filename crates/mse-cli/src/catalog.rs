@@ -29,6 +29,8 @@ pub struct Current {
     pub origin: String,
     /// Said to the user once, when it is not the platform's current one.
     pub note: Option<String>,
+    /// The platform's signature of the catalog's reference measurements.
+    pub references_signature: Option<String>,
 }
 
 /// The platform's catalog as kept on disk.
@@ -72,6 +74,7 @@ fn save(url: &str, published: &PublishedCatalog) -> Result<(), Failure> {
 
 fn checked(url: &str, published: PublishedCatalog) -> Result<Current, Failure> {
     let digest = published.digest.clone();
+    let references_signature = published.references_signature.clone();
     let catalog = published
         .into_catalog(&of(url))
         .map_err(|e| Failure::Other(e.into()))?;
@@ -80,6 +83,7 @@ fn checked(url: &str, published: PublishedCatalog) -> Result<Current, Failure> {
         digest,
         origin: of(url),
         note: None,
+        references_signature,
     })
 }
 
@@ -105,14 +109,45 @@ pub fn refresh(client: &Client) -> Result<Current, Failure> {
 
 /// The catalog with no network at all: the copy saved from the platform of
 /// `mse login`, else the built-in one.
-pub fn without_network() -> Result<Catalog, Failure> {
-    match Profile::load() {
-        Ok(profile) => match read_saved(&profile.url) {
-            Some(saved) => Ok(checked(&profile.url, saved)?.catalog),
-            None => Ok(Catalog::default_catalog()),
-        },
-        Err(_) => Ok(Catalog::default_catalog()),
+pub fn without_network() -> Result<Current, Failure> {
+    if let Ok(profile) = Profile::load() {
+        if let Some(saved) = read_saved(&profile.url) {
+            return checked(&profile.url, saved);
+        }
     }
+    let catalog = Catalog::default_catalog();
+    Ok(Current {
+        digest: catalog.digest(),
+        catalog,
+        origin: "the built-in catalog".into(),
+        note: None,
+        references_signature: None,
+    })
+}
+
+/// A catalog as `GET /catalog` serves it, read from `path`.
+pub fn from_file(path: &std::path::Path) -> Result<Current, Failure> {
+    let text = std::fs::read(path)
+        .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    let published: PublishedCatalog = serde_json::from_slice(&text).map_err(|e| {
+        Failure::Invalid(format!(
+            "{} is not a catalog as GET /catalog serves it: {e}",
+            path.display()
+        ))
+    })?;
+    let origin = path.display().to_string();
+    let digest = published.digest.clone();
+    let references_signature = published.references_signature.clone();
+    let catalog = published
+        .into_catalog(&origin)
+        .map_err(|e| Failure::Invalid(e.to_string()))?;
+    Ok(Current {
+        catalog,
+        digest,
+        origin,
+        note: None,
+        references_signature,
+    })
 }
 
 /// The catalog for commands that work without the platform (`validate`,
@@ -126,6 +161,7 @@ pub fn for_local_use() -> Result<Current, Failure> {
             catalog,
             origin: origin.into(),
             note,
+            references_signature: None,
         }
     };
     let Ok(profile) = Profile::load() else {

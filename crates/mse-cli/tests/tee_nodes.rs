@@ -223,6 +223,11 @@ fn journey(mut node: Node) {
         .write("test-roots.pem", &node.roots)
         .to_string_lossy()
         .to_string();
+    let (_, signer) = platform.get("", "/signer");
+    let signer_arg = user
+        .write("signer.pub", signer.as_str().unwrap())
+        .to_string_lossy()
+        .to_string();
     let code_dir = user.work().join("code");
     std::fs::create_dir_all(&code_dir).unwrap();
     for entry in std::fs::read_dir(app.join("mse_src")).unwrap().flatten() {
@@ -242,6 +247,8 @@ fn journey(mut node: Node) {
             &code_arg,
             "--catalog",
             &catalog_arg,
+            "--signer-key",
+            &signer_arg,
             "--json",
         ];
         args.extend_from_slice(&pccs);
@@ -284,6 +291,8 @@ fn journey(mut node: Node) {
             &catalog_arg,
             "--test-roots",
             &user_roots_arg,
+            "--signer-key",
+            &signer_arg,
             "--json",
         ];
         args.extend_from_slice(extra);
@@ -324,6 +333,42 @@ fn journey(mut node: Node) {
             "{report}"
         );
     }
+
+    // References changed in the user's copy of the catalog are not the
+    // platform's: they are not used, and the node's runtime is not accepted.
+    let mut edited: Value = serde_json::from_str(&catalog.to_string()).unwrap();
+    let entry = edited["images"][0]["tee"].as_object_mut().unwrap();
+    let (_, reference) = entry.iter_mut().next().unwrap();
+    let key = if provider == "tdx" {
+        "mr_td"
+    } else {
+        "measurement"
+    };
+    reference[key] = "ab".repeat(48).into();
+    // The digest recomputed, as anyone can: only the signature tells.
+    let images: Vec<mse_runtime::ImageSpec> =
+        serde_json::from_value(edited["images"].clone()).unwrap();
+    edited["digest"] = mse_runtime::Catalog { images }.digest().into();
+    user.write("catalog.json", &edited.to_string());
+    let (code, report, stderr) = verify(&["--test-roots", &user_roots_arg]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        checks_failed(&report),
+        ["runtime_measurements"],
+        "{report}{stderr}"
+    );
+    let detail = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "runtime_measurements")
+        .unwrap()["detail"]
+        .to_string();
+    assert!(
+        detail.contains("not signed by the platform"),
+        "{detail}{stderr}"
+    );
+    user.write("catalog.json", &catalog.to_string());
 
     // Under the vendor's real roots the same node is refused.
     let (code, report, _) = verify(&[]);

@@ -361,7 +361,36 @@ impl Catalog {
         PublishedCatalog {
             digest: self.digest(),
             images: self.images.clone(),
+            references_signature: None,
         }
+    }
+
+    /// What the platform signs with its enclave-signing key so that a
+    /// verifier can take the runtimes' reference measurements from any copy
+    /// of the catalog: every image that has some, in order, with its
+    /// references. `None` when no image has any.
+    pub fn references_message(&self) -> Option<Vec<u8>> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            reference: &'a str,
+            tee: &'a TeeReferences,
+        }
+        let entries: Vec<Entry<'_>> = self
+            .images
+            .iter()
+            .filter(|image| !image.tee.is_empty())
+            .map(|image| Entry {
+                reference: &image.reference,
+                tee: &image.tee,
+            })
+            .collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let mut message = b"mse-catalog-references-v1\n".to_vec();
+        // Serializing strings and options cannot fail.
+        message.extend(serde_json::to_vec(&entries).unwrap_or_default());
+        Some(message)
     }
 }
 
@@ -372,6 +401,11 @@ pub struct PublishedCatalog {
     pub digest: String,
     /// The approved images.
     pub images: Vec<ImageSpec>,
+    /// The platform's signature (enclave-signing key, RSASSA-PKCS1-v1_5
+    /// SHA-256, base64) of [`Catalog::references_message`], when images
+    /// have reference measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub references_signature: Option<String>,
 }
 
 impl PublishedCatalog {

@@ -367,14 +367,17 @@ pub fn endorsements_for(
 }
 
 /// What verifies hardware evidence beyond the vendors' roots: the test
-/// roots of `test_roots` (said loudly), and, from `catalog`, the runtimes'
-/// reference measurements and the SEV-SNP minimum TCB of `image` (the
-/// strictest of the catalog's when the image is not known).
+/// roots of `test_roots` (said loudly), and, from the `current` catalog
+/// when the platform's enclave-signing key (`signer_pem`) signed them, the
+/// runtimes' reference measurements and the SEV-SNP minimum TCB of `image`
+/// (the strictest of the catalog's when the image is not known).
 pub fn hardware_policy(
-    catalog: &mse_runtime::Catalog,
+    current: &crate::catalog::Current,
+    signer_pem: Option<&str>,
     image: Option<&str>,
     test_roots: Option<&Path>,
 ) -> Result<HardwarePolicy, Failure> {
+    let catalog = &current.catalog;
     let trust = match test_roots {
         None => mse_attest::hardware::Trust::Vendors,
         Some(path) => {
@@ -391,11 +394,42 @@ pub fn hardware_policy(
             trust
         }
     };
-    let references = catalog
-        .images
-        .iter()
-        .flat_map(mse_runtime::ImageSpec::references)
-        .collect();
+    // The references count only under the platform's signature.
+    let refused = match (
+        catalog.references_message(),
+        &current.references_signature,
+        signer_pem,
+    ) {
+        (None, _, _) => None,
+        (Some(_), None, _) => Some(format!(
+            "the reference measurements of {} are not signed: they are not used",
+            current.origin
+        )),
+        (Some(_), Some(_), None) => Some(
+            "the platform's signer key is unknown (give --signer-key or log in): the catalog's \
+             reference measurements cannot be checked"
+                .to_string(),
+        ),
+        (Some(message), Some(signature), Some(pem)) => {
+            mse_attest::signer::verify(pem, &message, signature)
+                .err()
+                .map(|e| {
+                    format!(
+                        "the reference measurements of {} are not signed by the platform's \
+                         enclave-signing key ({e}): they are not used",
+                        current.origin
+                    )
+                })
+        }
+    };
+    let references = match &refused {
+        Some(_) => Vec::new(),
+        None => catalog
+            .images
+            .iter()
+            .flat_map(mse_runtime::ImageSpec::references)
+            .collect(),
+    };
     let min_tcb = match image.and_then(|image| catalog.find(image).ok()) {
         Some(spec) => spec.snp_min_tcb(),
         None => catalog
@@ -413,6 +447,7 @@ pub fn hardware_policy(
     Ok(HardwarePolicy {
         trust,
         references,
+        references_refused: refused,
         snp_min_tcb: min_tcb,
     })
 }
@@ -424,6 +459,8 @@ pub struct HardwarePolicy {
     pub trust: mse_attest::hardware::Trust,
     /// The runtimes' reference measurements.
     pub references: Vec<mse_attest::verify::Reference>,
+    /// Why the catalog's references are not used.
+    pub references_refused: Option<String>,
     /// The SEV-SNP minimum TCB.
     pub snp_min_tcb: Option<mse_attest::snp::Tcb>,
 }
@@ -553,20 +590,23 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         None
     };
-    let mr_signer = match (&args.signer_key, &profile) {
-        (Some(path), _) => {
-            let pem = String::from_utf8(read(&absolute(path)?, "signer key")?)
-                .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
-            Some(
-                mse_attest::signer::mr_signer_from_pem(&pem)
-                    .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?,
-            )
-        }
+    let signer_pem = match (&args.signer_key, &profile) {
+        (Some(path), _) => Some(
+            String::from_utf8(read(&absolute(path)?, "signer key")?)
+                .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?,
+        ),
         (None, Some(profile)) => {
             eprintln!("using the signer key of {} (from `mse login`)", profile.url);
-            Some(profile.mr_signer()?)
+            Some(profile.signer_key.clone())
         }
         (None, None) => None,
+    };
+    let mr_signer = match &signer_pem {
+        Some(pem) => Some(
+            mse_attest::signer::mr_signer_from_pem(pem)
+                .map_err(|e| Failure::Invalid(format!("the platform's signer key: {e}")))?,
+        ),
+        None => None,
     };
     let simulation_ca = match (&args.simulation_ca, &profile) {
         (Some(path), _) => Some(
@@ -603,22 +643,16 @@ pub fn run(args: Args) -> CmdResult {
         (None, _) => None,
     };
     let catalog = match &args.catalog {
-        Some(path) => {
-            let published: mse_runtime::PublishedCatalog =
-                serde_json::from_slice(&read(&absolute(path)?, "catalog")?).map_err(|e| {
-                    Failure::Invalid(format!(
-                        "{} is not a catalog as GET /catalog serves it: {e}",
-                        path.display()
-                    ))
-                })?;
-            published
-                .into_catalog(&path.display().to_string())
-                .map_err(|e| Failure::Invalid(e.to_string()))?
-        }
+        Some(path) => crate::catalog::from_file(&absolute(path)?)?,
         None if bundle.is_some() => crate::catalog::without_network()?,
-        None => crate::catalog::for_local_use()?.catalog,
+        None => crate::catalog::for_local_use()?,
     };
-    let hardware = hardware_policy(&catalog, image.as_deref(), args.test_roots.as_deref())?;
+    let hardware = hardware_policy(
+        &catalog,
+        signer_pem.as_deref(),
+        image.as_deref(),
+        args.test_roots.as_deref(),
+    )?;
     let policy = Policy {
         mr_signer,
         mr_enclave,
@@ -628,6 +662,7 @@ pub fn run(args: Args) -> CmdResult {
         simulation_revoked,
         trust: hardware.trust,
         references: hardware.references,
+        references_refused: hardware.references_refused,
         snp_min_tcb: args.snp_min_tcb.or(hardware.snp_min_tcb),
     };
 
@@ -812,7 +847,14 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
         None => mse_attest::hardware::Trust::Vendors,
         Some(_) => {
             hardware_policy(
-                &mse_runtime::Catalog { images: Vec::new() },
+                &crate::catalog::Current {
+                    catalog: mse_runtime::Catalog { images: Vec::new() },
+                    digest: String::new(),
+                    origin: String::new(),
+                    note: None,
+                    references_signature: None,
+                },
+                None,
                 None,
                 args.test_roots.as_deref(),
             )?

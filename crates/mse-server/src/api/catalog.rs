@@ -24,6 +24,7 @@ pub async fn get(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
     let published = mse_runtime::PublishedCatalog {
         digest: current.digest.clone(),
         images: current.catalog.images.clone(),
+        references_signature: current.references_signature.clone(),
     };
     Ok(([(header::ETAG, etag_value)], Json(published)).into_response())
 }

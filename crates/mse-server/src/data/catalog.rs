@@ -68,6 +68,27 @@ pub struct Published {
     pub catalog: Catalog,
     /// [`Catalog::digest`].
     pub digest: String,
+    /// The enclave-signing key's signature of the catalog's reference
+    /// measurements ([`Catalog::references_message`]), when it has some.
+    pub references_signature: Option<String>,
+}
+
+/// Signs the catalog's reference measurements with the data folder's
+/// enclave-signing key; `None` (said on the standard error) when there are
+/// none or the key cannot sign, and verifiers then refuse the references.
+fn sign_references(root: &Path, catalog: &Catalog) -> Option<String> {
+    let message = catalog.references_message()?;
+    let key_path = root.join("signer.key");
+    let signed = std::fs::read_to_string(&key_path)
+        .map_err(|e| format!("cannot read {}: {e}", key_path.display()))
+        .and_then(|pem| mse_attest::signer::sign(&pem, &message).map_err(|e| e.to_string()));
+    match signed {
+        Ok(signature) => Some(signature),
+        Err(e) => {
+            eprintln!("the catalog's reference measurements are not signed: {e}");
+            None
+        }
+    }
 }
 
 impl Cached {
@@ -87,9 +108,11 @@ impl Cached {
             }
         }
         let catalog = read(root)?;
+        let references_signature = sign_references(root, &catalog);
         let published = Arc::new(Published {
             digest: catalog.digest(),
             catalog,
+            references_signature,
         });
         *last = Some((stamp, published.clone()));
         Ok(published)

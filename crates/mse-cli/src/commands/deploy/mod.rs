@@ -155,7 +155,8 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     steps::config_checked(&plan, steps);
 
     let hardware = crate::commands::verify::hardware_policy(
-        &runtime.catalog.catalog,
+        &runtime.catalog,
+        Some(&profile.signer_key),
         Some(&plan.config.code.docker),
         args.test_roots.as_deref(),
     )?;

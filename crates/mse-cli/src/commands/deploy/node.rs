@@ -43,6 +43,7 @@ pub fn policy(
         },
         trust: hardware.trust.clone(),
         references: hardware.references.clone(),
+        references_refused: hardware.references_refused.clone(),
         snp_min_tcb: hardware.snp_min_tcb,
     })
 }
