@@ -165,6 +165,13 @@ impl Report {
             "not evaluated: the quote signature failed",
         );
     }
+    /// The report's checks in `out`, verified exactly when a TEE verified
+    /// and no check failed.
+    fn finish(self, mut out: Verification) -> Verification {
+        out.checks = self.checks;
+        out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
+        out
+    }
     fn result(&mut self, name: &'static str, result: Result<String, String>) {
         match result {
             Ok(detail) => self.push(name, Status::Passed, detail),
@@ -365,21 +372,18 @@ pub(crate) fn verify_quote(
         }
         Parsed::Vm(vm) => {
             vm_checks(vm, &claims, policy, &mut out, &mut report);
-            let verdict = crate::hardware::verify(
+            hardware_checks(
                 quote_bytes,
                 vm,
+                policy,
                 endorsements,
-                &policy.trust,
-                &|status: &str| policy.accepts(status),
-                policy.snp_min_tcb.as_ref(),
                 now,
+                &mut out,
+                &mut report,
             );
-            record_verdict(vm.tee, verdict, &mut out, &mut report);
         }
     }
-    out.checks = report.checks;
-    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
-    out
+    report.finish(out)
 }
 
 /// `debug_disabled`, `mr_signer` and `mr_enclave` of an SGX quote.
@@ -529,6 +533,29 @@ fn runtime_measurements(
     }
 }
 
+/// The `quote_signature` and `tcb` checks of hardware evidence, under the
+/// policy's roots, accepted statuses and SEV-SNP minimum TCB.
+fn hardware_checks(
+    bytes: &[u8],
+    parsed: &crate::hardware::Parsed,
+    policy: &Policy,
+    endorsements: Result<&Endorsements, &str>,
+    now: DateTime<Utc>,
+    out: &mut Verification,
+    report: &mut Report,
+) {
+    let verdict = crate::hardware::verify(
+        bytes,
+        parsed,
+        endorsements,
+        &policy.trust,
+        &|status: &str| policy.accepts(status),
+        policy.snp_min_tcb.as_ref(),
+        now,
+    );
+    record_verdict(parsed.tee, verdict, out, report);
+}
+
 /// Records a hardware verdict as the `quote_signature` and `tcb` checks.
 fn record_verdict(
     tee: Tee,
@@ -597,16 +624,7 @@ fn signature_and_tcb(
         Ok(parsed) => parsed,
         Err(why) => return report.signature_failed(why),
     };
-    let verdict = crate::hardware::verify(
-        quote_bytes,
-        &parsed,
-        endorsements,
-        &policy.trust,
-        &|status: &str| policy.accepts(status),
-        None,
-        now,
-    );
-    record_verdict(Tee::Sgx, verdict, out, report);
+    hardware_checks(quote_bytes, &parsed, policy, endorsements, now, out, report);
 }
 
 /// Verifies a piece of evidence on its own (an SGX or TDX quote, an
@@ -650,17 +668,14 @@ pub fn verify_raw(
         }
     }
     report.result("debug_disabled", parsed.debug_off());
-    let verdict = crate::hardware::verify(
+    hardware_checks(
         bytes,
         &parsed,
+        policy,
         endorsements,
-        &policy.trust,
-        &|status: &str| policy.accepts(status),
-        policy.snp_min_tcb.as_ref(),
         now,
+        &mut out,
+        &mut report,
     );
-    record_verdict(parsed.tee, verdict, &mut out, &mut report);
-    out.checks = report.checks;
-    out.verified = out.tee.is_some() && out.checks.iter().all(|c| c.status != Status::Failed);
-    out
+    report.finish(out)
 }

@@ -83,6 +83,15 @@ fn pem(der: &[u8]) -> String {
     )
 }
 
+/// `mse ARGS` as `user`, whose standard output is a JSON report:
+/// (exit code, report, standard error).
+fn verify_json(user: &TestContext, args: &[&str]) -> (i32, Value, String) {
+    let (code, stdout, stderr) = run_in(user, &user.work(), args);
+    let report: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    (code, report, stderr)
+}
+
 fn checks_failed(report: &Value) -> Vec<String> {
     report["checks"]
         .as_array()
@@ -237,26 +246,25 @@ fn journey(mut node: Node) {
     }
     let code_arg = code_dir.to_string_lossy().to_string();
     let target = out["url"].as_str().unwrap().trim_start_matches("https://");
+    // What an app user gives: the context, the code, the platform's public
+    // catalog and signer key.
+    let app_user = [
+        "--context",
+        exported_arg.as_str(),
+        "--code",
+        code_arg.as_str(),
+        "--catalog",
+        catalog_arg.as_str(),
+        "--signer-key",
+        signer_arg.as_str(),
+        "--json",
+    ];
     let verify = |extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            target,
-            "--context",
-            &exported_arg,
-            "--code",
-            &code_arg,
-            "--catalog",
-            &catalog_arg,
-            "--signer-key",
-            &signer_arg,
-            "--json",
-        ];
+        let mut args = vec!["verify", target];
+        args.extend_from_slice(&app_user);
         args.extend_from_slice(&pccs);
         args.extend_from_slice(extra);
-        let (code, stdout, stderr) = run_in(&user, &user.work(), &args);
-        let report: Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
-        (code, report, stderr)
+        verify_json(&user, &args)
     };
     let (code, report, stderr) = verify(&["--test-roots", &user_roots_arg]);
     assert_eq!(code, 0, "{report}{stderr}");
@@ -279,26 +287,11 @@ fn journey(mut node: Node) {
     assert_eq!(code, 0, "{stderr}");
     drop(node.pccs.take());
     let offline = |extra: &[&str]| {
-        let mut args = vec![
-            "verify",
-            "--offline",
-            &bundle_arg,
-            "--context",
-            &exported_arg,
-            "--code",
-            &code_arg,
-            "--catalog",
-            &catalog_arg,
-            "--test-roots",
-            &user_roots_arg,
-            "--signer-key",
-            &signer_arg,
-            "--json",
-        ];
+        let mut args = vec!["verify", "--offline", bundle_arg.as_str()];
+        args.extend_from_slice(&app_user);
+        args.extend_from_slice(&["--test-roots", user_roots_arg.as_str()]);
         args.extend_from_slice(extra);
-        let (code, stdout, stderr) = run_in(&user, &user.work(), &args);
-        let report: Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        let (code, report, _) = verify_json(&user, &args);
         (code, report)
     };
     let (code, report) = offline(&[]);
