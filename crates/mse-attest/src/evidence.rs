@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{fingerprint, FingerprintInput, TlsMode};
 use crate::ratls;
-use crate::verify::{
-    verify_quote, Claims, Collateral, Endorsements, Policy, QuoteCheck, Verification,
-};
+use crate::verify::{verify_quote, Claims, Endorsements, Policy, QuoteCheck, Verification};
 use crate::AttestError;
 
 /// Where a node serves the evidence of an app, on the app's domain.
@@ -55,6 +53,11 @@ pub struct Evidence {
     /// The fingerprint of `fingerprint_input`, hex. Informational: a verifier
     /// recomputes it.
     pub fingerprint: String,
+    /// What the TEE gave beside the quote, standard base64: on SEV-SNP the
+    /// certificate table of the VCEK chain, so the report can be checked
+    /// with nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<String>,
 }
 
 /// [`FingerprintInput`] as text, the way evidence carries it.
@@ -125,15 +128,32 @@ impl EvidenceInput {
 }
 
 impl Evidence {
-    /// The evidence of a node whose quote is `quote_bytes`, for an app whose
-    /// fingerprint is computed from `input`.
-    pub fn new(quote_bytes: &[u8], input: &FingerprintInput) -> Evidence {
+    /// The evidence of a node whose quote is `quote_bytes` (with what the
+    /// TEE gave beside it, `aux`), for an app whose fingerprint is computed
+    /// from `input`.
+    pub fn new(quote_bytes: &[u8], aux: Option<&[u8]>, input: &FingerprintInput) -> Evidence {
+        let base64 = &base64::engine::general_purpose::STANDARD;
         Evidence {
             version: VERSION,
-            quote: base64::engine::general_purpose::STANDARD.encode(quote_bytes),
+            quote: base64.encode(quote_bytes),
             fingerprint_input: input.into(),
             fingerprint: hex::encode(fingerprint(input)),
+            aux: aux
+                .filter(|aux| !aux.is_empty())
+                .map(|aux| base64.encode(aux)),
         }
+    }
+
+    /// What the TEE gave beside the quote, decoded from base64.
+    pub fn aux_bytes(&self) -> Result<Option<Vec<u8>>, AttestError> {
+        self.aux
+            .as_ref()
+            .map(|aux| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(aux)
+                    .map_err(|e| AttestError::Evidence(format!("aux is not standard base64: {e}")))
+            })
+            .transpose()
     }
 
     /// The JSON the node serves at [`EVIDENCE_PATH`].
@@ -182,8 +202,8 @@ impl Evidence {
 }
 
 /// Verifies that `served_cert_der`, the certificate served on `domain`, is
-/// held by the attested node that published `evidence`. `collateral` is the
-/// collateral for SGX quotes, or why there is none. The checks, in order:
+/// held by the attested node that published `evidence`. `endorsements`
+/// certify its quote or report, or say why there are none. The checks, in order:
 /// `quote_present`, `report_data_binding` (the quote binds the served
 /// certificate's key), `evidence_inputs` (`fingerprint_input` recomputes to
 /// MRENCLAVE and names `domain`), `debug_disabled`, `mr_signer`,
@@ -193,7 +213,7 @@ pub fn verify_evidence(
     evidence: &Evidence,
     domain: &str,
     policy: &Policy,
-    collateral: Result<&Collateral, &str>,
+    endorsements: Result<&Endorsements, &str>,
     now: DateTime<Utc>,
 ) -> Verification {
     let quote_bytes = evidence.quote_bytes().map_err(|e| e.to_string());
@@ -214,13 +234,12 @@ pub fn verify_evidence(
     };
     let inputs = |claims: &Claims| evidence_inputs(&evidence.fingerprint_input, domain, claims);
     let extra: [(&'static str, QuoteCheck<'_>); 1] = [("evidence_inputs", &inputs)];
-    let endorsements = collateral.map(|c| Endorsements::Dcap(Box::new(c.clone())));
     verify_quote(
         quote_bytes.as_deref().map_err(Clone::clone),
         &binding,
         &extra,
         policy,
-        endorsements.as_ref().map_err(|e| *e),
+        endorsements,
         now,
     )
 }
@@ -367,7 +386,7 @@ mod tests {
     #[test]
     fn evidence_round_trips_through_json() {
         let input = input(TlsOrigin::Acme);
-        let evidence = Evidence::new(b"quote bytes", &input);
+        let evidence = Evidence::new(b"quote bytes", None, &input);
         let read = Evidence::parse(&evidence.to_json()).unwrap();
         assert_eq!(read, evidence);
         assert_eq!(read.quote_bytes().unwrap(), b"quote bytes");
@@ -376,12 +395,12 @@ mod tests {
         assert_eq!(read.fingerprint_input.tls_binding, "2030-01-01T00:00:00Z");
         assert_eq!(read.fingerprint, hex::encode(fingerprint(&input)));
         let owner = self::input(TlsOrigin::Owner { leaf_der: b"leaf" });
-        let read = Evidence::parse(&Evidence::new(b"q", &owner).to_json()).unwrap();
+        let read = Evidence::parse(&Evidence::new(b"q", None, &owner).to_json()).unwrap();
         assert_eq!(read.fingerprint_input.to_input().unwrap(), owner);
     }
 
     fn json_with(change: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-        let evidence = Evidence::new(b"quote", &input(TlsOrigin::Acme));
+        let evidence = Evidence::new(b"quote", None, &input(TlsOrigin::Acme));
         let mut value: serde_json::Value = serde_json::from_slice(&evidence.to_json()).unwrap();
         change(&mut value);
         serde_json::to_vec(&value).unwrap()
@@ -459,7 +478,7 @@ mod tests {
             );
             assert!(error.contains(says), "{error}");
         }
-        let mut evidence = Evidence::new(b"quote", &input(TlsOrigin::Acme));
+        let mut evidence = Evidence::new(b"quote", None, &input(TlsOrigin::Acme));
         evidence.quote = "not base64!".into();
         let error = evidence.quote_bytes().unwrap_err().to_string();
         assert!(error.contains("not standard base64"), "{error}");
@@ -484,7 +503,7 @@ mod tests {
             key_bits(&ra_tls.cert_der).unwrap()
         );
         let quote = ratls::inspect(&ra_tls.cert_der).unwrap().quote_bytes;
-        let evidence = Evidence::parse(&Evidence::new(&quote, &input).to_json()).unwrap();
+        let evidence = Evidence::parse(&Evidence::new(&quote, None, &input).to_json()).unwrap();
 
         let v = verify(&acme, &evidence, &DOMAIN.to_uppercase(), &node.policy());
         assert!(v.verified, "{:#?}", v.checks);
@@ -516,7 +535,7 @@ mod tests {
         let owner = issued_for(&key);
         let input = input(TlsOrigin::Owner { leaf_der: &owner });
         let node = Node::new(fingerprint(&input));
-        let evidence = Evidence::new(&node.quote_for(&owner), &input);
+        let evidence = Evidence::new(&node.quote_for(&owner), None, &input);
 
         let v = verify(&owner, &evidence, DOMAIN, &node.policy());
         assert!(v.verified, "{:#?}", v.checks);
@@ -533,7 +552,7 @@ mod tests {
         let input = input(TlsOrigin::Acme);
         let node = Node::new(fingerprint(&input));
         let node_cert = issued_for(&rcgen::KeyPair::generate().unwrap());
-        let evidence = Evidence::new(&node.quote_for(&node_cert), &input);
+        let evidence = Evidence::new(&node.quote_for(&node_cert), None, &input);
         let proxy_cert = issued_for(&rcgen::KeyPair::generate().unwrap());
 
         let v = verify(&proxy_cert, &evidence, DOMAIN, &node.policy());
@@ -570,7 +589,7 @@ mod tests {
         let cert = issued_for(&rcgen::KeyPair::generate().unwrap());
         let mut other = input.clone();
         other.code_sha256 = [8; 32];
-        let evidence = Evidence::new(&node.quote_for(&cert), &other);
+        let evidence = Evidence::new(&node.quote_for(&cert), None, &other);
 
         let v = verify(&cert, &evidence, DOMAIN, &node.policy());
         assert!(!v.verified);
@@ -593,7 +612,7 @@ mod tests {
         let input = input(TlsOrigin::Acme);
         let node = Node::new(fingerprint(&input));
         let cert = issued_for(&rcgen::KeyPair::generate().unwrap());
-        let evidence = Evidence::new(&node.quote_for(&cert), &input);
+        let evidence = Evidence::new(&node.quote_for(&cert), None, &input);
 
         let v = verify(&cert, &evidence, "other.example.com", &node.policy());
         assert!(!v.verified);
@@ -610,7 +629,7 @@ mod tests {
         let input = input(TlsOrigin::Acme);
         let node = Node::new(fingerprint(&input));
         let cert = issued_for(&rcgen::KeyPair::generate().unwrap());
-        let evidence = Evidence::new(&node.quote_for(&cert), &input);
+        let evidence = Evidence::new(&node.quote_for(&cert), None, &input);
         let strict = Policy {
             allow_simulation: false,
             ..node.policy()
@@ -632,7 +651,7 @@ mod tests {
 
     #[test]
     fn evidence_whose_quote_does_not_decode_fails_every_check() {
-        let mut evidence = Evidence::new(b"quote", &input(TlsOrigin::Acme));
+        let mut evidence = Evidence::new(b"quote", None, &input(TlsOrigin::Acme));
         let cert = issued_for(&rcgen::KeyPair::generate().unwrap());
         for quote in ["not base64!", "AAAA"] {
             evidence.quote = quote.into();

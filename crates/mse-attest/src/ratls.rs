@@ -38,6 +38,8 @@ pub struct RaTls {
     pub key_pem: String,
     /// The quote in its extension, which binds its key.
     pub quote: Vec<u8>,
+    /// What the TEE gave beside the quote ([`AUX_OID`]), if anything.
+    pub aux: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RaTls {
@@ -78,6 +80,7 @@ pub fn create(
     let data = report_data(key.public_key_raw(), binding.as_ref().or(x25519));
     let attested = provider.attest(&data)?;
     let quote = attested.evidence;
+    let aux = attested.aux.filter(|aux| !aux.is_empty());
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|source| {
         AttestError::CertificateBuild {
             context: Some(format!("invalid domain `{domain}`")),
@@ -95,10 +98,13 @@ pub fn create(
         QUOTE_OID,
         quote.clone(),
     )];
-    if let Some(aux) = attested.aux.filter(|aux| !aux.is_empty()) {
+    if let Some(aux) = &aux {
         params
             .custom_extensions
-            .push(rcgen::CustomExtension::from_oid_content(AUX_OID, aux));
+            .push(rcgen::CustomExtension::from_oid_content(
+                AUX_OID,
+                aux.clone(),
+            ));
     }
     let cert = params
         .self_signed(&key)
@@ -111,6 +117,7 @@ pub fn create(
         cert_der: cert.der().to_vec(),
         key_pem: key.serialize_pem(),
         quote,
+        aux,
     })
 }
 

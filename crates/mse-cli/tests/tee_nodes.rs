@@ -212,6 +212,17 @@ fn journey(mut node: Node) {
         "no report was made for the app"
     );
 
+    // An owner-mode app ([ssl]) on the same node: its certificate carries
+    // no quote; the node publishes the evidence that binds its key.
+    let shop = ctx.scaffold("shop");
+    let shop_domain = format!("shop-{provider}.example.test");
+    owner_certificate_in(&shop, &shop_domain);
+    let mut args = vec!["--test-roots", roots_arg.as_str()];
+    args.extend_from_slice(&pccs);
+    let shop_out = deploy_ok(&platform, &ctx, &shop, &args);
+    assert_eq!(shop_out["certificate_origin"], "owner", "{shop_out}");
+    assert_eq!(shop_out["tee"], provider, "{shop_out}");
+
     // An app user, with no account: the exported context, the code, the
     // platform's public catalog and the test roots.
     let uuid = out["uuid"].as_str().unwrap();
@@ -273,6 +284,32 @@ fn journey(mut node: Node) {
     assert_eq!(report[node.shown.0], node.shown.1, "{report}");
     assert_eq!(report["tcb_status"], "UpToDate");
     assert!(stderr.contains("test roots"), "said loudly: {stderr}");
+
+    // The owner-mode app, verified against the evidence its node publishes
+    // (on SEV-SNP it carries the VCEK chain).
+    let port = proxy_port(&platform);
+    let shop_target = format!("{shop_domain}:{port}");
+    let resolve = format!("{shop_domain}:{port}:127.0.0.1");
+    let mut args = vec![
+        "verify",
+        shop_target.as_str(),
+        "--resolve",
+        resolve.as_str(),
+        "--fingerprint",
+        shop_out["fingerprint"].as_str().unwrap(),
+        "--catalog",
+        catalog_arg.as_str(),
+        "--signer-key",
+        signer_arg.as_str(),
+        "--test-roots",
+        user_roots_arg.as_str(),
+        "--json",
+    ];
+    args.extend_from_slice(&pccs);
+    let (code, report, stderr) = verify_json(&user, &args);
+    assert_eq!(code, 0, "{report}{stderr}");
+    assert_eq!(report["tee"], provider, "{report}");
+    assert!(report["evidence_url"].is_string(), "{report}");
 
     // The evidence, saved, checks again with no network (the PCCS gone),
     // and fails once its time is past the certificates' validity.

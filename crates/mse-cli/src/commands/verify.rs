@@ -499,18 +499,32 @@ pub fn verify_with_evidence(
     };
     let evidence = Evidence::parse(&bytes)
         .map_err(|e| Failure::Other(anyhow::anyhow!("the evidence at {url}: {e}")))?;
-    let collateral = collateral_for_quote(
-        evidence.quote_bytes().ok(),
-        collateral.pccs_url,
-        collateral.file,
-        now,
-    )?;
+    let quote = evidence.quote_bytes().ok();
+    let endorsements = match quote.as_deref().map(mse_attest::hardware::kind) {
+        Some(Ok(Tee::SevSnp)) => match (collateral.file, evidence.aux_bytes()) {
+            (Some(path), _) => {
+                let bytes = read(&absolute(path)?, "certificate chain")?;
+                Ok(Endorsements::read(Tee::SevSnp, &bytes)
+                    .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?)
+            }
+            (None, Ok(Some(table))) => mse_attest::snp::Chain::from_auxblob(&table)
+                .map(Endorsements::Snp)
+                .map_err(|e| format!("the evidence's VCEK chain: {e}")),
+            (None, Ok(None)) => Err(format!(
+                "the evidence at {url} carries no VCEK chain: give --collateral FILE with the \
+                 PEM certificates VCEK (or VLEK), ASK and ARK"
+            )),
+            (None, Err(e)) => Err(e.to_string()),
+        },
+        _ => collateral_for_quote(quote, collateral.pccs_url, collateral.file, now)?
+            .map(|c| Endorsements::Dcap(Box::new(c))),
+    };
     let verification = verify_evidence(
         cert_der,
         &evidence,
         host,
         policy,
-        collateral.as_ref().map_err(String::as_str),
+        endorsements.as_ref().map_err(String::as_str),
         now,
     );
     Ok((verification, url))

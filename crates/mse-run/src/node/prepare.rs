@@ -298,22 +298,23 @@ fn evidence(
     provider: &dyn QuoteProvider,
 ) -> Result<Option<bytes::Bytes>, Failure> {
     use mse_attest::evidence::{key_bits, Evidence};
-    let quote = match tls {
-        TlsSetup::Acme(_) => ratls.quote.clone(),
+    let (quote, aux) = match tls {
+        TlsSetup::Acme(_) => (ratls.quote.clone(), ratls.aux.clone()),
         TlsSetup::Owner { leaf_der, .. } => {
             let bits =
                 key_bits(leaf_der).map_err(|e| invalid(format!("the owner's certificate: {e}")))?;
-            provider
-                .quote(&mse_attest::ratls::report_data(
+            let attested = provider
+                .attest(&mse_attest::ratls::report_data(
                     &bits,
                     provider.app_binding().as_ref(),
                 ))
-                .map_err(|e| Failure::Error(format!("cannot quote the owner's key: {e}")))?
+                .map_err(|e| Failure::Error(format!("cannot quote the owner's key: {e}")))?;
+            (attested.evidence, attested.aux)
         }
         TlsSetup::RaTls | TlsSetup::Plain => return Ok(None),
     };
     Ok(Some(bytes::Bytes::from(
-        Evidence::new(&quote, input).to_json(),
+        Evidence::new(&quote, aux.as_deref(), input).to_json(),
     )))
 }
 
