@@ -113,7 +113,8 @@ const ROOT: u64 = 1;
 const REPORT: u64 = 2;
 /// Inodes of an entry are `FIRST_ENTRY + 16 * index + file`.
 const FIRST_ENTRY: u64 = 16;
-const TTL: Duration = Duration::ZERO;
+/// Attributes are never cached: every look asks the file system.
+pub(super) const TTL: Duration = Duration::ZERO;
 
 /// The files of an entry, by their inode offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +194,8 @@ struct TsmFs {
     served: Arc<Mutex<Vec<Served>>>,
 }
 
-fn attr(ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
+/// The attributes of a file or folder of root's.
+pub(super) fn attr(ino: u64, kind: FileType, perm: u16, size: u64) -> FileAttr {
     FileAttr {
         ino: INodeNo(ino),
         size,

@@ -1,7 +1,8 @@
 //! Confidential hardware we do not have, emulated at the kernel's
 //! interface: [`configfs`] serves configfs-tsm (the TDX and SEV-SNP guest
 //! report interface) as a real mounted file system, so a node's provider
-//! runs exactly the code it runs on the hardware; [`intel`] is Intel's DCAP
+//! runs exactly the code it runs on the hardware; [`gramine`] serves
+//! Gramine's `/dev/attestation` of an SGX enclave; [`intel`] is Intel's DCAP
 //! PKI (PCK certificates, TCB info, QE identity, CRLs) and its SGX and TDX
 //! quotes; [`snp`] is AMD's ARK → ASK → VCEK chain and SEV-SNP reports.
 //!
@@ -9,5 +10,6 @@
 //! verifier takes its evidence for hardware.
 
 pub mod configfs;
+pub mod gramine;
 pub mod intel;
 pub mod snp;
