@@ -1,6 +1,7 @@
-//! Evidence from anyone: every truncation, many one-byte changes and
-//! random bytes given as a quote or report are refused with an error, never
-//! a panic, and never verify. Bounded loops over real public evidence.
+//! Evidence from anyone: a quote whose unsigned signature data length was
+//! changed, every truncation, many one-byte changes and random bytes given
+//! as a quote or report are refused with an error, never a panic, and
+//! never verify. Bounded loops over real public evidence.
 
 use std::path::Path;
 
@@ -107,6 +108,34 @@ fn one_byte_changed_anywhere_in_the_signed_part_is_never_accepted() {
                 v.checks
             );
         }
+    }
+}
+
+#[test]
+fn a_quote_whose_unsigned_signature_data_length_reaches_into_its_padding_is_refused() {
+    // The TDX sample ends with zero padding; its signature data length (a
+    // u32 after the 48-byte header and the 584-byte TD report) is covered
+    // by no signature. Once, a longer length that reached into the padding
+    // verified as if nothing had changed.
+    let (_, quote, endorsements, at) = samples().remove(1);
+    let field = 48 + 584;
+    let length = u32::from_le_bytes(quote[field..field + 4].try_into().unwrap());
+    assert!(
+        quote.len() >= field + 4 + length as usize + 32,
+        "the sample has padding"
+    );
+    for longer in [1u32, 8, 32] {
+        let mut changed = quote.clone();
+        changed[field..field + 4].copy_from_slice(&(length + longer).to_le_bytes());
+        let v = verify_raw(&changed, &policy(), Ok(&endorsements), at);
+        assert!(!v.verified, "a length {longer} bytes longer verified");
+        assert_eq!(v.checks[0].name, "quote_present");
+        assert_eq!(v.checks[0].status, Status::Failed, "{:?}", v.checks[0]);
+        assert!(
+            v.checks[0].detail.contains("a length was changed"),
+            "{:?}",
+            v.checks[0]
+        );
     }
 }
 
