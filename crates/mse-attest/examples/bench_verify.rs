@@ -104,19 +104,7 @@ fn main() {
     }
 
     let report = mse_attest::hardware::decode(&data("snp/report_milan.hex"));
-    let mut pem = String::new();
-    let vcek = data("snp/vcek_milan.der");
-    pem.push_str("-----BEGIN CERTIFICATE-----\n");
-    use base64::Engine as _;
-    for line in base64::engine::general_purpose::STANDARD
-        .encode(&vcek)
-        .as_bytes()
-        .chunks(64)
-    {
-        pem.push_str(std::str::from_utf8(line).expect("base64"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    let mut pem = mse_attest::ratls::der_to_pem(&data("snp/vcek_milan.der"));
     pem.push_str(&String::from_utf8(data("snp/ask_ark_milan.pem")).expect("PEM"));
     let endorsements = Endorsements::read(Tee::SevSnp, pem.as_bytes()).expect("a chain");
     let Endorsements::Snp(chain) = &endorsements else {

@@ -109,9 +109,7 @@ impl Bundle {
         let inspected =
             crate::ratls::inspect(&self.certificate_der()?).map_err(|e| e.to_string())?;
         match inspected.aux {
-            Some(table) => crate::snp::Chain::from_auxblob(&table)
-                .map(Endorsements::Snp)
-                .map_err(|e| e.to_string()),
+            Some(table) => Endorsements::from_aux(&table),
             None => Err("the bundle holds no collateral for its quote".into()),
         }
     }

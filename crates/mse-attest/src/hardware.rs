@@ -249,6 +249,14 @@ pub enum Endorsements {
 }
 
 impl Endorsements {
+    /// The SEV-SNP chain of a certificate table (configfs-tsm's `auxblob`,
+    /// as a node's certificate or evidence carries it).
+    pub fn from_aux(table: &[u8]) -> Result<Endorsements, String> {
+        snp::Chain::from_auxblob(table)
+            .map(Endorsements::Snp)
+            .map_err(|e| format!("the VCEK chain: {e}"))
+    }
+
     /// Reads the endorsements of `tee` evidence: JSON for SGX and TDX, three
     /// PEM certificates (leaf first) for SEV-SNP.
     pub fn read(tee: Tee, bytes: &[u8]) -> Result<Endorsements, String> {

@@ -87,6 +87,21 @@ pub struct Reference {
 }
 
 impl Verification {
+    /// What hardware evidence says of itself: its debug attribute and every
+    /// measurement by name (MRENCLAVE and MRSIGNER in their own fields).
+    fn record(&mut self, parsed: &crate::hardware::Parsed) {
+        self.debug = Some(parsed.debug);
+        for (name, value) in &parsed.measurements {
+            match *name {
+                "mr_enclave" => self.mr_enclave = Some(value.clone()),
+                "mr_signer" => self.mr_signer = Some(value.clone()),
+                _ => {
+                    self.measurements.insert(name, value.clone());
+                }
+            }
+        }
+    }
+
     /// The checks that failed, each as `name: detail`.
     pub fn failures(&self) -> Vec<String> {
         self.checks
@@ -453,10 +468,7 @@ fn vm_checks(
     out: &mut Verification,
     report: &mut Report,
 ) {
-    out.debug = Some(vm.debug);
-    for (name, value) in &vm.measurements {
-        out.measurements.insert(name, value.clone());
-    }
+    out.record(vm);
     report.result("debug_disabled", vm.debug_off());
     report.result(
         "runtime_measurements",
@@ -657,16 +669,7 @@ pub fn verify_raw(
         Status::Passed,
         format!("{}, {} bytes", parsed.describe(), bytes.len()),
     );
-    out.debug = Some(parsed.debug);
-    for (name, value) in &parsed.measurements {
-        match *name {
-            "mr_enclave" => out.mr_enclave = Some(value.clone()),
-            "mr_signer" => out.mr_signer = Some(value.clone()),
-            _ => {
-                out.measurements.insert(name, value.clone());
-            }
-        }
-    }
+    out.record(&parsed);
     report.result("debug_disabled", parsed.debug_off());
     hardware_checks(
         bytes,

@@ -6,7 +6,7 @@
 //! REPORTDATA, but every quote carries the enclave's own MRENCLAVE: one
 //! built for another app's fingerprint is never accepted for it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use mse_attest::hardware::{Endorsements, Trust};
@@ -20,10 +20,7 @@ const FINGERPRINT: [u8; 32] = [0xF1; 32];
 const MR_SIGNER: [u8; 32] = [0x5E; 32];
 
 fn intel() -> Arc<EmulatedIntel> {
-    static INTEL: OnceLock<Arc<EmulatedIntel>> = OnceLock::new();
-    INTEL
-        .get_or_init(|| Arc::new(EmulatedIntel::new(Utc::now() - Duration::hours(1)).unwrap()))
-        .clone()
+    EmulatedIntel::shared()
 }
 
 fn endorsements() -> Endorsements {

@@ -23,10 +23,7 @@ const RTMRS: [[u8; 48]; 4] = [[0x10; 48], [0x11; 48], [0x12; 48], [0; 48]];
 const MEASUREMENT: [u8; 48] = [0x5E; 48];
 
 fn intel() -> Arc<EmulatedIntel> {
-    static INTEL: OnceLock<Arc<EmulatedIntel>> = OnceLock::new();
-    INTEL
-        .get_or_init(|| Arc::new(EmulatedIntel::new(Utc::now() - Duration::hours(1)).unwrap()))
-        .clone()
+    EmulatedIntel::shared()
 }
 
 fn amd() -> Arc<EmulatedSnp> {
@@ -44,14 +41,10 @@ fn amd() -> Arc<EmulatedSnp> {
     .clone()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn tdx_reference() -> Reference {
-    let mut measurements = vec![("mr_td".to_string(), hex(&MR_TD))];
+    let mut measurements = vec![("mr_td".to_string(), hex::encode(MR_TD))];
     for (i, rtmr) in RTMRS[..3].iter().enumerate() {
-        measurements.push((format!("rtmr{i}"), hex(rtmr)));
+        measurements.push((format!("rtmr{i}"), hex::encode(rtmr)));
     }
     Reference {
         tee: Tee::Tdx,
@@ -65,7 +58,7 @@ fn snp_reference() -> Reference {
         tee: Tee::SevSnp,
         name: "sev-snp reference of the test image".into(),
         measurements: vec![
-            ("measurement".into(), hex(&MEASUREMENT)),
+            ("measurement".into(), hex::encode(MEASUREMENT)),
             ("policy".into(), "0x30000".into()),
         ],
     }
@@ -175,7 +168,7 @@ fn a_tdx_node_verifies_under_the_test_root_only_and_is_reported_emulated() {
     assert!(v.emulated, "a test root is reported as emulated");
     assert_eq!(
         v.measurements.get("mr_td").map(String::as_str),
-        Some(&*hex(&MR_TD))
+        Some(&*hex::encode(MR_TD))
     );
     assert_eq!(v.tcb_status.as_deref(), Some("UpToDate"));
 
@@ -210,7 +203,7 @@ fn a_tdx_node_for_another_fingerprint_or_runtime_or_in_debug_is_refused_naming_t
     // Another runtime image: RTMR2 differs from the reference.
     let cert = certificate(&tsm, TsmKind::Tdx, FINGERPRINT);
     let mut reference = tdx_reference();
-    reference.measurements[3].1 = hex(&[0x99; 48]);
+    reference.measurements[3].1 = hex::encode([0x99; 48]);
     let v = verify_certificate_with(&cert, &policy(reference), Ok(&endorsements), Utc::now());
     assert_eq!(failed(&v), ["runtime_measurements"], "{:?}", v.failures());
     assert!(v.failures()[0].contains("rtmr2"), "{:?}", v.failures());
@@ -275,7 +268,7 @@ fn an_sev_snp_node_verifies_under_the_test_ark_with_the_chain_of_its_auxblob() {
     );
     assert_eq!(
         v.measurements.get("measurement").map(String::as_str),
-        Some(&*hex(&MEASUREMENT))
+        Some(&*hex::encode(MEASUREMENT))
     );
 
     // Another app's fingerprint; AMD's real ARKs; a higher minimum TCB.

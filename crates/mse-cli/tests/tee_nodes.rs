@@ -33,16 +33,12 @@ const TCB: emulated::Tcb = emulated::Tcb {
     fmc: None,
 };
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SEV-SNP reference of the emulated guest, as the catalog writes it.
 fn snp_reference() -> String {
     format!(
         "\n[image.tee.sev-snp]\nmeasurement = \"{}\"\npolicy = \"{POLICY:#x}\"\n\
          min_tcb = \"bl={} tee={} snp={} ucode={}\"\n",
-        hex(&MEASUREMENT),
+        hex::encode(MEASUREMENT),
         TCB.bootloader,
         TCB.tee,
         TCB.snp,
@@ -54,10 +50,10 @@ fn snp_reference() -> String {
 fn tdx_reference() -> String {
     format!(
         "\n[image.tee.tdx]\nmr_td = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\n",
-        hex(&MR_TD),
-        hex(&RTMRS[0]),
-        hex(&RTMRS[1]),
-        hex(&RTMRS[2])
+        hex::encode(MR_TD),
+        hex::encode(RTMRS[0]),
+        hex::encode(RTMRS[1]),
+        hex::encode(RTMRS[2])
     )
 }
 
@@ -74,13 +70,6 @@ fn publish_references(platform: &Platform, reference: &str) {
         out.push('\n');
     }
     std::fs::write(&path, out).unwrap();
-}
-
-fn pem(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
 }
 
 /// `mse ARGS` as `user`, whose standard output is a JSON report:
@@ -437,9 +426,9 @@ fn on_an_emulated_sev_snp_node_the_owner_deploys_and_an_app_user_verifies_under_
         tsm,
         provider: "sev-snp",
         reference: snp_reference(),
-        roots: pem(&snp.ark_der()),
+        roots: mse_attest::ratls::der_to_pem(&snp.ark_der()),
         pccs: None,
-        shown: ("measurement", hex(&MEASUREMENT)),
+        shown: ("measurement", hex::encode(MEASUREMENT)),
     });
 }
 
@@ -447,8 +436,7 @@ fn on_an_emulated_sev_snp_node_the_owner_deploys_and_an_app_user_verifies_under_
 fn on_an_emulated_tdx_node_the_owner_deploys_and_an_app_user_verifies_under_test_roots_only() {
     let test =
         "on_an_emulated_tdx_node_the_owner_deploys_and_an_app_user_verifies_under_test_roots_only";
-    let intel =
-        Arc::new(EmulatedIntel::new(chrono::Utc::now() - chrono::Duration::hours(1)).unwrap());
+    let intel = EmulatedIntel::shared();
     let guest = TdxGuest {
         intel: intel.clone(),
         mr_td: MR_TD,
@@ -463,8 +451,8 @@ fn on_an_emulated_tdx_node_the_owner_deploys_and_an_app_user_verifies_under_test
         tsm,
         provider: "tdx",
         reference: tdx_reference(),
-        roots: pem(&intel.root_der()),
+        roots: mse_attest::ratls::der_to_pem(&intel.root_der()),
         pccs: Some(pccs),
-        shown: ("mr_td", hex(&MR_TD)),
+        shown: ("mr_td", hex::encode(MR_TD)),
     });
 }

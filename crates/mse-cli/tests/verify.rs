@@ -631,16 +631,9 @@ fn collateral_time(collateral: &Path) -> String {
 /// The Milan SEV-SNP chain as `--collateral` takes it: VCEK, ASK, ARK.
 fn milan_chain_pem() -> String {
     let vcek = std::fs::read(evidence_data("snp/vcek_milan.der")).unwrap();
-    let mut pem = certificate_pem(&vcek);
+    let mut pem = mse_attest::ratls::der_to_pem(&vcek);
     pem.push_str(&std::fs::read_to_string(evidence_data("snp/ask_ark_milan.pem")).unwrap());
     pem
-}
-
-fn certificate_pem(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
 }
 
 /// `mse verify --quote` of evidence with its collateral, as at `at`.

@@ -348,21 +348,29 @@ pub fn endorsements_for(
                 .map(|c| Endorsements::Dcap(Box::new(c))),
         );
     }
+    snp_endorsements(file, Ok(inspected.aux), "the certificate")
+}
+
+/// What certifies an SEV-SNP report: the chain in `file` (PEM), else the
+/// certificate table that came with the report from `source`.
+fn snp_endorsements(
+    file: Option<&Path>,
+    aux: Result<Option<Vec<u8>>, String>,
+    source: &str,
+) -> Result<Result<Endorsements, String>, Failure> {
     if let Some(path) = file {
         let bytes = read(&absolute(path)?, "certificate chain")?;
         return Endorsements::read(Tee::SevSnp, &bytes)
             .map(Ok)
             .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())));
     }
-    Ok(match inspected.aux {
-        Some(table) => mse_attest::snp::Chain::from_auxblob(&table)
-            .map(Endorsements::Snp)
-            .map_err(|e| format!("the certificate's VCEK chain: {e}")),
-        None => Err(
-            "the certificate carries no VCEK chain: give --collateral FILE with the PEM \
-             certificates VCEK (or VLEK), ASK and ARK"
-                .to_string(),
-        ),
+    Ok(match aux {
+        Err(why) => Err(why),
+        Ok(Some(table)) => Endorsements::from_aux(&table).map_err(|e| format!("{source}: {e}")),
+        Ok(None) => Err(format!(
+            "{source} carries no VCEK chain: give --collateral FILE with the PEM certificates \
+             VCEK (or VLEK), ASK and ARK"
+        )),
     })
 }
 
@@ -378,22 +386,7 @@ pub fn hardware_policy(
     test_roots: Option<&Path>,
 ) -> Result<HardwarePolicy, Failure> {
     let catalog = &current.catalog;
-    let trust = match test_roots {
-        None => mse_attest::hardware::Trust::Vendors,
-        Some(path) => {
-            let text = String::from_utf8(read(&absolute(path)?, "test roots")?)
-                .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
-            let trust = mse_attest::hardware::Trust::test_from_pem(&text)
-                .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
-            eprintln!(
-                "{} trusting the test roots of {} instead of Intel's and AMD's: emulated \
-                 hardware only, no protection",
-                render::warning_prefix(),
-                path.display()
-            );
-            trust
-        }
-    };
+    let trust = test_trust(test_roots)?;
     // The references count only under the platform's signature.
     let refused = match (
         catalog.references_message(),
@@ -452,6 +445,25 @@ pub fn hardware_policy(
     })
 }
 
+/// The roots hardware evidence must chain to: the vendors', or the test
+/// roots of `test_roots` (said loudly).
+fn test_trust(test_roots: Option<&Path>) -> Result<mse_attest::hardware::Trust, Failure> {
+    let Some(path) = test_roots else {
+        return Ok(mse_attest::hardware::Trust::Vendors);
+    };
+    let text = String::from_utf8(read(&absolute(path)?, "test roots")?)
+        .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
+    let trust = mse_attest::hardware::Trust::test_from_pem(&text)
+        .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?;
+    eprintln!(
+        "{} trusting the test roots of {} instead of Intel's and AMD's: emulated hardware \
+         only, no protection",
+        render::warning_prefix(),
+        path.display()
+    );
+    Ok(trust)
+}
+
 /// The parts of a [`Policy`] that only hardware evidence uses.
 #[derive(Debug, Clone, Default)]
 pub struct HardwarePolicy {
@@ -501,21 +513,11 @@ pub fn verify_with_evidence(
         .map_err(|e| Failure::Other(anyhow::anyhow!("the evidence at {url}: {e}")))?;
     let quote = evidence.quote_bytes().ok();
     let endorsements = match quote.as_deref().map(mse_attest::hardware::kind) {
-        Some(Ok(Tee::SevSnp)) => match (collateral.file, evidence.aux_bytes()) {
-            (Some(path), _) => {
-                let bytes = read(&absolute(path)?, "certificate chain")?;
-                Ok(Endorsements::read(Tee::SevSnp, &bytes)
-                    .map_err(|e| Failure::Invalid(format!("{}: {e}", path.display())))?)
-            }
-            (None, Ok(Some(table))) => mse_attest::snp::Chain::from_auxblob(&table)
-                .map(Endorsements::Snp)
-                .map_err(|e| format!("the evidence's VCEK chain: {e}")),
-            (None, Ok(None)) => Err(format!(
-                "the evidence at {url} carries no VCEK chain: give --collateral FILE with the \
-                 PEM certificates VCEK (or VLEK), ASK and ARK"
-            )),
-            (None, Err(e)) => Err(e.to_string()),
-        },
+        Some(Ok(Tee::SevSnp)) => snp_endorsements(
+            collateral.file,
+            evidence.aux_bytes().map_err(|e| e.to_string()),
+            &format!("the evidence at {url}"),
+        )?,
         _ => collateral_for_quote(quote, collateral.pccs_url, collateral.file, now)?
             .map(|c| Endorsements::Dcap(Box::new(c))),
     };
@@ -857,24 +859,7 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
                 .map(|c| Endorsements::Dcap(Box::new(c)))
         }
     };
-    let trust = match &args.test_roots {
-        None => mse_attest::hardware::Trust::Vendors,
-        Some(_) => {
-            hardware_policy(
-                &crate::catalog::Current {
-                    catalog: mse_runtime::Catalog { images: Vec::new() },
-                    digest: String::new(),
-                    origin: String::new(),
-                    note: None,
-                    references_signature: None,
-                },
-                None,
-                None,
-                args.test_roots.as_deref(),
-            )?
-            .trust
-        }
-    };
+    let trust = test_trust(args.test_roots.as_deref())?;
     let policy = Policy {
         accepted_tcb: args.accept_tcb.clone(),
         snp_min_tcb: args.snp_min_tcb,

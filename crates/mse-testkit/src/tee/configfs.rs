@@ -55,27 +55,13 @@ impl EmulatedTsm {
     /// root or a permitted FUSE mount). Any user may reach it, with the
     /// kernel's permission bits: entries and their files belong to root.
     pub fn mount(device: impl TsmDevice) -> std::io::Result<EmulatedTsm> {
-        let dir = tempfile::Builder::new().prefix("mse-tsm-").tempdir()?;
-        // Others must be able to walk to the mount point, as to /sys.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
-        let root = dir.path().join("tsm");
-        std::fs::create_dir(&root)?;
         let served = Arc::new(Mutex::new(Vec::new()));
         let fs = TsmFs {
             device: Box::new(device),
             state: Mutex::new(State::default()),
             served: served.clone(),
         };
-        let mut config = fuser::Config::default();
-        config.mount_options = vec![
-            MountOption::FSName("configfs-tsm-emulated".into()),
-            MountOption::DefaultPermissions,
-        ];
-        config.acl = fuser::SessionACL::All;
-        let session = fuser::spawn_mount(fs, &root, &config)?;
+        let (root, session, dir) = mount(fs, "tsm", "configfs-tsm-emulated")?;
         Ok(EmulatedTsm {
             root,
             served,
@@ -88,14 +74,7 @@ impl EmulatedTsm {
     /// error) where this machine cannot mount FUSE file systems; under `CI`
     /// a failed mount fails the test.
     pub fn for_test(test: &str, device: impl TsmDevice) -> Option<EmulatedTsm> {
-        match EmulatedTsm::mount(device) {
-            Ok(tsm) => Some(tsm),
-            Err(e) => {
-                let needs = Err(format!("cannot mount an emulated configfs-tsm (FUSE): {e}"));
-                crate::require(test, needs);
-                None
-            }
-        }
+        mounted_for_test(test, "configfs-tsm", EmulatedTsm::mount(device))
     }
 
     /// The root to give a provider: the folder holding `report/`.
@@ -107,6 +86,64 @@ impl EmulatedTsm {
     pub fn served(&self) -> Vec<Served> {
         self.served.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+/// Mounts `fs` at `NAME` in a new temporary folder (needs root or a
+/// permitted FUSE mount): any user may reach it, with the kernel's
+/// permission bits. Returns the mount point, the session (unmounted when
+/// dropped) and the folder.
+pub(super) fn mount(
+    fs: impl Filesystem + 'static,
+    name: &str,
+    fs_name: &str,
+) -> std::io::Result<(PathBuf, fuser::BackgroundSession, tempfile::TempDir)> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("mse-{name}-"))
+        .tempdir()?;
+    // Others must be able to walk to the mount point, as to /sys or /dev.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let root = dir.path().join(name);
+    std::fs::create_dir(&root)?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(fs_name.into()),
+        MountOption::DefaultPermissions,
+    ];
+    config.acl = fuser::SessionACL::All;
+    let session = fuser::spawn_mount(fs, &root, &config)?;
+    Ok((root, session, dir))
+}
+
+/// A mounted device for `test`, or `None` (said on the standard error)
+/// where this machine cannot mount FUSE file systems; under `CI` a failed
+/// mount fails the test.
+pub(super) fn mounted_for_test<T>(
+    test: &str,
+    what: &str,
+    mounted: std::io::Result<T>,
+) -> Option<T> {
+    match mounted {
+        Ok(device) => Some(device),
+        Err(e) => {
+            crate::require(
+                test,
+                Err(format!("cannot mount an emulated {what} (FUSE): {e}")),
+            );
+            None
+        }
+    }
+}
+
+/// Answers a read of `size` bytes at `offset` of `bytes`.
+pub(super) fn reply_range(reply: ReplyData, bytes: &[u8], offset: u64, size: u32) {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(size as usize).min(bytes.len());
+    reply.data(&bytes[start..end]);
 }
 
 const ROOT: u64 = 1;
@@ -409,13 +446,7 @@ impl Filesystem for TsmFs {
             return reply.error(Errno::EISDIR);
         };
         match self.contents(req, index, file) {
-            Ok(bytes) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                reply.data(&bytes[start..end]);
-            }
+            Ok(bytes) => reply_range(reply, &bytes, offset, size),
             Err(errno) => reply.error(errno),
         }
     }

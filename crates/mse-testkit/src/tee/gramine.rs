@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
-    ReplyWrite, Request, WriteFlags,
+    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyWrite, Request,
+    WriteFlags,
 };
 
-use super::configfs::{attr, Served, TTL};
+use super::configfs::{attr, mount, mounted_for_test, reply_range, Served, TTL};
 use super::intel::{sgx_report_body, EmulatedIntel, SGX_ATTRIBUTES};
 
 const ROOT: u64 = 1;
@@ -63,15 +63,6 @@ impl EmulatedAttestation {
     /// Mounts the device of `enclave` in a new temporary folder (needs
     /// root or a permitted FUSE mount).
     pub fn mount(enclave: Enclave) -> std::io::Result<EmulatedAttestation> {
-        let dir = tempfile::Builder::new()
-            .prefix("mse-attestation-")
-            .tempdir()?;
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
-        let root = dir.path().join("attestation");
-        std::fs::create_dir(&root)?;
         let served = Arc::new(Mutex::new(Vec::new()));
         let fs = DeviceFs {
             enclave,
@@ -79,13 +70,7 @@ impl EmulatedAttestation {
             produced: Mutex::new(None),
             served: served.clone(),
         };
-        let mut config = fuser::Config::default();
-        config.mount_options = vec![
-            MountOption::FSName("gramine-attestation-emulated".into()),
-            MountOption::DefaultPermissions,
-        ];
-        config.acl = fuser::SessionACL::All;
-        let session = fuser::spawn_mount(fs, &root, &config)?;
+        let (root, session, dir) = mount(fs, "attestation", "gramine-attestation-emulated")?;
         Ok(EmulatedAttestation {
             root,
             served,
@@ -98,16 +83,11 @@ impl EmulatedAttestation {
     /// standard error) where FUSE cannot be mounted; under `CI` a failed
     /// mount fails the test.
     pub fn for_test(test: &str, enclave: Enclave) -> Option<EmulatedAttestation> {
-        match EmulatedAttestation::mount(enclave) {
-            Ok(device) => Some(device),
-            Err(e) => {
-                let needs = Err(format!(
-                    "cannot mount an emulated /dev/attestation (FUSE): {e}"
-                ));
-                crate::require(test, needs);
-                None
-            }
-        }
+        mounted_for_test(
+            test,
+            "/dev/attestation",
+            EmulatedAttestation::mount(enclave),
+        )
     }
 
     /// The folder to give a Gramine provider (as `/dev/attestation`).
@@ -234,13 +214,7 @@ impl Filesystem for DeviceFs {
         reply: ReplyData,
     ) {
         match self.contents(req, ino.into()) {
-            Ok(bytes) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let end = start.saturating_add(size as usize).min(bytes.len());
-                reply.data(&bytes[start..end]);
-            }
+            Ok(bytes) => reply_range(reply, &bytes, offset, size),
             Err(errno) => reply.error(errno),
         }
     }

@@ -332,6 +332,21 @@ pub fn td_report_body(
 }
 
 impl EmulatedIntel {
+    /// One PKI for the whole test process, issued an hour ago: its keys
+    /// are made once.
+    pub fn shared() -> std::sync::Arc<EmulatedIntel> {
+        static SHARED: std::sync::OnceLock<std::sync::Arc<EmulatedIntel>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                std::sync::Arc::new(
+                    EmulatedIntel::new(Utc::now() - Duration::hours(1))
+                        .expect("an emulated Intel PKI"),
+                )
+            })
+            .clone()
+    }
+
     /// A fresh PKI whose collateral is issued at `issued` and valid for 30
     /// days; its certificates are valid from a day before for ten years.
     pub fn new(issued: DateTime<Utc>) -> anyhow::Result<Self> {
