@@ -232,7 +232,8 @@ pub fn verify_evidence(
                 )
             })
     };
-    let inputs = |claims: &Claims| evidence_inputs(&evidence.fingerprint_input, domain, claims);
+    let inputs =
+        |claims: &Claims| evidence_inputs(&evidence.fingerprint_input, domain, claims, policy);
     let extra: [(&'static str, QuoteCheck<'_>); 1] = [("evidence_inputs", &inputs)];
     verify_quote(
         quote_bytes.as_deref().map_err(Clone::clone),
@@ -244,14 +245,25 @@ pub fn verify_evidence(
     )
 }
 
-/// The `evidence_inputs` check: `input` recomputes to the quote's MRENCLAVE,
-/// and names `domain`.
-fn evidence_inputs(input: &EvidenceInput, domain: &str, claims: &Claims) -> Result<String, String> {
+/// The `evidence_inputs` check: `input` recomputes to the fingerprint the
+/// evidence carries (on SGX hardware, the one whose enclave MRENCLAVE
+/// measures), and names `domain`.
+fn evidence_inputs(
+    input: &EvidenceInput,
+    domain: &str,
+    claims: &Claims,
+    policy: &Policy,
+) -> Result<String, String> {
     let parsed = input.to_input().map_err(|e| e.to_string())?;
     let recomputed = fingerprint(&parsed);
     let (mr_enclave, at) = (claims.fingerprint, claims.fingerprint_at);
+    let carried = if claims.measured_enclave {
+        crate::verify::enclave_mr_enclave(mr_enclave, recomputed, policy).is_ok()
+    } else {
+        recomputed == mr_enclave
+    };
     let mut failures = Vec::new();
-    if recomputed != mr_enclave {
+    if !carried {
         failures.push(format!(
             "the fingerprint {} recomputed from fingerprint_input is not the quote's {at} {}",
             hex::encode(recomputed),

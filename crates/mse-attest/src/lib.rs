@@ -55,6 +55,7 @@ use std::path::PathBuf;
 pub mod bundle;
 pub mod collateral;
 pub mod dcap;
+pub mod enclave;
 pub mod evidence;
 pub mod fingerprint;
 pub mod hardware;

@@ -72,6 +72,19 @@ pub struct Policy {
     pub references_refused: Option<String>,
     /// SEV-SNP: the lowest TCB components accepted as `UpToDate`.
     pub snp_min_tcb: Option<crate::snp::Tcb>,
+    /// SGX hardware: the enclaves the catalog publishes for the app's image
+    /// (manifest template and layout per enclave size); MRENCLAVE must be
+    /// the one of the enclave built for the expected fingerprint.
+    pub sgx_enclaves: Vec<EnclaveReference>,
+}
+
+/// An image's SGX enclave of one size, as the catalog publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnclaveReference {
+    /// What names it in reports (`sgx reference of IMAGE (4G)`).
+    pub name: String,
+    /// The manifest template and the layout around it.
+    pub enclave: crate::enclave::SgxEnclave,
 }
 
 /// The measurements a trusted runtime has on one TEE, by their usual names
@@ -193,6 +206,19 @@ impl Report {
             Err(detail) => self.push(name, Status::Failed, detail),
         }
     }
+
+    /// `result` when there is one, skipped saying `why` otherwise.
+    fn push_result(
+        &mut self,
+        name: &'static str,
+        result: Option<Result<String, String>>,
+        why: &str,
+    ) {
+        match result {
+            Some(result) => self.result(name, result),
+            None => self.push(name, Status::Skipped, why),
+        }
+    }
 }
 
 /// What the checks of a piece of evidence read of it, whatever its TEE.
@@ -205,6 +231,10 @@ pub(crate) struct Claims {
     pub fingerprint: [u8; 32],
     /// Where the fingerprint is: `MRENCLAVE` or `REPORTDATA[32..64]`.
     pub fingerprint_at: &'static str,
+    /// SGX hardware: `fingerprint` is MRENCLAVE, the measurement of the
+    /// enclave built around the app's manifest, not the fingerprint itself
+    /// (see [`enclave_mr_enclave`]).
+    pub measured_enclave: bool,
 }
 
 /// A check of the evidence: its detail when it passes, why when it fails.
@@ -234,6 +264,7 @@ impl Parsed {
                 report_data: quote.body.report_data(),
                 fingerprint: quote.body.mr_enclave(),
                 fingerprint_at: "MRENCLAVE",
+                measured_enclave: !simulation::looks_simulated(quote),
             },
             Parsed::Vm(parsed) => {
                 let mut fingerprint = [0; 32];
@@ -242,6 +273,7 @@ impl Parsed {
                     report_data: parsed.report_data,
                     fingerprint,
                     fingerprint_at: "REPORTDATA[32..64]",
+                    measured_enclave: false,
                 }
             }
         }
@@ -435,28 +467,76 @@ fn sgx_checks(quote: &Quote, policy: &Policy, out: &mut Verification, report: &m
             )),
         },
     );
-    match policy.mr_enclave {
-        None => report.push(
-            "mr_enclave",
-            Status::Skipped,
-            "no fingerprint given: the code the enclave runs is not checked",
-        ),
-        Some(expected) => report.result(
-            "mr_enclave",
-            if expected == body.mr_enclave() {
-                Ok(format!(
-                    "MRENCLAVE {} is the expected fingerprint",
-                    hex::encode(expected)
-                ))
+    report.push_result(
+        "mr_enclave",
+        policy.mr_enclave.map(|expected| {
+            if simulation::looks_simulated(quote) {
+                simulated_mr_enclave(body.mr_enclave(), expected)
             } else {
-                Err(format!(
-                    "MRENCLAVE {} is not the expected fingerprint {}",
-                    hex::encode(body.mr_enclave()),
-                    hex::encode(expected)
-                ))
-            },
-        ),
+                enclave_mr_enclave(body.mr_enclave(), expected, policy)
+            }
+        }),
+        "no fingerprint given: the code the enclave runs is not checked",
+    );
+}
+
+/// In simulation MRENCLAVE is the fingerprint itself.
+fn simulated_mr_enclave(found: [u8; 32], expected: [u8; 32]) -> Result<String, String> {
+    if expected == found {
+        Ok(format!(
+            "MRENCLAVE {} is the expected fingerprint",
+            hex::encode(expected)
+        ))
+    } else {
+        Err(format!(
+            "MRENCLAVE {} is not the expected fingerprint {}",
+            hex::encode(found),
+            hex::encode(expected)
+        ))
     }
+}
+
+/// On SGX hardware MRENCLAVE measures the enclave Gramine built around
+/// the app's manifest, which holds the fingerprint: it must be the
+/// measurement replayed from one of the catalog's enclaves of the image.
+pub(crate) fn enclave_mr_enclave(
+    found: [u8; 32],
+    fingerprint: [u8; 32],
+    policy: &Policy,
+) -> Result<String, String> {
+    if policy.sgx_enclaves.is_empty() {
+        return Err(policy.references_refused.clone().unwrap_or_else(|| {
+            "no SGX enclave of the app's image in the catalog used: an enclave's MRENCLAVE \
+             measures its manifest, which the catalog publishes (docs/attestation.md; an app \
+             user gives the platform's with `mse verify --catalog`)"
+                .into()
+        }));
+    }
+    let mut differences = Vec::new();
+    for reference in &policy.sgx_enclaves {
+        match reference.enclave.mr_enclave(&fingerprint) {
+            Ok(expected) if expected == found => {
+                return Ok(format!(
+                    "MRENCLAVE {} is the enclave of fingerprint {} ({})",
+                    hex::encode(found),
+                    hex::encode(fingerprint),
+                    reference.name
+                ))
+            }
+            Ok(expected) => differences.push(format!(
+                "not the {}, whose enclave for this fingerprint is {}",
+                reference.name,
+                hex::encode(expected)
+            )),
+            Err(e) => differences.push(format!("the {} cannot be replayed: {e}", reference.name)),
+        }
+    }
+    Err(format!(
+        "MRENCLAVE {} is not the enclave of fingerprint {}: {}",
+        hex::encode(found),
+        hex::encode(fingerprint),
+        differences.join(" | ")
+    ))
 }
 
 /// `debug_disabled`, `runtime_measurements` and `fingerprint` of a TDX

@@ -50,6 +50,11 @@ pub struct TeeReferences {
     /// SEV-SNP: the node image's launch MEASUREMENT and guest POLICY.
     #[serde(rename = "sev-snp", default, skip_serializing_if = "Option::is_none")]
     pub sev_snp: Option<SnpReference>,
+    /// SGX under Gramine: per enclave size, the signed manifest as a
+    /// template and the enclave's layout around it, from which verifiers
+    /// replay each app's MRENCLAVE (`[[image.tee.sgx]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sgx: Vec<mse_attest::enclave::SgxEnclave>,
 }
 
 /// A TDX runtime: 96 hex digits each.
@@ -81,7 +86,7 @@ pub struct SnpReference {
 
 impl TeeReferences {
     fn is_empty(&self) -> bool {
-        self.tdx.is_none() && self.sev_snp.is_none()
+        self.tdx.is_none() && self.sev_snp.is_none() && self.sgx.is_empty()
     }
 }
 
@@ -159,6 +164,22 @@ impl ImageSpec {
         references
     }
 
+    /// This image's SGX enclaves, as verifiers replay them, named
+    /// `sgx reference of REFERENCE (SIZE)`.
+    pub fn sgx_enclaves(&self) -> Vec<mse_attest::verify::EnclaveReference> {
+        self.tee
+            .sgx
+            .iter()
+            .map(|enclave| mse_attest::verify::EnclaveReference {
+                name: format!(
+                    "sgx reference of {} ({})",
+                    self.reference, enclave.enclave_size
+                ),
+                enclave: enclave.clone(),
+            })
+            .collect()
+    }
+
     /// The SEV-SNP minimum TCB of this image's runtime, if it names one.
     pub fn snp_min_tcb(&self) -> Option<mse_attest::snp::Tcb> {
         self.tee.sev_snp.as_ref()?.min_tcb.as_ref()?.parse().ok()
@@ -198,6 +219,19 @@ impl ImageSpec {
                     problems.push(format!("`{name}`: tee.sev-snp.min_tcb: {why}"));
                 }
             }
+        }
+        let mut sizes = Vec::new();
+        for enclave in &self.tee.sgx {
+            let size = &enclave.enclave_size;
+            for problem in enclave.problems() {
+                problems.push(format!("`{name}`: tee.sgx ({size}): {problem}"));
+            }
+            if sizes.contains(&size) {
+                problems.push(format!(
+                    "`{name}`: tee.sgx names the enclave size {size} twice"
+                ));
+            }
+            sizes.push(size);
         }
     }
 
@@ -519,6 +553,53 @@ mod tests {
         ));
         let err = Catalog::parse("test", &debug).unwrap_err().to_string();
         assert!(err.contains("allows debugging"), "{err}");
+    }
+
+    #[test]
+    fn sgx_enclaves_are_read_checked_named_and_replay_for_a_fingerprint() {
+        let pin = "a==1 --hash=sha256:".to_string() + &"ab".repeat(32);
+        let manifest = format!("[loader.env]\nMSE_FINGERPRINT = \"{}\"\n", "0".repeat(64));
+        let enclave = |size: &str, bytes: u64, manifest: &str| {
+            format!(
+                "[[image.tee.sgx]]\nenclave_size = \"{size}\"\nmanifest = {manifest:?}\n\
+                 [image.tee.sgx.layout]\nenclave_size = {bytes}\nssa_frame_pages = 1\n\
+                 manifest_offset = {}\nmanifest_pages = 1\nmanifest_flags = 0x201\n\
+                 [[image.tee.sgx.layout.areas]]\noffset = 0\npages = 16\nflags = 0x207\n\
+                 measured = false\n",
+                bytes - 4096
+            )
+        };
+        let entry = |tee: &str| {
+            format!(
+                "[[image]]\nreference = \"r\"\npython = \"3.11\"\npackages = [\"{pin}\"]\n{tee}"
+            )
+        };
+        let good = entry(&(enclave("1M", 1 << 20, &manifest) + &enclave("2M", 2 << 20, &manifest)));
+        let catalog = Catalog::parse("test", &good).unwrap();
+        let enclaves = catalog.images[0].sgx_enclaves();
+        assert_eq!(enclaves.len(), 2);
+        assert_eq!(enclaves[0].name, "sgx reference of r (1M)");
+        let a = enclaves[0].enclave.mr_enclave(&[1; 32]).unwrap();
+        assert_ne!(a, enclaves[0].enclave.mr_enclave(&[2; 32]).unwrap());
+        assert_ne!(a, enclaves[1].enclave.mr_enclave(&[1; 32]).unwrap());
+        // Signed with the other references.
+        let message = String::from_utf8(catalog.references_message().unwrap()).unwrap();
+        assert!(message.contains("MSE_FINGERPRINT"), "{message}");
+
+        for (bad, says) in [
+            (enclave("1M", 2 << 20, &manifest), "not the layout's"),
+            (enclave("1M", 1 << 20, "[loader.env]\n"), "MSE_FINGERPRINT"),
+            (
+                enclave("1M", 1 << 20, &manifest) + &enclave("1M", 1 << 20, &manifest),
+                "twice",
+            ),
+            (enclave("1M", 3 << 20, &manifest), "power of two"),
+        ] {
+            let err = Catalog::parse("test", &entry(&bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
     }
 
     #[test]

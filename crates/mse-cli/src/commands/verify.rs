@@ -423,7 +423,19 @@ pub fn hardware_policy(
             .flat_map(mse_runtime::ImageSpec::references)
             .collect(),
     };
-    let min_tcb = match image.and_then(|image| catalog.find(image).ok()) {
+    let spec = image.and_then(|image| catalog.find(image).ok());
+    // Each SGX enclave is a replay of its measurement: the image's only,
+    // when it is known.
+    let sgx_enclaves = match (&refused, spec) {
+        (Some(_), _) => Vec::new(),
+        (None, Some(spec)) => spec.sgx_enclaves(),
+        (None, None) => catalog
+            .images
+            .iter()
+            .flat_map(mse_runtime::ImageSpec::sgx_enclaves)
+            .collect(),
+    };
+    let min_tcb = match spec {
         Some(spec) => spec.snp_min_tcb(),
         None => catalog
             .images
@@ -442,6 +454,7 @@ pub fn hardware_policy(
         references,
         references_refused: refused,
         snp_min_tcb: min_tcb,
+        sgx_enclaves,
     })
 }
 
@@ -475,6 +488,8 @@ pub struct HardwarePolicy {
     pub references_refused: Option<String>,
     /// The SEV-SNP minimum TCB.
     pub snp_min_tcb: Option<mse_attest::snp::Tcb>,
+    /// The SGX enclaves whose MRENCLAVE is replayed.
+    pub sgx_enclaves: Vec<mse_attest::verify::EnclaveReference>,
 }
 
 /// Where collateral for SGX quotes comes from.
@@ -680,6 +695,7 @@ pub fn run(args: Args) -> CmdResult {
         references: hardware.references,
         references_refused: hardware.references_refused,
         snp_min_tcb: args.snp_min_tcb.or(hardware.snp_min_tcb),
+        sgx_enclaves: hardware.sgx_enclaves,
     };
 
     // A certificate without a quote (ACME, an owner's, or any other) is

@@ -107,14 +107,24 @@ pub(super) fn mount(
     )?;
     let root = dir.path().join(name);
     std::fs::create_dir(&root)?;
+    let session = mount_at(fs, &root, fs_name)?;
+    Ok((root, session, dir))
+}
+
+/// Mounts `fs` on the existing folder `root`; any user may reach it, with
+/// the kernel's permission bits.
+pub(super) fn mount_at(
+    fs: impl Filesystem + 'static,
+    root: &Path,
+    fs_name: &str,
+) -> std::io::Result<fuser::BackgroundSession> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName(fs_name.into()),
         MountOption::DefaultPermissions,
     ];
     config.acl = fuser::SessionACL::All;
-    let session = fuser::spawn_mount(fs, &root, &config)?;
-    Ok((root, session, dir))
+    fuser::spawn_mount(fs, root, &config)
 }
 
 /// A mounted device for `test`, or `None` (said on the standard error)

@@ -17,7 +17,7 @@ use fuser::{
     WriteFlags,
 };
 
-use super::configfs::{attr, mount, mounted_for_test, reply_range, Served, TTL};
+use super::configfs::{attr, mount, mount_at, mounted_for_test, reply_range, Served, TTL};
 use super::intel::{sgx_report_body, EmulatedIntel, SGX_ATTRIBUTES};
 
 const ROOT: u64 = 1;
@@ -77,6 +77,19 @@ impl EmulatedAttestation {
             _session: session,
             _dir: dir,
         })
+    }
+
+    /// Mounts the device of `enclave` on the existing folder `root`, as
+    /// the emulated Gramine loader does inside its own mount namespace;
+    /// unmounted when the session is dropped.
+    pub fn mount_on(enclave: Enclave, root: &Path) -> std::io::Result<fuser::BackgroundSession> {
+        let fs = DeviceFs {
+            enclave,
+            report_data: Mutex::new([0; 64]),
+            produced: Mutex::new(None),
+            served: Arc::new(Mutex::new(Vec::new())),
+        };
+        mount_at(fs, root, "gramine-attestation-emulated")
     }
 
     /// [`EmulatedAttestation::mount`] for `test`, or `None` (said on the

@@ -389,6 +389,79 @@ impl EmulatedIntel {
         })
     }
 
+    /// Writes this platform, keys included, to `path` (mode 0600): what
+    /// another process of the test (an emulated Gramine loader) needs to
+    /// quote on it. Emulated hardware secrets, for tests only.
+    pub fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use p256::pkcs8::EncodePrivateKey as _;
+        let key = |k: &SigningKey| -> anyhow::Result<String> {
+            Ok(hex::encode(
+                k.to_pkcs8_der()
+                    .map_err(|e| anyhow::anyhow!("P-256 key: {e}"))?
+                    .as_bytes(),
+            ))
+        };
+        let cert = |c: &Cert| serde_json::json!({ "der": hex::encode(&c.der), "pem": c.pem });
+        let saved = serde_json::json!({
+            "issued": self.issued.to_rfc3339(),
+            "root": cert(&self.root),
+            "pck_ca": cert(&self.pck_ca),
+            "pck": cert(&self.pck),
+            "tcb_signer": cert(&self.tcb_signer),
+            "pck_key": key(&self.pck_key)?,
+            "tcb_key": key(&self.tcb_key)?,
+            "attestation_key": key(&self.attestation_key)?,
+            "root_crl": hex::encode(&self.root_crl),
+            "pck_crl": hex::encode(&self.pck_crl),
+        });
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.write_all(saved.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// The platform [`EmulatedIntel::save`] wrote to `path`.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<EmulatedIntel> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let saved: serde_json::Value = serde_json::from_str(&text)?;
+        let field = |name: &str| -> anyhow::Result<&str> {
+            saved[name]
+                .as_str()
+                .with_context(|| format!("{}: no {name}", path.display()))
+        };
+        let bytes = |name: &str| -> anyhow::Result<Vec<u8>> { Ok(hex::decode(field(name)?)?) };
+        let key = |name: &str| -> anyhow::Result<SigningKey> {
+            SigningKey::from_pkcs8_der(&bytes(name)?).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        };
+        let cert = |name: &str| -> anyhow::Result<Cert> {
+            let entry = &saved[name];
+            Ok(Cert {
+                der: hex::decode(entry["der"].as_str().context("der")?)?,
+                pem: entry["pem"].as_str().context("pem")?.to_string(),
+            })
+        };
+        Ok(EmulatedIntel {
+            issued: DateTime::parse_from_rfc3339(field("issued")?)?.with_timezone(&Utc),
+            root: cert("root")?,
+            pck_ca: cert("pck_ca")?,
+            pck: cert("pck")?,
+            pck_key: key("pck_key")?,
+            tcb_signer: cert("tcb_signer")?,
+            tcb_key: key("tcb_key")?,
+            attestation_key: key("attestation_key")?,
+            root_crl: bytes("root_crl")?,
+            pck_crl: bytes("pck_crl")?,
+        })
+    }
+
     /// The test root CA (DER): the only root these quotes verify under.
     pub fn root_der(&self) -> Vec<u8> {
         self.root.der.clone()

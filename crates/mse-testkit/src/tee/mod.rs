@@ -2,7 +2,8 @@
 //! interface: [`configfs`] serves configfs-tsm (the TDX and SEV-SNP guest
 //! report interface) as a real mounted file system, so a node's provider
 //! runs exactly the code it runs on the hardware; [`gramine`] serves
-//! Gramine's `/dev/attestation` of an SGX enclave; [`intel`] is Intel's DCAP
+//! Gramine's `/dev/attestation` of an SGX enclave and [`loader`] its loader,
+//! `gramine-sgx`, measuring what it builds; [`intel`] is Intel's DCAP
 //! PKI (PCK certificates, TCB info, QE identity, CRLs) and its SGX and TDX
 //! quotes; [`snp`] is AMD's ARK → ASK → VCEK chain and SEV-SNP reports.
 //!
@@ -12,4 +13,5 @@
 pub mod configfs;
 pub mod gramine;
 pub mod intel;
+pub mod loader;
 pub mod snp;
