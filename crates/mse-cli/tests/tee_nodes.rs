@@ -1,16 +1,20 @@
-//! The owner's journey on confidential-VM nodes, up to the hardware
-//! boundary: `mse-server --quote-provider tdx` (or `sev-snp`) whose node
-//! asks an emulated configfs-tsm (a mounted file system answering in the
-//! hardware's formats, signed under test roots) for its evidence; the
-//! catalog publishes the runtime's reference measurements; TDX collateral
-//! comes from an emulated PCCS. `mse deploy` and an app user's `mse verify`
-//! accept the node only under the test roots named on their command line,
-//! and say EMULATED. A hostile app on the node tries to obtain evidence for
-//! itself and gets none.
+//! The owner's journey on confidential hardware, up to its boundary:
+//! `mse-server --quote-provider tdx` (or `sev-snp`) whose node asks an
+//! emulated configfs-tsm (a mounted file system answering in the
+//! hardware's formats, signed under test roots) for its evidence, and
+//! `--quote-provider gramine` whose node host signs each app's enclave and
+//! starts it with an emulated Gramine loader, which measures the enclave
+//! as SGX does and serves its `/dev/attestation`. The catalog publishes the
+//! runtime's reference measurements (on SGX, the manifest template and
+//! enclave layout MRENCLAVE is replayed from); Intel collateral comes from
+//! an emulated PCCS. `mse deploy` and an app user's `mse verify` accept the
+//! node only under the test roots named on their command line, and say
+//! EMULATED. A hostile app on a confidential VM tries to obtain evidence
+//! and gets none; in an enclave it gets its own enclave's only.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::deploy::*;
@@ -18,6 +22,7 @@ use common::platform::{login, Platform};
 use common::TestContext;
 use mse_testkit::tee::configfs::EmulatedTsm;
 use mse_testkit::tee::intel::{self, EmulatedIntel, Pccs, TdxGuest};
+use mse_testkit::tee::loader;
 use mse_testkit::tee::snp::{self as emulated, EmulatedSnp, SnpGuest};
 use serde_json::Value;
 
@@ -91,15 +96,16 @@ fn checks_failed(report: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A Flask app that, on `/steal`, asks configfs-tsm under `tsm` for a
-/// report of its own choosing, the way the runtime does.
-fn hostile_app(app: &Path, tsm: &Path) {
+/// A Flask app that serves `/` and, on `/steal`, runs `steal` (Python,
+/// with `DEVICE` the device's folder), answering "refused: …" when the
+/// system refuses.
+fn hostile_flask(app: &Path, device: &Path, steal: &str) {
     let code = format!(
         r#"import os
 from flask import Flask
 
 app = Flask(__name__)
-TSM = {tsm:?}
+DEVICE = {device:?}
 
 
 @app.get("/health")
@@ -114,42 +120,112 @@ def hello():
 
 @app.get("/steal")
 def steal():
-    entry = os.path.join(TSM, "report", "stolen")
     try:
-        os.mkdir(entry)
-        with open(os.path.join(entry, "inblob"), "wb") as f:
-            f.write(b"\xab" * 64)
-        with open(os.path.join(entry, "outblob"), "rb") as f:
-            return "stolen %d bytes" % len(f.read())
+{steal}
     except OSError as e:
         return "refused: %s" % e.strerror
 "#,
-        tsm = tsm.display().to_string()
+        device = device.display().to_string()
     );
     std::fs::write(app.join("mse_src").join("app.py"), code).unwrap();
 }
 
-/// An emulated confidential-VM node: what the platform and its users are
+/// A Flask app that, on `/steal`, asks configfs-tsm under `tsm` for a
+/// report of its own choosing, the way the runtime does.
+fn hostile_app(app: &Path, tsm: &Path) {
+    hostile_flask(
+        app,
+        tsm,
+        r#"        entry = os.path.join(DEVICE, "report", "stolen")
+        os.mkdir(entry)
+        with open(os.path.join(entry, "inblob"), "wb") as f:
+            f.write(b"\xab" * 64)
+        with open(os.path.join(entry, "outblob"), "rb") as f:
+            return "stolen %d bytes" % len(f.read())"#,
+    );
+}
+
+/// A Flask app that, on `/steal`, writes REPORTDATA of its choosing to
+/// Gramine's attestation device at `device` and returns the quote, hex.
+fn hostile_enclave_app(app: &Path, device: &Path) {
+    hostile_flask(
+        app,
+        device,
+        r#"        with open(os.path.join(DEVICE, "user_report_data"), "wb") as f:
+            f.write(b"\xab" * 64)
+        with open(os.path.join(DEVICE, "quote"), "rb") as f:
+            return f.read().hex()"#,
+    );
+}
+
+/// Where an emulated node's evidence comes from.
+enum Device {
+    /// A confidential VM's configfs-tsm, served by the test.
+    Tsm(EmulatedTsm),
+    /// SGX: the emulated Gramine loader mounts each enclave's
+    /// `/dev/attestation` on `root`, in the enclave's own mount namespace.
+    Enclaves {
+        root: tempfile::TempDir,
+        /// The platform the loader quotes on, saved for it (0600).
+        _intel: tempfile::TempDir,
+        /// The image's enclave, as the catalog publishes it.
+        published: mse_attest::enclave::SgxEnclave,
+        /// mse-server's extra arguments and environment.
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+impl Device {
+    fn root(&self) -> PathBuf {
+        match self {
+            Device::Tsm(tsm) => tsm.root().to_path_buf(),
+            Device::Enclaves { root, .. } => root.path().join("attestation"),
+        }
+    }
+}
+
+/// An emulated confidential node: what the platform and its users are
 /// given.
 struct Node {
-    tsm: EmulatedTsm,
-    /// `tdx` or `sev-snp`.
+    device: Device,
+    /// `tdx`, `sev-snp` or `gramine`.
     provider: &'static str,
+    /// The TEE's name in reports: `tdx`, `sev-snp` or `sgx`.
+    tee: &'static str,
     /// The catalog's reference of the runtime.
     reference: String,
     /// The test roots, PEM.
     roots: String,
-    /// The emulated PCCS (TDX).
+    /// The emulated PCCS (SGX, TDX).
     pccs: Option<Pccs>,
-    /// A measurement the verification report must show, and its value.
-    shown: (&'static str, String),
+    /// Whether the evidence is checked with Intel collateral.
+    pccs_used: bool,
+    /// A measurement the verification report must show, and its value
+    /// (SGX: MRENCLAVE, which depends on the app).
+    shown: Option<(&'static str, String)>,
+}
+
+impl Node {
+    /// The check that tells the runtime's measurements are not the
+    /// reference's, and the one that tells the app is not the one given.
+    fn checks(&self) -> (&'static str, &'static str) {
+        match self.device {
+            Device::Tsm(_) => ("runtime_measurements", "fingerprint"),
+            Device::Enclaves { .. } => ("mr_enclave", "mr_enclave"),
+        }
+    }
 }
 
 fn journey(mut node: Node) {
-    let root = node.tsm.root().to_string_lossy().to_string();
+    let device = node.device.root();
+    let root = device.to_string_lossy().to_string();
     let provider = node.provider;
     let platform = Platform::start_with(|command| {
         command.args(["--quote-provider", provider, "--tee-device", &root]);
+        if let Device::Enclaves { args, env, .. } = &node.device {
+            command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        }
     });
     publish_references(&platform, &node.reference);
     let pccs: Vec<String> = match &node.pccs {
@@ -163,7 +239,10 @@ fn journey(mut node: Node) {
     login(&platform, &ctx, &platform.admin, false);
     let roots = ctx.write("test-roots.pem", &node.roots);
     let app = ctx.scaffold("confidential");
-    hostile_app(&app, node.tsm.root());
+    match &node.device {
+        Device::Tsm(_) => hostile_app(&app, &device),
+        Device::Enclaves { .. } => hostile_enclave_app(&app, &device),
+    }
 
     // Without the test roots, the emulated node is refused and sent nothing.
     let mut args = vec!["deploy", "--json"];
@@ -181,25 +260,47 @@ fn journey(mut node: Node) {
     args.extend_from_slice(&pccs);
     let out = deploy_ok(&platform, &ctx, &app, &args);
     assert_eq!(out["verified"], true, "{out}");
-    assert_eq!(out["tee"], provider, "{out}");
+    assert_eq!(out["tee"], node.tee, "{out}");
     assert_eq!(out["emulated"], true, "{out}");
     let (status, body) = call_app(&platform, &out, "/");
     assert_eq!((status, body.as_str()), (200, "Hello world"));
-    let served_before = node.tsm.served();
-    assert!(
-        !served_before.is_empty() && served_before.iter().all(|s| s.uid == 0),
-        "only the runtime (root) asked for reports: {served_before:?}"
-    );
-
-    // The hostile app asks configfs-tsm for a report: the sandbox refuses.
-    let (status, body) = call_app(&platform, &out, "/steal");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.starts_with("refused: "), "{body}");
-    assert_eq!(
-        node.tsm.served().len(),
-        served_before.len(),
-        "no report was made for the app"
-    );
+    let mut fingerprint = [0u8; 32];
+    hex::decode_to_slice(out["fingerprint"].as_str().unwrap(), &mut fingerprint).unwrap();
+    match &node.device {
+        Device::Tsm(tsm) => {
+            let served_before = tsm.served();
+            assert!(
+                !served_before.is_empty() && served_before.iter().all(|s| s.uid == 0),
+                "only the runtime (root) asked for reports: {served_before:?}"
+            );
+            // The hostile app asks configfs-tsm for a report: the sandbox
+            // refuses.
+            let (status, body) = call_app(&platform, &out, "/steal");
+            assert_eq!(status, 200, "{body}");
+            assert!(body.starts_with("refused: "), "{body}");
+            assert_eq!(
+                tsm.served().len(),
+                served_before.len(),
+                "no report was made for the app"
+            );
+        }
+        Device::Enclaves { published, .. } => {
+            // The enclave is the one the catalog's template and layout
+            // replay to for this app's fingerprint.
+            let own = hex::encode(published.mr_enclave(&fingerprint).unwrap());
+            node.shown = Some(("mr_enclave", own.clone()));
+            // The hostile app, in its enclave, writes REPORTDATA of its
+            // choosing: the quote (if the sandbox lets it have one) is of
+            // its own enclave only.
+            let (status, body) = call_app(&platform, &out, "/steal");
+            assert_eq!(status, 200, "{body}");
+            if !body.starts_with("refused: ") {
+                let quote = mse_attest::quote::Quote::parse(&hex::decode(&body).unwrap()).unwrap();
+                assert_eq!(quote.body.report_data(), [0xab; 64]);
+                assert_eq!(hex::encode(quote.body.mr_enclave()), own);
+            }
+        }
+    }
 
     // An owner-mode app ([ssl]) on the same node: its certificate carries
     // no quote; the node publishes the evidence that binds its key.
@@ -210,7 +311,7 @@ fn journey(mut node: Node) {
     args.extend_from_slice(&pccs);
     let shop_out = deploy_ok(&platform, &ctx, &shop, &args);
     assert_eq!(shop_out["certificate_origin"], "owner", "{shop_out}");
-    assert_eq!(shop_out["tee"], provider, "{shop_out}");
+    assert_eq!(shop_out["tee"], node.tee, "{shop_out}");
 
     // An app user, with no account: the exported context, the code, the
     // platform's public catalog and the test roots.
@@ -268,9 +369,10 @@ fn journey(mut node: Node) {
     };
     let (code, report, stderr) = verify(&["--test-roots", &user_roots_arg]);
     assert_eq!(code, 0, "{report}{stderr}");
-    assert_eq!(report["tee"], provider);
+    assert_eq!(report["tee"], node.tee);
     assert_eq!(report["emulated"], true);
-    assert_eq!(report[node.shown.0], node.shown.1, "{report}");
+    let (name, value) = node.shown.clone().unwrap();
+    assert_eq!(report[name], value, "{report}");
     assert_eq!(report["tcb_status"], "UpToDate");
     assert!(stderr.contains("test roots"), "said loudly: {stderr}");
 
@@ -297,7 +399,7 @@ fn journey(mut node: Node) {
     args.extend_from_slice(&pccs);
     let (code, report, stderr) = verify_json(&user, &args);
     assert_eq!(code, 0, "{report}{stderr}");
-    assert_eq!(report["tee"], provider, "{report}");
+    assert_eq!(report["tee"], node.tee, "{report}");
     assert!(report["evidence_url"].is_string(), "{report}");
 
     // The evidence, saved, checks again with no network (the PCCS gone),
@@ -322,14 +424,14 @@ fn journey(mut node: Node) {
     };
     let (code, report) = offline(&[]);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(report["tee"], provider);
+    assert_eq!(report["tee"], node.tee);
     let (code, report) = offline(&["--at", "2100-01-01T00:00:00Z"]);
     assert_eq!(code, 1, "{report}");
     assert!(
         checks_failed(&report).contains(&"quote_signature".to_string()),
         "{report}"
     );
-    if provider == "tdx" {
+    if node.pccs_used {
         // One digit of the saved TCB info changed: its signature fails.
         let mut saved: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
         let tcb_info = saved["collateral"]["tcb_info"]
@@ -358,29 +460,25 @@ fn journey(mut node: Node) {
     let mut edited: Value = serde_json::from_str(&catalog.to_string()).unwrap();
     let entry = edited["images"][0]["tee"].as_object_mut().unwrap();
     let (_, reference) = entry.iter_mut().next().unwrap();
-    let key = if provider == "tdx" {
-        "mr_td"
-    } else {
-        "measurement"
-    };
-    reference[key] = "ab".repeat(48).into();
+    match provider {
+        "tdx" => reference["mr_td"] = "ab".repeat(48).into(),
+        "sev-snp" => reference["measurement"] = "ab".repeat(48).into(),
+        _ => reference[0]["layout"]["ssa_frame_pages"] = 2.into(),
+    }
     // The digest recomputed, as anyone can: only the signature tells.
     let images: Vec<mse_runtime::ImageSpec> =
         serde_json::from_value(edited["images"].clone()).unwrap();
     edited["digest"] = mse_runtime::Catalog { images }.digest().into();
     user.write("catalog.json", &edited.to_string());
     let (code, report, stderr) = verify(&["--test-roots", &user_roots_arg]);
+    let (runtime_check, app_check) = node.checks();
     assert_eq!(code, 1, "{report}");
-    assert_eq!(
-        checks_failed(&report),
-        ["runtime_measurements"],
-        "{report}{stderr}"
-    );
+    assert_eq!(checks_failed(&report), [runtime_check], "{report}{stderr}");
     let detail = report["checks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "runtime_measurements")
+        .find(|c| c["name"] == runtime_check)
         .unwrap()["detail"]
         .to_string();
     assert!(
@@ -398,15 +496,15 @@ fn journey(mut node: Node) {
         "{report}"
     );
 
-    // One changed byte of code: the fingerprint in REPORTDATA[32..64] no
-    // longer matches.
+    // One changed byte of code: the fingerprint in REPORTDATA[32..64] (in
+    // the enclave's manifest on SGX) no longer matches.
     let app_py = code_dir.join("app.py");
     let mut text = std::fs::read_to_string(&app_py).unwrap();
     text.push_str("\n# changed\n");
     std::fs::write(&app_py, text).unwrap();
     let (code, report, _) = verify(&["--test-roots", &user_roots_arg]);
     assert_eq!(code, 1);
-    assert_eq!(checks_failed(&report), ["fingerprint"], "{report}");
+    assert_eq!(checks_failed(&report), [app_check], "{report}");
 }
 
 #[test]
@@ -423,12 +521,14 @@ fn on_an_emulated_sev_snp_node_the_owner_deploys_and_an_app_user_verifies_under_
         return;
     };
     journey(Node {
-        tsm,
+        device: Device::Tsm(tsm),
         provider: "sev-snp",
+        tee: "sev-snp",
         reference: snp_reference(),
         roots: mse_attest::ratls::der_to_pem(&snp.ark_der()),
         pccs: None,
-        shown: ("measurement", hex::encode(MEASUREMENT)),
+        pccs_used: false,
+        shown: Some(("measurement", hex::encode(MEASUREMENT))),
     });
 }
 
@@ -448,11 +548,145 @@ fn on_an_emulated_tdx_node_the_owner_deploys_and_an_app_user_verifies_under_test
     };
     let pccs = Pccs::start(intel.clone()).unwrap();
     journey(Node {
-        tsm,
+        device: Device::Tsm(tsm),
         provider: "tdx",
+        tee: "tdx",
         reference: tdx_reference(),
         roots: mse_attest::ratls::der_to_pem(&intel.root_der()),
         pccs: Some(pccs),
-        shown: ("mr_td", hex::encode(MR_TD)),
+        pccs_used: true,
+        shown: Some(("mr_td", hex::encode(MR_TD))),
+    });
+}
+
+/// The manifest template of the platform's enclaves, as the operator
+/// renders it (`mse-server tee gramine-manifest`, fingerprint zeros).
+fn gramine_template() -> String {
+    let output = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+        .args([
+            "tee",
+            "gramine-manifest",
+            "--enclave-size",
+            "1G",
+            "--python-env",
+            "/var/cache/mse/env",
+            "--mse-run",
+        ])
+        .arg(mse_testkit::workspace_binary("mse-run"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn on_an_emulated_sgx_node_the_owner_deploys_and_an_app_user_verifies_under_test_roots_only() {
+    let test =
+        "on_an_emulated_sgx_node_the_owner_deploys_and_an_app_user_verifies_under_test_roots_only";
+    // The loader mounts FUSE in a mount namespace of its own: root and
+    // FUSE, as the emulated devices need.
+    let probe = mse_testkit::tee::gramine::EmulatedAttestation::for_test(
+        test,
+        mse_testkit::tee::gramine::Enclave {
+            intel: EmulatedIntel::shared(),
+            mr_enclave: [0; 32],
+            mr_signer: [0; 32],
+        },
+    );
+    if probe.is_none() {
+        return;
+    }
+    drop(probe);
+    let intel = EmulatedIntel::shared();
+    let saved = tempfile::tempdir().unwrap();
+    let intel_file = saved.path().join("intel.json");
+    intel.save(&intel_file).unwrap();
+    let template = gramine_template();
+    let layout = loader::example_layout(1 << 30, template.len());
+    let layout_file = saved.path().join("layout.json");
+    std::fs::write(&layout_file, layout.to_string()).unwrap();
+    let published = mse_attest::enclave::SgxEnclave {
+        enclave_size: "1G".into(),
+        manifest: template,
+        layout: serde_json::from_value(layout).unwrap(),
+    };
+    // The operator's signing of the template (gramine-sgx-sign on an SGX
+    // machine; here the SIGSTRUCT of the measurement the loader makes),
+    // then the catalog entry, which the reference command writes only once
+    // the layout replays to the signed MRENCLAVE.
+    let operator_key = rsa::RsaPrivateKey::new_with_exp(
+        &mut rsa::rand_core::OsRng,
+        3072,
+        &rsa::BigUint::from(3u8),
+    )
+    .unwrap();
+    let operator_pem = {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        operator_key.to_pkcs8_pem(Default::default()).unwrap()
+    };
+    let manifest_file = saved.path().join("template.manifest.sgx");
+    std::fs::write(&manifest_file, &published.manifest).unwrap();
+    let measured = loader::measure(
+        &serde_json::to_value(&published.layout).unwrap(),
+        published.manifest.as_bytes(),
+    )
+    .unwrap();
+    let sig_file = saved.path().join("template.sig");
+    let reference_command = |sig: &[u8]| {
+        std::fs::write(&sig_file, sig).unwrap();
+        std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+            .args(["tee", "gramine-reference", "--enclave-size", "1G"])
+            .arg("--manifest")
+            .arg(&manifest_file)
+            .arg("--sig")
+            .arg(&sig_file)
+            .arg("--layout")
+            .arg(&layout_file)
+            .output()
+            .unwrap()
+    };
+    let wrong = mse_attest::enclave::sigstruct(&operator_pem, &[0x11; 32], 20261207).unwrap();
+    let refused = reference_command(&wrong);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("does not replay to the signed enclave"),
+        "{refused:?}"
+    );
+    let signed = mse_attest::enclave::sigstruct(&operator_pem, &measured, 20261207).unwrap();
+    let written = reference_command(&signed);
+    assert!(written.status.success(), "{written:?}");
+    let reference = format!("\n{}", String::from_utf8(written.stdout).unwrap());
+    let root = tempfile::tempdir().unwrap();
+    // Any user may walk to the device, as to /dev.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(root.path().join("attestation")).unwrap();
+    let pccs = Pccs::start(intel.clone()).unwrap();
+    let path = |p: &Path| p.to_string_lossy().to_string();
+    journey(Node {
+        device: Device::Enclaves {
+            args: vec![
+                "--gramine-sgx".into(),
+                path(&mse_testkit::workspace_binary("mse-emulated-gramine-sgx")),
+            ],
+            env: vec![
+                ("MSE_EMULATED_INTEL".into(), path(&intel_file)),
+                ("MSE_EMULATED_GRAMINE_LAYOUT".into(), path(&layout_file)),
+                (
+                    "MSE_EMULATED_ATTESTATION_ROOT".into(),
+                    path(&root.path().join("attestation")),
+                ),
+            ],
+            root,
+            _intel: saved,
+            published,
+        },
+        provider: "gramine",
+        tee: "sgx",
+        reference,
+        roots: mse_attest::ratls::der_to_pem(&intel.root_der()),
+        pccs: Some(pccs),
+        pccs_used: true,
+        shown: None,
     });
 }

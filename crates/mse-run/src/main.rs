@@ -30,6 +30,10 @@ struct Args {
     /// The launch description (JSON); `-` reads it from standard input
     #[arg(long, value_name = "FILE")]
     launch: PathBuf,
+    /// Print the app's fingerprint (hex) and exit, starting nothing: what
+    /// the manifest of its Gramine enclave sets (docs/attestation.md)
+    #[arg(long)]
+    fingerprint: bool,
 }
 
 /// The largest launch description read (a few kB in practice).
@@ -74,6 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::from(node::INVALID);
         }
     };
+    if args.fingerprint {
+        return node::print_fingerprint(&launch);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1013,18 +1013,21 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
     });
     let ratls = |expiry: &str| serde_json::json!({"mode": "ratls", "expires_at": expiry});
     // The launch description on standard input.
-    let base_with = |image: &str,
-                     quotes: &serde_json::Value,
-                     tls: serde_json::Value,
-                     fingerprint_env: Option<&str>| {
-        let launch = serde_json::json!({
+    let launch_of = |image: &str, quotes: &serde_json::Value, tls: serde_json::Value| {
+        serde_json::json!({
             "app": {"uuid": "u", "application": "app:app", "domain": "a.localhost",
                     "code": package.code},
             "runtime": {"image": image, "cache_dir": dir.path().join("cache")},
             "node": {"listen": "127.0.0.1:1", "work_dir": dir.path().join("work")},
             "quotes": quotes,
             "tls": tls,
-        });
+        })
+    };
+    let base_with = |image: &str,
+                     quotes: &serde_json::Value,
+                     tls: serde_json::Value,
+                     fingerprint_env: Option<&str>| {
+        let launch = launch_of(image, quotes, tls);
         let mut command = Command::new(env!("CARGO_BIN_EXE_mse-run"));
         command
             .args(["--launch", "-"])
@@ -1092,6 +1095,26 @@ fn bad_arguments_exit_2_with_a_clear_message_before_anything_starts() {
         b"",
         "no quote was asked for"
     );
+    // `--fingerprint` prints the app's own, the one the enclave must be
+    // built for, and starts nothing.
+    let own = err
+        .split("this app's ")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .unwrap()
+        .to_string();
+    let launch = launch_of(IMAGE, &gramine, ratls("2099-01-01T00:00:00Z"));
+    let launch_file = dir.path().join("launch.json");
+    std::fs::write(&launch_file, launch.to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mse-run"))
+        .arg("--launch")
+        .arg(&launch_file)
+        .arg("--fingerprint")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), own);
+    assert!(!dir.path().join("work").exists(), "nothing was prepared");
     let no_key = serde_json::json!({"provider": "simulation"});
     let (code, err) = base(IMAGE, &no_key, ratls("2099-01-01T00:00:00Z"));
     assert_eq!(code, Some(2));

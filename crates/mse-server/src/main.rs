@@ -169,6 +169,14 @@ struct Args {
     /// SEV-SNP): for an emulated device
     #[arg(long, value_name = "DIR")]
     tee_device: Option<PathBuf>,
+    /// SGX: Gramine's loader, started in each app's node folder with the app's signed
+    /// manifest (`app.manifest.sgx`, `app.sig`) [default: gramine-sgx on the PATH]
+    #[arg(long, value_name = "FILE")]
+    gramine_sgx: Option<PathBuf>,
+    /// SGX: the operator's enclave-signing key (PKCS#8 PEM, RSA-3072, exponent 3) that signs
+    /// each app's enclave [default: the platform's, DATA_DIR/signer.key, for local nodes]
+    #[arg(long, value_name = "FILE")]
+    enclave_signing_key: Option<PathBuf>,
     /// Seconds a node waits for its owner's configuration; then it stops and
     /// the app ends `on_error`, saying so (10 to 86400)
     #[arg(long, value_name = "SECS", default_value_t = 180,
@@ -262,6 +270,8 @@ impl Args {
             // The parser accepts only the providers' names.
             tee: Tee::from_name(&self.quote_provider).unwrap_or_default(),
             root: self.tee_device.clone(),
+            loader: self.gramine_sgx.clone(),
+            signing_key: self.enclave_signing_key.clone(),
         }
     }
 
@@ -328,22 +338,88 @@ enum TeeTool {
     /// environment, the app's fingerprint in loader.env.MSE_FINGERPRINT, DEBUG off), to sign with
     /// gramine-sgx-sign and the operator's key (docs/attestation.md)
     GramineManifest(GramineManifestArgs),
+    /// Print the catalog entry ([[image.tee.sgx]]) of an image's enclaves of one size: the
+    /// signed manifest as the template node hosts render each app's from, and the enclave's
+    /// layout, once the layout replays to the MRENCLAVE gramine-sgx-sign signed
+    /// (docs/attestation.md)
+    GramineReference(GramineReferenceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GramineReferenceArgs {
+    /// The manifest gramine-sgx-sign wrote (`.manifest.sgx`), rendered for any fingerprint
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// The SIGSTRUCT gramine-sgx-sign wrote for it (`.sig`)
+    #[arg(long, value_name = "FILE")]
+    sig: PathBuf,
+    /// The enclave's layout (JSON): where the manifest goes and the pages after it, in
+    /// measurement order
+    #[arg(long, value_name = "FILE")]
+    layout: PathBuf,
+    /// The enclave size apps name (`1G`, `4G`)
+    #[arg(long, value_name = "SIZE")]
+    enclave_size: String,
+}
+
+/// `mse-server tee gramine-reference`: the catalog entry on standard
+/// output, once the layout replays to the signed MRENCLAVE.
+fn gramine_reference(args: GramineReferenceArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let read = |path: &PathBuf| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let manifest = String::from_utf8(read(&args.manifest)?)
+        .with_context(|| format!("{} is not UTF-8", args.manifest.display()))?;
+    let signed = mse_attest::enclave::check_sigstruct(&read(&args.sig)?)
+        .with_context(|| args.sig.display().to_string())?;
+    let layout: mse_attest::enclave::Layout = serde_json::from_slice(&read(&args.layout)?)
+        .with_context(|| format!("{} is not an enclave layout", args.layout.display()))?;
+    let replayed = layout.mr_enclave(manifest.as_bytes())?;
+    if replayed != signed.mr_enclave {
+        anyhow::bail!(
+            "the layout does not replay to the signed enclave: {} measures {}, {} signs {}",
+            args.layout.display(),
+            hex::encode(replayed),
+            args.sig.display(),
+            hex::encode(signed.mr_enclave)
+        );
+    }
+    let enclave = mse_attest::enclave::SgxEnclave {
+        enclave_size: args.enclave_size,
+        manifest: mse_attest::enclave::manifest_template(&manifest)?,
+        layout,
+    };
+    let problems = enclave.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    let mut tee = toml::Table::new();
+    tee.insert("sgx".into(), toml::Value::try_from(vec![enclave])?);
+    let mut image = toml::Table::new();
+    image.insert("tee".into(), toml::Value::Table(tee));
+    let mut entry = toml::Table::new();
+    entry.insert("image".into(), toml::Value::Table(image));
+    print!(
+        "# MRENCLAVE {} replayed from the layout; add under the image's [[image]] entry.\n{}",
+        hex::encode(replayed),
+        toml::to_string(&entry)?
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
 struct GramineManifestArgs {
-    /// The app's fingerprint, 64 hex digits
+    /// The app's fingerprint, 64 hex digits [default: 64 zeros, the template the catalog
+    /// publishes once signed]
     #[arg(long, value_name = "HEX")]
-    fingerprint: String,
+    fingerprint: Option<String>,
     /// The enclave size of the app's resource (`512M`, `4G`)
     #[arg(long, value_name = "SIZE")]
     enclave_size: String,
     /// The image's Python environment (absolute)
     #[arg(long, value_name = "DIR")]
     python_env: PathBuf,
-    /// The app's work folder on the node host (absolute): the enclave's only untrusted files
-    #[arg(long, value_name = "DIR")]
-    work_dir: PathBuf,
     /// The mse-run binary [default: the one beside mse-server]
     #[arg(long, value_name = "FILE")]
     mse_run: Option<PathBuf>,
@@ -373,8 +449,10 @@ struct GramineManifestArgs {
 /// `mse-server tee gramine-manifest`: the manifest on standard output.
 fn gramine_manifest(args: GramineManifestArgs) -> anyhow::Result<()> {
     let mut fingerprint = [0u8; 32];
-    hex::decode_to_slice(args.fingerprint.trim(), &mut fingerprint)
-        .map_err(|_| anyhow::anyhow!("--fingerprint must be 64 hex digits"))?;
+    if let Some(text) = &args.fingerprint {
+        hex::decode_to_slice(text.trim(), &mut fingerprint)
+            .map_err(|_| anyhow::anyhow!("--fingerprint must be 64 hex digits"))?;
+    }
     let mse_run = match args.mse_run {
         Some(path) => path,
         None => mse_run_binary(None)?,
@@ -384,7 +462,6 @@ fn gramine_manifest(args: GramineManifestArgs) -> anyhow::Result<()> {
         enclave_size: args.enclave_size,
         mse_run,
         python_env: args.python_env,
-        work_dir: args.work_dir,
         gramine_runtime: args.gramine_runtime,
         libos: args.libos,
         max_threads: args.max_threads,
@@ -397,8 +474,12 @@ fn gramine_manifest(args: GramineManifestArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Tool::Tee(TeeTool::GramineManifest(tool))) = args.tool.take() {
-        return match gramine_manifest(tool) {
+    if let Some(Tool::Tee(tool)) = args.tool.take() {
+        let result = match tool {
+            TeeTool::GramineManifest(tool) => gramine_manifest(tool),
+            TeeTool::GramineReference(tool) => gramine_reference(tool),
+        };
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -104,6 +104,26 @@ impl TlsSetup {
     }
 }
 
+/// `mse-run --fingerprint`: the app's fingerprint (hex) on standard
+/// output, computed as the node computes it, with nothing started: what a
+/// node host renders into an app's Gramine manifest.
+pub fn print_fingerprint(launch: &Launch) -> ExitCode {
+    match prepare::identify(launch, Utc::now()) {
+        Ok(identity) => {
+            println!("{}", hex::encode(identity.fingerprint));
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Invalid(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(INVALID)
+        }
+        Err(Failure::Error(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub async fn run(launch: Launch) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
     let now = Utc::now();

@@ -54,7 +54,21 @@ fn installer(launch: &Launch) -> Result<mse_runtime::Installer, Failure> {
     })
 }
 
-pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failure> {
+/// Who the app is: its runtime, TLS mode and expiry, and the fingerprint
+/// they, the domain and the code give (docs/fingerprint.md).
+pub(super) struct Identified {
+    spec: mse_runtime::ImageSpec,
+    installer: mse_runtime::Installer,
+    tls: TlsSetup,
+    expires_at: DateTime<Utc>,
+    input: FingerprintInput,
+    /// The app's fingerprint.
+    pub fingerprint: [u8; 32],
+}
+
+/// The app's identity, from its launch description and code: no device,
+/// no environment, nothing written.
+pub(super) fn identify(launch: &Launch, now: DateTime<Utc>) -> Result<Identified, Failure> {
     let app = &launch.app;
     mse_config::fields::check_domain_name(&app.domain)
         .map_err(|e| invalid(format!("app.domain: {e}")))?;
@@ -145,6 +159,26 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
         code_sha256,
     );
     let fingerprint = fingerprint(&input);
+    Ok(Identified {
+        spec,
+        installer,
+        tls,
+        expires_at,
+        input,
+        fingerprint,
+    })
+}
+
+pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failure> {
+    let app = &launch.app;
+    let Identified {
+        spec,
+        installer,
+        tls,
+        expires_at,
+        input,
+        fingerprint,
+    } = identify(launch, now)?;
     let provider: Box<dyn QuoteProvider> = match &launch.quotes {
         Quotes::Simulation {
             quote_key: key,

@@ -165,8 +165,14 @@ pub fn init(root: &Path, base_domain: &str, now: DateTime<Utc>) -> anyhow::Resul
     let signer_pub = root.join("signer.pub");
     if !signer_pub.exists() {
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
-        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 3072)
-            .context("cannot generate the enclave-signing key")?;
+        // RSA-3072 with exponent 3: what SGX requires of the key that signs
+        // an enclave's SIGSTRUCT.
+        let key = rsa::RsaPrivateKey::new_with_exp(
+            &mut rand::thread_rng(),
+            3072,
+            &rsa::BigUint::from(3u8),
+        )
+        .context("cannot generate the enclave-signing key")?;
         let private = key
             .to_pkcs8_pem(Default::default())
             .context("cannot encode the enclave-signing key")?;

@@ -21,6 +21,13 @@ pub struct TeeDevice {
     pub tee: mse_api::tee::Tee,
     /// Where its device is, when not in its usual place.
     pub root: Option<std::path::PathBuf>,
+    /// SGX: Gramine's loader (`gramine-sgx`), started in the app's node
+    /// folder with the app's signed manifest; `None` is `gramine-sgx` on
+    /// the PATH.
+    pub loader: Option<std::path::PathBuf>,
+    /// SGX: the operator's enclave-signing key (PKCS#8 PEM, RSA-3072,
+    /// exponent 3) that signs each app's enclave.
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// Bounds of [`NodeOptions::config_timeout_secs`].

@@ -3,13 +3,15 @@
 //! environment and the system libraries as trusted files (hashed into the
 //! manifest), the node's work folder as the only untrusted files, DEBUG
 //! off, DCAP quotes, and the app's fingerprint in
-//! `loader.env.MSE_FINGERPRINT`, so that MRENCLAVE covers it. The node
-//! host signs the result with `gramine-sgx-sign` and the operator's key.
+//! `loader.env.MSE_FINGERPRINT`, so that MRENCLAVE covers it. The operator
+//! signs it once, for the fingerprint 64 zeros, with `gramine-sgx-sign`;
+//! the signed manifest is the template the catalog publishes, and the node
+//! host renders each app's from it.
 //!
 //! The manifest is written with the `toml` crate, so no path can inject a
-//! key; every app of one image has a manifest of the same size (the
-//! fingerprint is fixed-length hex), which the measurement replay relies
-//! on.
+//! key; it names no app's folder (the enclave's work folder is the one
+//! Gramine is started in), so every app of one image differs only in its
+//! fingerprint, fixed-length hex, which the measurement replay relies on.
 
 use std::path::{Path, PathBuf};
 
@@ -34,8 +36,6 @@ pub struct ManifestInputs {
     pub mse_run: PathBuf,
     /// The image's Python environment on the host.
     pub python_env: PathBuf,
-    /// The app's work folder on the host (launch file, encrypted package).
-    pub work_dir: PathBuf,
     /// Gramine's runtime folder (its glibc), e.g.
     /// `/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc`.
     pub gramine_runtime: PathBuf,
@@ -84,7 +84,6 @@ pub fn manifest(inputs: &ManifestInputs) -> Result<String, String> {
     }
     let mse_run = absolute("mse-run", &inputs.mse_run)?;
     let python_env = absolute("the Python environment", &inputs.python_env)?;
-    let work_dir = absolute("the work folder", &inputs.work_dir)?;
     let runtime = absolute("Gramine's runtime", &inputs.gramine_runtime)?;
     let libos = absolute("Gramine's LibOS", &inputs.libos)?;
 
@@ -93,6 +92,7 @@ pub fn manifest(inputs: &ManifestInputs) -> Result<String, String> {
         "LD_LIBRARY_PATH".into(),
         string(format!("/lib:{}", SYSTEM_LIBRARIES.join(":"))),
     );
+    loader_env.insert("PATH".into(), string("/usr/bin:/bin"));
     loader_env.insert(
         GRAMINE_FINGERPRINT_ENV.into(),
         string(hex::encode(inputs.fingerprint)),
@@ -118,7 +118,8 @@ pub fn manifest(inputs: &ManifestInputs) -> Result<String, String> {
         mount("/lib", &format!("file:{runtime}")),
         mount(MSE_RUN_IN_ENCLAVE, &format!("file:{mse_run}")),
         mount(ENV_IN_ENCLAVE, &format!("file:{python_env}")),
-        mount(WORK_IN_ENCLAVE, &format!("file:{work_dir}")),
+        // The folder Gramine is started in: the app's node folder.
+        mount(WORK_IN_ENCLAVE, "file:."),
     ];
     let extra: Vec<String> = inputs
         .trusted
@@ -156,10 +157,7 @@ pub fn manifest(inputs: &ManifestInputs) -> Result<String, String> {
         ("max_threads", Value::Integer(i64::from(inputs.max_threads))),
         ("remote_attestation", string("dcap")),
         ("trusted_files", Value::Array(trusted)),
-        (
-            "allowed_files",
-            Value::Array(vec![string(format!("file:{work_dir}/"))]),
-        ),
+        ("allowed_files", Value::Array(vec![string("file:./")])),
     ]);
     let manifest = table(&[
         (
@@ -187,7 +185,6 @@ mod tests {
             enclave_size: "4G".into(),
             mse_run: "/usr/bin/mse-run".into(),
             python_env: "/var/cache/mse/env/abc".into(),
-            work_dir: "/var/lib/mse-node/apps/u1".into(),
             gramine_runtime: "/usr/lib/x86_64-linux-gnu/gramine/runtime/glibc".into(),
             libos: "/usr/lib/x86_64-linux-gnu/gramine/libsysdb.so".into(),
             max_threads: 64,
@@ -234,13 +231,10 @@ mod tests {
             "{trusted:?}"
         );
         assert!(
-            trusted.iter().all(|t| !t.contains("/var/lib/mse-node")),
+            trusted.iter().all(|t| !t.starts_with("file:.")),
             "the work folder is never trusted: {trusted:?}"
         );
-        assert_eq!(
-            strings(&sgx["allowed_files"]),
-            ["file:/var/lib/mse-node/apps/u1/"]
-        );
+        assert_eq!(strings(&sgx["allowed_files"]), ["file:./"]);
         assert!(!text.contains("insecure__"), "no insecure option: {text}");
         assert!(!text.contains("passthrough"));
     }
@@ -258,7 +252,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_refused_saying_which() {
         let relative = ManifestInputs {
-            work_dir: "apps/u1".into(),
+            python_env: "env/abc".into(),
             ..inputs([1; 32])
         };
         assert!(manifest(&relative).unwrap_err().contains("absolute"));

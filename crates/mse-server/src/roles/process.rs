@@ -113,6 +113,9 @@ pub const PACKAGES: &str = "packages";
 /// The folder of this machine's ACME account key and of the CA bundles of
 /// the ACME server (mode 0700).
 pub const ACME: &str = "acme";
+/// The stem of an SGX app's manifest and SIGSTRUCT in its node folder
+/// (`app.manifest.sgx`, `app.sig`), which Gramine's loader is given.
+const ENCLAVE: &str = "app";
 
 impl NodeProcesses {
     /// The node processes of a machine set up as `config` says.
@@ -212,10 +215,20 @@ impl NodeProcesses {
         let launch_file = work_dir.join(LAUNCH_FILE);
         mse_package::context::write_private(&launch_file, description.to_json().as_bytes())
             .with_context(|| format!("cannot write {}", launch_file.display()))?;
-        let mut command = tokio::process::Command::new(&config.mse_run);
+        let mut command = if config.tee.tee == Tee::Sgx {
+            match self.enclave(&launch_file, &work_dir, app).await {
+                Ok(command) => command,
+                Err(e) => {
+                    remove_node_dir(&work_dir);
+                    return Err(e);
+                }
+            }
+        } else {
+            let mut command = tokio::process::Command::new(&config.mse_run);
+            command.arg("--launch").arg(&launch_file);
+            command
+        };
         command
-            .arg("--launch")
-            .arg(&launch_file)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -297,6 +310,98 @@ impl NodeProcesses {
             }
         });
         Ok(pid)
+    }
+
+    /// The app's SGX enclave (docs/attestation.md): its manifest, the
+    /// catalog's template of its image and enclave size rendered for its
+    /// fingerprint (which `mse-run --fingerprint` computes from the launch
+    /// file), and the SIGSTRUCT of the enclave's replayed measurement,
+    /// written in its node folder as `app.manifest.sgx` and `app.sig`; then
+    /// Gramine's loader, started there.
+    async fn enclave(
+        &self,
+        launch_file: &Path,
+        work_dir: &Path,
+        app: &Assignment,
+    ) -> anyhow::Result<tokio::process::Command> {
+        let config = &self.inner.config;
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(&config.mse_run)
+                .arg("--launch")
+                .arg(launch_file)
+                .arg("--fingerprint")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .context("mse-run --fingerprint took more than 60 s")?
+        .with_context(|| format!("cannot run {}", config.mse_run.display()))?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+                    .trim()
+                    .trim_start_matches("error: ")
+            );
+        }
+        let mut fingerprint = [0u8; 32];
+        hex::decode_to_slice(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            &mut fingerprint,
+        )
+        .context("mse-run --fingerprint printed no fingerprint")?;
+        let text = std::fs::read_to_string(&config.catalog)
+            .with_context(|| format!("cannot read {}", config.catalog.display()))?;
+        let catalog = mse_runtime::Catalog::parse(&config.catalog.display().to_string(), &text)?;
+        let spec = catalog.find(&app.image)?;
+        let enclave = spec
+            .tee
+            .sgx
+            .iter()
+            .find(|e| e.enclave_size == app.enclave_size)
+            .with_context(|| {
+                format!(
+                    "the catalog has no SGX enclave of {} for the enclave size {}: the operator \
+                     publishes one ([[image.tee.sgx]], docs/attestation.md)",
+                    app.image, app.enclave_size
+                )
+            })?;
+        let manifest = mse_attest::enclave::render_manifest(&enclave.manifest, &fingerprint)?;
+        let mr_enclave = enclave.layout.mr_enclave(manifest.as_bytes())?;
+        let key_path = config.tee.signing_key.as_ref().context(
+            "this node host has no enclave-signing key to sign SGX enclaves with: give \
+             --enclave-signing-key",
+        )?;
+        let key = std::fs::read_to_string(key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        let today: u32 = chrono::Utc::now()
+            .format("%Y%m%d")
+            .to_string()
+            .parse()
+            .unwrap_or(0);
+        let sigstruct =
+            mse_attest::enclave::sigstruct(&key, &mr_enclave, today).with_context(|| {
+                format!(
+                    "cannot sign the enclave with {} (give another key with \
+                     --enclave-signing-key)",
+                    key_path.display()
+                )
+            })?;
+        mse_package::context::write_private(
+            &work_dir.join(format!("{ENCLAVE}.manifest.sgx")),
+            manifest.as_bytes(),
+        )?;
+        mse_package::context::write_private(&work_dir.join(format!("{ENCLAVE}.sig")), &sigstruct)?;
+        let loader = config
+            .tee
+            .loader
+            .clone()
+            .unwrap_or_else(|| "gramine-sgx".into());
+        let mut command = tokio::process::Command::new(loader);
+        command.arg(ENCLAVE).current_dir(work_dir);
+        Ok(command)
     }
 
     /// What the node of `launch` is told to run: the app, this machine's
@@ -601,6 +706,7 @@ mod tests {
         let device = |tee, root: Option<&str>| crate::domain::nodes::TeeDevice {
             tee,
             root: root.map(Into::into),
+            ..Default::default()
         };
         let gramine = processes
             .describe(&launch(AppTls::RaTls), &device(Tee::Sgx, None), options)

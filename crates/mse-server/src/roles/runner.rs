@@ -147,7 +147,14 @@ impl Runner {
             cache_dir: config.cache_dir.clone(),
             installer: config.installer.clone(),
             nodes_dir: config.nodes_dir.clone(),
-            tee: config.tee.clone(),
+            tee: crate::domain::nodes::TeeDevice {
+                signing_key: config
+                    .tee
+                    .signing_key
+                    .clone()
+                    .or_else(|| Some(config.data_dir.join("signer.key"))),
+                ..config.tee.clone()
+            },
             options: config.options,
             catalog: config.data_dir.join("catalog.toml"),
             signer_pub: config.data_dir.join("signer.pub"),
