@@ -87,6 +87,11 @@ pub struct Launch {
     pub limits: Limits,
     /// Where quotes come from.
     pub quotes: Quotes,
+    /// A PCCS (`http`/`https`) from which the node fetches Intel's
+    /// collateral for its SGX or TDX quote at start, to serve beside it
+    /// (in its RA-TLS certificate and evidence) so verifiers need no PCCS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pccs_url: Option<String>,
     /// How the app's TLS is made, and when the app expires.
     pub tls: Tls,
 }
@@ -388,6 +393,15 @@ impl Launch {
 
     /// Checks what the types cannot say.
     pub fn check(&self) -> Result<(), LaunchError> {
+        if let Some(url) = &self.pccs_url {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.chars().any(char::is_whitespace) {
+                return Err(LaunchError::Invalid {
+                    at: "pccs_url",
+                    message: format!("`{url}` is not an http or https URL"),
+                });
+            }
+        }
         if let Tls::Acme {
             lifetime: Some(lifetime),
             ..
@@ -545,6 +559,7 @@ mod tests {
                 quote_chain: "/srv/nodes/quote-keys/n1/quote-chain.pem".into(),
                 signer_key: "/srv/data/signer.pub".into(),
             },
+            pccs_url: Some("https://pccs.example:8081".into()),
             tls: Tls::Acme {
                 expires_at: DateTime::from_timestamp(4_000_000_000, 0).unwrap(),
                 directory: "https://acme.example/directory".into(),
@@ -568,6 +583,10 @@ mod tests {
         assert_eq!(json["sandbox"], "best-effort");
         assert_eq!(json["quotes"]["provider"], "simulation");
         assert_eq!(json["runtime"]["installer"]["uv_at"], "/usr/local/bin/uv");
+        assert_eq!(json["pccs_url"], "https://pccs.example:8081");
+        let mut bad = full();
+        bad.pccs_url = Some("file:///etc/passwd".into());
+        assert!(bad.check().unwrap_err().to_string().contains("pccs_url"));
 
         for tls in [
             Tls::Ratls {

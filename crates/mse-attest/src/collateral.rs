@@ -22,6 +22,22 @@ pub fn from_file(path: &Path) -> Result<Collateral, AttestError> {
     })
 }
 
+/// Reads collateral from its JSON (dcap-qvl's `QuoteCollateralV3` form), as
+/// a node serves it beside its quote.
+pub fn from_json(bytes: &[u8]) -> Result<Collateral, AttestError> {
+    serde_json::from_slice(bytes)
+        .map_err(|source| AttestError::CollateralJson { path: None, source })
+}
+
+/// The collateral a node served beside its quote (`aux`), when it is
+/// collateral and not yet due for its next update at `now`: what a
+/// verifier may use instead of fetching its own. Its signatures are
+/// checked like any other's.
+pub fn served(aux: &[u8], now: DateTime<Utc>) -> Option<Collateral> {
+    let collateral = from_json(aux).ok()?;
+    (next_update(&collateral)? > now).then_some(collateral)
+}
+
 /// The earliest nextUpdate of the TCB info and QE identity: when the
 /// collateral must be fetched again.
 pub fn next_update(collateral: &Collateral) -> Option<DateTime<Utc>> {

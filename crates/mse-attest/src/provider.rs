@@ -13,9 +13,85 @@ use crate::AttestError;
 pub struct Attested {
     /// The quote (SGX, TDX) or attestation report (SEV-SNP).
     pub evidence: Vec<u8>,
-    /// What the device gave beside it: on SEV-SNP the certificate table
-    /// (VCEK or VLEK, ASK, ARK) of configfs-tsm's `auxblob`.
+    /// What endorses it, served beside it: on SEV-SNP the certificate
+    /// table (VCEK or VLEK, ASK, ARK) of configfs-tsm's `auxblob`; for an
+    /// SGX or TDX quote Intel's collateral (JSON), when the node fetched it
+    /// ([`WithCollateral`]).
     pub aux: Option<Vec<u8>>,
+}
+
+/// A provider whose SGX and TDX quotes come with Intel's collateral for
+/// them (JSON, dcap-qvl's `QuoteCollateralV3`), fetched from a PCCS when
+/// the quote is made: the node serves it beside its quote, so a verifier
+/// needs no PCCS of its own. A fetch that fails leaves the quote without
+/// it (verifiers then fetch their own) and is kept for the node to log.
+#[cfg(feature = "pccs")]
+pub struct WithCollateral {
+    inner: Box<dyn QuoteProvider>,
+    pccs_url: String,
+    problem: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+#[cfg(feature = "pccs")]
+impl WithCollateral {
+    /// `inner`'s quotes with collateral from the PCCS at `pccs_url`.
+    pub fn new(inner: Box<dyn QuoteProvider>, pccs_url: impl Into<String>) -> Self {
+        WithCollateral {
+            inner,
+            pccs_url: pccs_url.into(),
+            problem: Default::default(),
+        }
+    }
+
+    /// Where this provider says why its last quote has no collateral, if
+    /// it has none; it stays readable once the provider is boxed.
+    pub fn problem(&self) -> std::sync::Arc<std::sync::Mutex<Option<String>>> {
+        self.problem.clone()
+    }
+
+    fn collateral(&self, quote: &[u8]) -> Result<Vec<u8>, String> {
+        let url = self.pccs_url.clone();
+        let quote = quote.to_vec();
+        // On a thread of its own: the fetch runs its own async runtime,
+        // which cannot start inside a caller's.
+        let fetched = std::thread::spawn(move || crate::collateral::fetch_pccs(&url, &quote))
+            .join()
+            .map_err(|_| "the collateral fetch panicked".to_string())?
+            .map_err(|e| e.to_string())?;
+        serde_json::to_vec(&fetched).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(feature = "pccs")]
+impl QuoteProvider for WithCollateral {
+    fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, AttestError> {
+        self.inner.quote(report_data)
+    }
+
+    fn attest(&self, report_data: &[u8; 64]) -> Result<Attested, AttestError> {
+        let mut attested = self.inner.attest(report_data)?;
+        let dcap = matches!(
+            crate::hardware::kind(&attested.evidence),
+            Ok(crate::verify::Tee::Sgx | crate::verify::Tee::Tdx)
+        );
+        if dcap && attested.aux.is_none() {
+            let result = self.collateral(&attested.evidence);
+            let problem = result.as_ref().err().cloned();
+            attested.aux = result.ok();
+            if let Ok(mut slot) = self.problem.lock() {
+                *slot = problem;
+            }
+        }
+        Ok(attested)
+    }
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn app_binding(&self) -> Option<[u8; 32]> {
+        self.inner.app_binding()
+    }
 }
 
 /// Produces evidence binding 64 bytes of REPORTDATA.

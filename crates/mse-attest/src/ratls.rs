@@ -20,10 +20,12 @@ pub const QUOTE_OID: &[u64] = &[1, 2, 840, 113741, 1337, 6];
 /// The same OID, dotted.
 pub const QUOTE_OID_STR: &str = "1.2.840.113741.1337.6";
 
-/// OID of the extension holding what the TEE gave beside the evidence: on
-/// SEV-SNP the certificate table of configfs-tsm's `auxblob` (VCEK or VLEK,
-/// ASK, ARK), so a verifier needs nothing else to check the report. Under
-/// the quote extension's arc; absent when there is nothing.
+/// OID of the extension holding what endorses the evidence, served beside
+/// it: on SEV-SNP the certificate table of configfs-tsm's `auxblob` (VCEK
+/// or VLEK, ASK, ARK); for SGX and TDX quotes Intel's collateral (JSON),
+/// when the node fetched it. A verifier then needs nothing else to check
+/// the evidence. Under the quote extension's arc; absent when there is
+/// nothing.
 pub const AUX_OID: &[u64] = &[1, 2, 840, 113741, 1337, 6, 1];
 /// The same OID, dotted.
 pub const AUX_OID_STR: &str = "1.2.840.113741.1337.6.1";

@@ -387,3 +387,16 @@ fn an_emulated_debug_td_is_refused() {
     .unwrap_err();
     assert!(error.contains("Debug"), "{error}");
 }
+
+#[test]
+fn collateral_a_node_serves_is_used_until_its_next_update_only() {
+    let json = EmulatedIntel::shared().collateral_json(Tee::Tdx).unwrap();
+    let now = Utc::now();
+    let served = mse_attest::collateral::served(json.as_bytes(), now).expect("fresh collateral");
+    let due = mse_attest::collateral::next_update(&served).unwrap();
+    assert!(due > now);
+    assert!(mse_attest::collateral::served(json.as_bytes(), due).is_none());
+    // An SEV-SNP certificate table, or bytes, is no collateral.
+    assert!(mse_attest::collateral::served(b"\x00\x01not json", now).is_none());
+    assert!(mse_attest::collateral::served(b"{}", now).is_none());
+}

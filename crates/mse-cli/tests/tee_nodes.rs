@@ -226,6 +226,11 @@ fn journey(mut node: Node) {
         if let Device::Enclaves { args, env, .. } = &node.device {
             command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         }
+        // Nodes fetch their quote's collateral and serve it in their
+        // certificate.
+        if let Some(pccs) = &node.pccs {
+            command.args(["--pccs-url", pccs.url()]);
+        }
     });
     publish_references(&platform, &node.reference);
     let pccs: Vec<String> = match &node.pccs {
@@ -360,10 +365,17 @@ fn journey(mut node: Node) {
         signer_arg.as_str(),
         "--json",
     ];
+    // The app user has no PCCS (the one named refuses every connection):
+    // the node serves the collateral of its quote in its certificate.
+    let no_pccs: &[&str] = if node.pccs_used {
+        &["--pccs-url", "http://127.0.0.1:9"]
+    } else {
+        &[]
+    };
     let verify = |extra: &[&str]| {
         let mut args = vec!["verify", target];
         args.extend_from_slice(&app_user);
-        args.extend_from_slice(&pccs);
+        args.extend_from_slice(no_pccs);
         args.extend_from_slice(extra);
         verify_json(&user, &args)
     };
@@ -377,7 +389,7 @@ fn journey(mut node: Node) {
     assert!(stderr.contains("test roots"), "said loudly: {stderr}");
 
     // The owner-mode app, verified against the evidence its node publishes
-    // (on SEV-SNP it carries the VCEK chain).
+    // (with the VCEK chain on SEV-SNP, Intel's collateral on SGX and TDX).
     let port = proxy_port(&platform);
     let shop_target = format!("{shop_domain}:{port}");
     let resolve = format!("{shop_domain}:{port}:127.0.0.1");
@@ -396,7 +408,7 @@ fn journey(mut node: Node) {
         user_roots_arg.as_str(),
         "--json",
     ];
-    args.extend_from_slice(&pccs);
+    args.extend_from_slice(no_pccs);
     let (code, report, stderr) = verify_json(&user, &args);
     assert_eq!(code, 0, "{report}{stderr}");
     assert_eq!(report["tee"], node.tee, "{report}");

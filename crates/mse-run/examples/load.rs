@@ -373,6 +373,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
             quote_chain: setup.quote_chain.clone(),
             signer_key: setup.signer.clone(),
         },
+        pccs_url: None,
         tls: launch::Tls::Ratls { expires_at },
     };
     let launch_file = setup.dir.path().join(format!("launch-{round}.json"));

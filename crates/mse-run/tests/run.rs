@@ -175,6 +175,7 @@ impl Node {
                 quote_chain,
                 signer_key: signer,
             },
+            pccs_url: None,
             tls: match tls {
                 Tls::SelfSigned(expires_at) => launch::Tls::Ratls { expires_at },
                 Tls::Owner(certificate) => launch::Tls::Owner {

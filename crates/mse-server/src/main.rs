@@ -177,6 +177,10 @@ struct Args {
     /// each app's enclave [default: the platform's, DATA_DIR/signer.key, for local nodes]
     #[arg(long, value_name = "FILE")]
     enclave_signing_key: Option<PathBuf>,
+    /// SGX and TDX: a PCCS (Intel's v4 API) from which each node fetches the collateral of its
+    /// quote at start, and serves it in its certificate, so verifiers need no PCCS of their own
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    pccs_url: Option<String>,
     /// Seconds a node waits for its owner's configuration; then it stops and
     /// the app ends `on_error`, saying so (10 to 86400)
     #[arg(long, value_name = "SECS", default_value_t = 180,
@@ -272,6 +276,7 @@ impl Args {
             root: self.tee_device.clone(),
             loader: self.gramine_sgx.clone(),
             signing_key: self.enclave_signing_key.clone(),
+            pccs_url: self.pccs_url.clone(),
         }
     }
 
@@ -444,6 +449,17 @@ struct GramineManifestArgs {
     /// environment was built with and its standard library (may be repeated)
     #[arg(long, value_name = "PATH")]
     trusted: Vec<PathBuf>,
+}
+
+/// An `http` or `https` URL, for `--pccs-url`.
+fn http_url(text: &str) -> Result<String, String> {
+    let ok = (text.starts_with("https://") || text.starts_with("http://"))
+        && !text.chars().any(char::is_whitespace);
+    if ok {
+        Ok(text.trim_end_matches('/').to_string())
+    } else {
+        Err(format!("`{text}` is not an http or https URL"))
+    }
 }
 
 /// `mse-server tee gramine-manifest`: the manifest on standard output.

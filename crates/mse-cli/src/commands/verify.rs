@@ -288,12 +288,15 @@ impl<'a> JsonOutput<'a> {
 
 /// The collateral to check a quote with (`None`: there is none): none for
 /// a quote that is not genuine SGX or TDX (simulated, SEV-SNP or
-/// unparsable), else from `file`, else from the PCCS at `pccs_url` (Intel's
-/// by default) through the cache under `$MSE_CONF_PATH/collateral`. An
-/// `Err` inside says why there is none; the verification then fails its
-/// `tcb` check with that reason.
+/// unparsable), else from `file`, else what the node `served` beside the
+/// quote while it is not due for its next update (its signatures are
+/// checked as any other's), else from the PCCS at `pccs_url` (Intel's by
+/// default) through the cache under `$MSE_CONF_PATH/collateral`. An `Err`
+/// inside says why there is none; the verification then fails its `tcb`
+/// check with that reason.
 pub fn collateral_for_quote(
     quote_bytes: Option<Vec<u8>>,
+    served: Option<&[u8]>,
     pccs_url: Option<&str>,
     file: Option<&Path>,
     now: chrono::DateTime<Utc>,
@@ -315,6 +318,9 @@ pub fn collateral_for_quote(
     if let Some(path) = file {
         return Ok(Ok(mse_attest::collateral::from_file(&absolute(path)?)
             .map_err(|e| Failure::Invalid(e.to_string()))?));
+    }
+    if let Some(collateral) = served.and_then(|aux| mse_attest::collateral::served(aux, now)) {
+        return Ok(Ok(collateral));
     }
     let url = pccs_url.unwrap_or(DEFAULT_PCCS_URL);
     let cache = mse_attest::collateral::Cache::new(conf_dir().join("collateral"));
@@ -343,10 +349,14 @@ pub fn endorsements_for(
         return Ok(Err(mse_attest::verify::NO_COLLATERAL.to_string()));
     };
     if mse_attest::hardware::kind(&inspected.quote_bytes) != Ok(Tee::SevSnp) {
-        return Ok(
-            collateral_for_quote(Some(inspected.quote_bytes), pccs_url, file, now)?
-                .map(|c| Endorsements::Dcap(Box::new(c))),
-        );
+        return Ok(collateral_for_quote(
+            Some(inspected.quote_bytes),
+            inspected.aux.as_deref(),
+            pccs_url,
+            file,
+            now,
+        )?
+        .map(|c| Endorsements::Dcap(Box::new(c))));
     }
     snp_endorsements(file, Ok(inspected.aux), "the certificate")
 }
@@ -533,8 +543,14 @@ pub fn verify_with_evidence(
             evidence.aux_bytes().map_err(|e| e.to_string()),
             &format!("the evidence at {url}"),
         )?,
-        _ => collateral_for_quote(quote, collateral.pccs_url, collateral.file, now)?
-            .map(|c| Endorsements::Dcap(Box::new(c))),
+        _ => collateral_for_quote(
+            quote,
+            evidence.aux_bytes().ok().flatten().as_deref(),
+            collateral.pccs_url,
+            collateral.file,
+            now,
+        )?
+        .map(|c| Endorsements::Dcap(Box::new(c))),
     };
     let verification = verify_evidence(
         cert_der,
@@ -870,10 +886,14 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
              chip and TCB)"
                 .to_string(),
         ),
-        (Ok(_), None) => {
-            collateral_for_quote(Some(bytes.clone()), args.pccs_url.as_deref(), None, now)?
-                .map(|c| Endorsements::Dcap(Box::new(c)))
-        }
+        (Ok(_), None) => collateral_for_quote(
+            Some(bytes.clone()),
+            None,
+            args.pccs_url.as_deref(),
+            None,
+            now,
+        )?
+        .map(|c| Endorsements::Dcap(Box::new(c))),
     };
     let trust = test_trust(args.test_roots.as_deref())?;
     let policy = Policy {

@@ -240,6 +240,17 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
         }
     };
 
+    // Intel's collateral for an SGX or TDX quote, served beside it.
+    let (provider, stapled): (Box<dyn QuoteProvider>, _) = match (&launch.pccs_url, &launch.quotes)
+    {
+        (Some(url), Quotes::Gramine { .. } | Quotes::Tdx { .. }) => {
+            let with = mse_attest::provider::WithCollateral::new(provider, url.clone());
+            let problem = with.problem();
+            (Box::new(with), Some(problem))
+        }
+        _ => (provider, None),
+    };
+
     let work_dir = &launch.node.work_dir;
     create_private_dir(work_dir)
         .map_err(|e| invalid(format!("cannot create {}: {e}", work_dir.display())))?;
@@ -263,6 +274,18 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
         .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
     std::fs::write(work_dir.join("ratls.pem"), &ratls.cert_pem)
         .map_err(|e| Failure::Error(format!("cannot save the RA-TLS certificate: {e}")))?;
+    if let Some(problem) = stapled {
+        let why = problem.lock().ok().and_then(|p| p.clone());
+        log.note(&match (&ratls.aux, why) {
+            (Some(_), _) => {
+                "collateral: Intel's collateral for the quote is served in the certificate".into()
+            }
+            (None, why) => format!(
+                "collateral: none served, verifiers fetch their own: {}",
+                why.unwrap_or_else(|| "the quote needs none".into())
+            ),
+        });
+    }
     let evidence = evidence(&tls, &ratls, &input, provider.as_ref())?;
 
     let cache = EnvCache::new(&launch.runtime.cache_dir).with_installer(installer);

@@ -28,6 +28,9 @@ pub struct TeeDevice {
     /// SGX: the operator's enclave-signing key (PKCS#8 PEM, RSA-3072,
     /// exponent 3) that signs each app's enclave.
     pub signing_key: Option<std::path::PathBuf>,
+    /// SGX and TDX: the PCCS nodes fetch their quote's collateral from, to
+    /// serve it beside the quote.
+    pub pccs_url: Option<String>,
 }
 
 /// Bounds of [`NodeOptions::config_timeout_secs`].

@@ -468,6 +468,10 @@ impl NodeProcesses {
         };
         let cores = u32::try_from(app.cores)
             .with_context(|| format!("{} cores is more than a node can be given", app.cores))?;
+        let pccs_url = match tee.tee {
+            Tee::Sgx | Tee::Tdx => tee.pccs_url.clone(),
+            Tee::Simulation | Tee::SevSnp => None,
+        };
         let description = mse_api::launch::Launch {
             app: mse_api::launch::App {
                 uuid: app.app.clone(),
@@ -504,6 +508,7 @@ impl NodeProcesses {
                 cores: NonZeroU32::new(cores),
             },
             quotes,
+            pccs_url,
             tls,
         };
         description.check()?;
