@@ -682,51 +682,20 @@ impl super::configfs::TsmDevice for TdxGuest {
 /// `/tdx/`), answered from an [`EmulatedIntel`] with the headers Intel's
 /// PCS sends (issuer chains URL-encoded). Stops when dropped.
 pub struct Pccs {
-    url: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    address: std::net::SocketAddr,
-    thread: Option<std::thread::JoinHandle<()>>,
+    service: super::http::Service,
 }
 
 impl Pccs {
     /// Serves `intel`'s collateral on a free loopback port.
     pub fn start(intel: std::sync::Arc<EmulatedIntel>) -> anyhow::Result<Pccs> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let address = listener.local_addr()?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    let _ = serve_pccs(&intel, stream);
-                }
-            }
-        });
         Ok(Pccs {
-            url: format!("http://{address}"),
-            stop,
-            address,
-            thread: Some(thread),
+            service: super::http::Service::start(move |route, _| pccs_answer(&intel, route))?,
         })
     }
 
     /// The PCCS's base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for Pccs {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // Wakes the accepting thread.
-        let _ = std::net::TcpStream::connect(self.address);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.service.url()
     }
 }
 
@@ -743,31 +712,14 @@ fn url_encoded(text: &str) -> String {
     out
 }
 
-/// A PCCS answer: its headers and body.
-type Answer = (Vec<(&'static str, String)>, Vec<u8>);
-
-/// Answers one HTTP/1.1 request of a collateral client, then closes.
-fn serve_pccs(intel: &EmulatedIntel, stream: std::net::TcpStream) -> anyhow::Result<()> {
-    use std::io::{BufRead as _, Write as _};
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut reader = std::io::BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // The headers, up to the empty line (bounded).
-    for _ in 0..100 {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (route, _query) = path.split_once('?').unwrap_or((path, ""));
+/// A PCCS's answer to a GET of `route` (v4 API).
+fn pccs_answer(intel: &EmulatedIntel, route: &str) -> anyhow::Result<super::http::Answer> {
     let signer_chain = format!("{}{}", intel.tcb_signer.pem, intel.root.pem);
     let json = |key: &str, text: String| -> anyhow::Result<Vec<u8>> {
         let signature = hex::encode(sign(&intel.tcb_key, text.as_bytes())?);
         Ok(format!("{{\"{key}\":{text},\"signature\":\"{signature}\"}}").into_bytes())
     };
-    let answer: Option<Answer> = match route {
+    Ok(match route {
         "/sgx/certification/v4/pckcrl" => Some((
             vec![(
                 "SGX-PCK-CRL-Issuer-Chain",
@@ -804,26 +756,7 @@ fn serve_pccs(intel: &EmulatedIntel, stream: std::net::TcpStream) -> anyhow::Res
             ))
         }
         _ => None,
-    };
-    let mut stream = reader.into_inner();
-    match answer {
-        Some((headers, body)) => {
-            let mut head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (name, value) in headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes())?;
-            stream.write_all(&body)?;
-        }
-        None => stream.write_all(
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )?,
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

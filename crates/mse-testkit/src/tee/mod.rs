@@ -12,6 +12,7 @@
 
 pub mod configfs;
 pub mod gramine;
+pub mod http;
 pub mod intel;
 pub mod loader;
 pub mod snp;
