@@ -464,6 +464,63 @@ pub struct Chain {
     pub ark_der: Vec<u8>,
 }
 
+/// The processor line of a report's chip, as AMD's Key Distribution
+/// Service names it (`Milan`, `Genoa`, `Turin`), from its CPUID family and
+/// model (reports of version 3 and later); `None` for a version 2 report
+/// or an unknown processor.
+pub fn kds_product(report: &Report) -> Option<&'static str> {
+    let (family, model, _) = report.cpuid()?;
+    match (family, model) {
+        (0x19, 0x00..=0x0F) => Some("Milan"),
+        (0x19, 0x10..=0x1F | 0xA0..=0xAF) => Some("Genoa"),
+        (0x1A, 0x00..=0x1F) => Some("Turin"),
+        _ => None,
+    }
+}
+
+/// Where AMD's Key Distribution Service serves what certifies `report`,
+/// as paths under its base URL: the VCEK of the report's chip at its
+/// reported TCB (DER), and the ASK and ARK of `product` (PEM, ASK first).
+/// Refused for a report signed by a VLEK (a cloud provider's key, which the
+/// KDS does not serve) or whose chip id the guest policy masked.
+pub fn kds_paths(report: &Report, product: &str) -> Result<(String, String), AttestError> {
+    if !matches!(product, "Milan" | "Genoa" | "Turin") {
+        return Err(AttestError::SnpChain(format!(
+            "`{product}` is not a processor AMD's KDS serves: Milan, Genoa or Turin"
+        )));
+    }
+    if report.signing_key() != SigningKey::Vcek {
+        return Err(AttestError::SnpChain(
+            "the report is signed by a VLEK, which AMD's KDS does not serve: give its chain".into(),
+        ));
+    }
+    let chip_id = report.chip_id();
+    let hwid = if product == "Turin" {
+        &chip_id[..8]
+    } else {
+        &chip_id[..]
+    };
+    if hwid.iter().all(|&b| b == 0) {
+        return Err(AttestError::SnpChain(
+            "the report's chip id is masked by the guest policy: its VCEK cannot be looked up"
+                .into(),
+        ));
+    }
+    let tcb = report.reported_tcb();
+    let mut vcek = format!(
+        "/vcek/v1/{product}/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+        hex::encode(hwid),
+        tcb.bootloader,
+        tcb.tee,
+        tcb.snp,
+        tcb.microcode
+    );
+    if let Some(fmc) = tcb.fmc {
+        vcek.push_str(&format!("&fmcSPL={fmc}"));
+    }
+    Ok((vcek, format!("/vcek/v1/{product}/cert_chain")))
+}
+
 /// GUIDs of the SEV-SNP certificate table (GHCB specification, "SNP
 /// Extended Guest Request"), in the byte order they are stored: the
 /// canonical text's bytes in order.
@@ -520,6 +577,13 @@ impl Chain {
                 "{count} PEM certificates, but the chain is three: VCEK (or VLEK), ASK (or ASVK), ARK"
             ))),
         }
+    }
+
+    /// The chain as AMD's KDS serves it: the VCEK (DER) and its product's
+    /// `cert_chain` (PEM: the ASK, then the ARK).
+    pub fn from_kds(vcek_der: &[u8], cert_chain_pem: &str) -> Result<Chain, AttestError> {
+        let vcek = crate::ratls::der_to_pem(vcek_der);
+        Chain::from_pem(&format!("{vcek}{cert_chain_pem}"))
     }
 
     /// The three certificates as PEM, leaf first.

@@ -485,3 +485,69 @@ fn an_emulated_report_is_refused_outside_the_emulated_vceks_validity() {
     ));
     assert_eq!(failure.check, "quote_signature");
 }
+
+#[test]
+fn amds_kds_is_asked_for_the_chips_vcek_at_its_reported_tcb() {
+    // The real Milan report: its 64-byte chip id and reported TCB.
+    let report = milan_report();
+    let product = snp::kds_product(&report).unwrap_or("Milan");
+    let (vcek, chain) = snp::kds_paths(&report, product).unwrap();
+    let tcb = report.reported_tcb();
+    assert_eq!(
+        vcek,
+        format!(
+            "/vcek/v1/Milan/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            hex::encode(report.chip_id()),
+            tcb.bootloader,
+            tcb.tee,
+            tcb.snp,
+            tcb.microcode
+        )
+    );
+    assert_eq!(chain, "/vcek/v1/Milan/cert_chain");
+    // What the KDS answers for it makes the chain the report verifies with.
+    assert_eq!(
+        Chain::from_kds(MILAN_VCEK, MILAN_ASK_ARK).unwrap(),
+        milan_chain()
+    );
+
+    // Turin: 8 bytes of chip id, and the FMC's SVN.
+    let turin = EmulatedSnp::new(
+        "Turin",
+        emulated::Tcb {
+            bootloader: 1,
+            tee: 2,
+            snp: 3,
+            microcode: 4,
+            fmc: Some(5),
+        },
+        [0xAB; 64],
+    )
+    .unwrap();
+    let report = Report::parse(&turin.report_with(&ReportFields::default())).unwrap();
+    assert_eq!(snp::kds_product(&report), Some("Turin"));
+    let (vcek, _) = snp::kds_paths(&report, "Turin").unwrap();
+    assert_eq!(
+        vcek,
+        "/vcek/v1/Turin/abababababababab?blSPL=1&teeSPL=2&snpSPL=3&ucodeSPL=4&fmcSPL=5"
+    );
+    // A masked chip id, or a product the KDS does not know: refused.
+    let masked = EmulatedSnp::new(
+        "Milan",
+        emulated::Tcb {
+            bootloader: 1,
+            tee: 0,
+            snp: 8,
+            microcode: 115,
+            fmc: None,
+        },
+        [0; 64],
+    )
+    .unwrap();
+    let report = Report::parse(&masked.report_with(&ReportFields::default())).unwrap();
+    assert!(snp::kds_paths(&report, "Milan")
+        .unwrap_err()
+        .to_string()
+        .contains("masked"));
+    assert!(snp::kds_paths(&report, "Naples").is_err());
+}

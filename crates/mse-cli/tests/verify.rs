@@ -892,3 +892,82 @@ fn verify_quote_reads_hex_like_binary_and_refuses_what_is_no_evidence() {
         "{output:?}"
     );
 }
+
+#[test]
+fn an_sev_snp_report_without_its_chain_is_checked_with_amds_kds_then_its_cache() {
+    use mse_testkit::tee::snp::{EmulatedSnp, Kds, ReportFields, Tcb};
+    let tcb = Tcb {
+        bootloader: 9,
+        tee: 0,
+        snp: 23,
+        microcode: 72,
+        fmc: None,
+    };
+    let snp = Arc::new(EmulatedSnp::new("Genoa", tcb, [0xC3; 64]).unwrap());
+    let kds = Kds::start(snp.clone()).unwrap();
+    let ctx = TestContext::new();
+    let roots = ctx.write("roots.pem", &mse_attest::ratls::der_to_pem(&snp.ark_der()));
+    let write_report = |name: &str, fields: &ReportFields| {
+        let path = ctx.work().join(name);
+        std::fs::write(&path, snp.report_with(fields)).unwrap();
+        path
+    };
+    let report = write_report("report.bin", &ReportFields::default());
+    let verify = |report: &Path, extra: &[&str]| {
+        let output = ctx
+            .mse()
+            .args(["verify", "--json", "--quote"])
+            .arg(report)
+            .arg("--test-roots")
+            .arg(&roots)
+            .args(["--kds-url", kds.url()])
+            .args(["--snp-min-tcb", "bl=9 tee=0 snp=23 ucode=72"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = verify(&report, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["tee"], "sev-snp");
+    assert_eq!(kds.requests(), 2, "the VCEK and the product's chain");
+
+    // Kept: the same chip at the same TCB needs no KDS again.
+    let (code, _, stderr) = verify(&report, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(kds.requests(), 2);
+
+    // Another chip: the KDS has no VCEK for it, and the error says where.
+    let other = write_report(
+        "other.bin",
+        &ReportFields {
+            chip_id: Some([0xC4; 64]),
+            ..ReportFields::default()
+        },
+    );
+    let (code, stdout, _) = verify(&other, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stdout.contains("AMD's KDS") && stdout.contains("404"),
+        "{stdout}"
+    );
+
+    // A version 2 report does not name its processor: the user names it.
+    let v2 = write_report(
+        "v2.bin",
+        &ReportFields {
+            version: 2,
+            ..ReportFields::default()
+        },
+    );
+    let (code, stdout, _) = verify(&v2, &[]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("--snp-product"), "{stdout}");
+    let (code, stdout, stderr) = verify(&v2, &["--snp-product", "Genoa"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+}

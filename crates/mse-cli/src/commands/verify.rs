@@ -20,6 +20,8 @@ use crate::{fetch, render};
 
 /// PCCS used when neither `--pccs-url` nor `--collateral` is given.
 pub const DEFAULT_PCCS_URL: &str = "https://api.trustedservices.intel.com";
+/// AMD's Key Distribution Service.
+pub const DEFAULT_KDS_URL: &str = "https://kdsintf.amd.com";
 
 /// Arguments of `mse verify`.
 #[derive(Debug, clap::Args)]
@@ -107,6 +109,14 @@ pub struct Args {
     /// PCCS to fetch collateral from [default: https://api.trustedservices.intel.com]
     #[arg(long, value_name = "URL", conflicts_with = "collateral")]
     pccs_url: Option<String>,
+    /// AMD's Key Distribution Service, for the VCEK and chain of an SEV-SNP report given without
+    /// them (`--quote`) [default: https://kdsintf.amd.com]
+    #[arg(long, value_name = "URL", conflicts_with = "collateral")]
+    kds_url: Option<String>,
+    /// The processor of a version 2 SEV-SNP report, which does not name it, for the KDS: Milan,
+    /// Genoa or Turin
+    #[arg(long, value_name = "NAME")]
+    snp_product: Option<String>,
     /// Read the collateral from this file instead of a PCCS: for SGX and TDX the JSON of dcap-qvl's
     /// QuoteCollateralV3; for an SEV-SNP report the PEM chain VCEK (or VLEK), ASK, ARK
     #[arg(long, value_name = "FILE")]
@@ -870,6 +880,58 @@ fn save_evidence(
     Ok(())
 }
 
+/// The chain that certifies the SEV-SNP report `bytes`, from AMD's KDS at
+/// `kds_url`: its chip's VCEK at its reported TCB and its product's ASK and
+/// ARK, kept under `$MSE_CONF_PATH/kds` (a chip's VCEK at one TCB never
+/// changes; validity and signatures are checked when the report is).
+fn kds_chain(bytes: &[u8], kds_url: &str, product: Option<&str>) -> Result<Endorsements, String> {
+    use mse_attest::snp;
+    let report = snp::Report::parse(bytes).map_err(|e| e.to_string())?;
+    let product = product.or_else(|| snp::kds_product(&report)).ok_or(
+        "the report does not name its processor (version 2, or an unknown CPU): give \
+         --snp-product Milan, Genoa or Turin",
+    )?;
+    let (vcek_path, chain_path) = snp::kds_paths(&report, product).map_err(|e| e.to_string())?;
+    let cache = conf_dir().join("kds");
+    // (the bytes, where they are kept once they read as a chain).
+    let get = |path: &str| -> Result<(Vec<u8>, Option<PathBuf>), String> {
+        let url = format!("{}{path}", kds_url.trim_end_matches('/'));
+        let key = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(url.as_bytes()));
+        let cached = cache.join(key);
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok((bytes, None));
+        }
+        let response = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .and_then(|client| client.get(&url).send())
+            .map_err(|e| format!("AMD's KDS {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("AMD's KDS {url}: {}", response.status()));
+        }
+        let body = response
+            .bytes()
+            .map_err(|e| format!("AMD's KDS {url}: {e}"))?
+            .to_vec();
+        Ok((body, Some(cached)))
+    };
+    let (vcek, vcek_to_keep) = get(&vcek_path)?;
+    let (chain_pem, chain_to_keep) = get(&chain_path)?;
+    let chain_pem = String::from_utf8(chain_pem)
+        .map_err(|_| "AMD's KDS answered a chain that is not PEM".to_string())?;
+    let chain = snp::Chain::from_kds(&vcek, &chain_pem).map_err(|e| format!("AMD's KDS: {e}"))?;
+    // A cache that cannot be written only costs a fetch next time.
+    for (path, bytes) in [
+        (vcek_to_keep, vcek.as_slice()),
+        (chain_to_keep, chain_pem.as_bytes()),
+    ] {
+        if let Some(path) = path {
+            let _ = std::fs::create_dir_all(&cache).and_then(|()| std::fs::write(path, bytes));
+        }
+    }
+    Endorsements::read(Tee::SevSnp, chain.to_pem().as_bytes()).map_err(|e| e.to_string())
+}
+
 /// `mse verify --quote FILE`: the evidence on its own.
 fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult {
     let bytes = mse_attest::hardware::decode(&read(&absolute(path)?, "evidence")?);
@@ -880,12 +942,16 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
             &read(&absolute(file)?, "collateral")?,
         )
         .map_err(|e| Failure::Invalid(format!("{}: {e}", file.display())))?),
-        (Ok(Tee::SevSnp), None) => Err(
-            "no certificate chain for the report: give --collateral FILE with the PEM \
-             certificates VCEK (or VLEK), ASK and ARK (AMD's KDS serves them for the report's \
-             chip and TCB)"
-                .to_string(),
-        ),
+        (Ok(Tee::SevSnp), None) => kds_chain(
+            &bytes,
+            args.kds_url.as_deref().unwrap_or(DEFAULT_KDS_URL),
+            args.snp_product.as_deref(),
+        )
+        .map_err(|e| {
+            format!(
+                "{e}; give --collateral FILE with the PEM certificates VCEK (or VLEK), ASK and ARK"
+            )
+        }),
         (Ok(_), None) => collateral_for_quote(
             Some(bytes.clone()),
             None,

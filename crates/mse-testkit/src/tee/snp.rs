@@ -237,6 +237,31 @@ impl EmulatedSnp {
             .collect()
     }
 
+    /// The KDS's answer to a GET of `route?query`: the VCEK for this
+    /// chip at exactly its TCB, or its product's ASK and ARK.
+    fn kds_answer(&self, route: &str, query: &str) -> super::http::Answer {
+        let base = format!("/vcek/v1/{}/", self.product);
+        let rest = route.strip_prefix(&base)?;
+        if rest == "cert_chain" {
+            let chain = format!("{}{}", pem(&self.ask_der), pem(&self.ark_der));
+            return Some((Vec::new(), chain.into_bytes()));
+        }
+        let hwid = if self.tcb.fmc.is_some() {
+            &self.chip_id[..8]
+        } else {
+            &self.chip_id[..]
+        };
+        let mut expected = format!(
+            "blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            self.tcb.bootloader, self.tcb.tee, self.tcb.snp, self.tcb.microcode
+        );
+        if let Some(fmc) = self.tcb.fmc {
+            expected.push_str(&format!("&fmcSPL={fmc}"));
+        }
+        (rest == hex::encode(hwid) && query == expected)
+            .then(|| (Vec::new(), self.vcek_der.clone()))
+    }
+
     /// The certificate table configfs-tsm's `auxblob` holds: entries of
     /// GUID, offset and length (little-endian u32, from the table's start),
     /// an all-zero entry, then the DER certificates.
@@ -458,6 +483,35 @@ impl super::configfs::TsmDevice for SnpGuest {
             .snp
             .report(inblob, &self.measurement, self.policy, &[0; 32], privlevel);
         Ok((report, self.snp.auxblob()))
+    }
+}
+
+/// An emulated AMD Key Distribution Service on loopback: the VCEK of a
+/// chip at its TCB (DER) at `/vcek/v1/PRODUCT/HWID?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…`
+/// (and `fmcSPL` on Turin), the product's ASK and ARK (PEM) at
+/// `/vcek/v1/PRODUCT/cert_chain`; anything else is 404. Stops when dropped.
+pub struct Kds {
+    service: super::http::Service,
+}
+
+impl Kds {
+    /// Serves `snp`'s certificates on a free loopback port.
+    pub fn start(snp: std::sync::Arc<EmulatedSnp>) -> anyhow::Result<Kds> {
+        Ok(Kds {
+            service: super::http::Service::start(move |route, query| {
+                Ok(snp.kds_answer(route, query))
+            })?,
+        })
+    }
+
+    /// The KDS's base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        self.service.url()
+    }
+
+    /// How many requests it answered.
+    pub fn requests(&self) -> usize {
+        self.service.requests()
     }
 }
 
