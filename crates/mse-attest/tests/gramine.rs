@@ -70,6 +70,7 @@ fn policy(fingerprint: [u8; 32], trust: Trust) -> Policy {
         sgx_enclaves: vec![EnclaveReference {
             name: "sgx reference of the image (1G)".into(),
             enclave: published(),
+            replayed: None,
         }],
         ..Policy::default()
     }

@@ -387,6 +387,21 @@ fn journey(mut node: Node) {
     assert_eq!(report[name], value, "{report}");
     assert_eq!(report["tcb_status"], "UpToDate");
     assert!(stderr.contains("test roots"), "said loudly: {stderr}");
+    if let Device::Enclaves { .. } = node.device {
+        // The replay, which reads every page of the enclave, is kept: the
+        // next verification reads it (a wrong kept value fails it).
+        let kept: Vec<PathBuf> = std::fs::read_dir(user.root.path().join("home/conf/enclaves"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), value);
+        std::fs::write(&kept[0], "ab".repeat(32)).unwrap();
+        let (code, report, _) = verify(&["--test-roots", &user_roots_arg]);
+        assert_eq!(code, 1);
+        assert_eq!(checks_failed(&report), ["mr_enclave"], "{report}");
+        std::fs::write(&kept[0], &value).unwrap();
+    }
 
     // The owner-mode app, verified against the evidence its node publishes
     // (with the VCEK chain on SEV-SNP, Intel's collateral on SGX and TDX).

@@ -176,6 +176,7 @@ impl ImageSpec {
                     self.reference, enclave.enclave_size
                 ),
                 enclave: enclave.clone(),
+                replayed: None,
             })
             .collect()
     }

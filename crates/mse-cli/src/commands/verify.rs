@@ -512,6 +512,49 @@ pub struct HardwarePolicy {
     pub sgx_enclaves: Vec<mse_attest::verify::EnclaveReference>,
 }
 
+impl HardwarePolicy {
+    /// The SGX enclaves, each with its replay for `fingerprint` made once
+    /// and kept under `$MSE_CONF_PATH/enclaves` (named by the SHA-256 of
+    /// the enclave's template, layout and the fingerprint): a replay reads
+    /// every page of the enclave.
+    pub fn sgx_enclaves_for(
+        &self,
+        fingerprint: Option<[u8; 32]>,
+    ) -> Vec<mse_attest::verify::EnclaveReference> {
+        let Some(fingerprint) = fingerprint else {
+            return self.sgx_enclaves.clone();
+        };
+        let dir = conf_dir().join("enclaves");
+        self.sgx_enclaves
+            .iter()
+            .map(|reference| {
+                let mut reference = reference.clone();
+                let Ok(json) = serde_json::to_vec(&reference.enclave) else {
+                    return reference;
+                };
+                let mut key = <sha2::Sha256 as sha2::Digest>::new();
+                sha2::Digest::update(&mut key, b"mse-enclave-replay-v1\n");
+                sha2::Digest::update(&mut key, &json);
+                sha2::Digest::update(&mut key, fingerprint);
+                let path = dir.join(hex::encode(sha2::Digest::finalize(key)));
+                let mut kept = [0u8; 32];
+                let read = std::fs::read_to_string(&path)
+                    .ok()
+                    .is_some_and(|text| hex::decode_to_slice(text.trim(), &mut kept).is_ok());
+                if read {
+                    reference.replayed = Some((fingerprint, kept));
+                } else if let Ok(mr_enclave) = reference.enclave.mr_enclave(&fingerprint) {
+                    reference.replayed = Some((fingerprint, mr_enclave));
+                    // A cache that cannot be written only costs a replay.
+                    let _ = std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&path, hex::encode(mr_enclave)));
+                }
+                reference
+            })
+            .collect()
+    }
+}
+
 /// Where collateral for SGX quotes comes from.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Collateral<'a> {
@@ -710,6 +753,7 @@ pub fn run(args: Args) -> CmdResult {
         image.as_deref(),
         args.test_roots.as_deref(),
     )?;
+    let sgx_enclaves = hardware.sgx_enclaves_for(mr_enclave);
     let policy = Policy {
         mr_signer,
         mr_enclave,
@@ -721,7 +765,7 @@ pub fn run(args: Args) -> CmdResult {
         references: hardware.references,
         references_refused: hardware.references_refused,
         snp_min_tcb: args.snp_min_tcb.or(hardware.snp_min_tcb),
-        sgx_enclaves: hardware.sgx_enclaves,
+        sgx_enclaves,
     };
 
     // A certificate without a quote (ACME, an owner's, or any other) is

@@ -45,7 +45,7 @@ pub fn policy(
         references: hardware.references.clone(),
         references_refused: hardware.references_refused.clone(),
         snp_min_tcb: hardware.snp_min_tcb,
-        sgx_enclaves: hardware.sgx_enclaves.clone(),
+        sgx_enclaves: hardware.sgx_enclaves_for(Some(expected)),
     })
 }
 
