@@ -20,7 +20,8 @@
 # See `./scripts/bench-proxy.sh --help`. Exit code 1: a target was missed;
 # 2: the benchmark could not run, or a request failed.
 # Installs nginx and its stream module (Debian: nginx libnginx-mod-stream)
-# when nginx is missing.
+# when nginx is missing, and the stream module alone when Debian's nginx
+# lacks it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -35,19 +36,32 @@ for arg in "$@"; do
     esac
 done
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    echo "==> installing nginx and its stream module (apt-get)" >&2
-    sudo=""
+# Installs Debian packages quietly, as root or through sudo; only the
+# binaries are wanted: the packages must not start their service.
+apt_install() {
+    local sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: nginx is missing and this is not a Debian-like system; install nginx with the stream and ssl_preread modules, or pass --nginx" >&2
+        echo "error: $* missing and this is not a Debian-like system; install nginx with the stream and ssl_preread modules, or pass --nginx" >&2
         exit 2
     fi
-    # Only the binary is wanted: do not let the package start its service.
+    echo "==> installing $* (apt-get)" >&2
     if ! $sudo env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-            apt-get install -y -q nginx libnginx-mod-stream >&2; then
-        echo "error: cannot install nginx (try: ${sudo:+sudo }apt-get update)" >&2
+            apt-get install -y -q "$@" >&2; then
+        echo "error: cannot install $* (try: ${sudo:+sudo }apt-get update)" >&2
         exit 2
+    fi
+}
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx libnginx-mod-stream
+else
+    nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+    # An nginx built with a dynamic stream module (Debian's) whose module is
+    # not installed.
+    if "$nginx_bin" -V 2>&1 | grep -q -- '--with-stream=dynamic' \
+            && [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+        apt_install libnginx-mod-stream
     fi
 fi
 

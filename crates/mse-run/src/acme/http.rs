@@ -47,6 +47,24 @@ impl Answer {
     }
 }
 
+/// A TLS failure in words, with what to do about the one operators meet
+/// most: a self-signed CA certificate as the ACME server's own.
+fn tls_failure(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    if text.contains("CaUsedAsEndEntity") {
+        format!(
+            "TLS: the ACME server's HTTPS certificate is a CA certificate (basicConstraints \
+             CA:TRUE, as `openssl req -x509` makes by default), which TLS clients refuse as a \
+             server's own. Give the server a certificate with CA:FALSE signed by a CA (for a \
+             single self-signed one: `openssl req -x509 … -addext \
+             basicConstraints=critical,CA:FALSE`), and that CA (or certificate) to \
+             --acme-ca-bundle ({text})"
+        )
+    } else {
+        format!("TLS: {text}")
+    }
+}
+
 /// A small HTTPS client: one connection per exchange, each bounded.
 pub(super) struct Http {
     tls: Arc<rustls::ClientConfig>,
@@ -126,7 +144,7 @@ impl Http {
             let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, stream)
                 .await
-                .map_err(|e| unreachable(format!("TLS: {e}")))?;
+                .map_err(|e| unreachable(tls_failure(&e)))?;
             let (mut sender, connection) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream))
                     .await
@@ -175,5 +193,57 @@ impl Http {
             .map_err(|_| {
                 unreachable(format!("no answer within {} s", EXCHANGE_TIMEOUT.as_secs()))
             })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTPS server on loopback whose certificate is `cert`, answering
+    /// nothing: the handshake is what is tested.
+    async fn server(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> u16 {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = acceptor.accept(stream).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_ca_certificate_as_the_servers_own_is_refused_saying_what_to_do() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let port = server(&cert, &key).await;
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, cert.pem()).unwrap();
+        let http = Http::new(Some(&bundle)).unwrap();
+        let url = format!("https://localhost:{port}/dir");
+        let Err(e) = http.exchange(Method::GET, &url, None).await else {
+            panic!("a CA certificate was accepted as the server's");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("CA:FALSE") && text.contains("--acme-ca-bundle"),
+            "{text}"
+        );
     }
 }
