@@ -240,6 +240,10 @@ pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow
         roles::runner::Runner::detached(store.clone(), config, routes.clone())
     };
     let remote_logs = data.path("node-logs");
+    let compat = state::compat::Compat::new(
+        &std::fs::read(data.root.join("signer.key"))
+            .context("cannot read the enclave-signing key")?,
+    );
     let state = Arc::new(state::AppState {
         store,
         data,
@@ -258,6 +262,7 @@ pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow
         catalog,
         acme: settings.acme.clone(),
         max_token_lifetime: settings.max_token_lifetime,
+        compat,
     });
     Ok(Opened {
         state,

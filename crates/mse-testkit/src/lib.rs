@@ -60,9 +60,24 @@ pub fn python() -> PathBuf {
             if let Some(python) = std::env::var_os(PYTHON_ENV).filter(|p| !p.is_empty()) {
                 return PathBuf::from(python);
             }
-            build_env().unwrap_or_else(|e| panic!("cannot build the test Python environment: {e}"))
+            build_env("test-python", "tests/python-requirements.txt")
+                .unwrap_or_else(|e| panic!("cannot build the test Python environment: {e}"))
         })
         .clone()
+}
+
+/// The `mse` command of the original platform's client, `mse-cli` 0.10.2,
+/// in a Python environment of its own (its pins conflict with the shared
+/// one's), built on first use from `tests/mse-cli-0.10-requirements.txt`
+/// under `target/test-python-mse-cli`.
+pub fn original_client() -> PathBuf {
+    static MSE: OnceLock<PathBuf> = OnceLock::new();
+    MSE.get_or_init(|| {
+        build_env("test-python-mse-cli", "tests/mse-cli-0.10-requirements.txt")
+            .unwrap_or_else(|e| panic!("cannot install mse-cli 0.10.2: {e}"))
+            .with_file_name("mse")
+    })
+    .clone()
 }
 
 /// The `bin` folder of the shared environment (for `PATH`).
@@ -73,15 +88,18 @@ pub fn python_bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_env() -> Result<PathBuf, String> {
+/// A virtual environment under `target/NAME` with the packages of
+/// `requirements` (relative to the workspace root), rebuilt when that file
+/// changes; its interpreter.
+fn build_env(name: &str, requirements: &str) -> Result<PathBuf, String> {
     let root = workspace_root();
-    let requirements_path = root.join("tests/python-requirements.txt");
+    let requirements_path = root.join(requirements);
     let requirements = fs::read_to_string(&requirements_path)
         .map_err(|e| format!("{}: {e}", requirements_path.display()))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let base = target.join("test-python");
+    let base = target.join(name);
     fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
     let lock_path = base.join(".lock");
     let lock = File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod apps;
 pub mod catalog;
+pub mod compat;
 pub mod console;
 pub mod hosts;
 pub mod nodes;
@@ -346,6 +347,7 @@ pub fn router(state: Shared) -> Router {
             router.route(operation.path, route)
         })
         .merge(console::router())
+        .merge(compat::router())
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)

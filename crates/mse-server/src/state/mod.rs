@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod compat;
 pub mod error;
 pub mod events;
 pub mod routes;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// The longest a token made through the API lives, seconds; `None`:
     /// until revoked, unless its maker asks for less.
     pub max_token_lifetime: Option<i64>,
+    /// The original client's sign-ins (`crate::api::compat`).
+    pub compat: compat::Compat,
 }
 
 /// Shared state.

@@ -2,7 +2,9 @@
 
 use sqlx::Row;
 
-use super::rows::{project, resource, token, user, RESOURCE_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS};
+use super::rows::{
+    joined_token, project, resource, token, user, RESOURCE_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+};
 use super::{new_id, Store, StoreError};
 use crate::domain::accounts::{Project, Resource, Scope, Token, User};
 
@@ -95,15 +97,22 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let scope: String = row.try_get("scope")?;
-        let token = Token {
-            id: row.try_get("token_id")?,
-            name: row.try_get("token_name")?,
-            created_at: row.try_get("token_created_at")?,
-            scope: Scope::parse(&scope).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            expires_at: row.try_get("expires_at")?,
-        };
-        Ok(Some((user(&row)?, token)))
+        Ok(Some((user(&row)?, joined_token(&row)?)))
+    }
+
+    /// The unrevoked token with this id, and its user.
+    pub async fn token_by_id(&self, id: &str) -> Result<Option<(User, Token)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.is_admin, u.created_at, u.disabled_at, t.id AS token_id, \
+             t.name AS token_name, t.created_at AS token_created_at, t.scope, t.expires_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((user(&row)?, joined_token(&row)?)))
     }
 
     /// The user holding the working token with this hash: unrevoked,

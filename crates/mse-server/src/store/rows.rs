@@ -175,3 +175,16 @@ pub(super) fn optional_time(
         None => Ok(None),
     }
 }
+
+/// The token of a row that joins tokens to their users, its columns named
+/// `token_id`, `token_name`, `token_created_at`, `scope`, `expires_at`.
+pub(super) fn joined_token(row: &AnyRow) -> Result<Token, sqlx::Error> {
+    let scope: String = row.try_get("scope")?;
+    Ok(Token {
+        id: row.try_get("token_id")?,
+        name: row.try_get("token_name")?,
+        created_at: row.try_get("token_created_at")?,
+        scope: Scope::parse(&scope).map_err(|e| sqlx::Error::Decode(e.into()))?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}

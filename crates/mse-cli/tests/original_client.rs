@@ -1,0 +1,104 @@
+//! The original platform's client, `mse-cli` 0.10.2 from PyPI, unmodified,
+//! pointed at this platform's compatibility API (docs/compat.md), as its
+//! user would: `mse login` opens its "browser" on our authorize page —
+//! here a script that approves with the user's API token, as
+//! `BROWSER=<script>` allows — and `mse login --whoami` reads who signed
+//! in.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::platform::Platform;
+
+/// A "browser" for Python's `webbrowser`: it asks the authorize URL with
+/// the token of `MSE_TEST_TOKEN` as bearer, and follows the one redirect to
+/// the client's loopback listener, as a browser would.
+const BROWSER: &str = r#"import os, sys, urllib.error, urllib.request
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+
+opener = urllib.request.build_opener(NoRedirect)
+request = urllib.request.Request(
+    sys.argv[1], headers={"Authorization": "Bearer " + os.environ["MSE_TEST_TOKEN"]}
+)
+try:
+    opener.open(request, timeout=30)
+    sys.exit("no redirect")
+except urllib.error.HTTPError as e:
+    location = e.headers["Location"]
+try:
+    urllib.request.build_opener(NoRedirect).open(location, timeout=30)
+except urllib.error.HTTPError:
+    pass
+"#;
+
+/// `mse ARGS` of mse-cli 0.10.2, pointed at `api`, with its own home:
+/// whether it succeeded, and what it printed.
+fn original(home: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String) {
+    let browser = home.join("browser.py");
+    std::fs::write(&browser, BROWSER).unwrap();
+    let python = mse_testkit::original_client().with_file_name("python");
+    let mut command = Command::new(mse_testkit::original_client());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("MSE_CONF_PATH", home.join("conf"))
+        .env("MSE_BASE_URL", format!("{api}/compat/mse-0.10"))
+        .env(
+            "MSE_AUTH0_DOMAIN_NAME",
+            format!("{api}/compat/mse-0.10/auth"),
+        )
+        .env("MSE_AUTH0_CLIENT_ID", "mse-cli")
+        .env("MSE_AUTH0_AUDIENCE", "mse")
+        .env("MSE_CONSOLE_URL", format!("{api}/console"))
+        .env(
+            "BROWSER",
+            format!("{} {} %s", python.display(), browser.display()),
+        )
+        .env("MSE_TEST_TOKEN", token);
+    let log = home.join("output.txt");
+    let file = std::fs::File::create(&log).unwrap();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let mut child = command.spawn().unwrap();
+    let status = mse_testkit::wait::exit(
+        &format!("mse-cli 0.10.2 `mse {}`", args.join(" ")),
+        &mut child,
+        Duration::from_secs(120),
+    );
+    (status.success(), std::fs::read_to_string(&log).unwrap())
+}
+
+#[test]
+fn the_original_client_signs_in_with_an_api_token_and_reads_who_it_is() {
+    let platform = Platform::start();
+    let token = platform.create_user("carol@example.com");
+    let home = tempfile::tempdir().unwrap();
+    let api = platform.url.clone();
+
+    let (ok, text) = original(home.path(), &api, &token, &["login"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("Successfully logged in as carol@example.com"),
+        "{text}"
+    );
+    // It keeps the refresh token, one of our API tokens.
+    let saved = std::fs::read_to_string(home.path().join("conf/login.toml")).unwrap();
+    assert!(saved.contains("mse_"), "{saved}");
+
+    let (ok, text) = original(home.path(), &api, &token, &["login", "--whoami"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("logged in as: carol@example.com"), "{text}");
+    // Its `GET /users/me` answered in the shape its model reads (else it
+    // warns the account is not configured).
+    assert!(!text.contains("Don't forget"), "{text}");
+}

@@ -1,0 +1,554 @@
+//! The original platform's client, `mse-cli` 0.10.2, signs in to this one
+//! (docs/compat.md): an OAuth 2.0 authorization-code flow with PKCE (RFC
+//! 6749, RFC 7636) under `/compat/mse-0.10/auth`, whose refresh tokens are
+//! this platform's API tokens (revocable, scoped, never in a URL) and whose
+//! access tokens are short JWTs naming the refresh token they came from,
+//! and the routes of its API that read who signed in.
+//!
+//! The client is pointed here with `MSE_BASE_URL=<api>/compat/mse-0.10`
+//! and `MSE_AUTH0_DOMAIN_NAME=<api>/compat/mse-0.10/auth`.
+
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use mse_api::account::{NewToken, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::domain::accounts::{Token, User};
+use crate::state::auth::{issue_token, token_hash};
+use crate::state::compat::Pending;
+use crate::state::{now, Shared};
+
+/// Where the compatibility API is served.
+pub const PREFIX: &str = "/compat/mse-0.10";
+/// How long an authorization code may be traded, seconds.
+const CODE_SECS: i64 = 60;
+/// How long an access token works, seconds.
+const ACCESS_SECS: i64 = 3600;
+/// Authorization codes waiting at most at once.
+const MAX_PENDING: usize = 1024;
+/// The name of the API token a sign-in makes.
+const SIGN_IN_TOKEN: &str = "mse-cli-0.10-sign-in";
+
+/// An OAuth error answer (RFC 6749 §5.2): `error` and words for people.
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": error, "error_description": description.into()})),
+    )
+        .into_response()
+}
+
+/// The routes, under [`PREFIX`].
+pub fn router() -> Router<Shared> {
+    Router::new()
+        .route(
+            &format!("{PREFIX}/auth/authorize"),
+            get(authorize_page).post(authorize_form),
+        )
+        .route(
+            &format!("{PREFIX}/auth/oauth/token"),
+            axum::routing::post(token),
+        )
+        .route(&format!("{PREFIX}/users/me"), get(users_me))
+}
+
+/// What `mse login` asks `/authorize` for.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuthorizeQuery {
+    response_type: String,
+    code_challenge: String,
+    code_challenge_method: String,
+    client_id: String,
+    redirect_uri: String,
+    state: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+}
+
+/// Refuses what this server does not do, before anyone approves: only
+/// `code` with S256 challenges, to a loopback `http` redirect (RFC 8252
+/// §7.3: the client listens on this machine).
+fn check_request(q: &AuthorizeQuery) -> Result<(), String> {
+    let bad = Err;
+    if q.response_type != "code" {
+        return bad(format!(
+            "response_type `{}` is not served: only `code`",
+            q.response_type
+        ));
+    }
+    if q.code_challenge_method != "S256"
+        || q.code_challenge.len() != 43
+        || !q
+            .code_challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return bad("a PKCE code_challenge, S256 (RFC 7636), is required".into());
+    }
+    let loopback = ["http://localhost:", "http://127.0.0.1:", "http://[::1]:"]
+        .iter()
+        .any(|p| q.redirect_uri.starts_with(p));
+    if !loopback || q.redirect_uri.contains(['#', '\r', '\n', ' ']) {
+        return bad(format!(
+            "redirect_uri `{}` is not a loopback http address: the client must listen on the \
+             machine it signs in from",
+            q.redirect_uri
+        ));
+    }
+    if q.client_id.is_empty() || q.client_id.len() > 256 || q.state.len() > 512 {
+        return bad("client_id and state must be given, and short".into());
+    }
+    Ok(())
+}
+
+/// The caller's working token: `Bearer <secret>`, unrevoked, unexpired, of
+/// an enabled user.
+async fn bearer(state: &Shared, headers: &HeaderMap) -> Option<(User, Token)> {
+    let secret = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
+        .1
+        .trim()
+        .to_string();
+    working(state.store.token_by_hash(&token_hash(&secret)).await.ok()?)
+}
+
+/// The token and user, when the token works now.
+fn working(found: Option<(User, Token)>) -> Option<(User, Token)> {
+    let (user, token) = found?;
+    let live = user.disabled_at.is_none() && token.expires_at.is_none_or(|at| at > now());
+    live.then_some((user, token))
+}
+
+/// Approves a sign-in for the token's user: a code, traded once within a
+/// minute, and the redirect that hands it to the client.
+fn approve(state: &Shared, q: &AuthorizeQuery, user: &User, token: &Token) -> Response {
+    let code = {
+        let bytes: [u8; 32] = rand::random();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let at = now();
+    {
+        let Ok(mut codes) = state.compat.codes.lock() else {
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
+        };
+        codes.retain(|_, p| p.expires_at > at);
+        if codes.len() >= MAX_PENDING {
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "too many sign-ins waiting: try again in a minute",
+            );
+        }
+        codes.insert(
+            code.clone(),
+            Pending {
+                user_id: user.id.clone(),
+                token_id: token.id.clone(),
+                challenge: q.code_challenge.clone(),
+                redirect_uri: q.redirect_uri.clone(),
+                client_id: q.client_id.clone(),
+                expires_at: at + CODE_SECS,
+            },
+        );
+    }
+    let query =
+        serde_urlencoded::to_string([("code", &code), ("state", &q.state)]).unwrap_or_default();
+    let separator = if q.redirect_uri.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    Redirect::to(&format!("{}{separator}{query}", q.redirect_uri)).into_response()
+}
+
+/// `GET /auth/authorize`: with `Authorization: Bearer <API token>` the
+/// sign-in is approved at once (for scripts); else the sign-in page, where
+/// a person gives an API token and approves.
+async fn authorize_page(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<AuthorizeQuery>,
+) -> Response {
+    if let Err(why) = check_request(&q) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why);
+    }
+    if headers.contains_key(header::AUTHORIZATION) {
+        return match bearer(&state, &headers).await {
+            Some((user, token)) => approve(&state, &q, &user, &token),
+            None => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "access_denied",
+                "the bearer token does not work (revoked, expired, or its user disabled)",
+            ),
+        };
+    }
+    page(&q, None)
+}
+
+/// What the sign-in page posts.
+#[derive(Debug, Deserialize)]
+struct AuthorizeForm {
+    token: String,
+    #[serde(flatten)]
+    request: AuthorizeQuery,
+}
+
+/// `POST /auth/authorize`: the sign-in page's form, an API token and the
+/// request it approves.
+async fn authorize_form(State(state): State<Shared>, Form(form): Form<AuthorizeForm>) -> Response {
+    if let Err(why) = check_request(&form.request) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why);
+    }
+    let found = state
+        .store
+        .token_by_hash(&token_hash(form.token.trim()))
+        .await
+        .ok()
+        .flatten();
+    match working(found) {
+        Some((user, token)) => approve(&state, &form.request, &user, &token),
+        None => page(
+            &form.request,
+            Some("That token does not work: it may be revoked or expired. Use another."),
+        ),
+    }
+}
+
+/// Escapes text for HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The sign-in page: what is asked, and an API token to approve it with.
+fn page(q: &AuthorizeQuery, problem: Option<&str>) -> Response {
+    let hidden: String = [
+        ("response_type", &q.response_type),
+        ("code_challenge", &q.code_challenge),
+        ("code_challenge_method", &q.code_challenge_method),
+        ("client_id", &q.client_id),
+        ("redirect_uri", &q.redirect_uri),
+        ("state", &q.state),
+    ]
+    .iter()
+    .map(|(name, value)| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape(value)
+        )
+    })
+    .collect();
+    let problem = problem
+        .map(|p| format!("<p class=\"problem\" role=\"alert\">{}</p>", escape(p)))
+        .unwrap_or_default();
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Sign in mse-cli</title></head><body><main>\
+         <h1>Sign in the mse command</h1>\
+         <p><code>mse login</code> (mse-cli 0.10) asks to act as you from \
+         <code>{}</code>. Give one of your API tokens (the console's Tokens page, or \
+         <code>POST /tokens</code>) to approve: the command gets a token of its own, no wider and \
+         no longer-lived than this one, which you can revoke.</p>{problem}\
+         <form method=\"post\" action=\"{PREFIX}/auth/authorize\">{hidden}\
+         <label for=\"token\">API token</label> \
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required> \
+         <button type=\"submit\" id=\"approve\">Approve</button></form></main></body></html>",
+        escape(&q.redirect_uri)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What `/oauth/token` is sent (form-encoded).
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    grant_type: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    code_verifier: Option<String>,
+    #[serde(default)]
+    redirect_uri: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// An access token's claims.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    /// The user's id.
+    sub: String,
+    /// The API token it stands for.
+    tid: String,
+    exp: i64,
+    iat: i64,
+}
+
+/// `POST /auth/oauth/token`: an authorization code (with its PKCE
+/// verifier) or a refresh token traded for an access token.
+async fn token(State(state): State<Shared>, Form(request): Form<TokenRequest>) -> Response {
+    match request.grant_type.as_str() {
+        "authorization_code" => trade_code(&state, &request).await,
+        "refresh_token" => refresh(&state, &request).await,
+        other => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant_type `{other}`: only authorization_code and refresh_token"),
+        ),
+    }
+}
+
+fn invalid_grant(why: impl Into<String>) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
+}
+
+async fn trade_code(state: &Shared, request: &TokenRequest) -> Response {
+    let (Some(code), Some(verifier)) = (&request.code, &request.code_verifier) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code and code_verifier are required",
+        );
+    };
+    // Taken out whatever follows: a code is traded once.
+    let pending = state
+        .compat
+        .codes
+        .lock()
+        .ok()
+        .and_then(|mut codes| codes.remove(code));
+    let Some(pending) = pending.filter(|p| p.expires_at > now()) else {
+        return invalid_grant("unknown, used or expired code: sign in again");
+    };
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    if challenge != pending.challenge {
+        return invalid_grant("the code_verifier does not match the code_challenge");
+    }
+    if request.redirect_uri.as_deref() != Some(pending.redirect_uri.as_str())
+        || request.client_id.as_deref() != Some(pending.client_id.as_str())
+    {
+        return invalid_grant("redirect_uri or client_id differ from the authorization's");
+    }
+    // The approving token still works, and bounds the sign-in's.
+    let Some((user, approver)) = working(
+        state
+            .store
+            .token_by_id(&pending.token_id)
+            .await
+            .ok()
+            .flatten(),
+    )
+    .filter(|(user, _)| user.id == pending.user_id) else {
+        return invalid_grant("the token that approved this sign-in no longer works");
+    };
+    let at = now();
+    let asked = NewToken {
+        name: SIGN_IN_TOKEN.into(),
+        expires_in: None,
+        scope: Some(
+            approver
+                .scope
+                .min(crate::api::tokens::widest_scope(user.is_admin)),
+        ),
+    };
+    let (scope, expires_at) = match crate::api::tokens::terms(
+        &approver,
+        crate::api::tokens::widest_scope(user.is_admin),
+        &asked,
+        state.max_token_lifetime,
+        at,
+    ) {
+        Ok(terms) => terms,
+        Err(e) => return invalid_grant(e.message()),
+    };
+    let Ok((token, secret)) =
+        issue_token(&state.store, &user.id, SIGN_IN_TOKEN, scope, expires_at, at).await
+    else {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the store did not answer: try again",
+        );
+    };
+    tokens_answer(state, &user, &token, Some(secret))
+}
+
+async fn refresh(state: &Shared, request: &TokenRequest) -> Response {
+    let Some(secret) = &request.refresh_token else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is required",
+        );
+    };
+    let found = state
+        .store
+        .token_by_hash(&token_hash(secret.trim()))
+        .await
+        .ok()
+        .flatten();
+    match working(found) {
+        Some((user, token)) => tokens_answer(state, &user, &token, None),
+        None => invalid_grant(
+            "the refresh token does not work (revoked, expired, or its user disabled): run \
+             `mse login` again",
+        ),
+    }
+}
+
+/// The e-mail a user is known by: its name when it is one, else the name
+/// at the platform's base domain.
+fn email(state: &Shared, user: &User) -> String {
+    if user.name.contains('@') {
+        user.name.clone()
+    } else {
+        format!("{}@{}", user.name, state.base_domain)
+    }
+}
+
+/// The token answer: an access token for `token` (never past its expiry),
+/// an id token, and the refresh token when one was just made.
+fn tokens_answer(state: &Shared, user: &User, token: &Token, refresh: Option<String>) -> Response {
+    let at = now();
+    let exp = token
+        .expires_at
+        .map_or(at + ACCESS_SECS, |end| end.min(at + ACCESS_SECS));
+    let key = jsonwebtoken::EncodingKey::from_secret(&state.compat.key);
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let access = jsonwebtoken::encode(
+        &header,
+        &AccessClaims {
+            sub: user.id.clone(),
+            tid: token.id.clone(),
+            exp,
+            iat: at,
+        },
+        &key,
+    );
+    let id = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": user.id, "email": email(state, user), "name": user.name, "iat": at, "exp": exp}),
+        &key,
+    );
+    let (Ok(access), Ok(id)) = (access, id) else {
+        return oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "try again",
+        );
+    };
+    let mut body = json!({
+        "access_token": access,
+        "id_token": id,
+        "token_type": "Bearer",
+        "expires_in": exp - at,
+        "scope": token.scope.as_str(),
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = refresh.into();
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// The caller of a compatibility route: an access token that verifies,
+/// unexpired, whose API token still works, with the scope the method
+/// needs.
+async fn caller(
+    state: &Shared,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<(User, Token), Response> {
+    let unauthorized = |why: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": why, "error_description": why})),
+        )
+            .into_response()
+    };
+    let jwt = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, jwt)| jwt.trim().to_string())
+        .ok_or_else(|| unauthorized("missing access token: run `mse login`"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<AccessClaims>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_secret(&state.compat.key),
+        &validation,
+    )
+    .map_err(|_| unauthorized("invalid or expired access token: run `mse login` again"))?
+    .claims;
+    let found = state.store.token_by_id(&claims.tid).await.ok().flatten();
+    let (user, token) = working(found)
+        .filter(|(user, _)| user.id == claims.sub)
+        .ok_or_else(|| {
+            unauthorized("the sign-in's token was revoked or expired: run `mse login`")
+        })?;
+    let needed = if write { Scope::Deploy } else { Scope::Read };
+    if !token.scope.covers(needed) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({"error": format!("this sign-in's scope is `{}`: it reads only", token.scope)})),
+        )
+            .into_response());
+    }
+    Ok((user, token))
+}
+
+/// A time as the original's API wrote it (RFC 3339, UTC).
+fn rfc3339(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `GET /users/me`: who signed in, in the original's shape.
+async fn users_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    match caller(&state, &headers, false).await {
+        Ok((user, _)) => Json(json!({
+            "uuid": user.id,
+            "first_name": user.name,
+            "last_name": "",
+            "email": email(&state, &user),
+            "created_at": rfc3339(user.created_at),
+        }))
+        .into_response(),
+        Err(refused) => refused,
+    }
+}
