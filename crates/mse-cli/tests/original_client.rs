@@ -2,8 +2,8 @@
 //! pointed at this platform's compatibility API (docs/compat.md), as its
 //! user would: `mse login` opens its "browser" on our authorize page —
 //! here a script that approves with the user's API token, as
-//! `BROWSER=<script>` allows — and `mse login --whoami` reads who signed
-//! in.
+//! `BROWSER=<script>` allows — then reads who signed in, lists an app,
+//! shows its status and log, and stops it.
 
 mod common;
 
@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::platform::Platform;
+use common::platform::{login, Platform, PlatformExt as _};
+use common::TestContext;
 
 /// A "browser" for Python's `webbrowser`: it asks the authorize URL with
 /// the token of `MSE_TEST_TOKEN` as bearer, and follows the one redirect to
@@ -79,7 +80,7 @@ fn original(home: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String
 }
 
 #[test]
-fn the_original_client_signs_in_with_an_api_token_and_reads_who_it_is() {
+fn the_original_client_signs_in_then_lists_shows_reads_the_log_of_and_stops_an_app() {
     let platform = Platform::start();
     let token = platform.create_user("carol@example.com");
     let home = tempfile::tempdir().unwrap();
@@ -101,4 +102,54 @@ fn the_original_client_signs_in_with_an_api_token_and_reads_who_it_is() {
     // Its `GET /users/me` answered in the shape its model reads (else it
     // warns the account is not configured).
     assert!(!text.contains("Don't forget"), "{text}");
+
+    // An app of this user (deployed with our client; nobody configures it,
+    // so it waits `initializing`): the original client lists it, shows its
+    // status and its log, and stops it.
+    let ctx = TestContext::new();
+    login(&platform, &ctx, &token, true);
+    let deployed = platform.deploy_scaffold(&ctx, &token, "legacy");
+    let uuid = deployed["id"].as_str().unwrap();
+    mse_testkit::wait::until(
+        "the app's node waits for its key",
+        Duration::from_secs(120),
+        || {
+            let (_, app) = platform.get(&token, &format!("/apps/{uuid}"));
+            (app["status"] == "initializing").then_some(())
+        },
+    );
+    let run = |args: &[&str]| {
+        let (ok, text) = original(home.path(), &api, &token, args);
+        assert!(ok, "mse {}: {text}", args.join(" "));
+        text
+    };
+    let listed = run(&["list", "default"]);
+    assert!(
+        listed.contains(uuid) && listed.contains("initializing"),
+        "{listed}"
+    );
+    let status = run(&["status", uuid]);
+    assert!(
+        status.contains("legacy")
+            && status.contains(&format!(
+                "Resource    = {}",
+                deployed["resource"].as_str().unwrap()
+            )),
+        "{status}"
+    );
+    let logs = run(&["logs", uuid]);
+    assert!(logs.contains("[mse-run]"), "{logs}");
+    run(&["stop", uuid]);
+    let (_, app) = platform.get(&token, &format!("/apps/{uuid}"));
+    assert_eq!(app["status"], "stopped", "{app}");
+    let listed = run(&["list", "default"]);
+    assert!(
+        !listed.contains(uuid),
+        "a stopped app is listed with --all only: {listed}"
+    );
+    let listed = run(&["list", "default", "--all"]);
+    assert!(
+        listed.contains(uuid) && listed.contains("stopped"),
+        "{listed}"
+    );
 }

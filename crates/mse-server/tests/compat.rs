@@ -387,3 +387,48 @@ async fn a_sign_in_is_refused_for_other_redirects_wrong_verifiers_reused_codes_a
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn another_users_sign_in_sees_none_of_a_tenants_projects_or_apps() {
+    use mse_server::domain::lifecycle::CertificateOrigin;
+    let p = platform().await;
+    let (alice_id, _) = p.user("alice").await;
+    let (_, bob) = p.user("bob").await;
+    let store = &p.state.store;
+    let project = store.project(&alice_id, "default").await.unwrap().unwrap();
+    let new = common::new_app(&project.id, "private", CertificateOrigin::Acme, 1);
+    let id = new.id.clone();
+    store.insert_app(&new).await.unwrap();
+
+    let access = sign_in(&p, &bob).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bearer = [("authorization", format!("Bearer {access}"))];
+    let base = "/compat/mse-0.10";
+    for (method, path) in [
+        (Method::GET, format!("{base}/apps/{id}")),
+        (Method::GET, format!("{base}/apps/{id}/logs")),
+        (Method::POST, format!("{base}/apps/{id}/stop")),
+        (Method::DELETE, format!("{base}/apps/{id}")),
+        (Method::GET, format!("{base}/projects/{}", project.id)),
+        (Method::GET, format!("{base}/projects/{}/apps", project.id)),
+    ] {
+        let (status, _, body) = raw(&p, method.clone(), &path, &bearer, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+    }
+    // Bob's own projects are his, and name only his.
+    let (status, _, body) = raw(
+        &p,
+        Method::GET,
+        &format!("{base}/projects?name=default"),
+        &bearer,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let projects: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(projects.as_array().unwrap().len(), 1);
+    assert_ne!(projects[0]["uuid"], project.id.as_str());
+    assert_eq!(store.app(&id).await.unwrap().unwrap().spec.name, "private");
+}

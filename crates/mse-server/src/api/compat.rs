@@ -56,6 +56,19 @@ pub fn router() -> Router<Shared> {
             axum::routing::post(token),
         )
         .route(&format!("{PREFIX}/users/me"), get(users_me))
+        .route(&format!("{PREFIX}/projects"), get(projects))
+        .route(&format!("{PREFIX}/projects/{{id}}"), get(project))
+        .route(&format!("{PREFIX}/projects/{{id}}/apps"), get(project_apps))
+        .route(&format!("{PREFIX}/plans/{{name}}"), get(plan))
+        .route(
+            &format!("{PREFIX}/apps/{{id}}"),
+            get(app).delete(remove_app),
+        )
+        .route(
+            &format!("{PREFIX}/apps/{{id}}/stop"),
+            axum::routing::post(stop_app),
+        )
+        .route(&format!("{PREFIX}/apps/{{id}}/logs"), get(app_logs))
 }
 
 /// What `mse login` asks `/authorize` for.
@@ -551,4 +564,327 @@ async fn users_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
         .into_response(),
         Err(refused) => refused,
     }
+}
+
+/// The caller as this platform's handlers take it, from an access token.
+async fn as_caller(
+    state: &Shared,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<crate::state::Caller, Response> {
+    let (mut user, token) = caller(state, headers, write).await?;
+    let admin_user = user.is_admin;
+    user.is_admin = admin_user && token.scope == Scope::Admin;
+    Ok(crate::state::Caller(
+        user,
+        crate::state::auth::Grant { token, admin_user },
+    ))
+}
+
+/// An error of this platform's handlers, as the client shows it (its
+/// `r.text`): the JSON error, status kept.
+fn refused(e: crate::state::ApiError) -> Response {
+    e.into_response()
+}
+
+/// A project in the original's shape.
+fn project_json(user: &User, p: &crate::domain::accounts::Project) -> serde_json::Value {
+    json!({
+        "uuid": p.id,
+        "name": p.name,
+        "description": "",
+        "owner_uuid": user.id,
+        "is_default": p.name == "default",
+        "stripe_customer_id": null,
+        "stripe_payment_method_id": null,
+        "enclave_version": null,
+        "created_at": rfc3339(p.created_at),
+        "deleted_at": null,
+    })
+}
+
+/// What `GET /projects` and the app routes filter on.
+#[derive(Debug, Deserialize)]
+struct Filter {
+    #[serde(default)]
+    name: Option<String>,
+    /// Statuses, comma-separated.
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `GET /projects?name=`: the caller's projects (of that name).
+async fn projects(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match state.store.projects(&caller.0.id).await {
+        Ok(projects) => Json(
+            projects
+                .iter()
+                .filter(|p| filter.name.as_ref().is_none_or(|name| *name == p.name))
+                .map(|p| project_json(&caller.0, p))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => refused(e.into()),
+    }
+}
+
+/// The caller's project `id`, or 404.
+async fn own_project(
+    state: &Shared,
+    caller: &crate::state::Caller,
+    id: &str,
+) -> Result<crate::domain::accounts::Project, Response> {
+    let projects = state
+        .store
+        .projects(&caller.0.id)
+        .await
+        .map_err(|e| refused(e.into()))?;
+    projects.into_iter().find(|p| p.id == id).ok_or_else(|| {
+        refused(crate::state::ApiError::not_found(format!(
+            "no project {id} of yours"
+        )))
+    })
+}
+
+/// `GET /projects/{uuid}`.
+async fn project(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match own_project(&state, &caller, &id).await {
+        Ok(p) => Json(project_json(&caller.0, &p)).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// An app in the original's shape (`App`, which `PartialApp` is part of).
+/// An ACME certificate (this platform's, which the original did not
+/// have) is said `self`: the node holds its key, as for the RA-TLS one.
+fn app_json(user: &User, project_id: &str, app: &mse_api::apps::App) -> serde_json::Value {
+    use mse_api::apps::CertificateOrigin;
+    let origin = match app.certificate_origin {
+        CertificateOrigin::Owner => "owner",
+        CertificateOrigin::Operator => "operator",
+        CertificateOrigin::SelfSigned | CertificateOrigin::Acme => "self",
+    };
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    json!({
+        "uuid": app.id,
+        "name": app.name,
+        "project_uuid": project_id,
+        "owner_uuid": user.id,
+        "domain_name": app.domain_name,
+        "config_domain_name": app.config_domain_name,
+        "docker": app.docker,
+        "created_at": time(Some(app.created_at)),
+        "ready_at": time(app.ready_at),
+        "stopped_at": time(app.stopped_at.or(app.onerror_at)),
+        "status": app.status,
+        "plan": app.resource,
+        "ssl_certificate_origin": origin,
+        "expires_at": time(Some(app.expires_at)),
+        "python_application": app.python_application,
+        "healthcheck_endpoint": app.healthcheck_endpoint,
+    })
+}
+
+/// The id of the caller's project named `name` ("" when it has none).
+async fn project_id(state: &Shared, user: &User, name: &str) -> String {
+    state
+        .store
+        .project(&user.id, name)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.id)
+        .unwrap_or_default()
+}
+
+/// `GET /projects/{uuid}/apps?name=&status=a,b`: the project's apps.
+async fn project_apps(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let project = match own_project(&state, &caller, &id).await {
+        Ok(p) => p,
+        Err(refused) => return refused,
+    };
+    let wanted: Option<Vec<String>> = filter
+        .status
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(|s| s.trim().to_string()).collect());
+    let apps: Vec<mse_api::apps::App> = match state
+        .store
+        .user_apps(
+            &caller.0.id,
+            &crate::domain::app::AppFilter {
+                project: Some(project.name.clone()),
+                name: filter.name.clone(),
+                status: None,
+                limit: None,
+                offset: None,
+            },
+        )
+        .await
+    {
+        Ok(apps) => super::wire::all(&apps),
+        Err(e) => return refused(e.into()),
+    };
+    Json(
+        apps.iter()
+            .filter(|app| {
+                wanted
+                    .as_ref()
+                    .is_none_or(|wanted| wanted.iter().any(|w| w.as_str() == app.status.as_str()))
+            })
+            .map(|app| app_json(&caller.0, &project.id, app))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+/// `GET /plans/{name}`: a resource the caller may use, as a plan.
+async fn plan(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match state.store.resource(&caller.0.id, &name).await {
+        Ok(Some(r)) => {
+            Json(json!({"name": r.name, "memory": r.memory_mb, "cores": r.cores})).into_response()
+        }
+        Ok(None) => refused(crate::state::ApiError::not_found(format!(
+            "no resource `{name}` for you: `GET /resources` lists yours"
+        ))),
+        Err(e) => refused(e.into()),
+    }
+}
+
+/// The original's shape of what one of this platform's app handlers
+/// answered.
+async fn original_app(
+    state: &Shared,
+    caller: &crate::state::Caller,
+    app: &mse_api::apps::App,
+) -> Response {
+    let project = project_id(state, &caller.0, &app.project).await;
+    Json(app_json(&caller.0, &project, app)).into_response()
+}
+
+/// `GET /apps/{uuid}`.
+async fn app(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match super::apps::get(
+        State(state.clone()),
+        duplicate(&caller),
+        axum::extract::Path(id),
+    )
+    .await
+    {
+        Ok(Json(app)) => original_app(&state, &caller, &app).await,
+        Err(e) => refused(e),
+    }
+}
+
+/// The same caller again, for a handler that takes it.
+fn duplicate(caller: &crate::state::Caller) -> crate::state::Caller {
+    crate::state::Caller(
+        caller.0.clone(),
+        crate::state::auth::Grant {
+            token: caller.1.token.clone(),
+            admin_user: caller.1.admin_user,
+        },
+    )
+}
+
+/// `POST /apps/{uuid}/stop`.
+async fn stop_app(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, true).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match super::apps::stop(
+        State(state.clone()),
+        duplicate(&caller),
+        axum::extract::Path(id),
+    )
+    .await
+    {
+        Ok((_, Json(app))) => original_app(&state, &caller, &app).await,
+        Err(e) => refused(e),
+    }
+}
+
+/// `DELETE /apps/{uuid}`: a stopped or failed app removed.
+async fn remove_app(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, true).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    match super::apps::remove(State(state), caller, axum::extract::Path(id)).await {
+        Ok(status) => status.into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `GET /apps/{uuid}/logs`: the log's last bytes as `{"stdout": …}`.
+async fn app_logs(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let caller = match as_caller(&state, &headers, false).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let response = match super::apps::logs(State(state), caller, axum::extract::Path(id)).await {
+        Ok(response) => response,
+        Err(e) => return refused(e),
+    };
+    let text = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    Json(json!({"stdout": text})).into_response()
 }
