@@ -552,18 +552,16 @@ fn rfc3339(at: i64) -> String {
 }
 
 /// `GET /users/me`: who signed in, in the original's shape.
-async fn users_me(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match caller(&state, &headers, false).await {
-        Ok((user, _)) => Json(json!({
-            "uuid": user.id,
-            "first_name": user.name,
-            "last_name": "",
-            "email": email(&state, &user),
-            "created_at": rfc3339(user.created_at),
-        }))
-        .into_response(),
-        Err(refused) => refused,
-    }
+async fn users_me(State(state): State<Shared>, Signed(caller): Signed) -> Response {
+    let user = &caller.0;
+    Json(json!({
+        "uuid": user.id,
+        "first_name": user.name,
+        "last_name": "",
+        "email": email(&state, user),
+        "created_at": rfc3339(user.created_at),
+    }))
+    .into_response()
 }
 
 /// The caller as this platform's handlers take it, from an access token.
@@ -579,6 +577,23 @@ async fn as_caller(
         user,
         crate::state::auth::Grant { token, admin_user },
     ))
+}
+
+/// The caller of a compatibility route, from its access token: a `GET`
+/// needs a sign-in of scope `read`, anything else `deploy`.
+struct Signed(crate::state::Caller);
+
+impl axum::extract::FromRequestParts<Shared> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, Response> {
+        let write =
+            parts.method != axum::http::Method::GET && parts.method != axum::http::Method::HEAD;
+        as_caller(state, &parts.headers, write).await.map(Signed)
+    }
 }
 
 /// An error of this platform's handlers, as the client shows it (its
@@ -616,13 +631,9 @@ struct Filter {
 /// `GET /projects?name=`: the caller's projects (of that name).
 async fn projects(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match state.store.projects(&caller.0.id).await {
         Ok(projects) => Json(
             projects
@@ -657,13 +668,9 @@ async fn own_project(
 /// `GET /projects/{uuid}`.
 async fn project(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match own_project(&state, &caller, &id).await {
         Ok(p) => Json(project_json(&caller.0, &p)).into_response(),
         Err(refused) => refused,
@@ -718,14 +725,10 @@ async fn project_id(state: &Shared, user: &User, name: &str) -> String {
 /// `GET /projects/{uuid}/apps?name=&status=a,b`: the project's apps.
 async fn project_apps(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
     Query(filter): Query<Filter>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     let project = match own_project(&state, &caller, &id).await {
         Ok(p) => p,
         Err(refused) => return refused,
@@ -768,13 +771,9 @@ async fn project_apps(
 /// `GET /plans/{name}`: a resource the caller may use, as a plan.
 async fn plan(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match state.store.resource(&caller.0.id, &name).await {
         Ok(Some(r)) => {
             Json(json!({"name": r.name, "memory": r.memory_mb, "cores": r.cores})).into_response()
@@ -800,13 +799,9 @@ async fn original_app(
 /// `GET /apps/{uuid}`.
 async fn app(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match super::apps::get(
         State(state.clone()),
         duplicate(&caller),
@@ -833,13 +828,9 @@ fn duplicate(caller: &crate::state::Caller) -> crate::state::Caller {
 /// `POST /apps/{uuid}/stop`.
 async fn stop_app(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, true).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match super::apps::stop(
         State(state.clone()),
         duplicate(&caller),
@@ -855,13 +846,9 @@ async fn stop_app(
 /// `DELETE /apps/{uuid}`: a stopped or failed app removed.
 async fn remove_app(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, true).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     match super::apps::remove(State(state), caller, axum::extract::Path(id)).await {
         Ok(status) => status.into_response(),
         Err(e) => refused(e),
@@ -871,13 +858,9 @@ async fn remove_app(
 /// `GET /apps/{uuid}/logs`: the log's last bytes as `{"stdout": …}`.
 async fn app_logs(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Signed(caller): Signed,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let caller = match as_caller(&state, &headers, false).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused,
-    };
     let response = match super::apps::logs(State(state), caller, axum::extract::Path(id)).await {
         Ok(response) => response,
         Err(e) => return refused(e),

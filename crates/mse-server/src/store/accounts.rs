@@ -6,6 +6,12 @@ use super::rows::{
     joined_token, project, resource, token, user, RESOURCE_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
 };
 use super::{new_id, Store, StoreError};
+
+/// An unrevoked token joined to its user, as [`joined_token`] and `user`
+/// read it; the query ends with the condition that picks the token.
+const TOKEN_WITH_USER: &str = "SELECT u.id, u.name, u.is_admin, u.created_at, u.disabled_at, \
+     t.id AS token_id, t.name AS token_name, t.created_at AS token_created_at, t.scope, \
+     t.expires_at FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.revoked_at IS NULL AND";
 use crate::domain::accounts::{Project, Resource, Scope, Token, User};
 
 impl Store {
@@ -87,30 +93,20 @@ impl Store {
     /// The unrevoked token with this hash and the user holding it (whether
     /// it expired, or its user is disabled, is the caller's to check).
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(User, Token)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.is_admin, u.created_at, u.disabled_at, t.id AS token_id, \
-             t.name AS token_name, t.created_at AS token_created_at, t.scope, t.expires_at \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.hash = $1 AND t.revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("{TOKEN_WITH_USER} t.hash = $1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((user(&row)?, joined_token(&row)?)))
     }
 
     /// The unrevoked token with this id, and its user.
     pub async fn token_by_id(&self, id: &str) -> Result<Option<(User, Token)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT u.id, u.name, u.is_admin, u.created_at, u.disabled_at, t.id AS token_id, \
-             t.name AS token_name, t.created_at AS token_created_at, t.scope, t.expires_at \
-             FROM tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.id = $1 AND t.revoked_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("{TOKEN_WITH_USER} t.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((user(&row)?, joined_token(&row)?)))
     }
