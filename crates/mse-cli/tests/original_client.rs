@@ -41,11 +41,17 @@ except urllib.error.HTTPError:
 /// `mse ARGS` of mse-cli 0.10.2, pointed at `api`, with its own home:
 /// whether it succeeded, and what it printed.
 fn original(home: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String) {
+    original_in(home, home, api, token, args)
+}
+
+/// [`original`] run in `dir`.
+fn original_in(home: &Path, dir: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String) {
     let browser = home.join("browser.py");
     std::fs::write(&browser, BROWSER).unwrap();
     let python = mse_testkit::original_client().with_file_name("python");
     let mut command = Command::new(mse_testkit::original_client());
     command
+        .current_dir(dir)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -152,4 +158,58 @@ fn the_original_client_signs_in_then_lists_shows_reads_the_log_of_and_stops_an_a
         listed.contains(uuid) && listed.contains("stopped"),
         "{listed}"
     );
+}
+
+/// Binds port 443 (the original client sends the node its key there):
+/// serialized with the other such tests.
+#[test]
+fn the_original_client_scaffolds_and_deploys_an_app_on_port_443_which_then_serves() {
+    let platform = Platform::start_with_proxy("127.0.0.1:443", |_| {});
+    let token = platform.create_user("dave@example.com");
+    let home = tempfile::tempdir().unwrap();
+    let api = platform.url.clone();
+    let work = home.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let run_in = |dir: &Path, args: &[&str]| {
+        let (ok, text) = original_in(home.path(), dir, &api, &token, args);
+        assert!(ok, "mse {}: {text}", args.join(" "));
+        text
+    };
+    run_in(&work, &["login"]);
+    run_in(&work, &["scaffold", "legacy"]);
+    // Its verification needs Docker and Intel's PCCS: as its users on a
+    // machine without them, with --no-verify.
+    let deployed = run_in(&work.join("legacy"), &["deploy", "--no-verify"]);
+    assert!(
+        deployed.contains("Your application is now deployed"),
+        "{deployed}"
+    );
+    let (_, apps) = platform.get(&token, "/apps");
+    let app = &apps.as_array().unwrap()[0];
+    assert_eq!(app["status"], "running", "{app}");
+    assert_eq!(app["name"], "legacy");
+    let uuid = app["id"].as_str().unwrap();
+    let status = run_in(&work, &["status", uuid]);
+    assert!(status.contains("running"), "{status}");
+    // Its users call it trusting the certificate its node serves, as the
+    // client's own advice (`curl --cacert`) has them do.
+    let domain = app["domain_name"].as_str().unwrap();
+    let call = Command::new(mse_testkit::python())
+        .args([
+            "-c",
+            "import ssl, sys, tempfile, requests\n\
+             pem = ssl.get_server_certificate((sys.argv[1], 443))\n\
+             cert = tempfile.NamedTemporaryFile('w', suffix='.pem', delete=False)\n\
+             cert.write(pem); cert.close()\n\
+             answer = requests.get('https://' + sys.argv[1] + '/', verify=cert.name, timeout=30)\n\
+             print(answer.status_code, answer.text)",
+            domain,
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&call);
+    assert!(stdout.starts_with("200 "), "{stdout}{stderr}");
+    let exported = run_in(&work, &["context", "--export", uuid]);
+    assert!(!exported.contains("Error"), "{exported}");
+    run_in(&work, &["stop", uuid]);
 }

@@ -32,6 +32,9 @@ const CODE_SECS: i64 = 60;
 const ACCESS_SECS: i64 = 3600;
 /// Authorization codes waiting at most at once.
 const MAX_PENDING: usize = 1024;
+/// The largest deploy through the compatibility API (code and
+/// configuration): it is held in memory once to be handed on.
+const MAX_DEPLOY: usize = 64 * 1024 * 1024;
 /// The name of the API token a sign-in makes.
 const SIGN_IN_TOKEN: &str = "mse-cli-0.10-sign-in";
 
@@ -60,6 +63,10 @@ pub fn router() -> Router<Shared> {
         .route(&format!("{PREFIX}/projects/{{id}}"), get(project))
         .route(&format!("{PREFIX}/projects/{{id}}/apps"), get(project_apps))
         .route(&format!("{PREFIX}/plans/{{name}}"), get(plan))
+        .route(
+            &format!("{PREFIX}/apps"),
+            axum::routing::post(deploy).layer(axum::extract::DefaultBodyLimit::max(MAX_DEPLOY)),
+        )
         .route(
             &format!("{PREFIX}/apps/{{id}}"),
             get(app).delete(remove_app),
@@ -870,4 +877,182 @@ async fn app_logs(
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
     Json(json!({"stdout": text})).into_response()
+}
+
+/// The `conf` part of the original client's `POST /apps`.
+#[derive(Debug, Deserialize)]
+struct OriginalConf {
+    name: String,
+    project: String,
+    #[serde(default)]
+    dev_mode: bool,
+    healthcheck_endpoint: String,
+    python_application: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    ssl_certificate: Option<String>,
+    #[serde(default)]
+    domain_name: Option<String>,
+    plan: String,
+    docker: String,
+}
+
+/// A 4xx in the shape of this platform's errors.
+fn bad(status: StatusCode, why: impl Into<String>) -> Response {
+    refused(crate::state::ApiError::new(status, why))
+}
+
+/// The original's `conf` as this platform's deployment configuration: its
+/// `plan` is our resource, `dev_mode` the operator's certificate, an
+/// `ssl_certificate` with its `domain_name` owner mode; a zero-trust app
+/// keeps its node's RA-TLS certificate, as on the original.
+fn deploy_config(conf: OriginalConf) -> Result<mse_api::apps::DeployConfig, String> {
+    let expiration_date = conf
+        .expires_at
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| format!("conf.expires_at `{text}`: {e}"))
+        })
+        .transpose()?;
+    let ssl = match (conf.domain_name, conf.ssl_certificate) {
+        (Some(domain_name), Some(certificate)) => Some(mse_api::apps::DeploySsl {
+            domain_name,
+            certificate,
+        }),
+        (None, None) => None,
+        _ => return Err("conf.domain_name and conf.ssl_certificate go together".into()),
+    };
+    Ok(mse_api::apps::DeployConfig {
+        name: conf.name,
+        project: conf.project,
+        resource: conf.plan,
+        docker: conf.docker,
+        python_application: conf.python_application,
+        healthcheck_endpoint: conf.healthcheck_endpoint,
+        expiration_date,
+        untrusted_ssl: conf.dev_mode && ssl.is_none(),
+        ssl,
+        no_acme: true,
+    })
+}
+
+/// `POST /apps`: the original's multipart (`code`, `conf`) deployed as
+/// this platform's `POST /apps` deploys (same checks, quotas and
+/// placement); the app in the original's shape.
+async fn deploy(
+    State(state): State<Shared>,
+    Signed(caller): Signed,
+    request: axum::extract::Request,
+) -> Response {
+    // The route's body limit travels in the request's extensions: the
+    // upload handed on keeps it.
+    let extensions = request.extensions().clone();
+    let mut multipart =
+        match <axum::extract::Multipart as axum::extract::FromRequest<()>>::from_request(
+            request,
+            &(),
+        )
+        .await
+        {
+            Ok(multipart) => multipart,
+            Err(e) => return e.into_response(),
+        };
+    let (mut code, mut conf) = (None, None);
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return bad(StatusCode::BAD_REQUEST, format!("the upload: {e}")),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => return bad(StatusCode::BAD_REQUEST, format!("part `{name}`: {e}")),
+        };
+        let slot = match name.as_str() {
+            "code" => &mut code,
+            "conf" => &mut conf,
+            other => {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown part `{other}`: the parts are `code` and `conf`"),
+                )
+            }
+        };
+        if slot.replace(bytes).is_some() {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("part `{name}` given twice"),
+            );
+        }
+    }
+    let (Some(code), Some(conf)) = (code, conf) else {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "the parts `code` and `conf` are required",
+        );
+    };
+    let conf: OriginalConf = match serde_json::from_slice(&conf) {
+        Ok(conf) => conf,
+        Err(e) => return bad(StatusCode::UNPROCESSABLE_ENTITY, format!("conf: {e}")),
+    };
+    let config = match deploy_config(conf) {
+        Ok(config) => config,
+        Err(why) => return bad(StatusCode::UNPROCESSABLE_ENTITY, why),
+    };
+    // Handed on as this platform's own upload.
+    let boundary = format!("mse-compat-{}", hex::encode(rand::random::<[u8; 16]>()));
+    let mut body = Vec::with_capacity(code.len() + 1024);
+    let config_json = serde_json::to_vec(&config).unwrap_or_default();
+    for (name, extra, content) in [
+        (
+            "config",
+            "Content-Type: application/json\r\n",
+            config_json.as_slice(),
+        ),
+        ("code", "Content-Type: application/x-tar\r\n", code.as_ref()),
+    ] {
+        let filename = if name == "code" {
+            "; filename=\"code.tar\""
+        } else {
+            ""
+        };
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{filename}\r\n{extra}\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut request = match axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri("/apps")
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(axum::body::Body::from(body))
+    {
+        Ok(request) => request,
+        Err(e) => return bad(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    *request.extensions_mut() = extensions;
+    let ours = match <axum::extract::Multipart as axum::extract::FromRequest<()>>::from_request(
+        request,
+        &(),
+    )
+    .await
+    {
+        Ok(multipart) => multipart,
+        Err(e) => return e.into_response(),
+    };
+    match super::apps::create(State(state.clone()), duplicate(&caller), ours).await {
+        Ok((_, Json(created))) => original_app(&state, &caller, &created.app).await,
+        Err(e) => refused(e),
+    }
 }
