@@ -44,8 +44,18 @@ fn original(home: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String
     original_in(home, home, api, token, args)
 }
 
+/// One `mse login` at a time in this process: the client listens on the
+/// fixed port 5355 (across processes, nextest runs these tests one at a
+/// time: `.config/nextest.toml`).
+static LOGIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`original`] run in `dir`.
 fn original_in(home: &Path, dir: &Path, api: &str, token: &str, args: &[&str]) -> (bool, String) {
+    let _one_login = (args.first() == Some(&"login")).then(|| {
+        LOGIN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
     let browser = home.join("browser.py");
     std::fs::write(&browser, BROWSER).unwrap();
     let python = mse_testkit::original_client().with_file_name("python");
@@ -191,6 +201,8 @@ fn the_original_client_scaffolds_and_deploys_an_app_on_port_443_which_then_serve
     let uuid = app["id"].as_str().unwrap();
     let status = run_in(&work, &["status", uuid]);
     assert!(status.contains("running"), "{status}");
+    // Its plan's `memory` is the resource's enclave size, which it shows.
+    assert!(status.contains("Enclave size       = 1024M"), "{status}");
     // Its users call it trusting the certificate its node serves, as the
     // client's own advice (`curl --cacert`) has them do.
     let domain = app["domain_name"].as_str().unwrap();
@@ -210,6 +222,23 @@ fn the_original_client_scaffolds_and_deploys_an_app_on_port_443_which_then_serve
     let (stdout, stderr) = common::texts(&call);
     assert!(stdout.starts_with("200 "), "{stdout}{stderr}");
     let exported = run_in(&work, &["context", "--export", uuid]);
-    assert!(!exported.contains("Error"), "{exported}");
+    assert!(exported.contains("successfully exported"), "{exported}");
+
+    // This platform's `mse verify` checks the node of the app the original
+    // client deployed (quote, key binding, MRSIGNER, and MRENCLAVE = the
+    // fingerprint the app's record names).
+    let ctx = TestContext::new();
+    login(&platform, &ctx, &token, true);
+    let (_, record) = platform.get(&token, &format!("/apps/{uuid}"));
+    let fingerprint = record["fingerprint"].as_str().unwrap();
+    let verify = ctx
+        .mse()
+        .args(["verify", domain, "--json", "--fingerprint", fingerprint])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&verify);
+    assert!(verify.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verified"], true, "{report}");
     run_in(&work, &["stop", uuid]);
 }

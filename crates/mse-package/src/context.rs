@@ -102,7 +102,9 @@ pub struct ContextInstance {
     /// Digest of the runtime environment spec the image maps to (part of the fingerprint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_spec_digest: Option<String>,
-    /// Enclave size, e.g. `"4G"`.
+    /// Enclave size, e.g. `"4G"`; the original client writes a number of
+    /// megabytes (`1024`), read as the same size (`"1G"`).
+    #[serde(deserialize_with = "enclave_size")]
     pub enclave_size: String,
     /// When the app stops.
     pub expires_at: DateTime<Utc>,
@@ -110,6 +112,22 @@ pub struct ContextInstance {
     pub ssl_certificate_origin: CertificateOrigin,
     /// Nonce of every encrypted file, hex.
     pub nonces: BTreeMap<String, String>,
+}
+
+/// An enclave size as text (`"4G"`, `"512M"`), or as the original client
+/// writes it, a number of megabytes: `1024` is `"1G"`, `512` is `"512M"`.
+fn enclave_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Text(String),
+        Megabytes(u64),
+    }
+    Ok(match Size::deserialize(deserializer)? {
+        Size::Text(text) => text,
+        Size::Megabytes(mb) if mb > 0 && mb % 1024 == 0 => format!("{}G", mb / 1024),
+        Size::Megabytes(mb) => format!("{mb}M"),
+    })
 }
 
 impl Context {
@@ -321,6 +339,21 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_enclave_size_in_megabytes_as_the_original_client_writes_it_reads_as_ours() {
+        #[derive(serde::Deserialize)]
+        struct Size {
+            #[serde(deserialize_with = "super::enclave_size")]
+            enclave_size: String,
+        }
+        let read = |text: &str| toml::from_str::<Size>(text).unwrap().enclave_size;
+        assert_eq!(read("enclave_size = 1024"), "1G");
+        assert_eq!(read("enclave_size = 4096"), "4G");
+        assert_eq!(read("enclave_size = 512"), "512M");
+        assert_eq!(read("enclave_size = \"2G\""), "2G");
+        assert!(toml::from_str::<Size>("enclave_size = -1").is_err());
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -782,9 +782,16 @@ async fn plan(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Response {
     match state.store.resource(&caller.0.id, &name).await {
-        Ok(Some(r)) => {
-            Json(json!({"name": r.name, "memory": r.memory_mb, "cores": r.cores})).into_response()
-        }
+        // The original client takes `memory` for the enclave size (MB),
+        // which its context records and its fingerprint covered.
+        Ok(Some(r)) => match crate::domain::bounds::enclave_size(&r.enclave_size) {
+            Ok(bytes) => Json(json!({"name": r.name, "memory": bytes >> 20, "cores": r.cores}))
+                .into_response(),
+            Err(e) => refused(crate::state::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            )),
+        },
         Ok(None) => refused(crate::state::ApiError::not_found(format!(
             "no resource `{name}` for you: `GET /resources` lists yours"
         ))),
