@@ -189,11 +189,26 @@ fn the_original_client_scaffolds_and_deploys_an_app_on_port_443_which_then_serve
     run_in(&work, &["scaffold", "legacy"]);
     // Its verification needs Docker and Intel's PCCS: as its users on a
     // machine without them, with --no-verify.
-    let deployed = run_in(&work.join("legacy"), &["deploy", "--no-verify"]);
-    assert!(
-        deployed.contains("Your application is now deployed"),
-        "{deployed}"
+    let (ok, deployed) = original_in(
+        home.path(),
+        &work.join("legacy"),
+        &api,
+        &token,
+        &["deploy", "--no-verify"],
     );
+    if !ok || !deployed.contains("Your application is now deployed") {
+        let (_, apps) = platform.get(&token, "/apps");
+        let logs: Vec<String> = apps
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|app| {
+                let id = app["id"].as_str().unwrap_or_default();
+                format!("{}", platform.get(&token, &format!("/apps/{id}/logs")).1)
+            })
+            .collect();
+        panic!("mse deploy --no-verify: {deployed}\napps: {apps}\nlogs: {logs:?}");
+    }
     let (_, apps) = platform.get(&token, "/apps");
     let app = &apps.as_array().unwrap()[0];
     assert_eq!(app["status"], "running", "{app}");
