@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::domain::accounts::{Token, User};
-use crate::state::auth::{issue_token, token_hash};
+use crate::state::auth::{bearer_token, issue_token, token_hash};
 use crate::state::compat::Pending;
 use crate::state::{now, Shared};
 
@@ -97,9 +97,8 @@ pub struct AuthorizeQuery {
 /// `code` with S256 challenges, to a loopback `http` redirect (RFC 8252
 /// §7.3: the client listens on this machine).
 fn check_request(q: &AuthorizeQuery) -> Result<(), String> {
-    let bad = Err;
     if q.response_type != "code" {
-        return bad(format!(
+        return Err(format!(
             "response_type `{}` is not served: only `code`",
             q.response_type
         ));
@@ -111,20 +110,20 @@ fn check_request(q: &AuthorizeQuery) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return bad("a PKCE code_challenge, S256 (RFC 7636), is required".into());
+        return Err("a PKCE code_challenge, S256 (RFC 7636), is required".into());
     }
     let loopback = ["http://localhost:", "http://127.0.0.1:", "http://[::1]:"]
         .iter()
         .any(|p| q.redirect_uri.starts_with(p));
     if !loopback || q.redirect_uri.contains(['#', '\r', '\n', ' ']) {
-        return bad(format!(
+        return Err(format!(
             "redirect_uri `{}` is not a loopback http address: the client must listen on the \
              machine it signs in from",
             q.redirect_uri
         ));
     }
     if q.client_id.is_empty() || q.client_id.len() > 256 || q.state.len() > 512 {
-        return bad("client_id and state must be given, and short".into());
+        return Err("client_id and state must be given, and short".into());
     }
     Ok(())
 }
@@ -135,14 +134,9 @@ async fn bearer(state: &Shared, headers: &HeaderMap) -> Option<(User, Token)> {
     let secret = headers
         .get(header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .trim()
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))?
-        .1
-        .trim()
-        .to_string();
-    working(state.store.token_by_hash(&token_hash(&secret)).await.ok()?)
+        .ok()
+        .and_then(bearer_token)?;
+    working(state.store.token_by_hash(&token_hash(secret)).await.ok()?)
 }
 
 /// The token and user, when the token works now.
@@ -521,14 +515,12 @@ async fn caller(
     let jwt = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, jwt)| jwt.trim().to_string())
+        .and_then(bearer_token)
         .ok_or_else(|| unauthorized("missing access token: run `mse login`"))?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     validation.leeway = 0;
     let claims = jsonwebtoken::decode::<AccessClaims>(
-        &jwt,
+        jwt,
         &jsonwebtoken::DecodingKey::from_secret(&state.compat.key),
         &validation,
     )

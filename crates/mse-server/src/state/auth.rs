@@ -127,7 +127,7 @@ fn needed_scope(method: &Method) -> Scope {
 
 /// The token of an `Authorization` value: `Bearer TOKEN`, the scheme in
 /// any case (RFC 9110 §11.1).
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once([' ', '\t'])?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
