@@ -14,13 +14,18 @@ Steps, per image:
      the top-level `allow_sdist`), with transitive packages limited to what
      the index held at `as_of` (the image's build time unless given);
   2. `pip download --no-deps --only-binary=:all:` every pin into a cache
-     folder (sdist for the `allow_sdist` packages) and hash the file.
+     folder (sdist for the `allow_sdist` packages) and hash the file. A pin
+     that the catalog being replaced already records (same name, same
+     version) keeps its recorded hash without a download, so adding an image
+     fetches only what is new; `--fresh` downloads and hashes every pin again
+     (and fails if a recorded hash no longer matches the index's file).
 
 uv is taken from $UV, from PATH, or installed from PyPI into a virtual
 environment inside the cache folder.
 
-Usage: python3 scripts/lock-catalog.py [--cache DIR] [--only REFERENCE]...
+Usage: python3 scripts/lock-catalog.py [--cache DIR] [--fresh]
        python3 scripts/lock-catalog.py --check-pins
+       python3 scripts/lock-catalog.py --resolve-only
 """
 
 from __future__ import annotations
@@ -273,6 +278,19 @@ def download(pip: list[str], pins: list[tuple[str, str]], allow_sdist: set[str],
     return resolved
 
 
+def recorded_hashes(catalog: Path) -> dict[tuple[str, str], str]:
+    """{(name, version): sha256} of every package line of an existing catalog."""
+    if not catalog.exists():
+        return {}
+    recorded = {}
+    for image in tomllib.loads(catalog.read_text()).get("image", []):
+        for line in image.get("packages", []):
+            match = re.fullmatch(r"(\S+)==(\S+) --hash=sha256:([0-9a-f]{64})", line)
+            if match:
+                recorded[(normalize(match.group(1)), match.group(2))] = match.group(3)
+    return recorded
+
+
 def toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -318,6 +336,8 @@ def main() -> int:
                         help="only report requested pins that have no usable wheel")
     parser.add_argument("--resolve-only", action="store_true",
                         help="print each image's resolution; download nothing, write nothing")
+    parser.add_argument("--fresh", action="store_true",
+                        help="download and hash every pin, also those the catalog records")
     args = parser.parse_args()
 
     sources = tomllib.loads(args.sources.read_text())
@@ -331,6 +351,7 @@ def main() -> int:
     pythons = sorted({image["python"] for image in sources["image"]})
     out = [HEADER.format(python=", ".join(pythons), uv=uv_version)]
     total = {}
+    recorded = recorded_hashes(args.output)
     for image in sources["image"]:
         unknown = set(image) - {"reference", "python", "prepare", "source", "requested",
                                 "as_of", "note"}
@@ -352,12 +373,20 @@ def main() -> int:
         if args.resolve_only:
             print(image["reference"], bumped, " ".join(f"{n}=={v}" for n, v in pins))
             continue
-        files = download(pip, pins, set(allow_sdist),
+        known = {} if args.fresh else {p: recorded[p] for p in pins if p in recorded}
+        files = download(pip, [p for p in pins if p not in known], set(allow_sdist),
                          args.cache / "files")
+        hashes = dict(known)
+        for pin, path in files.items():
+            hashes[pin] = sha256(path)
+            if pin in recorded and recorded[pin] != hashes[pin]:
+                raise SystemExit(f"{pin[0]}=={pin[1]}: the index's file hashes to {hashes[pin]},"
+                                 f" the catalog records {recorded[pin]}")
         size = sum(p.stat().st_size for p in files.values())
         total[image["reference"]] = (len(pins), size)
-        log(f"{image['reference']}: {len(pins)} packages, {size / 1e6:.1f} MB")
-        lines = [f"{n}=={v} --hash=sha256:{sha256(files[(n, v)])}" for n, v in pins]
+        log(f"{image['reference']}: {len(pins)} packages ({len(known)} hashes kept from the "
+            f"catalog), {size / 1e6:.1f} MB downloaded")
+        lines = [f"{n}=={v} --hash=sha256:{hashes[(n, v)]}" for n, v in pins]
         note = image.get("note", "").strip()
         block = [""]
         block += [f"# {line}".rstrip() for line in note.splitlines()] if note else []

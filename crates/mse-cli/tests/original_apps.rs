@@ -1,6 +1,8 @@
 //! Apps written the way the original platform's examples are (Flask with
 //! Flask-Cors and Flask-SQLAlchemy, FastAPI, pandas with scikit-learn,
-//! secrets and `$HOME` writes, an `[ssl]` owner-certificate app), each in
+//! secrets and `$HOME` writes, an `[ssl]` owner-certificate app, a plain
+//! ASGI app on an `mse-base` tag that the catalog took from a Dockerfile's
+//! `FROM` line), each in
 //! `tests/apps/`, deployed unmodified on a fresh platform with `mse deploy`,
 //! then checked by its own pytest suite against the printed URL with nothing
 //! but `TEST_REMOTE_URL` and `REQUESTS_CA_BUNDLE` set.
@@ -99,6 +101,11 @@ fn a_flask_app_with_flask_cors_and_flask_sqlalchemy_passes_its_suite() {
 #[test]
 fn a_fastapi_app_passes_its_suite() {
     deploy_and_run_suite("fastapi");
+}
+
+#[test]
+fn a_plain_asgi_app_on_a_base_image_tag_passes_its_suite() {
+    deploy_and_run_suite("base_asgi");
 }
 
 #[test]

@@ -372,13 +372,37 @@ impl Catalog {
             .ok_or_else(|| {
                 RuntimeError::UnknownImage(
                     reference.to_string(),
-                    self.images
-                        .iter()
-                        .map(|i| i.reference.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    self.suggest(reference).join(", "),
                 )
             })
+    }
+
+    /// The approved references to offer instead of `reference`: every tag of
+    /// its repository when the catalog has some (newest first), else the
+    /// newest tag of each repository.
+    pub fn suggest(&self, reference: &str) -> Vec<&str> {
+        let repository = |r: &str| r.rsplit_once(':').map_or(r, |(name, _)| name).to_string();
+        let wanted = repository(reference);
+        let mut same: Vec<&str> = self
+            .images
+            .iter()
+            .map(|i| i.reference.as_str())
+            .filter(|r| repository(r) == wanted)
+            .collect();
+        if !same.is_empty() {
+            same.sort_unstable_by(|a, b| b.cmp(a));
+            return same;
+        }
+        let mut newest: Vec<&str> = Vec::new();
+        for image in &self.images {
+            let r = image.reference.as_str();
+            match newest.iter_mut().find(|n| repository(n) == repository(r)) {
+                Some(n) if r > *n => *n = r,
+                Some(_) => {}
+                None => newest.push(r),
+            }
+        }
+        newest
     }
 
     /// Digest of the whole catalog (hex), what clients compare to know
@@ -497,6 +521,101 @@ mod tests {
             err.contains("not in the runtime catalog") && err.contains("mse-flask"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_unknown_tag_of_a_known_image_is_offered_that_image_s_tags_newest_first() {
+        let catalog = Catalog::default_catalog();
+        let err = catalog
+            .find("ghcr.io/cosmian/mse-pytorch:latest")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "approved images: ghcr.io/cosmian/mse-pytorch:20230228091413, \
+                 ghcr.io/cosmian/mse-pytorch:20230124183015, \
+                 ghcr.io/cosmian/mse-pytorch:20230104085621"
+            ),
+            "{err}"
+        );
+        // An unknown repository is offered the newest tag of each one.
+        let offered = catalog.suggest("ghcr.io/x/y:1");
+        assert!(offered.contains(&"ghcr.io/cosmian/mse-flask:20230810125234"));
+        assert!(!offered.contains(&"ghcr.io/cosmian/mse-flask:20230710125733"));
+        let repositories: std::collections::BTreeSet<&str> = catalog
+            .images
+            .iter()
+            .map(|i| i.reference.rsplit_once(':').unwrap().0)
+            .collect();
+        assert_eq!(offered.len(), repositories.len());
+    }
+
+    #[test]
+    fn the_default_catalog_holds_every_tag_named_in_cosmian_s_2023_material() {
+        // Named by mse-cli 0.10's documentation, templates and tests, and by
+        // the mse-app-demo examples across their history (the list
+        // crates/mse-runtime/catalog-sources.toml documents).
+        let named = [
+            "mse-flask:20230110142022",
+            "mse-flask:20230119150226",
+            "mse-flask:20230124182826",
+            "mse-flask:20230228091325",
+            "mse-flask:20230710125733",
+            "mse-flask:20230720104849",
+            "mse-flask:20230810125234",
+            "mse-flask-digitrecognition:20230130144632",
+            "mse-fastapi:20230216144400",
+            "mse-fastapi:20230217102036",
+            "mse-fastapi:20230228091443",
+            "mse-fastapi:20230710125732",
+            "mse-fastapi:20230720104850",
+            "mse-fastapi:20230810125234",
+            "mse-ds:20230228091517",
+            "mse-ds:20230720104849",
+            "mse-ds:20230810125234",
+            "mse-tensorflow:20230223165539",
+            "mse-tensorflow:20230228091041",
+            "mse-tensorflow:20230720104852",
+            "mse-pytorch:20230104085621",
+            "mse-pytorch:20230124183015",
+            "mse-pytorch:20230228091413",
+            "mse-nlp:20230228091156",
+            "mse-nlp:20230720104849",
+            "mse-nlp:20230810125235",
+            "mse-anonymization:20230126164002",
+            "mse-anonymization:20230223164502",
+            "mse-anonymization:20230228091120",
+            "mse-anonymization:20230720104849",
+            "mse-anonymization:20230810125234",
+            "mse-anonymization:20230906131952",
+            "mse-base:20230104084742",
+            "mse-base:20230109153953",
+            "mse-base:20230110175558",
+            "mse-base:20230117101643",
+            "mse-base:20230119145805",
+            "mse-base:20230124103230",
+            "mse-base:20230124175013",
+            "mse-base:20230223111016",
+            "mse-base:20230228084503",
+            "mse-base:20230710124434",
+            "mse-base:20230720095554",
+            "mse-base:20230810124352",
+        ];
+        let catalog = Catalog::default_catalog();
+        for tag in named {
+            let spec = catalog
+                .find(&format!("ghcr.io/cosmian/{tag}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                spec.packages.iter().any(|p| p.starts_with("hypercorn==")),
+                "{tag} has no hypercorn"
+            );
+        }
+        // Named only to be refused, as the original refused them.
+        for tag in ["mse-pytorch:latest", "mse-pytorch:notexist"] {
+            assert!(catalog.find(&format!("ghcr.io/cosmian/{tag}")).is_err());
+        }
+        assert_eq!(catalog.images.len(), named.len());
     }
 
     #[test]

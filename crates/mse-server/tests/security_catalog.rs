@@ -73,14 +73,18 @@ fn an_unedited_old_default_is_moved_to_the_current_default_and_an_edited_catalog
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("catalog.toml"), OLD_DEFAULT).unwrap();
-    let server = Server::spawn(&data, &server_args());
-    server.api_port(); // started
-    drop(server);
-    assert_eq!(
-        std::fs::read_to_string(data.join("catalog.toml")).unwrap(),
-        mse_runtime::DEFAULT_CATALOG
-    );
+    // The shipped default of 17 locked images, byte for byte.
+    let locked_17 = include_str!("data/default-catalog-of-17-images.toml");
+    for old in [OLD_DEFAULT, locked_17] {
+        std::fs::write(data.join("catalog.toml"), old).unwrap();
+        let server = Server::spawn(&data, &server_args());
+        server.api_port(); // started
+        drop(server);
+        assert_eq!(
+            std::fs::read_to_string(data.join("catalog.toml")).unwrap(),
+            mse_runtime::DEFAULT_CATALOG
+        );
+    }
 
     let edited = format!("# the operator's own\n{}", mse_runtime::DEFAULT_CATALOG);
     std::fs::write(data.join("catalog.toml"), &edited).unwrap();

@@ -53,15 +53,9 @@ fn check_image(report: &mut mse_config::Report) -> Result<Option<String>, Failur
                 other => other.to_string(),
             },
         );
-        let approved: Vec<&str> = current
-            .catalog
-            .images
-            .iter()
-            .map(|i| i.reference.as_str())
-            .collect();
         diagnostic.help = Some(format!(
             "use one of the approved images: {}",
-            approved.join(", ")
+            current.catalog.suggest(&config.code.docker).join(", ")
         ));
         report.diagnostics.push(diagnostic);
         report.config = None;

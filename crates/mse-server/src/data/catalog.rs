@@ -15,8 +15,12 @@ pub const FILE: &str = "catalog.toml";
 
 /// SHA-256 of default catalogs shipped before this one: a data folder still
 /// holding one of them, unedited, is moved to the current default.
-const SUPERSEDED_DEFAULTS: &[&str] =
-    &["783f466c6492404c576077a4c1fe9e4bf6f8130cf2f28dbfa8b11d8c66c38e42"];
+const SUPERSEDED_DEFAULTS: &[&str] = &[
+    "783f466c6492404c576077a4c1fe9e4bf6f8130cf2f28dbfa8b11d8c66c38e42",
+    // The default of 17 images, whose mse-anonymization:20230810125234 had a
+    // cosmian-anonymization released after the tag.
+    "493f779eea295f910c822bce72e75efa98718a244a2917bbab214f23b73ee82d",
+];
 
 /// Reads and checks the catalog of the data folder at `root`.
 pub fn read(root: &Path) -> Result<Catalog, mse_runtime::RuntimeError> {
