@@ -26,6 +26,13 @@ environment inside the cache folder.
 Usage: python3 scripts/lock-catalog.py [--cache DIR] [--fresh]
        python3 scripts/lock-catalog.py --check-pins
        python3 scripts/lock-catalog.py --resolve-only
+       python3 scripts/lock-catalog.py --install-check [REFERENCE]...
+
+--install-check installs each image of the written catalog (or the ones
+named) as the platform does (its lock, hashes required, no resolution) into
+a new virtual environment, then checks that every installed package's
+requirements are met (`uv pip check`) and that hypercorn imports; the files
+are fetched into a temporary cache, removed at the end.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import tomllib
 from pathlib import Path
 
@@ -324,6 +332,48 @@ def check_pins(uv: str, sources: dict, cache: Path) -> int:
     return 1 if bad else 0
 
 
+def install_check(uv: str, catalog: Path, only: list[str]) -> int:
+    """Installs each image's lock in a fresh venv and checks it is whole."""
+    images = tomllib.loads(catalog.read_text())["image"]
+    unknown = set(only) - {i["reference"] for i in images}
+    if unknown:
+        raise SystemExit(f"not in {catalog}: {', '.join(sorted(unknown))}")
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="mse-install-check-") as tmp:
+        env = dict(os.environ, UV_CACHE_DIR=str(Path(tmp) / "cache"))
+        for image in images:
+            if only and image["reference"] not in only:
+                continue
+            venv = Path(tmp) / "venv"
+            shutil.rmtree(venv, ignore_errors=True)
+            lock = Path(tmp) / "lock.txt"
+            lock.write_text("".join(line + "\n" for line in image["packages"]))
+            python = venv / "bin" / "python"
+            steps = [
+                [uv, "venv", "--quiet", "--python", find_interpreter(image["python"]), str(venv)],
+                [uv, "pip", "install", "--quiet", "--no-config", "--python", str(python),
+                 "--require-hashes", "--no-deps", "-r", str(lock)],
+                [uv, "pip", "check", "--python", str(python)],
+                [str(python), "-c", "import hypercorn"],
+            ]
+            started = time.monotonic()
+            for step in steps:
+                result = run(step, env=env)
+                if result.returncode != 0:
+                    failed.append(image["reference"])
+                    log(f"{image['reference']}: FAILED at {' '.join(step[:3])}:\n"
+                        f"{result.stdout}{result.stderr}")
+                    break
+            else:
+                log(f"{image['reference']}: {len(image['packages'])} packages install, "
+                    f"requirements met ({time.monotonic() - started:.1f} s)")
+            shutil.rmtree(venv, ignore_errors=True)
+    if failed:
+        log(f"{len(failed)} image(s) failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", type=Path, default=SOURCES)
@@ -336,6 +386,8 @@ def main() -> int:
                         help="only report requested pins that have no usable wheel")
     parser.add_argument("--resolve-only", action="store_true",
                         help="print each image's resolution; download nothing, write nothing")
+    parser.add_argument("--install-check", nargs="*", metavar="REFERENCE",
+                        help="install each image's lock (or those named) and check it is whole")
     parser.add_argument("--fresh", action="store_true",
                         help="download and hash every pin, also those the catalog records")
     args = parser.parse_args()
@@ -345,6 +397,8 @@ def main() -> int:
     uv = find_uv(args.cache)
     if args.check_pins:
         return check_pins(uv, sources, args.cache)
+    if args.install_check is not None:
+        return install_check(uv, args.output, args.install_check)
 
     uv_version = run([uv, "--version"]).stdout.strip()
     allow_sdist = [normalize(n) for n in sources.get("allow_sdist", [])]
