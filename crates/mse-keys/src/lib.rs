@@ -2,7 +2,7 @@
 //! policy for an app name and its signature ([`policy`]), whether a node's
 //! verified evidence is admitted by it ([`admission`]), and the records the
 //! service keeps in the platform's store, sealed under its root key
-//! ([`seal`]).
+//! ([`seal`]), and the root key's k-of-n recovery shares ([`recovery`]).
 //!
 //! ```
 //! use mse_keys::policy::{AppName, Policy, Rule};
@@ -18,6 +18,7 @@
 
 pub mod admission;
 pub mod policy;
+pub mod recovery;
 pub mod seal;
 
 pub use admission::{admit, Admission, Candidate, Refusal};

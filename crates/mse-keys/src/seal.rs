@@ -39,6 +39,12 @@ impl RootKey {
         RootKey(bytes)
     }
 
+    /// The key's bytes, for splitting it into recovery shares and handing
+    /// it to an attested replica: handle with care.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The key that seals the record named `name`.
     fn record_key(&self, name: &str) -> CodeKey {
         let mut hash = Sha256::new();
