@@ -41,6 +41,7 @@ pub mod context;
 pub mod crypto;
 mod pack;
 mod secretbox;
+pub mod snapshot;
 mod unpack;
 pub mod walk;
 

@@ -49,6 +49,49 @@ pub fn unpack(
     dest: &Path,
     limits: Limits,
 ) -> Result<Unpacked, UnpackError> {
+    let mut encrypted = 0usize;
+    let done = extract_into(tar, dest, limits, |relative, raw, data| {
+        let file_name = relative
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Some(stem) = file_name.strip_suffix(ENC_SUFFIX) {
+            if stem.is_empty() {
+                return Err(UnpackError::UnsafePath(raw.display().to_string()));
+            }
+            let plaintext = open(key, &data)
+                .map_err(|e| UnpackError::Decrypt(relative.display().to_string(), e))?;
+            encrypted += 1;
+            Ok((relative.with_file_name(stem), plaintext))
+        } else if file_name == REQUIREMENTS {
+            Ok((relative.to_path_buf(), data))
+        } else {
+            Err(UnpackError::Unencrypted(relative.display().to_string()))
+        }
+    })?;
+    if encrypted == 0 {
+        // extract_into checks nothing of what files hold: undo here.
+        let _ = std::fs::remove_dir_all(dest);
+        return Err(UnpackError::NothingEncrypted);
+    }
+    Ok(done)
+}
+
+/// What a file of the tarball becomes: its path inside the folder and its
+/// bytes, given its checked relative path, its raw name and its content.
+pub(crate) type Decode<'a> =
+    dyn FnMut(&Path, &Path, Vec<u8>) -> Result<(PathBuf, Vec<u8>), UnpackError> + 'a;
+
+/// Extracts the tarball read from `tar` into `dest`, which must not exist:
+/// folders and regular files only, every path relative and plain, each file
+/// passed through `decode`, within `limits`; private modes (0700, 0600).
+/// On any error nothing is left at `dest`.
+pub(crate) fn extract_into(
+    tar: impl Read,
+    dest: &Path,
+    limits: Limits,
+    mut decode: impl FnMut(&Path, &Path, Vec<u8>) -> Result<(PathBuf, Vec<u8>), UnpackError>,
+) -> Result<Unpacked, UnpackError> {
     if dest.exists() {
         return Err(UnpackError::DestinationExists(dest.to_path_buf()));
     }
@@ -66,7 +109,7 @@ pub fn unpack(
     ));
     let _ = std::fs::remove_dir_all(&staging);
     create_private_dir(&staging).map_err(|e| UnpackError::Io(staging.clone(), e))?;
-    match extract(tar, key, &staging, limits) {
+    match extract(tar, &staging, limits, &mut decode) {
         Ok(done) => {
             std::fs::rename(&staging, dest).map_err(|e| {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -115,14 +158,13 @@ fn safe_relative(raw: &Path) -> Result<PathBuf, UnpackError> {
 
 fn extract(
     tar: impl Read,
-    key: &CodeKey,
     staging: &Path,
     limits: Limits,
+    decode: &mut Decode<'_>,
 ) -> Result<Unpacked, UnpackError> {
     let mut archive = tar::Archive::new(tar);
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut done = Unpacked { files: 0, dirs: 0 };
-    let mut encrypted = 0usize;
     let mut total: u64 = 0;
     let entries = archive
         .entries()
@@ -180,23 +222,7 @@ fn extract(
                         relative.display()
                     )));
                 }
-                let file_name = relative
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                let (target, plaintext) = if let Some(stem) = file_name.strip_suffix(ENC_SUFFIX) {
-                    if stem.is_empty() {
-                        return Err(UnpackError::UnsafePath(raw.display().to_string()));
-                    }
-                    let plaintext = open(key, &data)
-                        .map_err(|e| UnpackError::Decrypt(relative.display().to_string(), e))?;
-                    encrypted += 1;
-                    (relative.with_file_name(stem), plaintext)
-                } else if file_name == REQUIREMENTS {
-                    (relative.clone(), data)
-                } else {
-                    return Err(UnpackError::Unencrypted(relative.display().to_string()));
-                };
+                let (target, plaintext) = decode(&relative, &raw, data)?;
                 if !seen.insert(target.clone()) {
                     return Err(UnpackError::Duplicate(target.display().to_string()));
                 }
@@ -213,9 +239,6 @@ fn extract(
                 ));
             }
         }
-    }
-    if encrypted == 0 {
-        return Err(UnpackError::NothingEncrypted);
     }
     Ok(done)
 }
