@@ -4,7 +4,8 @@
 //! ([`account`]), the platform's public description ([`platform`]) and the
 //! error body ([`error`]) — the status events a node prints ([`event`]),
 //! the node-host protocol ([`node`]), how a node is started ([`launch`]),
-//! the configuration an owner hands a verified node ([`config`]), what is
+//! the configuration an owner hands a verified node ([`config`]), the key
+//! service's launch and what it publishes ([`keys`]), what is
 //! shown of an app's log ([`logs`]), the kinds of TEE ([`tee`]) and how
 //! text others wrote is made safe to show ([`text`]). The client, the server and the node hosts all use
 //! these, so a field renamed on one side is renamed on every side; the
@@ -36,6 +37,7 @@ pub mod apps;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod keys;
 pub mod launch;
 pub mod logs;
 pub mod node;

@@ -170,6 +170,11 @@ impl Client {
         mse_attest::verify::parse_revoked(&bytes).map_err(ApiError::Protocol)
     }
 
+    /// `GET /keys`: where the key service is and what it must prove.
+    pub fn key_service(&self) -> Result<mse_api::keys::KeyServiceInfo, ApiError> {
+        self.get_json("/keys")
+    }
+
     /// The CA of the platform's own TLS certificate (PEM).
     pub fn operator_ca(&self) -> Result<String, ApiError> {
         self.get_text("/operator-ca")

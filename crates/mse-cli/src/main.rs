@@ -64,6 +64,8 @@ enum Command {
     Remove(commands::apps::RemoveArgs),
     /// Verify that an app runs the expected code in a genuine TEE (no account needed), or check a quote
     Verify(Box<commands::verify::Args>),
+    /// The platform's key service: `mse keys verify` checks its attestation
+    Keys(commands::keys::Args),
     /// List, export or remove the saved deployment contexts
     Context(commands::context::Args),
     /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Package(args) => commands::package::run(args),
         Command::Context(args) => commands::context::run(args),
         Command::Verify(args) => commands::verify::run(*args),
+        Command::Keys(args) => commands::keys::run(args),
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),

@@ -2,7 +2,8 @@
 //! policy for an app name and its signature ([`policy`]), whether a node's
 //! verified evidence is admitted by it ([`admission`]), and the records the
 //! service keeps in the platform's store, sealed under its root key
-//! ([`seal`]), and the root key's k-of-n recovery shares ([`recovery`]).
+//! ([`seal`]), the root key's k-of-n recovery shares ([`recovery`]), and
+//! the service's measurement ([`service`]).
 //!
 //! ```
 //! use mse_keys::policy::{AppName, Policy, Rule};
@@ -20,6 +21,7 @@ pub mod admission;
 pub mod policy;
 pub mod recovery;
 pub mod seal;
+pub mod service;
 
 pub use admission::{admit, Admission, Candidate, Refusal};
 pub use policy::{AppName, Policy, PolicyError, Rule, SignedPolicy};

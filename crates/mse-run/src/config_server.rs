@@ -236,20 +236,20 @@ fn refusal_reason(status: StatusCode) -> &'static str {
 
 /// The connections open now, in total and by source address.
 #[derive(Debug, Default)]
-struct Connections {
+pub(crate) struct Connections {
     total: u32,
     by_source: HashMap<IpAddr, u32>,
 }
 
 /// One open connection's place, given back when dropped.
-struct Slot {
+pub(crate) struct Slot {
     open: Arc<std::sync::Mutex<Connections>>,
     source: IpAddr,
 }
 
 impl Connections {
     /// A place for a connection from `source`, or `None` over a cap.
-    fn take(open: &Arc<std::sync::Mutex<Connections>>, source: IpAddr) -> Option<Slot> {
+    pub(crate) fn take(open: &Arc<std::sync::Mutex<Connections>>, source: IpAddr) -> Option<Slot> {
         let mut connections = open.lock().ok()?;
         let from_source = connections.by_source.get(&source).copied().unwrap_or(0);
         if connections.total >= MAX_CONNECTIONS || from_source >= MAX_CONNECTIONS_PER_SOURCE {
@@ -281,7 +281,7 @@ impl Drop for Slot {
 /// Whether the connection from `peer` to `local` was opened by an app's
 /// process on this host (its socket belongs to an app's or an installer's
 /// uid, as the kernel's socket table says).
-fn from_an_app(peer: SocketAddr, local: SocketAddr) -> bool {
+pub(crate) fn from_an_app(peer: SocketAddr, local: SocketAddr) -> bool {
     let (peer, local) = (unmapped(peer), unmapped(local));
     let file = match peer {
         SocketAddr::V4(_) => "/proc/net/tcp",

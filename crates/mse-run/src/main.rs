@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 mod config_server;
+mod key_service;
 mod node;
 
 use std::io::Read as _;
@@ -28,8 +29,12 @@ use mse_api::launch::Launch;
 #[command(name = "mse-run", version)]
 struct Args {
     /// The launch description (JSON); `-` reads it from standard input
-    #[arg(long, value_name = "FILE")]
-    launch: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "key_service")]
+    launch: Option<PathBuf>,
+    /// Run the key service (docs/keys.md) described by this launch file
+    /// (JSON) instead of an app
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["launch", "fingerprint"])]
+    key_service: Option<PathBuf>,
     /// Print the app's fingerprint (hex) and exit, starting nothing: what
     /// the manifest of its Gramine enclave sets (docs/attestation.md)
     #[arg(long)]
@@ -71,7 +76,24 @@ fn main() -> ExitCode {
     // own and goes with it.
     mse_run::sandbox::enter_own_mount_namespace();
     let args = Args::parse();
-    let launch = match read_launch(&args.launch) {
+    if let Some(path) = &args.key_service {
+        let launch = match key_service::read_launch(path) {
+            Ok(launch) => launch,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(node::INVALID);
+            }
+        };
+        return match tokio_runtime() {
+            Ok(runtime) => runtime.block_on(key_service::run(launch)),
+            Err(code) => code,
+        };
+    }
+    let Some(launch_path) = &args.launch else {
+        eprintln!("error: --launch FILE is needed");
+        return ExitCode::from(node::INVALID);
+    };
+    let launch = match read_launch(launch_path) {
         Ok(launch) => launch,
         Err(message) => {
             eprintln!("error: {message}");
@@ -81,16 +103,20 @@ fn main() -> ExitCode {
     if args.fingerprint {
         return node::print_fingerprint(&launch);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio_runtime() {
+        Ok(runtime) => runtime.block_on(node::run(launch)),
+        Err(code) => code,
+    }
+}
+
+/// The runtime both programs run on: two worker threads.
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(node::run(launch))
+            ExitCode::FAILURE
+        })
 }

@@ -780,6 +780,17 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     for addr in bound.into_iter().chain(configured).flatten() {
         platform_routes.add_platform_listener(addr);
     }
+    // The key service runs on the platform's own node, started by the
+    // platform itself (docs/keys.md).
+    let key_service = roles.node.then(|| {
+        let config = runner.key_service_config(&mse_api::keys::domain(&args.base_domain));
+        let store = runner.store().clone();
+        let routes = runner.routes();
+        let stopped = until_stopped(stopped.clone());
+        tokio::spawn(mse_server::roles::key_service::supervise(
+            config, store, routes, stopped,
+        ))
+    });
     let node = roles.node.then(|| {
         let looking = runner.clone();
         let stopped = until_stopped(stopped.clone());
@@ -902,6 +913,10 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         let _ = looking.await;
         println!("stopping the apps…");
         runner.stop_all(Duration::from_secs(20)).await;
+        if let Some(key_service) = key_service {
+            // It saw the stop too: it ends its service and forgets it.
+            let _ = tokio::time::timeout(Duration::from_secs(5), key_service).await;
+        }
         runner.release().await;
     }
     if let Some((serving, refresh)) = proxy {

@@ -4,6 +4,7 @@ pub mod apps;
 pub mod context;
 pub mod deploy;
 pub mod init;
+pub mod keys;
 pub mod login;
 pub mod package;
 pub mod scaffold;

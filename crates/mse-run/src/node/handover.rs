@@ -19,7 +19,10 @@ use super::start::start_app;
 use super::{Prepared, Signals, TlsSetup};
 use crate::config_server::{self, Outcome, Waiting};
 
-fn server_config(cert_der: &[u8], key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
+pub(crate) fn server_config(
+    cert_der: &[u8],
+    key_pem: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the RA-TLS key")?;
     mse_attest::tls::server_config(
         vec![CertificateDer::from(cert_der.to_vec())],

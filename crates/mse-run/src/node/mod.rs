@@ -9,9 +9,9 @@
 //! renewed over ACME), `health` (the health checks and the watch over the
 //! running app) and `shutdown` (the reasons to stop, and the app's end).
 
-mod handover;
+pub(crate) mod handover;
 mod health;
-mod prepare;
+pub(crate) mod prepare;
 mod serving;
 mod shutdown;
 mod start;
@@ -187,7 +187,7 @@ struct Signals {
     int: tokio::signal::unix::Signal,
 }
 
-enum Failure {
+pub(crate) enum Failure {
     /// Bad arguments or files: nothing started.
     Invalid(String),
     /// Something failed while setting up.
@@ -198,7 +198,7 @@ fn invalid(message: impl Into<String>) -> Failure {
     Failure::Invalid(message.into())
 }
 
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -169,17 +169,15 @@ pub(super) fn identify(launch: &Launch, now: DateTime<Utc>) -> Result<Identified
     })
 }
 
-pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failure> {
-    let app = &launch.app;
-    let Identified {
-        spec,
-        installer,
-        tls,
-        expires_at,
-        input,
-        fingerprint,
-    } = identify(launch, now)?;
-    let provider: Box<dyn QuoteProvider> = match &launch.quotes {
+/// The quote provider `quotes` names, binding `binding` (an app's
+/// fingerprint, or the key service's measurement): in simulation it is the
+/// quote's MRENCLAVE; a Gramine enclave must have been built for it (its
+/// manifest sets it); on TDX and SEV-SNP it fills REPORTDATA[32..64].
+pub(crate) fn quote_provider(
+    quotes: &Quotes,
+    binding: [u8; 32],
+) -> Result<Box<dyn QuoteProvider>, Failure> {
+    Ok(match quotes {
         Quotes::Simulation {
             quote_key: key,
             quote_chain: chain,
@@ -194,7 +192,7 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
             let mr_signer =
                 mse_attest::signer::mr_signer_from_pem(&read_text(signer, "signer key")?)
                     .map_err(|e| invalid(format!("{}: {e}", signer.display())))?;
-            Box::new(SimulationProvider::new(pck, fingerprint, mr_signer))
+            Box::new(SimulationProvider::new(pck, binding, mr_signer))
         }
         Quotes::Gramine { attestation_root } => {
             let provider = GramineProvider::new(attestation_root);
@@ -216,29 +214,42 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
                      gramine-manifest)"
                 ))
             })?;
-            if !built_for.eq_ignore_ascii_case(&hex::encode(fingerprint)) {
+            if !built_for.eq_ignore_ascii_case(&hex::encode(binding)) {
                 return Err(invalid(format!(
-                    "this enclave was built for the fingerprint {built_for}, not for this app's \
-                     {}: refusing to run it",
-                    hex::encode(fingerprint)
+                    "this enclave was built for the fingerprint {built_for}, not for this \
+                     app's {}: refusing to run it",
+                    hex::encode(binding)
                 )));
             }
             Box::new(provider)
         }
         Quotes::Tdx { tsm_root } | Quotes::SevSnp { tsm_root } => {
-            let kind = match &launch.quotes {
+            let kind = match quotes {
                 Quotes::Tdx { .. } => TsmKind::Tdx,
                 _ => TsmKind::SevSnp,
             };
             // Only this runtime reaches configfs-tsm: the app's identity is
             // bound in REPORTDATA[32..64] (docs/attestation.md).
-            let provider = TsmProvider::new(tsm_root, kind, fingerprint);
+            let provider = TsmProvider::new(tsm_root, kind, binding);
             if let Some(why) = provider.unavailable() {
                 return Err(invalid(why));
             }
             Box::new(provider)
         }
-    };
+    })
+}
+
+pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepared, Failure> {
+    let app = &launch.app;
+    let Identified {
+        spec,
+        installer,
+        tls,
+        expires_at,
+        input,
+        fingerprint,
+    } = identify(launch, now)?;
+    let provider = quote_provider(&launch.quotes, fingerprint)?;
 
     // Intel's collateral for an SGX or TDX quote, served beside it.
     let (provider, stapled): (Box<dyn QuoteProvider>, _) = match (&launch.pccs_url, &launch.quotes)

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod compat;
 pub mod console;
 pub mod hosts;
+pub mod keys;
 pub mod nodes;
 pub mod platform;
 pub mod tenancy;
@@ -162,6 +163,7 @@ pub fn operations() -> Vec<Operation> {
         op(get.clone(), "/signer", "The enclave-signing public key (PEM); MRSIGNER derives from it", platform::signer),
         op(get.clone(), "/simulation-ca", "The simulation CA certificate (PEM)", platform::simulation_ca),
         op(get.clone(), "/simulation-revoked", "The simulation quote keys the platform revoked: {\"revoked\": [SHA-256 of each PCK's SubjectPublicKeyInfo (DER), hex]}", platform::simulation_revoked),
+        op(get.clone(), "/keys", "The key service: its domain (reached on the proxy port), the measurement its evidence must bind, its TEE and node, and whether it runs", keys::info),
         op(get.clone(), "/operator-ca", "The operator CA certificate (PEM), for --untrusted-ssl apps", platform::operator_ca),
         op(get.clone(), "/me", "The caller", accounts::me).token(),
         op(post.clone(), "/nodes/tokens", "Create a join token for a node host: how many hosts it joins, what it grants each; shown once (admin)", nodes::create_token)

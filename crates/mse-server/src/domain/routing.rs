@@ -26,6 +26,10 @@ pub struct Route {
     pub remote: bool,
 }
 
+/// The route id of the key service (docs/keys.md), which the proxy reaches
+/// like an app at its own domain; no app's uuid is this.
+pub const KEY_SERVICE_ROUTE: &str = "key-service";
+
 /// Why no node host may be reached at `ip`, if so: it names this machine
 /// (loopback), a link (link-local, the cloud metadata service's
 /// 169.254.169.254 among them), no one (unspecified) or many (multicast,
@@ -41,6 +45,7 @@ pub fn unroutable(ip: IpAddr) -> Option<&'static str> {
         _ => None,
     }
 }
+
 /// What the proxy needs of an app its node serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutedApp {

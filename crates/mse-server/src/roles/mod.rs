@@ -5,6 +5,7 @@
 
 pub mod gramine;
 pub mod http_server;
+pub mod key_service;
 pub mod limits;
 pub mod node_host;
 pub mod process;

@@ -108,6 +108,8 @@ struct Inner {
 pub const LOGS: &str = "logs";
 /// The folder of the quote keys in the nodes' folder (mode 0700).
 pub const QUOTE_KEYS: &str = "quote-keys";
+/// The key service's folder in the nodes' folder (its root key lives there).
+pub const KEY_SERVICE: &str = "key-service";
 /// A host's folder of the packages it fetched (mode 0700).
 pub const PACKAGES: &str = "packages";
 /// The folder of this machine's ACME account key and of the CA bundles of
@@ -449,23 +451,7 @@ impl NodeProcesses {
                 }
             }
         };
-        let root = |usual: &str| tee.root.clone().unwrap_or_else(|| usual.into());
-        let quotes = match tee.tee {
-            Tee::Simulation => Quotes::Simulation {
-                quote_key: config.quote.key.clone(),
-                quote_chain: config.quote.chain.clone(),
-                signer_key: config.signer_pub.clone(),
-            },
-            Tee::Sgx => Quotes::Gramine {
-                attestation_root: root(DEFAULT_ATTESTATION_ROOT),
-            },
-            Tee::Tdx => Quotes::Tdx {
-                tsm_root: root(DEFAULT_TSM_ROOT),
-            },
-            Tee::SevSnp => Quotes::SevSnp {
-                tsm_root: root(DEFAULT_TSM_ROOT),
-            },
-        };
+        let quotes = quotes(config, tee);
         let cores = u32::try_from(app.cores)
             .with_context(|| format!("{} cores is more than a node can be given", app.cores))?;
         let pccs_url = match tee.tee {
@@ -603,7 +589,7 @@ impl NodeProcesses {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().to_string();
-            let ours = [LOGS, QUOTE_KEYS, PACKAGES, ACME].contains(&id.as_str());
+            let ours = [LOGS, QUOTE_KEYS, PACKAGES, ACME, KEY_SERVICE].contains(&id.as_str());
             if !entry.path().is_dir() || ours || keep.contains(&id) || self.has_node(&id) {
                 continue;
             }
@@ -615,6 +601,27 @@ impl NodeProcesses {
             remove_node_dir(&entry.path());
             mse_run::limits::remove_leftover(&id);
         }
+    }
+}
+
+/// Where the nodes of a machine of `tee` get their quotes.
+pub fn quotes(config: &ProcessConfig, tee: &crate::domain::nodes::TeeDevice) -> Quotes {
+    let root = |usual: &str| tee.root.clone().unwrap_or_else(|| usual.into());
+    match tee.tee {
+        Tee::Simulation => Quotes::Simulation {
+            quote_key: config.quote.key.clone(),
+            quote_chain: config.quote.chain.clone(),
+            signer_key: config.signer_pub.clone(),
+        },
+        Tee::Sgx => Quotes::Gramine {
+            attestation_root: root(DEFAULT_ATTESTATION_ROOT),
+        },
+        Tee::Tdx => Quotes::Tdx {
+            tsm_root: root(DEFAULT_TSM_ROOT),
+        },
+        Tee::SevSnp => Quotes::SevSnp {
+            tsm_root: root(DEFAULT_TSM_ROOT),
+        },
     }
 }
 

@@ -200,6 +200,24 @@ impl Runner {
         self.inner.processes.forget_node(id);
     }
 
+    /// How this node runs the key service at `domain` (docs/keys.md).
+    pub fn key_service_config(&self, domain: &str) -> super::key_service::KeyServiceConfig {
+        let processes = self.inner.processes.config();
+        super::key_service::KeyServiceConfig {
+            mse_run: processes.mse_run.clone(),
+            dir: processes.nodes_dir.join(super::process::KEY_SERVICE),
+            quotes: super::process::quotes(processes, &processes.tee),
+            domain: domain.to_string(),
+            node_id: self.node_id().to_string(),
+            listen_ip: processes.listen_ip,
+        }
+    }
+
+    /// The store this runner works on.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
     /// The routing table.
     pub fn routes(&self) -> Arc<Routes> {
         self.inner.routes.clone()

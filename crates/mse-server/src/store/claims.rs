@@ -103,7 +103,8 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut routed = rows
+            .iter()
             .map(|row| {
                 Ok(RoutedApp {
                     id: row.try_get("id")?,
@@ -116,8 +117,27 @@ impl Store {
                         == Some("remote"),
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // The key service is reached through the proxy like an app.
+        let service = sqlx::query(
+            "SELECT k.domain, k.addr, n.kind AS node_kind FROM key_service k \
+             LEFT JOIN nodes n ON n.id = k.node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &service {
+            let domain: String = row.try_get("domain")?;
+            routed.push(RoutedApp {
+                id: crate::domain::routing::KEY_SERVICE_ROUTE.into(),
+                config_domain: domain.clone(),
+                domain,
+                node_addr: row.try_get("addr")?,
+                running: true,
+                operator_tls: false,
+                remote: row.try_get::<Option<String>, _>("node_kind")?.as_deref() == Some("remote"),
+            });
+        }
+        Ok(routed)
     }
 
     /// Who holds node id `id`, if anyone ever did.

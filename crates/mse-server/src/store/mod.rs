@@ -9,6 +9,7 @@ use sqlx::AnyPool;
 mod accounts;
 mod apps;
 mod claims;
+pub mod keys;
 pub mod nodes;
 mod rows;
 mod tenancy;
