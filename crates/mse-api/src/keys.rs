@@ -55,6 +55,108 @@ pub struct Hello {
     pub measurement: String,
 }
 
+/// `POST /apps/{id}/keep-running` (the owner's token): the app's keys may be
+/// kept by the key service. The ticket, single use and short-lived, is what
+/// the owner's client hands the service with the keys: the service redeems
+/// it with the platform to learn whose app it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The ticket.
+    pub ticket: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// What a redeemed ticket says (`POST /keys/tickets/redeem`, the service's
+/// credential only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketInfo {
+    /// The app's uuid.
+    pub app_id: String,
+    /// Its owner's user id.
+    pub owner: String,
+    /// Its project's name.
+    pub project: String,
+    /// Its name.
+    pub name: String,
+    /// The fingerprint its node reported, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// A record the key service keeps in the platform's store, sealed under
+/// its root key (`GET /keys/record?name=`, `PUT /keys/record`; the
+/// service's credential only). The platform never sees inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedRecord {
+    /// The record's name (`app/OWNER/PROJECT/NAME`).
+    pub name: String,
+    /// The sealed bytes, base64.
+    pub sealed: String,
+}
+
+/// The longest sealed record the platform keeps, in bytes of base64.
+pub const MAX_SEALED: usize = 2 * 1024 * 1024;
+
+/// `POST /provision` to the key service, over TLS pinned to its verified
+/// certificate: an app's keys and the owner's signed policy for its name.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// The ticket of `POST /apps/{id}/keep-running`.
+    pub ticket: String,
+    /// The owner's signed release policy (`mse_keys::SignedPolicy`).
+    pub policy: serde_json::Value,
+    /// The code key, 64 hex digits.
+    pub code_secret_key: String,
+    /// The private key of the owner's certificate (PEM), owner mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_private_key: Option<String>,
+    /// The app's secrets: a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secrets: Option<serde_json::Value>,
+}
+
+impl std::fmt::Debug for ProvisionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvisionRequest").finish_non_exhaustive()
+    }
+}
+
+impl Drop for ProvisionRequest {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.code_secret_key.zeroize();
+        if let Some(key) = self.ssl_private_key.as_mut() {
+            key.zeroize();
+        }
+    }
+}
+
+/// The key service's answer to a provisioning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionAnswer {
+    /// The app name the keys are kept for (`OWNER/PROJECT/NAME`).
+    pub app: String,
+    /// The policy version now in force.
+    pub policy_version: u64,
+}
+
+/// The largest provisioning body the key service reads (1 MiB).
+pub const MAX_PROVISION_BODY: usize = 1024 * 1024;
+
+/// How the key service reaches the platform's API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiAccess {
+    /// The API's URL (`http://127.0.0.1:PORT` on the platform's machine).
+    pub url: String,
+    /// The file holding the service's credential (mode 0600), a new one at
+    /// each start.
+    pub credential: PathBuf,
+}
+
 /// How a node starts the key service: one JSON file, as for an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +172,10 @@ pub struct KeyServiceLaunch {
     /// The end of its RA-TLS certificate's validity.
     #[serde(with = "crate::launch::rfc3339")]
     pub expires_at: DateTime<Utc>,
+    /// How it reaches the platform's API; `None`: it keeps nothing (no
+    /// API runs beside its node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiAccess>,
 }
 
 impl KeyServiceLaunch {
@@ -107,6 +213,10 @@ mod tests {
                 tsm_root: "/sys/kernel/config/tsm".into(),
             },
             expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
+            api: Some(ApiAccess {
+                url: "http://127.0.0.1:9443".into(),
+                credential: "/srv/keys/credential".into(),
+            }),
         };
         assert_eq!(launch.domain, "keys.mse.localhost");
         let text = launch.to_json();

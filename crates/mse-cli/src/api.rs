@@ -254,6 +254,14 @@ impl Client {
         )
     }
 
+    /// `POST /apps/{id}/keep-running`: a ticket for the key service.
+    pub fn keep_running(&self, id: &str) -> Result<mse_api::keys::Ticket, ApiError> {
+        Self::json(self.send(self.request(
+            reqwest::Method::POST,
+            &format!("/apps/{}/keep-running", encode(id)),
+        ))?)
+    }
+
     /// `DELETE /apps/{id}`.
     pub fn remove(&self, id: &str) -> Result<(), ApiError> {
         self.send(self.request(reqwest::Method::DELETE, &format!("/apps/{}", encode(id))))?;

@@ -10,6 +10,7 @@ mod commands;
 mod conf;
 mod exit;
 mod fetch;
+mod owner_key;
 mod poll;
 mod profile;
 mod progress;

@@ -6,13 +6,14 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::acme::{free_port, installed, start};
 use common::deploy::{
-    assert_nowhere_in, deploy_ok, https_get, owner_certificate_in, run_in, trusting, try_https_get,
+    assert_nowhere_in, deploy_ok, https_get, owner_certificate_in, run_in, served_certificate,
+    trusting, try_https_get,
 };
 use common::platform::{user, Platform};
 use mse_testkit::browser::Browser;
@@ -23,23 +24,6 @@ use sha2::{Digest, Sha256};
 /// The host of the app `mse deploy --json` described.
 fn domain(out: &Value) -> String {
     out["domain_name"].as_str().expect("a domain").to_string()
-}
-
-/// The leaf certificate `host:port` serves (DER).
-fn served_certificate(host: &str, port: u16) -> Vec<u8> {
-    let (config, capture) = mse_attest::pin::capture_config(&[b"http/1.1"]);
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let mut connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    while connection.is_handshaking() {
-        connection
-            .complete_io(&mut stream)
-            .expect("a TLS handshake");
-    }
-    capture.seen().expect("a certificate")
 }
 
 fn app_json(platform: &Platform, token: &str, id: &str) -> Value {

@@ -2,14 +2,17 @@
 //! runs it by itself, publishes its measurement (`GET /keys`), serves it at
 //! `keys.<base domain>` through its proxy with an RA-TLS certificate, and
 //! `mse keys verify` checks it like an app; killed, it comes back with the
-//! same root key.
+//! same root key. `mse deploy --keep-running` hands it an app's keys under
+//! a policy the owner signs; the platform keeps them sealed, and what is
+//! not the owner's, not for the ticket's app, stale or replayed is refused.
 
 mod common;
 
 use std::time::Duration;
 
+use common::deploy::{assert_nowhere_in, deploy_ok, proxy_port, served_certificate};
 use common::platform::{user, Platform};
-use common::texts;
+use common::{texts, TestContext};
 use mse_testkit::wait;
 use serde_json::Value;
 
@@ -146,4 +149,227 @@ fn processes_naming(needle: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+/// The example app with secrets, checked out in `ctx`'s work folder.
+fn secrets_app(ctx: &TestContext) -> std::path::PathBuf {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/secrets_home");
+    let to = ctx.work().join("secrets_home");
+    for relative in ["mse.toml", "secrets.json", "mse_src/app.py"] {
+        let target = to.join(relative);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(relative), &target).unwrap();
+    }
+    to
+}
+
+/// The code key `mse deploy` saved in the app's context.
+fn code_key(ctx: &TestContext, out: &Value) -> String {
+    let dir = std::path::Path::new(out["context_path"].as_str().unwrap());
+    let text = std::fs::read_to_string(dir.join("context.mse")).unwrap_or_else(|_| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .find(|t| t.contains("code_secret_key"))
+            .expect("a context file with the key")
+    });
+    let _ = ctx;
+    text.lines()
+        .find_map(|l| l.strip_prefix("code_secret_key = "))
+        .expect("the context holds the code key")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// POSTs `body` to the key service's `/provision`, pinned to the certificate
+/// it serves now (the tests check the service's answer, not its identity).
+fn provision(platform: &Platform, body: &Value) -> (u16, String) {
+    let port = proxy_port(platform);
+    let der = served_certificate("keys.localhost", port);
+    let tls = mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1);
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(
+            "keys.localhost",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = http
+        .post(format!("https://keys.localhost:{port}/provision"))
+        .json(body)
+        .send()
+        .expect("the key service answers");
+    (
+        response.status().as_u16(),
+        response.text().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn keep_running_hands_the_keys_to_the_key_service_which_keeps_them_sealed() {
+    let platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner);
+    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let kept = &out["key_service"];
+    assert_eq!(
+        kept["app"].as_str().unwrap().split('/').nth(2),
+        Some("secrets-example"),
+        "{out}"
+    );
+    assert!(kept["policy_version"].as_u64().unwrap() > 0);
+    let owner_key = owner.root.path().join("home/conf/owner.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&owner_key).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The platform keeps one sealed record: neither the code key nor a
+    // secret is anywhere in its data folder (its store included), nor in
+    // its output.
+    let key = code_key(&owner, &out);
+    for (needle, what) in [(key.as_str(), "the code key"), ("k-4f1c2a9e", "a secret")] {
+        assert_nowhere_in(&platform.data_dir(), needle.as_bytes(), what);
+        assert!(
+            !platform.output().contains(needle),
+            "{what} in the platform's output"
+        );
+    }
+    // What the platform keeps, as the service reads it back with its
+    // credential: bytes that open under the service's root key only.
+    let service_dir = platform.nodes_dir().join("key-service");
+    let credential = std::fs::read_to_string(service_dir.join("credential")).unwrap();
+    let (_, me) = platform.get(&token, "/me");
+    let name = mse_keys::record::record_name(&mse_keys::AppName {
+        owner: me["id"].as_str().unwrap().into(),
+        project: "default".into(),
+        name: "secrets-example".into(),
+    });
+    let (status, record) = platform.get(
+        &credential,
+        &format!("/keys/record?name={}", url_escape(&name)),
+    );
+    assert_eq!(status, 200, "{record}");
+    let sealed = base64_decode(record["sealed"].as_str().unwrap());
+    for needle in [key.as_bytes(), b"k-4f1c2a9e".as_slice()] {
+        assert!(!sealed.windows(needle.len()).any(|w| w == needle));
+    }
+    let root: [u8; 32] = std::fs::read(service_dir.join("service/root.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let opened =
+        mse_keys::record::KeptRecord::open(&mse_keys::RootKey::from_bytes(root), &name, &sealed)
+            .expect("sealed under the service's root key");
+    assert_eq!(opened.code_secret_key, key);
+    // The owner's token is no credential of the service.
+    let (status, _) = platform.get(&token, &format!("/keys/record?name={}", url_escape(&name)));
+    assert_eq!(status, 401);
+
+    // Deployed again: a later policy of the same owner key replaces it.
+    let again = deploy_ok(&platform, &owner, &app, &["--keep-running", "-y"]);
+    assert!(
+        again["key_service"]["policy_version"].as_u64() > kept["policy_version"].as_u64(),
+        "{again}"
+    );
+
+    // A ticket is good once: the same provisioning again is refused.
+    let id = again["uuid"].as_str().unwrap();
+    let (status, ticket) = platform.post(&token, &format!("/apps/{id}/keep-running"), Value::Null);
+    assert_eq!(status, 200, "{ticket}");
+    let signed = signed_policy(&platform, &token, id, 1, 7);
+    let body = serde_json::json!({
+        "ticket": ticket["ticket"],
+        "policy": signed,
+        "code_secret_key": "11".repeat(32),
+    });
+    // An older version by another key than the app name's owner key: refused.
+    let (status, text) = provision(&platform, &body);
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("signed by another key"), "{text}");
+    let (status, text) = provision(&platform, &body);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("ticket"), "{text}");
+}
+
+#[test]
+fn a_policy_for_another_owner_s_app_is_refused_whatever_ticket_comes_with_it() {
+    let platform = Platform::start();
+    running_service(&platform);
+    let (alice, alice_token) = user(&platform, "alice");
+    let alice_app = secrets_app(&alice);
+    let alice_out = deploy_ok(&platform, &alice, &alice_app, &["--keep-running"]);
+    let (bob, bob_token) = user(&platform, "bob");
+    let bob_app = secrets_app(&bob);
+    let bob_out = deploy_ok(&platform, &bob, &bob_app, &[]);
+    // Bob signs a policy naming Alice's app, with a ticket for his own.
+    let (status, ticket) = platform.post(
+        &bob_token,
+        &format!("/apps/{}/keep-running", bob_out["uuid"].as_str().unwrap()),
+        Value::Null,
+    );
+    assert_eq!(status, 200, "{ticket}");
+    let alice_id = alice_out["uuid"].as_str().unwrap();
+    let forged = signed_policy(&platform, &alice_token, alice_id, u64::MAX / 2, 9);
+    let (status, text) = provision(
+        &platform,
+        &serde_json::json!({
+            "ticket": ticket["ticket"],
+            "policy": forged,
+            "code_secret_key": "22".repeat(32),
+        }),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("the policy is for"), "{text}");
+    // Bob cannot get a ticket for Alice's app either.
+    let (status, _) = platform.post(
+        &bob_token,
+        &format!("/apps/{alice_id}/keep-running"),
+        Value::Null,
+    );
+    assert_eq!(status, 404);
+}
+
+/// A policy for app `id` (of the owner of `token`) at `version`, signed by
+/// a key made from `seed` (not the owner's own key).
+fn signed_policy(platform: &Platform, token: &str, id: &str, version: u64, seed: u8) -> Value {
+    let (_, me) = platform.get(token, "/me");
+    let (_, app) = platform.get(token, &format!("/apps/{id}"));
+    let policy = mse_keys::Policy::new(
+        mse_keys::AppName {
+            owner: me["id"].as_str().unwrap().to_string(),
+            project: app["project"].as_str().unwrap().to_string(),
+            name: app["name"].as_str().unwrap().to_string(),
+        },
+        version,
+        vec![mse_keys::Rule::Fingerprint {
+            fingerprint: app["fingerprint"]
+                .as_str()
+                .unwrap_or(&"00".repeat(32))
+                .to_string(),
+        }],
+        vec![mse_api::tee::Tee::Simulation],
+    );
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    serde_json::to_value(policy.sign(&key).unwrap()).unwrap()
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64")
 }

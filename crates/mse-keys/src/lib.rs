@@ -3,7 +3,8 @@
 //! verified evidence is admitted by it ([`admission`]), and the records the
 //! service keeps in the platform's store, sealed under its root key
 //! ([`seal`]), the root key's k-of-n recovery shares ([`recovery`]), and
-//! the service's measurement ([`service`]).
+//! the service's measurement ([`service`]); what it keeps per app name
+//! ([`record`]).
 //!
 //! ```
 //! use mse_keys::policy::{AppName, Policy, Rule};
@@ -19,6 +20,7 @@
 
 pub mod admission;
 pub mod policy;
+pub mod record;
 pub mod recovery;
 pub mod seal;
 pub mod service;

@@ -12,16 +12,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use bytes::Bytes;
 use chrono::Utc;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mse_api::apps::AppStatus;
-use mse_api::keys::{Hello, KeyServiceLaunch, SERVICE};
-use mse_keys::RootKey;
+use mse_api::keys::{
+    Hello, KeyServiceLaunch, ProvisionAnswer, ProvisionRequest, SealedRecord, TicketInfo,
+    MAX_PROVISION_BODY, SERVICE,
+};
+use mse_keys::record::{record_name, KeptRecord};
+use mse_keys::{AppName, RootKey, Rule, SignedPolicy};
 use mse_run::status::{emit, Event};
 use rustls::ServerConfig;
 
@@ -37,9 +43,120 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the service holds while it runs.
 struct Service {
     measurement: [u8; 32],
-    /// Read by the endpoints to come (provisioning, releases).
-    #[allow(dead_code)]
     root: RootKey,
+    /// The platform's API, where it keeps its sealed records.
+    api: Option<Api>,
+}
+
+/// The platform's API, as the service calls it.
+struct Api {
+    url: String,
+    credential: zeroize::Zeroizing<String>,
+    http: reqwest::Client,
+}
+
+/// Why an API call failed: the API's answer, or no answer.
+struct ApiFailure {
+    status: Option<u16>,
+    message: String,
+}
+
+impl Api {
+    fn new(access: &mse_api::keys::ApiAccess) -> Result<Api, Failure> {
+        let credential = std::fs::read_to_string(&access.credential).map_err(|e| {
+            Failure::Invalid(format!(
+                "cannot read the API credential {}: {e}",
+                access.credential.display()
+            ))
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent("mse key service")
+            .build()
+            .map_err(|e| Failure::Error(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Api {
+            url: access.url.trim_end_matches('/').to_string(),
+            credential: zeroize::Zeroizing::new(credential.trim().to_string()),
+            http,
+        })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiFailure> {
+        let response = request
+            .bearer_auth(self.credential.as_str())
+            .send()
+            .await
+            .map_err(|e| ApiFailure {
+                status: None,
+                message: format!("the platform's API does not answer: {e}"),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let message = response
+            .json::<mse_api::error::ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        Err(ApiFailure {
+            status: Some(status),
+            message,
+        })
+    }
+
+    async fn redeem(&self, ticket: &str) -> Result<TicketInfo, ApiFailure> {
+        let request = self
+            .http
+            .post(format!("{}/keys/tickets/redeem", self.url))
+            .json(&serde_json::json!({ "ticket": ticket }));
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ApiFailure {
+                status: None,
+                message: e.to_string(),
+            })
+    }
+
+    async fn record(&self, name: &str) -> Result<Option<Vec<u8>>, ApiFailure> {
+        let request = self
+            .http
+            .get(format!("{}/keys/record", self.url))
+            .query(&[("name", name)]);
+        match self.send(request).await {
+            Ok(response) => {
+                let record: SealedRecord = response.json().await.map_err(|e| ApiFailure {
+                    status: None,
+                    message: e.to_string(),
+                })?;
+                B64.decode(record.sealed).map(Some).map_err(|_| ApiFailure {
+                    status: None,
+                    message: format!("the stored record {name} is not base64"),
+                })
+            }
+            Err(ApiFailure {
+                status: Some(404), ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_record(&self, name: &str, sealed: &[u8]) -> Result<(), ApiFailure> {
+        let request = self
+            .http
+            .put(format!("{}/keys/record", self.url))
+            .json(&SealedRecord {
+                name: name.to_string(),
+                sealed: B64.encode(sealed),
+            });
+        self.send(request).await.map(|_| ())
+    }
 }
 
 /// `mse-run --key-service FILE`.
@@ -142,10 +259,15 @@ async fn start(
     event.fingerprint = Some(hex::encode(measurement));
     event.listen = Some(listen.to_string());
     emit(&event);
+    let api = launch.api.as_ref().map(Api::new).transpose()?;
     Ok((
         listener,
         Arc::new(tls),
-        Arc::new(Service { measurement, root }),
+        Arc::new(Service {
+            measurement,
+            root,
+            api,
+        }),
     ))
 }
 
@@ -208,10 +330,129 @@ async fn handle(
                 measurement: hex::encode(service.measurement),
             },
         ),
+        (&Method::POST, "/provision") => match provision(req, &service).await {
+            Ok(answer) => json(StatusCode::OK, &answer),
+            Err((status, message)) => {
+                eprintln!("key service: provisioning refused ({status}): {message}");
+                json(status, &mse_api::error::ErrorBody::new(message))
+            }
+        },
         _ => json(
             StatusCode::NOT_FOUND,
-            &mse_api::error::ErrorBody::new("not found; use GET /"),
+            &mse_api::error::ErrorBody::new("not found; use GET / or POST /provision"),
         ),
+    })
+}
+
+type Refused = (StatusCode, String);
+
+fn bad(message: impl Into<String>) -> Refused {
+    (StatusCode::BAD_REQUEST, message.into())
+}
+
+/// `POST /provision`: an owner's keys and signed policy for an app name,
+/// kept sealed in the platform's store once the ticket says whose app it
+/// is, the policy is that owner's for that app, and it may replace the one
+/// held (same owner key, higher version).
+async fn provision(req: Request<Incoming>, service: &Service) -> Result<ProvisionAnswer, Refused> {
+    let body = Limited::new(req.into_body(), MAX_PROVISION_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a provisioning is at most {MAX_PROVISION_BODY} bytes"),
+                )
+            } else {
+                bad("the request's body could not be read")
+            }
+        })?
+        .to_bytes();
+    let request: ProvisionRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("not a provisioning: {e}")))?;
+    let Some(api) = &service.api else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this key service keeps nothing: no platform API runs beside its node".into(),
+        ));
+    };
+    let signed: SignedPolicy =
+        serde_json::from_value(request.policy.clone()).map_err(|e| bad(format!("policy: {e}")))?;
+    let policy = signed.verify().map_err(|e| bad(e.to_string()))?;
+    mse_package::CodeKey::from_hex(&request.code_secret_key)
+        .map_err(|e| bad(format!("code_secret_key: {e}")))?;
+    let info = api.redeem(&request.ticket).await.map_err(|e| {
+        (
+            StatusCode::from_u16(e.status.unwrap_or(502)).unwrap_or(StatusCode::BAD_GATEWAY),
+            format!("the ticket: {}", e.message),
+        )
+    })?;
+    let app = AppName {
+        owner: info.owner.clone(),
+        project: info.project.clone(),
+        name: info.name.clone(),
+    };
+    if policy.app != app {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "the policy is for {}, the ticket for {app}: sign a policy for this app",
+                policy.app
+            ),
+        ));
+    }
+    let fingerprints: Vec<&str> = policy
+        .admit
+        .iter()
+        .filter_map(|rule| match rule {
+            Rule::Fingerprint { fingerprint } => Some(fingerprint.as_str()),
+            Rule::Inputs { .. } => None,
+        })
+        .collect();
+    if let Some(running) = &info.fingerprint {
+        let only_fingerprints = fingerprints.len() == policy.admit.len();
+        if only_fingerprints && !fingerprints.iter().any(|f| f.eq_ignore_ascii_case(running)) {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the policy does not admit the app it comes with (fingerprint {running}):                      it could never be released"
+                ),
+            ));
+        }
+    }
+    let name = record_name(&app);
+    let unavailable = |e: ApiFailure| (StatusCode::BAD_GATEWAY, e.message);
+    if let Some(sealed) = api.record(&name).await.map_err(unavailable)? {
+        let held = KeptRecord::open(&service.root, &name, &sealed).map_err(|e| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{e}: the store's record was changed"),
+            )
+        })?;
+        if held.policy != signed {
+            signed
+                .succeeds(&held.policy)
+                .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+        }
+    }
+    let record = KeptRecord {
+        policy: signed,
+        app_id: info.app_id.clone(),
+        code_secret_key: request.code_secret_key.clone(),
+        ssl_private_key: request.ssl_private_key.clone(),
+        app_secrets: request.app_secrets.clone(),
+    };
+    api.put_record(&name, &record.seal(&service.root, &name))
+        .await
+        .map_err(unavailable)?;
+    eprintln!(
+        "key service: keeping the keys of {app} (app {}, policy version {})",
+        info.app_id, policy.version
+    );
+    Ok(ProvisionAnswer {
+        app: app.to_string(),
+        policy_version: policy.version,
     })
 }
 

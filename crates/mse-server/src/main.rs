@@ -783,7 +783,23 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     // The key service runs on the platform's own node, started by the
     // platform itself (docs/keys.md).
     let key_service = roles.node.then(|| {
-        let config = runner.key_service_config(&mse_api::keys::domain(&args.base_domain));
+        // It keeps its records through this process's API, when it has one.
+        let api_url = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|addr| {
+                let ip = match addr.ip() {
+                    ip if ip.is_unspecified() && ip.is_ipv4() => {
+                        std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+                    }
+                    ip if ip.is_unspecified() => {
+                        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                    ip => ip,
+                };
+                format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
+            });
+        let config = runner.key_service_config(&mse_api::keys::domain(&args.base_domain), api_url);
         let store = runner.store().clone();
         let routes = runner.routes();
         let stopped = until_stopped(stopped.clone());

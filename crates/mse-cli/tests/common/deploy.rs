@@ -121,6 +121,23 @@ pub fn host_of(url: &str) -> String {
         .to_string()
 }
 
+/// The leaf certificate `host:port` on loopback serves (DER).
+pub fn served_certificate(host: &str, port: u16) -> Vec<u8> {
+    let (config, capture) = mse_attest::pin::capture_config(&[b"http/1.1"]);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let mut connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut stream)
+            .expect("a TLS handshake");
+    }
+    capture.seen().expect("a certificate")
+}
+
 /// Panics when any file under `dir` holds `needle` (`what` names it).
 pub fn assert_nowhere_in(dir: &Path, needle: &[u8], what: &str) {
     for file in mse_testkit::files_under(dir) {

@@ -438,7 +438,7 @@ async fn conflict(
     Ok(ApiError::conflict(message))
 }
 
-async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiError> {
+pub(crate) async fn own_app(state: &Shared, caller: &Caller, id: &str) -> Result<App, ApiError> {
     state
         .store
         .user_app(&caller.0.id, id)

@@ -232,7 +232,7 @@ pub fn operations() -> Vec<Operation> {
             .token()
             .json(object(&[], &[("max_live_apps", count_or_null(quota::MAX_LIVE_APPS_BOUND as u64))])),
         op(get.clone(), "/users/{id}/quota", "A user's quota and use (admin, or the user itself)", tenancy::get_quota).token(),
-        op(put, "/users/{id}/quota", "Set a user's quota of live apps and stored bytes (admin)", tenancy::set_quota)
+        op(put.clone(), "/users/{id}/quota", "Set a user's quota of live apps and stored bytes (admin)", tenancy::set_quota)
             .token()
             .json(object(&[], &[
                 ("max_live_apps", count_or_null(quota::MAX_LIVE_APPS_BOUND as u64)),
@@ -265,7 +265,17 @@ pub fn operations() -> Vec<Operation> {
             .query("offset", json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})),
         op(get.clone(), "/apps/{id}", "One of the caller's apps", apps::get).token(),
         op(delete, "/apps/{id}", "Remove a stopped or failed app", apps::remove).token(),
-        op(post, "/apps/{id}/stop", "Stop an app (202 while its node stops)", apps::stop).token(),
+        op(post.clone(), "/apps/{id}/stop", "Stop an app (202 while its node stops)", apps::stop).token(),
+        op(post.clone(), "/apps/{id}/keep-running", "Have the key service keep the app's keys: a single-use ticket (5 minutes) to hand it with them (docs/keys.md)", keys::keep_running).token(),
+        op(post.clone(), "/keys/tickets/redeem", "Whose app a keep-running ticket is for, once (the key service's credential)", keys::redeem)
+            .token()
+            .json(object(&[("ticket", text())], &[])),
+        op(get.clone(), "/keys/record", "A record the key service keeps, sealed under its root key (the key service's credential)", keys::get_record)
+            .token()
+            .query("name", text()),
+        op(put.clone(), "/keys/record", "Store a record of the key service, sealed under its root key (the key service's credential)", keys::put_record)
+            .token()
+            .json(object(&[("name", text()), ("sealed", text())], &[])),
         op(get, "/apps/{id}/logs", "The last 64 kB of the app's log (text)", apps::logs).token(),
     ]
 }

@@ -42,6 +42,9 @@ pub struct KeyServiceConfig {
     pub node_id: String,
     /// The address it listens on (a port of its own choosing).
     pub listen_ip: std::net::IpAddr,
+    /// The API it keeps its records with (`http://…`), when one runs
+    /// beside this node.
+    pub api_url: Option<String>,
 }
 
 /// Runs the key service until `shutdown` resolves, starting it again (after
@@ -87,12 +90,28 @@ pub async fn supervise(
 #[allow(unsafe_code)]
 async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> anyhow::Result<()> {
     crate::data::dir::create_private_dir(&config.dir)?;
+    // A new credential at each start: the one of a service that ended
+    // opens nothing once this one is recorded.
+    let credential = format!(
+        "{}{}",
+        crate::api::keys::CREDENTIAL_PREFIX,
+        hex::encode(rand::random::<[u8; 32]>())
+    );
+    let credential_file = config.dir.join("credential");
+    let _ = std::fs::remove_file(&credential_file);
+    mse_package::context::write_private(&credential_file, credential.as_bytes())
+        .with_context(|| format!("cannot write {}", credential_file.display()))?;
+    let credential_hash = crate::state::auth::token_hash(&credential);
     let launch = KeyServiceLaunch {
         domain: config.domain.clone(),
         listen: std::net::SocketAddr::new(config.listen_ip, 0),
         work_dir: config.dir.join("service"),
         quotes: config.quotes.clone(),
         expires_at: chrono::Utc::now() + CERTIFICATE_LIFETIME,
+        api: config.api_url.as_ref().map(|url| mse_api::keys::ApiAccess {
+            url: url.clone(),
+            credential: credential_file.clone(),
+        }),
     };
     let launch_file = config.dir.join(LAUNCH_FILE);
     mse_package::context::write_private(&launch_file, launch.to_json().as_bytes())
@@ -136,15 +155,16 @@ async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> 
                 let Ok(addr) = listen.parse() else {
                     continue;
                 };
+                let started = crate::store::keys::StartedService {
+                    domain: &config.domain,
+                    node_id: &config.node_id,
+                    addr: listen,
+                    measurement,
+                    tee: config.quotes.tee(),
+                    credential_hash: Some(&credential_hash),
+                };
                 store
-                    .set_key_service(
-                        &config.domain,
-                        &config.node_id,
-                        listen,
-                        measurement,
-                        config.quotes.tee(),
-                        now(),
-                    )
+                    .set_key_service(&started, now())
                     .await
                     .context("cannot record the key service")?;
                 routes.set(

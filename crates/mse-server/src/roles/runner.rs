@@ -201,7 +201,11 @@ impl Runner {
     }
 
     /// How this node runs the key service at `domain` (docs/keys.md).
-    pub fn key_service_config(&self, domain: &str) -> super::key_service::KeyServiceConfig {
+    pub fn key_service_config(
+        &self,
+        domain: &str,
+        api_url: Option<String>,
+    ) -> super::key_service::KeyServiceConfig {
         let processes = self.inner.processes.config();
         super::key_service::KeyServiceConfig {
             mse_run: processes.mse_run.clone(),
@@ -210,6 +214,7 @@ impl Runner {
             domain: domain.to_string(),
             node_id: self.node_id().to_string(),
             listen_ip: processes.listen_ip,
+            api_url,
         }
     }
 

@@ -200,6 +200,17 @@ impl Store {
         Ok(row.as_ref().map(app).transpose()?)
     }
 
+    /// The user id of the owner of app `id`.
+    pub async fn app_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT p.user_id FROM apps a JOIN projects p ON p.id = a.project_id WHERE a.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("user_id")).transpose()?)
+    }
+
     /// An app of `user_id` by uuid.
     pub async fn user_app(&self, user_id: &str, id: &str) -> Result<Option<App>, StoreError> {
         let row = sqlx::query(&format!("{APP_SELECT} WHERE a.id = $1 AND p.user_id = $2"))

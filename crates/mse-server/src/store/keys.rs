@@ -10,6 +10,23 @@ use super::{Store, StoreError};
 /// The key service's one row id.
 const ID: &str = "keys";
 
+/// What a node says of the key service it started.
+#[derive(Debug, Clone, Copy)]
+pub struct StartedService<'a> {
+    /// Its domain.
+    pub domain: &'a str,
+    /// The node that runs it.
+    pub node_id: &'a str,
+    /// Where it listens (`IP:port`).
+    pub addr: &'a str,
+    /// Its measurement, hex.
+    pub measurement: &'a str,
+    /// The TEE of its node.
+    pub tee: mse_api::tee::Tee,
+    /// SHA-256 (hex) of the credential it calls the API with.
+    pub credential_hash: Option<&'a str>,
+}
+
 /// Where the key service runs, as its node last said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyServiceRow {
@@ -30,24 +47,28 @@ pub struct KeyServiceRow {
 }
 
 impl Store {
-    /// Records that the key service runs on `node_id` at `addr`.
+    /// Records that the key service runs as `started` says.
     pub async fn set_key_service(
         &self,
-        domain: &str,
-        node_id: &str,
-        addr: &str,
-        measurement: &str,
-        tee: mse_api::tee::Tee,
+        started: &StartedService<'_>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let StartedService {
+            domain,
+            node_id,
+            addr,
+            measurement,
+            tee,
+            credential_hash,
+        } = *started;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM key_service WHERE id = $1")
             .bind(ID)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO key_service (id, domain, node_id, addr, measurement, tee, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO key_service (id, domain, node_id, addr, measurement, tee, \
+             credential_hash, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(ID)
         .bind(domain)
@@ -55,6 +76,7 @@ impl Store {
         .bind(addr)
         .bind(measurement)
         .bind(tee.as_str())
+        .bind(credential_hash)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -98,5 +120,96 @@ impl Store {
             started_at: row.try_get("started_at")?,
             live: matches!((seen_at, lease_secs), (Some(seen), Some(lease)) if seen + lease >= now),
         }))
+    }
+}
+
+/// What the key service keeps and the tickets owners give it.
+impl Store {
+    /// Whether `hash` is the running key service's credential.
+    pub async fn is_key_service_credential(&self, hash: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM key_service WHERE id = $1 AND credential_hash = $2")
+                .bind(ID)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    /// The sealed record `name`, if the service stored one.
+    pub async fn key_record(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT sealed FROM key_records WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("sealed")).transpose()?)
+    }
+
+    /// Stores the sealed record `name`, replacing the one it had.
+    pub async fn put_key_record(
+        &self,
+        name: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM key_records WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO key_records (name, sealed, updated_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a ticket (its hash) for app `app_id`, and that its owner
+    /// asked for its keys to be kept.
+    pub async fn add_key_ticket(
+        &self,
+        hash: &str,
+        app_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Tickets nobody redeemed in time go.
+        sqlx::query("DELETE FROM key_tickets WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO key_tickets (hash, app_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(hash)
+            .bind(app_id)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE apps SET keep_running = 1 WHERE id = $1")
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Redeems the ticket of hash `hash`: its app's id, once, while it is
+    /// valid at `now`.
+    pub async fn redeem_key_ticket(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM key_tickets WHERE hash = $1 AND expires_at >= $2 RETURNING app_id",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("app_id")).transpose()?)
     }
 }

@@ -29,12 +29,14 @@ use crate::progress::Steps;
     "Steps: check mse.toml, check the project and resource, replace a live app of the same \
      name (asked, or -y), encrypt the code, upload it, wait for the node, verify its certificate \
      (attestation), send it the code key and secrets over TLS pinned to that certificate, wait \
-     until the app serves, check the certificate a browser sees against the node's evidence \
-     (ACME and [ssl] apps whose domain resolves), save the context. With --json, progress goes \
+     until the app serves, with --keep-running hand the keys to the verified key service under a \
+     policy your owner key signs, check the certificate a browser sees against the node's \
+     evidence (ACME and [ssl] apps whose domain resolves), save the context. With --json, progress goes \
      to stderr and stdout carries one JSON object: the app as `mse status --json` shows it \
      ({}), its fingerprint being the one this deployment computed and verified; plus resolves \
      (whether this machine's resolver knows the URL's name; when it does not, a warning says \
-     what to do), verified, tee, browser_verified, cert_path, context_path, timings.",
+     what to do), verified, tee, browser_verified, cert_path, context_path, key_service (with \
+     --keep-running: app, policy_version, measurement), timings.",
     crate::views::APP_FIELDS
 ))]
 pub struct Args {
@@ -58,6 +60,11 @@ pub struct Args {
     /// Accept a node in the simulation TEE (no hardware protection) for this deployment
     #[arg(long)]
     allow_simulation: bool,
+    /// Have the platform's key service, verified first, keep the code key and secrets under a
+    /// release policy your owner key signs (this deployment's fingerprint on its TEE), so that
+    /// the platform can start the app again without you (docs/keys.md)
+    #[arg(long, conflicts_with = "no_verify")]
+    keep_running: bool,
     /// Trust these test roots (PEM: an emulated Intel root CA, emulated AMD ARKs) instead of
     /// Intel's and AMD's: for emulated hardware only; the node is reported EMULATED
     #[arg(long, value_name = "PEM")]
@@ -177,6 +184,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let node = steps::verify_node(&ctx, &runtime, &created, &waiting.app, &expected, steps)?;
     steps::configure(&ctx, &package, &waiting.app, &node, steps)?;
     let app = steps::wait_until_running(&ctx, &waiting.app, steps)?;
+    let kept = steps::keep_keys(&ctx, &package, &app, &expected, &node, steps)?;
     let served = steps::check_served_certificate(&ctx, &app, &expected, steps)?;
     let saved = steps::save_context(&ctx, &package, &app, &expected, &node, &served, steps)?;
     left.clear();
@@ -189,6 +197,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         node: &node,
         served: &served,
         saved: &saved,
+        kept: kept.as_ref(),
         steps,
         started,
     })

@@ -257,3 +257,42 @@ pub fn send_configuration(
         "the node refused its configuration ({status}): {why}"
     )))
 }
+
+/// `POST /provision` to the key service over TLS pinned to its verified
+/// certificate: the app's keys and the owner's signed policy.
+pub fn send_provisioning(
+    host: &str,
+    port: u16,
+    cert_der: &[u8],
+    request: &mse_api::keys::ProvisionRequest,
+) -> Result<mse_api::keys::ProvisionAnswer, Failure> {
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
+    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
+    let http = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve_to_addrs(host, &addrs)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot set up the TLS client")?;
+    let url = format!("https://{host}:{port}/provision");
+    let response = http
+        .post(&url)
+        .json(request)
+        .send()
+        .map_err(|e| anyhow!("cannot reach the key service at {url}: {e}"))?;
+    let status = response.status();
+    if status.is_success() {
+        return response
+            .json()
+            .map_err(|e| Failure::Other(anyhow!("the key service's answer: {e}")));
+    }
+    let why = response
+        .json::<mse_api::error::ErrorBody>()
+        .map(|b| b.error)
+        .unwrap_or_else(|_| format!("HTTP {status}"));
+    Err(Failure::Other(anyhow!(
+        "the key service refused the keys ({status}): {}",
+        one_line(&why)
+    )))
+}

@@ -27,6 +27,8 @@ pub struct Flags {
     pub no_acme: bool,
     /// A node in the simulation TEE is accepted (by the profile or the flag).
     pub allow_simulation: bool,
+    /// `--keep-running`: the key service keeps the keys.
+    pub keep_running: bool,
     /// How long to wait for the app to start.
     pub timeout: Duration,
     /// Print one JSON object at the end.
@@ -54,6 +56,7 @@ impl Flags {
             untrusted_ssl: args.untrusted_ssl,
             no_acme: args.no_acme,
             allow_simulation,
+            keep_running: args.keep_running,
             timeout: Duration::from_secs(args.timeout),
             json: args.json,
         })
@@ -289,6 +292,7 @@ mod tests {
                 untrusted_ssl: false,
                 no_acme: false,
                 allow_simulation: false,
+                keep_running: false,
                 timeout: Duration::from_secs(600),
                 json: false,
             }

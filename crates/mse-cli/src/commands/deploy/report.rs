@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::node::Browser;
 use super::plan::Flags;
-use super::steps::{Expected, NodeCheck, Saved, Served};
+use super::steps::{Expected, Kept, NodeCheck, Saved, Served};
 use crate::commands::apps::kept_domain_note;
 use crate::exit::CmdResult;
 use crate::profile::Profile;
@@ -40,6 +40,9 @@ struct JsonOutput {
     browser_verified: Option<bool>,
     cert_path: Option<PathBuf>,
     context_path: PathBuf,
+    /// What the key service keeps (`--keep-running`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_service: Option<Kept>,
     timings: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -59,6 +62,8 @@ pub struct Deployed<'a> {
     pub served: &'a Served,
     /// Where the context was saved.
     pub saved: &'a Saved,
+    /// What the key service keeps, with `--keep-running`.
+    pub kept: Option<&'a Kept>,
     /// The steps taken, with their timings.
     pub steps: &'a Steps,
     /// When the deployment began.
@@ -75,6 +80,7 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
         node,
         served,
         saved,
+        kept,
         steps,
         started,
     } = deployed;
@@ -103,6 +109,7 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
             browser_verified: served.browser.as_ref().map(Browser::issued),
             cert_path: saved.cert_path.clone(),
             context_path: saved.context_dir.clone(),
+            key_service: kept.cloned(),
             timings,
         };
         outln!(
@@ -147,6 +154,13 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
             "  TEE          NOT VERIFIED (--no-verify); placed on: {}",
             crate::commands::apps::text::tee_line(app.tee)
         )?,
+    }
+    if let Some(kept) = kept {
+        outln!(
+            "  keys         kept by the key service for {} (policy version {})",
+            kept.app,
+            kept.policy_version
+        )?;
     }
     if let Some(sandbox) = &app.sandbox {
         outln!("  sandbox      {}", one_line(sandbox))?;

@@ -540,6 +540,116 @@ pub fn configure(
     Ok(())
 }
 
+/// What the key service keeps for the app, once it does.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Kept {
+    /// The app name it keeps the keys of (`OWNER/PROJECT/NAME`).
+    pub app: String,
+    /// The version of the policy this deployment signed.
+    pub policy_version: u64,
+    /// The key service's measurement, verified.
+    pub measurement: String,
+}
+
+/// "keys" (`--keep-running`): the platform's key service, verified like a
+/// node, keeps the code key and secrets under a policy the owner's key
+/// signs: this deployment's fingerprint, on the TEE its node was verified
+/// in.
+pub fn keep_keys(
+    ctx: &Deployment<'_>,
+    package: &Package,
+    app: &App,
+    expected: &Expected,
+    node: &NodeCheck,
+    steps: &mut Steps,
+) -> Result<Option<Kept>, Failure> {
+    if !ctx.plan.flags.keep_running {
+        return Ok(None);
+    }
+    steps.start("keys", "Handing the keys to the platform's key service");
+    let info = ctx.client.key_service()?;
+    let Some(measurement) = info.measurement.clone().filter(|_| info.running) else {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the platform's key service does not run now, so it was sent nothing; the app runs, \
+             but it ends with its node"
+        )));
+    };
+    let mut expected_service = [0u8; 32];
+    hex::decode_to_slice(&measurement, &mut expected_service).map_err(|_| {
+        Failure::Other(anyhow::anyhow!(
+            "the platform publishes a malformed measurement"
+        ))
+    })?;
+    let port = ctx.profile.platform.proxy_port;
+    let cert_der = crate::fetch::server_certificate(&info.domain, port, &[])?;
+    let policy = policy(
+        ctx.profile,
+        expected_service,
+        ctx.plan.flags.allow_simulation,
+        &ctx.hardware,
+    )?;
+    let now = Utc::now();
+    let endorsements = verify::endorsements_for(&cert_der, ctx.pccs_url.as_deref(), None, now)?;
+    let verification = verify_certificate_with(
+        &cert_der,
+        &policy,
+        endorsements.as_ref().map_err(String::as_str),
+        now,
+    );
+    if !verification.verified {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the key service failed verification, so it was sent nothing:\n  {}",
+            verification.failures().join("\n  ")
+        )));
+    }
+    let tee = node.tee.unwrap_or_default();
+    let statuses = match tee {
+        Tee::Simulation => vec!["Simulation".to_string()],
+        _ => vec!["UpToDate".to_string()],
+    };
+    let me = ctx.client.me()?;
+    let owner = crate::owner_key::load_or_create()?;
+    let mut release = mse_keys::Policy::new(
+        mse_keys::AppName {
+            owner: me.id,
+            project: app.project.clone(),
+            name: app.name.clone(),
+        },
+        // Later deployments sign later policies.
+        u64::try_from(now.timestamp_millis()).unwrap_or(1),
+        vec![mse_keys::Rule::Fingerprint {
+            fingerprint: hex::encode(expected.fingerprint),
+        }],
+        vec![tee],
+    );
+    release.tcb_statuses = statuses;
+    release.emulated = node.emulated;
+    let signed = release
+        .sign(&owner)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("cannot sign the release policy: {e}")))?;
+    let ticket = ctx.client.keep_running(&app.id)?;
+    let request = mse_api::keys::ProvisionRequest {
+        ticket: ticket.ticket,
+        policy: serde_json::to_value(&signed)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("cannot encode the policy: {e}")))?,
+        code_secret_key: package.key.to_hex(),
+        ssl_private_key: ctx.plan.files.ssl_key.clone(),
+        app_secrets: ctx.plan.files.secrets.clone(),
+    };
+    let answer = super::node::send_provisioning(&info.domain, port, &cert_der, &request)?;
+    steps.done(&format!(
+        "kept for {} under policy version {} (key service {})",
+        answer.app,
+        answer.policy_version,
+        short(&measurement)
+    ));
+    Ok(Some(Kept {
+        app: answer.app,
+        policy_version: answer.policy_version,
+        measurement,
+    }))
+}
+
 /// "running": the app answers its health check.
 pub fn wait_until_running(
     ctx: &Deployment<'_>,
