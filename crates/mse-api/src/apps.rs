@@ -217,6 +217,16 @@ pub struct App {
     /// The TEE of the node it was placed on; `None` before it is placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<crate::tee::Tee>,
+    /// Whether the platform's key service keeps its keys (`mse deploy
+    /// --keep-running`), so that it restarts the app elsewhere when its
+    /// node is lost.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_running: bool,
+    /// What the platform last did for it as a kept app, with when: restarted
+    /// on another node (`rescheduled from NODE: node lost`), its keys
+    /// released by the key service or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescheduled: Option<String>,
 }
 
 impl App {
@@ -403,6 +413,8 @@ mod tests {
             fingerprint: None,
             node: None,
             tee: None,
+            keep_running: false,
+            rescheduled: None,
         }
     }
 

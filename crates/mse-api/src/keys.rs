@@ -84,6 +84,44 @@ pub struct TicketInfo {
     pub fingerprint: Option<String>,
 }
 
+/// An app the platform restarted on another node, waiting for the key
+/// service to release its keys (`GET /keys/pending`, the service's
+/// credential only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelease {
+    /// The app's uuid.
+    pub app_id: String,
+    /// Its owner's user id.
+    pub owner: String,
+    /// Its project's name.
+    pub project: String,
+    /// Its name.
+    pub name: String,
+    /// The name its node's RA-TLS certificate is for (the configuration
+    /// server's SNI).
+    pub config_domain: String,
+    /// Where its node listens, `IP:port`.
+    pub node_addr: String,
+    /// The node it runs on.
+    pub node: String,
+    /// The node hosts the platform revoked.
+    pub revoked_hosts: Vec<String>,
+}
+
+/// What the key service did for a pending app (`POST /keys/released`, the
+/// service's credential only), for its owner's `mse status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Released {
+    /// The app's uuid.
+    pub app_id: String,
+    /// Whether its node received its keys.
+    pub released: bool,
+    /// Why not, in words for the owner (no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// A record the key service keeps in the platform's store, sealed under
 /// its root key (`GET /keys/record?name=`, `PUT /keys/record`; the
 /// service's credential only). The platform never sees inside.

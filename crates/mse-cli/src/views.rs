@@ -14,7 +14,9 @@ code_sha256, status, status_at, reason, created_at, ready_at, stopped_at, onerro
 expires_at, sandbox, limits (the memory, processes, open files and disk its node applies), \
 certificate (issuer, not_after and error of the certificate the node serves, ACME and [ssl] \
 apps), fingerprint (the app's MRENCLAVE, hex), node (the node host it was placed on, the only \
-one whose reports move its status) (times are RFC 3339, UTC; absent ones are null)";
+one whose reports move its status), keep_running (the key service keeps its keys: `mse deploy \
+--keep-running`), rescheduled (what the platform last did for it as a kept app: restarted \
+elsewhere, keys released or refused) (times are RFC 3339, UTC; absent ones are null)";
 
 /// An app as `--json` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +74,10 @@ pub struct AppView {
     pub fingerprint: Option<String>,
     /// The node it was placed on.
     pub node: Option<String>,
+    /// The key service keeps its keys.
+    pub keep_running: bool,
+    /// What the platform last did for it as a kept app.
+    pub rescheduled: Option<String>,
 }
 
 impl AppView {
@@ -104,6 +110,8 @@ impl AppView {
             certificate: app.certificate.clone(),
             fingerprint: app.fingerprint.clone(),
             node: app.node.clone(),
+            keep_running: app.keep_running,
+            rescheduled: app.rescheduled.clone(),
         }
     }
 }

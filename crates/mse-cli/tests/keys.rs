@@ -373,3 +373,130 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("base64")
 }
+
+/// The app's state on the platform, as its owner's token reads it.
+fn app_state(platform: &Platform, token: &str, id: &str) -> Value {
+    let (status, app) = platform.get(token, &format!("/apps/{id}"));
+    assert_eq!(status, 200, "{app}");
+    app
+}
+
+#[test]
+fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner() {
+    let mut platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner);
+    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let fingerprint = out["fingerprint"].as_str().unwrap().to_string();
+    let domain = out["domain_name"].as_str().unwrap().to_string();
+    assert_eq!(app_state(&platform, &token, &id)["keep_running"], true);
+
+    // The platform dies with every node it ran; it comes back on its own
+    // folder, and nobody runs `mse` for the app.
+    platform.crash_and_restart(|_| {});
+    let back = wait::until("the kept app runs again", Duration::from_secs(60), || {
+        let app = app_state(&platform, &token, &id);
+        (app["status"] == "running").then_some(app)
+    });
+    let note = back["rescheduled"].as_str().unwrap_or_default();
+    assert!(note.contains("rescheduled from local: node lost"), "{back}");
+    assert!(note.contains("keys released by the key service"), "{back}");
+    assert_eq!(back["domain_name"], domain.as_str());
+
+    // An app user verifies the new node against the same fingerprint, then
+    // reads the secret it was configured with.
+    let port = proxy_port(&platform);
+    let user_ctx = TestContext::new();
+    let (_, revoked) = platform.get("", "/simulation-revoked");
+    let revoked_file = user_ctx.write("revoked.json", &revoked.to_string());
+    let output = user_ctx
+        .mse()
+        .args([
+            "verify",
+            &format!("{domain}:{port}"),
+            "--fingerprint",
+            &fingerprint,
+            "--signer-key",
+        ])
+        .arg(platform.data_dir().join("signer.pub"))
+        .arg("--simulation-ca")
+        .arg(platform.data_dir().join("simulation-ca.pem"))
+        .arg("--simulation-revoked")
+        .arg(&revoked_file)
+        .args(["--allow-simulation", "--json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let pem = std::fs::read_to_string(user_ctx.work().join("cert.pem")).unwrap();
+    let (status, body) =
+        common::deploy::https_get(common::deploy::pinned(&pem), &domain, port, "/greeting");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Bonjour"), "{body}");
+    assert!(platform.output().contains("released the keys of app"));
+    assert!(!platform.output().contains("k-4f1c2a9e"));
+}
+
+#[test]
+fn a_restarted_node_the_policy_does_not_admit_gets_nothing_and_the_owner_is_told_why() {
+    let mut platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner);
+    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    // The owner narrows the policy with their own key: hardware only.
+    let seed = std::fs::read_to_string(owner.root.path().join("home/conf/owner.key")).unwrap();
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+    let (_, me) = platform.get(&token, "/me");
+    let mut policy = mse_keys::Policy::new(
+        mse_keys::AppName {
+            owner: me["id"].as_str().unwrap().into(),
+            project: "default".into(),
+            name: "secrets-example".into(),
+        },
+        u64::MAX / 2,
+        vec![mse_keys::Rule::Fingerprint {
+            fingerprint: out["fingerprint"].as_str().unwrap().into(),
+        }],
+        vec![mse_api::tee::Tee::Tdx],
+    );
+    policy.tcb_statuses = vec!["UpToDate".into()];
+    let (status, ticket) = platform.post(&token, &format!("/apps/{id}/keep-running"), Value::Null);
+    assert_eq!(status, 200, "{ticket}");
+    let key_hex = code_key(&owner, &out);
+    let (status, text) = provision(
+        &platform,
+        &serde_json::json!({
+            "ticket": ticket["ticket"],
+            "policy": serde_json::to_value(policy.sign(&key).unwrap()).unwrap(),
+            "code_secret_key": key_hex,
+            "app_secrets": {"api_key": "k-4f1c2a9e", "greeting": "Bonjour"},
+        }),
+    );
+    assert_eq!(status, 200, "{text}");
+
+    platform.crash_and_restart(|_| {});
+    let refused = wait::until(
+        "the key service refuses the restarted node",
+        Duration::from_secs(60),
+        || {
+            let app = app_state(&platform, &token, &id);
+            app["rescheduled"]
+                .as_str()
+                .is_some_and(|n| n.contains("keys refused"))
+                .then_some(app)
+        },
+    );
+    let note = refused["rescheduled"].as_str().unwrap();
+    assert!(
+        note.contains("the node runs in simulation; the policy admits tdx"),
+        "{note}"
+    );
+    // The node waits for a configuration that does not come.
+    assert_eq!(refused["status"], "initializing", "{refused}");
+}

@@ -23,8 +23,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mse_api::apps::AppStatus;
 use mse_api::keys::{
-    Hello, KeyServiceLaunch, ProvisionAnswer, ProvisionRequest, SealedRecord, TicketInfo,
-    MAX_PROVISION_BODY, SERVICE,
+    Hello, KeyServiceLaunch, PendingRelease, ProvisionAnswer, ProvisionRequest, Released,
+    SealedRecord, TicketInfo, MAX_PROVISION_BODY, SERVICE,
 };
 use mse_keys::record::{record_name, KeptRecord};
 use mse_keys::{AppName, RootKey, Rule, SignedPolicy};
@@ -147,6 +147,45 @@ impl Api {
         }
     }
 
+    async fn pending(&self) -> Result<Vec<PendingRelease>, ApiFailure> {
+        let request = self.http.get(format!("{}/keys/pending", self.url));
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ApiFailure {
+                status: None,
+                message: e.to_string(),
+            })
+    }
+
+    async fn released(&self, app_id: &str, reason: Option<String>) -> Result<(), ApiFailure> {
+        let request = self
+            .http
+            .post(format!("{}/keys/released", self.url))
+            .json(&Released {
+                app_id: app_id.to_string(),
+                released: reason.is_none(),
+                reason,
+            });
+        self.send(request).await.map(|_| ())
+    }
+
+    /// A public document of the platform (`/signer`, `/simulation-ca`, …).
+    async fn public(&self, path: &str) -> Result<Vec<u8>, ApiFailure> {
+        let response = self
+            .send(self.http.get(format!("{}{path}", self.url)))
+            .await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ApiFailure {
+                status: None,
+                message: e.to_string(),
+            })
+    }
+
     async fn put_record(&self, name: &str, sealed: &[u8]) -> Result<(), ApiFailure> {
         let request = self
             .http
@@ -182,11 +221,13 @@ pub async fn run(launch: KeyServiceLaunch) -> ExitCode {
         }
     };
     let (listener, tls, service) = started;
+    let releasing = tokio::spawn(release_loop(service.clone()));
     let reason = tokio::select! {
         () = serve(listener, tls, service) => "the listener closed",
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
+    releasing.abort();
     emit(&Event::new(AppStatus::Stopped, Utc::now()).because(reason));
     ExitCode::SUCCESS
 }
@@ -466,4 +507,241 @@ pub fn read_launch(path: &Path) -> Result<KeyServiceLaunch, String> {
     })?;
     KeyServiceLaunch::from_json(&text)
         .map_err(|e| format!("the key service's launch {}: {e}", path.display()))
+}
+
+/// How often the service asks the platform for apps waiting for their keys.
+const RELEASE_POLL: Duration = Duration::from_secs(1);
+/// The longest pause between two attempts for one app.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// While the service runs: releases the keys of the apps the platform
+/// restarted on another node, each attempt after a pause that grows (1 s,
+/// 2 s, … 30 s) while it is refused; the owner's `mse status` says what
+/// happened.
+async fn release_loop(service: Arc<Service>) {
+    let Some(api) = &service.api else {
+        return;
+    };
+    let mut attempts: std::collections::HashMap<String, (tokio::time::Instant, u32)> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::time::sleep(RELEASE_POLL).await;
+        let pending = match api.pending().await {
+            Ok(pending) => pending,
+            Err(e) => {
+                eprintln!(
+                    "key service: cannot ask for pending releases: {}",
+                    e.message
+                );
+                continue;
+            }
+        };
+        attempts.retain(|id, _| pending.iter().any(|p| &p.app_id == id));
+        for app in &pending {
+            let tried = attempts.get(&app.app_id).copied();
+            if let Some((last, n)) = tried {
+                let wait = Duration::from_secs(1u64 << n.min(5)).min(MAX_RETRY);
+                if last.elapsed() < wait {
+                    continue;
+                }
+            }
+            let n = tried.map_or(0, |(_, n)| n) + 1;
+            attempts.insert(app.app_id.clone(), (tokio::time::Instant::now(), n));
+            match release(&service, api, app).await {
+                Ok(version) => {
+                    eprintln!(
+                        "key service: released the keys of app {} to node {} (policy version \
+                         {version})",
+                        app.app_id, app.node
+                    );
+                    let _ = api.released(&app.app_id, None).await;
+                }
+                Err(why) => {
+                    eprintln!(
+                        "key service: refused the keys of app {} to node {}: {why}",
+                        app.app_id, app.node
+                    );
+                    // Said once, then every tenth attempt.
+                    if n == 1 || n % 10 == 0 {
+                        let _ = api.released(&app.app_id, Some(why)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Releases the keys kept for `app`'s name to its node once the node's
+/// evidence verifies and the owner's policy admits it; the policy version
+/// that did, or why not.
+async fn release(service: &Service, api: &Api, app: &PendingRelease) -> Result<u64, String> {
+    let name = record_name(&AppName {
+        owner: app.owner.clone(),
+        project: app.project.clone(),
+        name: app.name.clone(),
+    });
+    let sealed = api
+        .record(&name)
+        .await
+        .map_err(|e| e.message)?
+        .ok_or("the key service keeps no keys for this app name")?;
+    let record = KeptRecord::open(&service.root, &name, &sealed)
+        .map_err(|e| format!("{e}: the store's record was changed"))?;
+    if record.app_id != app.app_id {
+        return Err(format!(
+            "the keys kept for this name are app {}'s, not this app's",
+            record.app_id
+        ));
+    }
+    let policy = record.policy.verify().map_err(|e| e.to_string())?;
+    let addr: std::net::SocketAddr = app
+        .node_addr
+        .parse()
+        .map_err(|_| format!("the node's address `{}` is not IP:port", app.node_addr))?;
+    let cert_der = node_certificate(addr, &app.config_domain).await?;
+    let public = |path: &'static str| async move {
+        api.public(path)
+            .await
+            .map_err(|e| format!("{path}: {}", e.message))
+    };
+    let signer = String::from_utf8(public("/signer").await?).map_err(|_| "/signer is not PEM")?;
+    let simulation_ca = mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
+        .map_err(|e| format!("/simulation-ca: {e}"))?;
+    let revoked = mse_attest::verify::parse_revoked(&public("/simulation-revoked").await?)
+        .map_err(|e| format!("/simulation-revoked: {e}"))?;
+    let mr_signer = mse_attest::signer::mr_signer_from_pem(&signer).map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let endorsements = endorsements(&cert_der, now);
+    let mut failures = Vec::new();
+    for rule in &policy.admit {
+        let Rule::Fingerprint { fingerprint } = rule else {
+            continue;
+        };
+        let Some(fingerprint) = mse_keys::policy::parse_fingerprint(fingerprint) else {
+            continue;
+        };
+        let checks = mse_attest::verify::Policy {
+            mr_signer: Some(mr_signer),
+            mr_enclave: Some(fingerprint),
+            accepted_tcb: policy.tcb_statuses.clone(),
+            // Simulated evidence is checked like any (the platform's CA,
+            // its revoked keys); whether the policy admits it is `admit`'s.
+            allow_simulation: true,
+            simulation_ca: Some(simulation_ca.clone()),
+            simulation_revoked: Some(revoked.clone()),
+            ..Default::default()
+        };
+        let verification = mse_attest::verify::verify_certificate_with(
+            &cert_der,
+            &checks,
+            endorsements.as_ref().map_err(String::as_str),
+            now,
+        );
+        if !verification.verified {
+            failures.push(verification.failures().join("; "));
+            continue;
+        }
+        mse_keys::admit(
+            &policy,
+            &mse_keys::Candidate {
+                verification: &verification,
+                fingerprint,
+                inputs: None,
+                host: &app.node,
+            },
+            &app.revoked_hosts,
+        )
+        .map_err(|refusal| refusal.to_string())?;
+        configure(addr, &app.config_domain, &cert_der, &app.app_id, &record).await?;
+        return Ok(policy.version);
+    }
+    Err(format!(
+        "the node's evidence verifies for no fingerprint policy version {} admits: {}",
+        policy.version,
+        if failures.is_empty() {
+            "the policy names no fingerprint".to_string()
+        } else {
+            failures.join(" | ")
+        }
+    ))
+}
+
+/// What certifies the evidence of `cert_der`: what the node serves beside
+/// its quote (Intel's collateral, an SEV-SNP chain), if anything.
+fn endorsements(
+    cert_der: &[u8],
+    now: chrono::DateTime<Utc>,
+) -> Result<mse_attest::verify::Endorsements, String> {
+    let no = || mse_attest::verify::NO_COLLATERAL.to_string();
+    let inspected = mse_attest::ratls::inspect(cert_der).map_err(|e| e.to_string())?;
+    let aux = inspected.aux.ok_or_else(no)?;
+    match mse_attest::hardware::kind(&inspected.quote_bytes) {
+        Ok(mse_api::tee::Tee::SevSnp) => mse_attest::verify::Endorsements::from_aux(&aux),
+        _ => mse_attest::collateral::served(&aux, now)
+            .map(|c| mse_attest::verify::Endorsements::Dcap(Box::new(c)))
+            .ok_or_else(no),
+    }
+}
+
+/// The certificate the node at `addr` serves for `domain`.
+async fn node_certificate(addr: std::net::SocketAddr, domain: &str) -> Result<Vec<u8>, String> {
+    let (config, seen) = mse_attest::pin::capture_config(mse_attest::tls::HTTP1);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(domain.to_string())
+        .map_err(|_| format!("`{domain}` is not a server name"))?;
+    let handshake = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        connector.connect(name, stream).await
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| format!("the node at {addr} did not finish a TLS handshake in time"))?
+        .map_err(|e| format!("cannot reach the node at {addr}: {e}"))?;
+    seen.seen()
+        .ok_or_else(|| format!("the node at {addr} showed no certificate"))
+}
+
+/// Sends the kept configuration to the node, over TLS pinned to the
+/// certificate that verified.
+async fn configure(
+    addr: std::net::SocketAddr,
+    domain: &str,
+    cert_der: &[u8],
+    app_id: &str,
+    record: &KeptRecord,
+) -> Result<(), String> {
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(domain, addr)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot build the TLS client: {e}"))?;
+    let request = mse_api::config::ConfigRequest {
+        uuid: app_id.to_string(),
+        code_secret_key: record.code_secret_key.clone(),
+        ssl_private_key: record.ssl_private_key.clone(),
+        app_secrets: record.app_secrets.clone(),
+    };
+    let url = format!("https://{domain}:{}/", addr.port());
+    let response = http
+        .post(&url)
+        .json(&request)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the node's configuration server: {e}"))?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    let status = response.status();
+    let why = response
+        .json::<mse_api::config::ConfigAnswer>()
+        .await
+        .ok()
+        .and_then(|a| a.error)
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    Err(format!(
+        "the node refused the configuration ({status}): {why}"
+    ))
 }

@@ -30,3 +30,8 @@ CREATE TABLE key_tickets (
 
 -- Whether the app's keys are kept by the key service (its owner asked).
 ALTER TABLE apps ADD COLUMN keep_running INTEGER NOT NULL DEFAULT 0;
+
+-- What the platform last did for an app the key service keeps (restarted
+-- it on another node, released its keys or was refused them), for its
+-- owner's `mse status`.
+ALTER TABLE apps ADD COLUMN rescheduled TEXT;

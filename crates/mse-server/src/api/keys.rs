@@ -6,7 +6,9 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
-use mse_api::keys::{KeyServiceInfo, SealedRecord, Ticket, TicketInfo, MAX_SEALED};
+use mse_api::keys::{
+    KeyServiceInfo, PendingRelease, Released, SealedRecord, Ticket, TicketInfo, MAX_SEALED,
+};
 use serde::Deserialize;
 
 use crate::state::auth::token_hash;
@@ -163,5 +165,53 @@ pub async fn put_record(
         .store
         .put_key_record(&record.name, &record.sealed, now())
         .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /keys/pending`: the apps restarted on another node whose keys the
+/// service is to release, with the hosts the platform revoked.
+pub async fn pending(
+    State(state): State<Shared>,
+    _service: ServiceCaller,
+) -> ApiResult<Json<Vec<PendingRelease>>> {
+    let revoked: Vec<String> = crate::data::quote_keys::revoked_nodes(&state.store)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .into_iter()
+        .collect();
+    let pending = state.store.pending_releases().await?;
+    Ok(Json(
+        pending
+            .into_iter()
+            .map(|p| PendingRelease {
+                app_id: p.app_id,
+                owner: p.owner,
+                project: p.project,
+                name: p.name,
+                config_domain: p.config_domain,
+                node_addr: p.node_addr,
+                node: p.node,
+                revoked_hosts: revoked.clone(),
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /keys/released`: what the service did for a pending app, noted
+/// for its owner.
+pub async fn released(
+    State(state): State<Shared>,
+    _service: ServiceCaller,
+    Json(body): Json<Released>,
+) -> ApiResult<axum::http::StatusCode> {
+    let note = match (body.released, &body.reason) {
+        (true, _) => "keys released by the key service".to_string(),
+        (false, reason) => format!(
+            "keys refused by the key service: {}",
+            mse_api::text::one_line(reason.as_deref().unwrap_or("no reason given"))
+        ),
+    };
+    let note: String = note.chars().take(1024).collect();
+    state.store.note_rescheduled(&body.app_id, &note).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

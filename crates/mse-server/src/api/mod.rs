@@ -270,6 +270,10 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/keys/tickets/redeem", "Whose app a keep-running ticket is for, once (the key service's credential)", keys::redeem)
             .token()
             .json(object(&[("ticket", text())], &[])),
+        op(get.clone(), "/keys/pending", "The apps restarted on another node whose keys the key service is to release (the key service's credential)", keys::pending).token(),
+        op(post.clone(), "/keys/released", "What the key service did for a restarted app, noted for its owner (the key service's credential)", keys::released)
+            .token()
+            .json(object(&[("app_id", text()), ("released", json!({"type": "boolean"}))], &[("reason", text())])),
         op(get.clone(), "/keys/record", "A record the key service keeps, sealed under its root key (the key service's credential)", keys::get_record)
             .token()
             .query("name", text()),

@@ -37,6 +37,8 @@ impl From<&stored::App> for apps::App {
             certificate: app.certificate.clone(),
             fingerprint: app.fingerprint.clone(),
             tee: app.tee,
+            keep_running: app.keep_running,
+            rescheduled: app.rescheduled.clone(),
         }
     }
 }

@@ -80,6 +80,11 @@ pub struct App {
     pub node_owner: Option<String>,
     /// When a stop was asked for, if one was.
     pub stop_requested_at: Option<DateTime<Utc>>,
+    /// Whether the key service keeps its keys (its owner asked).
+    pub keep_running: bool,
+    /// What the platform last did for it as a kept app (restarted on
+    /// another node, keys released or refused), with when.
+    pub rescheduled: Option<String>,
 }
 
 /// What a new app is made of.
@@ -182,6 +187,8 @@ mod tests {
             node_pid: None,
             node_owner: None,
             stop_requested_at: stop_requested.then(|| at(5)),
+            keep_running: false,
+            rescheduled: None,
         }
     }
 

@@ -535,12 +535,18 @@ impl Runner {
             if self.has_node(&app.id) {
                 continue;
             }
-            // Lost first, then stopped: what the leftover node reports as it
-            // stops cannot turn the app into anything else.
-            self.inner
-                .store
-                .transition(&app.id, Status::OnError, Some(NODE_LOST), now())
-                .await?;
+            // Lost first (or, kept by the key service, placed again), then
+            // stopped: what the leftover node reports as it stops cannot
+            // turn the app into anything else.
+            let store = &self.inner.store;
+            if !store
+                .reschedule_kept(&app.id, self.node_id(), NODE_LOST, None, now())
+                .await?
+            {
+                store
+                    .transition(&app.id, Status::OnError, Some(NODE_LOST), now())
+                    .await?;
+            }
             if let Some(pid) = app.node_pid.and_then(|p| i32::try_from(p).ok()) {
                 let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let ours = String::from_utf8_lossy(&cmdline).contains(&app.id);

@@ -244,6 +244,28 @@ impl Store {
     /// by `now` (or that holds none) become `on_error` ("node lost").
     /// Returns how many.
     pub async fn fail_lost_nodes(&self, except: &str, now: i64) -> Result<u64, StoreError> {
+        // The apps the key service keeps start again on another node.
+        let lost = sqlx::query(&format!(
+            "SELECT id, node_owner FROM apps WHERE keep_running = 1 AND status IN {LIVE} \
+             AND stop_requested_at IS NULL AND node_owner IS NOT NULL AND node_owner <> $2 \
+             AND node_owner NOT IN (SELECT id FROM nodes WHERE seen_at + lease_secs >= $1)"
+        ))
+        .bind(now)
+        .bind(except)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &lost {
+            let id: String = row.try_get("id")?;
+            let from: String = row.try_get("node_owner")?;
+            self.reschedule_kept(
+                &id,
+                &from,
+                crate::domain::lifecycle::NODE_LOST,
+                Some(&from),
+                now,
+            )
+            .await?;
+        }
         let done = sqlx::query(&format!(
             "UPDATE apps SET status = 'on_error', reason = 'node lost', onerror_at = $1, \
              node_pid = NULL, node_addr = NULL \

@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 
+use super::rows::{LIVE, RESOURCE_COLUMNS};
 use super::{Store, StoreError};
 
 /// The key service's one row id.
@@ -211,5 +212,154 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("app_id")).transpose()?)
+    }
+}
+
+/// Restarting the apps the key service keeps when their node is lost.
+impl Store {
+    /// The live apps the key service keeps that node `node` holds, whose
+    /// owner did not ask them to stop.
+    pub async fn kept_apps_of(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id FROM apps WHERE keep_running = 1 AND status IN {LIVE} \
+             AND stop_requested_at IS NULL AND node_owner = $1"
+        ))
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(Into::into))
+            .collect()
+    }
+
+    /// Starts app `id`, which the key service keeps and whose node `from`
+    /// is gone (`why`), again on the least loaded live node that fits it
+    /// (never `except`): `spawning`, placed, no node process yet, and its
+    /// `rescheduled` note says so. False when it is not such an app, or no
+    /// node has room (it then fails as any other app would).
+    pub async fn reschedule_kept(
+        &self,
+        id: &str,
+        from: &str,
+        why: &str,
+        except: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A write first (SQLite): the app's row is this transaction's.
+        let row = sqlx::query(&format!(
+            "UPDATE apps SET keep_running = keep_running WHERE id = $1 AND keep_running = 1 \
+             AND status IN {LIVE} AND stop_requested_at IS NULL RETURNING resource"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let resource: String = row.try_get("resource")?;
+        let Some(resource) = sqlx::query(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE name = $1"
+        ))
+        .bind(&resource)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let resource = super::rows::resource(&resource)?;
+        let placed = super::nodes::place_except(
+            &mut tx,
+            resource.memory_mb,
+            resource.cores,
+            &resource.tees,
+            except,
+            now,
+        )
+        .await;
+        let (node, tee) = match placed {
+            Ok(placed) => placed,
+            Err(StoreError::NoRoom(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let note = format!(
+            "{}: rescheduled from {from}: {why}",
+            crate::state::auth::utc(now)
+        );
+        sqlx::query(
+            "UPDATE apps SET status = 'spawning', node_owner = $1, tee = $2, node_pid = NULL, \
+             node_addr = NULL, node_taken_at = NULL, reason = NULL, rescheduled = $3 \
+             WHERE id = $4",
+        )
+        .bind(&node)
+        .bind(tee.as_str())
+        .bind(&note)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        eprintln!("app {id}: {note}; placed on {node}");
+        Ok(true)
+    }
+
+    /// Adds to the `rescheduled` note of app `id` (what the key service did).
+    pub async fn note_rescheduled(&self, id: &str, note: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE apps SET rescheduled = COALESCE(rescheduled || '; ', '') || $1 WHERE id = $2",
+        )
+        .bind(note)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// An app waiting for the key service to release its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The app's uuid.
+    pub app_id: String,
+    /// Its owner's user id.
+    pub owner: String,
+    /// Its project's name.
+    pub project: String,
+    /// Its name.
+    pub name: String,
+    /// Its configuration server's name.
+    pub config_domain: String,
+    /// Where its node listens.
+    pub node_addr: String,
+    /// Its node.
+    pub node: String,
+}
+
+impl Store {
+    /// The apps the key service keeps that the platform restarted and whose
+    /// new node waits for its configuration.
+    pub async fn pending_releases(&self) -> Result<Vec<Pending>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, p.user_id, p.name AS project, a.name, a.config_domain, a.node_addr, \
+             a.node_owner FROM apps a JOIN projects p ON p.id = a.project_id \
+             WHERE a.keep_running = 1 AND a.status = 'initializing' AND a.rescheduled IS NOT NULL \
+             AND a.node_addr IS NOT NULL AND a.node_owner IS NOT NULL \
+             AND a.stop_requested_at IS NULL ORDER BY a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Pending {
+                    app_id: row.try_get("id")?,
+                    owner: row.try_get("user_id")?,
+                    project: row.try_get("project")?,
+                    name: row.try_get("name")?,
+                    config_domain: row.try_get("config_domain")?,
+                    node_addr: row.try_get("node_addr")?,
+                    node: row.try_get("node_owner")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 }

@@ -100,11 +100,24 @@ pub(super) async fn place(
     tees: &[mse_api::tee::Tee],
     now: i64,
 ) -> Result<(String, mse_api::tee::Tee), StoreError> {
+    place_except(tx, memory_mb, cores, tees, None, now).await
+}
+
+/// [`place`], never on node `except`.
+pub(super) async fn place_except(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    memory_mb: i64,
+    cores: i64,
+    tees: &[mse_api::tee::Tee],
+    except: Option<&str>,
+    now: i64,
+) -> Result<(String, mse_api::tee::Tee), StoreError> {
     sqlx::query("UPDATE nodes SET cores = cores WHERE seen_at + lease_secs >= $1")
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    let nodes = usage_of(tx, now, true).await?;
+    let mut nodes = usage_of(tx, now, true).await?;
+    nodes.retain(|n| Some(n.node.id.as_str()) != except);
     match least_loaded(&nodes, memory_mb, cores, tees) {
         Some(chosen) => Ok((chosen.node.id.clone(), chosen.node.tee)),
         None => Err(StoreError::NoRoom(NoRoom {
@@ -505,6 +518,11 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
+        // The apps the key service keeps start again on another node.
+        for kept in self.kept_apps_of(id).await? {
+            self.reschedule_kept(&kept, id, reason, Some(id), now)
+                .await?;
+        }
         let done = sqlx::query(&format!(
             "UPDATE apps SET status = 'on_error', reason = $1, onerror_at = $2, \
              node_pid = NULL, node_addr = NULL WHERE node_owner = $3 AND status IN {LIVE}"

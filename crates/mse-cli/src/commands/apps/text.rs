@@ -219,6 +219,16 @@ pub(super) fn status_text(app: &App, resource: Option<&Resource>, url: &str, now
         },
     ));
     rows.push(("tee", tee_line(app.tee)));
+    if app.keep_running {
+        rows.push((
+            "keys",
+            "kept by the platform's key service: restarted on another node when its node is lost"
+                .to_string(),
+        ));
+    }
+    if let Some(note) = &app.rescheduled {
+        rows.push(("rescheduled", note.clone()));
+    }
     // What a node host reported is its text: never a terminal's command.
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
