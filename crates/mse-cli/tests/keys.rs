@@ -395,11 +395,16 @@ fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner
 
     // The platform dies with every node it ran; it comes back on its own
     // folder, and nobody runs `mse` for the app.
+    let crashed = std::time::Instant::now();
     platform.crash_and_restart(|_| {});
     let back = wait::until("the kept app runs again", Duration::from_secs(60), || {
         let app = app_state(&platform, &token, &id);
         (app["status"] == "running").then_some(app)
     });
+    eprintln!(
+        "the kept app runs again {:.2} s after the platform crashed",
+        crashed.elapsed().as_secs_f64()
+    );
     let note = back["rescheduled"].as_str().unwrap_or_default();
     assert!(note.contains("rescheduled from local: node lost"), "{back}");
     assert!(note.contains("keys released by the key service"), "{back}");
