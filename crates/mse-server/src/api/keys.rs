@@ -179,22 +179,11 @@ pub async fn pending(
         .map_err(|e| ApiError::unavailable(e.to_string()))?
         .into_iter()
         .collect();
-    let pending = state.store.pending_releases().await?;
-    Ok(Json(
-        pending
-            .into_iter()
-            .map(|p| PendingRelease {
-                app_id: p.app_id,
-                owner: p.owner,
-                project: p.project,
-                name: p.name,
-                config_domain: p.config_domain,
-                node_addr: p.node_addr,
-                node: p.node,
-                revoked_hosts: revoked.clone(),
-            })
-            .collect(),
-    ))
+    let mut pending = state.store.pending_releases().await?;
+    for app in &mut pending {
+        app.revoked_hosts.clone_from(&revoked);
+    }
+    Ok(Json(pending))
 }
 
 /// `POST /keys/released`: what the service did for a pending app, noted

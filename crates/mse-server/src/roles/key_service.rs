@@ -87,7 +87,6 @@ pub async fn supervise(
 }
 
 /// Starts the service once and follows it until it ends.
-#[allow(unsafe_code)]
 async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> anyhow::Result<()> {
     crate::data::dir::create_private_dir(&config.dir)?;
     // A new credential at each start: the one of a service that ended
@@ -124,17 +123,8 @@ async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. The service outlives no platform
-    // process: SIGTERM when this one dies, however it dies.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    // The service outlives no platform process.
+    super::process::sigterm_with_parent(&mut command);
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot run {}", config.mse_run.display()))?;

@@ -202,7 +202,6 @@ impl NodeProcesses {
         started.map(Some)
     }
 
-    #[allow(unsafe_code)]
     async fn start(&self, launch: Launch, sink: Arc<dyn EventSink>) -> anyhow::Result<u32> {
         let config = &self.inner.config;
         let app = &launch.assignment;
@@ -235,18 +234,9 @@ impl NodeProcesses {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe. A node outlives no platform:
-        // SIGTERM when this process dies, however it dies, so the node stops
-        // its app and wipes what it decrypted.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        // A node outlives no platform: it stops its app and wipes what it
+        // decrypted when this process dies, however it dies.
+        sigterm_with_parent(&mut command);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
@@ -601,6 +591,22 @@ impl NodeProcesses {
             remove_node_dir(&entry.path());
             mse_run::limits::remove_leftover(&id);
         }
+    }
+}
+
+/// Has the process `command` starts get SIGTERM when this process dies,
+/// however it dies.
+#[allow(unsafe_code)]
+pub fn sigterm_with_parent(command: &mut tokio::process::Command) {
+    // SAFETY: prctl is async-signal-safe, so it may run between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 

@@ -315,29 +315,10 @@ impl Store {
     }
 }
 
-/// An app waiting for the key service to release its keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    /// The app's uuid.
-    pub app_id: String,
-    /// Its owner's user id.
-    pub owner: String,
-    /// Its project's name.
-    pub project: String,
-    /// Its name.
-    pub name: String,
-    /// Its configuration server's name.
-    pub config_domain: String,
-    /// Where its node listens.
-    pub node_addr: String,
-    /// Its node.
-    pub node: String,
-}
-
 impl Store {
     /// The apps the key service keeps that the platform restarted and whose
-    /// new node waits for its configuration.
-    pub async fn pending_releases(&self) -> Result<Vec<Pending>, StoreError> {
+    /// new node waits for its configuration (`revoked_hosts` left empty).
+    pub async fn pending_releases(&self) -> Result<Vec<mse_api::keys::PendingRelease>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.id, p.user_id, p.name AS project, a.name, a.config_domain, a.node_addr, \
              a.node_owner FROM apps a JOIN projects p ON p.id = a.project_id \
@@ -349,7 +330,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(Pending {
+                Ok(mse_api::keys::PendingRelease {
                     app_id: row.try_get("id")?,
                     owner: row.try_get("user_id")?,
                     project: row.try_get("project")?,
@@ -357,6 +338,7 @@ impl Store {
                     config_domain: row.try_get("config_domain")?,
                     node_addr: row.try_get("node_addr")?,
                     node: row.try_get("node_owner")?,
+                    revoked_hosts: Vec::new(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

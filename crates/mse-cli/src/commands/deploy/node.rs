@@ -49,6 +49,30 @@ pub fn policy(
     })
 }
 
+/// Verifies `cert_der`, a node's or the key service's RA-TLS certificate,
+/// against `expected` (its fingerprint or measurement), as deploy verifies
+/// a node.
+pub fn verify_ratls(
+    ctx: &super::steps::Deployment<'_>,
+    cert_der: &[u8],
+    expected: [u8; 32],
+) -> Result<mse_attest::verify::Verification, Failure> {
+    let policy = policy(
+        ctx.profile,
+        expected,
+        ctx.plan.flags.allow_simulation,
+        &ctx.hardware,
+    )?;
+    let now = Utc::now();
+    let endorsements = verify::endorsements_for(cert_der, ctx.pccs_url.as_deref(), None, now)?;
+    Ok(mse_attest::verify::verify_certificate_with(
+        cert_der,
+        &policy,
+        endorsements.as_ref().map_err(String::as_str),
+        now,
+    ))
+}
+
 /// What deploy checked of the certificate a browser sees: where the
 /// evidence that verified it was read, or `None` when the node still
 /// serves its RA-TLS certificate (the CA issued none).
@@ -224,15 +248,7 @@ pub fn send_configuration(
     ssl_private_key: Option<String>,
     app_secrets: Option<serde_json::Value>,
 ) -> CmdResult {
-    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
-    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
-    let http = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .resolve_to_addrs(host, &addrs)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot set up the TLS client")?;
+    let http = pinned_client(host, port, cert_der)?;
     let request = mse_api::config::ConfigRequest {
         uuid: uuid.to_string(),
         code_secret_key: key.to_hex(),
@@ -266,15 +282,7 @@ pub fn send_provisioning(
     cert_der: &[u8],
     request: &mse_api::keys::ProvisionRequest,
 ) -> Result<mse_api::keys::ProvisionAnswer, Failure> {
-    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
-    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
-    let http = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .resolve_to_addrs(host, &addrs)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot set up the TLS client")?;
+    let http = pinned_client(host, port, cert_der)?;
     let url = format!("https://{host}:{port}/provision");
     let response = http
         .post(&url)
@@ -295,4 +303,22 @@ pub fn send_provisioning(
         "the key service refused the keys ({status}): {}",
         one_line(&why)
     )))
+}
+
+/// An HTTPS client of `host:port` that trusts exactly `cert_der`, the
+/// certificate verified before anything is sent.
+fn pinned_client(
+    host: &str,
+    port: u16,
+    cert_der: &[u8],
+) -> Result<reqwest::blocking::Client, Failure> {
+    let tls = mse_attest::pin::client_config(cert_der, mse_attest::tls::HTTP1);
+    let addrs: Vec<SocketAddr> = fetch::resolve(host, port)?;
+    Ok(reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve_to_addrs(host, &addrs)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("cannot set up the TLS client")?)
 }

@@ -8,18 +8,18 @@ use chrono::{DateTime, Utc};
 use mse_api::apps::{App, AppStatus, Created, ListQuery};
 use mse_api::text::one_line;
 use mse_attest::fingerprint::{fingerprint, AppIdentity, FingerprintInput, Runtime, TlsOrigin};
-use mse_attest::verify::{verify_certificate_with, Tee};
+use mse_attest::verify::Tee;
 use mse_config::AppConfig;
 use mse_package::context::{CertificateOrigin, Context, ContextConfig, ContextInstance};
 use mse_package::{CodeKey, Nonces, Packed};
 
 use super::node::{
-    policy, send_configuration, short, stop_and_wait, verify_served, wait_for, Browser,
+    send_configuration, short, stop_and_wait, verify_ratls, verify_served, wait_for, Browser,
 };
 use super::plan::{origin_words, Plan};
 use super::LeftBehind;
 use crate::api::Client;
-use crate::commands::{confirm, verify};
+use crate::commands::confirm;
 use crate::conf::conf_dir;
 use crate::exit::Failure;
 use crate::profile::Profile;
@@ -413,20 +413,7 @@ pub fn verify_node(
     }
     steps.start("verify", "Verifying the node (remote attestation)");
     let allow_simulation = plan.flags.allow_simulation;
-    let policy = policy(
-        ctx.profile,
-        expected.fingerprint,
-        allow_simulation,
-        &ctx.hardware,
-    )?;
-    let now = Utc::now();
-    let endorsements = verify::endorsements_for(&cert_der, ctx.pccs_url.as_deref(), None, now)?;
-    let verification = verify_certificate_with(
-        &cert_der,
-        &policy,
-        endorsements.as_ref().map_err(String::as_str),
-        now,
-    );
+    let verification = verify_ratls(ctx, &cert_der, expected.fingerprint)?;
     if !verification.verified {
         let failed = verification.failures();
         let mut message = format!(
@@ -582,20 +569,8 @@ pub fn keep_keys(
     })?;
     let port = ctx.profile.platform.proxy_port;
     let cert_der = crate::fetch::server_certificate(&info.domain, port, &[])?;
-    let policy = policy(
-        ctx.profile,
-        expected_service,
-        ctx.plan.flags.allow_simulation,
-        &ctx.hardware,
-    )?;
+    let verification = verify_ratls(ctx, &cert_der, expected_service)?;
     let now = Utc::now();
-    let endorsements = verify::endorsements_for(&cert_der, ctx.pccs_url.as_deref(), None, now)?;
-    let verification = verify_certificate_with(
-        &cert_der,
-        &policy,
-        endorsements.as_ref().map_err(String::as_str),
-        now,
-    );
     if !verification.verified {
         return Err(Failure::Other(anyhow::anyhow!(
             "the key service failed verification, so it was sent nothing:\n  {}",
