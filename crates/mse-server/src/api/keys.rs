@@ -42,7 +42,8 @@ const TICKET_SECS: i64 = 300;
 pub const CREDENTIAL_PREFIX: &str = "msekeys_";
 
 /// `POST /apps/{id}/keep-running`: the owner asks for the app's keys to be
-/// kept by the key service; a single-use ticket for the service.
+/// kept by the key service; a single-use ticket for the service, which
+/// marks the app kept when it redeems it.
 pub async fn keep_running(
     State(state): State<Shared>,
     caller: Caller,

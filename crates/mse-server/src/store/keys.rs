@@ -168,8 +168,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records a ticket (its hash) for app `app_id`, and that its owner
-    /// asked for its keys to be kept.
+    /// Records a ticket (its hash) for app `app_id`.
     pub async fn add_key_ticket(
         &self,
         hash: &str,
@@ -189,29 +188,35 @@ impl Store {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE apps SET keep_running = 1 WHERE id = $1")
-            .bind(app_id)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Redeems the ticket of hash `hash`: its app's id, once, while it is
-    /// valid at `now`.
+    /// valid at `now`; the app's keys are kept by the key service from now
+    /// on (it redeems a ticket only with a provisioning it accepted so far).
     pub async fn redeem_key_ticket(
         &self,
         hash: &str,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "DELETE FROM key_tickets WHERE hash = $1 AND expires_at >= $2 RETURNING app_id",
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.map(|r| r.try_get("app_id")).transpose()?)
+        let app_id: Option<String> = row.map(|r| r.try_get("app_id")).transpose()?;
+        if let Some(id) = &app_id {
+            sqlx::query("UPDATE apps SET keep_running = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(app_id)
     }
 }
 
