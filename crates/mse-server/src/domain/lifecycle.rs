@@ -22,6 +22,20 @@ pub const HOST_REMOVED: &str = "node host removed";
 /// Why an app failed whose node is gone (its process, or its lease).
 pub const NODE_LOST: &str = "node lost";
 
+/// A time for people: `2026-05-01 12:00:00 UTC`.
+pub fn utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(
+        || format!("{at} (Unix seconds)"),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+/// What an app kept by the key service says once the platform placed it
+/// again because node `from` is gone (`why`), at `at`.
+pub fn rescheduled_note(at: i64, from: &str, why: &str) -> String {
+    format!("{}: rescheduled from {from}: {why}", utc(at))
+}
+
 /// The states an app may move to `to` from.
 pub fn sources(to: Status) -> &'static [Status] {
     match to {

@@ -41,13 +41,7 @@ pub async fn issue_token(
     Ok((token, secret))
 }
 
-/// A time for people: `2026-05-01 12:00:00 UTC`.
-pub(crate) fn utc(at: i64) -> String {
-    chrono::DateTime::from_timestamp(at, 0).map_or_else(
-        || format!("{at} (Unix seconds)"),
-        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
-}
+pub(crate) use crate::domain::lifecycle::utc;
 
 /// The authenticated caller: its user and the token it called with.
 ///

@@ -287,10 +287,7 @@ impl Store {
             Err(StoreError::NoRoom(_)) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let note = format!(
-            "{}: rescheduled from {from}: {why}",
-            crate::state::auth::utc(now)
-        );
+        let note = crate::domain::lifecycle::rescheduled_note(now, from, why);
         sqlx::query(
             "UPDATE apps SET status = 'spawning', node_owner = $1, tee = $2, node_pid = NULL, \
              node_addr = NULL, node_taken_at = NULL, reason = NULL, rescheduled = $3 \
