@@ -32,7 +32,7 @@ use mse_run::status::{emit, Event};
 use rustls::ServerConfig;
 
 use crate::config_server::{from_an_app, Connections};
-use crate::node::{create_private_dir, Failure, INVALID};
+use crate::node::{create_private_dir, Failure};
 
 /// The root key's file in the service's folder (32 bytes, mode 0600).
 const ROOT_KEY: &str = "root.key";
@@ -109,11 +109,11 @@ impl Api {
         })
     }
 
-    async fn redeem(&self, ticket: &str) -> Result<TicketInfo, ApiFailure> {
-        let request = self
-            .http
-            .post(format!("{}/keys/tickets/redeem", self.url))
-            .json(&serde_json::json!({ "ticket": ticket }));
+    /// The JSON answer to `request`.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ApiFailure> {
         self.send(request)
             .await?
             .json()
@@ -124,22 +124,24 @@ impl Api {
             })
     }
 
+    async fn redeem(&self, ticket: &str) -> Result<TicketInfo, ApiFailure> {
+        let request = self
+            .http
+            .post(format!("{}/keys/tickets/redeem", self.url))
+            .json(&serde_json::json!({ "ticket": ticket }));
+        self.json(request).await
+    }
+
     async fn record(&self, name: &str) -> Result<Option<Vec<u8>>, ApiFailure> {
         let request = self
             .http
             .get(format!("{}/keys/record", self.url))
             .query(&[("name", name)]);
-        match self.send(request).await {
-            Ok(response) => {
-                let record: SealedRecord = response.json().await.map_err(|e| ApiFailure {
-                    status: None,
-                    message: e.to_string(),
-                })?;
-                B64.decode(record.sealed).map(Some).map_err(|_| ApiFailure {
-                    status: None,
-                    message: format!("the stored record {name} is not base64"),
-                })
-            }
+        match self.json::<SealedRecord>(request).await {
+            Ok(record) => B64.decode(record.sealed).map(Some).map_err(|_| ApiFailure {
+                status: None,
+                message: format!("the stored record {name} is not base64"),
+            }),
             Err(ApiFailure {
                 status: Some(404), ..
             }) => Ok(None),
@@ -148,15 +150,8 @@ impl Api {
     }
 
     async fn pending(&self) -> Result<Vec<PendingRelease>, ApiFailure> {
-        let request = self.http.get(format!("{}/keys/pending", self.url));
-        self.send(request)
-            .await?
-            .json()
+        self.json(self.http.get(format!("{}/keys/pending", self.url)))
             .await
-            .map_err(|e| ApiFailure {
-                status: None,
-                message: e.to_string(),
-            })
     }
 
     async fn released(&self, app_id: &str, reason: Option<String>) -> Result<(), ApiFailure> {
@@ -210,15 +205,7 @@ pub async fn run(launch: KeyServiceLaunch) -> ExitCode {
     };
     let started = match start(&launch).await {
         Ok(started) => started,
-        Err(Failure::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(INVALID);
-        }
-        Err(Failure::Error(message)) => {
-            eprintln!("error: {message}");
-            emit(&Event::new(AppStatus::OnError, Utc::now()).because(message));
-            return ExitCode::FAILURE;
-        }
+        Err(failure) => return failure.exit(),
     };
     let (listener, tls, service) = started;
     let releasing = tokio::spawn(release_loop(service.clone()));

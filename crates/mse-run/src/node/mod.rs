@@ -143,15 +143,7 @@ pub async fn run(launch: Launch) -> ExitCode {
     };
     let mut prepared = match prepared {
         Ok(p) => p,
-        Err(Failure::Invalid(message)) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(INVALID);
-        }
-        Err(Failure::Error(message)) => {
-            eprintln!("error: {message}");
-            emit(&Event::new(AppStatus::OnError, Utc::now()).because(message));
-            return ExitCode::FAILURE;
-        }
+        Err(failure) => return failure.exit(),
     };
     let signals = Signals { term, int };
     let log = prepared.log.clone();
@@ -192,6 +184,24 @@ pub(crate) enum Failure {
     Invalid(String),
     /// Something failed while setting up.
     Error(String),
+}
+
+impl Failure {
+    /// Says what failed (an `on_error` event for an error once started) and
+    /// gives the exit code: 2 for bad arguments or files, 1 otherwise.
+    pub(crate) fn exit(self) -> ExitCode {
+        match self {
+            Failure::Invalid(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(INVALID)
+            }
+            Failure::Error(message) => {
+                eprintln!("error: {message}");
+                emit(&Event::new(AppStatus::OnError, Utc::now()).because(message));
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Failure {
