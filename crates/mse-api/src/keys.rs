@@ -44,6 +44,22 @@ pub struct KeyServiceInfo {
     pub node: Option<String>,
     /// Whether it answers now (its node renewed its lease lately).
     pub running: bool,
+    /// Every replica, the leader first (the one above, reached at the
+    /// domain, and the only one that releases keys).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
+}
+
+/// A replica of the key service, as `GET /keys` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// Its node.
+    pub node: String,
+    /// Whether its node renewed its lease lately.
+    pub live: bool,
+    /// Whether it holds the platform's root key (a replica that started
+    /// lately waits until another one hands it over).
+    pub holds_root: bool,
 }
 
 /// The key service's own `GET /`.
@@ -188,11 +204,75 @@ pub const MAX_PROVISION_BODY: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiAccess {
-    /// The API's URL (`http://127.0.0.1:PORT` on the platform's machine).
+    /// The API's URL (`http://127.0.0.1:PORT` on the platform's machine,
+    /// `https://…` from a node host).
     pub url: String,
     /// The file holding the service's credential (mode 0600), a new one at
     /// each start.
     pub credential: PathBuf,
+    /// With an `https` URL: SHA-256 (hex) of the platform CA's certificate,
+    /// the only CA trusted (a node host's join token pins it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_sha256: Option<String>,
+}
+
+/// `GET /keys/root` and `POST /keys/root` (the service's credential): the
+/// check value of the platform's root key (`mse_keys::recovery::service_id`),
+/// public; `None` until a replica made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootCheck {
+    /// The check value, hex.
+    pub check: Option<String>,
+}
+
+/// A live replica of the key service holding the platform's root key
+/// (`GET /keys/replicas`, the service's credential): where a replica that
+/// waits for the root key asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// Its node.
+    pub node: String,
+    /// Where it listens, `IP:port`.
+    pub addr: String,
+    /// The name its RA-TLS certificate is for.
+    pub domain: String,
+}
+
+/// The root key handed from one replica to another (`POST /handover` on a
+/// replica, over TLS where each side showed its verified RA-TLS
+/// certificate).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    /// The root key, 64 hex digits.
+    pub root_key: String,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.root_key.zeroize();
+    }
+}
+
+/// `POST /nodes/key-service` (a node host's credential): the replica the
+/// host started listens on `port` of the host's advertised address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaStarted {
+    /// Its port.
+    pub port: u16,
+    /// Its measurement, hex.
+    pub measurement: String,
+    /// SHA-256 (hex) of the credential it calls the API with.
+    pub credential_hash: String,
 }
 
 /// How a node starts the key service: one JSON file, as for an app.
@@ -254,6 +334,7 @@ mod tests {
             api: Some(ApiAccess {
                 url: "http://127.0.0.1:9443".into(),
                 credential: "/srv/keys/credential".into(),
+                ca_sha256: None,
             }),
         };
         assert_eq!(launch.domain, "keys.mse.localhost");

@@ -230,6 +230,10 @@ pub struct Joined {
     /// token allows. Placement counts this, not the declaration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<Capacity>,
+    /// The key service's domain (`keys.<base domain>`): the host runs a
+    /// replica of it (docs/keys.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_service: Option<String>,
 }
 
 /// `POST /nodes/lease`: the host renews its lease and says what runs.

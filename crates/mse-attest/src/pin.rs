@@ -1,6 +1,7 @@
 //! TLS clients that trust exactly one certificate: the RA-TLS certificate
 //! that was verified, or the certificate a node was given to serve; and the
-//! first contact, which only captures the server's certificate for checking.
+//! first contact, which only captures the server's certificate for checking;
+//! and mutually attested TLS, where each side shows its RA-TLS certificate.
 
 use std::sync::{Arc, Mutex};
 
@@ -110,4 +111,116 @@ pub fn client_config(cert_der: &[u8], alpn: &[&[u8]]) -> rustls::ClientConfig {
 /// records its certificate, which must be verified before anything is sent.
 pub fn capture_config(alpn: &[&[u8]]) -> (rustls::ClientConfig, Arc<ServerCert>) {
     config(None, alpn)
+}
+
+/// A client configuration trusting only `cert_der` and presenting its own
+/// certificate `own_cert_der` (whose key is `own_key`) when the server asks:
+/// the mutually attested TLS of two key-service replicas, each showing the
+/// other its RA-TLS certificate.
+pub fn client_config_with_identity(
+    cert_der: &[u8],
+    own_cert_der: &[u8],
+    own_key: rustls::pki_types::PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = crate::tls::provider();
+    let verifier = Arc::new(ServerCert {
+        pinned: Some(cert_der.to_vec()),
+        seen: Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let mut config = crate::tls::client_builder(provider)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![CertificateDer::from(own_cert_der.to_vec())], own_key)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// On a server: asks every client for a certificate, accepts a client
+/// without one, and accepts any one certificate whose key signs the
+/// handshake. What it certifies is the server's to verify afterwards (an
+/// RA-TLS certificate's evidence): the handshake only proves the client
+/// holds the certificate's key.
+#[derive(Debug)]
+pub struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A server configuration presenting `chain` (leaf first, key `key`),
+/// offering `alpn`, that asks clients for a certificate without requiring
+/// one ([`AnyClientCert`]): the connection's peer certificate, when there
+/// is one, is for the server to verify.
+pub fn server_config_asking_client_cert(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = crate::tls::provider();
+    let verifier = Arc::new(AnyClientCert {
+        provider: provider.clone(),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }

@@ -14,6 +14,7 @@ use common::deploy::{assert_nowhere_in, deploy_ok, proxy_port, served_certificat
 use common::platform::{user, Platform};
 use common::{texts, TestContext};
 use mse_testkit::wait;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
 
 /// `GET /keys` once the service runs (bounded wait).
@@ -504,4 +505,90 @@ fn a_restarted_node_the_policy_does_not_admit_gets_nothing_and_the_owner_is_told
     );
     // The node waits for a configuration that does not come.
     assert_eq!(refused["status"], "initializing", "{refused}");
+}
+
+/// `POST /handover` to the key service through the proxy, as a client
+/// showing `identity` (certificate DER, key PEM) or none.
+fn handover(platform: &Platform, identity: Option<(&[u8], &str)>) -> (u16, String) {
+    let port = proxy_port(platform);
+    let served = served_certificate("keys.localhost", port);
+    let tls = match identity {
+        Some((cert, key)) => mse_attest::pin::client_config_with_identity(
+            &served,
+            cert,
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            mse_attest::tls::HTTP1,
+        )
+        .unwrap(),
+        None => mse_attest::pin::client_config(&served, mse_attest::tls::HTTP1),
+    };
+    let client = reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(
+            "keys.localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("https://keys.localhost:{port}/handover"))
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+#[test]
+fn the_root_key_is_handed_to_no_client_that_is_not_an_attested_replica() {
+    let platform = Platform::start();
+    running_service(&platform);
+    wait::until(
+        "the service holds its root key",
+        Duration::from_secs(30),
+        || {
+            let (_, info) = platform.get("", "/keys");
+            (info["replicas"][0]["holds_root"] == true).then_some(())
+        },
+    );
+    let root = std::fs::read(platform.nodes_dir().join("key-service/service/root.key")).unwrap();
+    let root_hex = hex::encode(&root);
+
+    // No client certificate: refused before anything else.
+    let (status, body) = handover(&platform, None);
+    assert_eq!(status, 401, "{body}");
+    // A certificate of its own, with no evidence: refused.
+    let own = rcgen::generate_simple_self_signed(vec!["keys.localhost".to_string()]).unwrap();
+    let (status, body) = handover(
+        &platform,
+        Some((own.cert.der().as_ref(), &own.signing_key.serialize_pem())),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not a replica of this key service"), "{body}");
+    // The RA-TLS certificate of an app's node, with its key (what the
+    // app's node holds): its evidence verifies, but for the app's
+    // fingerprint, not the key service's measurement.
+    let (owner, _) = user(&platform, "owner");
+    let app = owner.scaffold("plain");
+    let out = deploy_ok(&platform, &owner, &app, &[]);
+    let id = out["uuid"].as_str().unwrap();
+    let node_dir = platform.nodes_dir().join(id);
+    let key = mse_testkit::files_under(&node_dir)
+        .into_iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find(|t| {
+            t.contains("PRIVATE KEY")
+                && rustls::pki_types::PrivateKeyDer::from_pem_slice(t.as_bytes()).is_ok()
+        })
+        .expect("the node's RA-TLS key in its folder");
+    let cert = mse_attest::ratls::pem_to_der(
+        std::fs::read_to_string(out["cert_path"].as_str().unwrap())
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    let (status, body) = handover(&platform, Some((&cert, &key)));
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains(&root_hex));
+    assert!(!platform.output().contains(&root_hex));
 }

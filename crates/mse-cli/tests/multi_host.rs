@@ -4,7 +4,11 @@
 //! through the proxy; a host whose link is cut loses its apps (`on_error`,
 //! "node lost") within its lease and stops them by itself, while the other
 //! host's apps keep serving; once its link is back it joins again and takes
-//! new apps. The same on PostgreSQL with two API replicas.
+//! new apps. The same on PostgreSQL with two API replicas. Each host runs
+//! a replica of the key service (docs/keys.md): the second gets the root
+//! key from the first once each attested the other, and an app whose keys
+//! the service keeps comes back on the other host when its own is cut,
+//! released by the replica that is left, with no client involved.
 
 mod common;
 
@@ -28,7 +32,7 @@ const TLS_PORT: u16 = 9444;
 struct NodeHost {
     /// Stopped when dropped, before its folder is removed (the fields are
     /// dropped in order).
-    _server: Server,
+    server: Server,
     nodes_dir: tempfile::TempDir,
 }
 
@@ -51,7 +55,7 @@ impl NodeHost {
         });
         network.on(host, &mut command);
         NodeHost {
-            _server: Server::start(command),
+            server: Server::start(command),
             nodes_dir,
         }
     }
@@ -273,6 +277,179 @@ fn journey(network: &Network, platform: &Platform, api: &[String], second: Optio
     drop(n2);
 }
 
+/// `GET /keys`' replicas once `done` holds of them.
+fn replicas_when(platform: &Platform, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    wait::until(what, Duration::from_secs(60), || {
+        let (status, info) = platform.get("", "/keys");
+        let replicas = info["replicas"].as_array().cloned().unwrap_or_default();
+        (status == 200 && done(&replicas)).then_some(replicas)
+    })
+}
+
+fn holds_root(replicas: &[Value], node: &str) -> bool {
+    replicas
+        .iter()
+        .any(|r| r["node"] == node && r["live"] == true && r["holds_root"] == true)
+}
+
+/// A copy of the app whose secrets are an API key and a greeting.
+fn secrets_app(ctx: &TestContext) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/secrets_home");
+    let to = ctx.work().join("secrets_home");
+    for relative in ["mse.toml", "secrets.json", "mse_src/app.py"] {
+        let target = to.join(relative);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(relative), &target).unwrap();
+    }
+    to
+}
+
+/// The secret of the app of [`secrets_app`] nothing but its nodes may hold.
+const API_KEY: &str = "k-4f1c2a9e";
+
+/// The key service across hosts: n1 starts first and makes the root key,
+/// n2 gets it from n1; an app kept by the service runs on n1 (the
+/// leader's host); n1's cable is pulled; the app serves again from n2,
+/// same domain, its keys released by n2's replica, and nothing in the
+/// platform's folder or output holds its secret.
+fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[String]) {
+    let (status, created) = platform.post(
+        &platform.admin,
+        "/nodes/tokens",
+        json!({"max_hosts": 2, "max_memory_mb": 8192, "max_cores": 8}),
+    );
+    assert_eq!(status, 201, "POST /nodes/tokens: {created}");
+    let token = created["token"].as_str().expect("a token").to_string();
+    let n1 = NodeHost::start(network, "n1", api, &token);
+    replicas_when(platform, "n1's replica makes the root key", |r| {
+        holds_root(r, "n1")
+    });
+    let n2 = NodeHost::start(network, "n2", api, &token);
+    let replicas = replicas_when(platform, "n2's replica gets the root key", |r| {
+        holds_root(r, "n1") && holds_root(r, "n2")
+    });
+    assert_eq!(replicas[0]["node"], "n1", "the leader: {replicas:?}");
+    assert!(
+        n2.server
+            .output()
+            .contains("the root key was handed over by the replica on node n1"),
+        "{}",
+        n2.server.output()
+    );
+    assert!(n1
+        .server
+        .output()
+        .contains("handed the root key to another replica"));
+
+    // The kept app lands on n1 (both hosts are empty: the first by name),
+    // another app on n2.
+    let ctx = TestContext::new();
+    login(platform, &ctx, &platform.admin, true);
+    let out = deploy_ok(platform, &ctx, &secrets_app(&ctx), &["--keep-running"]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let domain = out["domain_name"].as_str().unwrap().to_string();
+    assert_eq!(platform.app(&platform.admin, &id)["node"], "n1");
+    let other = deploy(platform, &ctx, "other");
+    assert_eq!(
+        platform.app(&platform.admin, other["uuid"].as_str().unwrap())["node"],
+        "n2"
+    );
+
+    // n1 — the app's host and the key service's leader — is cut off.
+    let cut = Instant::now();
+    network.cut("n1");
+    let lost = platform.wait_app(&platform.admin, &id, Duration::from_secs(30), |a| {
+        a["node"] != "n1"
+    });
+    let lost_after = cut.elapsed();
+    let back = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
+        a["status"] == "running"
+    });
+    let back_after = cut.elapsed();
+    eprintln!(
+        "n1 cut: its app was rescheduled after {:.2} s (lease {LEASE} s), and runs again on {} \
+         {:.2} s after that",
+        lost_after.as_secs_f64(),
+        back["node"],
+        (back_after - lost_after).as_secs_f64()
+    );
+    let note = lost["rescheduled"].as_str().unwrap_or_default();
+    assert!(note.contains("rescheduled from n1: node lost"), "{lost}");
+    assert_eq!(back["node"], "n2", "{back}");
+    assert_eq!(back["domain_name"], domain.as_str());
+    let note = back["rescheduled"].as_str().unwrap_or_default();
+    assert!(note.contains("keys released by the key service"), "{back}");
+    // The bound: back within 10 s of the platform seeing the host lost.
+    assert!(
+        back_after - lost_after <= Duration::from_secs(10),
+        "back {:?} after the host was seen lost",
+        back_after - lost_after
+    );
+    let replicas = replicas_when(platform, "n2 leads", |r| {
+        r.first().is_some_and(|r| r["node"] == "n2")
+    });
+    assert!(holds_root(&replicas, "n2"));
+    assert!(n2
+        .server
+        .output()
+        .contains(&format!("released the keys of app {id} to node n2")));
+
+    // An app user verifies the new node through the proxy (same domain)
+    // and reads the secret it was configured with, without its owner.
+    let user = TestContext::new();
+    let (_, revoked) = platform.get("", "/simulation-revoked");
+    let revoked_file = user.write("revoked.json", &revoked.to_string());
+    let output = user
+        .mse()
+        .args(["verify", &format!("{domain}:{}", proxy_port(platform))])
+        .args(["--fingerprint", out["fingerprint"].as_str().unwrap()])
+        .arg("--signer-key")
+        .arg(data_dir(platform).join("signer.pub"))
+        .arg("--simulation-ca")
+        .arg(data_dir(platform).join("simulation-ca.pem"))
+        .arg("--simulation-revoked")
+        .arg(&revoked_file)
+        .args(["--allow-simulation", "--json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = common::texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let pem = std::fs::read_to_string(user.work().join("cert.pem")).unwrap();
+    let (status, body) = https_get(pinned(&pem), &domain, proxy_port(platform), "/greeting");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Bonjour"), "{body}");
+
+    // The platform kept only sealed bytes: its folder (the store included)
+    // and its output hold neither the secret nor the code key.
+    let code_key = code_key_of(&out);
+    for (what, needle) in [
+        ("the app's secret", API_KEY),
+        ("the code key", code_key.as_str()),
+    ] {
+        assert_nowhere_in(&data_dir(platform), needle.as_bytes(), what);
+        assert!(
+            !platform.output().contains(needle),
+            "{what} in the platform's output"
+        );
+    }
+    drop(n1);
+    drop(n2);
+}
+
+/// The code key `mse deploy` saved in the app's context.
+fn code_key_of(out: &Value) -> String {
+    let dir = Path::new(out["context_path"].as_str().unwrap());
+    mse_testkit::files_under(dir)
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("code_secret_key = "))
+                .map(|k| k.trim_matches('"').to_string())
+        })
+        .expect("the context holds the code key")
+}
+
 fn api_host_platform(network: &Network, extra: &[&str], database_url: Option<&str>) -> Platform {
     let address = network.address("api");
     Platform::start_with(|command| {
@@ -319,4 +496,23 @@ fn on_postgresql_two_api_replicas_serve_one_platform_across_node_hosts() {
         format!("https://{address}:{TLS_PORT}"),
     ];
     journey(&network, &first, &api, Some(&second));
+}
+
+#[test]
+fn a_kept_app_on_a_cut_host_serves_again_from_the_other_host() {
+    let network = Network::create(&["api", "n1", "n2"]);
+    network.enter("api");
+    let platform = api_host_platform(&network, &[], None);
+    let api = vec![format!("https://{}:{TLS_PORT}", network.address("api"))];
+    kept_app_outlives_its_host(&network, &platform, &api);
+}
+
+#[test]
+fn on_postgresql_a_kept_app_on_a_cut_host_serves_again_from_the_other_host() {
+    let url = mse_testkit::postgres_socket_database();
+    let network = Network::create(&["api", "n1", "n2"]);
+    network.enter("api");
+    let platform = api_host_platform(&network, &[], Some(&url));
+    let api = vec![format!("https://{}:{TLS_PORT}", network.address("api"))];
+    kept_app_outlives_its_host(&network, &platform, &api);
 }

@@ -23,12 +23,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mse_api::apps::AppStatus;
 use mse_api::keys::{
-    Hello, KeyServiceLaunch, PendingRelease, ProvisionAnswer, ProvisionRequest, Released,
-    SealedRecord, TicketInfo, MAX_PROVISION_BODY, SERVICE,
+    Handover, Hello, KeyServiceLaunch, PendingRelease, ProvisionAnswer, ProvisionRequest, Released,
+    Replica, RootCheck, SealedRecord, TicketInfo, MAX_PROVISION_BODY, SERVICE,
 };
+use mse_api::tee::Tee;
 use mse_keys::record::{record_name, KeptRecord};
 use mse_keys::{AppName, RootKey, Rule, SignedPolicy};
 use mse_run::status::{emit, Event};
+use rustls::pki_types::pem::PemObject as _;
 use rustls::ServerConfig;
 
 use crate::config_server::{from_an_app, Connections};
@@ -43,9 +45,31 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the service holds while it runs.
 struct Service {
     measurement: [u8; 32],
-    root: RootKey,
+    /// The TEE it runs in: a replica hands its root key only to a replica
+    /// of the same measurement in the same kind of TEE.
+    tee: Tee,
+    /// The root key, once this replica made it or a replica handed it over.
+    root: std::sync::OnceLock<RootKey>,
+    /// Its folder, where the root key is kept.
+    dir: std::path::PathBuf,
+    /// Its RA-TLS certificate and key: what it shows another replica.
+    identity: (Vec<u8>, zeroize::Zeroizing<String>),
     /// The platform's API, where it keeps its sealed records.
     api: Option<Api>,
+}
+
+impl Service {
+    /// The root key, or the answer of a replica still waiting for it.
+    fn root(&self) -> Result<&RootKey, Refused> {
+        self.root.get().ok_or_else(|| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this replica of the key service does not hold the root key yet: try again in a \
+                 few seconds"
+                    .to_string(),
+            )
+        })
+    }
 }
 
 /// The platform's API, as the service calls it.
@@ -69,10 +93,21 @@ impl Api {
                 access.credential.display()
             ))
         })?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
-            .user_agent("mse key service")
+            .user_agent("mse key service");
+        if let Some(pin) = &access.ca_sha256 {
+            let pin: [u8; 32] = hex::decode(pin)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Failure::Invalid("ca_sha256: 64 hex digits".into()))?;
+            http = http.tls_backend_preconfigured(mse_attest::tls::pinned_ca_client_config(
+                pin,
+                mse_attest::tls::HTTP1,
+            ));
+        }
+        let http = http
             .build()
             .map_err(|e| Failure::Error(format!("cannot build the HTTP client: {e}")))?;
         Ok(Api {
@@ -181,6 +216,28 @@ impl Api {
             })
     }
 
+    async fn root_check(&self) -> Result<Option<String>, ApiFailure> {
+        let answer: RootCheck = self
+            .json(self.http.get(format!("{}/keys/root", self.url)))
+            .await?;
+        Ok(answer.check)
+    }
+
+    async fn claim_root(&self, check: &str) -> Result<(), ApiFailure> {
+        let request = self
+            .http
+            .post(format!("{}/keys/root", self.url))
+            .json(&RootCheck {
+                check: Some(check.to_string()),
+            });
+        self.send(request).await.map(|_| ())
+    }
+
+    async fn replicas(&self) -> Result<Vec<Replica>, ApiFailure> {
+        self.json(self.http.get(format!("{}/keys/replicas", self.url)))
+            .await
+    }
+
     async fn put_record(&self, name: &str, sealed: &[u8]) -> Result<(), ApiFailure> {
         let request = self
             .http
@@ -208,6 +265,7 @@ pub async fn run(launch: KeyServiceLaunch) -> ExitCode {
         Err(failure) => return failure.exit(),
     };
     let (listener, tls, service) = started;
+    let acquiring = tokio::spawn(acquire_root(service.clone()));
     let releasing = tokio::spawn(release_loop(service.clone()));
     let reason = tokio::select! {
         () = serve(listener, tls, service) => "the listener closed",
@@ -215,6 +273,7 @@ pub async fn run(launch: KeyServiceLaunch) -> ExitCode {
         _ = int.recv() => "SIGINT",
     };
     releasing.abort();
+    acquiring.abort();
     emit(&Event::new(AppStatus::Stopped, Utc::now()).because(reason));
     ExitCode::SUCCESS
 }
@@ -227,35 +286,270 @@ fn own_measurement() -> Result<[u8; 32], Failure> {
         .map_err(|e| Failure::Error(format!("cannot read {}: {e}", exe.display())))
 }
 
-/// The root key kept in `dir`, made on the first start.
-fn root_key(dir: &Path) -> Result<RootKey, Failure> {
+/// The root key kept in `dir`, if there is one.
+fn read_root_key(dir: &Path) -> Result<Option<RootKey>, String> {
     let path = dir.join(ROOT_KEY);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-                Failure::Invalid(format!(
-                    "{} is not a root key (32 bytes): restore it, or recover it from its shares",
+                format!(
+                    "{} is not a root key (32 bytes): remove it to get the platform's from a \
+                     replica, or recover it from its shares",
                     path.display()
-                ))
+                )
             })?;
-            Ok(RootKey::from_bytes(bytes))
+            Ok(Some(RootKey::from_bytes(bytes)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let root = RootKey::generate();
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            options
-                .open(&path)
-                .and_then(|mut f| f.write_all(root.as_bytes()))
-                .map_err(|e| Failure::Error(format!("cannot write {}: {e}", path.display())))?;
-            Ok(root)
-        }
-        Err(e) => Err(Failure::Error(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// Keeps `root` in `dir` (mode 0600), where no root key is yet.
+fn write_root_key(dir: &Path, root: &RootKey) -> Result<(), String> {
+    let path = dir.join(ROOT_KEY);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(root.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Until this replica holds the platform's root key: its own kept one
+/// (the platform must know it as its own), a new one when the platform has
+/// none yet (the first replica), or the platform's from a replica that
+/// holds it, once each attested the other. Without an API, the kept one or
+/// a new one.
+async fn acquire_root(service: Arc<Service>) {
+    let mut said = String::new();
+    loop {
+        match try_acquire_root(&service).await {
+            Ok(root) => {
+                let check = mse_keys::recovery::service_id(&root);
+                let _ = service.root.set(root);
+                eprintln!("key service: holds root key {check}");
+                return;
+            }
+            Err(why) => {
+                // Said when it changes, not every second.
+                if why != said {
+                    eprintln!("key service: waiting for the root key: {why}");
+                    said = why;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn try_acquire_root(service: &Service) -> Result<RootKey, String> {
+    let kept = read_root_key(&service.dir)?;
+    let Some(api) = &service.api else {
+        if let Some(root) = kept {
+            return Ok(root);
+        }
+        let root = RootKey::generate();
+        write_root_key(&service.dir, &root)?;
+        return Ok(root);
+    };
+    if let Some(root) = kept {
+        api.claim_root(&mse_keys::recovery::service_id(&root))
+            .await
+            .map_err(|e| e.message)?;
+        return Ok(root);
+    }
+    let Some(check) = api.root_check().await.map_err(|e| e.message)? else {
+        let root = RootKey::generate();
+        match api.claim_root(&mse_keys::recovery::service_id(&root)).await {
+            Ok(()) => {
+                write_root_key(&service.dir, &root)?;
+                return Ok(root);
+            }
+            // Another replica made it first: get it from that one.
+            Err(e) => return Err(e.message),
+        }
+    };
+    let replicas = api.replicas().await.map_err(|e| e.message)?;
+    if replicas.is_empty() {
+        return Err(format!(
+            "the platform's root key is {check} and no live replica holds it: start a replica \
+             that does, or recover it from its shares"
+        ));
+    }
+    let mut failures = Vec::new();
+    for replica in &replicas {
+        match handover_from(service, api, replica).await {
+            Ok(root) if mse_keys::recovery::service_id(&root) == check => {
+                write_root_key(&service.dir, &root)?;
+                api.claim_root(&check).await.map_err(|e| e.message)?;
+                eprintln!(
+                    "key service: the root key was handed over by the replica on node {}",
+                    replica.node
+                );
+                return Ok(root);
+            }
+            Ok(_) => failures.push(format!(
+                "node {}: its root key is not the platform's",
+                replica.node
+            )),
+            Err(why) => failures.push(format!("node {}: {why}", replica.node)),
+        }
+    }
+    Err(failures.join("; "))
+}
+
+/// What the platform publishes that evidence is checked against.
+struct Trust {
+    mr_signer: [u8; 32],
+    simulation_ca: Vec<u8>,
+    revoked: Vec<[u8; 32]>,
+}
+
+impl Trust {
+    async fn fetch(api: &Api) -> Result<Trust, String> {
+        let public = |path: &'static str| async move {
+            api.public(path)
+                .await
+                .map_err(|e| format!("{path}: {}", e.message))
+        };
+        let signer =
+            String::from_utf8(public("/signer").await?).map_err(|_| "/signer is not PEM")?;
+        Ok(Trust {
+            mr_signer: mse_attest::signer::mr_signer_from_pem(&signer)
+                .map_err(|e| e.to_string())?,
+            simulation_ca: mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
+                .map_err(|e| format!("/simulation-ca: {e}"))?,
+            revoked: mse_attest::verify::parse_revoked(&public("/simulation-revoked").await?)
+                .map_err(|e| format!("/simulation-revoked: {e}"))?,
+        })
+    }
+
+    /// The checks of evidence expected to carry `fingerprint`, simulated
+    /// evidence included when `allow_simulation`.
+    fn policy(&self, fingerprint: [u8; 32], allow_simulation: bool) -> mse_attest::verify::Policy {
+        mse_attest::verify::Policy {
+            mr_signer: Some(self.mr_signer),
+            mr_enclave: Some(fingerprint),
+            allow_simulation,
+            simulation_ca: Some(self.simulation_ca.clone()),
+            simulation_revoked: Some(self.revoked.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether `cert_der` is another replica of this service: its evidence
+/// verifies, carries this service's measurement and comes from the same
+/// kind of TEE (a simulated replica gets nothing from a hardware one).
+async fn verify_replica(service: &Service, api: &Api, cert_der: &[u8]) -> Result<(), String> {
+    let trust = Trust::fetch(api).await?;
+    let checks = trust.policy(service.measurement, service.tee == Tee::Simulation);
+    let now = Utc::now();
+    let verification = mse_attest::verify::verify_certificate_with(
+        cert_der,
+        &checks,
+        endorsements(cert_der, now).as_ref().map_err(String::as_str),
+        now,
+    );
+    if !verification.verified {
+        return Err(format!(
+            "its evidence does not verify as this key service's: {}",
+            verification.failures().join("; ")
+        ));
+    }
+    if verification.tee != Some(service.tee) {
+        return Err(format!(
+            "it runs in {}, this replica in {}",
+            verification.tee.map_or("no TEE", |t| t.as_str()),
+            service.tee.as_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Asks `replica` for the root key over TLS where each side shows its
+/// RA-TLS certificate and verifies the other's.
+async fn handover_from(service: &Service, api: &Api, replica: &Replica) -> Result<RootKey, String> {
+    let addr: std::net::SocketAddr = replica
+        .addr
+        .parse()
+        .map_err(|_| format!("its address `{}` is not IP:port", replica.addr))?;
+    let cert_der = node_certificate(addr, &replica.domain).await?;
+    verify_replica(service, api, &cert_der).await?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(service.identity.1.as_bytes())
+        .map_err(|e| format!("this replica's RA-TLS key: {e}"))?;
+    let tls = mse_attest::pin::client_config_with_identity(
+        &cert_der,
+        &service.identity.0,
+        key,
+        mse_attest::tls::HTTP1,
+    )
+    .map_err(|e| format!("this replica's RA-TLS certificate: {e}"))?;
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .resolve(&replica.domain, addr)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the TLS client: {e}"))?;
+    let response = http
+        .post(format!(
+            "https://{}:{}/handover",
+            replica.domain,
+            addr.port()
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach it: {e}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let why = response
+            .json::<mse_api::error::ErrorBody>()
+            .await
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        return Err(format!("it refused ({status}): {why}"));
+    }
+    let handover: Handover = response
+        .json()
+        .await
+        .map_err(|e| format!("its answer: {e}"))?;
+    let bytes: [u8; 32] = hex::decode(&handover.root_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("its answer holds no root key")?;
+    Ok(RootKey::from_bytes(bytes))
+}
+
+/// `POST /handover`: the root key, to a client that showed the RA-TLS
+/// certificate of another replica of this service.
+async fn hand_over(service: &Service, peer: Option<&[u8]>) -> Result<Handover, Refused> {
+    let root = service.root()?;
+    let Some(api) = &service.api else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this key service has no replicas".into(),
+        ));
+    };
+    let peer = peer.ok_or_else(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "only a replica of this key service, showing its RA-TLS certificate, gets the root key"
+                .to_string(),
+        )
+    })?;
+    verify_replica(service, api, peer).await.map_err(|why| {
+        (
+            StatusCode::FORBIDDEN,
+            format!("not a replica of this key service: {why}"),
+        )
+    })?;
+    eprintln!("key service: handed the root key to another replica of this service");
+    Ok(Handover {
+        root_key: hex::encode(root.as_bytes()),
+    })
 }
 
 async fn start(
@@ -264,7 +558,6 @@ async fn start(
     create_private_dir(&launch.work_dir).map_err(|e| {
         Failure::Invalid(format!("cannot create {}: {e}", launch.work_dir.display()))
     })?;
-    let root = root_key(&launch.work_dir)?;
     let measurement = own_measurement()?;
     let provider = crate::node::prepare::quote_provider(&launch.quotes, measurement)?;
     let ratls = mse_attest::ratls::create(
@@ -275,8 +568,16 @@ async fn start(
         Utc::now(),
     )
     .map_err(|e| Failure::Error(format!("cannot create the RA-TLS certificate: {e}")))?;
-    let tls = crate::node::handover::server_config(&ratls.cert_der, &ratls.key_pem)
-        .map_err(|e| Failure::Error(format!("{e:#}")))?;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(ratls.key_pem.as_bytes())
+        .map_err(|e| Failure::Error(format!("the RA-TLS key: {e}")))?;
+    let tls = mse_attest::pin::server_config_asking_client_cert(
+        vec![rustls::pki_types::CertificateDer::from(
+            ratls.cert_der.clone(),
+        )],
+        key,
+        mse_attest::tls::HTTP1,
+    )
+    .map_err(|e| Failure::Error(format!("the RA-TLS certificate: {e}")))?;
     let listener = tokio::net::TcpListener::bind(launch.listen)
         .await
         .map_err(|e| Failure::Error(format!("cannot listen on {}: {e}", launch.listen)))?;
@@ -293,7 +594,10 @@ async fn start(
         Arc::new(tls),
         Arc::new(Service {
             measurement,
-            root,
+            tee: launch.quotes.tee(),
+            root: std::sync::OnceLock::new(),
+            dir: launch.work_dir.clone(),
+            identity: (ratls.cert_der, zeroize::Zeroizing::new(ratls.key_pem)),
             api,
         }),
     ))
@@ -324,7 +628,14 @@ async fn serve(listener: tokio::net::TcpListener, tls: Arc<ServerConfig>, servic
             else {
                 return;
             };
-            let handler = hyper::service::service_fn(move |req| handle(req, service.clone()));
+            let peer: Option<Arc<[u8]>> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| Arc::from(cert.as_ref()));
+            let handler =
+                hyper::service::service_fn(move |req| handle(req, service.clone(), peer.clone()));
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(false)
                 .timer(TokioTimer::new())
@@ -349,6 +660,7 @@ fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes
 async fn handle(
     req: Request<Incoming>,
     service: Arc<Service>,
+    peer: Option<Arc<[u8]>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/") => json(
@@ -362,6 +674,13 @@ async fn handle(
             Ok(answer) => json(StatusCode::OK, &answer),
             Err((status, message)) => {
                 eprintln!("key service: provisioning refused ({status}): {message}");
+                json(status, &mse_api::error::ErrorBody::new(message))
+            }
+        },
+        (&Method::POST, "/handover") => match hand_over(&service, peer.as_deref()).await {
+            Ok(answer) => json(StatusCode::OK, &answer),
+            Err((status, message)) => {
+                eprintln!("key service: hand-over refused ({status}): {message}");
                 json(status, &mse_api::error::ErrorBody::new(message))
             }
         },
@@ -405,6 +724,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
             "this key service keeps nothing: no platform API runs beside its node".into(),
         ));
     };
+    let root = service.root()?;
     let signed: SignedPolicy =
         serde_json::from_value(request.policy.clone()).map_err(|e| bad(format!("policy: {e}")))?;
     let policy = signed.verify().map_err(|e| bad(e.to_string()))?;
@@ -452,7 +772,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
     let name = record_name(&app);
     let unavailable = |e: ApiFailure| (StatusCode::BAD_GATEWAY, e.message);
     if let Some(sealed) = api.record(&name).await.map_err(unavailable)? {
-        let held = KeptRecord::open(&service.root, &name, &sealed).map_err(|e| {
+        let held = KeptRecord::open(root, &name, &sealed).map_err(|e| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("{e}: the store's record was changed"),
@@ -471,7 +791,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         ssl_private_key: request.ssl_private_key.clone(),
         app_secrets: request.app_secrets.clone(),
     };
-    api.put_record(&name, &record.seal(&service.root, &name))
+    api.put_record(&name, &record.seal(root, &name))
         .await
         .map_err(unavailable)?;
     eprintln!(
@@ -524,6 +844,16 @@ async fn release_loop(service: Arc<Service>) {
             }
         };
         attempts.retain(|id, _| pending.iter().any(|p| &p.app_id == id));
+        if pending.is_empty() || service.root.get().is_none() {
+            continue;
+        }
+        let trust = match Trust::fetch(api).await {
+            Ok(trust) => trust,
+            Err(why) => {
+                eprintln!("key service: cannot read what evidence is checked against: {why}");
+                continue;
+            }
+        };
         for app in &pending {
             let tried = attempts.get(&app.app_id).copied();
             if let Some((last, n)) = tried {
@@ -534,7 +864,7 @@ async fn release_loop(service: Arc<Service>) {
             }
             let n = tried.map_or(0, |(_, n)| n) + 1;
             attempts.insert(app.app_id.clone(), (tokio::time::Instant::now(), n));
-            match release(&service, api, app).await {
+            match release(&service, api, &trust, app).await {
                 Ok(version) => {
                     eprintln!(
                         "key service: released the keys of app {} to node {} (policy version \
@@ -561,7 +891,13 @@ async fn release_loop(service: Arc<Service>) {
 /// Releases the keys kept for `app`'s name to its node once the node's
 /// evidence verifies and the owner's policy admits it; the policy version
 /// that did, or why not.
-async fn release(service: &Service, api: &Api, app: &PendingRelease) -> Result<u64, String> {
+async fn release(
+    service: &Service,
+    api: &Api,
+    trust: &Trust,
+    app: &PendingRelease,
+) -> Result<u64, String> {
+    let root = service.root().map_err(|(_, why)| why)?;
     let name = record_name(&AppName {
         owner: app.owner.clone(),
         project: app.project.clone(),
@@ -572,7 +908,7 @@ async fn release(service: &Service, api: &Api, app: &PendingRelease) -> Result<u
         .await
         .map_err(|e| e.message)?
         .ok_or("the key service keeps no keys for this app name")?;
-    let record = KeptRecord::open(&service.root, &name, &sealed)
+    let record = KeptRecord::open(root, &name, &sealed)
         .map_err(|e| format!("{e}: the store's record was changed"))?;
     if record.app_id != app.app_id {
         return Err(format!(
@@ -586,17 +922,6 @@ async fn release(service: &Service, api: &Api, app: &PendingRelease) -> Result<u
         .parse()
         .map_err(|_| format!("the node's address `{}` is not IP:port", app.node_addr))?;
     let cert_der = node_certificate(addr, &app.config_domain).await?;
-    let public = |path: &'static str| async move {
-        api.public(path)
-            .await
-            .map_err(|e| format!("{path}: {}", e.message))
-    };
-    let signer = String::from_utf8(public("/signer").await?).map_err(|_| "/signer is not PEM")?;
-    let simulation_ca = mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
-        .map_err(|e| format!("/simulation-ca: {e}"))?;
-    let revoked = mse_attest::verify::parse_revoked(&public("/simulation-revoked").await?)
-        .map_err(|e| format!("/simulation-revoked: {e}"))?;
-    let mr_signer = mse_attest::signer::mr_signer_from_pem(&signer).map_err(|e| e.to_string())?;
     let now = Utc::now();
     let endorsements = endorsements(&cert_der, now);
     let mut failures = Vec::new();
@@ -607,16 +932,11 @@ async fn release(service: &Service, api: &Api, app: &PendingRelease) -> Result<u
         let Some(fingerprint) = mse_keys::policy::parse_fingerprint(fingerprint) else {
             continue;
         };
+        // Simulated evidence is checked like any (the platform's CA, its
+        // revoked keys); whether the policy admits it is `admit`'s.
         let checks = mse_attest::verify::Policy {
-            mr_signer: Some(mr_signer),
-            mr_enclave: Some(fingerprint),
             accepted_tcb: policy.tcb_statuses.clone(),
-            // Simulated evidence is checked like any (the platform's CA,
-            // its revoked keys); whether the policy admits it is `admit`'s.
-            allow_simulation: true,
-            simulation_ca: Some(simulation_ca.clone()),
-            simulation_revoked: Some(revoked.clone()),
-            ..Default::default()
+            ..trust.policy(fingerprint, true)
         };
         let verification = mse_attest::verify::verify_certificate_with(
             &cert_der,
@@ -710,6 +1030,7 @@ async fn configure(
         code_secret_key: record.code_secret_key.clone(),
         ssl_private_key: record.ssl_private_key.clone(),
         app_secrets: record.app_secrets.clone(),
+        storage_key: None,
     };
     let url = format!("https://{domain}:{}/", addr.port());
     let response = http

@@ -800,11 +800,16 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
                 format!("http://{}", std::net::SocketAddr::new(ip, addr.port()))
             });
         let config = runner.key_service_config(&mse_api::keys::domain(&args.base_domain), api_url);
-        let store = runner.store().clone();
-        let routes = runner.routes();
+        let registry = std::sync::Arc::new(mse_server::roles::key_service::LocalRegistry {
+            store: runner.store().clone(),
+            routes: runner.routes(),
+            domain: config.domain.clone(),
+            node_id: config.node_id.clone(),
+            tee: config.quotes.tee(),
+        });
         let stopped = until_stopped(stopped.clone());
         tokio::spawn(mse_server::roles::key_service::supervise(
-            config, store, routes, stopped,
+            config, registry, stopped,
         ))
     });
     let node = roles.node.then(|| {

@@ -244,6 +244,7 @@ pub async fn join(
         config_timeout_secs: state.node_options.config_timeout_secs,
         sandbox: state.node_options.sandbox.as_arg().to_string(),
         capacity: Some(capacity),
+        key_service: Some(mse_api::keys::domain(&state.base_domain)),
     }))
 }
 

@@ -7,24 +7,36 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
 use mse_api::keys::{
-    KeyServiceInfo, PendingRelease, Released, SealedRecord, Ticket, TicketInfo, MAX_SEALED,
+    KeyServiceInfo, PendingRelease, Released, Replica, ReplicaInfo, ReplicaStarted, RootCheck,
+    SealedRecord, Ticket, TicketInfo, MAX_SEALED,
 };
 use serde::Deserialize;
 
 use crate::state::auth::token_hash;
 use crate::state::{now, ApiError, ApiResult, Caller, Shared};
 
-/// `GET /keys`: the key service's domain, measurement, TEE and node, and
-/// whether it runs now.
+/// `GET /keys`: the key service's domain, measurement, TEE and node (its
+/// leader's), and whether it runs now.
 pub async fn info(State(state): State<Shared>) -> ApiResult<Json<KeyServiceInfo>> {
     let domain = mse_api::keys::domain(&state.base_domain);
-    Ok(Json(match state.store.key_service(now()).await? {
+    let platform = state.store.root_check().await?;
+    let replicas = state.store.key_replicas(now()).await?;
+    let listed = replicas
+        .iter()
+        .map(|r| ReplicaInfo {
+            node: r.node_id.clone(),
+            live: r.live,
+            holds_root: platform.is_some() && r.root_check == platform,
+        })
+        .collect();
+    Ok(Json(match replicas.into_iter().next() {
         Some(row) => KeyServiceInfo {
             domain,
             measurement: Some(row.measurement),
             tee: Some(row.tee),
             node: Some(row.node_id),
             running: row.live,
+            replicas: listed,
         },
         None => KeyServiceInfo {
             domain,
@@ -32,6 +44,7 @@ pub async fn info(State(state): State<Shared>) -> ApiResult<Json<KeyServiceInfo>
             tee: None,
             node: None,
             running: false,
+            replicas: listed,
         },
     }))
 }
@@ -67,8 +80,9 @@ pub async fn keep_running(
     Ok(Json(Ticket { ticket, expires_at }))
 }
 
-/// The key service making a call, by the credential its node gave it.
-pub struct ServiceCaller;
+/// A replica of the key service making a call, by the credential its node
+/// gave it: the node that runs it.
+pub struct ServiceCaller(pub String);
 
 impl FromRequestParts<Shared> for ServiceCaller {
     type Rejection = ApiError;
@@ -82,15 +96,12 @@ impl FromRequestParts<Shared> for ServiceCaller {
             .and_then(crate::state::auth::bearer_token)
             .filter(|c| c.starts_with(CREDENTIAL_PREFIX))
             .ok_or_else(missing)?;
-        if state
+        state
             .store
-            .is_key_service_credential(&token_hash(credential))
+            .key_service_by_credential(&token_hash(credential))
             .await?
-        {
-            Ok(ServiceCaller)
-        } else {
-            Err(missing())
-        }
+            .map(ServiceCaller)
+            .ok_or_else(missing)
     }
 }
 
@@ -173,8 +184,13 @@ pub async fn put_record(
 /// service is to release, with the hosts the platform revoked.
 pub async fn pending(
     State(state): State<Shared>,
-    _service: ServiceCaller,
+    ServiceCaller(node): ServiceCaller,
 ) -> ApiResult<Json<Vec<PendingRelease>>> {
+    // The leader releases; the other replicas wait to take over.
+    let leader = state.store.key_service(now()).await?;
+    if leader.is_none_or(|l| l.node_id != node) {
+        return Ok(Json(Vec::new()));
+    }
     let revoked: Vec<String> = crate::data::quote_keys::revoked_nodes(&state.store)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
@@ -203,5 +219,102 @@ pub async fn released(
     };
     let note: String = note.chars().take(1024).collect();
     state.store.note_rescheduled(&body.app_id, &note).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /keys/root`: the check value of the platform's root key, if a
+/// replica made it.
+pub async fn root(
+    State(state): State<Shared>,
+    _service: ServiceCaller,
+) -> ApiResult<Json<RootCheck>> {
+    Ok(Json(RootCheck {
+        check: state.store.root_check().await?,
+    }))
+}
+
+/// `POST /keys/root`: the calling replica holds the root key of this check
+/// value (the platform's from now on, when it had none).
+pub async fn claim_root(
+    State(state): State<Shared>,
+    ServiceCaller(node): ServiceCaller,
+    Json(body): Json<RootCheck>,
+) -> ApiResult<Json<RootCheck>> {
+    let check = body
+        .check
+        .filter(|c| c.len() == 16 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| ApiError::bad_request("check: 16 hex digits"))?;
+    match state.store.claim_root(&node, &check, now()).await {
+        Ok(()) => Ok(Json(RootCheck { check: Some(check) })),
+        Err(crate::store::keys::RootClaimError::Store(e)) => Err(e.into()),
+        Err(other) => Err(ApiError::conflict(other.to_string())),
+    }
+}
+
+/// `GET /keys/replicas`: the other live replicas holding the platform's
+/// root key, the leader first.
+pub async fn replicas(
+    State(state): State<Shared>,
+    ServiceCaller(node): ServiceCaller,
+) -> ApiResult<Json<Vec<Replica>>> {
+    let platform = state.store.root_check().await?;
+    let replicas = state
+        .store
+        .key_replicas(now())
+        .await?
+        .into_iter()
+        .filter(|r| r.live && r.node_id != node && platform.is_some() && r.root_check == platform)
+        .map(|r| Replica {
+            node: r.node_id,
+            addr: r.addr,
+            domain: r.domain,
+        })
+        .collect();
+    Ok(Json(replicas))
+}
+
+/// `POST /nodes/key-service`: the calling host runs a replica of the key
+/// service, on the port it says of the address the platform knows it by.
+pub async fn host_replica_started(
+    State(state): State<Shared>,
+    super::hosts::NodeCaller(node): super::hosts::NodeCaller,
+    Json(body): Json<ReplicaStarted>,
+) -> ApiResult<axum::http::StatusCode> {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(&body.measurement, 64) || !hex(&body.credential_hash, 64) || body.port == 0 {
+        return Err(ApiError::bad_request(
+            "a replica: port (1-65535), measurement and credential_hash (64 hex digits each)",
+        ));
+    }
+    let address = node
+        .address
+        .as_deref()
+        .ok_or_else(|| ApiError::conflict("this node has no address the proxy reaches"))?;
+    let addr = std::net::SocketAddr::new(
+        address
+            .parse()
+            .map_err(|_| ApiError::conflict("this node's address is not an IP"))?,
+        body.port,
+    )
+    .to_string();
+    let domain = mse_api::keys::domain(&state.base_domain);
+    let started = crate::store::keys::StartedService {
+        domain: &domain,
+        node_id: &node.id,
+        addr: &addr,
+        measurement: &body.measurement,
+        tee: node.tee,
+        credential_hash: Some(&body.credential_hash),
+    };
+    state.store.set_key_service(&started, now()).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /nodes/key-service`: the calling host's replica ended.
+pub async fn host_replica_ended(
+    State(state): State<Shared>,
+    super::hosts::NodeCaller(node): super::hosts::NodeCaller,
+) -> ApiResult<axum::http::StatusCode> {
+    state.store.clear_key_service(&node.id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

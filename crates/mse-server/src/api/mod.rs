@@ -193,6 +193,10 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/nodes/events", "A status event of an app placed on the calling host (node credential)", hosts::event)
             .token()
             .json(object(&[("app", text()), ("event", json!({"type": "object"}))], &[])),
+        op(post.clone(), "/nodes/key-service", "The calling host runs a replica of the key service on this port (node credential)", keys::host_replica_started)
+            .token()
+            .json(object(&[("port", json!({"type": "integer", "minimum": 1, "maximum": 65535})), ("measurement", text()), ("credential_hash", text())], &[])),
+        op(delete.clone(), "/nodes/key-service", "The calling host's replica of the key service ended (node credential)", keys::host_replica_ended).token(),
         op(post.clone(), "/nodes/logs/{app}", "The next bytes of an app's log (node credential)", hosts::logs)
             .token()
             .bytes(mse_api::node::MAX_LOG_CHUNK)
@@ -280,6 +284,11 @@ pub fn operations() -> Vec<Operation> {
         op(put.clone(), "/keys/record", "Store a record of the key service, sealed under its root key (the key service's credential)", keys::put_record)
             .token()
             .json(object(&[("name", text()), ("sealed", text())], &[])),
+        op(get.clone(), "/keys/root", "The check value of the platform's root key, if a replica made it (the key service's credential)", keys::root).token(),
+        op(post.clone(), "/keys/root", "The calling replica holds the root key of this check value (the key service's credential)", keys::claim_root)
+            .token()
+            .json(object(&[("check", text())], &[])),
+        op(get.clone(), "/keys/replicas", "The other live replicas holding the platform's root key, the leader first (the key service's credential)", keys::replicas).token(),
         op(get, "/apps/{id}/logs", "The last 64 kB of the app's log (text)", apps::logs).token(),
     ]
 }

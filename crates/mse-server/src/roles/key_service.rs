@@ -1,8 +1,10 @@
-//! The key service on this node (docs/keys.md): started by the platform by
-//! itself, no flag needed — `mse-run --key-service` in the nodes' folder,
-//! attested like a node — recorded in the store (where it listens, its
-//! measurement) once it runs, routed by the proxy at `keys.<base domain>`,
-//! and started again when it ends.
+//! A replica of the key service on this node (docs/keys.md): started by
+//! the platform by itself on every node — the platform's own and each
+//! node host — no flag needed: `mse-run --key-service` in the nodes'
+//! folder, attested like a node, recorded (where it listens, its
+//! measurement) once it runs — in the store on the platform's machine,
+//! through the node protocol on a node host — routed by the proxy at
+//! `keys.<base domain>` while it leads, and started again when it ends.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,6 +20,7 @@ use mse_api::tee::Tee;
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::domain::routing::{Route, RouteMode, KEY_SERVICE_ROUTE};
+use crate::state::backend::BoxFuture;
 use crate::state::{now, Routes};
 use crate::store::Store;
 
@@ -42,17 +45,89 @@ pub struct KeyServiceConfig {
     pub node_id: String,
     /// The address it listens on (a port of its own choosing).
     pub listen_ip: std::net::IpAddr,
-    /// The API it keeps its records with (`http://…`), when one runs
-    /// beside this node.
+    /// The API it keeps its records with (`http://…` beside the platform,
+    /// `https://…` from a node host), if any.
     pub api_url: Option<String>,
+    /// With an `https` API: SHA-256 (hex) of the only CA it trusts.
+    pub api_ca_sha256: Option<String>,
+}
+
+/// Where a node records the replica it runs.
+pub trait Registry: Send + Sync {
+    /// The replica listens on `addr` with `measurement`, and calls the API
+    /// with the credential hashing to `credential_hash`.
+    fn started<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        measurement: &'a str,
+        credential_hash: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// The replica ended.
+    fn ended(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The platform's own node: the store and the proxy's routes of this
+/// process.
+pub struct LocalRegistry {
+    /// The store.
+    pub store: Store,
+    /// The proxy's routes.
+    pub routes: Arc<Routes>,
+    /// The service's domain.
+    pub domain: String,
+    /// The node that runs it.
+    pub node_id: String,
+    /// Its node's TEE.
+    pub tee: Tee,
+}
+
+impl Registry for LocalRegistry {
+    fn started<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        measurement: &'a str,
+        credential_hash: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let listen = addr.to_string();
+            let started = crate::store::keys::StartedService {
+                domain: &self.domain,
+                node_id: &self.node_id,
+                addr: &listen,
+                measurement,
+                tee: self.tee,
+                credential_hash: Some(credential_hash),
+            };
+            self.store
+                .set_key_service(&started, now())
+                .await
+                .context("cannot record the key service")?;
+            self.routes.set(
+                &self.domain,
+                Route {
+                    addr,
+                    mode: RouteMode::Passthrough,
+                    app_id: KEY_SERVICE_ROUTE.into(),
+                    remote: false,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn ended(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.routes.remove_app(KEY_SERVICE_ROUTE);
+            let _ = self.store.clear_key_service(&self.node_id).await;
+        })
+    }
 }
 
 /// Runs the key service until `shutdown` resolves, starting it again (after
 /// a pause that grows to 30 s) whenever it ends.
 pub async fn supervise(
     config: KeyServiceConfig,
-    store: Store,
-    routes: Arc<Routes>,
+    registry: Arc<dyn Registry>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     if config.quotes.tee() == Tee::Sgx {
@@ -65,14 +140,13 @@ pub async fn supervise(
         let started = tokio::time::Instant::now();
         tokio::select! {
             () = &mut shutdown => break,
-            outcome = run_once(&config, &store, &routes) => {
+            outcome = run_once(&config, registry.as_ref()) => {
                 if let Err(e) = outcome {
                     eprintln!("key service: {e:#}");
                 }
             }
         }
-        routes.remove_app(KEY_SERVICE_ROUTE);
-        let _ = store.clear_key_service(&config.node_id).await;
+        registry.ended().await;
         if started.elapsed() > MAX_BACKOFF {
             backoff = Duration::from_secs(1);
         }
@@ -82,12 +156,11 @@ pub async fn supervise(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    routes.remove_app(KEY_SERVICE_ROUTE);
-    let _ = store.clear_key_service(&config.node_id).await;
+    registry.ended().await;
 }
 
 /// Starts the service once and follows it until it ends.
-async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> anyhow::Result<()> {
+async fn run_once(config: &KeyServiceConfig, registry: &dyn Registry) -> anyhow::Result<()> {
     crate::data::dir::create_private_dir(&config.dir)?;
     // A new credential at each start: the one of a service that ended
     // opens nothing once this one is recorded.
@@ -110,6 +183,7 @@ async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> 
         api: config.api_url.as_ref().map(|url| mse_api::keys::ApiAccess {
             url: url.clone(),
             credential: credential_file.clone(),
+            ca_sha256: config.api_ca_sha256.clone(),
         }),
     };
     let launch_file = config.dir.join(LAUNCH_FILE);
@@ -145,27 +219,9 @@ async fn run_once(config: &KeyServiceConfig, store: &Store, routes: &Routes) -> 
                 let Ok(addr) = listen.parse() else {
                     continue;
                 };
-                let started = crate::store::keys::StartedService {
-                    domain: &config.domain,
-                    node_id: &config.node_id,
-                    addr: listen,
-                    measurement,
-                    tee: config.quotes.tee(),
-                    credential_hash: Some(&credential_hash),
-                };
-                store
-                    .set_key_service(&started, now())
-                    .await
-                    .context("cannot record the key service")?;
-                routes.set(
-                    &config.domain,
-                    Route {
-                        addr,
-                        mode: RouteMode::Passthrough,
-                        app_id: KEY_SERVICE_ROUTE.into(),
-                        remote: false,
-                    },
-                );
+                registry
+                    .started(addr, measurement, &credential_hash)
+                    .await?;
                 eprintln!(
                     "key service: {} at {listen} (measurement {measurement})",
                     config.domain

@@ -179,6 +179,8 @@ struct Host {
     logs_sent: Mutex<HashMap<String, u64>>,
     /// Serializes log sending.
     sending_logs: tokio::sync::Mutex<()>,
+    /// The replica of the key service this host runs, once it joined.
+    key_service: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Runs a node host until `shutdown` resolves: joins, then renews its lease
@@ -229,6 +231,7 @@ pub async fn run(
         pending: Mutex::new(Default::default()),
         logs_sent: Mutex::new(HashMap::new()),
         sending_logs: tokio::sync::Mutex::new(()),
+        key_service: Mutex::new(None),
     });
     let logs = {
         let host = host.clone();
@@ -245,6 +248,10 @@ pub async fn run(
         () = &mut shutdown => Ok(()),
         result = host.clone().serve() => result,
     };
+    if let Some(replica) = host.key_service.lock().ok().and_then(|mut k| k.take()) {
+        // Its process is killed with its task.
+        replica.abort();
+    }
     println!("stopping the apps…");
     host.processes
         .stop_all("the node host stopped", Duration::from_secs(20))
@@ -302,6 +309,9 @@ impl Host {
                     self.settings.capacity.cores
                 );
             }
+            if let Some(domain) = &joined.key_service {
+                self.run_key_service(domain);
+            }
             self.clone().lease(&joined).await;
             // Fenced: nothing runs here that the API may place elsewhere.
             self.processes
@@ -311,6 +321,36 @@ impl Host {
                 *credential = None;
             }
         }
+    }
+
+    /// Starts this host's replica of the key service at `domain`, once.
+    fn run_key_service(self: &Arc<Self>, domain: &str) {
+        let Ok(mut running) = self.key_service.lock() else {
+            return;
+        };
+        if running.is_some() {
+            return;
+        }
+        let config = self.processes.config();
+        let settings = &self.settings;
+        let service = super::key_service::KeyServiceConfig {
+            mse_run: settings.mse_run.clone(),
+            dir: settings.nodes_dir.join(super::process::KEY_SERVICE),
+            quotes: super::process::quotes(config, &settings.tee),
+            domain: domain.to_string(),
+            node_id: settings.name.clone(),
+            listen_ip: settings.advertise,
+            api_url: settings.api.first().cloned(),
+            api_ca_sha256: Some(hex::encode(settings.token.ca_sha256)),
+        };
+        let registry = Arc::new(HostRegistry {
+            link: self.link.clone(),
+        });
+        *running = Some(tokio::spawn(super::key_service::supervise(
+            service,
+            registry,
+            std::future::pending(),
+        )));
     }
 
     async fn join(&self) -> Result<Joined, CallError> {
@@ -586,6 +626,45 @@ impl Host {
         if let Ok(mut m) = self.logs_sent.lock() {
             m.remove(id);
         }
+    }
+}
+
+/// A host's replica of the key service, recorded through the node protocol.
+struct HostRegistry {
+    link: Arc<Link>,
+}
+
+impl super::key_service::Registry for HostRegistry {
+    fn started<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        measurement: &'a str,
+        credential_hash: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let started = mse_api::keys::ReplicaStarted {
+                port: addr.port(),
+                measurement: measurement.to_string(),
+                credential_hash: credential_hash.to_string(),
+            };
+            let request = self
+                .link
+                .client
+                .post(self.link.url("/nodes/key-service"))
+                .json(&started);
+            self.link
+                .send(request)
+                .await
+                .context("cannot record the key service")?;
+            Ok(())
+        })
+    }
+
+    fn ended(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let request = self.link.client.delete(self.link.url("/nodes/key-service"));
+            let _ = self.link.send(request).await;
+        })
     }
 }
 

@@ -215,6 +215,7 @@ impl Runner {
             node_id: self.node_id().to_string(),
             listen_ip: processes.listen_ip,
             api_url,
+            api_ca_sha256: None,
         }
     }
 

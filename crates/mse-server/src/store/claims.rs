@@ -118,23 +118,17 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        // The key service is reached through the proxy like an app.
-        let service = sqlx::query(
-            "SELECT k.domain, k.addr, n.kind AS node_kind FROM key_service k \
-             LEFT JOIN nodes n ON n.id = k.node_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &service {
-            let domain: String = row.try_get("domain")?;
+        // The key service is reached through the proxy like an app: its
+        // leader (docs/keys.md).
+        if let Some(leader) = self.key_service(chrono::Utc::now().timestamp()).await? {
             routed.push(RoutedApp {
                 id: crate::domain::routing::KEY_SERVICE_ROUTE.into(),
-                config_domain: domain.clone(),
-                domain,
-                node_addr: row.try_get("addr")?,
+                config_domain: leader.domain.clone(),
+                domain: leader.domain,
+                node_addr: leader.addr,
                 running: true,
                 operator_tls: false,
-                remote: row.try_get::<Option<String>, _>("node_kind")?.as_deref() == Some("remote"),
+                remote: leader.remote,
             });
         }
         Ok(routed)

@@ -1,15 +1,17 @@
-//! The key service's row (docs/keys.md): where it listens, on which node,
-//! with which measurement. Its node writes it when the service starts and
-//! clears it when the service ends; the API publishes it and the proxy
-//! routes the service's domain by it.
+//! The key service's replicas (docs/keys.md): where each listens, on
+//! which node, with which measurement, and which root key it holds. A node
+//! writes its replica's row when the service starts and clears it when the
+//! service ends; the API publishes the leader (the live replica holding the
+//! root key that started first), the proxy routes the service's domain to
+//! it, and only it releases keys, so that no two replicas release at once.
 
 use sqlx::Row;
 
 use super::rows::{LIVE, RESOURCE_COLUMNS};
 use super::{Store, StoreError};
 
-/// The key service's one row id.
-const ID: &str = "keys";
+/// The root key's one row id.
+const ROOT: &str = "root";
 
 /// What a node says of the key service it started.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +30,7 @@ pub struct StartedService<'a> {
     pub credential_hash: Option<&'a str>,
 }
 
-/// Where the key service runs, as its node last said.
+/// A replica of the key service, as its node last said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyServiceRow {
     /// Its domain.
@@ -45,10 +47,41 @@ pub struct KeyServiceRow {
     pub started_at: i64,
     /// Whether its node's lease is current at the time asked.
     pub live: bool,
+    /// The check value of the root key it holds, once it holds one.
+    pub root_check: Option<String>,
+    /// Whether its node is a remote host.
+    pub remote: bool,
+}
+
+/// Why a replica's root key is not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RootClaimError {
+    /// The platform's root key is another one.
+    #[error(
+        "the platform's root key is {platform}, this replica holds {held}: a replica that holds \
+         another root key keeps nothing (remove its root.key to get the platform's from a \
+         replica, or recover the platform's from its shares)"
+    )]
+    Other {
+        /// The platform's check value.
+        platform: String,
+        /// The replica's.
+        held: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RootClaimError {
+    fn from(e: sqlx::Error) -> Self {
+        RootClaimError::Store(e.into())
+    }
 }
 
 impl Store {
-    /// Records that the key service runs as `started` says.
+    /// Records that a replica of the key service runs as `started` says
+    /// (replacing the row its node had).
     pub async fn set_key_service(
         &self,
         started: &StartedService<'_>,
@@ -64,14 +97,14 @@ impl Store {
         } = *started;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM key_service WHERE id = $1")
-            .bind(ID)
+            .bind(node_id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO key_service (id, domain, node_id, addr, measurement, tee, \
              credential_hash, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(ID)
+        .bind(node_id)
         .bind(domain)
         .bind(node_id)
         .bind(addr)
@@ -85,56 +118,129 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the key service, when `node_id` is the node that ran it.
+    /// Forgets the replica of node `node_id`.
     pub async fn clear_key_service(&self, node_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM key_service WHERE id = $1 AND node_id = $2")
-            .bind(ID)
+        sqlx::query("DELETE FROM key_service WHERE id = $1")
             .bind(node_id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// The key service, if a node runs it or ran it last; `live` when that
-    /// node's lease is current at `now`.
-    pub async fn key_service(&self, now: i64) -> Result<Option<KeyServiceRow>, StoreError> {
-        let row = sqlx::query(
+    /// Every replica, the leader first: live ones before the others, those
+    /// holding the platform's root key first, then the one started first.
+    pub async fn key_replicas(&self, now: i64) -> Result<Vec<KeyServiceRow>, StoreError> {
+        let platform = self.root_check().await?;
+        let rows = sqlx::query(
             "SELECT k.domain, k.node_id, k.addr, k.measurement, k.tee, k.started_at, \
-             n.seen_at, n.lease_secs FROM key_service k \
-             LEFT JOIN nodes n ON n.id = k.node_id WHERE k.id = $1",
+             k.root_check, n.seen_at, n.lease_secs, n.kind AS node_kind FROM key_service k \
+             LEFT JOIN nodes n ON n.id = k.node_id ORDER BY k.started_at, k.node_id",
         )
-        .bind(ID)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let seen_at: Option<i64> = row.try_get("seen_at")?;
-        let lease_secs: Option<i64> = row.try_get("lease_secs")?;
-        let tee: String = row.try_get("tee")?;
-        Ok(Some(KeyServiceRow {
-            domain: row.try_get("domain")?,
-            node_id: row.try_get("node_id")?,
-            addr: row.try_get("addr")?,
-            measurement: row.try_get("measurement")?,
-            tee: mse_api::tee::Tee::from_name(&tee).unwrap_or_default(),
-            started_at: row.try_get("started_at")?,
-            live: matches!((seen_at, lease_secs), (Some(seen), Some(lease)) if seen + lease >= now),
-        }))
+        let mut replicas = rows
+            .iter()
+            .map(|row| {
+                let seen_at: Option<i64> = row.try_get("seen_at")?;
+                let lease_secs: Option<i64> = row.try_get("lease_secs")?;
+                let tee: String = row.try_get("tee")?;
+                Ok(KeyServiceRow {
+                    domain: row.try_get("domain")?,
+                    node_id: row.try_get("node_id")?,
+                    addr: row.try_get("addr")?,
+                    measurement: row.try_get("measurement")?,
+                    tee: mse_api::tee::Tee::from_name(&tee).unwrap_or_default(),
+                    started_at: row.try_get("started_at")?,
+                    live: matches!((seen_at, lease_secs), (Some(seen), Some(lease)) if seen + lease >= now),
+                    root_check: row.try_get("root_check")?,
+                    remote: row.try_get::<Option<String>, _>("node_kind")?.as_deref()
+                        == Some("remote"),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // Stable: within each rank, the one started first stays first.
+        replicas.sort_by_key(|r| {
+            let holds = platform.is_some() && r.root_check == platform;
+            (!r.live, !holds)
+        });
+        Ok(replicas)
+    }
+
+    /// The replica the platform publishes and routes to, and the only one
+    /// that releases keys: the first of [`Store::key_replicas`].
+    pub async fn key_service(&self, now: i64) -> Result<Option<KeyServiceRow>, StoreError> {
+        Ok(self.key_replicas(now).await?.into_iter().next())
+    }
+
+    /// The check value of the platform's root key, once a replica made it.
+    pub async fn root_check(&self) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT check_value FROM key_root WHERE id = $1")
+            .bind(ROOT)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("check_value")).transpose()?)
+    }
+
+    /// Records that the replica of `node_id` holds the root key `check`:
+    /// the platform's from now on when it has none (the first replica to
+    /// say so makes it); refused when the platform's is another one.
+    pub async fn claim_root(
+        &self,
+        node_id: &str,
+        check: &str,
+        now: i64,
+    ) -> Result<(), RootClaimError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT check_value FROM key_root WHERE id = $1")
+            .bind(ROOT)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row
+            .map(|r| r.try_get::<String, _>("check_value"))
+            .transpose()?
+        {
+            Some(platform) if platform != check => {
+                return Err(RootClaimError::Other {
+                    platform,
+                    held: check.to_string(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query(
+                    "INSERT INTO key_root (id, check_value, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(ROOT)
+                .bind(check)
+                .bind(node_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE key_service SET root_check = $1 WHERE id = $2")
+            .bind(check)
+            .bind(node_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 
 /// What the key service keeps and the tickets owners give it.
 impl Store {
-    /// Whether `hash` is the running key service's credential.
-    pub async fn is_key_service_credential(&self, hash: &str) -> Result<bool, StoreError> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM key_service WHERE id = $1 AND credential_hash = $2")
-                .bind(ID)
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.is_some())
+    /// The node whose running replica's credential hashes to `hash`.
+    pub async fn key_service_by_credential(
+        &self,
+        hash: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT node_id FROM key_service WHERE credential_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("node_id")).transpose()?)
     }
 
     /// The sealed record `name`, if the service stored one.
