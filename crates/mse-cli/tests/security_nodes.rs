@@ -501,7 +501,11 @@ fn a_node_killed_with_sigkill_leaves_no_plaintext_behind() {
         .filter_map(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            path.ends_with(&format!("/mse/{id}")).then(|| {
+            // `mse/<uuid>-<hash of the node's folder>`.
+            let ours = path.rsplit_once('/').is_some_and(|(parent, last)| {
+                parent.ends_with("/mse") && last.starts_with(&format!("{id}-"))
+            });
+            ours.then(|| {
                 Path::new("/sys/fs/cgroup")
                     .join(controllers)
                     .join(path.trim_start_matches('/'))

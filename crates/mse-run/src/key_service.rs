@@ -1030,7 +1030,6 @@ async fn configure(
         code_secret_key: record.code_secret_key.clone(),
         ssl_private_key: record.ssl_private_key.clone(),
         app_secrets: record.app_secrets.clone(),
-        storage_key: None,
     };
     let url = format!("https://{domain}:{}/", addr.port());
     let response = http

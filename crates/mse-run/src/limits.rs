@@ -347,6 +347,22 @@ impl Cgroup {
     }
 }
 
+/// The name of the cgroup of app `uuid`'s node whose folder is `work_dir`:
+/// the uuid (hashed unless it is plain letters, digits and `-`) and a hash
+/// of the folder, so that two nodes of one app on one kernel (a host that
+/// fenced itself and the host the app moved to, in network namespaces of
+/// one machine) never share, nor remove, each other's cgroup.
+pub fn cgroup_name(uuid: &str, work_dir: &Path) -> String {
+    use sha2::{Digest as _, Sha256};
+    let app = if !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        uuid.to_string()
+    } else {
+        hex::encode(&Sha256::digest(uuid.as_bytes())[..16])
+    };
+    let folder = Sha256::digest(work_dir.as_os_str().as_encoded_bytes());
+    format!("{app}-{}", hex::encode(&folder[..6]))
+}
+
 /// Removes what a node that could not clean up (killed with SIGKILL) left
 /// of app `name`'s cgroup, killing anything still in it. For the process
 /// that started the node: the node's cgroups are below this process's own.

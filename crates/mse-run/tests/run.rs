@@ -1343,7 +1343,11 @@ fn cgroup_dirs_of(pid: u32, name: &str) -> Vec<PathBuf> {
         .filter_map(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-            if !path.ends_with(&format!("/mse/{name}")) {
+            // `mse/<uuid>-<hash of the node's folder>`.
+            let ours = path.rsplit_once('/').is_some_and(|(parent, last)| {
+                parent.ends_with("/mse") && last.starts_with(&format!("{name}-"))
+            });
+            if !ours {
                 return None;
             }
             let mount = if controllers.is_empty() {

@@ -320,7 +320,7 @@ pub(super) async fn prepare(launch: &Launch, now: DateTime<Utc>) -> Result<Prepa
         launch.limits.memory_mb.map(|mb| mb.get()),
         launch.limits.cores.map(|cores| cores.get()),
     );
-    let mut limits = app_limits(&app.uuid, asked);
+    let mut limits = app_limits(&app.uuid, &launch.node.work_dir, asked);
     // The home and the temporary folder hold at most their share of bytes.
     if let (Some(mb), limits::Applied::Limited(_)) = (asked.disk_mb, &limits) {
         for dir in [&dirs.home, &dirs.tmp] {
@@ -388,17 +388,15 @@ fn evidence(
 
 /// The app's cgroup with the limits the launch asks for, or why it runs
 /// without.
-fn app_limits(uuid: &str, asked: limits::Limits) -> limits::Applied {
+fn app_limits(uuid: &str, work_dir: &Path, asked: limits::Limits) -> limits::Applied {
     if asked.is_empty() {
         return limits::Applied::NotAsked;
     }
-    // The uuid names the cgroup folder when it is a plain one.
-    let name = if !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        uuid.to_string()
-    } else {
-        hex::encode(&Sha256::digest(uuid.as_bytes())[..16])
-    };
-    limits::apply(asked, &name, limits::detect())
+    limits::apply(
+        asked,
+        &limits::cgroup_name(uuid, work_dir),
+        limits::detect(),
+    )
 }
 
 /// How to confine this app, from what the kernel and this process offer.

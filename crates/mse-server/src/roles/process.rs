@@ -276,7 +276,10 @@ impl NodeProcesses {
             // in the logs folder until the app is removed.
             remove_node_dir(&processes.node_dir(&id));
             // The app's cgroup, which a node killed with SIGKILL leaves.
-            mse_run::limits::remove_leftover(&id);
+            mse_run::limits::remove_leftover(&mse_run::limits::cgroup_name(
+                &id,
+                &processes.node_dir(&id),
+            ));
             if let Ok(mut pids) = processes.inner.pids.lock() {
                 pids.remove(&id);
             }
@@ -589,7 +592,7 @@ impl NodeProcesses {
                 let _ = std::fs::rename(&left, &log);
             }
             remove_node_dir(&entry.path());
-            mse_run::limits::remove_leftover(&id);
+            mse_run::limits::remove_leftover(&mse_run::limits::cgroup_name(&id, &entry.path()));
         }
     }
 }
