@@ -382,11 +382,22 @@ pub struct NodeHost {
     /// nothing until an admin allows it (`POST /nodes/{node}/allow`).
     #[serde(default)]
     pub barred: bool,
+    /// Whether an admin drained it (`POST /nodes/{node}/drain`): nothing
+    /// new is placed on it and the apps the key service keeps moved off it.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Names under `/nodes/` that are routes, never a node's name.
-pub const RESERVED_NODE_NAMES: [&str; 7] = [
-    "tokens", "join", "lease", "catalog", "packages", "events", "logs",
+pub const RESERVED_NODE_NAMES: [&str; 8] = [
+    "tokens",
+    "join",
+    "lease",
+    "catalog",
+    "packages",
+    "events",
+    "logs",
+    "key-service",
 ];
 
 /// Checks a node id as a host name (RFC 1123): dot-separated labels of 1

@@ -432,8 +432,61 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
             "{what} in the platform's output"
         );
     }
+
+    // n1 is back; n2 is drained: the kept app moves back to n1 (keys
+    // released again), the other app stays on n2, and nothing new lands
+    // there.
+    network.restore("n1");
+    wait::until("n1 live again", Duration::from_secs(30), || {
+        live(platform, "n1").then_some(())
+    });
+    let (status, drained) = platform.post(&platform.admin, "/nodes/n2/drain", Value::Null);
+    assert_eq!(status, 200, "{drained}");
+    assert_eq!(drained["moved"], json!([id]), "{drained}");
+    assert_eq!(drained["staying"], json!([other["uuid"]]), "{drained}");
+    let moved = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
+        a["status"] == "running" && a["node"] == "n1"
+    });
+    let note = moved["rescheduled"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("rescheduled from n2: node drained"),
+        "{moved}"
+    );
+    assert_eq!(node(&nodes(platform), "n2").unwrap()["draining"], true);
+    let (status, body) = https_get(
+        pinned(&served_pem(&domain, platform)),
+        &domain,
+        proxy_port(platform),
+        "/greeting",
+    );
+    assert_eq!(status, 200, "{body}");
+    wait::until(
+        "n2 stops the app that moved",
+        Duration::from_secs(20),
+        || {
+            processes_naming(&format!("/{id}/launch.json"))
+                .len()
+                .eq(&1)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        platform.app(&platform.admin, other["uuid"].as_str().unwrap())["status"],
+        "running"
+    );
+    let next = deploy(platform, &ctx, "next");
+    assert_eq!(
+        platform.app(&platform.admin, next["uuid"].as_str().unwrap())["node"],
+        "n1"
+    );
     drop(n1);
     drop(n2);
+}
+
+/// The certificate `domain` serves through the proxy, PEM.
+fn served_pem(domain: &str, platform: &Platform) -> String {
+    let der = served_certificate(domain, proxy_port(platform));
+    mse_attest::ratls::der_to_pem(&der)
 }
 
 /// The code key `mse deploy` saved in the app's context.

@@ -207,6 +207,8 @@ pub fn operations() -> Vec<Operation> {
             .json(object(&[("name", text())], &[("admin", json!({"type": "boolean"}))])),
         op(post.clone(), "/nodes/{node}/revoke", "Revoke a node host: its quote keys stop verifying; a remote host is fenced (lease and credential end, apps on_error), gets no app and cannot join until allowed (admin)", nodes::revoke).token(),
         op(post.clone(), "/nodes/{node}/allow", "Let a revoked node host's name join again (admin)", nodes::allow).token(),
+        op(post.clone(), "/nodes/{node}/drain", "Drain a node: nothing new is placed on it, and the apps the key service keeps start again on another node (admin)", nodes::drain).token(),
+        op(delete.clone(), "/nodes/{node}/drain", "End a node's drain (admin)", nodes::undrain).token(),
         op(delete.clone(), "/nodes/{node}", "Remove a node host; its apps end first (admin)", nodes::remove).token(),
         op(post.clone(), "/users/{id}/grants", "Grant a resource to a user (admin)", accounts::grant)
             .token()

@@ -201,6 +201,7 @@ pub async fn list(
         .await
         .map_err(quote_key_error)?;
     let barred = state.store.barred_nodes().await?;
+    let drained = state.store.drained_nodes().await?;
     let hosts = state
         .store
         .nodes()
@@ -224,6 +225,7 @@ pub async fn list(
                 },
                 revoked: revoked.contains(&n.node.id),
                 barred: barred.contains(&n.node.id),
+                draining: drained.contains(&n.node.id),
                 apps: n.apps,
                 node: n.node.id,
             }
@@ -305,6 +307,78 @@ pub async fn allow(
         Err(ApiError::not_found(format!(
             "node `{node}` is not barred: only a revoked host needs allowing"
         )))
+    }
+}
+
+/// What the platform says of a drain.
+const NODE_DRAINED: &str = "node drained";
+
+/// `POST /nodes/{node}/drain` (admin): nothing new is placed on the node,
+/// and each of its apps the key service keeps starts again on another node
+/// that fits (`rescheduled from NODE: node drained`), its keys released by
+/// the service; once it is placed, the node is told to stop it. Its other
+/// apps run on until they end. `DELETE /nodes/{node}/drain` ends the drain.
+pub async fn drain(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&caller)?;
+    state
+        .store
+        .node(&node)
+        .await?
+        .ok_or_else(|| no_such_node(&node))?;
+    let at = now();
+    state.store.drain_node(&node, at).await?;
+    let mut moved = Vec::new();
+    let mut unplaced = Vec::new();
+    for id in state.store.kept_apps_of(&node).await? {
+        match state
+            .store
+            .reschedule_kept(&id, &node, NODE_DRAINED, Some(&node), at)
+            .await
+        {
+            Ok(true) => moved.push(id),
+            Ok(false) => {}
+            Err(crate::store::StoreError::NoRoom(_)) => unplaced.push(id),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let staying: Vec<String> = state
+        .store
+        .node_apps(&node)
+        .await?
+        .into_iter()
+        .map(|app| app.id)
+        .filter(|id| !unplaced.contains(id))
+        .collect();
+    eprintln!(
+        "node `{node}` drained: {} kept app(s) moved, {} without room stay, {} other app(s) run on",
+        moved.len(),
+        unplaced.len(),
+        staying.len()
+    );
+    Ok(Json(serde_json::json!({
+        "node": node,
+        "moved": moved,
+        "no_room": unplaced,
+        "staying": staying,
+    })))
+}
+
+/// `DELETE /nodes/{node}/drain` (admin): apps may be placed on the node
+/// again.
+pub async fn undrain(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    if state.store.undrain_node(&node).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("node `{node}` is not drained")))
     }
 }
 

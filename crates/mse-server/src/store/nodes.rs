@@ -45,15 +45,15 @@ const USAGE: &str = "SELECT a.node_owner, r.memory_mb, r.cores, a.id FROM apps a
     JOIN resources r ON r.name = a.resource WHERE a.node_owner IS NOT NULL";
 
 /// The nodes whose lease is current at `now` (every node for a `now` far in
-/// the past), with what their live apps take; without the barred ones
-/// when `placeable`.
+/// the past), with what their live apps take; without the barred and
+/// drained ones when `placeable`.
 async fn usage_of(
     conn: &mut sqlx::AnyConnection,
     now: i64,
     placeable: bool,
 ) -> Result<Vec<NodeUsage>, StoreError> {
     let unbarred = if placeable {
-        " AND id NOT IN (SELECT node FROM node_bars)"
+        " AND id NOT IN (SELECT node FROM node_bars) AND id NOT IN (SELECT node FROM node_drains)"
     } else {
         ""
     };
@@ -323,6 +323,40 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Drains node `node`: nothing new is placed on it, until
+    /// [`Store::undrain_node`].
+    pub async fn drain_node(&self, node: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO node_drains (node, drained_at) VALUES ($1, $2) \
+             ON CONFLICT (node) DO NOTHING",
+        )
+        .bind(node)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the drain of node `node`; false when it was not drained.
+    pub async fn undrain_node(&self, node: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM node_drains WHERE node = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The drained node names.
+    pub async fn drained_nodes(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let rows = sqlx::query("SELECT node FROM node_drains")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get("node"))
+            .collect::<Result<_, _>>()?)
     }
 
     /// The barred node names.
