@@ -227,6 +227,25 @@ pub struct App {
     /// released by the key service or refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescheduled: Option<String>,
+    /// Its persistent storage (`[storage] persistent = true`): its cap and
+    /// what the platform holds of it, encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<AppStorage>,
+}
+
+/// An app's persistent storage, as `GET /apps/{id}` shows it: the platform
+/// holds its snapshots encrypted under a key it never sees (docs/keys.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStorage {
+    /// Its cap, bytes (`[storage] size`).
+    pub cap_bytes: u64,
+    /// The last snapshot written back (0: none yet).
+    pub version: u64,
+    /// Its size, bytes (of the snapshot's tarball).
+    pub size: u64,
+    /// When it was written back (Unix seconds), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
 }
 
 impl App {
@@ -292,6 +311,10 @@ pub struct DeployConfig {
     /// RA-TLS certificate even where the platform has an ACME CA.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_acme: bool,
+    /// `[storage] persistent = true`: the cap of the app's persistent
+    /// `$HOME`, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
 /// The owner's domain and certificate chain (never its key).
@@ -415,6 +438,7 @@ mod tests {
             tee: None,
             keep_running: false,
             rescheduled: None,
+            storage: None,
         }
     }
 
@@ -513,6 +537,7 @@ mod tests {
             ssl: None,
             untrusted_ssl: false,
             no_acme: false,
+            storage_bytes: None,
         };
         let value = serde_json::to_value(&config).unwrap();
         assert!(value.get("ssl").is_none() && value.get("expiration_date").is_none());

@@ -7,9 +7,10 @@
 //!   waits for its configuration.
 //! - `POST /` with a JSON [`ConfigRequest`] configures it: 200 when accepted;
 //!   401 for another app's uuid; 400 for a malformed body; 413 for a body over
-//!   [`MAX_BODY`]; 422 for a key that does not decrypt the package or a private
-//!   key that does not match the owner certificate. A refused request changes
-//!   nothing and the node keeps waiting.
+//!   [`MAX_BODY`]; 422 for a key that does not decrypt the package, a private
+//!   key that does not match the owner certificate, or a missing or malformed
+//!   storage key for an app that keeps persistent storage. A refused request
+//!   changes nothing and the node keeps waiting.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -43,6 +44,11 @@ pub struct ConfigRequest {
     /// The app's secrets: a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_secrets: Option<serde_json::Value>,
+    /// The key the app's persistent home is sealed under, 64 hex digits
+    /// (from the key service, docs/keys.md): required by a node whose
+    /// launch has `storage`, ignored by any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_key: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigRequest {
@@ -59,6 +65,9 @@ impl Drop for ConfigRequest {
         if let Some(key) = self.ssl_private_key.as_mut() {
             key.zeroize();
         }
+        if let Some(key) = self.storage_key.as_mut() {
+            key.zeroize();
+        }
     }
 }
 
@@ -71,4 +80,37 @@ pub struct ConfigAnswer {
     /// Why the request was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_without_a_storage_key_reads_and_writes_as_before() {
+        let request: ConfigRequest =
+            serde_json::from_str(r#"{"uuid": "u", "code_secret_key": "00"}"#).unwrap();
+        assert_eq!(request.storage_key, None);
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(!json.contains("storage_key"), "{json}");
+    }
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let request: ConfigRequest = serde_json::from_str(&format!(
+            r#"{{"uuid": "u", "code_secret_key": "{}", "storage_key": "{}"}}"#,
+            "ab".repeat(32),
+            "cd".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(
+            request.storage_key.as_deref(),
+            Some("cd".repeat(32).as_str())
+        );
+        let shown = format!("{request:?}");
+        assert!(
+            !shown.contains("abab") && !shown.contains("cdcd"),
+            "{shown}"
+        );
+    }
 }

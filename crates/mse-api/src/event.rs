@@ -46,6 +46,32 @@ pub struct Event {
     /// attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ServedCertificate>,
+    /// A snapshot of the app's persistent home the node just wrote into its
+    /// outbox (`running`, also once after the app server stopped on a
+    /// graceful stop, before `stopped`): for the platform to store and
+    /// commit (blobs first, manifest last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotWritten>,
+}
+
+/// A snapshot of the persistent home, written into the node's outbox
+/// (`mse_api::launch::Storage::outbox`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotWritten {
+    /// Its version: one more than the last one this node wrote, or than
+    /// the one it restored.
+    pub version: u64,
+    /// The file name of its sealed manifest in the outbox
+    /// (`manifest-<version>`).
+    pub manifest: String,
+    /// Every blob id the manifest names, in order (SHA-256 of the blob,
+    /// hex): what the store must hold before it commits the manifest.
+    pub blobs: Vec<String>,
+    /// Those this snapshot wrote into the outbox (each a file named by its
+    /// id); the others the store holds from earlier snapshots.
+    pub new_blobs: Vec<String>,
+    /// Bytes of the snapshot's tarball.
+    pub size: u64,
 }
 
 /// The certificate a node serves, as `mse status` shows it.
@@ -77,6 +103,7 @@ impl Event {
             listen: None,
             limits: None,
             certificate: None,
+            snapshot: None,
         }
     }
 
@@ -109,6 +136,25 @@ mod tests {
         let line = serde_json::to_string(&event).unwrap();
         assert!(line.contains(r#""time":"2026-05-01T12:00:00Z""#), "{line}");
         assert!(line.contains(r#""status":"running""#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), event);
+    }
+
+    #[test]
+    fn a_snapshot_line_round_trips_and_is_absent_from_other_lines() {
+        let now = DateTime::parse_from_rfc3339("2026-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut event = Event::new(AppStatus::Running, now);
+        assert!(!serde_json::to_string(&event).unwrap().contains("snapshot"));
+        event.snapshot = Some(SnapshotWritten {
+            version: 3,
+            manifest: "manifest-3".into(),
+            blobs: vec!["aa".into(), "bb".into()],
+            new_blobs: vec!["bb".into()],
+            size: 2048,
+        });
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(line.contains(r#""manifest":"manifest-3""#), "{line}");
         assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), event);
     }
 

@@ -170,6 +170,10 @@ pub struct ProvisionRequest {
     /// The app's secrets: a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_secrets: Option<serde_json::Value>,
+    /// The key of its persistent storage (64 hex digits), when it keeps
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_key: Option<String>,
 }
 
 impl std::fmt::Debug for ProvisionRequest {
@@ -183,6 +187,9 @@ impl Drop for ProvisionRequest {
         use zeroize::Zeroize as _;
         self.code_secret_key.zeroize();
         if let Some(key) = self.ssl_private_key.as_mut() {
+            key.zeroize();
+        }
+        if let Some(key) = self.storage_key.as_mut() {
             key.zeroize();
         }
     }

@@ -94,6 +94,57 @@ pub struct Launch {
     pub pccs_url: Option<String>,
     /// How the app's TLS is made, and when the app expires.
     pub tls: Tls,
+    /// The app's persistent home (`[storage] persistent = true`,
+    /// docs/keys.md): what the node restores before the app starts and
+    /// writes back while it runs; `None`: the home is ephemeral.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Storage>,
+}
+
+/// The largest persistent home an app may keep (`storage.size`): 4 GiB.
+pub const MAX_STORAGE_BYTES: u64 = 4 << 30;
+
+/// The name of the sealed manifest's file in a [`Restore`] folder.
+pub const RESTORE_MANIFEST_FILE: &str = "manifest";
+
+/// An app's persistent home: its encrypted snapshots (`mse_package::snapshot`)
+/// are restored from the platform's store and written back to it through
+/// the node's outbox. The storage key comes with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// The app name the snapshots belong to, `owner/project/name`: bound
+    /// into every manifest, so another app's snapshot does not restore.
+    pub app: String,
+    /// The most the home may hold, in bytes of its tarball (`storage.size`,
+    /// at most [`MAX_STORAGE_BYTES`]).
+    pub cap_bytes: u64,
+    /// The snapshot to restore before the app starts; `None`: the app
+    /// starts with an empty home (it has none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
+    /// The folder the node writes snapshots into (blobs named by their id,
+    /// manifests named `manifest-<version>`, each file mode 0600 and whole:
+    /// written under a temporary name starting with `.`, then renamed),
+    /// each snapshot announced by an event once its files are there;
+    /// created (mode 0700) when missing.
+    pub outbox: PathBuf,
+    /// How often the home is written back while the app runs (whole
+    /// seconds in JSON, at least one).
+    #[serde(rename = "period_secs", with = "secs")]
+    pub period: Duration,
+}
+
+/// The snapshot a node restores: the platform's committed head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// The folder holding the sealed manifest as the file
+    /// [`RESTORE_MANIFEST_FILE`] and every blob it names as a file named by
+    /// its id.
+    pub dir: PathBuf,
+    /// The head's version: an older snapshot is refused as stale.
+    pub version: u64,
 }
 
 /// Who the app is (the configuration must name the same uuid).
@@ -419,6 +470,47 @@ impl Launch {
                 });
             }
         }
+        if let Some(storage) = &self.storage {
+            storage.check()?;
+        }
+        Ok(())
+    }
+}
+
+impl Storage {
+    /// Checks what the types cannot say.
+    fn check(&self) -> Result<(), LaunchError> {
+        if self.app.is_empty() || self.app.chars().any(char::is_control) {
+            return Err(LaunchError::Invalid {
+                at: "storage.app",
+                message: "the app name (owner/project/name) is empty or holds control \
+                          characters"
+                    .into(),
+            });
+        }
+        if self.cap_bytes == 0 || self.cap_bytes > MAX_STORAGE_BYTES {
+            return Err(LaunchError::Invalid {
+                at: "storage.cap_bytes",
+                message: format!(
+                    "{} is not between 1 and {MAX_STORAGE_BYTES} bytes",
+                    self.cap_bytes
+                ),
+            });
+        }
+        if self.period < Duration::from_secs(1) {
+            return Err(LaunchError::Invalid {
+                at: "storage.period_secs",
+                message: "the write-back period is at least 1 second".into(),
+            });
+        }
+        if self.restore.as_ref().is_some_and(|r| r.version == 0) {
+            return Err(LaunchError::Invalid {
+                at: "storage.restore.version",
+                message: "a snapshot to restore is version 1 or later; leave `restore` out \
+                          when the app has none"
+                    .into(),
+            });
+        }
         Ok(())
     }
 }
@@ -567,6 +659,16 @@ mod tests {
                 ca_bundle: Some("/srv/nodes/acme/ca-0011.pem".into()),
                 lifetime: Some(Duration::from_secs(3600)),
             },
+            storage: Some(Storage {
+                app: "u-1/default/shop".into(),
+                cap_bytes: 256 << 20,
+                restore: Some(Restore {
+                    dir: "/srv/nodes/3f1c9a52/restore".into(),
+                    version: 7,
+                }),
+                outbox: "/srv/nodes/3f1c9a52/outbox".into(),
+                period: Duration::from_secs(5),
+            }),
         }
     }
 
@@ -584,6 +686,8 @@ mod tests {
         assert_eq!(json["quotes"]["provider"], "simulation");
         assert_eq!(json["runtime"]["installer"]["uv_at"], "/usr/local/bin/uv");
         assert_eq!(json["pccs_url"], "https://pccs.example:8081");
+        assert_eq!(json["storage"]["period_secs"], 5);
+        assert_eq!(json["storage"]["restore"]["version"], 7);
         let mut bad = full();
         bad.pccs_url = Some("file:///etc/passwd".into());
         assert!(bad.check().unwrap_err().to_string().contains("pccs_url"));
@@ -608,7 +712,9 @@ mod tests {
             launch.runtime.installer = Some(Installer::Pip);
             launch.limits = Limits::default();
             launch.timeouts.config = None;
+            launch.storage = None;
             assert_eq!(Launch::from_json(&launch.to_json()).unwrap(), launch);
+            assert!(!launch.to_json().contains("storage"));
         }
     }
 
@@ -668,6 +774,33 @@ mod tests {
     }
 
     #[test]
+    fn a_storage_out_of_its_bounds_is_refused_naming_the_field() {
+        let error = refused(|j| j["storage"]["cap_bytes"] = (5u64 << 30).into());
+        assert_eq!(
+            error,
+            "storage.cap_bytes: 5368709120 is not between 1 and 4294967296 bytes"
+        );
+        let error = refused(|j| j["storage"]["period_secs"] = 0.into());
+        assert!(error.starts_with("storage.period_secs: "), "{error}");
+        let error = refused(|j| j["storage"]["restore"]["version"] = 0.into());
+        assert!(error.starts_with("storage.restore.version: "), "{error}");
+        let error = refused(|j| j["storage"]["app"] = "".into());
+        assert!(error.starts_with("storage.app: "), "{error}");
+        let error = refused(|j| j["storage"]["key"] = "00".into());
+        assert!(
+            error.starts_with("storage.key: unknown field `key`"),
+            "{error}"
+        );
+        let error = refused(|j| {
+            j["storage"].as_object_mut().unwrap().remove("outbox");
+        });
+        assert!(
+            error.starts_with("storage: missing field `outbox`"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn defaults_fill_what_a_short_launch_leaves_out() {
         let launch = Launch::from_json(
             r#"{"app": {"uuid": "u", "application": "app:app", "domain": "u.localhost",
@@ -683,6 +816,7 @@ mod tests {
         assert_eq!(launch.timeouts, Timeouts::default());
         assert_eq!(launch.sandbox, Sandbox::Required);
         assert_eq!(launch.limits, Limits::default());
+        assert_eq!(launch.storage, None);
         assert_eq!(
             launch.quotes,
             Quotes::Gramine {

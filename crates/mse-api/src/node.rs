@@ -329,7 +329,57 @@ pub struct Assignment {
     pub memory_mb: u64,
     /// Cores the app may use.
     pub cores: u64,
+    /// Its persistent storage, when it keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<AssignedStorage>,
 }
+
+/// The persistent storage of an assigned app (docs/keys.md): what its node
+/// restores before the app starts and writes back while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedStorage {
+    /// The app name it belongs to (`OWNER/PROJECT/NAME`): kept across
+    /// restarts, reschedules and upgrades of that name.
+    pub scope: String,
+    /// Its cap, bytes.
+    pub cap_bytes: u64,
+    /// The version the platform holds (0: none yet): what the node
+    /// restores (`GET /nodes/storage/{app}`).
+    pub version: u64,
+}
+
+/// `GET /nodes/storage/{app}`: the snapshot the platform holds of an app's
+/// storage (the node's credential, for an app placed on it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageHead {
+    /// Its version (0: none).
+    pub version: u64,
+    /// Its sealed manifest, base64 (empty for none).
+    pub manifest: String,
+    /// Its size, bytes.
+    pub size: u64,
+    /// The blobs it names, in order.
+    pub blobs: Vec<String>,
+}
+
+/// `POST /nodes/storage/{app}/head`: a snapshot whose blobs were sent
+/// (`PUT /nodes/storage/{app}/blobs/{id}`) becomes the app's storage when
+/// it is a later version than the one held and every blob it names is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageCommit {
+    /// The version: one more than the one held.
+    pub version: u64,
+    /// The sealed manifest, base64.
+    pub manifest: String,
+    /// The blobs it names, in order.
+    pub blobs: Vec<String>,
+    /// Its size, bytes.
+    pub size: u64,
+}
+
+/// The largest blob a node sends: a sealed chunk of a snapshot.
+pub const MAX_STORAGE_BLOB: usize = 1024 * 1024 + 1024;
 
 /// An app a host is to stop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,7 +439,7 @@ pub struct NodeHost {
 }
 
 /// Names under `/nodes/` that are routes, never a node's name.
-pub const RESERVED_NODE_NAMES: [&str; 8] = [
+pub const RESERVED_NODE_NAMES: [&str; 9] = [
     "tokens",
     "join",
     "lease",
@@ -398,6 +448,7 @@ pub const RESERVED_NODE_NAMES: [&str; 8] = [
     "events",
     "logs",
     "key-service",
+    "storage",
 ];
 
 /// Checks a node id as a host name (RFC 1123): dot-separated labels of 1

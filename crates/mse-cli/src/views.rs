@@ -16,7 +16,8 @@ certificate (issuer, not_after and error of the certificate the node serves, ACM
 apps), fingerprint (the app's MRENCLAVE, hex), node (the node host it was placed on, the only \
 one whose reports move its status), keep_running (the key service keeps its keys: `mse deploy \
 --keep-running`), rescheduled (what the platform last did for it as a kept app: restarted \
-elsewhere, keys released or refused) (times are RFC 3339, UTC; absent ones are null)";
+elsewhere, keys released or refused), storage (its persistent $HOME: cap_bytes, version, size, \
+updated_at in Unix seconds; absent without [storage]) (times are RFC 3339, UTC; absent ones are null)";
 
 /// An app as `--json` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +79,9 @@ pub struct AppView {
     pub keep_running: bool,
     /// What the platform last did for it as a kept app.
     pub rescheduled: Option<String>,
+    /// Its persistent storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<mse_api::apps::AppStorage>,
 }
 
 impl AppView {
@@ -112,6 +116,7 @@ impl AppView {
             node: app.node.clone(),
             keep_running: app.keep_running,
             rescheduled: app.rescheduled.clone(),
+            storage: app.storage.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::deploy::{assert_nowhere_in, deploy_ok, proxy_port, served_certificate};
+use common::kept::{count, count_kept, secrets_app, COUNT};
 use common::platform::{user, Platform};
 use common::{texts, TestContext};
 use mse_testkit::wait;
@@ -152,18 +153,6 @@ fn processes_naming(needle: &str) -> Vec<u32> {
     found
 }
 
-/// The example app with secrets, checked out in `ctx`'s work folder.
-fn secrets_app(ctx: &TestContext) -> std::path::PathBuf {
-    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/secrets_home");
-    let to = ctx.work().join("secrets_home");
-    for relative in ["mse.toml", "secrets.json", "mse_src/app.py"] {
-        let target = to.join(relative);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(relative), &target).unwrap();
-    }
-    to
-}
-
 /// The code key `mse deploy` saved in the app's context.
 fn code_key(ctx: &TestContext, out: &Value) -> String {
     let dir = std::path::Path::new(out["context_path"].as_str().unwrap());
@@ -214,7 +203,7 @@ fn keep_running_hands_the_keys_to_the_key_service_which_keeps_them_sealed() {
     let platform = Platform::start();
     running_service(&platform);
     let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner);
+    let app = secrets_app(&owner, false);
     let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
     let kept = &out["key_service"];
     assert_eq!(
@@ -302,10 +291,10 @@ fn a_policy_for_another_owner_s_app_is_refused_whatever_ticket_comes_with_it() {
     let platform = Platform::start();
     running_service(&platform);
     let (alice, alice_token) = user(&platform, "alice");
-    let alice_app = secrets_app(&alice);
+    let alice_app = secrets_app(&alice, false);
     let alice_out = deploy_ok(&platform, &alice, &alice_app, &["--keep-running"]);
     let (bob, bob_token) = user(&platform, "bob");
-    let bob_app = secrets_app(&bob);
+    let bob_app = secrets_app(&bob, false);
     let bob_out = deploy_ok(&platform, &bob, &bob_app, &[]);
     // Bob signs a policy naming Alice's app, with a ticket for his own.
     let (status, ticket) = platform.post(
@@ -387,7 +376,7 @@ fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner
     let mut platform = Platform::start();
     running_service(&platform);
     let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner);
+    let app = secrets_app(&owner, false);
     let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
     let id = out["uuid"].as_str().unwrap().to_string();
     let fingerprint = out["fingerprint"].as_str().unwrap().to_string();
@@ -450,7 +439,7 @@ fn a_restarted_node_the_policy_does_not_admit_gets_nothing_and_the_owner_is_told
     let mut platform = Platform::start();
     running_service(&platform);
     let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner);
+    let app = secrets_app(&owner, false);
     let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
     let id = out["uuid"].as_str().unwrap().to_string();
     // The owner narrows the policy with their own key: hardware only.
@@ -591,4 +580,74 @@ fn the_root_key_is_handed_to_no_client_that_is_not_an_attested_replica() {
     assert_eq!(status, 403, "{body}");
     assert!(!body.contains(&root_hex));
     assert!(!platform.output().contains(&root_hex));
+}
+
+/// The median of `samples`.
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[test]
+fn a_persistent_app_keeps_its_home_encrypted_across_a_platform_crash() {
+    let mut platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    // `[storage] persistent = true` implies --keep-running.
+    let out = deploy_ok(&platform, &owner, &secrets_app(&owner, true), &[]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let domain = out["domain_name"].as_str().unwrap().to_string();
+    let app = app_state(&platform, &token, &id);
+    assert_eq!(app["keep_running"], true, "{app}");
+    assert_eq!(app["storage"]["cap_bytes"], 16 * 1024 * 1024, "{app}");
+    assert_eq!(count_kept(&platform, &token, &id, &domain, COUNT), COUNT);
+
+    // What persistence costs a request: the same app without it, another
+    // owner's, answers the same calls (each on a new TLS connection).
+    let (other, _) = user(&platform, "other");
+    let plain = deploy_ok(&platform, &other, &secrets_app(&other, false), &[]);
+    let plain_domain = plain["domain_name"].as_str().unwrap().to_string();
+    let timed = |domain: &str| {
+        median(
+            (0..30)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    count(&platform, domain, 1);
+                    started.elapsed()
+                })
+                .collect(),
+        )
+    };
+    let (kept, not_kept) = (timed(&domain), timed(&plain_domain));
+    eprintln!(
+        "POST /count, median of 30: {:.1} ms with persistent storage, {:.1} ms without",
+        kept.as_secs_f64() * 1000.0,
+        not_kept.as_secs_f64() * 1000.0
+    );
+    let before_crash = count_kept(&platform, &token, &id, &domain, 1);
+    let output = owner.mse().args(["status", &id]).output().unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("persistent $HOME"), "{stdout}");
+    assert!(stdout.contains("of 16.8 MB kept encrypted"), "{stdout}");
+
+    // The platform dies with every node; the app comes back by itself with
+    // its home as the platform last held it.
+    platform.crash_and_restart(|_| {});
+    wait::until("the app runs again", Duration::from_secs(60), || {
+        (app_state(&platform, &token, &id)["status"] == "running").then_some(())
+    });
+    let restored = count(&platform, &domain, 1);
+    assert!(
+        [before_crash + 1, before_crash + 2].contains(&restored),
+        "the counter is {restored} after the crash; {before_crash} or one more was kept"
+    );
+    // Nothing of it in the clear in the platform's folder.
+    for n in [COUNT, before_crash, before_crash + 1] {
+        assert_nowhere_in(
+            platform.data_dir().as_path(),
+            n.to_string().as_bytes(),
+            "the app's data",
+        );
+    }
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::deploy::*;
+use common::kept::{count, count_kept, secrets_app, served_pem, COUNT};
 use common::platform::{login, Platform};
 use common::TestContext;
 use mse_testkit::netns::Network;
@@ -292,18 +293,6 @@ fn holds_root(replicas: &[Value], node: &str) -> bool {
         .any(|r| r["node"] == node && r["live"] == true && r["holds_root"] == true)
 }
 
-/// A copy of the app whose secrets are an API key and a greeting.
-fn secrets_app(ctx: &TestContext) -> PathBuf {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps/secrets_home");
-    let to = ctx.work().join("secrets_home");
-    for relative in ["mse.toml", "secrets.json", "mse_src/app.py"] {
-        let target = to.join(relative);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(from.join(relative), &target).unwrap();
-    }
-    to
-}
-
 /// The secret of the app of [`secrets_app`] nothing but its nodes may hold.
 const API_KEY: &str = "k-4f1c2a9e";
 
@@ -345,9 +334,16 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     // another app on n2.
     let ctx = TestContext::new();
     login(platform, &ctx, &platform.admin, true);
-    let out = deploy_ok(platform, &ctx, &secrets_app(&ctx), &["--keep-running"]);
+    // Persistent storage implies --keep-running.
+    let out = deploy_ok(platform, &ctx, &secrets_app(&ctx, true), &[]);
     let id = out["uuid"].as_str().unwrap().to_string();
     let domain = out["domain_name"].as_str().unwrap().to_string();
+    assert_eq!(platform.app(&platform.admin, &id)["keep_running"], true);
+    // The app counts in its home; the platform holds it, encrypted.
+    assert_eq!(
+        count_kept(platform, &platform.admin, &id, &domain, COUNT),
+        COUNT
+    );
     assert_eq!(platform.app(&platform.admin, &id)["node"], "n1");
     let other = deploy(platform, &ctx, "other");
     assert_eq!(
@@ -418,13 +414,27 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     let (status, body) = https_get(pinned(&pem), &domain, proxy_port(platform), "/greeting");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Bonjour"), "{body}");
+    // Its home came back from what the platform held: the counter goes on
+    // from the first write or the second.
+    let restored = count(platform, &domain, 1);
+    assert!(
+        [COUNT + 1, COUNT + 2].contains(&restored),
+        "the counter is {restored} after the move, it was {COUNT} or {} before",
+        COUNT + 1
+    );
 
     // The platform kept only sealed bytes: its folder (the store included)
-    // and its output hold neither the secret nor the code key.
+    // and its output hold neither the secret, the code key nor the app's
+    // data.
     let code_key = code_key_of(&out);
+    let data: Vec<String> = (0..4).map(|n| (COUNT + n).to_string()).collect();
     for (what, needle) in [
         ("the app's secret", API_KEY),
         ("the code key", code_key.as_str()),
+        ("the app's data", data[0].as_str()),
+        ("the app's data", data[1].as_str()),
+        ("the app's data", data[2].as_str()),
+        ("the app's data", data[3].as_str()),
     ] {
         assert_nowhere_in(&data_dir(platform), needle.as_bytes(), what);
         assert!(
@@ -440,6 +450,7 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     wait::until("n1 live again", Duration::from_secs(30), || {
         live(platform, "n1").then_some(())
     });
+    let kept = count_kept(platform, &platform.admin, &id, &domain, 1);
     let (status, drained) = platform.post(&platform.admin, "/nodes/n2/drain", Value::Null);
     assert_eq!(status, 200, "{drained}");
     assert_eq!(drained["moved"], json!([id]), "{drained}");
@@ -453,6 +464,11 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
         "{moved}"
     );
     assert_eq!(node(&nodes(platform), "n2").unwrap()["draining"], true);
+    let after = count(platform, &domain, 1);
+    assert!(
+        after > kept && after <= kept + 3,
+        "the counter is {after} after the drain, {kept} was kept before it"
+    );
     let (status, body) = https_get(
         pinned(&served_pem(&domain, platform)),
         &domain,
@@ -481,12 +497,6 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     );
     drop(n1);
     drop(n2);
-}
-
-/// The certificate `domain` serves through the proxy, PEM.
-fn served_pem(domain: &str, platform: &Platform) -> String {
-    let der = served_certificate(domain, proxy_port(platform));
-    mse_attest::ratls::der_to_pem(&der)
 }
 
 /// The code key `mse deploy` saved in the app's context.

@@ -14,6 +14,10 @@ pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_RESOURCE_LEN: usize = 16;
 /// Longest `healthcheck_endpoint`, in bytes.
 pub const MAX_ENDPOINT_LEN: usize = 2048;
+/// `storage.size` when `[storage]` does not say: 256 MiB.
+pub const DEFAULT_STORAGE_SIZE: u64 = 256 << 20;
+/// The largest `storage.size`: 4 GiB.
+pub const MAX_STORAGE_SIZE: u64 = 4 << 30;
 
 /// Checks `name` or `project`.
 pub fn check_name(what: &str, value: &str) -> Result<(), String> {
@@ -74,6 +78,41 @@ pub fn check_healthcheck_endpoint(value: &str) -> Result<(), String> {
 /// Checks `code.docker` syntax.
 pub fn check_docker(value: &str) -> Result<ImageReference, String> {
     ImageReference::parse(value)
+}
+
+/// The bytes of a size written as the platform writes enclave sizes: a
+/// number without leading zeros followed by `M` (MiB) or `G` (GiB), as
+/// `512M` or `4G`. `key` names the value in the message.
+pub fn parse_size(key: &str, value: &str) -> Result<u64, String> {
+    let refused = || {
+        format!(
+            "{key} must be a number of megabytes or gigabytes, as `512M` or `4G`, not `{value}`"
+        )
+    };
+    let (digits, unit) = match value.strip_suffix('M') {
+        Some(digits) => (digits, 1u64 << 20),
+        None => (value.strip_suffix('G').ok_or_else(refused)?, 1u64 << 30),
+    };
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refused());
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(refused)
+}
+
+/// Checks `storage.size`: a size ([`parse_size`]) of at most
+/// [`MAX_STORAGE_SIZE`]; gives its bytes.
+pub fn check_storage_size(value: &str) -> Result<u64, String> {
+    let bytes = parse_size("storage.size", value)?;
+    if bytes > MAX_STORAGE_SIZE {
+        return Err(format!(
+            "storage.size is `{value}`; an app keeps at most 4G (4 GiB) of persistent storage"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `python_application`: which module to import and which variable in it is
@@ -228,6 +267,37 @@ mod tests {
         assert!(check_healthcheck_endpoint("health").is_err());
         assert!(check_healthcheck_endpoint("//evil.example/").is_err());
         assert!(check_healthcheck_endpoint("/a b").is_err());
+    }
+
+    #[test]
+    fn sizes_are_megabytes_or_gigabytes_and_storage_is_at_most_4g() {
+        assert_eq!(parse_size("k", "512M"), Ok(512 << 20));
+        assert_eq!(parse_size("k", "1G"), Ok(1 << 30));
+        for bad in [
+            "",
+            "M",
+            "0M",
+            "0512M",
+            "4T",
+            "4g",
+            "-1G",
+            "1.5G",
+            "256",
+            "lots",
+            "99999999999999999999G",
+            "18446744073709551615M",
+        ] {
+            let e = parse_size("storage.size", bad).unwrap_err();
+            assert!(e.starts_with("storage.size must be"), "{bad}: {e}");
+        }
+        assert_eq!(check_storage_size("4G"), Ok(MAX_STORAGE_SIZE));
+        assert_eq!(check_storage_size("4096M"), Ok(MAX_STORAGE_SIZE));
+        let e = check_storage_size("4097M").unwrap_err();
+        assert!(
+            e.contains("storage.size") && e.contains("at most 4G"),
+            "{e}"
+        );
+        assert_eq!(check_storage_size("256M"), Ok(DEFAULT_STORAGE_SIZE));
     }
 
     #[test]

@@ -60,7 +60,7 @@ mod validate;
 pub use diagnostic::{Diagnostic, Severity};
 pub use expiry::{Expiry, ExpiryProblem, ExpiryRequest, FREE_PLAN_HOURS};
 pub use fs::{FileSystem, MemoryFs, RealFs};
-pub use model::{AppConfig, CodeConfig, SslConfig};
+pub use model::{AppConfig, CodeConfig, SslConfig, StorageConfig};
 pub use validate::{check_secrets_file, load, validate, Options, Report, MAX_FILE_SIZE};
 
 /// The configuration file's name.

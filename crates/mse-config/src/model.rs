@@ -26,6 +26,9 @@ pub struct AppConfig {
     pub code: CodeConfig,
     /// The `[ssl]` section, unless absent or ignored by `--untrusted-ssl`.
     pub ssl: Option<SslConfig>,
+    /// The `[storage]` section, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageConfig>,
     /// When the app will stop, after the seed's rules.
     pub expiry: Expiry,
 }
@@ -64,6 +67,24 @@ pub struct SslConfig {
     pub certificate_not_before: DateTime<Utc>,
     /// The leaf certificate's notAfter.
     pub certificate_not_after: DateTime<Utc>,
+}
+
+/// The `[storage]` section: whether the app's `$HOME` outlives its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StorageConfig {
+    /// `persistent`: the home is kept, encrypted, across restarts,
+    /// reschedules and upgrades (default false: it goes with the node).
+    pub persistent: bool,
+    /// `storage.size` in bytes: the most the kept home may hold (default
+    /// [`crate::fields::DEFAULT_STORAGE_SIZE`]).
+    pub size_bytes: u64,
+}
+
+impl StorageConfig {
+    /// The cap of the persistent home, in bytes, when the app keeps one.
+    pub fn persistent_size(&self) -> Option<u64> {
+        self.persistent.then_some(self.size_bytes)
+    }
 }
 
 fn as_display<T: std::fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {

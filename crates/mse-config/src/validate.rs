@@ -15,7 +15,7 @@ use crate::expiry::{Expiry, ExpiryProblem, ExpiryRequest};
 use crate::fields::{self, PythonApplication};
 use crate::fs::{resolve, FileKind, FileSystem, ReadError};
 use crate::image::ImageReference;
-use crate::model::{AppConfig, CodeConfig, SslConfig};
+use crate::model::{AppConfig, CodeConfig, SslConfig, StorageConfig};
 use crate::tls;
 
 /// Largest `mse.toml`, secrets file, key or certificate the validator reads.
@@ -67,6 +67,7 @@ const TOP_KEYS: &[&str] = &[
     "expiration_date",
     "code",
     "ssl",
+    "storage",
 ];
 const CODE_KEYS: &[&str] = &[
     "location",
@@ -76,6 +77,7 @@ const CODE_KEYS: &[&str] = &[
     "secrets",
 ];
 const SSL_KEYS: &[&str] = &["domain_name", "private_key", "certificate"];
+const STORAGE_KEYS: &[&str] = &["persistent", "size"];
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -164,6 +166,8 @@ fn key_help(key: &str) -> &'static str {
         "ssl.domain_name" => "the app's own domain, e.g. `domain_name = \"app.example.com\"`",
         "ssl.private_key" => "the PEM private key file, e.g. `private_key = \"privkey.pem\"`",
         "ssl.certificate" => "the PEM full-chain certificate file, e.g. `certificate = \"fullchain.pem\"`",
+        "storage.persistent" => "`persistent = true` keeps the app's $HOME, encrypted, across restarts, reschedules and upgrades",
+        "storage.size" => "the most the persistent home holds, in megabytes or gigabytes, e.g. `size = \"1G\"` (at most 4G)",
         _ => "",
     }
 }
@@ -210,6 +214,11 @@ impl<'t> Checker<'_, 't> {
             None => None,
         };
 
+        let storage = match self.section(&root, "storage", false) {
+            Some((table, _)) => self.storage(table).map(Some),
+            None => Some(None),
+        };
+
         let expiry = self.expiry(
             resource.as_ref().map(|r| r.value.as_str()),
             expiration_date.as_ref(),
@@ -227,6 +236,7 @@ impl<'t> Checker<'_, 't> {
             expiration_date: expiration_date.map(|(at, _)| at),
             code: code?,
             ssl: ssl.map(|(config, _)| config),
+            storage: storage?,
             expiry: expiry?,
         })
     }
@@ -334,6 +344,26 @@ impl<'t> Checker<'_, 't> {
                     )
                     .at(Some(value.span()))
                     .label("expected a string");
+                None
+            }
+        }
+    }
+
+    fn as_bool(&mut self, dotted: &str, value: &Value<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.sink
+                    .error(
+                        dotted,
+                        format!(
+                            "`{dotted}` must be a boolean (true or false), found {}",
+                            type_name(other)
+                        ),
+                    )
+                    .at(Some(value.span()))
+                    .label("expected a boolean")
+                    .help(key_help(dotted));
                 None
             }
         }
@@ -657,6 +687,53 @@ impl<'t> Checker<'_, 't> {
             },
             cert.span,
         ))
+    }
+
+    /// The `[storage]` section; `None` when it is unusable (errors were
+    /// reported).
+    fn storage(&mut self, table: &DeTable<'_>) -> Option<StorageConfig> {
+        self.unknown_keys("storage", table, STORAGE_KEYS);
+        // Each `Some(None)`: present, and refused.
+        let persistent = table
+            .get("persistent")
+            .map(|value| self.as_bool("storage.persistent", value));
+        let size = table.get_key_value("size").map(|(key, value)| {
+            let bytes = self.as_string("storage.size", value).and_then(|text| {
+                match fields::check_storage_size(&text.value) {
+                    Ok(bytes) => Some(bytes),
+                    Err(message) => {
+                        self.sink
+                            .error("storage.size", message)
+                            .at(Some(text.span))
+                            .label("invalid size")
+                            .help(key_help("storage.size"));
+                        None
+                    }
+                }
+            });
+            (bytes, key.span())
+        });
+        // A size without `persistent = true` caps nothing (a `persistent`
+        // of the wrong type was reported already).
+        if let (Some((_, key)), None | Some(Some(false))) = (&size, persistent) {
+            self.sink
+                .error(
+                    "storage.size",
+                    "`storage.size` caps the persistent home, but `persistent = true` is \
+                     missing: the home is not kept",
+                )
+                .at(Some(key.clone()))
+                .label("without `persistent = true`")
+                .help("add `persistent = true` to [storage], or remove `size`");
+            return None;
+        }
+        Some(StorageConfig {
+            persistent: persistent.unwrap_or(Some(false))?,
+            size_bytes: match size {
+                Some((bytes, _)) => bytes?,
+                None => fields::DEFAULT_STORAGE_SIZE,
+            },
+        })
     }
 
     /// Reads and parses a PEM file named by `value`; reports `key` on failure.

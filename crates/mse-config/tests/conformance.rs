@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeZone, Utc};
-use mse_config::{validate, AppConfig, Expiry, MemoryFs, Options, Report};
+use mse_config::{validate, AppConfig, Expiry, MemoryFs, Options, Report, StorageConfig};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 
@@ -104,6 +104,18 @@ fn paid(extra: &str) -> String {
 }
 
 const SSL: &str = "\n[ssl]\ndomain_name = \"app.example.com\"\nprivate_key = \"key.pem\"\ncertificate = \"cert.pem\"\n";
+
+/// The base file with a `[storage]` section holding `lines`.
+fn storage(lines: &str) -> String {
+    format!("{BASE}\n[storage]\n{lines}\n")
+}
+
+fn kept(size_bytes: u64) -> Option<StorageConfig> {
+    Some(StorageConfig {
+        persistent: true,
+        size_bytes,
+    })
+}
 
 fn with_ssl_section(toml: String, domain: &str) -> String {
     toml + &SSL.replace("app.example.com", domain)
@@ -257,6 +269,15 @@ fn cases() -> Vec<Case> {
             Expect::Valid(|c| c.name.chars().count() == 255)),
         case("resource of 16 characters is valid", replace("resource = \"free\"", "resource = \"abcdefghijklmnop\""), Expect::Valid(any)),
         case("healthcheck endpoint may carry a query", replace("healthcheck_endpoint = \"/\"", "healthcheck_endpoint = \"/health?deep=1\""), Expect::Valid(any)),
+        case("without [storage] the home is ephemeral", BASE, Expect::Valid(|c| c.storage.is_none())),
+        case("persistent storage keeps 256 MiB by default", storage("persistent = true"),
+            Expect::Valid(|c| c.storage == kept(256 << 20) && c.storage.unwrap().persistent_size() == Some(256 << 20))),
+        case("storage size caps the persistent home", storage("persistent = true\nsize = \"512M\""),
+            Expect::Valid(|c| c.storage == kept(512 << 20))),
+        case("storage size of 4G is the largest", storage("persistent = true\nsize = \"4G\""),
+            Expect::Valid(|c| c.storage == kept(4 << 30))),
+        case("persistent = false keeps nothing", storage("persistent = false"),
+            Expect::Valid(|c| c.storage.unwrap().persistent_size().is_none())),
         case("tables may be written inline", "name = \"a\"\nproject = \"p\"\nresource = \"free\"\ncode = { location = \"code\", docker = \"ghcr.io/a/b:1\", python_application = \"app:app\", healthcheck_endpoint = \"/\" }\n",
             Expect::Valid(any)),
         // ---- invalid files ----
@@ -339,6 +360,21 @@ fn cases() -> Vec<Case> {
             Expect::Invalid(&[("ssl.private_key", "private key file /proj/key.pem cannot be read: no such file")])).file("/proj/cert.pem", f.exact.cert.clone()),
         case("ssl domain must be a domain name", with_ssl_section(paid(""), "bad_label.example.com"),
             Expect::Invalid(&[("ssl.domain_name", "not a valid domain name")])).with_ssl(&f.exact),
+        case("storage size without persistent is refused", storage("size = \"1G\""),
+            Expect::InvalidAt("storage.size", "`persistent = true` is missing", 12, 1)),
+        case("storage size with persistent = false is refused", storage("persistent = false\nsize = \"1G\""),
+            Expect::Invalid(&[("storage.size", "`persistent = true` is missing")])),
+        case("storage size over 4G is refused", storage("persistent = true\nsize = \"5G\""),
+            Expect::Invalid(&[("storage.size", "storage.size is `5G`; an app keeps at most 4G")])),
+        case("storage size must be megabytes or gigabytes", storage("persistent = true\nsize = \"1.5G\""),
+            Expect::Invalid(&[("storage.size", "must be a number of megabytes or gigabytes")])),
+        case("storage size must be a string", storage("persistent = true\nsize = 1073741824"),
+            Expect::InvalidAt("storage.size", "must be a string, found an integer", 13, 8)),
+        case("storage persistent must be a boolean", storage("persistent = \"yes\""),
+            Expect::InvalidAt("storage.persistent", "must be a boolean (true or false), found a string", 12, 14)),
+        case("unknown key in [storage] is refused", storage("persistent = true\nquota = \"1G\""),
+            Expect::Invalid(&[("storage.quota", "unknown key `quota` in [storage]")])),
+        case("storage must be a table", top("storage = true"), Expect::Invalid(&[("storage", "must be a table")])),
         case("every problem of a file is reported in one run",
             "name = 1\nproject = \"\"\nresource = \"free\"\n[code]\nlocation = \"nope\"\ndocker = \"ghcr.io/A/b:1\"\npython_application = \"x\"\nhealthcheck_endpoint = \"h\"\n",
             Expect::Invalid(&[("name", "must be a string"), ("project", "must not be empty"), ("code.location", "does not exist"),
@@ -507,6 +543,19 @@ fn load_refuses_a_file_that_is_not_utf8() {
 fn load_refuses_an_oversized_file() {
     let error = load_error(vec![b'#'; 2 * 1024 * 1024]);
     assert!(error.contains("larger than"), "{error}");
+}
+
+#[test]
+fn a_misspelt_storage_key_is_refused_with_the_right_one_suggested() {
+    let case = case(
+        "storage typo",
+        storage("persistant = true"),
+        Expect::Invalid(&[]),
+    );
+    let report = run(&case);
+    let error = report.errors().next().unwrap();
+    assert_eq!(error.key, "storage.persistant");
+    assert_eq!(error.help.as_deref(), Some("did you mean `persistent`?"));
 }
 
 #[test]

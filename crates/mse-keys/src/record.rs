@@ -33,6 +33,9 @@ pub struct KeptRecord {
     /// The app's secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_secrets: Option<serde_json::Value>,
+    /// The key of its persistent storage, 64 hex digits, when it keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_key: Option<String>,
 }
 
 impl std::fmt::Debug for KeptRecord {
@@ -47,6 +50,9 @@ impl Drop for KeptRecord {
     fn drop(&mut self) {
         self.code_secret_key.zeroize();
         if let Some(key) = self.ssl_private_key.as_mut() {
+            key.zeroize();
+        }
+        if let Some(key) = self.storage_key.as_mut() {
             key.zeroize();
         }
     }
@@ -103,6 +109,7 @@ mod tests {
             code_secret_key: "cd".repeat(32),
             ssl_private_key: None,
             app_secrets: Some(serde_json::json!({"API_KEY": "s3cret"})),
+            storage_key: None,
         };
         let root = RootKey::generate();
         let name = record_name(&app("shop"));

@@ -13,7 +13,7 @@
 //!
 //! Writing back is crash-safe when the store follows [`Head::commit`]: the
 //! blobs go first, then the manifest, which replaces the head only if it is
-//! the next version and every blob it names is stored. A write torn at any
+//! a later version and every blob it names is stored. A write torn at any
 //! point leaves the previous head whole.
 
 use std::io::Read;
@@ -323,11 +323,12 @@ pub struct Head {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommitError {
-    /// Not the version after the head (another node wrote meanwhile, or a replay).
-    #[error("the snapshot is version {given}; the next is {next}")]
-    NotNext {
-        /// The version the head expects next.
-        next: u64,
+    /// Not later than the head (a replay, or a node that wrote from an
+    /// older snapshot than another one did meanwhile).
+    #[error("the snapshot is version {given}; the platform holds version {head} already")]
+    NotLater {
+        /// The head's version.
+        head: u64,
         /// The version given.
         given: u64,
     },
@@ -338,18 +339,19 @@ pub enum CommitError {
 
 impl Head {
     /// Whether the store may make `version`, naming `blob_ids`, the new head,
-    /// given which blobs it holds: only the next version, and only once every
-    /// blob is stored. The store applies it in one transaction with the
-    /// head's update (compare and swap on the version).
+    /// given which blobs it holds: only a later version than the head (a
+    /// node whose write-back of one version failed goes on with the next),
+    /// and only once every blob is stored. The store applies it in one
+    /// transaction with the head's update (compare and swap on the version).
     pub fn commit(
         &self,
         version: u64,
         blob_ids: &[String],
         stored: impl Fn(&str) -> bool,
     ) -> Result<Head, CommitError> {
-        if version != self.version + 1 {
-            return Err(CommitError::NotNext {
-                next: self.version + 1,
+        if version <= self.version {
+            return Err(CommitError::NotLater {
+                head: self.version,
                 given: version,
             });
         }
@@ -520,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn the_head_moves_only_to_the_next_version_once_its_blobs_are_stored() {
+    fn the_head_moves_only_to_a_later_version_once_its_blobs_are_stored() {
         let dir = home();
         let snapshot = take(dir.path(), &key(1), APP, 1, 10 * MB).unwrap();
         let head = Head::default();
@@ -539,16 +541,21 @@ mod tests {
             .commit(1, &snapshot.blob_ids, |id| all.contains_key(id))
             .unwrap();
         assert_eq!(head.version, 1);
-        // A replay of version 1, or a writer that skipped one.
-        for version in [1, 3] {
+        // A replay of version 1, or an older one.
+        for version in [0, 1] {
             assert_eq!(
                 head.commit(version, &snapshot.blob_ids, |_| true),
-                Err(CommitError::NotNext {
-                    next: 2,
+                Err(CommitError::NotLater {
+                    head: 1,
                     given: version
                 })
             );
         }
+        // A writer whose version 2 never arrived goes on with version 3.
+        assert_eq!(
+            head.commit(3, &snapshot.blob_ids, |id| all.contains_key(id)),
+            Ok(Head { version: 3 })
+        );
     }
 
     #[cfg(unix)]

@@ -375,6 +375,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         },
         pccs_url: None,
         tls: launch::Tls::Ratls { expires_at },
+        storage: None,
     };
     let launch_file = setup.dir.path().join(format!("launch-{round}.json"));
     std::fs::write(&launch_file, launch.to_json())
@@ -429,6 +430,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         code_secret_key: setup.key.to_hex(),
         ssl_private_key: None,
         app_secrets: None,
+        storage_key: None,
     })?;
     let (status, answer) = request(&target, "POST", "/", Bytes::from(body)).await?;
     if status != 200 {

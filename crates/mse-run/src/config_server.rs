@@ -20,6 +20,7 @@ use mse_api::config::{
     ConfigAnswer, ConfigRequest, MAX_BODY, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE,
     MAX_REFUSAL_NOTES, STATUS_HEADER, WAITING,
 };
+use mse_package::snapshot::StorageKey;
 use mse_package::CodeKey;
 use mse_run::logs::LogSink;
 use tokio::net::TcpListener;
@@ -42,6 +43,9 @@ pub struct Waiting {
     pub owner: Option<mse_config::tls::Leaf>,
     /// The app's log.
     pub log: Arc<LogSink>,
+    /// Whether the app keeps persistent storage, so that a configuration
+    /// must bring its storage key.
+    keeps_storage: bool,
     accepted: Mutex<Option<Accepted>>,
     done: Notify,
     refusals: AtomicU32,
@@ -62,10 +66,18 @@ impl Waiting {
             app_dir,
             owner,
             log,
+            keeps_storage: false,
             accepted: Mutex::new(None),
             done: Notify::new(),
             refusals: AtomicU32::new(0),
         }
+    }
+
+    /// The same, for an app that keeps persistent storage (`keeps`): its
+    /// configuration is refused without a storage key.
+    pub fn keeping_storage(mut self, keeps: bool) -> Self {
+        self.keeps_storage = keeps;
+        self
     }
 }
 
@@ -75,6 +87,8 @@ pub struct Accepted {
     pub ssl_private_key: Option<Zeroizing<String>>,
     /// The app's secrets (a JSON object).
     pub app_secrets: Option<serde_json::Value>,
+    /// The key of the app's persistent home, when it keeps one.
+    pub storage_key: Option<StorageKey>,
 }
 
 /// How waiting ended.
@@ -229,7 +243,9 @@ fn refusal_reason(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "uuid mismatch",
         StatusCode::CONFLICT => "configured already",
         StatusCode::PAYLOAD_TOO_LARGE => "request too large",
-        StatusCode::UNPROCESSABLE_ENTITY => "the key or the owner's private key does not fit",
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            "the key or the owner's private key does not fit, or the storage key is missing"
+        }
         _ => "refused",
     }
 }
@@ -367,7 +383,8 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
                 StatusCode::BAD_REQUEST,
                 format!(
                     "malformed configuration: {e}; expected a JSON object with uuid, \
-                     code_secret_key and optionally ssl_private_key and app_secrets"
+                     code_secret_key and optionally ssl_private_key, app_secrets and \
+                     storage_key"
                 ),
             )
         }
@@ -387,6 +404,25 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
     if request.app_secrets.as_ref().is_some_and(|s| !s.is_object()) {
         return refuse(StatusCode::BAD_REQUEST, "app_secrets must be a JSON object");
     }
+    // Another app's node has no use for a storage key: it is dropped.
+    let storage_key = match (waiting.keeps_storage, request.storage_key.as_deref()) {
+        (true, Some(hex)) => match crate::node::storage::storage_key(hex) {
+            Some(key) => Some(key),
+            None => {
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "storage_key must be 64 hexadecimal digits",
+                )
+            }
+        },
+        (true, None) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this app keeps persistent storage: the configuration has no storage key",
+            )
+        }
+        (false, _) => None,
+    };
     let ssl_private_key = match (&waiting.owner, &request.ssl_private_key) {
         (Some(leaf), Some(pem)) => match mse_config::tls::parse_private_key(pem.as_bytes()) {
             Ok(private) if private.matches(leaf) => Some(Zeroizing::new(pem.clone())),
@@ -455,6 +491,7 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
     *accepted = Some(Accepted {
         ssl_private_key,
         app_secrets: request.app_secrets.clone(),
+        storage_key,
     });
     drop(accepted);
     waiting.done.notify_one();

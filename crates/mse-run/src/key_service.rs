@@ -790,6 +790,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         code_secret_key: request.code_secret_key.clone(),
         ssl_private_key: request.ssl_private_key.clone(),
         app_secrets: request.app_secrets.clone(),
+        storage_key: request.storage_key.clone(),
     };
     api.put_record(&name, &record.seal(root, &name))
         .await
@@ -1030,6 +1031,7 @@ async fn configure(
         code_secret_key: record.code_secret_key.clone(),
         ssl_private_key: record.ssl_private_key.clone(),
         app_secrets: record.app_secrets.clone(),
+        storage_key: record.storage_key.clone(),
     };
     let url = format!("https://{domain}:{}/", addr.port());
     let response = http

@@ -184,6 +184,7 @@ impl Node {
                 },
                 Tls::Plain(expires_at) => launch::Tls::Plain { expires_at },
             },
+            storage: None,
         };
         edit(&mut launch);
         let launch_file = write("launch.json", &launch.to_json());

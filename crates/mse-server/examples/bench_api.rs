@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
                     code_sha256: "00".repeat(32),
                     code_bytes: 0,
                     enclave_size: "1G".into(),
+                    storage_bytes: None,
                 },
                 created_at: chrono::DateTime::from_timestamp(now - (apps - i) as i64, 0)
                     .expect("a time of this century"),

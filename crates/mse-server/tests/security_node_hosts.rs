@@ -921,3 +921,145 @@ async fn a_host_report_moves_an_app_forward_only() {
     assert_eq!(app["status"], "stopped", "{app}");
     assert_ne!(app["reason"], "forged", "{app}");
 }
+
+/// `PUT /nodes/storage/{app}/blobs/{blob}` as `host`, the blob's bytes
+/// being `body` as JSON.
+async fn put_blob(
+    p: &Platform,
+    host: &str,
+    app: &str,
+    blob: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let path = format!("/nodes/storage/{app}/blobs/{blob}");
+    p.call(Method::PUT, &path, Some(host), Some(body)).await
+}
+
+/// The bytes a blob sent as the JSON `value` is (what `Platform::call`
+/// sends), and their name.
+fn blob(value: &Value) -> (Vec<u8>, String) {
+    use sha2::Digest as _;
+    let bytes = value.to_string().into_bytes();
+    let id = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, id)
+}
+
+#[tokio::test]
+async fn a_host_reaches_only_the_storage_of_its_own_apps_and_cannot_roll_it_back() {
+    let p = platform().await;
+    let token = join_token(&p).await;
+    let h1 = join(&p, &token, "h1", "198.18.0.2").await;
+    let h2 = join(&p, &token, "h2", "198.18.0.3").await;
+    let cap: u64 = 1024 * 1024;
+    let (status, app) = p
+        .deploy(
+            &p.admin,
+            deploy_config("kept", json!({ "storage_bytes": cap })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let id = app["id"].as_str().unwrap().to_string();
+    let (mine, theirs) = if node_of(&p, &id).await.as_deref() == Some("h1") {
+        (&h1, &h2)
+    } else {
+        (&h2, &h1)
+    };
+    // Its host is told where its storage is; nothing is held yet.
+    let (status, granted) = p.post("/nodes/lease", mine, json!({"running": []})).await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    let storage = &granted["start"][0]["storage"];
+    assert_eq!(storage["cap_bytes"], cap, "{granted}");
+    assert_eq!(storage["version"], 0, "{granted}");
+    assert!(storage["scope"]
+        .as_str()
+        .unwrap()
+        .ends_with("/default/kept"));
+
+    let head = format!("/nodes/storage/{id}");
+    let (status, _) = p.get(&head, theirs).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, held) = p.get(&head, mine).await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(held["version"], 0);
+
+    // A blob: named by its hash, by its app's host only.
+    let first = json!("sealed chunk one");
+    let (bytes, first_id) = blob(&first);
+    let (status, _) = put_blob(&p, theirs, &id, &first_id, first.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (other_bytes, other_id) = blob(&json!("another chunk"));
+    let (status, body) = put_blob(&p, mine, &id, &other_id, first.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = put_blob(&p, mine, &id, &first_id, first.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // A commit: a later version, naming held blobs only, within the cap.
+    let commit = |version: u64, blobs: Vec<&str>, size: u64| json!({"version": version, "manifest": "bWFuaWZlc3Q=", "blobs": blobs, "size": size});
+    let head_path = format!("{head}/head");
+    let (status, body) = p
+        .post(&head_path, theirs, commit(1, vec![&first_id], 10))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = p
+        .post(&head_path, mine, commit(1, vec![&first_id, &other_id], 10))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error(&body).contains("is not stored"), "{body}");
+    let (status, body) = p
+        .post(&head_path, mine, commit(1, vec![&first_id], cap + 1))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = p
+        .post(&head_path, mine, commit(2, vec![&first_id], 10))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // A replay, or an older snapshot, never replaces it.
+    for version in [1, 2] {
+        let (status, body) = p
+            .post(&head_path, mine, commit(version, vec![&first_id], 10))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{version}: {body}");
+        assert!(error(&body).contains("holds version 2"), "{body}");
+    }
+    let (status, held) = p.get(&head, mine).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(held["version"], 2);
+    assert_eq!(held["blobs"], json!([first_id]));
+    let blob_path = format!("{head}/blobs/{first_id}");
+    let (status, _) = p.get(&blob_path, theirs).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let response = p
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri(&blob_path)
+                .header("authorization", format!("Bearer {mine}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let served = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(served.as_ref(), bytes.as_slice());
+    let _ = other_bytes;
+
+    // The blobs a storage holds are bounded by its cap.
+    let mut refused = None;
+    for n in 0..8 {
+        let big = json!(format!("{n}{}", "a".repeat(1024 * 1024 - 16)));
+        let (_, big_id) = blob(&big);
+        let (status, body) = put_blob(&p, mine, &id, &big_id, big).await;
+        if status != StatusCode::NO_CONTENT {
+            refused = Some((n, status, body));
+            break;
+        }
+    }
+    let (n, status, body) = refused.expect("a storage over its budget is refused");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        (2..=4).contains(&n),
+        "refused after {n} blobs of 1 MiB: {body}"
+    );
+}

@@ -277,6 +277,7 @@ fn new_app(project_id: &str, name: &str, domain: &str, origin: &str) -> NewApp {
             code_sha256: "00".repeat(32),
             code_bytes: 1000,
             enclave_size: "1G".into(),
+            storage_bytes: None,
         },
         created_at: chrono::DateTime::UNIX_EPOCH,
         // Far in the future: never expires in a test.

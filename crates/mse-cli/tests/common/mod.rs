@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod deploy;
+pub mod kept;
 pub mod platform;
 
 use std::path::{Path, PathBuf};

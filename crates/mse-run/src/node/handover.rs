@@ -58,13 +58,16 @@ pub(super) async fn life(
         TlsSetup::Owner { leaf, .. } => Some(leaf.as_ref().clone()),
         _ => None,
     };
-    let waiting = Arc::new(Waiting::new(
-        launch.app.uuid.clone(),
-        launch.app.code.clone(),
-        prepared.dirs.app.clone(),
-        owner,
-        log.clone(),
-    ));
+    let waiting = Arc::new(
+        Waiting::new(
+            launch.app.uuid.clone(),
+            launch.app.code.clone(),
+            prepared.dirs.app.clone(),
+            owner,
+            log.clone(),
+        )
+        .keeping_storage(launch.storage.is_some()),
+    );
     let mut event = Event::new(AppStatus::Initializing, Utc::now());
     event.fingerprint = Some(hex::encode(prepared.fingerprint));
     event.certificate_sha256 = Some(hex::encode(Sha256::digest(&prepared.ratls.cert_der)));

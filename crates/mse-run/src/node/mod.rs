@@ -7,7 +7,8 @@
 //! configuration arrives on), `start` (the decrypted app's requirements and
 //! server, confined), `serving` (the node's front and its certificate,
 //! renewed over ACME), `health` (the health checks and the watch over the
-//! running app) and `shutdown` (the reasons to stop, and the app's end).
+//! running app), `storage` (the persistent home, restored and written back)
+//! and `shutdown` (the reasons to stop, and the app's end).
 
 pub(crate) mod handover;
 mod health;
@@ -15,6 +16,7 @@ pub(crate) mod prepare;
 mod serving;
 mod shutdown;
 mod start;
+pub(crate) mod storage;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

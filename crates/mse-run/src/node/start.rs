@@ -19,6 +19,7 @@ use super::health::{loopback, supervise};
 use super::prepare::app_owner;
 use super::serving::{owner_key, ratls_key, start_front};
 use super::shutdown::STOP_GRACE;
+use super::storage;
 use super::{create_private_dir, Dirs, Prepared, TlsSetup};
 use crate::config_server::Accepted;
 
@@ -74,7 +75,7 @@ fn app_backend(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 pub(super) async fn start_app(
     launch: &Launch,
     prepared: &Prepared,
-    accepted: Accepted,
+    mut accepted: Accepted,
     listener: tokio::net::TcpListener,
     stop: &mut watch::Receiver<Option<String>>,
 ) -> anyhow::Result<String> {
@@ -83,7 +84,16 @@ pub(super) async fn start_app(
     let listen = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let secrets_path = dirs.home.join(".cache/mse/secrets.json");
+    // The persistent home, restored before anything is written into it.
+    let write_back = match (&launch.storage, accepted.storage_key.take()) {
+        (Some(kept), Some(key)) => {
+            let confined = matches!(prepared.sandbox, Decision::Confine { .. });
+            Some(storage::open(kept, key, &dirs.home, confined, log).await?)
+        }
+        (Some(_), None) => bail!("this app keeps persistent storage and has no storage key"),
+        (None, _) => None,
+    };
+    let secrets_path = dirs.home.join(storage::SECRETS_IN_HOME);
     if let Some(secrets) = &accepted.app_secrets {
         if let Some(parent) = secrets_path.parent() {
             create_private_dir(parent)
@@ -284,6 +294,7 @@ pub(super) async fn start_app(
     }
     drop(chunks);
     log.note(&format!("app server started (pid {pid})"));
+    let keeper = write_back.map(|w| storage::keep(w, log.clone()));
     // The listener serves the front now (fronted apps), or is closed so
     // that the app server has the port.
     let probe_at = socket.unwrap_or_else(|| loopback(listen));
@@ -312,6 +323,11 @@ pub(super) async fn start_app(
     .await;
     for task in tasks {
         task.abort();
+    }
+    // The app server is gone: after a graceful stop its home is written
+    // back once more, before the node says it stopped.
+    if let Some(keeper) = keeper {
+        keeper.finish(outcome.is_ok(), log.clone()).await;
     }
     // Every line the app wrote is in the log before the final state is told
     // (the app's group is gone, so its pipes are closed).

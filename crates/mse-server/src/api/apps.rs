@@ -226,6 +226,16 @@ pub async fn create(
             config.docker
         )));
     }
+    let storage_bytes = match config.storage_bytes {
+        None => None,
+        Some(bytes) if bytes == 0 || bytes > mse_api::launch::MAX_STORAGE_BYTES => {
+            return Err(ApiError::unprocessable(format!(
+                "storage_bytes: 1 to {} bytes ([storage] size is at most 4G)",
+                mse_api::launch::MAX_STORAGE_BYTES
+            )))
+        }
+        Some(bytes) => Some(i64::try_from(bytes).unwrap_or(i64::MAX)),
+    };
     let catalog = state.current_catalog()?;
     let runtime = catalog
         .catalog
@@ -346,6 +356,7 @@ pub async fn create(
             code_sha256,
             code_bytes,
             enclave_size: resource.enclave_size,
+            storage_bytes,
         },
         created_at: created,
         expires_at,
@@ -452,7 +463,18 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<mse_api::apps::App>, ApiError> {
-    Ok(Json((&own_app(&state, &caller, &id).await?).into()))
+    let app = own_app(&state, &caller, &id).await?;
+    let mut wire: mse_api::apps::App = (&app).into();
+    if let Some(storage) = state.store.assigned_storage(&app).await? {
+        let head = state.store.storage_head(&storage.scope).await?;
+        wire.storage = Some(mse_api::apps::AppStorage {
+            cap_bytes: storage.cap_bytes,
+            version: storage.version,
+            size: head.as_ref().map_or(0, |h| h.size),
+            updated_at: head.map(|h| h.updated_at),
+        });
+    }
+    Ok(Json(wire))
 }
 
 /// `GET /apps?project=&name=&status=&limit=&offset=`, newest first; `offset`

@@ -924,6 +924,7 @@ fn deploy_config(conf: OriginalConf) -> Result<mse_api::apps::DeployConfig, Stri
         _ => return Err("conf.domain_name and conf.ssl_certificate go together".into()),
     };
     Ok(mse_api::apps::DeployConfig {
+        storage_bytes: None,
         name: conf.name,
         project: conf.project,
         resource: conf.plan,

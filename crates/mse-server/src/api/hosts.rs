@@ -18,6 +18,7 @@ use mse_api::node::{
     MAX_LEASE_WAIT_MS, MAX_LOG_CHUNK, NODE_CREDENTIAL_PREFIX,
 };
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::domain::app::App;
 use crate::domain::lifecycle::Status;
@@ -328,7 +329,10 @@ async fn work(
             }
         };
         match crate::domain::assignment::assignment(&app, size.0, size.1, state.acme.as_ref()) {
-            Ok(assignment) => start.push(assignment),
+            Ok(mut assignment) => {
+                assignment.storage = state.store.assigned_storage(&app).await?;
+                start.push(assignment);
+            }
             Err(why) => {
                 state
                     .store
@@ -551,4 +555,137 @@ fn append_log(
 /// expires before).
 fn at_time(at: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(at, 0).unwrap_or_default()
+}
+
+/// The persistent storage of an app placed on the caller.
+async fn placed_storage(
+    state: &Shared,
+    node: &NodeRow,
+    id: &str,
+) -> Result<mse_api::node::AssignedStorage, ApiError> {
+    let app = placed_app(state, node, id).await?;
+    state
+        .store
+        .assigned_storage(&app)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app {id} keeps no persistent storage")))
+}
+
+/// Whether `id` names a blob: 64 hex digits.
+fn blob_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `GET /nodes/storage/{app}`: the snapshot the platform holds of the
+/// storage of an app placed on the caller (version 0: none).
+pub async fn storage_head(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path(id): Path<String>,
+) -> Result<Json<mse_api::node::StorageHead>, ApiError> {
+    let storage = placed_storage(&state, &node, &id).await?;
+    Ok(Json(
+        state.store.storage_head(&storage.scope).await?.map_or_else(
+            || mse_api::node::StorageHead {
+                version: 0,
+                manifest: String::new(),
+                size: 0,
+                blobs: Vec::new(),
+            },
+            Into::into,
+        ),
+    ))
+}
+
+/// `GET /nodes/storage/{app}/blobs/{id}`: one blob of that storage.
+pub async fn storage_blob(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Vec<u8>, ApiError> {
+    let storage = placed_storage(&state, &node, &app).await?;
+    let not_found = || ApiError::not_found(format!("no blob {id} in app {app}'s storage"));
+    if !blob_id(&id) {
+        return Err(not_found());
+    }
+    let text = state
+        .store
+        .storage_blob(&storage.scope, &id.to_ascii_lowercase())
+        .await?
+        .ok_or_else(not_found)?;
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+        .map_err(|_| ApiError::internal("a stored blob is not base64"))
+}
+
+/// `PUT /nodes/storage/{app}/blobs/{id}`: a blob of a snapshot being
+/// written back; `id` must be the SHA-256 of its bytes.
+pub async fn put_storage_blob(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path((app, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if body.len() > mse_api::node::MAX_STORAGE_BLOB {
+        return Err(ApiError::too_large(format!(
+            "a blob is at most {} bytes",
+            mse_api::node::MAX_STORAGE_BLOB
+        )));
+    }
+    let storage = placed_storage(&state, &node, &app).await?;
+    let seen = hex::encode(Sha256::digest(&body));
+    if !blob_id(&id) || !seen.eq_ignore_ascii_case(&id) {
+        return Err(ApiError::unprocessable(format!(
+            "the blob's SHA-256 is {seen}, not {id}: a blob is named by its hash"
+        )));
+    }
+    let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &body);
+    match state
+        .store
+        .put_storage_blob(&storage.scope, &seen, &text, storage.cap_bytes)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::storage::BlobRefused::Store(e)) => Err(e.into()),
+        Err(refused) => Err(ApiError::too_large(refused.to_string())),
+    }
+}
+
+/// `POST /nodes/storage/{app}/head`: the snapshot whose blobs were sent
+/// becomes the app's storage — only as a later version, only with every
+/// blob held (409 otherwise: the previous one stays whole).
+pub async fn commit_storage(
+    State(state): State<Shared>,
+    NodeCaller(node): NodeCaller,
+    Path(app): Path<String>,
+    Json(commit): Json<mse_api::node::StorageCommit>,
+) -> Result<StatusCode, ApiError> {
+    let storage = placed_storage(&state, &node, &app).await?;
+    if commit.manifest.len() > 1024 * 1024
+        || commit.blobs.len() > 8192
+        || !commit.blobs.iter().all(|b| blob_id(b))
+    {
+        return Err(ApiError::unprocessable(
+            "a commit names at most 8192 blobs (64 hex digits each) and a manifest of at most 1 MB",
+        ));
+    }
+    let commit = mse_api::node::StorageCommit {
+        blobs: commit
+            .blobs
+            .iter()
+            .map(|b| b.to_ascii_lowercase())
+            .collect(),
+        ..commit
+    };
+    match state
+        .store
+        .commit_storage(&storage.scope, &commit, storage.cap_bytes, now())
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::storage::CommitRefused::Store(e)) => Err(e.into()),
+        Err(crate::store::storage::CommitRefused::Rule(rule)) => {
+            Err(ApiError::conflict(rule.to_string()))
+        }
+        Err(refused) => Err(ApiError::unprocessable(refused.to_string())),
+    }
 }

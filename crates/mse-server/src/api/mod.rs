@@ -193,6 +193,14 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/nodes/events", "A status event of an app placed on the calling host (node credential)", hosts::event)
             .token()
             .json(object(&[("app", text()), ("event", json!({"type": "object"}))], &[])),
+        op(get.clone(), "/nodes/storage/{app}", "The snapshot the platform holds of the persistent storage of an app placed on the calling host (node credential)", hosts::storage_head).token(),
+        op(get.clone(), "/nodes/storage/{app}/blobs/{id}", "One encrypted blob of that storage (node credential)", hosts::storage_blob).token(),
+        op(put.clone(), "/nodes/storage/{app}/blobs/{id}", "An encrypted blob of a snapshot being written back, named by its SHA-256 (node credential)", hosts::put_storage_blob)
+            .token()
+            .bytes(mse_api::node::MAX_STORAGE_BLOB),
+        op(post.clone(), "/nodes/storage/{app}/head", "A written-back snapshot becomes the app's storage: a later version, every blob held (node credential)", hosts::commit_storage)
+            .token()
+            .json(object(&[("version", json!({"type": "integer", "minimum": 1})), ("manifest", text()), ("blobs", json!({"type": "array", "items": {"type": "string"}})), ("size", json!({"type": "integer", "minimum": 0}))], &[])),
         op(post.clone(), "/nodes/key-service", "The calling host runs a replica of the key service on this port (node credential)", keys::host_replica_started)
             .token()
             .json(object(&[("port", json!({"type": "integer", "minimum": 1, "maximum": 65535})), ("measurement", text()), ("credential_hash", text())], &[])),

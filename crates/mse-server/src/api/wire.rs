@@ -39,6 +39,8 @@ impl From<&stored::App> for apps::App {
             tee: app.tee,
             keep_running: app.keep_running,
             rescheduled: app.rescheduled.clone(),
+            // The store's to say (`GET /apps/{id}`).
+            storage: None,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct AppSpec {
     pub code_bytes: i64,
     /// Enclave size (from the resource).
     pub enclave_size: String,
+    /// The cap of its persistent `$HOME`, bytes, when it keeps one.
+    pub storage_bytes: Option<i64>,
 }
 
 /// An app, as stored.
@@ -170,6 +172,7 @@ mod tests {
                 code_sha256: "00".repeat(32),
                 code_bytes: 0,
                 enclave_size: "1G".into(),
+                storage_bytes: None,
             },
             status: Status::Running,
             reason: None,

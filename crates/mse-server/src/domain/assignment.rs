@@ -44,5 +44,7 @@ pub fn assignment(
         package_bytes: u64::try_from(app.spec.code_bytes).unwrap_or(0),
         memory_mb,
         cores,
+        // The store's to say (`Store::assigned_storage`).
+        storage: None,
     })
 }

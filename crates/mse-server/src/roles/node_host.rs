@@ -22,7 +22,9 @@ use mse_api::node::{
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::roles::process::{EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
+use crate::roles::process::{
+    EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles, Snapshot,
+};
 use crate::state::backend::BoxFuture;
 
 /// How long a lease call may wait for work, at most, milliseconds (and at
@@ -553,11 +555,66 @@ impl Host {
             }
             _ => None,
         };
+        let restore = match &assignment.storage {
+            Some(storage) if storage.version > 0 => {
+                Some(self.fetch_snapshot(&assignment.app).await?)
+            }
+            _ => None,
+        };
         Ok(Launch {
             assignment: assignment.clone(),
             package,
             owner_chain,
+            restore,
         })
+    }
+
+    /// Fetches the snapshot of app `id`'s storage the platform holds into
+    /// its restore folder (its sealed manifest as `manifest`, its blobs by
+    /// id), checking each blob against its name.
+    async fn fetch_snapshot(&self, id: &str) -> anyhow::Result<PathBuf> {
+        let head: mse_api::node::StorageHead = self
+            .link
+            .send(
+                self.link
+                    .client
+                    .get(self.link.url(&format!("/nodes/storage/{id}"))),
+            )
+            .await?
+            .json()
+            .await?;
+        let dir = self.processes.restore_dir(id);
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::data::dir::create_private_dir(&self.processes.storage_dir(id))?;
+        crate::data::dir::create_private_dir(&dir)?;
+        let manifest =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &head.manifest)
+                .context("the platform's snapshot manifest is not base64")?;
+        write_file(
+            &dir.join(mse_api::launch::RESTORE_MANIFEST_FILE),
+            &manifest,
+            true,
+        )?;
+        for blob in &head.blobs {
+            if blob.len() != 64 || !blob.bytes().all(|b| b.is_ascii_hexdigit()) {
+                anyhow::bail!("the platform's snapshot names `{blob}`, not a blob");
+            }
+            let bytes = self
+                .link
+                .send(
+                    self.link
+                        .client
+                        .get(self.link.url(&format!("/nodes/storage/{id}/blobs/{blob}"))),
+                )
+                .await?
+                .bytes()
+                .await?;
+            if !hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(blob) {
+                anyhow::bail!("blob {blob} of the app's storage is not what its name says");
+            }
+            write_file(&dir.join(blob.to_ascii_lowercase()), &bytes, true)?;
+        }
+        Ok(dir)
     }
 
     /// Sends what is new in the logs (of `only`, or of every app with a
@@ -674,7 +731,32 @@ struct ApiSink {
     app: String,
 }
 
+impl ApiSink {
+    /// Sends a snapshot: its new blobs, then the commit.
+    async fn send_snapshot(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
+        let link = &self.host.link;
+        let app = &self.app;
+        for (id, bytes) in &snapshot.new_blobs {
+            let request = link
+                .client
+                .put(link.url(&format!("/nodes/storage/{app}/blobs/{id}")))
+                .body(bytes.clone());
+            link.send(request).await?;
+        }
+        let request = link
+            .client
+            .post(link.url(&format!("/nodes/storage/{app}/head")))
+            .json(&snapshot.commit);
+        link.send(request).await?;
+        Ok(())
+    }
+}
+
 impl EventSink for ApiSink {
+    fn snapshot<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.send_snapshot(snapshot))
+    }
+
     fn report(&self, event: Event) -> BoxFuture<'_, Option<String>> {
         Box::pin(async move {
             let terminal = matches!(event.status, AppStatus::Stopped | AppStatus::OnError);

@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mse_api::apps::AppStatus;
-use mse_api::event::Event;
+use mse_api::event::{Event, SnapshotWritten};
 use mse_api::launch::{
     Installer, Quotes, Tls, DEFAULT_ATTESTATION_ROOT, DEFAULT_TSM_ROOT, LAUNCH_FILE,
 };
 use mse_api::node::{AppTls, Assignment};
 use mse_api::tee::Tee;
+use sha2::Digest as _;
 use tokio::io::AsyncBufReadExt;
 
 use crate::data::dir::create_private_dir;
@@ -30,7 +31,85 @@ pub trait EventSink: Send + Sync + 'static {
     /// Records `event` of the sink's app. `Some(reason)` asks for the node
     /// to be stopped (it reported something it must not go on after).
     fn report(&self, event: Event) -> BoxFuture<'_, Option<String>>;
+    /// Keeps the snapshot of the app's persistent storage the node wrote
+    /// into `outbox` ([`Snapshot::read`]); an error says why it was not
+    /// kept (the previous one stays whole).
+    fn snapshot<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, anyhow::Result<()>>;
 }
+
+/// A snapshot of an app's persistent storage its node wrote back, as read
+/// from its outbox: the new blobs (named by their SHA-256, checked) and
+/// the commit naming them all.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The blobs this snapshot adds, `(id, bytes)`.
+    pub new_blobs: Vec<(String, Vec<u8>)>,
+    /// What makes it the app's storage.
+    pub commit: mse_api::node::StorageCommit,
+}
+
+impl Snapshot {
+    /// Reads what the node's event `written` names from `outbox`: only
+    /// names of the node's own form (`manifest-<n>`, 64 hex digits), each
+    /// blob checked against its name. The blobs are the new ones and those
+    /// a snapshot that was not kept left in the outbox.
+    pub fn read(written: &SnapshotWritten, outbox: &Path) -> anyhow::Result<Snapshot> {
+        let hex_id = |id: &str| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        if written.manifest != format!("manifest-{}", written.version)
+            || !written
+                .blobs
+                .iter()
+                .chain(&written.new_blobs)
+                .all(|id| hex_id(id))
+            || written.blobs.len() > 8192
+        {
+            anyhow::bail!("the node's snapshot event names files that are not its own");
+        }
+        let manifest = std::fs::read(outbox.join(&written.manifest))
+            .with_context(|| format!("cannot read {}", written.manifest))?;
+        let mut new_blobs = Vec::new();
+        let left = written
+            .blobs
+            .iter()
+            .filter(|id| !written.new_blobs.contains(id) && outbox.join(id).is_file());
+        for id in written.new_blobs.iter().chain(left) {
+            let bytes =
+                std::fs::read(outbox.join(id)).with_context(|| format!("cannot read blob {id}"))?;
+            let seen = hex::encode(sha2::Sha256::digest(&bytes));
+            if !seen.eq_ignore_ascii_case(id) {
+                anyhow::bail!("blob {id} is not what its name says");
+            }
+            new_blobs.push((id.to_ascii_lowercase(), bytes));
+        }
+        Ok(Snapshot {
+            new_blobs,
+            commit: mse_api::node::StorageCommit {
+                version: written.version,
+                manifest: base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    manifest,
+                ),
+                blobs: written
+                    .blobs
+                    .iter()
+                    .map(|b| b.to_ascii_lowercase())
+                    .collect(),
+                size: written.size,
+            },
+        })
+    }
+
+    /// Removes the files of a kept snapshot.
+    pub fn clear(written: &SnapshotWritten, outbox: &Path) {
+        let _ = std::fs::remove_file(outbox.join(&written.manifest));
+        for id in &written.blobs {
+            let _ = std::fs::remove_file(outbox.join(id));
+        }
+    }
+}
+
+/// How often a node writes back an app's persistent storage, at most.
+pub const STORAGE_PERIOD: Duration = Duration::from_secs(2);
 
 /// What a node process needs of its machine.
 #[derive(Debug, Clone)]
@@ -75,6 +154,10 @@ pub struct Launch {
     pub package: PathBuf,
     /// The owner's certificate chain (PEM), owner mode.
     pub owner_chain: Option<PathBuf>,
+    /// The snapshot of its persistent storage to restore (its sealed
+    /// manifest as `manifest` and its blobs by id), fetched by the caller
+    /// into [`NodeProcesses::restore_dir`].
+    pub restore: Option<PathBuf>,
 }
 
 /// The node processes of this machine.
@@ -110,6 +193,8 @@ pub const LOGS: &str = "logs";
 pub const QUOTE_KEYS: &str = "quote-keys";
 /// The key service's folder in the nodes' folder (its root key lives there).
 pub const KEY_SERVICE: &str = "key-service";
+/// The folder of the apps' persistent storage in the nodes' folder.
+pub const STORAGE: &str = "storage";
 /// A host's folder of the packages it fetched (mode 0700).
 pub const PACKAGES: &str = "packages";
 /// The folder of this machine's ACME account key and of the CA bundles of
@@ -174,6 +259,19 @@ impl NodeProcesses {
         self.inner.config.nodes_dir.join(id)
     }
 
+    /// The folder of an app's persistent storage on this machine while its
+    /// node runs (mode 0700): the snapshot to restore, and the node's
+    /// outbox of snapshots to write back. Outside the node's own folder,
+    /// which the node wipes when it ends.
+    pub fn storage_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.nodes_dir.join(STORAGE).join(id)
+    }
+
+    /// Where the snapshot of app `id` to restore is fetched.
+    pub fn restore_dir(&self, id: &str) -> PathBuf {
+        self.storage_dir(id).join("restore")
+    }
+
     /// Removes what this machine keeps of a finished app's node (its log).
     pub fn forget_node(&self, id: &str) {
         remove_node_dir(&self.node_dir(id));
@@ -213,6 +311,9 @@ impl NodeProcesses {
         // the file shows an operator what the node was started with.
         let work_dir = self.node_dir(&app.app);
         create_private_dir(&work_dir)?;
+        if app.storage.is_some() {
+            create_private_dir(&self.storage_dir(&app.app))?;
+        }
         let launch_file = work_dir.join(LAUNCH_FILE);
         mse_package::context::write_private(&launch_file, description.to_json().as_bytes())
             .with_context(|| format!("cannot write {}", launch_file.display()))?;
@@ -258,6 +359,26 @@ impl NodeProcesses {
                 let Ok(mut event) = serde_json::from_str::<Event>(&line) else {
                     continue;
                 };
+                // A snapshot written back is kept, not a change of state.
+                if let Some(written) = event.snapshot.take() {
+                    let outbox = processes.storage_dir(&id).join("outbox");
+                    let kept = match Snapshot::read(&written, &outbox) {
+                        Ok(snapshot) => sink.snapshot(&snapshot).await,
+                        Err(e) => Err(e),
+                    };
+                    match kept {
+                        Ok(()) => Snapshot::clear(&written, &outbox),
+                        Err(e) => {
+                            // Its blobs stay for the next snapshot to send.
+                            let _ = std::fs::remove_file(outbox.join(&written.manifest));
+                            eprintln!(
+                                "app {id}: snapshot {} of its storage not kept: {e:#}",
+                                written.version
+                            );
+                        }
+                    }
+                    continue;
+                }
                 if event.status == AppStatus::Stopped {
                     // The platform's reason when it asked (the node only saw
                     // a signal), else the node's own (its expiry).
@@ -275,6 +396,7 @@ impl NodeProcesses {
             // decrypted stays on this machine, nor its folder; its log stays
             // in the logs folder until the app is removed.
             remove_node_dir(&processes.node_dir(&id));
+            let _ = std::fs::remove_dir_all(processes.storage_dir(&id));
             // The app's cgroup, which a node killed with SIGKILL leaves.
             mse_run::limits::remove_leftover(&mse_run::limits::cgroup_name(
                 &id,
@@ -451,45 +573,61 @@ impl NodeProcesses {
             Tee::Sgx | Tee::Tdx => tee.pccs_url.clone(),
             Tee::Simulation | Tee::SevSnp => None,
         };
-        let description = mse_api::launch::Launch {
-            app: mse_api::launch::App {
-                uuid: app.app.clone(),
-                application: app.application.clone(),
-                domain: app.domain.clone(),
-                code: launch.package.clone(),
-                healthcheck: app.healthcheck.clone(),
-            },
-            runtime: mse_api::launch::Runtime {
-                image: app.image.clone(),
-                enclave_size: app.enclave_size.clone(),
-                catalog: Some(config.catalog.clone()),
-                cache_dir: config.cache_dir.clone(),
-                installer: Some(match &config.installer {
-                    mse_runtime::Installer::Uv(path) => Installer::UvAt(path.clone()),
-                    mse_runtime::Installer::Pip => Installer::Pip,
-                }),
-            },
-            node: mse_api::launch::Node {
-                // A port of its own choosing, told in its first event: no
-                // other process can take it between a choice here and its
-                // bind there.
-                listen: std::net::SocketAddr::new(config.listen_ip, 0),
-                work_dir: self.node_dir(&app.app),
-                log_file: Some(self.log_path(&app.app)),
-            },
-            timeouts: mse_api::launch::Timeouts {
-                config: Some(Duration::from_secs(options.config_timeout_secs)),
-                ..Default::default()
-            },
-            sandbox: options.sandbox.into(),
-            limits: mse_api::launch::Limits {
-                memory_mb: NonZeroU64::new(app.memory_mb),
-                cores: NonZeroU32::new(cores),
-            },
-            quotes,
-            pccs_url,
-            tls,
-        };
+        let description =
+            mse_api::launch::Launch {
+                app: mse_api::launch::App {
+                    uuid: app.app.clone(),
+                    application: app.application.clone(),
+                    domain: app.domain.clone(),
+                    code: launch.package.clone(),
+                    healthcheck: app.healthcheck.clone(),
+                },
+                runtime: mse_api::launch::Runtime {
+                    image: app.image.clone(),
+                    enclave_size: app.enclave_size.clone(),
+                    catalog: Some(config.catalog.clone()),
+                    cache_dir: config.cache_dir.clone(),
+                    installer: Some(match &config.installer {
+                        mse_runtime::Installer::Uv(path) => Installer::UvAt(path.clone()),
+                        mse_runtime::Installer::Pip => Installer::Pip,
+                    }),
+                },
+                node: mse_api::launch::Node {
+                    // A port of its own choosing, told in its first event: no
+                    // other process can take it between a choice here and its
+                    // bind there.
+                    listen: std::net::SocketAddr::new(config.listen_ip, 0),
+                    work_dir: self.node_dir(&app.app),
+                    log_file: Some(self.log_path(&app.app)),
+                },
+                timeouts: mse_api::launch::Timeouts {
+                    config: Some(Duration::from_secs(options.config_timeout_secs)),
+                    ..Default::default()
+                },
+                sandbox: options.sandbox.into(),
+                limits: mse_api::launch::Limits {
+                    memory_mb: NonZeroU64::new(app.memory_mb),
+                    cores: NonZeroU32::new(cores),
+                },
+                quotes,
+                pccs_url,
+                tls,
+                storage: app
+                    .storage
+                    .as_ref()
+                    .map(|storage| mse_api::launch::Storage {
+                        app: storage.scope.clone(),
+                        cap_bytes: storage.cap_bytes,
+                        restore: launch.restore.clone().filter(|_| storage.version > 0).map(
+                            |dir| mse_api::launch::Restore {
+                                dir,
+                                version: storage.version,
+                            },
+                        ),
+                        outbox: self.storage_dir(&app.app).join("outbox"),
+                        period: STORAGE_PERIOD,
+                    }),
+            };
         description.check()?;
         Ok(description)
     }
@@ -582,7 +720,8 @@ impl NodeProcesses {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().to_string();
-            let ours = [LOGS, QUOTE_KEYS, PACKAGES, ACME, KEY_SERVICE].contains(&id.as_str());
+            let ours =
+                [LOGS, QUOTE_KEYS, PACKAGES, ACME, KEY_SERVICE, STORAGE].contains(&id.as_str());
             if !entry.path().is_dir() || ours || keep.contains(&id) || self.has_node(&id) {
                 continue;
             }
@@ -682,9 +821,11 @@ mod tests {
                 package_bytes: 1,
                 memory_mb: 512,
                 cores: 0,
+                storage: None,
             },
             package: "/data/apps/a1/code.tar".into(),
             owner_chain: None,
+            restore: None,
         }
     }
 

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use mse_api::event::Event;
 use mse_api::node::{AcmeCa, AppTls, Capacity};
 
-use super::process::{EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles};
+use super::process::{EventSink, Launch, NodeProcesses, ProcessConfig, QuoteFiles, Snapshot};
 use crate::data::dir::app_dir;
 use crate::domain::app::{App, NodeHolder};
 use crate::domain::assignment::assignment;
@@ -128,6 +128,58 @@ impl EventSink for StoreSink {
             async move { apply_event(&self.store, &self.routes, &self.app, &event, false).await },
         )
     }
+
+    fn snapshot<'a>(&'a self, snapshot: &'a Snapshot) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let storage = self
+                .store
+                .assigned_storage(&self.app)
+                .await?
+                .context("the app keeps no persistent storage")?;
+            for (id, bytes) in &snapshot.new_blobs {
+                let text =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+                self.store
+                    .put_storage_blob(&storage.scope, id, &text, storage.cap_bytes)
+                    .await?;
+            }
+            self.store
+                .commit_storage(&storage.scope, &snapshot.commit, storage.cap_bytes, now())
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Fetches the snapshot `storage` names from the store into `dir` (its
+/// sealed manifest as `manifest`, its blobs by id), for the node to
+/// restore; `None` when there is none.
+async fn fetch_snapshot(
+    store: &Store,
+    storage: &mse_api::node::AssignedStorage,
+    dir: &std::path::Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(head) = store.storage_head(&storage.scope).await? else {
+        return Ok(None);
+    };
+    let b64 = |text: &str| {
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)
+            .context("the store holds a snapshot that is not base64")
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    crate::data::dir::create_private_dir(dir)?;
+    mse_package::context::write_private(
+        &dir.join(mse_api::launch::RESTORE_MANIFEST_FILE),
+        &b64(&head.manifest)?,
+    )?;
+    for id in &head.blobs {
+        let text = store
+            .storage_blob(&storage.scope, id)
+            .await?
+            .with_context(|| format!("blob {id} of the app's storage is missing"))?;
+        mse_package::context::write_private(&dir.join(id), &b64(&text)?)?;
+    }
+    Ok(Some(dir.to_path_buf()))
 }
 
 impl Runner {
@@ -290,10 +342,21 @@ impl Runner {
         .map_err(|why| anyhow::anyhow!(why))?;
         let owner_chain =
             matches!(assignment.tls, AppTls::Owner { .. }).then(|| dir.join("owner.pem"));
+        let mut assignment = assignment;
+        assignment.storage = store.assigned_storage(app).await?;
+        let restore = match &assignment.storage {
+            Some(storage) if storage.version > 0 => {
+                let processes = &self.inner.processes;
+                crate::data::dir::create_private_dir(&processes.storage_dir(&app.id))?;
+                fetch_snapshot(store, storage, &processes.restore_dir(&app.id)).await?
+            }
+            _ => None,
+        };
         let launch = Launch {
             assignment,
             package: dir.join("code.tar"),
             owner_chain,
+            restore,
         };
         let sink = Arc::new(StoreSink {
             store: store.clone(),

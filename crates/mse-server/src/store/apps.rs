@@ -160,9 +160,9 @@ impl Store {
             "INSERT INTO apps (id, project_id, name, domain, config_domain, resource, docker, \
              python_application, healthcheck_endpoint, certificate_origin, ssl_certificate, \
              code_sha256, code_bytes, enclave_size, status, created_at, expires_at, node_owner, \
-             tee) \
+             tee, storage_bytes) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)",
+             $18, $19, $20)",
         )
         .bind(&new.id)
         .bind(&new.project_id)
@@ -183,6 +183,7 @@ impl Store {
         .bind(new.expires_at.timestamp())
         .bind(node_owner)
         .bind(tee)
+        .bind(new.spec.storage_bytes)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

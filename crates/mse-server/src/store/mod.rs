@@ -12,6 +12,7 @@ mod claims;
 pub mod keys;
 pub mod nodes;
 mod rows;
+pub mod storage;
 mod tenancy;
 
 pub use apps::Reported;

@@ -66,7 +66,7 @@ pub(super) const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.d
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
     a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate, a.fingerprint, a.tee, \
-    a.keep_running, a.rescheduled FROM apps a JOIN projects p ON p.id = a.project_id";
+    a.keep_running, a.rescheduled, a.storage_bytes FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
 pub(super) const LIVE: &str = "('spawning', 'initializing', 'running')";
@@ -99,6 +99,7 @@ pub(super) fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
             code_sha256: row.try_get("code_sha256")?,
             code_bytes: row.try_get::<Option<i64>, _>("code_bytes")?.unwrap_or(0),
             enclave_size: row.try_get("enclave_size")?,
+            storage_bytes: row.try_get("storage_bytes")?,
         },
         status: Status::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,

@@ -525,6 +525,7 @@ pub fn new_app(
             code_sha256: "00".repeat(32),
             code_bytes: 0,
             enclave_size: "1G".into(),
+            storage_bytes: None,
         },
         created_at: chrono::DateTime::from_timestamp(created_at, 0).unwrap(),
         // Far in the future: never expires in a test.

@@ -229,6 +229,27 @@ pub(super) fn status_text(app: &App, resource: Option<&Resource>, url: &str, now
     if let Some(note) = &app.rescheduled {
         rows.push(("rescheduled", note.clone()));
     }
+    if let Some(storage) = &app.storage {
+        rows.push((
+            "storage",
+            match storage
+                .updated_at
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            {
+                Some(at) => format!(
+                    "persistent $HOME, {} of {} kept encrypted (version {}, written back {})",
+                    crate::render::bytes(storage.size),
+                    crate::render::bytes(storage.cap_bytes),
+                    storage.version,
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => format!(
+                    "persistent $HOME of at most {}, nothing written back yet",
+                    crate::render::bytes(storage.cap_bytes)
+                ),
+            },
+        ));
+    }
     // What a node host reported is its text: never a terminal's command.
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()

@@ -158,7 +158,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let config = load_valid_config(args.path.as_deref(), flags.untrusted_ssl)?;
     let runtime = steps::runtime(&client, &config)?;
     let files = plan::AppFiles::read(&config)?;
-    let plan = plan::Plan::new(flags, config, files);
+    let plan = plan::Plan::new(flags, config, files).with_storage_key()?;
     steps::config_checked(&plan, steps);
 
     let hardware = crate::commands::verify::hardware_policy(

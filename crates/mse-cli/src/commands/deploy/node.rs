@@ -11,7 +11,6 @@ use mse_api::apps::{App, AppStatus};
 use mse_api::text::{one_line, strip_controls};
 use mse_attest::verify::Policy;
 use mse_package::context::CertificateOrigin;
-use mse_package::CodeKey;
 
 use super::LeftBehind;
 use crate::api::Client;
@@ -237,24 +236,15 @@ pub fn wait_for(
     )))
 }
 
-/// `POST /` to the node's configuration server over TLS pinned to the
-/// verified certificate.
+/// `POST /` of `request` to the node's configuration server over TLS
+/// pinned to the verified certificate.
 pub fn send_configuration(
     host: &str,
     port: u16,
     cert_der: &[u8],
-    uuid: &str,
-    key: &CodeKey,
-    ssl_private_key: Option<String>,
-    app_secrets: Option<serde_json::Value>,
+    request: &mse_api::config::ConfigRequest,
 ) -> CmdResult {
     let http = pinned_client(host, port, cert_der)?;
-    let request = mse_api::config::ConfigRequest {
-        uuid: uuid.to_string(),
-        code_secret_key: key.to_hex(),
-        ssl_private_key,
-        app_secrets,
-    };
     let url = format!("https://{host}:{port}/");
     let response = http
         .post(&url)

@@ -100,23 +100,63 @@ pub struct Plan {
     /// What was asked of the certificate; for zero trust the platform says
     /// whether the node gets an ACME certificate or keeps its RA-TLS one.
     pub asked: CertificateOrigin,
+    /// `[storage] persistent = true`: the key its `$HOME` is encrypted
+    /// under (64 hex digits), made here, sent only to the verified node and
+    /// the verified key service.
+    pub storage_key: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Plan {
     /// The plan of `config` deployed with `flags`.
-    pub fn new(flags: Flags, config: AppConfig, files: AppFiles) -> Plan {
+    pub fn new(mut flags: Flags, config: AppConfig, files: AppFiles) -> Plan {
         // `[ssl]` is ignored with `--untrusted-ssl` (with a warning).
         let asked = CertificateOrigin::chosen(
             config.ssl.is_some() && !flags.untrusted_ssl,
             flags.untrusted_ssl,
             false,
         );
+        // Persistent storage lives under a key only the key service keeps
+        // besides the node: the deployment hands it over (`--keep-running`).
+        flags.keep_running |= config
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.persistent_size().is_some());
         Plan {
             flags,
             config,
             files,
             asked,
+            storage_key: None,
         }
+    }
+
+    /// With `[storage] persistent = true`: the storage key of this app name,
+    /// derived from the owner's key (`$MSE_CONF_PATH/owner.key`), so that
+    /// every deployment of the name by this owner — an upgrade, a
+    /// redeployment — opens the snapshots the earlier ones wrote.
+    pub fn with_storage_key(mut self) -> Result<Plan, Failure> {
+        if self.flags.keep_running
+            && self
+                .config
+                .storage
+                .as_ref()
+                .is_some_and(|s| s.persistent_size().is_some())
+        {
+            let owner = crate::owner_key::load_or_create()?;
+            let mut seed = owner.to_bytes();
+            use sha2::Digest as _;
+            let mut hash = sha2::Sha256::new();
+            hash.update(b"mse-storage-key-v1\0");
+            hash.update(seed);
+            // JSON keeps the two names apart whatever they hold.
+            hash.update(
+                serde_json::to_string(&[&self.config.project, &self.config.name])
+                    .unwrap_or_default(),
+            );
+            zeroize::Zeroize::zeroize(&mut seed);
+            self.storage_key = Some(zeroize::Zeroizing::new(hex::encode(hash.finalize())));
+        }
+        Ok(self)
     }
 
     /// The `config` part of `POST /apps`.
@@ -133,6 +173,7 @@ impl Plan {
             ssl: self.files.ssl.clone(),
             untrusted_ssl: self.flags.untrusted_ssl,
             no_acme: self.flags.no_acme,
+            storage_bytes: config.storage.as_ref().and_then(|s| s.persistent_size()),
         }
     }
 

@@ -514,14 +514,18 @@ pub fn configure(
         "configure",
         "Sending the code key and secrets to the verified node",
     );
+    let request = mse_api::config::ConfigRequest {
+        uuid: app.id.clone(),
+        code_secret_key: package.key.to_hex(),
+        ssl_private_key: ctx.plan.files.ssl_key.clone(),
+        app_secrets: ctx.plan.files.secrets.clone(),
+        storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
+    };
     send_configuration(
         &app.config_domain_name,
         ctx.profile.platform.proxy_port,
         &node.cert_der,
-        &app.id,
-        &package.key,
-        ctx.plan.files.ssl_key.clone(),
-        ctx.plan.files.secrets.clone(),
+        &request,
     )?;
     steps.done("accepted");
     Ok(())
@@ -610,6 +614,7 @@ pub fn keep_keys(
         code_secret_key: package.key.to_hex(),
         ssl_private_key: ctx.plan.files.ssl_key.clone(),
         app_secrets: ctx.plan.files.secrets.clone(),
+        storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
     };
     let answer = super::node::send_provisioning(&info.domain, port, &cert_der, &request)?;
     steps.done(&format!(
