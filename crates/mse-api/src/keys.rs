@@ -42,7 +42,8 @@ pub struct KeyServiceInfo {
     /// The node that runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
-    /// Whether it answers now (its node renewed its lease lately).
+    /// Whether it answers now and keeps keys: its node renewed its lease
+    /// lately and it holds the platform's root key.
     pub running: bool,
     /// Every replica, the leader first (the one above, reached at the
     /// domain, and the only one that releases keys).
@@ -223,6 +224,52 @@ pub struct ApiAccess {
     pub ca_sha256: Option<String>,
 }
 
+/// The holders of the key service's recovery shares (`mse-server
+/// --recovery-holder KEY … --recovery-threshold K`): each share is sealed to
+/// one holder's key, and any `threshold` of them recover the root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryHolders {
+    /// How many shares recover the root key.
+    pub threshold: u8,
+    /// The holders' public keys (`mse-holder-v1.HEX`).
+    pub holders: Vec<String>,
+}
+
+/// `GET /keys/recovery-shares` (admin): the root key's shares, each sealed to
+/// its holder, for the holders to keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedShares {
+    /// The root key's check value.
+    pub check: Option<String>,
+    /// The sealed shares (`mse-share-box-v1.…`), one per holder.
+    pub shares: Vec<String>,
+}
+
+/// `POST /recover` on a replica that holds no root key: shares opened by
+/// their holders (`mse-recovery-v1.…`), at least the threshold.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    /// The shares.
+    pub shares: Vec<String>,
+}
+
+impl std::fmt::Debug for Recover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recover").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Recover {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for share in &mut self.shares {
+            share.zeroize();
+        }
+    }
+}
+
 /// `GET /keys/root` and `POST /keys/root` (the service's credential): the
 /// check value of the platform's root key (`mse_keys::recovery::service_id`),
 /// public; `None` until a replica made it.
@@ -231,6 +278,10 @@ pub struct ApiAccess {
 pub struct RootCheck {
     /// The check value, hex.
     pub check: Option<String>,
+    /// With `POST` by the replica that made the root key: its recovery
+    /// shares, each sealed to its holder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<String>,
 }
 
 /// A live replica of the key service holding the platform's root key

@@ -651,3 +651,155 @@ fn a_persistent_app_keeps_its_home_encrypted_across_a_platform_crash() {
         );
     }
 }
+
+/// `mse-server keys …` (a tool: no server).
+fn keys_tool(args: &[&str]) -> String {
+    let output = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+        .arg("keys")
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = texts(&output);
+    assert!(
+        output.status.success(),
+        "mse-server keys {args:?}: {stderr}"
+    );
+    stdout.trim().to_string()
+}
+
+#[test]
+fn after_every_replica_lost_the_root_key_its_holders_shares_recover_it() {
+    // Three holders make their keys on their own machines; any two recover.
+    let holders = tempfile::tempdir().unwrap();
+    let public: Vec<String> = (0..3)
+        .map(|i| {
+            let out = holders.path().join(format!("holder-{i}.key"));
+            keys_tool(&["holder-key", "--out", out.to_str().unwrap()])
+        })
+        .collect();
+    let recovery = |command: &mut std::process::Command| {
+        for key in &public {
+            command.args(["--recovery-holder", key]);
+        }
+        command.args(["--recovery-threshold", "2"]);
+    };
+    let mut platform = Platform::start_with(recovery);
+    running_service(&platform);
+    let root_file = platform.nodes_dir().join("key-service/service/root.key");
+    let root = hex::encode(std::fs::read(&root_file).unwrap());
+
+    // The platform keeps one sealed share per holder: nothing it can open.
+    let (status, sealed) = platform.get(&platform.admin, "/keys/recovery-shares");
+    assert_eq!(status, 200, "{sealed}");
+    let shares: Vec<String> = sealed["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shares.len(), 3, "{sealed}");
+    let (owner, token) = user(&platform, "owner");
+    let (status, _) = platform.get(&token, "/keys/recovery-shares");
+    assert_eq!(status, 403, "an owner reads no shares");
+    assert!(!sealed.to_string().contains(&root));
+    assert_nowhere_in(
+        platform.data_dir().as_path(),
+        b"mse-recovery-v1",
+        "an opened share",
+    );
+
+    // An app whose keys the service keeps.
+    let out = deploy_ok(
+        &platform,
+        &owner,
+        &secrets_app(&owner, false),
+        &["--keep-running"],
+    );
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let domain = out["domain_name"].as_str().unwrap().to_string();
+
+    // Every replica loses the root key (the only one here: its folder is
+    // wiped while the platform is down); the kept app waits.
+    platform.crash_and_restart(|command| {
+        wait::until("the key service ended", Duration::from_secs(20), || {
+            processes_naming("--key-service").is_empty().then_some(())
+        });
+        std::fs::remove_file(&root_file).unwrap();
+        recovery(command);
+    });
+    wait::until(
+        "the replica waits for the root key",
+        Duration::from_secs(30),
+        || {
+            let (_, info) = platform.get("", "/keys");
+            (info["replicas"][0]["live"] == true && info["running"] == false).then_some(())
+        },
+    );
+    assert!(!root_file.exists());
+    // The platform listens on new ports.
+    common::platform::login(&platform, &owner, &token, true);
+
+    // Two holders open their shares; one share is not enough, and
+    // nothing changes.
+    let opened: Vec<String> = (0..2)
+        .map(|i| {
+            let key = holders.path().join(format!("holder-{i}.key"));
+            keys_tool(&[
+                "open-share",
+                "--secret-key",
+                key.to_str().unwrap(),
+                &shares[i],
+            ])
+        })
+        .collect();
+    let wrong = holders.path().join("holder-2.key");
+    let output = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
+        .args([
+            "keys",
+            "open-share",
+            "--secret-key",
+            wrong.to_str().unwrap(),
+            &shares[0],
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "holder 3 opened holder 1's share");
+    let recover = |lines: &[String]| {
+        let file = owner.write("shares.txt", &lines.join("\n"));
+        owner
+            .mse()
+            .args(["keys", "recover", "--allow-simulation", "--shares-file"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = recover(&opened[..1]);
+    let (stdout, stderr) = texts(&output);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("1 share(s) given; this split needs 2"),
+        "{stderr}"
+    );
+    assert!(!root_file.exists());
+
+    // Two shares: the root key is back, and so is the kept app.
+    let output = recover(&opened);
+    let (stdout, stderr) = texts(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("recovered root key"), "{stdout}");
+    assert_eq!(hex::encode(std::fs::read(&root_file).unwrap()), root);
+    running_service(&platform);
+    let back = wait::until("the kept app runs again", Duration::from_secs(60), || {
+        let app = app_state(&platform, &token, &id);
+        (app["status"] == "running").then_some(app)
+    });
+    assert!(
+        back["rescheduled"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("keys released by the key service"),
+        "{back}"
+    );
+    let _ = domain;
+    assert!(!platform.output().contains(&root));
+}

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod admission;
+pub mod holders;
 pub mod policy;
 pub mod record;
 pub mod recovery;

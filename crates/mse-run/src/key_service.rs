@@ -223,14 +223,20 @@ impl Api {
         Ok(answer.check)
     }
 
-    async fn claim_root(&self, check: &str) -> Result<(), ApiFailure> {
+    async fn claim_root(&self, check: &str, shares: Vec<String>) -> Result<(), ApiFailure> {
         let request = self
             .http
             .post(format!("{}/keys/root", self.url))
             .json(&RootCheck {
                 check: Some(check.to_string()),
+                shares,
             });
         self.send(request).await.map(|_| ())
+    }
+
+    async fn recovery(&self) -> Result<Option<mse_api::keys::RecoveryHolders>, ApiFailure> {
+        self.json(self.http.get(format!("{}/keys/recovery", self.url)))
+            .await
     }
 
     async fn replicas(&self) -> Result<Vec<Replica>, ApiFailure> {
@@ -325,6 +331,10 @@ fn write_root_key(dir: &Path, root: &RootKey) -> Result<(), String> {
 async fn acquire_root(service: Arc<Service>) {
     let mut said = String::new();
     loop {
+        // Recovered from shares meanwhile (`POST /recover`).
+        if service.root.get().is_some() {
+            return;
+        }
         match try_acquire_root(&service).await {
             Ok(root) => {
                 let check = mse_keys::recovery::service_id(&root);
@@ -355,14 +365,25 @@ async fn try_acquire_root(service: &Service) -> Result<RootKey, String> {
         return Ok(root);
     };
     if let Some(root) = kept {
-        api.claim_root(&mse_keys::recovery::service_id(&root))
+        api.claim_root(&mse_keys::recovery::service_id(&root), Vec::new())
             .await
             .map_err(|e| e.message)?;
         return Ok(root);
     }
     let Some(check) = api.root_check().await.map_err(|e| e.message)? else {
         let root = RootKey::generate();
-        match api.claim_root(&mse_keys::recovery::service_id(&root)).await {
+        // Its recovery shares, each sealed to a holder the operator named.
+        let shares = match api.recovery().await.map_err(|e| e.message)? {
+            Some(recovery) => {
+                mse_keys::holders::split_for(&root, recovery.threshold, &recovery.holders)
+                    .map_err(|e| e.to_string())?
+            }
+            None => Vec::new(),
+        };
+        match api
+            .claim_root(&mse_keys::recovery::service_id(&root), shares)
+            .await
+        {
             Ok(()) => {
                 write_root_key(&service.dir, &root)?;
                 return Ok(root);
@@ -383,7 +404,9 @@ async fn try_acquire_root(service: &Service) -> Result<RootKey, String> {
         match handover_from(service, api, replica).await {
             Ok(root) if mse_keys::recovery::service_id(&root) == check => {
                 write_root_key(&service.dir, &root)?;
-                api.claim_root(&check).await.map_err(|e| e.message)?;
+                api.claim_root(&check, Vec::new())
+                    .await
+                    .map_err(|e| e.message)?;
                 eprintln!(
                     "key service: the root key was handed over by the replica on node {}",
                     replica.node
@@ -521,6 +544,62 @@ async fn handover_from(service: &Service, api: &Api, replica: &Replica) -> Resul
         .and_then(|b| b.try_into().ok())
         .ok_or("its answer holds no root key")?;
     Ok(RootKey::from_bytes(bytes))
+}
+
+/// `POST /recover`: on a replica that holds no root key while no live
+/// replica does, the root key recovered from its holders' shares — only
+/// the platform's (its check value), kept and recorded as any root key.
+async fn recover(req: Request<Incoming>, service: &Service) -> Result<RootCheck, Refused> {
+    if service.root.get().is_some() {
+        return Err((
+            StatusCode::CONFLICT,
+            "this replica holds the root key already: nothing to recover".into(),
+        ));
+    }
+    let Some(api) = &service.api else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this key service keeps nothing: no platform API runs beside its node".into(),
+        ));
+    };
+    let body = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|_| bad("a recovery is at most 64 kB of JSON"))?
+        .to_bytes();
+    let request: mse_api::keys::Recover =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("not a recovery: {e}")))?;
+    let shares: Vec<&str> = request.shares.iter().map(String::as_str).collect();
+    let root = mse_keys::recovery::recover(&shares)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let check = mse_keys::recovery::service_id(&root);
+    let platform = api
+        .root_check()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e.message))?;
+    if platform.as_deref() != Some(check.as_str()) {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the shares give root key {check}; the platform's is {}: they are another \
+                 platform's",
+                platform.as_deref().unwrap_or("none yet")
+            ),
+        ));
+    }
+    write_root_key(&service.dir, &root).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    api.claim_root(&check, Vec::new())
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e.message))?;
+    let _ = service.root.set(root);
+    eprintln!(
+        "key service: root key {check} recovered from {} shares",
+        shares.len()
+    );
+    Ok(RootCheck {
+        check: Some(check),
+        shares: Vec::new(),
+    })
 }
 
 /// `POST /handover`: the root key, to a client that showed the RA-TLS
@@ -674,6 +753,13 @@ async fn handle(
             Ok(answer) => json(StatusCode::OK, &answer),
             Err((status, message)) => {
                 eprintln!("key service: provisioning refused ({status}): {message}");
+                json(status, &mse_api::error::ErrorBody::new(message))
+            }
+        },
+        (&Method::POST, "/recover") => match recover(req, &service).await {
+            Ok(answer) => json(StatusCode::OK, &answer),
+            Err((status, message)) => {
+                eprintln!("key service: recovery refused ({status}): {message}");
                 json(status, &mse_api::error::ErrorBody::new(message))
             }
         },

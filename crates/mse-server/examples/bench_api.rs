@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         lease_secs: 30,
         acme: None,
         max_token_lifetime: None,
+        recovery: None,
     };
     let mse_server::Opened {
         state,

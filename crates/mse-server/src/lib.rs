@@ -60,6 +60,9 @@ pub struct Settings {
     /// [`domain::bounds::TOKEN_LIFETIME_SECS`]); `None`: until revoked, unless its
     /// maker asks for less.
     pub max_token_lifetime: Option<i64>,
+    /// The holders the key service seals its root key's recovery shares to
+    /// (docs/keys.md), with how many of them recover it.
+    pub recovery: Option<mse_api::keys::RecoveryHolders>,
 }
 
 /// What this machine has: its memory (MB) and cores, the default capacity
@@ -263,6 +266,7 @@ pub async fn open_as(settings: &Settings, roles: Roles, node_id: &str) -> anyhow
         acme: settings.acme.clone(),
         max_token_lifetime: settings.max_token_lifetime,
         compat,
+        recovery: settings.recovery.clone(),
     });
     Ok(Opened {
         state,

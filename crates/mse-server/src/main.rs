@@ -210,6 +210,18 @@ struct Args {
     #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(i64).range(mse_server::domain::bounds::TOKEN_LIFETIME_SECS))]
     max_token_lifetime: Option<i64>,
+    /// A holder of the key service's recovery shares: their public key
+    /// (`mse-holder-v1.HEX`, made with `mse-server keys holder-key`); when
+    /// the key service makes its root key it splits it into one share per
+    /// holder, each sealed to that holder's key, so that the platform
+    /// keeps shares it cannot read (docs/keys.md); repeatable, with
+    /// --recovery-threshold
+    #[arg(long, value_name = "KEY")]
+    recovery_holder: Vec<String>,
+    /// How many holders' shares recover the root key (1 to the number of
+    /// --recovery-holder)
+    #[arg(long, value_name = "K")]
+    recovery_threshold: Option<u8>,
     /// Connections the API serves at once; more are answered 503 (1-65536)
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     api_max_connections: u64,
@@ -242,6 +254,36 @@ impl Args {
     }
 
     /// The ACME CA of `--acme-directory`, its bundle read and checked.
+    fn recovery(&self) -> anyhow::Result<Option<mse_api::keys::RecoveryHolders>> {
+        match (self.recovery_holder.as_slice(), self.recovery_threshold) {
+            ([], None) => Ok(None),
+            ([], Some(_)) => {
+                anyhow::bail!("--recovery-threshold needs --recovery-holder KEY for each holder")
+            }
+            (_, None) => anyhow::bail!(
+                "--recovery-holder needs --recovery-threshold K: how many holders' shares recover \
+                 the root key"
+            ),
+            (holders, Some(threshold)) => {
+                mse_keys::holders::check_public(holders).map_err(|e| anyhow::anyhow!("{e}"))?;
+                if threshold == 0
+                    || usize::from(threshold) > holders.len()
+                    || holders.len() > usize::from(mse_keys::recovery::MAX_SHARES)
+                {
+                    anyhow::bail!(
+                        "--recovery-threshold {threshold}: 1 to the {} holders (at most {})",
+                        holders.len(),
+                        mse_keys::recovery::MAX_SHARES
+                    );
+                }
+                Ok(Some(mse_api::keys::RecoveryHolders {
+                    threshold,
+                    holders: holders.to_vec(),
+                }))
+            }
+        }
+    }
+
     fn acme(&self) -> anyhow::Result<Option<mse_api::node::AcmeCa>> {
         let Some(directory) = &self.acme_directory else {
             return Ok(None);
@@ -335,6 +377,60 @@ enum Tool {
     /// Confidential hardware: what a node host needs to run apps in a TEE
     #[command(subcommand)]
     Tee(TeeTool),
+    /// The key service's recovery shares (docs/keys.md)
+    #[command(subcommand)]
+    Keys(KeysTool),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysTool {
+    /// Make a recovery holder's key pair: the secret key goes to FILE (mode 0600; keep it
+    /// offline), the public key is printed, for the operator's --recovery-holder
+    HolderKey {
+        /// Where the secret key is written (it must not exist)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Open a recovery share sealed to you (one line of `GET /keys/recovery-shares`) with your
+    /// secret key: prints the share, for `mse keys recover`
+    OpenShare {
+        /// Your secret key (from holder-key)
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// The sealed share (mse-share-box-v1.…)
+        share: String,
+    },
+}
+
+fn keys_tool(tool: KeysTool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    match tool {
+        KeysTool::HolderKey { out } => {
+            let (secret, public) = mse_keys::holders::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(
+                &mut options
+                    .open(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?,
+                format!("{}\n", secret.as_str()).as_bytes(),
+            )
+            .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{public}");
+            Ok(())
+        }
+        KeysTool::OpenShare { secret_key, share } => {
+            let secret = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&secret_key)
+                    .with_context(|| format!("cannot read {}", secret_key.display()))?,
+            );
+            let opened =
+                mse_keys::holders::open(&share, &secret).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", opened.as_str());
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -490,10 +586,11 @@ fn gramine_manifest(args: GramineManifestArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Tool::Tee(tool)) = args.tool.take() {
+    if let Some(tool) = args.tool.take() {
         let result = match tool {
-            TeeTool::GramineManifest(tool) => gramine_manifest(tool),
-            TeeTool::GramineReference(tool) => gramine_reference(tool),
+            Tool::Tee(TeeTool::GramineManifest(tool)) => gramine_manifest(tool),
+            Tool::Tee(TeeTool::GramineReference(tool)) => gramine_reference(tool),
+            Tool::Keys(tool) => keys_tool(tool),
         };
         return match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -695,6 +792,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         lease_secs: i64::try_from(args.node_lease).unwrap_or(30),
         acme: args.acme()?,
         max_token_lifetime: args.max_token_lifetime,
+        recovery: args.recovery()?,
     };
     let mse_server::Opened {
         state,

@@ -20,6 +20,28 @@ enum Command {
     /// evidence of its measurement, signed by the platform's MRSIGNER in a
     /// genuine TEE (checks as `mse verify`)
     Verify(VerifyArgs),
+    /// After every replica lost its root key: verify the key service as
+    /// `mse keys verify` does, then send it the recovery shares its holders
+    /// opened (`mse-server keys open-share`), at least the threshold; it
+    /// recovers the platform's root key from them (docs/keys.md)
+    Recover(RecoverArgs),
+}
+
+/// Arguments of `mse keys recover`.
+#[derive(Debug, clap::Args)]
+struct RecoverArgs {
+    /// A file of opened shares, one per line (`mse-recovery-v1.…`); kept
+    /// off the command line, where other users of this machine would see
+    /// them
+    #[arg(long, value_name = "FILE")]
+    shares_file: std::path::PathBuf,
+    /// Accept a simulated TEE (no hardware protection), reported as such
+    #[arg(long)]
+    allow_simulation: bool,
+    /// Trust these test roots (PEM) instead of Intel's and AMD's: emulated
+    /// hardware only
+    #[arg(long, value_name = "PEM")]
+    test_roots: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `mse keys verify`.
@@ -52,15 +74,79 @@ struct Verify {
 /// Runs `mse keys`.
 pub fn run(args: Args) -> CmdResult {
     match args.command {
-        Command::Verify(args) => verify(args),
+        Command::Verify(args) => verify(args, true),
+        Command::Recover(args) => recover(args),
     }
 }
 
-fn verify(args: VerifyArgs) -> CmdResult {
+fn recover(args: RecoverArgs) -> CmdResult {
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(&args.shares_file).map_err(|e| {
+            Failure::Invalid(format!("cannot read {}: {e}", args.shares_file.display()))
+        })?);
+    let shares: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if shares.is_empty() {
+        return Err(Failure::Invalid(format!(
+            "{} holds no share: one opened share (mse-recovery-v1.…) per line",
+            args.shares_file.display()
+        )));
+    }
+    // The shares go to a verified key service only.
+    verify(
+        VerifyArgs {
+            measurement: None,
+            allow_simulation: args.allow_simulation,
+            test_roots: args.test_roots.clone(),
+            json: false,
+        },
+        false,
+    )?;
+    let profile = Profile::load()?;
+    let info = profile.client()?.key_service()?;
+    let port = profile.platform.proxy_port;
+    let pem = std::fs::read(conf_dir().join("key-service.pem"))?;
+    let cert_der = mse_attest::ratls::pem_to_der(&pem)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("the verified certificate: {e}")))?;
+    let http = super::deploy::node::pinned_client(&info.domain, port, &cert_der)?;
+    let url = format!("https://{}:{port}/recover", info.domain);
+    let response = http
+        .post(&url)
+        .json(&mse_api::keys::Recover { shares })
+        .send()
+        .map_err(|e| anyhow::anyhow!("cannot reach the key service at {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let why = response
+            .json::<mse_api::error::ErrorBody>()
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("HTTP {status}"));
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the key service refused the shares ({status}): {}",
+            mse_api::text::one_line(&why)
+        )));
+    }
+    let answer: mse_api::keys::RootCheck = response
+        .json()
+        .map_err(|e| anyhow::anyhow!("the key service's answer: {e}"))?;
+    println!(
+        "the key service recovered root key {}",
+        answer.check.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Verifies the key service; with `keeping`, only one that keeps keys now
+/// (one waiting for its root key passes without).
+fn verify(args: VerifyArgs, keeping: bool) -> CmdResult {
     let profile = Profile::load()?;
     let info = profile.client()?.key_service()?;
     let published = info.measurement.clone();
-    let Some(published) = published.filter(|_| info.running) else {
+    let Some(published) = published.filter(|_| info.running || !keeping) else {
         return Err(Failure::Other(anyhow::anyhow!(
             "the key service of {} does not run now{}: nothing to verify",
             profile.url,

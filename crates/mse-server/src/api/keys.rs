@@ -7,8 +7,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
 use mse_api::keys::{
-    KeyServiceInfo, PendingRelease, Released, Replica, ReplicaInfo, ReplicaStarted, RootCheck,
-    SealedRecord, Ticket, TicketInfo, MAX_SEALED,
+    KeyServiceInfo, PendingRelease, RecoveryHolders, Released, Replica, ReplicaInfo,
+    ReplicaStarted, RootCheck, SealedRecord, SealedShares, Ticket, TicketInfo, MAX_SEALED,
 };
 use serde::Deserialize;
 
@@ -32,10 +32,10 @@ pub async fn info(State(state): State<Shared>) -> ApiResult<Json<KeyServiceInfo>
     Ok(Json(match replicas.into_iter().next() {
         Some(row) => KeyServiceInfo {
             domain,
+            running: row.live && platform.is_some() && row.root_check == platform,
             measurement: Some(row.measurement),
             tee: Some(row.tee),
             node: Some(row.node_id),
-            running: row.live,
             replicas: listed,
         },
         None => KeyServiceInfo {
@@ -230,6 +230,7 @@ pub async fn root(
 ) -> ApiResult<Json<RootCheck>> {
     Ok(Json(RootCheck {
         check: state.store.root_check().await?,
+        shares: Vec::new(),
     }))
 }
 
@@ -242,10 +243,28 @@ pub async fn claim_root(
 ) -> ApiResult<Json<RootCheck>> {
     let check = body
         .check
+        .clone()
         .filter(|c| c.len() == 16 && c.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| ApiError::bad_request("check: 16 hex digits"))?;
-    match state.store.claim_root(&node, &check, now()).await {
-        Ok(()) => Ok(Json(RootCheck { check: Some(check) })),
+    if body.shares.len() > usize::from(mse_keys::recovery::MAX_SHARES)
+        || body
+            .shares
+            .iter()
+            .any(|s| s.len() > 1024 || mse_keys::holders::holder_of(s).is_err())
+    {
+        return Err(ApiError::bad_request(
+            "shares: at most 32 sealed shares (mse-share-box-v1.…, 1 kB each)",
+        ));
+    }
+    match state
+        .store
+        .claim_root(&node, &check, &body.shares, now())
+        .await
+    {
+        Ok(()) => Ok(Json(RootCheck {
+            check: Some(check),
+            shares: Vec::new(),
+        })),
         Err(crate::store::keys::RootClaimError::Store(e)) => Err(e.into()),
         Err(other) => Err(ApiError::conflict(other.to_string())),
     }
@@ -317,4 +336,27 @@ pub async fn host_replica_ended(
 ) -> ApiResult<axum::http::StatusCode> {
     state.store.clear_key_service(&node.id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /keys/recovery`: the holders the replica that makes the root key
+/// seals its recovery shares to (`null`: none named).
+pub async fn recovery(
+    State(state): State<Shared>,
+    _service: ServiceCaller,
+) -> ApiResult<Json<Option<RecoveryHolders>>> {
+    Ok(Json(state.recovery.clone()))
+}
+
+/// `GET /keys/recovery-shares` (admin): the root key's recovery shares,
+/// each sealed to its holder, for the holders to keep; the platform cannot
+/// open them.
+pub async fn recovery_shares(
+    State(state): State<Shared>,
+    caller: Caller,
+) -> ApiResult<Json<SealedShares>> {
+    crate::state::require_admin(&caller)?;
+    Ok(Json(SealedShares {
+        check: state.store.root_check().await?,
+        shares: state.store.root_shares().await?,
+    }))
 }

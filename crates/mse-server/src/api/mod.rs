@@ -298,6 +298,8 @@ pub fn operations() -> Vec<Operation> {
         op(post.clone(), "/keys/root", "The calling replica holds the root key of this check value (the key service's credential)", keys::claim_root)
             .token()
             .json(object(&[("check", text())], &[])),
+        op(get.clone(), "/keys/recovery", "The holders the root key's recovery shares are sealed to, if any (the key service's credential)", keys::recovery).token(),
+        op(get.clone(), "/keys/recovery-shares", "The root key's recovery shares, each sealed to its holder (admin)", keys::recovery_shares).token(),
         op(get.clone(), "/keys/replicas", "The other live replicas holding the platform's root key, the leader first (the key service's credential)", keys::replicas).token(),
         op(get, "/apps/{id}/logs", "The last 64 kB of the app's log (text)", apps::logs).token(),
     ]

@@ -54,6 +54,9 @@ pub struct AppState {
     pub max_token_lifetime: Option<i64>,
     /// The original client's sign-ins (`crate::api::compat`).
     pub compat: compat::Compat,
+    /// The holders of the key service's recovery shares, if the operator
+    /// named any.
+    pub recovery: Option<mse_api::keys::RecoveryHolders>,
 }
 
 /// Shared state.

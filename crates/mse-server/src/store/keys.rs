@@ -181,6 +181,19 @@ impl Store {
         Ok(row.map(|r| r.try_get("check_value")).transpose()?)
     }
 
+    /// The root key's recovery shares, each sealed to its holder (none when
+    /// no holders were named when it was made).
+    pub async fn root_shares(&self) -> Result<Vec<String>, StoreError> {
+        let row = sqlx::query("SELECT shares FROM key_root WHERE id = $1")
+            .bind(ROOT)
+            .fetch_optional(&self.pool)
+            .await?;
+        let text: Option<String> = row.map(|r| r.try_get("shares")).transpose()?.flatten();
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
     /// Records that the replica of `node_id` holds the root key `check`:
     /// the platform's from now on when it has none (the first replica to
     /// say so makes it); refused when the platform's is another one.
@@ -188,6 +201,7 @@ impl Store {
         &self,
         node_id: &str,
         check: &str,
+        shares: &[String],
         now: i64,
     ) -> Result<(), RootClaimError> {
         let mut tx = self.pool.begin().await?;
@@ -207,14 +221,17 @@ impl Store {
             }
             Some(_) => {}
             None => {
+                let shares =
+                    (!shares.is_empty()).then(|| serde_json::to_string(shares).unwrap_or_default());
                 sqlx::query(
-                    "INSERT INTO key_root (id, check_value, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO key_root (id, check_value, created_by, created_at, shares) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(ROOT)
                 .bind(check)
                 .bind(node_id)
                 .bind(now)
+                .bind(shares)
                 .execute(&mut *tx)
                 .await?;
             }

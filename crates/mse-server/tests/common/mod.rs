@@ -40,6 +40,7 @@ pub fn settings(data_dir: &std::path::Path) -> mse_server::Settings {
         lease_secs: 30,
         acme: None,
         max_token_lifetime: None,
+        recovery: None,
     }
 }
 

@@ -6,7 +6,7 @@
 //! [`plan::Plan`] without any network I/O; [`deploy`] then runs the named
 //! steps of [`steps`] one after the other, and [`report`] prints the result.
 
-mod node;
+pub(crate) mod node;
 mod plan;
 mod report;
 mod steps;

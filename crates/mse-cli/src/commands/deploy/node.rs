@@ -297,7 +297,7 @@ pub fn send_provisioning(
 
 /// An HTTPS client of `host:port` that trusts exactly `cert_der`, the
 /// certificate verified before anything is sent.
-fn pinned_client(
+pub(crate) fn pinned_client(
     host: &str,
     port: u16,
     cert_der: &[u8],
