@@ -196,6 +196,18 @@ impl Drop for ProvisionRequest {
     }
 }
 
+/// `POST /policy` to the key service, over TLS pinned to its verified
+/// certificate: a new version of the owner's signed policy for an app name
+/// whose keys it keeps (`mse policy edit`); the keys stay as they are.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    /// A ticket of `POST /apps/{id}/keep-running` for an app of that name.
+    pub ticket: String,
+    /// The owner's signed release policy (`mse_keys::SignedPolicy`).
+    pub policy: serde_json::Value,
+}
+
 /// The key service's answer to a provisioning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionAnswer {

@@ -67,6 +67,8 @@ enum Command {
     Verify(Box<commands::verify::Args>),
     /// The platform's key service: `mse keys verify` checks its attestation
     Keys(commands::keys::Args),
+    /// The release policy your key signed for a kept app: `mse policy show|edit NAME`
+    Policy(commands::policy::Args),
     /// List, export or remove the saved deployment contexts
     Context(commands::context::Args),
     /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Context(args) => commands::context::run(args),
         Command::Verify(args) => commands::verify::run(*args),
         Command::Keys(args) => commands::keys::run(args),
+        Command::Policy(args) => commands::policy::run(args),
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),

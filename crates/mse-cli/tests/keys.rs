@@ -652,6 +652,23 @@ fn a_persistent_app_keeps_its_home_encrypted_across_a_platform_crash() {
     }
 }
 
+/// Waits (90 s at most) until kept app `id` runs again with the keys the
+/// key service released; the app.
+fn released_again(platform: &Platform, token: &str, id: &str) -> Value {
+    let back = wait::until("the kept app runs again", Duration::from_secs(90), || {
+        let app = app_state(platform, token, id);
+        (app["status"] == "running").then_some(app)
+    });
+    assert!(
+        back["rescheduled"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("keys released by the key service"),
+        "{back}"
+    );
+    back
+}
+
 /// `mse-server keys …` (a tool: no server).
 fn keys_tool(args: &[&str]) -> String {
     let output = std::process::Command::new(mse_testkit::workspace_binary("mse-server"))
@@ -716,7 +733,6 @@ fn after_every_replica_lost_the_root_key_its_holders_shares_recover_it() {
         &["--keep-running"],
     );
     let id = out["uuid"].as_str().unwrap().to_string();
-    let domain = out["domain_name"].as_str().unwrap().to_string();
 
     // Every replica loses the root key (the only one here: its folder is
     // wiped while the platform is down); the kept app waits.
@@ -789,17 +805,76 @@ fn after_every_replica_lost_the_root_key_its_holders_shares_recover_it() {
     assert!(stdout.contains("recovered root key"), "{stdout}");
     assert_eq!(hex::encode(std::fs::read(&root_file).unwrap()), root);
     running_service(&platform);
-    let back = wait::until("the kept app runs again", Duration::from_secs(60), || {
+    released_again(&platform, &token, &id);
+    assert!(!platform.output().contains(&root));
+}
+
+#[test]
+fn mse_policy_edit_narrows_then_widens_what_receives_a_kept_app_s_keys() {
+    let mut platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let out = deploy_ok(
+        &platform,
+        &owner,
+        &secrets_app(&owner, false),
+        &["--keep-running"],
+    );
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let fingerprint = out["fingerprint"].as_str().unwrap().to_string();
+    let policy = |args: &[&str]| {
+        let output = owner.mse().arg("policy").args(args).output().unwrap();
+        let (stdout, stderr) = texts(&output);
+        assert!(
+            output.status.success(),
+            "mse policy {args:?}: {stdout}{stderr}"
+        );
+        stdout
+    };
+    let shown = policy(&["show", "secrets-example"]);
+    assert!(
+        shown.contains(&format!("fingerprint {fingerprint}")),
+        "{shown}"
+    );
+    assert!(shown.contains("tees          simulation"), "{shown}");
+
+    // Hardware only: after the platform crashes, its simulated node gets
+    // nothing, and the owner reads why.
+    let narrowed = policy(&[
+        "edit",
+        "secrets-example",
+        "--tee",
+        "tdx",
+        "--tcb-status",
+        "UpToDate",
+        "--allow-simulation",
+    ]);
+    assert!(narrowed.contains("policy version"), "{narrowed}");
+    assert!(policy(&["show", "secrets-example"]).contains("tees          tdx"));
+    platform.crash_and_restart(|_| {});
+    common::platform::login(&platform, &owner, &token, true);
+    let refused = wait::until("the keys are refused", Duration::from_secs(60), || {
         let app = app_state(&platform, &token, &id);
-        (app["status"] == "running").then_some(app)
+        app["rescheduled"]
+            .as_str()
+            .is_some_and(|n| n.contains("keys refused by the key service"))
+            .then_some(app)
     });
     assert!(
-        back["rescheduled"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("keys released by the key service"),
-        "{back}"
+        refused["rescheduled"].as_str().unwrap().contains("tdx"),
+        "{refused}"
     );
-    let _ = domain;
-    assert!(!platform.output().contains(&root));
+    assert_ne!(refused["status"], "running");
+
+    // Simulation again: the waiting node receives the keys.
+    policy(&[
+        "edit",
+        "secrets-example",
+        "--tee",
+        "simulation",
+        "--tcb-status",
+        "Simulation",
+        "--allow-simulation",
+    ]);
+    released_again(&platform, &token, &id);
 }

@@ -151,17 +151,21 @@ fn data_dir(platform: &Platform) -> PathBuf {
     platform.data_dir()
 }
 
-/// The whole journey on one network: `start` gives the platform (on the API
-/// host, entered by this thread) and the API URLs hosts join.
-fn journey(network: &Network, platform: &Platform, api: &[String], second: Option<&Platform>) {
-    // One token for both hosts, granting what they declare.
+/// A join token for both hosts, granting what they declare.
+fn join_token(platform: &Platform) -> String {
     let (status, created) = platform.post(
         &platform.admin,
         "/nodes/tokens",
         json!({"max_hosts": 2, "max_memory_mb": 8192, "max_cores": 8}),
     );
     assert_eq!(status, 201, "POST /nodes/tokens: {created}");
-    let token = created["token"].as_str().expect("a token").to_string();
+    created["token"].as_str().expect("a token").to_string()
+}
+
+/// The whole journey on one network: `start` gives the platform (on the API
+/// host, entered by this thread) and the API URLs hosts join.
+fn journey(network: &Network, platform: &Platform, api: &[String], second: Option<&Platform>) {
+    let token = join_token(platform);
     let n1 = NodeHost::start(network, "n1", api, &token);
     let n2 = NodeHost::start(network, "n2", api, &token);
     wait::until("both hosts live", Duration::from_secs(60), || {
@@ -301,14 +305,13 @@ const API_KEY: &str = "k-4f1c2a9e";
 /// leader's host); n1's cable is pulled; the app serves again from n2,
 /// same domain, its keys released by n2's replica, and nothing in the
 /// platform's folder or output holds its secret.
-fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[String]) {
-    let (status, created) = platform.post(
-        &platform.admin,
-        "/nodes/tokens",
-        json!({"max_hosts": 2, "max_memory_mb": 8192, "max_cores": 8}),
-    );
-    assert_eq!(status, 201, "POST /nodes/tokens: {created}");
-    let token = created["token"].as_str().expect("a token").to_string();
+fn kept_app_outlives_its_host(
+    network: &Network,
+    platform: &Platform,
+    api: &[String],
+    database_url: Option<&str>,
+) {
+    let token = join_token(platform);
     let n1 = NodeHost::start(network, "n1", api, &token);
     replicas_when(platform, "n1's replica makes the root key", |r| {
         holds_root(r, "n1")
@@ -385,10 +388,12 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
         r.first().is_some_and(|r| r["node"] == "n2")
     });
     assert!(holds_root(&replicas, "n2"));
-    assert!(n2
-        .server
-        .output()
-        .contains(&format!("released the keys of app {id} to node n2")));
+    let output = n2.server.output();
+    let released = output
+        .lines()
+        .find(|l| l.contains(&format!("released the keys of app {id} to node n2")))
+        .unwrap_or_else(|| panic!("n2's replica released the keys: {output}"));
+    eprintln!("{released}");
 
     // An app user verifies the new node through the proxy (same domain)
     // and reads the secret it was configured with, without its owner.
@@ -427,6 +432,7 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     // and its output hold neither the secret, the code key nor the app's
     // data.
     let code_key = code_key_of(&out);
+    let dump = database_url.map(store_dump).unwrap_or_default();
     let data: Vec<String> = (0..4).map(|n| (COUNT + n).to_string()).collect();
     for (what, needle) in [
         ("the app's secret", API_KEY),
@@ -441,6 +447,9 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
             !platform.output().contains(needle),
             "{what} in the platform's output"
         );
+        // The cut host stopped its node and wiped what it decrypted.
+        assert_nowhere_in(n1.nodes_dir.path(), needle.as_bytes(), what);
+        assert!(!dump.contains(needle), "{what} in the PostgreSQL store");
     }
 
     // n1 is back; n2 is drained: the kept app moves back to n1 (keys
@@ -497,6 +506,22 @@ fn kept_app_outlives_its_host(network: &Network, platform: &Platform, api: &[Str
     );
     drop(n1);
     drop(n2);
+}
+
+/// Every row of the PostgreSQL store at `url` (`pg_dump --data-only`).
+fn store_dump(url: &str) -> String {
+    let output = std::process::Command::new("pg_dump")
+        .args(["--data-only", "--dbname", url])
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(dump.contains("storage_blobs"), "a dump of the store");
+    dump
 }
 
 /// The code key `mse deploy` saved in the app's context.
@@ -567,7 +592,7 @@ fn a_kept_app_on_a_cut_host_serves_again_from_the_other_host() {
     network.enter("api");
     let platform = api_host_platform(&network, &[], None);
     let api = vec![format!("https://{}:{TLS_PORT}", network.address("api"))];
-    kept_app_outlives_its_host(&network, &platform, &api);
+    kept_app_outlives_its_host(&network, &platform, &api, None);
 }
 
 #[test]
@@ -577,5 +602,5 @@ fn on_postgresql_a_kept_app_on_a_cut_host_serves_again_from_the_other_host() {
     network.enter("api");
     let platform = api_host_platform(&network, &[], Some(&url));
     let api = vec![format!("https://{}:{TLS_PORT}", network.address("api"))];
-    kept_app_outlives_its_host(&network, &platform, &api);
+    kept_app_outlives_its_host(&network, &platform, &api, Some(&url));
 }

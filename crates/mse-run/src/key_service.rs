@@ -756,6 +756,13 @@ async fn handle(
                 json(status, &mse_api::error::ErrorBody::new(message))
             }
         },
+        (&Method::POST, "/policy") => match update_policy(req, &service).await {
+            Ok(answer) => json(StatusCode::OK, &answer),
+            Err((status, message)) => {
+                eprintln!("key service: policy update refused ({status}): {message}");
+                json(status, &mse_api::error::ErrorBody::new(message))
+            }
+        },
         (&Method::POST, "/recover") => match recover(req, &service).await {
             Ok(answer) => json(StatusCode::OK, &answer),
             Err((status, message)) => {
@@ -783,40 +790,56 @@ fn bad(message: impl Into<String>) -> Refused {
     (StatusCode::BAD_REQUEST, message.into())
 }
 
-/// `POST /provision`: an owner's keys and signed policy for an app name,
-/// kept sealed in the platform's store once the ticket says whose app it
-/// is, the policy is that owner's for that app, and it may replace the one
-/// held (same owner key, higher version).
-async fn provision(req: Request<Incoming>, service: &Service) -> Result<ProvisionAnswer, Refused> {
-    let body = Limited::new(req.into_body(), MAX_PROVISION_BODY)
+/// A signed policy and whose app its ticket is for, once both are checked:
+/// the policy verifies and is for the ticket's app name.
+struct Ticketed<'a> {
+    api: &'a Api,
+    signed: SignedPolicy,
+    policy: mse_keys::Policy,
+    info: TicketInfo,
+    app: AppName,
+}
+
+/// Reads a JSON body of at most `max` bytes.
+async fn read_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    max: usize,
+    what: &str,
+) -> Result<T, Refused> {
+    let body = Limited::new(req.into_body(), max)
         .collect()
         .await
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("a provisioning is at most {MAX_PROVISION_BODY} bytes"),
+                    format!("a {what} is at most {max} bytes"),
                 )
             } else {
                 bad("the request's body could not be read")
             }
         })?
         .to_bytes();
-    let request: ProvisionRequest =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("not a provisioning: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| bad(format!("not a {what}: {e}")))
+}
+
+/// Checks `policy` and redeems `ticket`: the policy must verify and be for
+/// the app name the ticket is for.
+async fn ticketed<'a>(
+    service: &'a Service,
+    policy: &serde_json::Value,
+    ticket: &str,
+) -> Result<Ticketed<'a>, Refused> {
     let Some(api) = &service.api else {
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "this key service keeps nothing: no platform API runs beside its node".into(),
         ));
     };
-    let root = service.root()?;
     let signed: SignedPolicy =
-        serde_json::from_value(request.policy.clone()).map_err(|e| bad(format!("policy: {e}")))?;
+        serde_json::from_value(policy.clone()).map_err(|e| bad(format!("policy: {e}")))?;
     let policy = signed.verify().map_err(|e| bad(e.to_string()))?;
-    mse_package::CodeKey::from_hex(&request.code_secret_key)
-        .map_err(|e| bad(format!("code_secret_key: {e}")))?;
-    let info = api.redeem(&request.ticket).await.map_err(|e| {
+    let info = api.redeem(ticket).await.map_err(|e| {
         (
             StatusCode::from_u16(e.status.unwrap_or(502)).unwrap_or(StatusCode::BAD_GATEWAY),
             format!("the ticket: {}", e.message),
@@ -836,6 +859,31 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
             ),
         ));
     }
+    Ok(Ticketed {
+        api,
+        signed,
+        policy,
+        info,
+        app,
+    })
+}
+
+/// `POST /provision`: an owner's keys and signed policy for an app name,
+/// kept sealed in the platform's store once the ticket says whose app it
+/// is, the policy is that owner's for that app, and it may replace the one
+/// held (same owner key, higher version).
+async fn provision(req: Request<Incoming>, service: &Service) -> Result<ProvisionAnswer, Refused> {
+    let request: ProvisionRequest = read_body(req, MAX_PROVISION_BODY, "provisioning").await?;
+    let root = service.root()?;
+    mse_package::CodeKey::from_hex(&request.code_secret_key)
+        .map_err(|e| bad(format!("code_secret_key: {e}")))?;
+    let Ticketed {
+        api,
+        signed,
+        policy,
+        info,
+        app,
+    } = ticketed(service, &request.policy, &request.ticket).await?;
     let fingerprints: Vec<&str> = policy
         .admit
         .iter()
@@ -850,7 +898,8 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
             return Err((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
-                    "the policy does not admit the app it comes with (fingerprint {running}):                      it could never be released"
+                    "the policy does not admit the app it comes with (fingerprint {running}): \
+                     it could never be released"
                 ),
             ));
         }
@@ -884,6 +933,56 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
     eprintln!(
         "key service: keeping the keys of {app} (app {}, policy version {})",
         info.app_id, policy.version
+    );
+    Ok(ProvisionAnswer {
+        app: app.to_string(),
+        policy_version: policy.version,
+    })
+}
+
+/// `POST /policy`: a later version of the owner's policy for an app name
+/// whose keys the service keeps, signed by the same key; the keys stay.
+async fn update_policy(
+    req: Request<Incoming>,
+    service: &Service,
+) -> Result<ProvisionAnswer, Refused> {
+    let request: mse_api::keys::PolicyUpdate = read_body(req, 64 * 1024, "policy update").await?;
+    let root = service.root()?;
+    let Ticketed {
+        api,
+        signed,
+        policy,
+        app,
+        ..
+    } = ticketed(service, &request.policy, &request.ticket).await?;
+    let name = record_name(&app);
+    let unavailable = |e: ApiFailure| (StatusCode::BAD_GATEWAY, e.message);
+    let sealed = api
+        .record(&name)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("the key service keeps no keys for {app}: deploy it with --keep-running"),
+            )
+        })?;
+    let mut record = KeptRecord::open(root, &name, &sealed).map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e}: the store's record was changed"),
+        )
+    })?;
+    signed
+        .succeeds(&record.policy)
+        .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+    record.policy = signed;
+    api.put_record(&name, &record.seal(root, &name))
+        .await
+        .map_err(unavailable)?;
+    eprintln!(
+        "key service: policy version {} in force for {app}",
+        policy.version
     );
     Ok(ProvisionAnswer {
         app: app.to_string(),
@@ -951,12 +1050,15 @@ async fn release_loop(service: Arc<Service>) {
             }
             let n = tried.map_or(0, |(_, n)| n) + 1;
             attempts.insert(app.app_id.clone(), (tokio::time::Instant::now(), n));
+            let releasing = std::time::Instant::now();
             match release(&service, api, &trust, app).await {
                 Ok(version) => {
                     eprintln!(
                         "key service: released the keys of app {} to node {} (policy version \
-                         {version})",
-                        app.app_id, app.node
+                         {version}) in {} ms",
+                        app.app_id,
+                        app.node,
+                        releasing.elapsed().as_millis()
                     );
                     let _ = api.released(&app.app_id, None).await;
                 }

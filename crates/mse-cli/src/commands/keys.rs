@@ -97,47 +97,47 @@ fn recover(args: RecoverArgs) -> CmdResult {
         )));
     }
     // The shares go to a verified key service only.
-    verify(
-        VerifyArgs {
-            measurement: None,
-            allow_simulation: args.allow_simulation,
-            test_roots: args.test_roots.clone(),
-            json: false,
-        },
-        false,
+    let (info, port, cert_der) =
+        verified_service(args.allow_simulation, args.test_roots.clone(), false)?;
+    let answer: mse_api::keys::RootCheck = super::deploy::node::post_to_key_service(
+        &info.domain,
+        port,
+        &cert_der,
+        "/recover",
+        &mse_api::keys::Recover { shares },
+        "the shares",
     )?;
-    let profile = Profile::load()?;
-    let info = profile.client()?.key_service()?;
-    let port = profile.platform.proxy_port;
-    let pem = std::fs::read(conf_dir().join("key-service.pem"))?;
-    let cert_der = mse_attest::ratls::pem_to_der(&pem)
-        .map_err(|e| Failure::Other(anyhow::anyhow!("the verified certificate: {e}")))?;
-    let http = super::deploy::node::pinned_client(&info.domain, port, &cert_der)?;
-    let url = format!("https://{}:{port}/recover", info.domain);
-    let response = http
-        .post(&url)
-        .json(&mse_api::keys::Recover { shares })
-        .send()
-        .map_err(|e| anyhow::anyhow!("cannot reach the key service at {url}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let why = response
-            .json::<mse_api::error::ErrorBody>()
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("HTTP {status}"));
-        return Err(Failure::Other(anyhow::anyhow!(
-            "the key service refused the shares ({status}): {}",
-            mse_api::text::one_line(&why)
-        )));
-    }
-    let answer: mse_api::keys::RootCheck = response
-        .json()
-        .map_err(|e| anyhow::anyhow!("the key service's answer: {e}"))?;
     println!(
         "the key service recovered root key {}",
         answer.check.unwrap_or_default()
     );
     Ok(())
+}
+
+/// Verifies the key service (as `mse keys verify`, printing its checks);
+/// with `keeping`, only one that keeps keys now. What it is, the proxy port
+/// it is reached on, and the certificate that verified (DER), for what is
+/// sent to it next.
+pub(crate) fn verified_service(
+    allow_simulation: bool,
+    test_roots: Option<std::path::PathBuf>,
+    keeping: bool,
+) -> Result<(mse_api::keys::KeyServiceInfo, u16, Vec<u8>), Failure> {
+    verify(
+        VerifyArgs {
+            measurement: None,
+            allow_simulation,
+            test_roots,
+            json: false,
+        },
+        keeping,
+    )?;
+    let profile = Profile::load()?;
+    let info = profile.client()?.key_service()?;
+    let pem = std::fs::read(conf_dir().join("key-service.pem"))?;
+    let cert_der = mse_attest::ratls::pem_to_der(&pem)
+        .map_err(|e| Failure::Other(anyhow::anyhow!("the verified certificate: {e}")))?;
+    Ok((info, profile.platform.proxy_port, cert_der))
 }
 
 /// Verifies the key service; with `keeping`, only one that keeps keys now

@@ -7,6 +7,7 @@ pub mod init;
 pub mod keys;
 pub mod login;
 pub mod package;
+pub mod policy;
 pub mod scaffold;
 pub mod test;
 pub mod validate;

@@ -40,27 +40,18 @@ pub fn integer(
 }
 
 /// The bytes of an enclave size: a number without leading zeros followed
-/// by `M` (MiB) or `G` (GiB), within [`ENCLAVE_BYTES`].
+/// by `M` (MiB) or `G` (GiB), as `mse.toml` writes sizes
+/// ([`mse_config::fields::parse_size`]), within [`ENCLAVE_BYTES`].
 pub fn enclave_size(text: &str) -> Result<u64, OutOfBounds> {
-    let refused = || {
-        OutOfBounds(format!(
-            "enclave_size must be a number of megabytes or gigabytes (`512M`, `4G`) from 1M to \
-             1024G, not `{text}`"
-        ))
-    };
-    let (digits, unit) = match text.strip_suffix('M') {
-        Some(digits) => (digits, 1u64 << 20),
-        None => (text.strip_suffix('G').ok_or_else(refused)?, 1u64 << 30),
-    };
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(refused());
-    }
-    digits
-        .parse::<u64>()
+    mse_config::fields::parse_size("enclave_size", text)
         .ok()
-        .and_then(|n| n.checked_mul(unit))
         .filter(|bytes| ENCLAVE_BYTES.contains(bytes))
-        .ok_or_else(refused)
+        .ok_or_else(|| {
+            OutOfBounds(format!(
+                "enclave_size must be a number of megabytes or gigabytes (`512M`, `4G`) from 1M \
+                 to 1024G, not `{text}`"
+            ))
+        })
 }
 
 /// The JSON schema of an integer within `range`.

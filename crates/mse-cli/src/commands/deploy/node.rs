@@ -272,11 +272,25 @@ pub fn send_provisioning(
     cert_der: &[u8],
     request: &mse_api::keys::ProvisionRequest,
 ) -> Result<mse_api::keys::ProvisionAnswer, Failure> {
+    post_to_key_service(host, port, cert_der, "/provision", request, "the keys")
+}
+
+/// `POST path` of `body` to the key service at `host:port`, over TLS pinned
+/// to `cert_der`, its verified certificate: its JSON answer, or why it
+/// refused `what`.
+pub(crate) fn post_to_key_service<T: serde::de::DeserializeOwned>(
+    host: &str,
+    port: u16,
+    cert_der: &[u8],
+    path: &str,
+    body: &impl serde::Serialize,
+    what: &str,
+) -> Result<T, Failure> {
     let http = pinned_client(host, port, cert_der)?;
-    let url = format!("https://{host}:{port}/provision");
+    let url = format!("https://{host}:{port}{path}");
     let response = http
         .post(&url)
-        .json(request)
+        .json(body)
         .send()
         .map_err(|e| anyhow!("cannot reach the key service at {url}: {e}"))?;
     let status = response.status();
@@ -290,7 +304,7 @@ pub fn send_provisioning(
         .map(|b| b.error)
         .unwrap_or_else(|_| format!("HTTP {status}"));
     Err(Failure::Other(anyhow!(
-        "the key service refused the keys ({status}): {}",
+        "the key service refused {what} ({status}): {}",
         one_line(&why)
     )))
 }

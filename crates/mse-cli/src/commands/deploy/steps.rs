@@ -617,6 +617,8 @@ pub fn keep_keys(
         storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
     };
     let answer = super::node::send_provisioning(&info.domain, port, &cert_der, &request)?;
+    // `mse policy show|edit` start from it.
+    crate::commands::policy::save(&app.project, &app.name, &signed)?;
     steps.done(&format!(
         "kept for {} under policy version {} (key service {})",
         answer.app,
