@@ -99,6 +99,10 @@ pub struct TicketInfo {
     /// The fingerprint its node reported, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// Where its node waits for its configuration, when it does: what the
+    /// service releases the keys to for `mse deploy --keep-secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<PendingRelease>,
 }
 
 /// An app the platform restarted on another node, waiting for the key
@@ -175,6 +179,12 @@ pub struct ProvisionRequest {
     /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_key: Option<String>,
+    /// `mse deploy --keep-secrets`: a new deployment of an app name whose
+    /// keys the service keeps; the secrets, the owner's TLS key and the
+    /// storage key are those kept (none is sent), and the service releases
+    /// everything to the new app's waiting node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_secrets: bool,
 }
 
 impl std::fmt::Debug for ProvisionRequest {
@@ -215,6 +225,9 @@ pub struct ProvisionAnswer {
     pub app: String,
     /// The policy version now in force.
     pub policy_version: u64,
+    /// With `keep_secrets`: the new app's node received its keys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 /// The largest provisioning body the key service reads (1 MiB).

@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::deploy::{assert_nowhere_in, deploy_ok, proxy_port, served_certificate};
-use common::kept::{count, count_kept, secrets_app, COUNT};
+use common::kept::{count, count_kept, secrets_app, served_pem, COUNT};
 use common::platform::{user, Platform};
 use common::{texts, TestContext};
 use mse_testkit::wait;
@@ -877,4 +877,57 @@ fn mse_policy_edit_narrows_then_widens_what_receives_a_kept_app_s_keys() {
         "--allow-simulation",
     ]);
     released_again(&platform, &token, &id);
+}
+
+#[test]
+fn a_new_version_deployed_with_keep_secrets_gets_the_kept_secrets_and_data() {
+    let platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner, true);
+    let first = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let first_id = first["uuid"].as_str().unwrap().to_string();
+    let first_domain = first["domain_name"].as_str().unwrap().to_string();
+    assert_eq!(
+        count_kept(&platform, &token, &first_id, &first_domain, COUNT),
+        COUNT
+    );
+
+    // Version 2: new code; the secrets file here is not the one kept (and
+    // is neither read nor sent).
+    let code = app.join("mse_src/app.py");
+    let mut text = std::fs::read_to_string(&code).unwrap();
+    text.push_str("\n\n@app.get(\"/version\")\ndef version():\n    return \"2\"\n");
+    std::fs::write(&code, text).unwrap();
+    std::fs::write(
+        app.join("secrets.json"),
+        r#"{"api_key": "not-the-kept-one", "greeting": "Hola"}"#,
+    )
+    .unwrap();
+    let second = deploy_ok(&platform, &owner, &app, &["--keep-secrets", "--yes"]);
+    let id = second["uuid"].as_str().unwrap().to_string();
+    let domain = second["domain_name"].as_str().unwrap().to_string();
+    assert_ne!(id, first_id);
+    assert_ne!(second["fingerprint"], first["fingerprint"]);
+    assert_eq!(app_state(&platform, &token, &first_id)["status"], "stopped");
+    let port = proxy_port(&platform);
+    let get = |path: &str| {
+        common::deploy::https_get(
+            common::deploy::pinned(&served_pem(&domain, &platform)),
+            &domain,
+            port,
+            path,
+        )
+    };
+    assert_eq!(get("/version"), (200, "2".to_string()));
+    let (status, greeting) = get("/greeting");
+    assert_eq!(status, 200, "{greeting}");
+    assert!(greeting.contains("Bonjour"), "the kept secret: {greeting}");
+    // Its home is the first version's, as written back when it stopped.
+    let counted = count(&platform, &domain, 1);
+    assert!(
+        [COUNT + 1, COUNT + 2].contains(&counted),
+        "the counter is {counted} after the upgrade"
+    );
+    assert!(!platform.output().contains("not-the-kept-one"));
 }

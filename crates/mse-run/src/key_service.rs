@@ -906,26 +906,50 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
     }
     let name = record_name(&app);
     let unavailable = |e: ApiFailure| (StatusCode::BAD_GATEWAY, e.message);
-    if let Some(sealed) = api.record(&name).await.map_err(unavailable)? {
-        let held = KeptRecord::open(root, &name, &sealed).map_err(|e| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{e}: the store's record was changed"),
-            )
-        })?;
-        if held.policy != signed {
-            signed
-                .succeeds(&held.policy)
-                .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+    let held = match api.record(&name).await.map_err(unavailable)? {
+        Some(sealed) => {
+            let held = KeptRecord::open(root, &name, &sealed).map_err(|e| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{e}: the store's record was changed"),
+                )
+            })?;
+            if held.policy != signed {
+                signed
+                    .succeeds(&held.policy)
+                    .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
+            }
+            Some(held)
         }
-    }
-    let record = KeptRecord {
-        policy: signed,
-        app_id: info.app_id.clone(),
-        code_secret_key: request.code_secret_key.clone(),
-        ssl_private_key: request.ssl_private_key.clone(),
-        app_secrets: request.app_secrets.clone(),
-        storage_key: request.storage_key.clone(),
+        None => None,
+    };
+    // `--keep-secrets`: the new deployment's code key with what is kept.
+    let record = match (&held, request.keep_secrets) {
+        (None, true) => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "the key service keeps no secrets for {app}: deploy it once with \
+                     --keep-running and its secrets"
+                ),
+            ))
+        }
+        (Some(held), true) => KeptRecord {
+            policy: signed,
+            app_id: info.app_id.clone(),
+            code_secret_key: request.code_secret_key.clone(),
+            ssl_private_key: held.ssl_private_key.clone(),
+            app_secrets: held.app_secrets.clone(),
+            storage_key: held.storage_key.clone().or(request.storage_key.clone()),
+        },
+        (_, false) => KeptRecord {
+            policy: signed,
+            app_id: info.app_id.clone(),
+            code_secret_key: request.code_secret_key.clone(),
+            ssl_private_key: request.ssl_private_key.clone(),
+            app_secrets: request.app_secrets.clone(),
+            storage_key: request.storage_key.clone(),
+        },
     };
     api.put_record(&name, &record.seal(root, &name))
         .await
@@ -934,9 +958,39 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         "key service: keeping the keys of {app} (app {}, policy version {})",
         info.app_id, policy.version
     );
+    let mut released = false;
+    if request.keep_secrets {
+        let waiting = info.waiting.as_ref().ok_or_else(|| {
+            (
+                StatusCode::CONFLICT,
+                format!(
+                    "app {}'s node is not waiting for its configuration: nothing to release to",
+                    info.app_id
+                ),
+            )
+        })?;
+        let trust = Trust::fetch(api)
+            .await
+            .map_err(|why| (StatusCode::BAD_GATEWAY, why))?;
+        release(service, api, &trust, waiting)
+            .await
+            .map_err(|why| {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("the new app's node gets nothing: {why}"),
+                )
+            })?;
+        let _ = api.released(&info.app_id, None).await;
+        eprintln!(
+            "key service: released the kept keys of {app} to app {} on node {}",
+            info.app_id, waiting.node
+        );
+        released = true;
+    }
     Ok(ProvisionAnswer {
         app: app.to_string(),
         policy_version: policy.version,
+        released,
     })
 }
 
@@ -987,6 +1041,7 @@ async fn update_policy(
     Ok(ProvisionAnswer {
         app: app.to_string(),
         policy_version: policy.version,
+        released: false,
     })
 }
 

@@ -12,6 +12,7 @@ use mse_api::keys::{
 };
 use serde::Deserialize;
 
+use crate::domain::lifecycle::Status;
 use crate::state::auth::token_hash;
 use crate::state::{now, ApiError, ApiResult, Caller, Shared};
 
@@ -126,12 +127,33 @@ pub async fn redeem(
         .ok_or_else(refused)?;
     let app = state.store.app(&app_id).await?.ok_or_else(refused)?;
     let owner = state.store.app_owner(&app_id).await?.ok_or_else(refused)?;
+    // Its node, while it waits for its configuration.
+    let waiting = match (&app.node_addr, &app.node_owner) {
+        (Some(node_addr), Some(node)) if app.status == Status::Initializing => {
+            Some(PendingRelease {
+                app_id: app_id.clone(),
+                owner: owner.clone(),
+                project: app.project.clone(),
+                name: app.spec.name.clone(),
+                config_domain: app.config_domain_name.clone(),
+                node_addr: node_addr.clone(),
+                node: node.clone(),
+                revoked_hosts: crate::data::quote_keys::revoked_nodes(&state.store)
+                    .await
+                    .map_err(|e| ApiError::unavailable(e.to_string()))?
+                    .into_iter()
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
     Ok(Json(TicketInfo {
         app_id,
         owner,
         project: app.project,
         name: app.spec.name,
         fingerprint: app.fingerprint,
+        waiting,
     }))
 }
 

@@ -65,6 +65,12 @@ pub struct Args {
     /// the platform can start the app again without you (docs/keys.md)
     #[arg(long, conflicts_with = "no_verify")]
     keep_running: bool,
+    /// A new version of an app whose keys the key service keeps: send it only the new code
+    /// key and a later policy admitting the new fingerprint; the service gives the new node the
+    /// secrets, the owner's TLS key and the storage key it keeps (the local secrets file is not
+    /// read or sent). Implies --keep-running (docs/keys.md)
+    #[arg(long, conflicts_with = "no_verify")]
+    keep_secrets: bool,
     /// Trust these test roots (PEM: an emulated Intel root CA, emulated AMD ARKs) instead of
     /// Intel's and AMD's: for emulated hardware only; the node is reported EMULATED
     #[arg(long, value_name = "PEM")]
@@ -182,9 +188,16 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let waiting = steps::wait_for_node(&ctx, &created, steps)?;
     let expected = steps::expected_fingerprint(&ctx, &runtime, &package, &created, &waiting)?;
     let node = steps::verify_node(&ctx, &runtime, &created, &waiting.app, &expected, steps)?;
-    steps::configure(&ctx, &package, &waiting.app, &node, steps)?;
-    let app = steps::wait_until_running(&ctx, &waiting.app, steps)?;
-    let kept = steps::keep_keys(&ctx, &package, &app, &expected, &node, steps)?;
+    let (app, kept) = if plan.flags.keep_secrets {
+        // The key service configures the node with what it keeps.
+        let kept = steps::keep_keys(&ctx, &package, &waiting.app, &expected, &node, steps)?;
+        (steps::wait_until_running(&ctx, &waiting.app, steps)?, kept)
+    } else {
+        steps::configure(&ctx, &package, &waiting.app, &node, steps)?;
+        let app = steps::wait_until_running(&ctx, &waiting.app, steps)?;
+        let kept = steps::keep_keys(&ctx, &package, &app, &expected, &node, steps)?;
+        (app, kept)
+    };
     let served = steps::check_served_certificate(&ctx, &app, &expected, steps)?;
     let saved = steps::save_context(&ctx, &package, &app, &expected, &node, &served, steps)?;
     left.clear();

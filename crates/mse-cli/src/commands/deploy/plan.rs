@@ -29,6 +29,9 @@ pub struct Flags {
     pub allow_simulation: bool,
     /// `--keep-running`: the key service keeps the keys.
     pub keep_running: bool,
+    /// `--keep-secrets`: the key service gives the new node the secrets it
+    /// keeps.
+    pub keep_secrets: bool,
     /// How long to wait for the app to start.
     pub timeout: Duration,
     /// Print one JSON object at the end.
@@ -56,7 +59,8 @@ impl Flags {
             untrusted_ssl: args.untrusted_ssl,
             no_acme: args.no_acme,
             allow_simulation,
-            keep_running: args.keep_running,
+            keep_running: args.keep_running || args.keep_secrets,
+            keep_secrets: args.keep_secrets,
             timeout: Duration::from_secs(args.timeout),
             json: args.json,
         })
@@ -334,6 +338,7 @@ mod tests {
                 no_acme: false,
                 allow_simulation: false,
                 keep_running: false,
+                keep_secrets: false,
                 timeout: Duration::from_secs(600),
                 json: false,
             }

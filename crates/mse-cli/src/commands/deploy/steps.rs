@@ -557,7 +557,15 @@ pub fn keep_keys(
     if !ctx.plan.flags.keep_running {
         return Ok(None);
     }
-    steps.start("keys", "Handing the keys to the platform's key service");
+    steps.start(
+        "keys",
+        if ctx.plan.flags.keep_secrets {
+            "Handing the new code key to the platform's key service, which configures the node \
+             with the secrets it keeps"
+        } else {
+            "Handing the keys to the platform's key service"
+        },
+    );
     let info = ctx.client.key_service()?;
     let Some(measurement) = info.measurement.clone().filter(|_| info.running) else {
         return Err(Failure::Other(anyhow::anyhow!(
@@ -606,17 +614,29 @@ pub fn keep_keys(
     let signed = release
         .sign(&owner)
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot sign the release policy: {e}")))?;
+    let keep_secrets = ctx.plan.flags.keep_secrets;
     let ticket = ctx.client.keep_running(&app.id)?;
     let request = mse_api::keys::ProvisionRequest {
         ticket: ticket.ticket,
         policy: serde_json::to_value(&signed)
             .map_err(|e| Failure::Other(anyhow::anyhow!("cannot encode the policy: {e}")))?,
         code_secret_key: package.key.to_hex(),
-        ssl_private_key: ctx.plan.files.ssl_key.clone(),
-        app_secrets: ctx.plan.files.secrets.clone(),
+        // `--keep-secrets`: those the service keeps, not this machine's.
+        ssl_private_key: (!keep_secrets)
+            .then(|| ctx.plan.files.ssl_key.clone())
+            .flatten(),
+        app_secrets: (!keep_secrets)
+            .then(|| ctx.plan.files.secrets.clone())
+            .flatten(),
         storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
+        keep_secrets,
     };
     let answer = super::node::send_provisioning(&info.domain, port, &cert_der, &request)?;
+    if keep_secrets && !answer.released {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "the key service kept the new keys but did not configure the new node"
+        )));
+    }
     // `mse policy show|edit` start from it.
     crate::commands::policy::save(&app.project, &app.name, &signed)?;
     steps.done(&format!(
