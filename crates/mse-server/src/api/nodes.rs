@@ -334,6 +334,16 @@ pub async fn drain(
     let mut moved = Vec::new();
     let mut unplaced = Vec::new();
     for id in state.store.kept_apps_of(&node).await? {
+        // An app with persistent storage stops first (writing its home
+        // back) and is placed again once it has stopped.
+        let stored = state.store.app(&id).await?;
+        if stored.is_some_and(|a| a.spec.storage_bytes.is_some() && a.node_addr.is_some())
+            && state.store.begin_move(&id, NODE_DRAINED).await?
+        {
+            state.nodes.stop(&id, crate::domain::lifecycle::MOVING);
+            moved.push(id);
+            continue;
+        }
         match state
             .store
             .reschedule_kept(&id, &node, NODE_DRAINED, Some(&node), at)
@@ -351,7 +361,7 @@ pub async fn drain(
         .await?
         .into_iter()
         .map(|app| app.id)
-        .filter(|id| !unplaced.contains(id))
+        .filter(|id| !unplaced.contains(id) && !moved.contains(id))
         .collect();
     eprintln!(
         "node `{node}` drained: {} kept app(s) moved, {} without room stay, {} other app(s) run on",

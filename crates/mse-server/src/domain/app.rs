@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use mse_api::event::ServedCertificate;
 
-use super::lifecycle::{CertificateOrigin, Status, EXPIRED, NO_LONGER_LIVE, STOPPED_BY_OWNER};
+use super::lifecycle::{
+    CertificateOrigin, Status, EXPIRED, MOVING, NO_LONGER_LIVE, STOPPED_BY_OWNER,
+};
 
 /// What an app is, as deployed: the same before and after it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,9 @@ pub struct App {
     /// What the platform last did for it as a kept app (restarted on
     /// another node, keys released or refused), with when.
     pub rescheduled: Option<String>,
+    /// Why it is moving to another node once its node has stopped (a
+    /// drain), while it is.
+    pub moving: Option<String>,
 }
 
 /// What a new app is made of.
@@ -144,6 +149,7 @@ pub struct NodeHolder {
 pub fn stop_reason(app: Option<&App>, now: DateTime<Utc>) -> Option<&'static str> {
     match app {
         Some(app) if app.stop_requested_at.is_some() => Some(STOPPED_BY_OWNER),
+        Some(app) if app.moving.is_some() => Some(MOVING),
         Some(app) if app.expires_at <= now => Some(EXPIRED),
         Some(_) => None,
         None => Some(NO_LONGER_LIVE),
@@ -192,6 +198,7 @@ mod tests {
             stop_requested_at: stop_requested.then(|| at(5)),
             keep_running: false,
             rescheduled: None,
+            moving: None,
         }
     }
 

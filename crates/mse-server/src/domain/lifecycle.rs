@@ -9,6 +9,8 @@ pub use mse_api::apps::CertificateOrigin;
 
 /// Why an app stopped when its owner asked.
 pub const STOPPED_BY_OWNER: &str = "stopped by its owner";
+/// Why the node of an app moving off a drained node is stopped.
+pub const MOVING: &str = "moving to another node";
 /// Why an app stopped when an administrator disabled its owner.
 pub const STOPPED_USER_DISABLED: &str = "stopped: an administrator disabled its owner";
 /// Why an app stopped at its expiry.

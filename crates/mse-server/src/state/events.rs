@@ -34,6 +34,17 @@ pub async fn apply_event(
 ) -> Option<String> {
     let reason = event.reason.as_deref();
     let addr: Option<SocketAddr> = event.listen.as_deref().and_then(|l| l.parse().ok());
+    // Whether it is moving off its node, as the store says now (`app` may
+    // be as it was when its node started).
+    let moving = match event.status {
+        Status::OnError | Status::Stopped => store
+            .app(&app.id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|current| current.moving.zip(current.node_owner)),
+        _ => None,
+    };
     match event.status {
         // Not a node's to say: the platform's state of an app no node has
         // started yet.
@@ -109,6 +120,21 @@ pub async fn apply_event(
                         },
                     );
                 }
+            }
+        }
+        // A kept app moving off a drained node: its node stopped (its
+        // home written back), so it is placed again.
+        Status::OnError | Status::Stopped if moving.is_some() => {
+            routes.remove_app(&app.id);
+            let (why, from) = moving.unwrap_or_default();
+            let moved = store
+                .reschedule_kept(&app.id, &from, &why, Some(&from), now())
+                .await
+                .unwrap_or(false);
+            if !moved {
+                let _ = store
+                    .transition(&app.id, event.status, reason, now())
+                    .await;
             }
         }
         Status::OnError => {

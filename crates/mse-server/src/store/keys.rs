@@ -413,8 +413,8 @@ impl Store {
         let note = crate::domain::lifecycle::rescheduled_note(now, from, why);
         sqlx::query(
             "UPDATE apps SET status = 'spawning', node_owner = $1, tee = $2, node_pid = NULL, \
-             node_addr = NULL, node_taken_at = NULL, reason = NULL, rescheduled = $3 \
-             WHERE id = $4",
+             node_addr = NULL, node_taken_at = NULL, reason = NULL, rescheduled = $3, \
+             moving = NULL WHERE id = $4",
         )
         .bind(&node)
         .bind(tee.as_str())
@@ -425,6 +425,21 @@ impl Store {
         tx.commit().await?;
         eprintln!("app {id}: {note}; placed on {node}");
         Ok(true)
+    }
+
+    /// Marks app `id`, which the key service keeps, as moving off its node
+    /// (`why`): its node is told to stop, and it is placed again once it
+    /// has stopped. False when it is not a live kept app.
+    pub async fn begin_move(&self, id: &str, why: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE apps SET moving = $1 WHERE id = $2 AND keep_running = 1 \
+             AND status IN {LIVE} AND stop_requested_at IS NULL"
+        ))
+        .bind(why)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Adds to the `rescheduled` note of app `id` (what the key service did).

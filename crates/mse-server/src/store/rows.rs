@@ -66,7 +66,7 @@ pub(super) const APP_SELECT: &str = "SELECT a.id, p.name AS project, a.name, a.d
     a.ssl_certificate, a.code_sha256, a.code_bytes, a.enclave_size, a.status, a.reason, a.created_at, \
     a.ready_at, a.stopped_at, a.onerror_at, a.expires_at, a.node_addr, a.node_pid, \
     a.node_owner, a.stop_requested_at, a.sandbox, a.limits, a.certificate, a.fingerprint, a.tee, \
-    a.keep_running, a.rescheduled, a.storage_bytes FROM apps a JOIN projects p ON p.id = a.project_id";
+    a.keep_running, a.rescheduled, a.storage_bytes, a.moving FROM apps a JOIN projects p ON p.id = a.project_id";
 
 /// The states in which an app has, or is getting, a node.
 pub(super) const LIVE: &str = "('spawning', 'initializing', 'running')";
@@ -128,6 +128,7 @@ pub(super) fn app(row: &AnyRow) -> Result<App, sqlx::Error> {
         stop_requested_at: optional_time(row, "stop_requested_at")?,
         keep_running: row.try_get::<i64, _>("keep_running")? != 0,
         rescheduled: row.try_get("rescheduled")?,
+        moving: row.try_get("moving")?,
     })
 }
 
