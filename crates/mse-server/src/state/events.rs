@@ -132,9 +132,7 @@ pub async fn apply_event(
                 .await
                 .unwrap_or(false);
             if !moved {
-                let _ = store
-                    .transition(&app.id, event.status, reason, now())
-                    .await;
+                let _ = store.transition(&app.id, event.status, reason, now()).await;
             }
         }
         Status::OnError => {
