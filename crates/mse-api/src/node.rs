@@ -378,6 +378,12 @@ pub struct StorageCommit {
     pub size: u64,
 }
 
+/// Whether `id` names a storage blob: the SHA-256 of its bytes, 64 hex
+/// digits.
+pub fn is_blob_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The largest blob a node sends: a sealed chunk of a snapshot.
 pub const MAX_STORAGE_BLOB: usize = 1024 * 1024 + 1024;
 

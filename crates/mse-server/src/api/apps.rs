@@ -465,8 +465,7 @@ pub async fn get(
 ) -> Result<Json<mse_api::apps::App>, ApiError> {
     let app = own_app(&state, &caller, &id).await?;
     let mut wire: mse_api::apps::App = (&app).into();
-    if let Some(storage) = state.store.assigned_storage(&app).await? {
-        let head = state.store.storage_head(&storage.scope).await?;
+    if let Some((storage, head)) = state.store.app_storage(&app).await? {
         wire.storage = Some(mse_api::apps::AppStorage {
             cap_bytes: storage.cap_bytes,
             version: storage.version,

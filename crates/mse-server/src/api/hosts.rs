@@ -571,11 +571,6 @@ async fn placed_storage(
         .ok_or_else(|| ApiError::not_found(format!("app {id} keeps no persistent storage")))
 }
 
-/// Whether `id` names a blob: 64 hex digits.
-fn blob_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// `GET /nodes/storage/{app}`: the snapshot the platform holds of the
 /// storage of an app placed on the caller (version 0: none).
 pub async fn storage_head(
@@ -605,7 +600,7 @@ pub async fn storage_blob(
 ) -> Result<Vec<u8>, ApiError> {
     let storage = placed_storage(&state, &node, &app).await?;
     let not_found = || ApiError::not_found(format!("no blob {id} in app {app}'s storage"));
-    if !blob_id(&id) {
+    if !mse_api::node::is_blob_id(&id) {
         return Err(not_found());
     }
     let text = state
@@ -633,7 +628,7 @@ pub async fn put_storage_blob(
     }
     let storage = placed_storage(&state, &node, &app).await?;
     let seen = hex::encode(Sha256::digest(&body));
-    if !blob_id(&id) || !seen.eq_ignore_ascii_case(&id) {
+    if !mse_api::node::is_blob_id(&id) || !seen.eq_ignore_ascii_case(&id) {
         return Err(ApiError::unprocessable(format!(
             "the blob's SHA-256 is {seen}, not {id}: a blob is named by its hash"
         )));
@@ -662,7 +657,7 @@ pub async fn commit_storage(
     let storage = placed_storage(&state, &node, &app).await?;
     if commit.manifest.len() > 1024 * 1024
         || commit.blobs.len() > 8192
-        || !commit.blobs.iter().all(|b| blob_id(b))
+        || !commit.blobs.iter().all(|b| mse_api::node::is_blob_id(b))
     {
         return Err(ApiError::unprocessable(
             "a commit names at most 8192 blobs (64 hex digits each) and a manifest of at most 1 MB",

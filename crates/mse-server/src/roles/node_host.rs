@@ -596,7 +596,7 @@ impl Host {
             true,
         )?;
         for blob in &head.blobs {
-            if blob.len() != 64 || !blob.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !mse_api::node::is_blob_id(blob) {
                 anyhow::bail!("the platform's snapshot names `{blob}`, not a blob");
             }
             let bytes = self

@@ -54,13 +54,12 @@ impl Snapshot {
     /// blob checked against its name. The blobs are the new ones and those
     /// a snapshot that was not kept left in the outbox.
     pub fn read(written: &SnapshotWritten, outbox: &Path) -> anyhow::Result<Snapshot> {
-        let hex_id = |id: &str| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
         if written.manifest != format!("manifest-{}", written.version)
             || !written
                 .blobs
                 .iter()
                 .chain(&written.new_blobs)
-                .all(|id| hex_id(id))
+                .all(|id| mse_api::node::is_blob_id(id))
             || written.blobs.len() > 8192
         {
             anyhow::bail!("the node's snapshot event names files that are not its own");

@@ -74,6 +74,14 @@ impl Store {
     /// The persistent storage of `app`, when it keeps one: its scope, cap
     /// and the version held.
     pub async fn assigned_storage(&self, app: &App) -> Result<Option<AssignedStorage>, StoreError> {
+        Ok(self.app_storage(app).await?.map(|(storage, _)| storage))
+    }
+
+    /// [`Store::assigned_storage`], with the snapshot it names.
+    pub async fn app_storage(
+        &self,
+        app: &App,
+    ) -> Result<Option<(AssignedStorage, Option<StorageHeadRow>)>, StoreError> {
         let Some(cap) = app.spec.storage_bytes else {
             return Ok(None);
         };
@@ -81,12 +89,13 @@ impl Store {
             return Ok(None);
         };
         let scope = format!("{owner}/{}/{}", app.project, app.spec.name);
-        let version = self.storage_head(&scope).await?.map_or(0, |h| h.version);
-        Ok(Some(AssignedStorage {
+        let head = self.storage_head(&scope).await?;
+        let storage = AssignedStorage {
             scope,
             cap_bytes: u64::try_from(cap).unwrap_or(0),
-            version,
-        }))
+            version: head.as_ref().map_or(0, |h| h.version),
+        };
+        Ok(Some((storage, head)))
     }
 
     /// The snapshot held for `scope`, with when it was written.
