@@ -246,6 +246,9 @@ pub struct AppStorage {
     /// When it was written back (Unix seconds), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<i64>,
+    /// The app (uuid) whose node wrote it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<String>,
 }
 
 impl App {

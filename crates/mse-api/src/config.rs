@@ -49,6 +49,12 @@ pub struct ConfigRequest {
     /// launch has `storage`, ignored by any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_key: Option<String>,
+    /// The storage key it replaced (`mse rotate --storage-key`), 64 hex
+    /// digits: a snapshot that does not open under `storage_key` is
+    /// restored under this one, and the next write-back seals the home
+    /// under `storage_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_storage_key: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigRequest {
@@ -65,7 +71,10 @@ impl Drop for ConfigRequest {
         if let Some(key) = self.ssl_private_key.as_mut() {
             key.zeroize();
         }
-        if let Some(key) = self.storage_key.as_mut() {
+        for key in [&mut self.storage_key, &mut self.previous_storage_key]
+            .into_iter()
+            .flatten()
+        {
             key.zeroize();
         }
     }

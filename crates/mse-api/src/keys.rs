@@ -185,6 +185,16 @@ pub struct ProvisionRequest {
     /// everything to the new app's waiting node.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_secrets: bool,
+    /// The service configures the app's waiting node itself with what it
+    /// then keeps (implied by `keep_secrets`; an app with persistent
+    /// storage, whose storage key only the service knows once kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub configure: bool,
+    /// `mse rotate --storage-key`: `storage_key` replaces the one kept,
+    /// which is kept as the previous one until the home is sealed under
+    /// the new one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotate_storage_key: bool,
 }
 
 impl std::fmt::Debug for ProvisionRequest {

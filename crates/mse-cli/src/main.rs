@@ -69,6 +69,8 @@ enum Command {
     Keys(commands::keys::Args),
     /// The release policy your key signed for a kept app: `mse policy show|edit NAME`
     Policy(commands::policy::Args),
+    /// New keys for a kept app: a new code key, and --secrets, --storage-key (redeploys it)
+    Rotate(commands::rotate::Args),
     /// List, export or remove the saved deployment contexts
     Context(commands::context::Args),
     /// Encrypt the code folder into a deterministic code.tar, with its key and nonces
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(*args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Policy(args) => commands::policy::run(args),
+        Command::Rotate(args) => commands::rotate::run(args),
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),

@@ -175,6 +175,11 @@ fn code_key(ctx: &TestContext, out: &Value) -> String {
 /// POSTs `body` to the key service's `/provision`, pinned to the certificate
 /// it serves now (the tests check the service's answer, not its identity).
 fn provision(platform: &Platform, body: &Value) -> (u16, String) {
+    to_service(platform, "/provision", body)
+}
+
+/// POSTs `body` to the key service's `path`, as [`provision`] does.
+fn to_service(platform: &Platform, path: &str, body: &Value) -> (u16, String) {
     let port = proxy_port(platform);
     let der = served_certificate("keys.localhost", port);
     let tls = mse_attest::pin::client_config(&der, mse_attest::tls::HTTP1);
@@ -188,7 +193,7 @@ fn provision(platform: &Platform, body: &Value) -> (u16, String) {
         .build()
         .unwrap();
     let response = http
-        .post(format!("https://keys.localhost:{port}/provision"))
+        .post(format!("https://keys.localhost:{port}{path}"))
         .json(body)
         .send()
         .expect("the key service answers");
@@ -930,4 +935,209 @@ fn a_new_version_deployed_with_keep_secrets_gets_the_kept_secrets_and_data() {
         "the counter is {counted} after the upgrade"
     );
     assert!(!platform.output().contains("not-the-kept-one"));
+}
+
+/// `mse rotate` in `app` with `args`; its JSON output.
+fn rotate_ok(
+    platform: &Platform,
+    owner: &TestContext,
+    app: &std::path::Path,
+    args: &[&str],
+) -> Value {
+    let mut all = vec!["rotate", "--json"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = common::deploy::run_in(owner, app, &all);
+    assert_eq!(
+        code,
+        0,
+        "mse rotate failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
+        platform.output()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows() {
+    let platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner, true);
+    let first = deploy_ok(&platform, &owner, &app, &[]);
+    let first_id = first["uuid"].as_str().unwrap().to_string();
+    let domain = first["domain_name"].as_str().unwrap().to_string();
+    assert_eq!(
+        count_kept(&platform, &token, &first_id, &domain, COUNT),
+        COUNT
+    );
+    let port = proxy_port(&platform);
+    let greeting = |domain: &str| {
+        let (status, body) = common::deploy::https_get(
+            common::deploy::pinned(&served_pem(domain, &platform)),
+            domain,
+            port,
+            "/greeting",
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    assert!(greeting(&domain).contains("Bonjour"));
+    let first_key = code_key(&owner, &first);
+
+    // New secrets and a new storage key (and, as always, a new code key).
+    std::fs::write(
+        app.join("secrets.json"),
+        r#"{"api_key": "k-rotated-71", "greeting": "Hola"}"#,
+    )
+    .unwrap();
+    let second = rotate_ok(&platform, &owner, &app, &["--secrets", "--storage-key"]);
+    let second_id = second["uuid"].as_str().unwrap().to_string();
+    assert_ne!(second_id, first_id);
+    assert_eq!(second["domain_name"], domain.as_str(), "{second}");
+    assert_eq!(app_state(&platform, &token, &first_id)["status"], "stopped");
+    let rotated = &second["key_service"]["rotated"];
+    assert_eq!(rotated["code_key"], true, "{second}");
+    assert_eq!(rotated["secrets"], true, "{second}");
+    assert_eq!(rotated["storage_key"], true, "{second}");
+    assert_ne!(code_key(&owner, &second), first_key);
+    // The home the new node wrote back is its own (under the new key).
+    let state = app_state(&platform, &token, &second_id);
+    assert_eq!(
+        state["storage"]["written_by"],
+        second_id.as_str(),
+        "{state}"
+    );
+    assert!(greeting(&domain).contains("Hola"));
+    let counted = count_kept(&platform, &token, &second_id, &domain, 1);
+    assert!(
+        [COUNT + 1, COUNT + 2].contains(&counted),
+        "the counter is {counted} after the rotation"
+    );
+
+    // Rotating the storage key again: the next node gets the newest key and
+    // the one before, so it opens the home only if the first rotation
+    // really resealed it. The local secrets are not sent this time.
+    std::fs::write(
+        app.join("secrets.json"),
+        r#"{"api_key": "k-not-sent-93", "greeting": "Ciao"}"#,
+    )
+    .unwrap();
+    let third = rotate_ok(&platform, &owner, &app, &["--storage-key"]);
+    let third_id = third["uuid"].as_str().unwrap().to_string();
+    assert_eq!(third["key_service"]["rotated"]["secrets"], false, "{third}");
+    assert!(third["key_service"]["rotated"]["storage_version"]
+        .as_u64()
+        .is_some());
+    assert!(greeting(&domain).contains("Hola"), "the kept secrets");
+    let again = count(&platform, &domain, 1);
+    assert!(
+        [counted + 1, counted + 2].contains(&again),
+        "the counter is {again} after the second rotation; {counted} or one more was kept"
+    );
+    assert_eq!(
+        app_state(&platform, &token, &third_id)["storage"]["written_by"],
+        third_id.as_str()
+    );
+    assert!(!platform.output().contains("k-rotated-71"));
+    assert!(!platform.output().contains("k-not-sent-93"));
+
+    // An app without persistent storage has no storage key to rotate: said
+    // before anything is uploaded.
+    let elsewhere = TestContext::new();
+    let plain = secrets_app(&elsewhere, false);
+    let (code, _, stderr) =
+        common::deploy::run_in(&owner, &plain, &["rotate", "--storage-key", "--json"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("keeps no persistent storage"), "{stderr}");
+    assert_eq!(app_state(&platform, &token, &third_id)["status"], "running");
+}
+
+#[test]
+fn a_node_whose_fingerprint_the_policy_no_longer_admits_gets_nothing_and_an_older_policy_stays_out()
+{
+    let mut platform = Platform::start();
+    running_service(&platform);
+    let (owner, token) = user(&platform, "owner");
+    let app = secrets_app(&owner, false);
+    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let id = out["uuid"].as_str().unwrap().to_string();
+    let deployed: Value = serde_json::from_slice(
+        &std::fs::read(
+            owner
+                .root
+                .path()
+                .join("home/conf/policies/default/secrets-example.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let signed = mse_keys::SignedPolicy::from_json(deployed.to_string().as_bytes()).unwrap();
+    let mut policy = signed.verify().unwrap();
+
+    // The owner's key signs a later version admitting another fingerprint
+    // only (everything else as deployed).
+    let seed = std::fs::read_to_string(owner.root.path().join("home/conf/owner.key")).unwrap();
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+    let ticket = |platform: &Platform| {
+        let (status, ticket) =
+            platform.post(&token, &format!("/apps/{id}/keep-running"), Value::Null);
+        assert_eq!(status, 200, "{ticket}");
+        ticket["ticket"].clone()
+    };
+    let send = |policy: &mse_keys::Policy| {
+        to_service(
+            &platform,
+            "/policy",
+            &serde_json::json!({
+                "ticket": ticket(&platform),
+                "policy": serde_json::to_value(policy.sign(&key).unwrap()).unwrap(),
+            }),
+        )
+    };
+    policy.version += 1;
+    policy.admit = vec![mse_keys::Rule::Fingerprint {
+        fingerprint: "ab".repeat(32),
+    }];
+    let (status, text) = send(&policy);
+    assert_eq!(status, 200, "{text}");
+    let narrowed = policy.version;
+
+    // Replayed: the deployment's own policy, genuinely signed, is older.
+    let (status, text) = send(&signed.verify().unwrap());
+    assert_eq!(status, 409, "{text}");
+    // An `inputs` rule is refused: no release honours one.
+    policy.version += 1;
+    policy.admit = vec![mse_keys::Rule::Inputs {
+        runtime_images: vec![out["docker"].as_str().unwrap_or("any").into()],
+        app_domain: out["domain_name"].as_str().unwrap().into(),
+        python_application: "app:app".into(),
+    }];
+    let (status, text) = send(&policy);
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("`inputs` rule"), "{text}");
+
+    // Its node lost, the app's new node gets nothing: the policy in force
+    // is the narrowed one.
+    platform.crash_and_restart(|_| {});
+    let refused = wait::until(
+        "the key service refuses the restarted node",
+        Duration::from_secs(60),
+        || {
+            let app = app_state(&platform, &token, &id);
+            app["rescheduled"]
+                .as_str()
+                .is_some_and(|n| n.contains("keys refused"))
+                .then_some(app)
+        },
+    );
+    let note = refused["rescheduled"].as_str().unwrap();
+    assert!(
+        note.contains(&format!(
+            "verifies for no fingerprint policy version {narrowed} admits"
+        )),
+        "{note}"
+    );
+    assert_eq!(refused["status"], "initializing", "{refused}");
+    assert!(!platform.output().contains("k-4f1c2a9e"));
 }

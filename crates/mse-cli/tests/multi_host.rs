@@ -498,8 +498,65 @@ fn kept_app_outlives_its_host(
         platform.app(&platform.admin, next["uuid"].as_str().unwrap())["node"],
         "n1"
     );
+
+    // n1 — the kept app's host again, and the leading replica's — is
+    // revoked: fenced at once, the app starts again on n2 (drained no more)
+    // with its keys from n2's replica, and n1 gets nothing more and wipes
+    // what it decrypted.
+    let (status, body) = platform.delete(&platform.admin, "/nodes/n2/drain");
+    assert!((200..300).contains(&status), "{body}");
+    let held = count_kept(platform, &platform.admin, &id, &domain, 1);
+    let released_before = released_lines(&n2.server.output(), &id, "n2");
+    let released_to_n1 = released_lines(&n1.server.output(), &id, "n1")
+        + released_lines(&n2.server.output(), &id, "n1");
+    let (status, body) = platform.post(&platform.admin, "/nodes/n1/revoke", Value::Null);
+    assert_eq!(status, 200, "{body}");
+    let moved = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
+        a["status"] == "running" && a["node"] == "n2"
+    });
+    let note = moved["rescheduled"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("rescheduled from n1: node host revoked"),
+        "{moved}"
+    );
+    assert!(note.contains("keys released by the key service"), "{moved}");
+    assert_eq!(
+        released_lines(&n2.server.output(), &id, "n2"),
+        released_before + 1,
+        "n2's replica, the leader now, released the keys"
+    );
+    let counted = count(platform, &domain, 1);
+    assert!(
+        [held + 1, held + 2].contains(&counted),
+        "the counter is {counted} after the revocation; {held} or one more was kept"
+    );
+    wait::until(
+        "n1 wipes what it decrypted",
+        Duration::from_secs(30),
+        || (!contains_bytes(n1.nodes_dir.path(), API_KEY.as_bytes())).then_some(()),
+    );
+    assert_eq!(
+        released_lines(&n1.server.output(), &id, "n1")
+            + released_lines(&n2.server.output(), &id, "n1"),
+        released_to_n1,
+        "nothing was released to the revoked host"
+    );
     drop(n1);
     drop(n2);
+}
+
+/// How many times `output` says the keys of app `id` were released to a
+/// node on `host`.
+fn released_lines(output: &str, id: &str, host: &str) -> usize {
+    let said = format!("released the keys of app {id} to node {host}");
+    output.lines().filter(|l| l.contains(&said)).count()
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn contains_bytes(dir: &Path, needle: &[u8]) -> bool {
+    mse_testkit::files_under(dir).iter().any(|path| {
+        std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
 }
 
 /// Every row of the PostgreSQL store at `url` (`pg_dump --data-only`).

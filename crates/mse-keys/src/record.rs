@@ -36,6 +36,10 @@ pub struct KeptRecord {
     /// The key of its persistent storage, 64 hex digits, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_key: Option<String>,
+    /// The storage key `storage_key` replaced (`mse rotate --storage-key`),
+    /// given to nodes with it until the home is sealed under the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_storage_key: Option<String>,
 }
 
 impl std::fmt::Debug for KeptRecord {
@@ -52,7 +56,10 @@ impl Drop for KeptRecord {
         if let Some(key) = self.ssl_private_key.as_mut() {
             key.zeroize();
         }
-        if let Some(key) = self.storage_key.as_mut() {
+        for key in [&mut self.storage_key, &mut self.previous_storage_key]
+            .into_iter()
+            .flatten()
+        {
             key.zeroize();
         }
     }
@@ -110,6 +117,7 @@ mod tests {
             ssl_private_key: None,
             app_secrets: Some(serde_json::json!({"API_KEY": "s3cret"})),
             storage_key: None,
+            previous_storage_key: None,
         };
         let root = RootKey::generate();
         let name = record_name(&app("shop"));

@@ -431,6 +431,7 @@ async fn run_node(setup: &Setup, round: usize, load: &LoadOptions) -> anyhow::Re
         ssl_private_key: None,
         app_secrets: None,
         storage_key: None,
+        previous_storage_key: None,
     })?;
     let (status, answer) = request(&target, "POST", "/", Bytes::from(body)).await?;
     if status != 200 {

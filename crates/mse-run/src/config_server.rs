@@ -89,6 +89,9 @@ pub struct Accepted {
     pub app_secrets: Option<serde_json::Value>,
     /// The key of the app's persistent home, when it keeps one.
     pub storage_key: Option<StorageKey>,
+    /// The storage key it replaced, when the owner rotated it: a snapshot
+    /// sealed under it is still restored.
+    pub previous_storage_key: Option<StorageKey>,
 }
 
 /// How waiting ended.
@@ -423,6 +426,18 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
         }
         (false, _) => None,
     };
+    let previous_storage_key = match (&storage_key, request.previous_storage_key.as_deref()) {
+        (Some(_), Some(hex)) => match crate::node::storage::storage_key(hex) {
+            Some(key) => Some(key),
+            None => {
+                return refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "previous_storage_key must be 64 hexadecimal digits",
+                )
+            }
+        },
+        _ => None,
+    };
     let ssl_private_key = match (&waiting.owner, &request.ssl_private_key) {
         (Some(leaf), Some(pem)) => match mse_config::tls::parse_private_key(pem.as_bytes()) {
             Ok(private) if private.matches(leaf) => Some(Zeroizing::new(pem.clone())),
@@ -492,6 +507,7 @@ async fn configure(req: Request<Incoming>, waiting: &Waiting) -> (StatusCode, Co
         ssl_private_key,
         app_secrets: request.app_secrets.clone(),
         storage_key,
+        previous_storage_key,
     });
     drop(accepted);
     waiting.done.notify_one();

@@ -884,17 +884,9 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         info,
         app,
     } = ticketed(service, &request.policy, &request.ticket).await?;
-    let fingerprints: Vec<&str> = policy
-        .admit
-        .iter()
-        .filter_map(|rule| match rule {
-            Rule::Fingerprint { fingerprint } => Some(fingerprint.as_str()),
-            Rule::Inputs { .. } => None,
-        })
-        .collect();
+    let fingerprints = admitted_fingerprints(&policy)?;
     if let Some(running) = &info.fingerprint {
-        let only_fingerprints = fingerprints.len() == policy.admit.len();
-        if only_fingerprints && !fingerprints.iter().any(|f| f.eq_ignore_ascii_case(running)) {
+        if !fingerprints.iter().any(|f| f.eq_ignore_ascii_case(running)) {
             return Err((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
@@ -923,8 +915,26 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         }
         None => None,
     };
+    if request.rotate_storage_key && request.storage_key.is_none() {
+        return Err(bad(
+            "rotate_storage_key: the request brings no new storage key",
+        ));
+    }
+    // The storage key stays the one kept (every deployment of the name
+    // opens the snapshots the earlier ones wrote) unless the owner rotates
+    // it; the one it replaces stays beside it until the home is resealed.
+    let (storage_key, previous_storage_key) = match &held {
+        Some(held) if request.rotate_storage_key => {
+            (request.storage_key.clone(), held.storage_key.clone())
+        }
+        Some(held) => (
+            held.storage_key.clone().or(request.storage_key.clone()),
+            held.previous_storage_key.clone(),
+        ),
+        None => (request.storage_key.clone(), None),
+    };
     // `--keep-secrets`: the new deployment's code key with what is kept.
-    let record = match (&held, request.keep_secrets) {
+    let (ssl_private_key, app_secrets) = match (&held, request.keep_secrets) {
         (None, true) => {
             return Err((
                 StatusCode::NOT_FOUND,
@@ -934,22 +944,17 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
                 ),
             ))
         }
-        (Some(held), true) => KeptRecord {
-            policy: signed,
-            app_id: info.app_id.clone(),
-            code_secret_key: request.code_secret_key.clone(),
-            ssl_private_key: held.ssl_private_key.clone(),
-            app_secrets: held.app_secrets.clone(),
-            storage_key: held.storage_key.clone().or(request.storage_key.clone()),
-        },
-        (_, false) => KeptRecord {
-            policy: signed,
-            app_id: info.app_id.clone(),
-            code_secret_key: request.code_secret_key.clone(),
-            ssl_private_key: request.ssl_private_key.clone(),
-            app_secrets: request.app_secrets.clone(),
-            storage_key: request.storage_key.clone(),
-        },
+        (Some(held), true) => (held.ssl_private_key.clone(), held.app_secrets.clone()),
+        (_, false) => (request.ssl_private_key.clone(), request.app_secrets.clone()),
+    };
+    let record = KeptRecord {
+        policy: signed,
+        app_id: info.app_id.clone(),
+        code_secret_key: request.code_secret_key.clone(),
+        ssl_private_key,
+        app_secrets,
+        storage_key,
+        previous_storage_key,
     };
     api.put_record(&name, &record.seal(root, &name))
         .await
@@ -959,7 +964,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         info.app_id, policy.version
     );
     let mut released = false;
-    if request.keep_secrets {
+    if request.keep_secrets || request.configure {
         let waiting = info.waiting.as_ref().ok_or_else(|| {
             (
                 StatusCode::CONFLICT,
@@ -992,6 +997,26 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
         policy_version: policy.version,
         released,
     })
+}
+
+/// The fingerprints `policy` admits; a policy with an `inputs` rule is
+/// refused, since no release honours one yet (a node would never get the
+/// keys it guards).
+fn admitted_fingerprints(policy: &mse_keys::Policy) -> Result<Vec<&str>, Refused> {
+    policy
+        .admit
+        .iter()
+        .map(|rule| match rule {
+            Rule::Fingerprint { fingerprint } => Ok(fingerprint.as_str()),
+            Rule::Inputs { .. } => Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the policy has an `inputs` rule, which this key service does not release \
+                 under: admit the new version's fingerprint in a later policy instead (`mse \
+                 deploy --keep-secrets` does)"
+                    .to_string(),
+            )),
+        })
+        .collect()
 }
 
 /// `POST /policy`: a later version of the owner's policy for an app name
@@ -1027,6 +1052,7 @@ async fn update_policy(
             format!("{e}: the store's record was changed"),
         )
     })?;
+    admitted_fingerprints(&policy)?;
     signed
         .succeeds(&record.policy)
         .map_err(|e| (StatusCode::CONFLICT, e.to_string()))?;
@@ -1275,6 +1301,7 @@ async fn configure(
         ssl_private_key: record.ssl_private_key.clone(),
         app_secrets: record.app_secrets.clone(),
         storage_key: record.storage_key.clone(),
+        previous_storage_key: record.previous_storage_key.clone(),
     };
     let url = format!("https://{domain}:{}/", addr.port());
     let response = http

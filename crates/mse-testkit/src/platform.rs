@@ -446,6 +446,11 @@ impl Platform {
         )
     }
 
+    /// `DELETE path` with `token`.
+    pub fn delete(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(self.http.delete(format!("{}{path}", self.url)), token)
+    }
+
     /// `POST path` with a multipart form (a deployment's config and code).
     pub fn post_form(
         &self,

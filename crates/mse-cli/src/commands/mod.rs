@@ -8,6 +8,7 @@ pub mod keys;
 pub mod login;
 pub mod package;
 pub mod policy;
+pub mod rotate;
 pub mod scaffold;
 pub mod test;
 pub mod validate;

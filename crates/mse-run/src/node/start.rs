@@ -88,7 +88,8 @@ pub(super) async fn start_app(
     let write_back = match (&launch.storage, accepted.storage_key.take()) {
         (Some(kept), Some(key)) => {
             let confined = matches!(prepared.sandbox, Decision::Confine { .. });
-            Some(storage::open(kept, key, &dirs.home, confined, log).await?)
+            let previous = accepted.previous_storage_key.take();
+            Some(storage::open(kept, key, previous, &dirs.home, confined, log).await?)
         }
         (Some(_), None) => bail!("this app keeps persistent storage and has no storage key"),
         (None, _) => None,

@@ -58,6 +58,7 @@ pub(crate) fn storage_key(hex: &str) -> Option<StorageKey> {
 pub(super) async fn open(
     storage: &Storage,
     key: StorageKey,
+    previous: Option<StorageKey>,
     home: &Path,
     confine: bool,
     log: &LogSink,
@@ -86,14 +87,23 @@ pub(super) async fn open(
         write_back.key.clone(),
     );
     let folder = home.to_path_buf();
-    let manifest =
-        tokio::task::spawn_blocking(move || restore_home(&app, cap, &restore, &key, &folder))
-            .await
-            .map_err(|_| anyhow!("the restore of the persistent home stopped unexpectedly"))?
-            .map_err(|why| anyhow!("cannot restore the app's persistent home: {why}"))?;
+    let (manifest, under_previous) = tokio::task::spawn_blocking(move || {
+        let keys: Vec<&StorageKey> = std::iter::once(&key).chain(previous.as_ref()).collect();
+        restore_home(&app, cap, &restore, &keys, &folder)
+    })
+    .await
+    .map_err(|_| anyhow!("the restore of the persistent home stopped unexpectedly"))?
+    .map_err(|why| anyhow!("cannot restore the app's persistent home: {why}"))?;
     log.note(&format!(
-        "persistent home restored: snapshot version {}, {} bytes",
-        manifest.version, manifest.size
+        "persistent home restored: snapshot version {}, {} bytes{}",
+        manifest.version,
+        manifest.size,
+        if under_previous {
+            ", sealed under the previous storage key: the next write-back seals it under the \
+             new one"
+        } else {
+            ""
+        }
     ));
     write_back.version = manifest.version;
     write_back.previous = Some(manifest.blobs);
@@ -101,15 +111,17 @@ pub(super) async fn open(
 }
 
 /// Restores the snapshot in `restore.dir` into the empty folder `home`
-/// (pure file work, blocking). Its secrets file, from an earlier
+/// (pure file work, blocking), under the first of `keys` its manifest
+/// opens under (the current storage key, then the one it replaced); with
+/// whether it was not the first. Its secrets file, from an earlier
 /// configuration, is left out.
 fn restore_home(
     app: &str,
     cap: u64,
     restore: &Restore,
-    key: &StorageKey,
+    keys: &[&StorageKey],
     home: &Path,
-) -> Result<Manifest, String> {
+) -> Result<(Manifest, bool), String> {
     let manifest_path = restore.dir.join(MANIFEST_FILE);
     let sealed = read_bounded(&manifest_path, MAX_MANIFEST).map_err(|e| {
         format!(
@@ -121,8 +133,16 @@ fn restore_home(
     // a file system of its own), then moved in.
     let staged = home.join(format!(".mse-restore-{}", std::process::id()));
     let fetch = |id: &str| fetch_blob(&restore.dir, id);
-    let (manifest, _) = snapshot::restore(&sealed, key, app, restore.version, fetch, &staged, cap)
-        .map_err(|e| restore_failure(e, restore))?;
+    let mut restored = Err(SnapshotError::Manifest);
+    let mut under_previous = false;
+    for (i, key) in keys.iter().enumerate() {
+        restored = snapshot::restore(&sealed, key, app, restore.version, fetch, &staged, cap);
+        if !matches!(restored, Err(SnapshotError::Manifest)) {
+            under_previous = i > 0;
+            break;
+        }
+    }
+    let (manifest, _) = restored.map_err(|e| restore_failure(e, restore))?;
     let moved = (|| -> std::io::Result<()> {
         match std::fs::remove_file(staged.join(SECRETS_IN_HOME)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -141,7 +161,7 @@ fn restore_home(
             home.display()
         ));
     }
-    Ok(manifest)
+    Ok((manifest, under_previous))
 }
 
 /// What a refused restore says, for the owner and the operator.
@@ -525,7 +545,7 @@ mod tests {
 
     fn restore_into(restore: &Restore, key: &StorageKey, home: &Path) -> Result<Manifest, String> {
         std::fs::create_dir_all(home).unwrap();
-        restore_home(APP, 10 * MB, restore, key, home)
+        restore_home(APP, 10 * MB, restore, &[key], home).map(|(manifest, _)| manifest)
     }
 
     fn entries(folder: &Path) -> usize {
@@ -612,6 +632,39 @@ mod tests {
         let third = next.write_back().unwrap().unwrap();
         assert_eq!(third.version, 3);
         assert_eq!(next.write_back().unwrap(), None);
+    }
+
+    #[test]
+    fn a_home_sealed_under_the_previous_key_restores_and_is_resealed_under_the_new_one() {
+        let node = Node::new();
+        let mut write_back = node.write_back(10 * MB);
+        let first = write_back.write_back().unwrap().unwrap();
+        let restore = node.restore_folder(1);
+        let home = node.dir.path().join("rotated-home");
+        std::fs::create_dir_all(&home).unwrap();
+
+        // Under a key that is neither: nothing.
+        let why = restore_home(APP, 10 * MB, &restore, &[&key(3), &key(2)], &home).unwrap_err();
+        assert!(why.contains("does not open under the storage key"), "{why}");
+        assert_eq!(entries(&home), 0);
+
+        let (manifest, under_previous) =
+            restore_home(APP, 10 * MB, &restore, &[&key(2), &key(1)], &home).unwrap();
+        assert!(under_previous);
+        assert_eq!(manifest.version, 1);
+        // The node writes back under the new key: every blob is new, and
+        // the new manifest opens under the new key only.
+        let mut next = node.write_back(10 * MB);
+        next.key = key(2);
+        next.home = home;
+        next.version = manifest.version;
+        next.previous = Some(manifest.blobs);
+        let resealed = next.write_back().unwrap().unwrap();
+        assert_eq!(resealed.version, 2);
+        assert!(resealed.blobs.iter().all(|id| !first.blobs.contains(id)));
+        let sealed = std::fs::read(node.outbox().join("manifest-2")).unwrap();
+        assert!(snapshot::open_manifest(&sealed, &key(2), APP, 2).is_ok());
+        assert!(snapshot::open_manifest(&sealed, &key(1), APP, 2).is_err());
     }
 
     #[test]

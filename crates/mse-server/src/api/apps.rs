@@ -470,7 +470,8 @@ pub async fn get(
             cap_bytes: storage.cap_bytes,
             version: storage.version,
             size: head.as_ref().map_or(0, |h| h.size),
-            updated_at: head.map(|h| h.updated_at),
+            updated_at: head.as_ref().map(|h| h.updated_at),
+            written_by: head.and_then(|h| h.written_by),
         });
     }
     Ok(Json(wire))

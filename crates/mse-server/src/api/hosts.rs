@@ -673,7 +673,7 @@ pub async fn commit_storage(
     };
     match state
         .store
-        .commit_storage(&storage.scope, &commit, storage.cap_bytes, now())
+        .commit_storage(&storage.scope, &commit, storage.cap_bytes, now(), &app)
         .await
     {
         Ok(()) => Ok(StatusCode::NO_CONTENT),

@@ -144,7 +144,13 @@ impl EventSink for StoreSink {
                     .await?;
             }
             self.store
-                .commit_storage(&storage.scope, &snapshot.commit, storage.cap_bytes, now())
+                .commit_storage(
+                    &storage.scope,
+                    &snapshot.commit,
+                    storage.cap_bytes,
+                    now(),
+                    &self.app.id,
+                )
                 .await?;
             Ok(())
         })

@@ -101,7 +101,8 @@ impl Store {
     /// The snapshot held for `scope`, with when it was written.
     pub async fn storage_head(&self, scope: &str) -> Result<Option<StorageHeadRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT version, manifest, size, blobs, updated_at FROM storage_heads WHERE scope = $1",
+            "SELECT version, manifest, size, blobs, updated_at, written_by FROM storage_heads \
+             WHERE scope = $1",
         )
         .bind(scope)
         .fetch_optional(&self.pool)
@@ -118,6 +119,7 @@ impl Store {
                     .map(String::from)
                     .collect(),
                 updated_at: row.try_get("updated_at")?,
+                written_by: row.try_get("written_by")?,
             })
         })
         .transpose()
@@ -178,6 +180,7 @@ impl Store {
         commit: &StorageCommit,
         cap_bytes: u64,
         now: i64,
+        writer: &str,
     ) -> Result<(), CommitRefused> {
         if commit.size > cap_bytes {
             return Err(CommitRefused::OverCap {
@@ -218,8 +221,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO storage_heads (scope, version, manifest, size, blobs, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO storage_heads (scope, version, manifest, size, blobs, updated_at, \
+             written_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(scope)
         .bind(version)
@@ -227,6 +230,7 @@ impl Store {
         .bind(size)
         .bind(&blobs)
         .bind(now)
+        .bind(writer)
         .execute(&mut *tx)
         .await?;
         for id in held.iter().filter(|id| !commit.blobs.contains(id)) {
@@ -254,6 +258,8 @@ pub struct StorageHeadRow {
     pub blobs: Vec<String>,
     /// When it was written (Unix seconds).
     pub updated_at: i64,
+    /// The app whose node wrote it.
+    pub written_by: Option<String>,
 }
 
 impl From<StorageHeadRow> for StorageHead {

@@ -18,6 +18,8 @@ use std::time::Instant;
 use anyhow::anyhow;
 use mse_api::apps::App;
 
+pub use plan::Rotation;
+
 use crate::commands::load_valid_config;
 use crate::exit::{CmdResult, Failure};
 use crate::profile::Profile;
@@ -40,9 +42,8 @@ use crate::progress::Steps;
     crate::views::APP_FIELDS
 ))]
 pub struct Args {
-    /// The configuration file [default: ./mse.toml]
-    #[arg(long, value_name = "FILE")]
-    path: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     /// Replace a live app of the same name without asking
     #[arg(short = 'y', long = "yes")]
     yes: bool,
@@ -57,9 +58,6 @@ pub struct Args {
     /// the RA-TLS certificate can then open the app)
     #[arg(long, conflicts_with = "untrusted_ssl")]
     no_acme: bool,
-    /// Accept a node in the simulation TEE (no hardware protection) for this deployment
-    #[arg(long)]
-    allow_simulation: bool,
     /// Have the platform's key service, verified first, keep the code key and secrets under a
     /// release policy your owner key signs (this deployment's fingerprint on its TEE), so that
     /// the platform can start the app again without you (docs/keys.md)
@@ -71,20 +69,52 @@ pub struct Args {
     /// read or sent). Implies --keep-running (docs/keys.md)
     #[arg(long, conflicts_with = "no_verify")]
     keep_secrets: bool,
+    /// `mse rotate`: what is renewed besides the code key.
+    #[arg(skip)]
+    rotation: Option<plan::Rotation>,
+}
+
+/// The common flags of `mse deploy` that `mse rotate` takes too.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// The configuration file [default: ./mse.toml]
+    #[arg(long, value_name = "FILE")]
+    pub path: Option<PathBuf>,
+    /// Accept a node in the simulation TEE (no hardware protection) for this deployment
+    #[arg(long)]
+    pub allow_simulation: bool,
     /// Trust these test roots (PEM: an emulated Intel root CA, emulated AMD ARKs) instead of
     /// Intel's and AMD's: for emulated hardware only; the node is reported EMULATED
     #[arg(long, value_name = "PEM")]
-    test_roots: Option<PathBuf>,
+    pub test_roots: Option<PathBuf>,
     /// PCCS to fetch the collateral of an SGX or TDX node's quote from [default:
     /// https://api.trustedservices.intel.com]
     #[arg(long, value_name = "URL")]
-    pccs_url: Option<String>,
+    pub pccs_url: Option<String>,
     /// How long to wait for the app to start, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
-    timeout: u64,
+    pub timeout: u64,
     /// Print one JSON object on stdout at the end (progress goes to stderr)
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+impl Args {
+    /// The deployment `mse rotate` runs: the app of `common.path` replaces
+    /// the live one (no question), its keys kept by the key service, with
+    /// what `rotation` renews.
+    pub fn rotation(common: Common, rotation: plan::Rotation) -> Args {
+        Args {
+            common,
+            yes: true,
+            no_verify: false,
+            untrusted_ssl: false,
+            no_acme: false,
+            keep_running: true,
+            keep_secrets: !rotation.secrets,
+            rotation: Some(rotation),
+        }
+    }
 }
 
 /// What the user must know if the deployment stops half way: the app it
@@ -161,17 +191,26 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let flags = plan::Flags::resolve(args, &profile)?;
 
     steps.start("config", "Checking mse.toml");
-    let config = load_valid_config(args.path.as_deref(), flags.untrusted_ssl)?;
+    let config = load_valid_config(args.common.path.as_deref(), flags.untrusted_ssl)?;
     let runtime = steps::runtime(&client, &config)?;
     let files = plan::AppFiles::read(&config)?;
-    let plan = plan::Plan::new(flags, config, files).with_storage_key()?;
+    let plan = plan::Plan::new(flags, config, files).with_storage_key();
+    if let Some(rotation) = plan.flags.rotation {
+        if rotation.storage_key && !plan.keeps_storage() {
+            return Err(Failure::Invalid(
+                "--storage-key: this app keeps no persistent storage ([storage] persistent = \
+                 true in mse.toml)"
+                    .into(),
+            ));
+        }
+    }
     steps::config_checked(&plan, steps);
 
     let hardware = crate::commands::verify::hardware_policy(
         &runtime.catalog,
         Some(&profile.signer_key),
         Some(&plan.config.code.docker),
-        args.test_roots.as_deref(),
+        args.common.test_roots.as_deref(),
     )?;
     let ctx = steps::Deployment {
         client: &client,
@@ -179,7 +218,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         plan: &plan,
         left,
         hardware,
-        pccs_url: args.pccs_url.clone(),
+        pccs_url: args.common.pccs_url.clone(),
     };
     steps::check_project_and_resource(&ctx, steps)?;
     steps::replace_live_app(&ctx, steps)?;
@@ -188,7 +227,7 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
     let waiting = steps::wait_for_node(&ctx, &created, steps)?;
     let expected = steps::expected_fingerprint(&ctx, &runtime, &package, &created, &waiting)?;
     let node = steps::verify_node(&ctx, &runtime, &created, &waiting.app, &expected, steps)?;
-    let (app, kept) = if plan.flags.keep_secrets {
+    let (app, mut kept) = if plan.service_configures() {
         // The key service configures the node with what it keeps.
         let kept = steps::keep_keys(&ctx, &package, &waiting.app, &expected, &node, steps)?;
         (steps::wait_until_running(&ctx, &waiting.app, steps)?, kept)
@@ -198,6 +237,9 @@ fn deploy(args: &Args, steps: &mut Steps, left: &LeftBehind) -> CmdResult {
         let kept = steps::keep_keys(&ctx, &package, &app, &expected, &node, steps)?;
         (app, kept)
     };
+    if let (Some(kept), Some(rotation)) = (kept.as_mut(), plan.flags.rotation) {
+        kept.rotated = Some(steps::rotated(&ctx, &app, rotation, steps)?);
+    }
     let served = steps::check_served_certificate(&ctx, &app, &expected, steps)?;
     let saved = steps::save_context(&ctx, &package, &app, &expected, &node, &served, steps)?;
     left.clear();

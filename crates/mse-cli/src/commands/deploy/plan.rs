@@ -32,6 +32,8 @@ pub struct Flags {
     /// `--keep-secrets`: the key service gives the new node the secrets it
     /// keeps.
     pub keep_secrets: bool,
+    /// `mse rotate`: what the redeployment renews besides the code key.
+    pub rotation: Option<Rotation>,
     /// How long to wait for the app to start.
     pub timeout: Duration,
     /// Print one JSON object at the end.
@@ -43,7 +45,7 @@ impl Flags {
     /// nothing accepts simulation: their verification would fail after the
     /// upload, leaving a node behind.
     pub fn resolve(args: &Args, profile: &Profile) -> Result<Flags, Failure> {
-        let allow_simulation = profile.allow_simulation || args.allow_simulation;
+        let allow_simulation = profile.allow_simulation || args.common.allow_simulation;
         if profile.platform.quote_provider == "simulation" && !allow_simulation && !args.no_verify {
             return Err(Failure::Invalid(format!(
                 "{} runs apps in the simulation TEE (no hardware protection) and this profile \
@@ -61,10 +63,23 @@ impl Flags {
             allow_simulation,
             keep_running: args.keep_running || args.keep_secrets,
             keep_secrets: args.keep_secrets,
-            timeout: Duration::from_secs(args.timeout),
-            json: args.json,
+            rotation: args.rotation,
+            timeout: Duration::from_secs(args.common.timeout),
+            json: args.common.json,
         })
     }
+}
+
+/// What `mse rotate` renews, besides the code key (every deployment
+/// encrypts the code under a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Rotation {
+    /// The secrets (and the owner's TLS key) from the local files replace
+    /// those the key service keeps.
+    pub secrets: bool,
+    /// A new storage key: the app's home is sealed under it from its next
+    /// write-back.
+    pub storage_key: bool,
 }
 
 /// The local files `mse.toml` names that the deployment sends: the secrets
@@ -134,33 +149,32 @@ impl Plan {
         }
     }
 
-    /// With `[storage] persistent = true`: the storage key of this app name,
-    /// derived from the owner's key (`$MSE_CONF_PATH/owner.key`), so that
-    /// every deployment of the name by this owner — an upgrade, a
-    /// redeployment — opens the snapshots the earlier ones wrote.
-    pub fn with_storage_key(mut self) -> Result<Plan, Failure> {
-        if self.flags.keep_running
-            && self
-                .config
-                .storage
-                .as_ref()
-                .is_some_and(|s| s.persistent_size().is_some())
-        {
-            let owner = crate::owner_key::load_or_create()?;
-            let mut seed = owner.to_bytes();
-            use sha2::Digest as _;
-            let mut hash = sha2::Sha256::new();
-            hash.update(b"mse-storage-key-v1\0");
-            hash.update(seed);
-            // JSON keeps the two names apart whatever they hold.
-            hash.update(
-                serde_json::to_string(&[&self.config.project, &self.config.name])
-                    .unwrap_or_default(),
-            );
-            zeroize::Zeroize::zeroize(&mut seed);
-            self.storage_key = Some(zeroize::Zeroizing::new(hex::encode(hash.finalize())));
+    /// With `[storage] persistent = true`: a new random storage key. The key
+    /// service keeps the first one it is given for the app name (every later
+    /// deployment's node gets that one, from the service) until `mse rotate
+    /// --storage-key` sends it this one to use instead.
+    pub fn with_storage_key(mut self) -> Plan {
+        if self.keeps_storage() {
+            let mut key = zeroize::Zeroizing::new([0u8; 32]);
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, key.as_mut());
+            self.storage_key = Some(zeroize::Zeroizing::new(hex::encode(key.as_ref())));
         }
-        Ok(self)
+        self
+    }
+
+    /// `[storage] persistent = true`.
+    pub fn keeps_storage(&self) -> bool {
+        self.config
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.persistent_size().is_some())
+    }
+
+    /// Whether the key service, not this machine, configures the node: it
+    /// gives the secrets it keeps (`--keep-secrets`, `mse rotate` without
+    /// `--secrets`), or the storage key it keeps (persistent storage).
+    pub fn service_configures(&self) -> bool {
+        self.flags.keep_running && (self.flags.keep_secrets || self.keeps_storage())
     }
 
     /// The `config` part of `POST /apps`.
@@ -339,6 +353,7 @@ mod tests {
                 allow_simulation: false,
                 keep_running: false,
                 keep_secrets: false,
+                rotation: None,
                 timeout: Duration::from_secs(600),
                 json: false,
             }

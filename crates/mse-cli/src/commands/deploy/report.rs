@@ -161,6 +161,18 @@ pub fn print(deployed: &Deployed<'_>) -> CmdResult {
             kept.app,
             kept.policy_version
         )?;
+        if let Some(rotated) = &kept.rotated {
+            let mut renewed = vec!["code key".to_string()];
+            if rotated.secrets {
+                renewed.push("secrets".into());
+            }
+            if let Some(version) = rotated.storage_version {
+                renewed.push(format!(
+                    "storage key (home resealed: snapshot version {version})"
+                ));
+            }
+            outln!("  rotated      {}", renewed.join(", "))?;
+        }
     }
     if let Some(sandbox) = &app.sandbox {
         outln!("  sandbox      {}", one_line(sandbox))?;

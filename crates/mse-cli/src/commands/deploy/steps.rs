@@ -520,6 +520,7 @@ pub fn configure(
         ssl_private_key: ctx.plan.files.ssl_key.clone(),
         app_secrets: ctx.plan.files.secrets.clone(),
         storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
+        previous_storage_key: None,
     };
     send_configuration(
         &app.config_domain_name,
@@ -540,6 +541,24 @@ pub struct Kept {
     pub policy_version: u64,
     /// The key service's measurement, verified.
     pub measurement: String,
+    /// `mse rotate`: what was renewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated: Option<Rotated>,
+}
+
+/// What `mse rotate` renewed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rotated {
+    /// The code, encrypted under a new code key (always).
+    pub code_key: bool,
+    /// The secrets and the owner's TLS key, from the local files.
+    pub secrets: bool,
+    /// The storage key: the home's snapshot this version, written by the
+    /// new node, is sealed under the new one.
+    pub storage_key: bool,
+    /// The first snapshot sealed under the new storage key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_version: Option<u64>,
 }
 
 /// "keys" (`--keep-running`): the platform's key service, verified like a
@@ -557,21 +576,28 @@ pub fn keep_keys(
     if !ctx.plan.flags.keep_running {
         return Ok(None);
     }
+    let configures = ctx.plan.service_configures();
     steps.start(
         "keys",
         if ctx.plan.flags.keep_secrets {
             "Handing the new code key to the platform's key service, which configures the node \
              with the secrets it keeps"
+        } else if configures {
+            "Handing the keys to the platform's key service, which configures the node with the \
+             storage key it keeps"
         } else {
             "Handing the keys to the platform's key service"
         },
     );
     let info = ctx.client.key_service()?;
     let Some(measurement) = info.measurement.clone().filter(|_| info.running) else {
-        return Err(Failure::Other(anyhow::anyhow!(
+        return Err(Failure::Other(anyhow::anyhow!(if configures {
+            "the platform's key service does not run now, so it was sent nothing and the node \
+             was not configured; try again once `mse keys` says it runs"
+        } else {
             "the platform's key service does not run now, so it was sent nothing; the app runs, \
              but it ends with its node"
-        )));
+        })));
     };
     let mut expected_service = [0u8; 32];
     hex::decode_to_slice(&measurement, &mut expected_service).map_err(|_| {
@@ -630,9 +656,11 @@ pub fn keep_keys(
             .flatten(),
         storage_key: ctx.plan.storage_key.as_ref().map(|k| k.to_string()),
         keep_secrets,
+        configure: configures,
+        rotate_storage_key: ctx.plan.flags.rotation.is_some_and(|r| r.storage_key),
     };
     let answer = super::node::send_provisioning(&info.domain, port, &cert_der, &request)?;
-    if keep_secrets && !answer.released {
+    if configures && !answer.released {
         return Err(Failure::Other(anyhow::anyhow!(
             "the key service kept the new keys but did not configure the new node"
         )));
@@ -649,7 +677,64 @@ pub fn keep_keys(
         app: answer.app,
         policy_version: answer.policy_version,
         measurement,
+        rotated: None,
     }))
+}
+
+/// "rotate" (`mse rotate`): what was renewed; with `--storage-key`, waits
+/// until the new node has written the home back, sealed under the new key.
+pub fn rotated(
+    ctx: &Deployment<'_>,
+    app: &App,
+    rotation: super::plan::Rotation,
+    steps: &mut Steps,
+) -> Result<Rotated, Failure> {
+    let mut rotated = Rotated {
+        code_key: true,
+        secrets: rotation.secrets,
+        storage_key: rotation.storage_key,
+        storage_version: None,
+    };
+    if !rotation.storage_key {
+        return Ok(rotated);
+    }
+    steps.start(
+        "reseal",
+        "Waiting for the new node to write the home back under the new storage key",
+    );
+    let deadline = std::time::Instant::now() + ctx.plan.flags.timeout;
+    loop {
+        let current = ctx.client.app(&app.id)?;
+        if let Some(storage) = current
+            .storage
+            .as_ref()
+            .filter(|s| s.written_by.as_deref() == Some(app.id.as_str()))
+        {
+            rotated.storage_version = Some(storage.version);
+            steps.done(&format!(
+                "snapshot version {} sealed under the new key",
+                storage.version
+            ));
+            return Ok(rotated);
+        }
+        if current.is_final() {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "the app ended ({}) before it wrote its home back under the new storage key; the \
+                 key service keeps the new key and the previous one, so the next node still \
+                 opens the home",
+                current.status
+            )));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "the new node did not write the home back under the new storage key in time; the \
+                 key service keeps the new key and the previous one, so the next node still opens \
+                 the home: run `mse status {}` and rotate again later",
+                app.id
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// "running": the app answers its health check.
