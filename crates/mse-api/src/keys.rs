@@ -127,6 +127,11 @@ pub struct PendingRelease {
     pub node: String,
     /// The node hosts the platform revoked.
     pub revoked_hosts: Vec<String>,
+    /// Its runtime image (`code.docker`): whose reference measurements a
+    /// hardware node's evidence is checked against (a wrong one only makes
+    /// the check fail: the fingerprint its evidence binds names the image).
+    #[serde(default)]
+    pub docker: String,
 }
 
 /// What the key service did for a pending app (`POST /keys/released`, the

@@ -16,6 +16,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::deploy::*;
 use common::platform::{login, Platform};
@@ -221,17 +222,19 @@ fn journey(mut node: Node) {
     let device = node.device.root();
     let root = device.to_string_lossy().to_string();
     let provider = node.provider;
-    let platform = Platform::start_with(|command| {
+    let pccs_url = node.pccs.as_ref().map(|p| p.url().to_string());
+    let configure = |command: &mut std::process::Command, pccs_url: &Option<String>| {
         command.args(["--quote-provider", provider, "--tee-device", &root]);
         if let Device::Enclaves { args, env, .. } = &node.device {
             command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         }
         // Nodes fetch their quote's collateral and serve it in their
         // certificate.
-        if let Some(pccs) = &node.pccs {
-            command.args(["--pccs-url", pccs.url()]);
+        if let Some(url) = &pccs_url {
+            command.args(["--pccs-url", url]);
         }
-    });
+    };
+    let mut platform = Platform::start_with(|command| configure(command, &pccs_url));
     publish_references(&platform, &node.reference);
     let pccs: Vec<String> = match &node.pccs {
         Some(pccs) => vec!["--pccs-url".into(), pccs.url().into()],
@@ -532,6 +535,50 @@ fn journey(mut node: Node) {
     let (code, report, _) = verify(&["--test-roots", &user_roots_arg]);
     assert_eq!(code, 1);
     assert_eq!(checks_failed(&report), [app_check], "{report}");
+
+    // A kept app on this hardware outlives its node: the key service checks
+    // the next node's evidence as the owner's client did (the test roots
+    // the owner's policy names, the catalog's signed references) before it
+    // releases anything.
+    // (The key service does not run in an SGX enclave yet: a Gramine
+    // platform has none.)
+    if let Device::Tsm(_) = &node.device {
+        // The PCCS was stopped above: another one, for the owner and the
+        // restarted platform's nodes.
+        let pccs = node
+            .pccs_used
+            .then(|| Pccs::start(EmulatedIntel::shared()).unwrap());
+        let pccs_url = pccs.as_ref().map(|p| p.url().to_string());
+        let kept = ctx.scaffold("kept");
+        let mut args = vec!["--keep-running", "--test-roots", roots_arg.as_str()];
+        if let Some(url) = &pccs_url {
+            args.extend_from_slice(&["--pccs-url", url.as_str()]);
+        }
+        let out = deploy_ok(&platform, &ctx, &kept, &args);
+        assert_eq!(out["tee"], node.tee, "{out}");
+        let id = out["uuid"].as_str().unwrap().to_string();
+        let domain = out["domain_name"].as_str().unwrap().to_string();
+        let before = served_certificate(&domain, proxy_port(&platform));
+        platform.crash_and_restart(|command| configure(command, &pccs_url));
+        let back = platform.wait_app(&platform.admin, &id, Duration::from_secs(90), |a| {
+            a["status"] == "running"
+                || a["rescheduled"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("keys refused"))
+        });
+        let note = back["rescheduled"].as_str().unwrap_or_default();
+        assert!(note.contains("keys released by the key service"), "{back}");
+        assert_eq!(back["tee"], node.tee, "{back}");
+        // A new node, with evidence of its own, serves the app.
+        let after = served_certificate(&domain, proxy_port(&platform));
+        assert_ne!(after, before);
+        let pem = mse_attest::ratls::der_to_pem(&after);
+        let (status, body) = https_get(pinned(&pem), &domain, proxy_port(&platform), "/");
+        assert_eq!((status, body.as_str()), (200, "Hello world"));
+        assert!(platform
+            .output()
+            .contains(&format!("released the keys of app {id}")));
+    }
 }
 
 #[test]

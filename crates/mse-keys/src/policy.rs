@@ -10,6 +10,9 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use mse_api::tee::Tee;
 use serde::{Deserialize, Serialize};
 
+/// The largest `test_roots` (a few PEM certificates).
+const MAX_TEST_ROOTS: usize = 32 * 1024;
+
 /// The `format` every policy of this version carries.
 pub const FORMAT: &str = "mse-release-policy-v1";
 
@@ -141,6 +144,11 @@ pub struct Policy {
     /// may pass: for tests, never on a platform with real users.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub emulated: bool,
+    /// With `emulated`: the test roots (PEM certificates: an emulated Intel
+    /// root CA, emulated AMD ARKs) the owner trusted instead of Intel's and
+    /// AMD's, which emulated hardware nodes' evidence must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_roots: Option<String>,
     /// How long a release lasts before the node must attest again.
     pub lease_seconds: u64,
 }
@@ -157,6 +165,7 @@ impl Policy {
             tees,
             tcb_statuses: vec!["UpToDate".into()],
             emulated: false,
+            test_roots: None,
             lease_seconds: DEFAULT_LEASE_SECONDS,
         }
     }
@@ -228,6 +237,19 @@ impl Policy {
                     TCB_STATUSES.join(", ")
                 ));
             }
+        }
+        match &self.test_roots {
+            Some(_) if !self.emulated => {
+                problems.push("test_roots only with emulated = true".into());
+            }
+            Some(pem)
+                if pem.len() > MAX_TEST_ROOTS || !pem.contains("-----BEGIN CERTIFICATE-----") =>
+            {
+                problems.push(format!(
+                    "test_roots must be PEM certificates, at most {MAX_TEST_ROOTS} bytes"
+                ));
+            }
+            _ => {}
         }
         if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&self.lease_seconds) {
             problems.push(format!(
@@ -465,6 +487,24 @@ mod tests {
             assert!(err.contains(part), "{part} missing from: {err}");
         }
         assert!(bad.sign(&owner_key(1)).is_err());
+    }
+
+    #[test]
+    fn test_roots_come_only_with_emulated_and_only_as_pem() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let mut roots = policy(1);
+        roots.test_roots = Some(pem.into());
+        let err = roots.check().unwrap_err().to_string();
+        assert!(err.contains("test_roots only with emulated"), "{err}");
+        roots.emulated = true;
+        assert!(roots.check().is_ok());
+        let signed = roots.sign(&owner_key(1)).unwrap();
+        assert_eq!(signed.verify().unwrap().test_roots.as_deref(), Some(pem));
+        roots.test_roots = Some("not a certificate".into());
+        let err = roots.check().unwrap_err().to_string();
+        assert!(err.contains("test_roots must be PEM"), "{err}");
+        roots.test_roots = Some(pem.repeat(MAX_TEST_ROOTS / pem.len() + 1));
+        assert!(roots.check().is_err());
     }
 
     #[test]

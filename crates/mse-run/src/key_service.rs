@@ -428,6 +428,11 @@ struct Trust {
     mr_signer: [u8; 32],
     simulation_ca: Vec<u8>,
     revoked: Vec<[u8; 32]>,
+    /// The platform's enclave-signing key, PEM.
+    signer_pem: String,
+    /// The platform's catalog, whose reference measurements count only
+    /// under `signer_pem`'s signature.
+    catalog: Option<(mse_runtime::Catalog, Option<String>)>,
 }
 
 impl Trust {
@@ -439,7 +444,21 @@ impl Trust {
         };
         let signer =
             String::from_utf8(public("/signer").await?).map_err(|_| "/signer is not PEM")?;
+        // Without a catalog, hardware evidence has no reference to meet.
+        let catalog = public("/catalog")
+            .await
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<mse_runtime::PublishedCatalog>(&bytes).ok())
+            .and_then(|published| {
+                let signature = published.references_signature.clone();
+                published
+                    .into_catalog("the platform's catalog")
+                    .ok()
+                    .map(|catalog| (catalog, signature))
+            });
         Ok(Trust {
+            catalog,
+            signer_pem: signer.clone(),
             mr_signer: mse_attest::signer::mr_signer_from_pem(&signer)
                 .map_err(|e| e.to_string())?,
             simulation_ca: mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
@@ -460,6 +479,48 @@ impl Trust {
             simulation_revoked: Some(self.revoked.clone()),
             ..Default::default()
         }
+    }
+}
+
+impl Trust {
+    /// The checks of a node's evidence for `fingerprint` under the owner's
+    /// `policy`, for an app of runtime image `image`: simulated evidence
+    /// against the platform's CA (whether the policy admits it is
+    /// `admit`'s), hardware evidence against Intel's and AMD's roots — or
+    /// the test roots the owner's policy names for emulated hardware — and
+    /// the signed reference measurements of the platform's catalog.
+    fn node_policy(
+        &self,
+        policy: &mse_keys::Policy,
+        fingerprint: [u8; 32],
+        image: &str,
+    ) -> Result<mse_attest::verify::Policy, String> {
+        let roots = match (&policy.test_roots, policy.emulated) {
+            (Some(pem), true) => mse_attest::hardware::Trust::test_from_pem(pem)
+                .map_err(|e| format!("the policy's test roots: {e}"))?,
+            _ => mse_attest::hardware::Trust::Vendors,
+        };
+        let signed = match &self.catalog {
+            Some((catalog, signature)) => catalog.signed_references(
+                "the platform's catalog",
+                signature.as_deref(),
+                Some(&self.signer_pem),
+                Some(image),
+            ),
+            None => mse_runtime::SignedReferences {
+                refused: Some("the platform's catalog could not be read".into()),
+                ..Default::default()
+            },
+        };
+        Ok(mse_attest::verify::Policy {
+            accepted_tcb: policy.tcb_statuses.clone(),
+            trust: roots,
+            references: signed.references,
+            references_refused: signed.refused,
+            snp_min_tcb: signed.snp_min_tcb,
+            sgx_enclaves: signed.sgx_enclaves,
+            ..self.policy(fingerprint, true)
+        })
     }
 }
 
@@ -1202,12 +1263,7 @@ async fn release(
         let Some(fingerprint) = mse_keys::policy::parse_fingerprint(fingerprint) else {
             continue;
         };
-        // Simulated evidence is checked like any (the platform's CA, its
-        // revoked keys); whether the policy admits it is `admit`'s.
-        let checks = mse_attest::verify::Policy {
-            accepted_tcb: policy.tcb_statuses.clone(),
-            ..trust.policy(fingerprint, true)
-        };
+        let checks = trust.node_policy(&policy, fingerprint, &app.docker)?;
         let verification = mse_attest::verify::verify_certificate_with(
             &cert_der,
             &checks,

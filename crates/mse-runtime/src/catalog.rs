@@ -314,6 +314,20 @@ fn parse_locked(line: &str) -> Result<String, String> {
     Ok(name.to_ascii_lowercase().replace(['_', '.'], "-"))
 }
 
+/// What hardware evidence is checked against from a catalog: see
+/// [`Catalog::signed_references`].
+#[derive(Debug, Clone, Default)]
+pub struct SignedReferences {
+    /// The runtimes' reference measurements (none when not signed).
+    pub references: Vec<mse_attest::verify::Reference>,
+    /// Why the catalog's references are not used.
+    pub refused: Option<String>,
+    /// The SEV-SNP minimum TCB.
+    pub snp_min_tcb: Option<mse_attest::snp::Tcb>,
+    /// The SGX enclaves whose MRENCLAVE is replayed.
+    pub sgx_enclaves: Vec<mse_attest::verify::EnclaveReference>,
+}
+
 /// The operator's image allow-list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -362,6 +376,79 @@ impl Catalog {
     /// The default catalog.
     pub fn default_catalog() -> Self {
         Catalog::parse("default", DEFAULT_CATALOG).unwrap_or(Catalog { images: Vec::new() })
+    }
+
+    /// The reference measurements a verifier may use from this catalog
+    /// (which came from `origin`, for messages): all of them when the
+    /// platform's enclave-signing key (`signer_pem`) made `signature` over
+    /// [`Catalog::references_message`], none otherwise (and why); the SGX
+    /// enclaves and SEV-SNP minimum TCB of `image` (every image's, and the
+    /// strictest TCB, when it is not known).
+    pub fn signed_references(
+        &self,
+        origin: &str,
+        signature: Option<&str>,
+        signer_pem: Option<&str>,
+        image: Option<&str>,
+    ) -> SignedReferences {
+        let refused = match (self.references_message(), signature, signer_pem) {
+            (None, _, _) => None,
+            (Some(_), None, _) => Some(format!(
+                "the reference measurements of {origin} are not signed: they are not used"
+            )),
+            (Some(_), Some(_), None) => Some(
+                "the platform's signer key is unknown (give --signer-key or log in): the \
+                 catalog's reference measurements cannot be checked"
+                    .to_string(),
+            ),
+            (Some(message), Some(signature), Some(pem)) => {
+                mse_attest::signer::verify(pem, &message, signature)
+                    .err()
+                    .map(|e| {
+                        format!(
+                            "the reference measurements of {origin} are not signed by the \
+                             platform's enclave-signing key ({e}): they are not used"
+                        )
+                    })
+            }
+        };
+        let spec = image.and_then(|image| self.find(image).ok());
+        let (references, sgx_enclaves) = match (&refused, spec) {
+            (Some(_), _) => (Vec::new(), Vec::new()),
+            (None, spec) => (
+                self.images.iter().flat_map(ImageSpec::references).collect(),
+                // Each SGX enclave is a replay of its measurement: the
+                // image's only, when it is known.
+                match spec {
+                    Some(spec) => spec.sgx_enclaves(),
+                    None => self
+                        .images
+                        .iter()
+                        .flat_map(ImageSpec::sgx_enclaves)
+                        .collect(),
+                },
+            ),
+        };
+        let snp_min_tcb = match spec {
+            Some(spec) => spec.snp_min_tcb(),
+            None => self
+                .images
+                .iter()
+                .filter_map(ImageSpec::snp_min_tcb)
+                .reduce(|a, b| mse_attest::snp::Tcb {
+                    bootloader: a.bootloader.max(b.bootloader),
+                    tee: a.tee.max(b.tee),
+                    snp: a.snp.max(b.snp),
+                    microcode: a.microcode.max(b.microcode),
+                    fmc: a.fmc.max(b.fmc),
+                }),
+        };
+        SignedReferences {
+            references,
+            refused,
+            snp_min_tcb,
+            sgx_enclaves,
+        }
     }
 
     /// The spec of an approved image.

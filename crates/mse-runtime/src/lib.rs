@@ -17,7 +17,7 @@ mod catalog;
 mod env;
 
 pub use app::{App, Serving, CLEAN_PATH};
-pub use catalog::{Catalog, ImageSpec, PublishedCatalog, DEFAULT_CATALOG};
+pub use catalog::{Catalog, ImageSpec, PublishedCatalog, SignedReferences, DEFAULT_CATALOG};
 pub use env::{default_cache_dir, EnvCache, Environment, Installer, CACHE_DIR_ENV, UV_ENV};
 
 /// Errors of the runtime layer.

@@ -405,84 +405,30 @@ pub fn hardware_policy(
     image: Option<&str>,
     test_roots: Option<&Path>,
 ) -> Result<HardwarePolicy, Failure> {
-    let catalog = &current.catalog;
-    let trust = test_trust(test_roots)?;
-    // The references count only under the platform's signature.
-    let refused = match (
-        catalog.references_message(),
-        &current.references_signature,
+    let (trust, test_roots_pem) = test_trust(test_roots)?;
+    let signed = current.catalog.signed_references(
+        &current.origin,
+        current.references_signature.as_deref(),
         signer_pem,
-    ) {
-        (None, _, _) => None,
-        (Some(_), None, _) => Some(format!(
-            "the reference measurements of {} are not signed: they are not used",
-            current.origin
-        )),
-        (Some(_), Some(_), None) => Some(
-            "the platform's signer key is unknown (give --signer-key or log in): the catalog's \
-             reference measurements cannot be checked"
-                .to_string(),
-        ),
-        (Some(message), Some(signature), Some(pem)) => {
-            mse_attest::signer::verify(pem, &message, signature)
-                .err()
-                .map(|e| {
-                    format!(
-                        "the reference measurements of {} are not signed by the platform's \
-                         enclave-signing key ({e}): they are not used",
-                        current.origin
-                    )
-                })
-        }
-    };
-    let references = match &refused {
-        Some(_) => Vec::new(),
-        None => catalog
-            .images
-            .iter()
-            .flat_map(mse_runtime::ImageSpec::references)
-            .collect(),
-    };
-    let spec = image.and_then(|image| catalog.find(image).ok());
-    // Each SGX enclave is a replay of its measurement: the image's only,
-    // when it is known.
-    let sgx_enclaves = match (&refused, spec) {
-        (Some(_), _) => Vec::new(),
-        (None, Some(spec)) => spec.sgx_enclaves(),
-        (None, None) => catalog
-            .images
-            .iter()
-            .flat_map(mse_runtime::ImageSpec::sgx_enclaves)
-            .collect(),
-    };
-    let min_tcb = match spec {
-        Some(spec) => spec.snp_min_tcb(),
-        None => catalog
-            .images
-            .iter()
-            .filter_map(mse_runtime::ImageSpec::snp_min_tcb)
-            .reduce(|a, b| mse_attest::snp::Tcb {
-                bootloader: a.bootloader.max(b.bootloader),
-                tee: a.tee.max(b.tee),
-                snp: a.snp.max(b.snp),
-                microcode: a.microcode.max(b.microcode),
-                fmc: a.fmc.max(b.fmc),
-            }),
-    };
+        image,
+    );
     Ok(HardwarePolicy {
         trust,
-        references,
-        references_refused: refused,
-        snp_min_tcb: min_tcb,
-        sgx_enclaves,
+        test_roots_pem,
+        references: signed.references,
+        references_refused: signed.refused,
+        snp_min_tcb: signed.snp_min_tcb,
+        sgx_enclaves: signed.sgx_enclaves,
     })
 }
 
 /// The roots hardware evidence must chain to: the vendors', or the test
 /// roots of `test_roots` (said loudly).
-fn test_trust(test_roots: Option<&Path>) -> Result<mse_attest::hardware::Trust, Failure> {
+fn test_trust(
+    test_roots: Option<&Path>,
+) -> Result<(mse_attest::hardware::Trust, Option<String>), Failure> {
     let Some(path) = test_roots else {
-        return Ok(mse_attest::hardware::Trust::Vendors);
+        return Ok((mse_attest::hardware::Trust::Vendors, None));
     };
     let text = String::from_utf8(read(&absolute(path)?, "test roots")?)
         .map_err(|_| Failure::Invalid(format!("{} is not PEM", path.display())))?;
@@ -494,7 +440,7 @@ fn test_trust(test_roots: Option<&Path>) -> Result<mse_attest::hardware::Trust, 
         render::warning_prefix(),
         path.display()
     );
-    Ok(trust)
+    Ok((trust, Some(text)))
 }
 
 /// The parts of a [`Policy`] that only hardware evidence uses.
@@ -502,6 +448,8 @@ fn test_trust(test_roots: Option<&Path>) -> Result<mse_attest::hardware::Trust, 
 pub struct HardwarePolicy {
     /// The roots trusted.
     pub trust: mse_attest::hardware::Trust,
+    /// The test roots trusted instead of the vendors', PEM, if any.
+    pub test_roots_pem: Option<String>,
     /// The runtimes' reference measurements.
     pub references: Vec<mse_attest::verify::Reference>,
     /// Why the catalog's references are not used.
@@ -1005,7 +953,7 @@ fn run_quote(args: &Args, path: &Path, now: chrono::DateTime<Utc>) -> CmdResult 
         )?
         .map(|c| Endorsements::Dcap(Box::new(c))),
     };
-    let trust = test_trust(args.test_roots.as_deref())?;
+    let (trust, _) = test_trust(args.test_roots.as_deref())?;
     let policy = Policy {
         accepted_tcb: args.accept_tcb.clone(),
         snp_min_tcb: args.snp_min_tcb,

@@ -143,6 +143,7 @@ pub async fn redeem(
                     .map_err(|e| ApiError::unavailable(e.to_string()))?
                     .into_iter()
                     .collect(),
+                docker: app.spec.docker.clone(),
             })
         }
         _ => None,

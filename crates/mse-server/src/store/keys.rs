@@ -461,7 +461,7 @@ impl Store {
     pub async fn pending_releases(&self) -> Result<Vec<mse_api::keys::PendingRelease>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.id, p.user_id, p.name AS project, a.name, a.config_domain, a.node_addr, \
-             a.node_owner FROM apps a JOIN projects p ON p.id = a.project_id \
+             a.node_owner, a.docker FROM apps a JOIN projects p ON p.id = a.project_id \
              WHERE a.keep_running = 1 AND a.status = 'initializing' AND a.rescheduled IS NOT NULL \
              AND a.node_addr IS NOT NULL AND a.node_owner IS NOT NULL \
              AND a.stop_requested_at IS NULL ORDER BY a.id",
@@ -479,6 +479,7 @@ impl Store {
                     node_addr: row.try_get("node_addr")?,
                     node: row.try_get("node_owner")?,
                     revoked_hosts: Vec::new(),
+                    docker: row.try_get("docker")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

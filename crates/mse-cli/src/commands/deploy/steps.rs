@@ -637,6 +637,12 @@ pub fn keep_keys(
     );
     release.tcb_statuses = statuses;
     release.emulated = node.emulated;
+    // The roots the owner trusted for this emulated node, for the service
+    // to check the next ones against.
+    release.test_roots = node
+        .emulated
+        .then(|| ctx.hardware.test_roots_pem.clone())
+        .flatten();
     let signed = release
         .sign(&owner)
         .map_err(|e| Failure::Other(anyhow::anyhow!("cannot sign the release policy: {e}")))?;
