@@ -255,6 +255,10 @@ pub struct ApiAccess {
     /// The API's URL (`http://127.0.0.1:PORT` on the platform's machine,
     /// `https://…` from a node host).
     pub url: String,
+    /// The URLs of the platform's other API replicas (a node host joined
+    /// with several `--join`), tried in turn when one does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_urls: Vec<String>,
     /// The file holding the service's credential (mode 0600), a new one at
     /// each start.
     pub credential: PathBuf,
@@ -431,6 +435,7 @@ mod tests {
             expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
             api: Some(ApiAccess {
                 url: "http://127.0.0.1:9443".into(),
+                other_urls: vec!["https://198.18.0.2:9443".into()],
                 credential: "/srv/keys/credential".into(),
                 ca_sha256: None,
             }),

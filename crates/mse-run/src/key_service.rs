@@ -74,7 +74,12 @@ impl Service {
 
 /// The platform's API, as the service calls it.
 struct Api {
+    /// The URL requests are built with: the first API's.
     url: String,
+    /// Every API replica's base URL, the first one's first.
+    bases: Vec<reqwest::Url>,
+    /// The index in `bases` of the last one that answered.
+    answering: std::sync::atomic::AtomicUsize,
     credential: zeroize::Zeroizing<String>,
     http: reqwest::Client,
 }
@@ -110,25 +115,66 @@ impl Api {
         let http = http
             .build()
             .map_err(|e| Failure::Error(format!("cannot build the HTTP client: {e}")))?;
+        let bases = std::iter::once(&access.url)
+            .chain(&access.other_urls)
+            .map(|url| {
+                reqwest::Url::parse(url)
+                    .map_err(|e| Failure::Invalid(format!("the API URL `{url}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
         Ok(Api {
             url: access.url.trim_end_matches('/').to_string(),
+            bases,
+            answering: std::sync::atomic::AtomicUsize::new(0),
             credential: zeroize::Zeroizing::new(credential.trim().to_string()),
             http,
         })
+    }
+
+    /// Sends `request` (built on [`Api::url`]) to the API replica that last
+    /// answered, then to each other in turn while none answers.
+    async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, String> {
+        use std::sync::atomic::Ordering;
+        let first = self.answering.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in 0..self.bases.len() {
+            let at = (first + i) % self.bases.len();
+            let Some(mut attempt) = request.try_clone() else {
+                return Err("the request cannot be sent twice".into());
+            };
+            let base = &self.bases[at];
+            let url = attempt.url_mut();
+            if url.set_scheme(base.scheme()).is_err()
+                || url.set_host(base.host_str()).is_err()
+                || url.set_port(base.port()).is_err()
+            {
+                failures.push(format!("{base}: not a base URL"));
+                continue;
+            }
+            match self.http.execute(attempt).await {
+                Ok(response) => {
+                    self.answering.store(at, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(e) => failures.push(format!("{base}: {e}")),
+            }
+        }
+        Err(failures.join("; "))
     }
 
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ApiFailure> {
-        let response = request
+        let unsent = |e: String| ApiFailure {
+            status: None,
+            message: format!("the platform's API does not answer: {e}"),
+        };
+        let request = request
             .bearer_auth(self.credential.as_str())
-            .send()
-            .await
-            .map_err(|e| ApiFailure {
-                status: None,
-                message: format!("the platform's API does not answer: {e}"),
-            })?;
+            .build()
+            .map_err(|e| unsent(e.to_string()))?;
+        let response = self.execute(request).await.map_err(unsent)?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -1379,4 +1425,72 @@ async fn configure(
     Err(format!(
         "the node refused the configuration ({status}): {why}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// An API replica on loopback that answers every request with `body`
+    /// and counts them.
+    async fn replica(body: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, served)
+    }
+
+    #[tokio::test]
+    async fn an_api_replica_that_does_not_answer_is_passed_over_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, "c").unwrap();
+        // Nothing listens on the first: it was bound, then let go.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let down = format!("http://{}", gone.local_addr().unwrap());
+        drop(gone);
+        let (up, served) = replica(r#"{"check": "abcd"}"#).await;
+        let api = Api::new(&mse_api::keys::ApiAccess {
+            url: down.clone(),
+            other_urls: vec![up],
+            credential: credential.clone(),
+            ca_sha256: None,
+        })
+        .unwrap_or_else(|_| panic!("an API client"));
+        let answer = api
+            .root_check()
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(answer.as_deref(), Some("abcd"));
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The one that answered is asked first from then on.
+        assert_eq!(api.answering.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // None answers: the failure names each.
+        let alone = Api::new(&mse_api::keys::ApiAccess {
+            url: down.clone(),
+            other_urls: Vec::new(),
+            credential,
+            ca_sha256: None,
+        })
+        .unwrap_or_else(|_| panic!("an API client"));
+        let failure = alone.root_check().await.expect_err("no API answers");
+        assert_eq!(failure.status, None);
+        assert!(failure.message.contains(&down), "{}", failure.message);
+    }
 }

@@ -46,8 +46,9 @@ pub struct KeyServiceConfig {
     /// The address it listens on (a port of its own choosing).
     pub listen_ip: std::net::IpAddr,
     /// The API it keeps its records with (`http://…` beside the platform,
-    /// `https://…` from a node host), if any.
-    pub api_url: Option<String>,
+    /// `https://…` from a node host, one per API replica the host joined
+    /// with, tried in turn), if any.
+    pub api_urls: Vec<String>,
     /// With an `https` API: SHA-256 (hex) of the only CA it trusts.
     pub api_ca_sha256: Option<String>,
 }
@@ -180,11 +181,15 @@ async fn run_once(config: &KeyServiceConfig, registry: &dyn Registry) -> anyhow:
         work_dir: config.dir.join("service"),
         quotes: config.quotes.clone(),
         expires_at: chrono::Utc::now() + CERTIFICATE_LIFETIME,
-        api: config.api_url.as_ref().map(|url| mse_api::keys::ApiAccess {
-            url: url.clone(),
-            credential: credential_file.clone(),
-            ca_sha256: config.api_ca_sha256.clone(),
-        }),
+        api: config
+            .api_urls
+            .split_first()
+            .map(|(url, others)| mse_api::keys::ApiAccess {
+                url: url.clone(),
+                other_urls: others.to_vec(),
+                credential: credential_file.clone(),
+                ca_sha256: config.api_ca_sha256.clone(),
+            }),
     };
     let launch_file = config.dir.join(LAUNCH_FILE);
     mse_package::context::write_private(&launch_file, launch.to_json().as_bytes())

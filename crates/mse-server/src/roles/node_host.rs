@@ -342,7 +342,7 @@ impl Host {
             domain: domain.to_string(),
             node_id: settings.name.clone(),
             listen_ip: settings.advertise,
-            api_url: settings.api.first().cloned(),
+            api_urls: settings.api.clone(),
             api_ca_sha256: Some(hex::encode(settings.token.ca_sha256)),
         };
         let registry = Arc::new(HostRegistry {

@@ -272,7 +272,7 @@ impl Runner {
             domain: domain.to_string(),
             node_id: self.node_id().to_string(),
             listen_ip: processes.listen_ip,
-            api_url,
+            api_urls: api_url.into_iter().collect(),
             api_ca_sha256: None,
         }
     }
