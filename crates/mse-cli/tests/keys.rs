@@ -205,11 +205,13 @@ fn to_service(platform: &Platform, path: &str, body: &Value) -> (u16, String) {
 
 #[test]
 fn keep_running_hands_the_keys_to_the_key_service_which_keeps_them_sealed() {
-    let platform = Platform::start();
-    running_service(&platform);
-    let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, false);
-    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let Kept {
+        platform,
+        owner,
+        token,
+        app,
+        out,
+    } = kept_deployment(false, &["--keep-running"]);
     let kept = &out["key_service"];
     assert_eq!(
         kept["app"].as_str().unwrap().split('/').nth(2),
@@ -376,13 +378,63 @@ fn app_state(platform: &Platform, token: &str, id: &str) -> Value {
     app
 }
 
-#[test]
-fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner() {
-    let mut platform = Platform::start();
+/// A platform whose key service runs, and an owner who deployed the
+/// secrets example there with `args` (its home kept when `persistent`).
+struct Kept {
+    platform: Platform,
+    owner: TestContext,
+    token: String,
+    app: std::path::PathBuf,
+    out: Value,
+}
+
+fn kept_deployment(persistent: bool, args: &[&str]) -> Kept {
+    let platform = Platform::start();
     running_service(&platform);
     let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, false);
-    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let app = secrets_app(&owner, persistent);
+    let out = deploy_ok(&platform, &owner, &app, args);
+    Kept {
+        platform,
+        owner,
+        token,
+        app,
+        out,
+    }
+}
+
+/// The owner's signing key, as `mse` keeps it for `owner`.
+fn owner_signing_key(owner: &TestContext) -> ed25519_dalek::SigningKey {
+    let seed = std::fs::read_to_string(owner.root.path().join("home/conf/owner.key")).unwrap();
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
+    ed25519_dalek::SigningKey::from_bytes(&bytes)
+}
+
+/// Waits (60 s at most) until the key service refused kept app `id`'s
+/// node; the app, then.
+fn keys_refused(platform: &Platform, token: &str, id: &str) -> Value {
+    wait::until(
+        "the key service refuses the restarted node",
+        Duration::from_secs(60),
+        || {
+            let app = app_state(platform, token, id);
+            app["rescheduled"]
+                .as_str()
+                .is_some_and(|n| n.contains("keys refused by the key service"))
+                .then_some(app)
+        },
+    )
+}
+
+#[test]
+fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner() {
+    let Kept {
+        mut platform,
+        token,
+        out,
+        ..
+    } = kept_deployment(false, &["--keep-running"]);
     let id = out["uuid"].as_str().unwrap().to_string();
     let fingerprint = out["fingerprint"].as_str().unwrap().to_string();
     let domain = out["domain_name"].as_str().unwrap().to_string();
@@ -441,17 +493,16 @@ fn a_kept_app_whose_node_is_lost_serves_again_with_its_secrets_without_its_owner
 
 #[test]
 fn a_restarted_node_the_policy_does_not_admit_gets_nothing_and_the_owner_is_told_why() {
-    let mut platform = Platform::start();
-    running_service(&platform);
-    let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, false);
-    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let Kept {
+        mut platform,
+        owner,
+        token,
+        out,
+        ..
+    } = kept_deployment(false, &["--keep-running"]);
     let id = out["uuid"].as_str().unwrap().to_string();
     // The owner narrows the policy with their own key: hardware only.
-    let seed = std::fs::read_to_string(owner.root.path().join("home/conf/owner.key")).unwrap();
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+    let key = owner_signing_key(&owner);
     let (_, me) = platform.get(&token, "/me");
     let mut policy = mse_keys::Policy::new(
         mse_keys::AppName {
@@ -481,17 +532,7 @@ fn a_restarted_node_the_policy_does_not_admit_gets_nothing_and_the_owner_is_told
     assert_eq!(status, 200, "{text}");
 
     platform.crash_and_restart(|_| {});
-    let refused = wait::until(
-        "the key service refuses the restarted node",
-        Duration::from_secs(60),
-        || {
-            let app = app_state(&platform, &token, &id);
-            app["rescheduled"]
-                .as_str()
-                .is_some_and(|n| n.contains("keys refused"))
-                .then_some(app)
-        },
-    );
+    let refused = keys_refused(&platform, &token, &id);
     let note = refused["rescheduled"].as_str().unwrap();
     assert!(
         note.contains("the node runs in simulation; the policy admits tdx"),
@@ -858,13 +899,7 @@ fn mse_policy_edit_narrows_then_widens_what_receives_a_kept_app_s_keys() {
     assert!(policy(&["show", "secrets-example"]).contains("tees          tdx"));
     platform.crash_and_restart(|_| {});
     common::platform::login(&platform, &owner, &token, true);
-    let refused = wait::until("the keys are refused", Duration::from_secs(60), || {
-        let app = app_state(&platform, &token, &id);
-        app["rescheduled"]
-            .as_str()
-            .is_some_and(|n| n.contains("keys refused by the key service"))
-            .then_some(app)
-    });
+    let refused = keys_refused(&platform, &token, &id);
     assert!(
         refused["rescheduled"].as_str().unwrap().contains("tdx"),
         "{refused}"
@@ -886,11 +921,13 @@ fn mse_policy_edit_narrows_then_widens_what_receives_a_kept_app_s_keys() {
 
 #[test]
 fn a_new_version_deployed_with_keep_secrets_gets_the_kept_secrets_and_data() {
-    let platform = Platform::start();
-    running_service(&platform);
-    let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, true);
-    let first = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let Kept {
+        platform,
+        owner,
+        token,
+        app,
+        out: first,
+    } = kept_deployment(true, &["--keep-running"]);
     let first_id = first["uuid"].as_str().unwrap().to_string();
     let first_domain = first["domain_name"].as_str().unwrap().to_string();
     assert_eq!(
@@ -937,32 +974,15 @@ fn a_new_version_deployed_with_keep_secrets_gets_the_kept_secrets_and_data() {
     assert!(!platform.output().contains("not-the-kept-one"));
 }
 
-/// `mse rotate` in `app` with `args`; its JSON output.
-fn rotate_ok(
-    platform: &Platform,
-    owner: &TestContext,
-    app: &std::path::Path,
-    args: &[&str],
-) -> Value {
-    let mut all = vec!["rotate", "--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = common::deploy::run_in(owner, app, &all);
-    assert_eq!(
-        code,
-        0,
-        "mse rotate failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
-        platform.output()
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
 #[test]
 fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows() {
-    let platform = Platform::start();
-    running_service(&platform);
-    let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, true);
-    let first = deploy_ok(&platform, &owner, &app, &[]);
+    let Kept {
+        platform,
+        owner,
+        token,
+        app,
+        out: first,
+    } = kept_deployment(true, &[]);
     let first_id = first["uuid"].as_str().unwrap().to_string();
     let domain = first["domain_name"].as_str().unwrap().to_string();
     assert_eq!(
@@ -989,7 +1009,13 @@ fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows()
         r#"{"api_key": "k-rotated-71", "greeting": "Hola"}"#,
     )
     .unwrap();
-    let second = rotate_ok(&platform, &owner, &app, &["--secrets", "--storage-key"]);
+    let second = common::deploy::json_ok(
+        &platform,
+        &owner,
+        &app,
+        "rotate",
+        &["--secrets", "--storage-key"],
+    );
     let second_id = second["uuid"].as_str().unwrap().to_string();
     assert_ne!(second_id, first_id);
     assert_eq!(second["domain_name"], domain.as_str(), "{second}");
@@ -1021,7 +1047,7 @@ fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows()
         r#"{"api_key": "k-not-sent-93", "greeting": "Ciao"}"#,
     )
     .unwrap();
-    let third = rotate_ok(&platform, &owner, &app, &["--storage-key"]);
+    let third = common::deploy::json_ok(&platform, &owner, &app, "rotate", &["--storage-key"]);
     let third_id = third["uuid"].as_str().unwrap().to_string();
     assert_eq!(third["key_service"]["rotated"]["secrets"], false, "{third}");
     assert!(third["key_service"]["rotated"]["storage_version"]
@@ -1054,11 +1080,13 @@ fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows()
 #[test]
 fn a_node_whose_fingerprint_the_policy_no_longer_admits_gets_nothing_and_an_older_policy_stays_out()
 {
-    let mut platform = Platform::start();
-    running_service(&platform);
-    let (owner, token) = user(&platform, "owner");
-    let app = secrets_app(&owner, false);
-    let out = deploy_ok(&platform, &owner, &app, &["--keep-running"]);
+    let Kept {
+        mut platform,
+        owner,
+        token,
+        out,
+        ..
+    } = kept_deployment(false, &["--keep-running"]);
     let id = out["uuid"].as_str().unwrap().to_string();
     let deployed: Value = serde_json::from_slice(
         &std::fs::read(
@@ -1075,10 +1103,7 @@ fn a_node_whose_fingerprint_the_policy_no_longer_admits_gets_nothing_and_an_olde
 
     // The owner's key signs a later version admitting another fingerprint
     // only (everything else as deployed).
-    let seed = std::fs::read_to_string(owner.root.path().join("home/conf/owner.key")).unwrap();
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(seed.trim(), &mut bytes).unwrap();
-    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+    let key = owner_signing_key(&owner);
     let ticket = |platform: &Platform| {
         let (status, ticket) =
             platform.post(&token, &format!("/apps/{id}/keep-running"), Value::Null);
@@ -1120,17 +1145,7 @@ fn a_node_whose_fingerprint_the_policy_no_longer_admits_gets_nothing_and_an_olde
     // Its node lost, the app's new node gets nothing: the policy in force
     // is the narrowed one.
     platform.crash_and_restart(|_| {});
-    let refused = wait::until(
-        "the key service refuses the restarted node",
-        Duration::from_secs(60),
-        || {
-            let app = app_state(&platform, &token, &id);
-            app["rescheduled"]
-                .as_str()
-                .is_some_and(|n| n.contains("keys refused"))
-                .then_some(app)
-        },
-    );
+    let refused = keys_refused(&platform, &token, &id);
     let note = refused["rescheduled"].as_str().unwrap();
     assert!(
         note.contains(&format!(

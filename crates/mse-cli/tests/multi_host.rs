@@ -460,14 +460,7 @@ fn kept_app_outlives_its_host(
     assert_eq!(status, 200, "{drained}");
     assert_eq!(drained["moved"], json!([id]), "{drained}");
     assert_eq!(drained["staying"], json!([other["uuid"]]), "{drained}");
-    let moved = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
-        a["status"] == "running" && a["node"] == "n1"
-    });
-    let note = moved["rescheduled"].as_str().unwrap_or_default();
-    assert!(
-        note.contains("rescheduled from n2: node drained"),
-        "{moved}"
-    );
+    moved_to(platform, &id, "n1", "rescheduled from n2: node drained");
     assert_eq!(node(&nodes(platform), "n2").unwrap()["draining"], true);
     // Its node on n2 stopped first and wrote its home back; n1's node
     // restored that: nothing written before the drain is lost.
@@ -511,15 +504,18 @@ fn kept_app_outlives_its_host(
         + released_lines(&n2.server.output(), &id, "n1");
     let (status, body) = platform.post(&platform.admin, "/nodes/n1/revoke", Value::Null);
     assert_eq!(status, 200, "{body}");
-    let moved = platform.wait_app(&platform.admin, &id, Duration::from_secs(60), |a| {
-        a["status"] == "running" && a["node"] == "n2"
-    });
-    let note = moved["rescheduled"].as_str().unwrap_or_default();
+    let moved = moved_to(
+        platform,
+        &id,
+        "n2",
+        "rescheduled from n1: node host revoked",
+    );
     assert!(
-        note.contains("rescheduled from n1: node host revoked"),
+        moved["rescheduled"]
+            .as_str()
+            .is_some_and(|n| n.contains("keys released by the key service")),
         "{moved}"
     );
-    assert!(note.contains("keys released by the key service"), "{moved}");
     assert_eq!(
         released_lines(&n2.server.output(), &id, "n2"),
         released_before + 1,
@@ -543,6 +539,17 @@ fn kept_app_outlives_its_host(
     );
     drop(n1);
     drop(n2);
+}
+
+/// Waits (60 s at most) until app `id` runs on `node`, its note saying
+/// `why`; the app.
+fn moved_to(platform: &Platform, id: &str, node: &str, why: &str) -> Value {
+    let moved = platform.wait_app(&platform.admin, id, Duration::from_secs(60), |a| {
+        a["status"] == "running" && a["node"] == node
+    });
+    let note = moved["rescheduled"].as_str().unwrap_or_default();
+    assert!(note.contains(why), "{moved}");
+    moved
 }
 
 /// How many times `output` says the keys of app `id` were released to a

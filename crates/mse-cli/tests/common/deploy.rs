@@ -18,13 +18,24 @@ pub fn run_in(ctx: &TestContext, dir: &Path, args: &[&str]) -> (i32, String, Str
 
 /// `mse deploy --json ARGS` in `app`; panics unless it succeeds.
 pub fn deploy_ok(platform: &Platform, ctx: &TestContext, app: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["deploy", "--json"];
+    json_ok(platform, ctx, app, "deploy", args)
+}
+
+/// `mse COMMAND --json ARGS` in `app`, which must succeed; its JSON output.
+pub fn json_ok(
+    platform: &Platform,
+    ctx: &TestContext,
+    app: &Path,
+    command: &str,
+    args: &[&str],
+) -> Value {
+    let mut all = vec![command, "--json"];
     all.extend_from_slice(args);
     let (code, stdout, stderr) = run_in(ctx, app, &all);
     assert_eq!(
         code,
         0,
-        "mse deploy failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
+        "mse {command} failed:\n{stdout}\n{stderr}\n--- platform ---\n{}",
         platform.output()
     );
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
