@@ -267,11 +267,13 @@ pub struct Domain {
 pub struct QuotaUse {
     /// Live apps (`spawning`, `initializing`, `running`) at once.
     pub max_live_apps: i64,
-    /// Bytes of encrypted code kept for the apps not removed.
+    /// Bytes of encrypted code kept for the apps not removed, and of
+    /// persistent storage reserved by the live ones.
     pub max_stored_bytes: i64,
     /// Its live apps.
     pub live_apps: i64,
-    /// The bytes of encrypted code of its apps not removed.
+    /// The bytes of encrypted code of its apps not removed, and of
+    /// persistent storage its live apps reserve.
     pub stored_bytes: i64,
 }
 

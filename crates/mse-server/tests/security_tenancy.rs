@@ -1211,3 +1211,49 @@ async fn a_disabled_users_tokens_stop_at_once_and_its_running_app_stops() {
         (StatusCode::OK, &json!("stopped"))
     );
 }
+
+#[tokio::test]
+async fn a_live_app_s_persistent_storage_counts_against_the_stored_bytes_quota() {
+    let p = api_only().await;
+    let (bob_id, bob) = p.user("bob").await;
+    let package = common::scaffold_package().0.len() as i64;
+    const MB16: i64 = 16 << 20;
+    let (status, body) = p
+        .call(
+            Method::PUT,
+            &format!("/users/{bob_id}/quota"),
+            Some(&p.admin),
+            Some(json!({"max_stored_bytes": 2 * package + MB16 + MB16 / 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kept = json!({ "storage_bytes": MB16 });
+    let (status, first) = p.deploy(&bob, deploy_config("kept", kept.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, quota) = p.get(&format!("/users/{bob_id}/quota"), &bob).await;
+    assert_eq!(quota["stored_bytes"], package + MB16, "{quota}");
+
+    // A second persistent app of the same cap does not fit: refused,
+    // saying what counts.
+    let (status, body) = p.deploy(&bob, deploy_config("kept-2", kept.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for part in [
+        "quota of stored bytes",
+        &format!("your apps keep {} bytes", package + MB16),
+        "reserved persistent storage",
+        &format!("this one adds {}", package + MB16),
+        "smaller `[storage] size`",
+    ] {
+        assert!(error(&body).contains(part), "`{part}` missing: {body}");
+    }
+    // An app without persistent storage still fits.
+    let (status, body) = p.deploy(&bob, deploy_config("plain", json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Stopped, the first reserves nothing more (its code stays counted).
+    p.stop_app(&bob, first["id"].as_str().unwrap()).await;
+    let (_, quota) = p.get(&format!("/users/{bob_id}/quota"), &bob).await;
+    assert_eq!(quota["stored_bytes"], 2 * package, "{quota}");
+    let (status, body) = p.deploy(&bob, deploy_config("kept-2", kept)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

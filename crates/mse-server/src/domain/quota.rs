@@ -4,8 +4,8 @@
 
 /// The live apps a user may have unless the operator sets otherwise.
 pub const DEFAULT_MAX_LIVE_APPS: i64 = 10;
-/// The bytes of encrypted code a user's apps may keep unless the operator
-/// sets otherwise: 2 GiB.
+/// The bytes of encrypted code (and reserved persistent storage) a user's
+/// apps may keep unless the operator sets otherwise: 2 GiB.
 pub const DEFAULT_MAX_STORED_BYTES: i64 = 2 << 30;
 
 /// A user's quota.
@@ -13,7 +13,8 @@ pub const DEFAULT_MAX_STORED_BYTES: i64 = 2 << 30;
 pub struct Quota {
     /// Live apps (`spawning`, `initializing`, `running`) at once.
     pub max_live_apps: i64,
-    /// Bytes of encrypted code kept for the apps not removed.
+    /// Bytes of encrypted code kept for the apps not removed, and of
+    /// persistent storage reserved by the live ones.
     pub max_stored_bytes: i64,
 }
 
@@ -22,7 +23,8 @@ pub struct Quota {
 pub struct Usage {
     /// Its live apps.
     pub live_apps: i64,
-    /// The bytes of encrypted code of its apps not removed.
+    /// The bytes of encrypted code of its apps not removed, and of
+    /// persistent storage its live apps reserve.
     pub stored_bytes: i64,
 }
 
@@ -83,9 +85,10 @@ impl std::fmt::Display for QuotaExceeded {
             QuotaKind::StoredBytes => write!(
                 f,
                 "quota of stored bytes reached: your apps keep {used} bytes ({}) of encrypted code \
-                 of at most {limit} ({}), and this one adds {adding} ({}); remove apps you no \
-                 longer need (`mse stop`, then `mse remove`) to free space, or ask the operator \
-                 to raise your quota",
+                 and reserved persistent storage (the `[storage] size` of each live app) of at \
+                 most {limit} ({}), and this one adds {adding} ({}); remove apps you no longer \
+                 need (`mse stop`, then `mse remove`) to free space, deploy with a smaller \
+                 `[storage] size`, or ask the operator to raise your quota",
                 human_bytes(*used),
                 human_bytes(*limit),
                 human_bytes(*adding)

@@ -101,7 +101,11 @@ impl Store {
             resource: &new.spec.resource,
             resource_limit,
             on_resource,
-            code_bytes: new.spec.code_bytes,
+            // A live app with persistent storage reserves its cap.
+            code_bytes: new
+                .spec
+                .code_bytes
+                .saturating_add(new.spec.storage_bytes.unwrap_or(0)),
         })
         .map_err(StoreError::Quota)?;
         let (node_owner, tee) = match placement {

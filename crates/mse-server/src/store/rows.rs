@@ -137,8 +137,12 @@ pub(super) const USER_LIVE_APPS: &str =
     "SELECT COUNT(*) FROM apps a JOIN projects p ON p.id = a.project_id \
     WHERE p.user_id = $1 AND a.status IN ('spawning', 'initializing', 'running')";
 
-/// The stored bytes of user `$1`: every app not removed, whatever its state.
-pub(super) const USER_STORED_BYTES: &str = "SELECT CAST(COALESCE(SUM(a.code_bytes), 0) AS BIGINT) \
+/// The stored bytes of user `$1`: the encrypted code of every app not
+/// removed, whatever its state, and the persistent storage each live app
+/// reserves (its `[storage] size`).
+pub(super) const USER_STORED_BYTES: &str = "SELECT CAST(COALESCE(SUM(a.code_bytes), 0) + \
+    COALESCE(SUM(CASE WHEN a.status IN ('spawning', 'initializing', 'running') \
+    THEN a.storage_bytes ELSE 0 END), 0) AS BIGINT) \
     FROM apps a JOIN projects p ON p.id = a.project_id WHERE p.user_id = $1";
 
 /// A user's quota from its `max_live_apps` and `max_stored_bytes` columns
