@@ -1017,6 +1017,10 @@ fn mse_rotate_renews_the_code_key_secrets_and_storage_key_and_the_data_follows()
         &["--secrets", "--storage-key"],
     );
     let second_id = second["uuid"].as_str().unwrap().to_string();
+    eprintln!(
+        "mse rotate --secrets --storage-key, step timings: {}",
+        second["timings"]
+    );
     assert_ne!(second_id, first_id);
     assert_eq!(second["domain_name"], domain.as_str(), "{second}");
     assert_eq!(app_state(&platform, &token, &first_id)["status"], "stopped");
