@@ -558,6 +558,17 @@ fn journey(mut node: Node) {
         assert_eq!(out["tee"], node.tee, "{out}");
         let id = out["uuid"].as_str().unwrap().to_string();
         let domain = out["domain_name"].as_str().unwrap().to_string();
+        // The policy signed says which roots the owner trusted.
+        let (code, shown, stderr) = run_in(&ctx, &kept, &["policy", "show", "kept"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            shown.contains("emulated      accepted, under 1 test root certificate(s)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("tees          {}", node.tee)),
+            "{shown}"
+        );
         let before = served_certificate(&domain, proxy_port(&platform));
         platform.crash_and_restart(|command| configure(command, &pccs_url));
         let back = platform.wait_app(&platform.admin, &id, Duration::from_secs(90), |a| {

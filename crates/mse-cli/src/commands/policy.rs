@@ -143,6 +143,16 @@ fn show(args: ShowArgs) -> CmdResult {
     println!("tees          {}", tees.join(", "));
     println!("tcb statuses  {}", policy.tcb_statuses.join(", "));
     println!("lease         {} s", policy.lease_seconds);
+    if policy.emulated {
+        let roots = policy
+            .test_roots
+            .as_deref()
+            .map_or(0, |pem| pem.matches("-----BEGIN CERTIFICATE-----").count());
+        println!(
+            "emulated      accepted, under {roots} test root certificate(s): emulated hardware, \
+             no protection"
+        );
+    }
     Ok(())
 }
 
