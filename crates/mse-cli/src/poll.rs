@@ -60,13 +60,13 @@ pub enum WaitError {
     TimedOut(Box<App>),
 }
 
-/// Asks `fetch` for the app until `done` holds for its status or the status
-/// is terminal (no other can follow), and returns it then; `changed` sees
+/// Asks `fetch` for the app until `done` holds for it or its status is
+/// terminal (no other can follow), and returns it then; `changed` sees
 /// the app each time its status is new (the first time too). Fails when
 /// `fetch` does, or once `timeout` has passed.
 pub fn wait_for_status(
     mut fetch: impl FnMut() -> Result<App, ApiError>,
-    done: impl Fn(AppStatus) -> bool,
+    done: impl Fn(&App) -> bool,
     timeout: Duration,
     pace: Pace,
     mut changed: impl FnMut(&App),
@@ -76,7 +76,7 @@ pub fn wait_for_status(
     let mut pause = None;
     loop {
         let app = fetch().map_err(WaitError::Api)?;
-        if done(app.status) || app.status.is_terminal() {
+        if done(&app) || app.status.is_terminal() {
             return Ok(app);
         }
         if shown != Some(app.status) {
@@ -129,7 +129,7 @@ mod tests {
         let mut seen = Vec::new();
         let app = wait_for_status(
             platform(&["spawning", "spawning", "initializing", "running"]),
-            |s| s == AppStatus::Running,
+            |app| app.status == AppStatus::Running,
             Duration::from_secs(10),
             QUICK,
             |app| seen.push(app.status),
@@ -143,7 +143,7 @@ mod tests {
     fn a_wait_ends_at_a_terminal_status_even_when_another_is_wanted() {
         let app = wait_for_status(
             platform(&["initializing", "on_error"]),
-            |s| s == AppStatus::Running,
+            |app| app.status == AppStatus::Running,
             Duration::from_secs(10),
             QUICK,
             |_| {},
@@ -156,7 +156,7 @@ mod tests {
     fn a_wait_gives_up_after_its_timeout_with_the_app_as_last_seen() {
         let error = wait_for_status(
             platform(&["initializing"]),
-            |s| s == AppStatus::Running,
+            |app| app.status == AppStatus::Running,
             Duration::from_millis(20),
             QUICK,
             |_| {},

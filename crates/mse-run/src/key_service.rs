@@ -490,8 +490,25 @@ impl Trust {
         };
         let signer =
             String::from_utf8(public("/signer").await?).map_err(|_| "/signer is not PEM")?;
-        // Without a catalog, hardware evidence has no reference to meet.
-        let catalog = public("/catalog")
+        Ok(Trust {
+            catalog: None,
+            signer_pem: signer.clone(),
+            mr_signer: mse_attest::signer::mr_signer_from_pem(&signer)
+                .map_err(|e| e.to_string())?,
+            simulation_ca: mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
+                .map_err(|e| format!("/simulation-ca: {e}"))?,
+            revoked: mse_attest::verify::parse_revoked(&public("/simulation-revoked").await?)
+                .map_err(|e| format!("/simulation-revoked: {e}"))?,
+        })
+    }
+
+    /// [`Trust::fetch`] with the platform's catalog, which releases to
+    /// nodes need (and replicas checking each other do not): without it,
+    /// hardware evidence has no reference to meet.
+    async fn fetch_for_release(api: &Api) -> Result<Trust, String> {
+        let mut trust = Trust::fetch(api).await?;
+        trust.catalog = api
+            .public("/catalog")
             .await
             .ok()
             .and_then(|bytes| serde_json::from_slice::<mse_runtime::PublishedCatalog>(&bytes).ok())
@@ -502,16 +519,7 @@ impl Trust {
                     .ok()
                     .map(|catalog| (catalog, signature))
             });
-        Ok(Trust {
-            catalog,
-            signer_pem: signer.clone(),
-            mr_signer: mse_attest::signer::mr_signer_from_pem(&signer)
-                .map_err(|e| e.to_string())?,
-            simulation_ca: mse_attest::ratls::pem_to_der(&public("/simulation-ca").await?)
-                .map_err(|e| format!("/simulation-ca: {e}"))?,
-            revoked: mse_attest::verify::parse_revoked(&public("/simulation-revoked").await?)
-                .map_err(|e| format!("/simulation-revoked: {e}"))?,
-        })
+        Ok(trust)
     }
 
     /// The checks of evidence expected to carry `fingerprint`, simulated
@@ -526,9 +534,7 @@ impl Trust {
             ..Default::default()
         }
     }
-}
 
-impl Trust {
     /// The checks of a node's evidence for `fingerprint` under the owner's
     /// `policy`, for an app of runtime image `image`: simulated evidence
     /// against the platform's CA (whether the policy admits it is
@@ -1081,7 +1087,7 @@ async fn provision(req: Request<Incoming>, service: &Service) -> Result<Provisio
                 ),
             )
         })?;
-        let trust = Trust::fetch(api)
+        let trust = Trust::fetch_for_release(api)
             .await
             .map_err(|why| (StatusCode::BAD_GATEWAY, why))?;
         release(service, api, &trust, waiting)
@@ -1221,7 +1227,7 @@ async fn release_loop(service: Arc<Service>) {
         if pending.is_empty() || service.root.get().is_none() {
             continue;
         }
-        let trust = match Trust::fetch(api).await {
+        let trust = match Trust::fetch_for_release(api).await {
             Ok(trust) => trust,
             Err(why) => {
                 eprintln!("key service: cannot read what evidence is checked against: {why}");

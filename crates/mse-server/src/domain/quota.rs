@@ -122,8 +122,9 @@ pub struct Admission<'a> {
     pub resource_limit: Option<i64>,
     /// The live apps on its resource now.
     pub on_resource: i64,
-    /// The bytes of its encrypted code.
-    pub code_bytes: i64,
+    /// The stored bytes it adds: its encrypted code, and the persistent
+    /// storage it reserves while live.
+    pub stored_bytes_added: i64,
 }
 
 /// Admits a new app, or names the first limit it would go over: its user's
@@ -136,12 +137,12 @@ pub fn admit(a: &Admission<'_>) -> Result<(), QuotaExceeded> {
             a.usage.live_apps,
             1,
         ))
-    } else if a.usage.stored_bytes.saturating_add(a.code_bytes) > a.quota.max_stored_bytes {
+    } else if a.usage.stored_bytes.saturating_add(a.stored_bytes_added) > a.quota.max_stored_bytes {
         Some((
             QuotaKind::StoredBytes,
             a.quota.max_stored_bytes,
             a.usage.stored_bytes,
-            a.code_bytes,
+            a.stored_bytes_added,
         ))
     } else {
         a.resource_limit
@@ -183,7 +184,7 @@ mod tests {
             resource: "free",
             resource_limit: Some(3),
             on_resource,
-            code_bytes: 10,
+            stored_bytes_added: 10,
         }
     }
 

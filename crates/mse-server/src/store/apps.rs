@@ -102,7 +102,7 @@ impl Store {
             resource_limit,
             on_resource,
             // A live app with persistent storage reserves its cap.
-            code_bytes: new
+            stored_bytes_added: new
                 .spec
                 .code_bytes
                 .saturating_add(new.spec.storage_bytes.unwrap_or(0)),

@@ -373,7 +373,7 @@ fn wait_until_final(client: &Client, app: &App, timeout: Duration) -> Result<App
     steps.start("stop", &format!("Stopping app {id} ({})", app.name));
     let waited = wait_for_status(
         || client.app(&id),
-        AppStatus::is_terminal,
+        |app| app.status.is_terminal(),
         timeout,
         STOP_PACE,
         |app| steps.update(&format!("still {}", app.status)),

@@ -191,7 +191,7 @@ pub fn wait_for(
 ) -> Result<App, Failure> {
     let waited = wait_for_status(
         || client.app(id),
-        |status| wanted.contains(&status),
+        |app| wanted.contains(&app.status),
         timeout,
         DEPLOY_PACE,
         |app| {

@@ -127,26 +127,24 @@ pub struct Plan {
 
 impl Plan {
     /// The plan of `config` deployed with `flags`.
-    pub fn new(mut flags: Flags, config: AppConfig, files: AppFiles) -> Plan {
+    pub fn new(flags: Flags, config: AppConfig, files: AppFiles) -> Plan {
         // `[ssl]` is ignored with `--untrusted-ssl` (with a warning).
         let asked = CertificateOrigin::chosen(
             config.ssl.is_some() && !flags.untrusted_ssl,
             flags.untrusted_ssl,
             false,
         );
-        // Persistent storage lives under a key only the key service keeps
-        // besides the node: the deployment hands it over (`--keep-running`).
-        flags.keep_running |= config
-            .storage
-            .as_ref()
-            .is_some_and(|s| s.persistent_size().is_some());
-        Plan {
+        let mut plan = Plan {
             flags,
             config,
             files,
             asked,
             storage_key: None,
-        }
+        };
+        // Persistent storage lives under a key only the key service keeps
+        // besides the node: the deployment hands it over (`--keep-running`).
+        plan.flags.keep_running |= plan.keeps_storage();
+        plan
     }
 
     /// With `[storage] persistent = true`: a new random storage key. The key

@@ -708,40 +708,51 @@ pub fn rotated(
         "reseal",
         "Waiting for the new node to write the home back under the new storage key",
     );
-    let deadline = std::time::Instant::now() + ctx.plan.flags.timeout;
-    loop {
-        let current = ctx.client.app(&app.id)?;
-        if let Some(storage) = current
+    // A snapshot the new app's node wrote is sealed under the new key.
+    let resealed = |current: &App| {
+        current
             .storage
             .as_ref()
-            .filter(|s| s.written_by.as_deref() == Some(app.id.as_str()))
-        {
-            rotated.storage_version = Some(storage.version);
+            .is_some_and(|s| s.written_by.as_deref() == Some(current.id.as_str()))
+    };
+    let kept_both = "the key service keeps the new key and the previous one, so the next node \
+                     still opens the home";
+    let waited = crate::poll::wait_for_status(
+        || ctx.client.app(&app.id),
+        resealed,
+        ctx.plan.flags.timeout,
+        RESEAL_PACE,
+        |_| {},
+    );
+    match waited {
+        Ok(current) if resealed(&current) => {
+            let version = current.storage.as_ref().map_or(0, |s| s.version);
+            rotated.storage_version = Some(version);
             steps.done(&format!(
-                "snapshot version {} sealed under the new key",
-                storage.version
+                "snapshot version {version} sealed under the new key"
             ));
-            return Ok(rotated);
+            Ok(rotated)
         }
-        if current.is_final() {
-            return Err(Failure::Other(anyhow::anyhow!(
-                "the app ended ({}) before it wrote its home back under the new storage key; the \
-                 key service keeps the new key and the previous one, so the next node still \
-                 opens the home",
-                current.status
-            )));
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Failure::Other(anyhow::anyhow!(
-                "the new node did not write the home back under the new storage key in time; the \
-                 key service keeps the new key and the previous one, so the next node still opens \
-                 the home: run `mse status {}` and rotate again later",
-                app.id
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        Ok(current) => Err(Failure::Other(anyhow::anyhow!(
+            "the app ended ({}) before it wrote its home back under the new storage key; \
+             {kept_both}",
+            current.status
+        ))),
+        Err(crate::poll::WaitError::Api(e)) => Err(e.into()),
+        Err(crate::poll::WaitError::TimedOut(_)) => Err(Failure::Other(anyhow::anyhow!(
+            "the new node did not write the home back under the new storage key in time; \
+             {kept_both}: run `mse status {}` and rotate again later",
+            app.id
+        ))),
     }
 }
+
+/// How often `mse rotate` asks whether the home was resealed (the node
+/// writes it back every 2 s at most).
+const RESEAL_PACE: crate::poll::Pace = crate::poll::Pace::Backoff {
+    first: std::time::Duration::from_millis(100),
+    max: std::time::Duration::from_millis(500),
+};
 
 /// "running": the app answers its health check.
 pub fn wait_until_running(
